@@ -1,0 +1,2 @@
+build/obj/tests/test_main.o: tests/test_main.c tests/test.h
+tests/test.h:

@@ -1,0 +1,149 @@
+/* attn_cpu.c — the fast CPU attention driver: splits the queries into strips of 16, lists each
+ * strip's keys as contiguous segments, and runs the ISA's strip kernel over them on OpenMP threads.
+ *
+ * Which keys a strip touches (spec/clear.md):
+ *  - dense, and CLEAR text rows: one segment, all N keys.
+ *  - CLEAR image strip (row qy, columns qx0..qx0+nq-1): the T text keys; for every row offset dy
+ *    with |dy| < r the union of the 16 queries' disc runs on row qy+dy, i.e. the contiguous columns
+ *    [qx0 - hw(dy), qx0 + nq - 1 + hw(dy)] clipped to the grid (the kernel masks each lane to its own
+ *    |dx| <= hw(dy)); the pooled keys when down >= 2.
+ * So a strip touches its disc plus a halo of 15 columns per key row, never the rest of the image:
+ * useful/issued = sum(2hw+1) / sum(2hw+16) (r=16: 63%; r=32: 77%); text keys and rows are dense.
+ * Memory: per thread one scratch block (~0.3 MB at head_dim 128) plus the pooled K/V (N/down^2). */
+#include "attn_kern.h"
+#include "../../ops/attn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+size_t cd_strip_scratch_floats(int hd) {
+    /* QT + OT [hd][16], S [KC][16], kbuf + vbuf [KC][hd], pieces [KC] (<= 64 bytes each) */
+    return (size_t)hd * CD_STRIP * 2 + (size_t)CD_KC * CD_STRIP + (size_t)CD_KC * hd * 2 +
+           (size_t)CD_KC * 16;
+}
+
+static cd_strip_fn pick_kernel(const cd_ctx *ctx) {
+    switch (ctx->isa) {
+    case CD_ISA_AVX512: return cd_strip_avx512;
+    case CD_ISA_AVX2: return cd_strip_avx2;
+    default: return cd_strip_generic;
+    }
+}
+
+/* Pools one head's image keys or values into [(H/DF)*(W/DF), HD] f32. */
+static void pool_head(const cd_attn_desc *d, const void *src, int bf16, const float *w, float *dst) {
+    const int DF = d->down, HD = d->head_dim, W = d->grid_w, PW = W / DF;
+    const size_t np = (size_t)(d->grid_h / DF) * PW;
+    memset(dst, 0, np * HD * sizeof(float));
+    for (int y = 0; y < d->grid_h; y++)
+        for (int x = 0; x < W; x++) {
+            const float wt = w[(y % DF) * DF + x % DF];
+            float *out = dst + ((size_t)(y / DF) * PW + x / DF) * HD;
+            const size_t row = ((size_t)d->text_len + (size_t)y * W + x) * HD;
+            if (bf16)
+                for (int c = 0; c < HD; c++)
+                    out[c] += wt * cd_bf16_to_f32(((const uint16_t *)src)[row + c]);
+            else
+                for (int c = 0; c < HD; c++) out[c] += wt * ((const float *)src)[row + c];
+        }
+}
+
+cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
+                          const void *k, const void *v, const float *sw, float *o, float *lse) {
+    const int HD = d->head_dim, T = d->text_len, H = d->grid_h, W = d->grid_w;
+    const int bf16 = dt == CD_DTYPE_BF16;
+    const size_t es = bf16 ? 2 : 4, N = cd_attn_tokens(d);
+    const int clear = d->radius > 0, pooled = cd_attn_pooled(d);
+    const int r = clear ? cd_attn_eff_radius(d) : 0;
+    const int rows_dy = clear ? (r < H ? r : H) : 0; /* |dy| < rows_dy can hold keys */
+    const size_t NP = pooled ? (size_t)(H / d->down) * (size_t)(W / d->down) : 0;
+    const int threads = ctx->threads;
+    const cd_strip_fn kern = pick_kernel(ctx);
+    const float qscale = cd_attn_scale(d) * 1.4426950408889634f; /* base-2 scores */
+
+    /* strips per head: CLEAR = text strips + per image row ceil(W/16); dense = ceil(N/16) */
+    const size_t wstrips = ((size_t)W + CD_STRIP - 1) / CD_STRIP;
+    const size_t tstrips = ((size_t)T + CD_STRIP - 1) / CD_STRIP;
+    const size_t per_head = clear ? tstrips + (size_t)H * wstrips : (N + CD_STRIP - 1) / CD_STRIP;
+    const size_t maxseg = 2 + 2 * (size_t)rows_dy;
+
+    const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15; /* keep 64-byte blocks */
+    const size_t nfloat = (scr * threads + NP * HD * 2 * d->heads + 15) & ~(size_t)15;
+    size_t bytes = sizeof(float) * nfloat +
+                   sizeof(int) * (rows_dy + 1) + sizeof(cd_seg) * maxseg * threads + 64;
+    char *block = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!block)
+        return cd_set_error(ctx, CD_ERR_OOM, "attention: cannot allocate %zu bytes of scratch",
+                            bytes);
+    float *scratch = (float *)block;                         /* [threads][scr] */
+    float *pk = scratch + scr * threads;                     /* [heads][NP][HD] */
+    float *pv = pk + NP * HD * d->heads;                     /* [heads][NP][HD] */
+    cd_seg *segs = (cd_seg *)(scratch + nfloat);             /* [threads][maxseg] */
+    int *hw = (int *)(segs + maxseg * threads);              /* [rows_dy] */
+    for (int dy = 0; dy < rows_dy; dy++) hw[dy] = cd_disc_halfwidth(r, dy);
+
+    if (pooled) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+        for (int h = 0; h < d->heads; h++) {
+            pool_head(d, (const char *)k + (size_t)h * N * HD * es, bf16, sw, pk + (size_t)h * NP * HD);
+            pool_head(d, (const char *)v + (size_t)h * N * HD * es, bf16, sw, pv + (size_t)h * NP * HD);
+        }
+    }
+
+    const size_t items = per_head * (size_t)d->heads;
+#pragma omp parallel num_threads(threads)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num();
+#else
+        const int tid = 0;
+#endif
+        float *my_scr = scratch + scr * tid;
+        cd_seg *sg = segs + maxseg * tid;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t it = 0; it < items; it++) {
+            const size_t h = it / per_head, s = it % per_head;
+            const char *kh = (const char *)k + h * N * HD * es, *vh = (const char *)v + h * N * HD * es;
+            cd_strip_job job;
+            size_t q0; /* joint index of the strip's first query */
+            int nseg = 0;
+            if (!clear || s < tstrips) { /* dense row strip: all N keys */
+                const size_t rows_end = clear ? (size_t)T : N; /* CLEAR: text rows only */
+                q0 = s * CD_STRIP;
+                job.nq = (int)(rows_end - q0 < CD_STRIP ? rows_end - q0 : CD_STRIP);
+                sg[nseg++] = (cd_seg){kh, vh, (int32_t)N, bf16, 0, 0, 0};
+            } else {
+                const size_t is = s - tstrips;
+                const int qy = (int)(is / wstrips), qx0 = (int)(is % wstrips) * CD_STRIP;
+                job.nq = W - qx0 < CD_STRIP ? W - qx0 : CD_STRIP;
+                q0 = (size_t)T + (size_t)qy * W + qx0;
+                if (T > 0) sg[nseg++] = (cd_seg){kh, vh, T, bf16, 0, 0, 0};
+                const int dy0 = qy < rows_dy - 1 ? qy : rows_dy - 1;
+                const int dy1 = H - 1 - qy < rows_dy - 1 ? H - 1 - qy : rows_dy - 1;
+                for (int dy = -dy0; dy <= dy1; dy++) {
+                    const int w = hw[dy < 0 ? -dy : dy];
+                    const int lo = qx0 - w > 0 ? qx0 - w : 0;
+                    const int hi = qx0 + job.nq - 1 + w < W ? qx0 + job.nq - 1 + w : W - 1;
+                    const size_t row = ((size_t)T + (size_t)(qy + dy) * W + lo) * HD * es;
+                    sg[nseg++] = (cd_seg){kh + row, vh + row, hi - lo + 1, bf16, 1, w, lo - qx0};
+                }
+                if (pooled)
+                    sg[nseg++] = (cd_seg){pk + h * NP * HD, pv + h * NP * HD, (int32_t)NP, 0, 0, 0, 0};
+            }
+            job.q = (const char *)q + (h * N + q0) * HD * es;
+            job.q_bf16 = bf16;
+            job.hd = HD;
+            job.qscale = qscale;
+            job.segs = sg;
+            job.nseg = nseg;
+            job.o = o + (h * N + q0) * HD;
+            job.lse = lse ? lse + h * N + q0 : NULL;
+            kern(&job, my_scr);
+        }
+    }
+    free(block);
+    return CD_OK;
+}

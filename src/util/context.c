@@ -1,0 +1,99 @@
+/* context.c — cd_ctx lifecycle, status strings, error messages, CPU feature detection. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+const char *cd_status_str(cd_status s) {
+    switch (s) {
+    case CD_OK: return "ok";
+    case CD_ERR_INVALID_ARG: return "invalid argument";
+    case CD_ERR_SHAPE: return "shape mismatch";
+    case CD_ERR_OOM: return "out of memory";
+    case CD_ERR_IO: return "I/O error";
+    case CD_ERR_FORMAT: return "malformed file";
+    case CD_ERR_NOT_FOUND: return "not found";
+    case CD_ERR_UNSUPPORTED: return "unsupported";
+    case CD_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...) {
+    if (ctx) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+const char *cd_isa_name(cd_isa isa) {
+    switch (isa) {
+    case CD_ISA_AUTO: return "auto";
+    case CD_ISA_GENERIC: return "generic";
+    case CD_ISA_AVX2: return "avx2";
+    case CD_ISA_AVX512: return "avx512";
+    default: return "?";
+    }
+}
+
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+
+static int cpu_has_bf16(void) {
+    __builtin_cpu_init();
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+}
+
+int cd_isa_supported(cd_isa isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case CD_ISA_AUTO:
+    case CD_ISA_GENERIC: return 1;
+    case CD_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CD_ISA_AVX512: return cpu_has_avx512() && __builtin_cpu_supports("fma");
+    default: return 0;
+    }
+}
+
+cd_ctx_params cd_ctx_params_default(void) {
+    cd_ctx_params p = {0, CD_ISA_AUTO};
+    return p;
+}
+
+cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
+    *out = NULL;
+    cd_ctx_params d = p ? *p : cd_ctx_params_default();
+    if (d.threads < 0 || d.threads > 4096) return CD_ERR_INVALID_ARG;
+    if ((int)d.isa < 0 || d.isa >= CD_ISA_COUNT) return CD_ERR_INVALID_ARG;
+    if (!cd_isa_supported(d.isa)) return CD_ERR_UNSUPPORTED;
+    cd_ctx *c = calloc(1, sizeof *c);
+    if (!c) return CD_ERR_OOM;
+    if (d.isa == CD_ISA_AUTO)
+        d.isa = cd_isa_supported(CD_ISA_AVX512) ? CD_ISA_AVX512
+              : cd_isa_supported(CD_ISA_AVX2)   ? CD_ISA_AVX2
+                                                : CD_ISA_GENERIC;
+    c->isa = d.isa;
+    c->has_bf16 = (d.isa == CD_ISA_AVX512) && cpu_has_bf16();
+#ifdef _OPENMP
+    c->threads = d.threads > 0 ? d.threads : omp_get_max_threads();
+#else
+    c->threads = 1;
+#endif
+    if (c->threads < 1) c->threads = 1;
+    *out = c;
+    return CD_OK;
+}
+
+void cd_ctx_free(cd_ctx *ctx) { free(ctx); }
+const char *cd_ctx_error(const cd_ctx *ctx) { return ctx ? ctx->err : ""; }
+cd_isa cd_ctx_isa(const cd_ctx *ctx) { return ctx->isa; }
+int cd_ctx_threads(const cd_ctx *ctx) { return ctx->threads; }

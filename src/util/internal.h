@@ -1,0 +1,45 @@
+/* internal.h — library-private helpers: the context struct, error reporting, small utilities.
+ * Not installed; the CLI and tests use only include/cleardit.h (tests may include this too). */
+#ifndef CD_INTERNAL_H
+#define CD_INTERNAL_H
+
+#include "cleardit.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+struct cd_ctx {
+    int threads;          /* resolved thread count (>= 1) */
+    cd_isa isa;           /* resolved ISA (never AUTO) */
+    int has_bf16;         /* AVX512_BF16 usable on this machine */
+    char err[512];        /* last error message */
+};
+
+/* Records a printf-style error message in ctx (ctx may be NULL) and returns `s`. */
+cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* bf16 <-> f32. bf16 is the upper half of an IEEE f32; conversion to bf16 rounds to nearest even
+ * and keeps NaN a NaN. */
+static inline float cd_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline uint16_t cd_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Overflow-checked size_t product; returns 0 on overflow (callers treat 0 as an error where the
+ * true product is non-zero). */
+static inline int cd_mul_ok(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+#endif
