@@ -1,10 +1,66 @@
-/* main.c — TEMPORARY dispatcher (replaced by the CLI helper). */
+/* main.c — the `cleardit` command: dispatches to the subcommands (cli.h) and prints the top-level
+ * usage. Exit codes everywhere: 0 ok, 1 runtime failure, 2 bad input. */
 #include <stdio.h>
 #include <string.h>
+
+#include "cleardit.h"
 #include "cli.h"
-int main(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "bench")) return cmd_bench(argc - 1, argv + 1);
-    fprintf(stderr, "usage: cleardit bench\n");
-    return 2;
+#include "cli_common.h"
+
+static const char k_usage[] =
+    "usage: cleardit <command> [options]\n"
+    "\n"
+    "CLEAR local attention for FLUX-like diffusion transformers.\n"
+    "\n"
+    "commands:\n"
+    "  flops       attention FLOPs of one FLUX.1 layer: dense vs CLEAR\n"
+    "  attention   run one attention layer on q/k/v from a safetensors file\n"
+    "  bench       benchmark the attention kernels\n"
+    "  help [CMD]  show this help, or the help of CMD\n"
+    "\n"
+    "options:\n"
+    "  -h, --help  show this help\n"
+    "  --version   print the version\n"
+    "\n"
+    "Run 'cleardit <command> --help' for the options of a command.\n"
+    "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
+
+typedef int (*cmd_fn)(int argc, char **argv);
+
+static cmd_fn find_cmd(const char *name) {
+    if (!strcmp(name, "flops")) return cmd_flops;
+    if (!strcmp(name, "attention")) return cmd_attention;
+    if (!strcmp(name, "bench")) return cmd_bench;
+    return NULL;
 }
-int cmd_bench(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(k_usage, stderr);
+        return CLI_BAD_INPUT;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        if (!strcmp(cmd, "help") && argc >= 3) { /* "cleardit help flops" = "cleardit flops --help" */
+            cmd_fn f = find_cmd(argv[2]);
+            if (!f) {
+                fprintf(stderr, "cleardit: error: unknown command '%s'\n\n%s", argv[2], k_usage);
+                return CLI_BAD_INPUT;
+            }
+            char *sub[] = {argv[2], "--help", NULL};
+            return f(2, sub);
+        }
+        fputs(k_usage, stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("cleardit %s\n", CLEARDIT_VERSION);
+        return CLI_OK;
+    }
+    cmd_fn f = find_cmd(cmd);
+    if (!f) {
+        fprintf(stderr, "cleardit: error: unknown command '%s'\n\n%s", cmd, k_usage);
+        return CLI_BAD_INPUT;
+    }
+    return f(argc - 1, argv + 1); /* the subcommand sees itself as argv[0] */
+}

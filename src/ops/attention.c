@@ -6,7 +6,7 @@
 
 /* Keep every product of dimensions far from overflow and every radius squarable in int64. */
 #define CD_MAX_SIDE  (1 << 20)
-#define CD_MAX_TOK   ((int64_t)1 << 36)
+#define CD_MAX_TOK   ((int64_t)1 << 31) /* N^2 pair counts stay within uint64 */
 #define CD_MAX_HEADS 4096
 #define CD_MAX_HD    4096
 

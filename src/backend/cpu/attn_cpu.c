@@ -20,9 +20,10 @@
 #endif
 
 size_t cd_strip_scratch_floats(int hd) {
-    /* QT + OT [hd][16], S [KC][16], kbuf + vbuf [KC][hd], pieces [KC] (<= 64 bytes each) */
+    /* QT + OT [hd][16], S [KC][16], kbuf + vbuf [KC][hd], pieces [KC] (<= 64 bytes each),
+     * bf16 query pairs [hd/2][16][2] */
     return (size_t)hd * CD_STRIP * 2 + (size_t)CD_KC * CD_STRIP + (size_t)CD_KC * hd * 2 +
-           (size_t)CD_KC * 16;
+           (size_t)CD_KC * 16 + ((size_t)hd + 1) * CD_STRIP / 2;
 }
 
 static cd_strip_fn pick_kernel(const cd_ctx *ctx) {
@@ -31,6 +32,15 @@ static cd_strip_fn pick_kernel(const cd_ctx *ctx) {
     case CD_ISA_AVX2: return cd_strip_avx2;
     default: return cd_strip_generic;
     }
+}
+
+/* Tile shape for image queries. A tile of a x b queries touches, per key row, the union of its
+ * rows' disc runs: 2*max(hw) + b columns. Useful fraction of the issued work (interior, from
+ * the disc geometry): r=8: 1x16 46%, 2x8 60%, 4x4 66%; r=16: 63/76/80%; r=32: 77/86/89%.
+ * Narrow grids waste lanes in wide tiles, so W < 16 also prefers 4x4. */
+static int pick_tile_rows(int r, int W) {
+    (void)r; (void)W; /* 4x4 measured best at r = 8, 16, 32 (BENCHMARKS.md) */
+    return 4;
 }
 
 /* Pools one head's image keys or values into [(H/DF)*(W/DF), HD] f32. */
@@ -64,11 +74,12 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
     const cd_strip_fn kern = pick_kernel(ctx);
     const float qscale = cd_attn_scale(d) * 1.4426950408889634f; /* base-2 scores */
 
-    /* strips per head: CLEAR = text strips + per image row ceil(W/16); dense = ceil(N/16) */
-    const size_t wstrips = ((size_t)W + CD_STRIP - 1) / CD_STRIP;
+    /* image queries go in tiles of tr x tc lanes (see pick_tile_rows); work items per head:
+     * CLEAR = one per text strip + one per row of tiles; dense = one per strip of 16 rows */
+    const int tr = clear ? pick_tile_rows(r, W) : 1, tc = CD_STRIP / tr;
     const size_t tstrips = ((size_t)T + CD_STRIP - 1) / CD_STRIP;
-    const size_t per_head = clear ? tstrips + (size_t)H * wstrips : (N + CD_STRIP - 1) / CD_STRIP;
-    const size_t maxseg = 2 + 2 * (size_t)rows_dy;
+    const size_t per_head = clear ? tstrips + ((size_t)H + tr - 1) / tr : (N + CD_STRIP - 1) / CD_STRIP;
+    const size_t maxseg = 2 + 2 * (size_t)rows_dy + CD_TILE_ROWS_MAX;
 
     const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15; /* keep 64-byte blocks */
     const size_t nfloat = (scr * threads + NP * HD * 2 * d->heads + 15) & ~(size_t)15;
@@ -108,40 +119,66 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
             const size_t h = it / per_head, s = it % per_head;
             const char *kh = (const char *)k + h * N * HD * es, *vh = (const char *)v + h * N * HD * es;
             cd_strip_job job;
-            size_t q0; /* joint index of the strip's first query */
-            int nseg = 0;
-            if (!clear || s < tstrips) { /* dense row strip: all N keys */
-                const size_t rows_end = clear ? (size_t)T : N; /* CLEAR: text rows only */
-                q0 = s * CD_STRIP;
-                job.nq = (int)(rows_end - q0 < CD_STRIP ? rows_end - q0 : CD_STRIP);
-                sg[nseg++] = (cd_seg){kh, vh, (int32_t)N, bf16, 0, 0, 0};
-            } else {
-                const size_t is = s - tstrips;
-                const int qy = (int)(is / wstrips), qx0 = (int)(is % wstrips) * CD_STRIP;
-                job.nq = W - qx0 < CD_STRIP ? W - qx0 : CD_STRIP;
-                q0 = (size_t)T + (size_t)qy * W + qx0;
-                if (T > 0) sg[nseg++] = (cd_seg){kh, vh, T, bf16, 0, 0, 0};
-                const int dy0 = qy < rows_dy - 1 ? qy : rows_dy - 1;
-                const int dy1 = H - 1 - qy < rows_dy - 1 ? H - 1 - qy : rows_dy - 1;
-                for (int dy = -dy0; dy <= dy1; dy++) {
-                    const int w = hw[dy < 0 ? -dy : dy];
-                    const int lo = qx0 - w > 0 ? qx0 - w : 0;
-                    const int hi = qx0 + job.nq - 1 + w < W ? qx0 + job.nq - 1 + w : W - 1;
-                    const size_t row = ((size_t)T + (size_t)(qy + dy) * W + lo) * HD * es;
-                    sg[nseg++] = (cd_seg){kh + row, vh + row, hi - lo + 1, bf16, 1, w, lo - qx0};
-                }
-                if (pooled)
-                    sg[nseg++] = (cd_seg){pk + h * NP * HD, pv + h * NP * HD, (int32_t)NP, 0, 0, 0, 0};
-            }
-            job.q = (const char *)q + (h * N + q0) * HD * es;
             job.q_bf16 = bf16;
+            job.dot_bf16 = bf16 && ctx->has_bf16 && HD % 2 == 0;
             job.hd = HD;
             job.qscale = qscale;
             job.segs = sg;
-            job.nseg = nseg;
-            job.o = o + (h * N + q0) * HD;
-            job.lse = lse ? lse + h * N + q0 : NULL;
-            kern(&job, my_scr);
+            if (!clear || s < tstrips) { /* consecutive rows over all N keys */
+                const size_t rows_end = clear ? (size_t)T : N; /* CLEAR: text rows only */
+                const size_t q0 = s * CD_STRIP;
+                job.rows = job.nrows = 1;
+                job.ncols = (int)(rows_end - q0 < CD_STRIP ? rows_end - q0 : CD_STRIP);
+                job.q_rs = 0;
+                job.q = (const char *)q + (h * N + q0) * HD * es;
+                job.o = o + (h * N + q0) * HD;
+                job.lse = lse ? lse + h * N + q0 : NULL;
+                sg[0] = (cd_seg){kh, vh, (int32_t)N, bf16, 0, 0, {0, 0, 0, 0}};
+                job.nseg = 1;
+                kern(&job, my_scr);
+                continue;
+            }
+            /* one row of tiles: tile rows ty0 .. ty0+nrows-1, tiles left to right (the next tile
+             * reuses most of this one's keys while they are in this core's cache) */
+            const int ty0 = (int)(s - tstrips) * tr;
+            job.rows = tr;
+            job.nrows = H - ty0 < tr ? H - ty0 : tr;
+            job.q_rs = W;
+            for (int tx0 = 0; tx0 < W; tx0 += tc) {
+                job.ncols = W - tx0 < tc ? W - tx0 : tc;
+                const size_t q0 = (size_t)T + (size_t)ty0 * W + tx0;
+                job.q = (const char *)q + (h * N + q0) * HD * es;
+                job.o = o + (h * N + q0) * HD;
+                job.lse = lse ? lse + h * N + q0 : NULL;
+                int nseg = 0;
+                if (T > 0) sg[nseg++] = (cd_seg){kh, vh, T, bf16, 0, 0, {0, 0, 0, 0}};
+                const int ky0 = ty0 - (r - 1) > 0 ? ty0 - (r - 1) : 0;
+                const int ky1 = ty0 + job.nrows - 1 + (r - 1) < H ? ty0 + job.nrows - 1 + (r - 1) : H - 1;
+                for (int ky = ky0; ky <= ky1; ky++) {
+                    cd_seg g = {0};
+                    int wmax = -1;
+                    for (int t = 0; t < CD_TILE_ROWS_MAX; t++) {
+                        const int ady = ky - (ty0 + t) < 0 ? ty0 + t - ky : ky - (ty0 + t);
+                        g.hw[t] = (t < job.nrows && ady < rows_dy) ? hw[ady] : -1;
+                        if (g.hw[t] > wmax) wmax = g.hw[t];
+                    }
+                    if (wmax < 0) continue;
+                    const int lo = tx0 - wmax > 0 ? tx0 - wmax : 0;
+                    const int hi = tx0 + job.ncols - 1 + wmax < W ? tx0 + job.ncols - 1 + wmax : W - 1;
+                    const size_t row = ((size_t)T + (size_t)ky * W + lo) * HD * es;
+                    g.k = kh + row;
+                    g.v = vh + row;
+                    g.n = hi - lo + 1;
+                    g.bf16 = bf16;
+                    g.masked = 1;
+                    g.off = lo - tx0;
+                    sg[nseg++] = g;
+                }
+                if (pooled)
+                    sg[nseg++] = (cd_seg){pk + h * NP * HD, pv + h * NP * HD, (int32_t)NP, 0, 0, 0, {0, 0, 0, 0}};
+                job.nseg = nseg;
+                kern(&job, my_scr);
+            }
         }
     }
     free(block);

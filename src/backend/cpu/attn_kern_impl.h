@@ -1,9 +1,10 @@
 /* attn_kern_impl.h — the CPU strip kernel, written once with GCC vector extensions and compiled
  * per instruction set by attn_kern_{generic,avx2,avx512}.c (CD_VL = f32 lanes per vector).
  *
- * One strip = up to 16 queries of one head, held as SIMD lanes. For every chunk of <= CD_KC keys:
+ * One strip = up to 16 queries of one head (a 1x16, 2x8 or 4x4 tile of the image grid, or 16
+ * consecutive text/dense rows), held as SIMD lanes. For every chunk of <= CD_KC keys:
  *   S[j][lane]  = sum_d K[j][d] * QT[d][lane]          (QK micro-kernel: broadcast K, vector Q)
- *   mask disc runs (lanes with |kx - qx| > hw get -inf)
+ *   mask disc runs (lane (ti, tj) keeps column c iff |c - tj| <= hw[ti], else -inf)
  *   online softmax in base 2 (m, l per lane; OT rescaled only when a lane's max grows)
  *   OT[d][lane] += sum_j V[j][d] * P[j][lane]          (PV micro-kernel: broadcast V, vector P)
  * Both micro-kernels are register tiles of JR (or DR) rows x 16 lanes, reduction in the inner loop;
@@ -61,11 +62,14 @@ INLINE vf vexp2(vf x) {
     return (vf)((vi)(p * (vf)e) & ok);
 }
 
-/* A contiguous run of key rows inside the current chunk, already f32. */
+/* A contiguous run of key rows inside the current chunk. */
 typedef struct {
-    const float *k, *v; /* [n, HD] */
-    int32_t n, masked, hw, off;
+    const float *k, *v;  /* [n, HD] f32 (bf16 sources: converted copies in the chunk buffers) */
+    const uint16_t *kh;  /* [n, HD] raw bf16 keys (dot_bf16 chunks), else NULL */
+    int32_t n, masked, off, bf16;
+    int32_t hw[CD_TILE_ROWS_MAX];
 } piece;
+_Static_assert(sizeof(piece) <= 64, "attn_cpu.c reserves 64 bytes of scratch per piece");
 
 static inline float ld_elem(const void *p, int bf16, size_t i) {
     if (bf16) {
@@ -77,41 +81,103 @@ static inline float ld_elem(const void *p, int bf16, size_t i) {
     return ((const float *)p)[i];
 }
 
-/* S[j][:] = sum_d K[j][d] * QT[d][:] for j < n. */
+/* S[j][:] = sum_d K[j][d] * QT[d][:] for the J rows starting at K (J a compile-time constant:
+ * J independent accumulator chains per vector). */
+INLINE void qk_tile(const float *K, int HD, const vf *QT, vf *S, const int J) {
+    vf acc[JR][NV];
+#pragma GCC unroll 64
+    for (int r = 0; r < J; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = vsplat(0.0f);
+    for (int d = 0; d < HD; d++) {
+        vf q[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) q[v] = QT[d * NV + v];
+#pragma GCC unroll 64
+        for (int r = 0; r < J; r++) {
+            const float b = K[(size_t)r * HD + d];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] += b * q[v];
+        }
+    }
+#pragma GCC unroll 64
+    for (int r = 0; r < J; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) S[r * NV + v] = acc[r][v];
+}
+
+/* S rows for n keys: full JR tiles, then halving tiles so that short disc runs keep several
+ * independent FMA chains in flight (a one-row tile would be FMA-latency bound). */
 INLINE void qk_rows(const float *K, int HD, int n, const vf *QT, vf *S) {
     int j = 0;
-    for (; j + JR <= n; j += JR) {
-        vf acc[JR][NV];
-#pragma GCC unroll 64
-        for (int r = 0; r < JR; r++)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[r][v] = vsplat(0.0f);
-        const float *kr = K + (size_t)j * HD;
-        for (int d = 0; d < HD; d++) {
-            vf q[NV];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) q[v] = QT[d * NV + v];
-#pragma GCC unroll 64
-            for (int r = 0; r < JR; r++) {
-                const float b = kr[(size_t)r * HD + d];
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) acc[r][v] += b * q[v];
-            }
-        }
-#pragma GCC unroll 64
-        for (int r = 0; r < JR; r++)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) S[(j + r) * NV + v] = acc[r][v];
+    for (; j + JR <= n; j += JR) qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, JR);
+#if JR >= 16
+    if (n - j >= 8) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 8); j += 8; }
+#endif
+#if JR >= 8
+    if (n - j >= 4) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 4); j += 4; }
+#endif
+#if JR >= 4
+    if (n - j >= 2) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 2); j += 2; }
+#endif
+#if JR == 6
+    if (n - j >= 3) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 3); j += 3; }
+    if (n - j >= 2) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 2); j += 2; }
+#endif
+    for (; j < n; j++) qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 1);
+}
+
+/* dst[i] = f32(src[i]) for n bf16 values (vectorized; bf16 is the upper half of an f32). */
+INLINE void cvt_bf16(float *dst, const uint16_t *src, size_t n) {
+    typedef uint16_t vh __attribute__((vector_size(CD_VL * 2)));
+    typedef uint32_t vu __attribute__((vector_size(CD_VL * 4)));
+    size_t i = 0;
+    for (; i + CD_VL <= n; i += CD_VL) {
+        vh h;
+        memcpy(&h, src + i, sizeof h);
+        vu w = __builtin_convertvector(h, vu) << 16;
+        memcpy(dst + i, &w, sizeof w);
     }
-    for (; j < n; j++) {
-        vf acc[NV];
-        for (int v = 0; v < NV; v++) acc[v] = vsplat(0.0f);
-        const float *kr = K + (size_t)j * HD;
-        for (int d = 0; d < HD; d++)
-            for (int v = 0; v < NV; v++) acc[v] += kr[d] * QT[d * NV + v];
-        for (int v = 0; v < NV; v++) S[j * NV + v] = acc[v];
+    for (; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, 4);
     }
 }
+
+#if CD_VL == 16 && defined(__AVX512BF16__)
+#include <immintrin.h>
+#define HAVE_DOT_BF16 1
+/* S[j] = qs * sum_d K[j][d] Q[d] for J rows of raw bf16 keys: vdpbf16ps multiplies bf16 pairs
+ * exactly and accumulates in f32 (twice the products per instruction of the f32 path, and no key
+ * conversion). QT2[p] holds lane i's (Q[i][2p], Q[i][2p+1]). */
+INLINE void qk_tile_bf16(const uint16_t *K, int HD, const __m512bh *QT2, vf *S, float qs, const int J) {
+    __m512 acc[JR];
+#pragma GCC unroll 16
+    for (int r = 0; r < J; r++) acc[r] = _mm512_setzero_ps();
+    for (int p = 0; p < HD / 2; p++) {
+        const __m512bh q = QT2[p];
+#pragma GCC unroll 16
+        for (int r = 0; r < J; r++) {
+            int32_t pair;
+            memcpy(&pair, K + (size_t)r * HD + 2 * p, 4);
+            acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(pair), q);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < J; r++) S[r] = (vf)acc[r] * qs;
+}
+
+INLINE void qk_rows_bf16(const uint16_t *K, int HD, int n, const __m512bh *QT2, vf *S, float qs) {
+    int j = 0;
+    for (; j + 16 <= n; j += 16) qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 16);
+    if (n - j >= 8) { qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 8); j += 8; }
+    if (n - j >= 4) { qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 4); j += 4; }
+    if (n - j >= 2) { qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 2); j += 2; }
+    if (n - j >= 1) qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 1);
+}
+#else
+#define HAVE_DOT_BF16 0
+#endif
 
 /* OT[d][:] += sum over the chunk's rows j of V[j][d] * P[j][:]. */
 INLINE void pv_rows(const piece *pc, int np, int HD, const vf *P, vf *OT) {
@@ -160,29 +226,56 @@ typedef struct {
     vf m[NV], l[NV]; /* base-2 running max and sum per lane */
 } sm_state;
 
-/* Processes one chunk: scores, mask, online softmax update, P.V accumulation. */
-INLINE void chunk(int HD, piece *pc, int np, int rows, const vf *QT, vf *S, vf *OT, sm_state *st,
-                  float *kbuf, float *vbuf) {
-    (void)kbuf; (void)vbuf;
+/* Processes one chunk: scores, mask, online softmax update, P.V accumulation. K of a chunk made
+ * of several runs is gathered into kbuf first, so the QK tiles run full-height across run
+ * boundaries instead of falling into short remainder tiles at the end of every run. */
+INLINE void chunk(int HD, piece *pc, int np, int rows, const vf *QT, const void *QT2, float qs,
+                  vf *S, vf *OT, sm_state *st, float *kbuf, int bcols) {
+#if HAVE_DOT_BF16
+    if (pc[0].kh) { /* a dot_bf16 chunk: every piece has raw bf16 keys */
+        const uint16_t *K = pc[0].kh;
+        if (np > 1) {
+            uint16_t *kb = (uint16_t *)kbuf;
+            int row = 0;
+            for (int p = 0; p < np; row += pc[p].n, p++)
+                memcpy(kb + (size_t)row * HD, pc[p].kh, sizeof(uint16_t) * (size_t)pc[p].n * HD);
+            K = kb;
+        }
+        qk_rows_bf16(K, HD, rows, (const __m512bh *)QT2, S, qs);
+    } else
+#endif
+    {
+        (void)QT2; (void)qs;
+        const float *K = pc[0].k;
+        if (np > 1 || pc[0].bf16) {
+            int row = 0;
+            for (int p = 0; p < np; row += pc[p].n, p++)
+                if (!pc[p].bf16) /* bf16 pieces were converted into place already */
+                    memcpy(kbuf + (size_t)row * HD, pc[p].k, sizeof(float) * (size_t)pc[p].n * HD);
+            K = kbuf;
+        }
+        qk_rows(K, HD, rows, QT, S);
+    }
+
     int row = 0;
-    for (int p = 0; p < np; p++) {
-        qk_rows(pc[p].k, HD, pc[p].n, QT, S + (size_t)row * NV);
-        if (pc[p].masked) {
-            /* key j of the run sits at lane-relative column c = off + j; lane i may see it iff
-             * |c - i| <= hw, i.e. i in [c - hw, c + hw] */
-            vi lane[NV];
-            for (int v = 0; v < NV; v++)
-                for (int e = 0; e < CD_VL; e++) lane[v][e] = v * CD_VL + e;
-            const vf ninf = vsplat(-INFINITY);
-            for (int j = 0; j < pc[p].n; j++) {
-                const int c = pc[p].off + j;
-                for (int v = 0; v < NV; v++) {
-                    vi ok = (lane[v] >= c - pc[p].hw) & (lane[v] <= c + pc[p].hw);
-                    S[(size_t)(row + j) * NV + v] = vsel(ok, S[(size_t)(row + j) * NV + v], ninf);
-                }
+    for (int p = 0; p < np; row += pc[p].n, p++) {
+        if (!pc[p].masked) continue;
+        /* lane (ti, tj) sees key column c (relative to the tile) iff |c - tj| <= hw[ti] */
+        vi col[NV], hwv[NV];
+        for (int v = 0; v < NV; v++)
+            for (int e = 0; e < CD_VL; e++) {
+                const int lane = v * CD_VL + e;
+                col[v][e] = lane % bcols;
+                hwv[v][e] = pc[p].hw[lane / bcols];
+            }
+        const vf ninf = vsplat(-INFINITY);
+        for (int j = 0; j < pc[p].n; j++) {
+            const int c = pc[p].off + j;
+            for (int v = 0; v < NV; v++) {
+                vi ok = (col[v] >= c - hwv[v]) & (col[v] <= c + hwv[v]);
+                S[(size_t)(row + j) * NV + v] = vsel(ok, S[(size_t)(row + j) * NV + v], ninf);
             }
         }
-        row += pc[p].n;
     }
     int grew = 0;
     vf alpha[NV];
@@ -215,16 +308,29 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
     vf *QT = (vf *)scratch;                  /* [HD][NV]   scaled queries, transposed */
     vf *OT = QT + (size_t)HD * NV;           /* [HD][NV]   running output, transposed */
     vf *S = OT + (size_t)HD * NV;            /* [KC][NV]   scores, then probabilities */
-    float *kbuf = (float *)(S + CD_KC * NV); /* [KC][HD]   bf16 keys converted to f32 */
+    float *kbuf = (float *)(S + CD_KC * NV); /* [KC][HD]   the chunk's keys, contiguous */
     float *vbuf = kbuf + (size_t)CD_KC * HD; /* [KC][HD]   bf16 values converted to f32 */
     piece *pc = (piece *)(vbuf + (size_t)CD_KC * HD); /* [KC] pieces of the current chunk */
+    uint16_t *qt2 = (uint16_t *)(pc + CD_KC); /* [HD/2][16][2] raw bf16 query pairs (dot_bf16) */
     float *qt = (float *)QT;
-    const int nq = job->nq;
+    const int dot = HAVE_DOT_BF16 && job->dot_bf16 && job->q_bf16 && HD % 2 == 0;
+    const int bcols = CD_STRIP / job->rows;
+    /* lane i is tile row i / bcols, column i % bcols; token offset of lane i from lane 0: */
+#define LANE_TOK(i) ((size_t)((i) / bcols) * (size_t)job->q_rs + (size_t)((i) % bcols))
+#define LANE_OK(i) ((i) / bcols < job->nrows && (i) % bcols < job->ncols)
 
-    for (int d = 0; d < HD; d++)
-        for (int i = 0; i < CD_STRIP; i++)
-            qt[d * CD_STRIP + i] =
-                i < nq ? ld_elem(job->q, job->q_bf16, (size_t)i * HD + d) * job->qscale : 0.0f;
+    for (int i = 0; i < CD_STRIP; i++) {
+        const int ok = LANE_OK(i);
+        const size_t base = ok ? LANE_TOK(i) * HD : 0;
+        for (int d = 0; d < HD; d++)
+            qt[d * CD_STRIP + i] = ok ? ld_elem(job->q, job->q_bf16, base + d) * job->qscale : 0.0f;
+    }
+    if (dot)
+        for (int i = 0; i < CD_STRIP; i++) {
+            const int ok = LANE_OK(i);
+            const uint16_t *qr = (const uint16_t *)job->q + (ok ? LANE_TOK(i) * HD : 0);
+            for (int d = 0; d < HD; d++) qt2[((d >> 1) * CD_STRIP + i) * 2 + (d & 1)] = ok ? qr[d] : 0;
+        }
     for (int d = 0; d < HD * NV; d++) OT[d] = vsplat(0.0f);
     sm_state st;
     for (int v = 0; v < NV; v++) {
@@ -236,17 +342,21 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
     for (int s = 0; s < job->nseg; s++) {
         const cd_seg *sg = &job->segs[s];
         for (int done = 0; done < sg->n;) {
+            const int pdot = dot && sg->bf16; /* this piece's keys go through vdpbf16ps */
+            if (rows && pdot != (pc[0].kh != NULL)) { /* a chunk holds one kind of QK */
+                chunk(HD, pc, np, rows, QT, qt2, job->qscale, S, OT, &st, kbuf, bcols);
+                np = rows = 0;
+            }
             const int take = sg->n - done < CD_KC - rows ? sg->n - done : CD_KC - rows;
             piece *p = &pc[np++];
-            if (sg->bf16) { /* convert into the chunk's f32 staging rows */
+            p->kh = NULL;
+            if (sg->bf16) { /* values (and keys unless pdot) converted into the chunk's f32 rows */
                 const uint16_t *ks = (const uint16_t *)sg->k + (size_t)done * HD;
                 const uint16_t *vs = (const uint16_t *)sg->v + (size_t)done * HD;
                 float *kd = kbuf + (size_t)rows * HD, *vd = vbuf + (size_t)rows * HD;
-                for (size_t e = 0; e < (size_t)take * HD; e++) {
-                    uint32_t uk = (uint32_t)ks[e] << 16, uv = (uint32_t)vs[e] << 16;
-                    memcpy(&kd[e], &uk, 4);
-                    memcpy(&vd[e], &uv, 4);
-                }
+                cvt_bf16(vd, vs, (size_t)take * HD);
+                if (pdot) p->kh = ks;
+                else cvt_bf16(kd, ks, (size_t)take * HD);
                 p->k = kd;
                 p->v = vd;
             } else {
@@ -254,26 +364,30 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
                 p->v = (const float *)sg->v + (size_t)done * HD;
             }
             p->n = take;
+            p->bf16 = sg->bf16;
             p->masked = sg->masked;
-            p->hw = sg->hw;
             p->off = sg->off + done;
+            for (int t = 0; t < CD_TILE_ROWS_MAX; t++) p->hw[t] = sg->hw[t];
             rows += take;
             done += take;
             if (rows == CD_KC) {
-                chunk(HD, pc, np, rows, QT, S, OT, &st, kbuf, vbuf);
+                chunk(HD, pc, np, rows, QT, qt2, job->qscale, S, OT, &st, kbuf, bcols);
                 np = rows = 0;
             }
         }
     }
-    if (rows) chunk(HD, pc, np, rows, QT, S, OT, &st, kbuf, vbuf);
+    if (rows) chunk(HD, pc, np, rows, QT, qt2, job->qscale, S, OT, &st, kbuf, bcols);
 
     const float *ot = (const float *)OT, *mf = (const float *)st.m, *lf = (const float *)st.l;
-    for (int i = 0; i < nq; i++) {
+    for (int i = 0; i < CD_STRIP; i++) {
+        if (!LANE_OK(i)) continue;
         const float inv = 1.0f / lf[i];
-        float *o = job->o + (size_t)i * HD;
+        float *o = job->o + LANE_TOK(i) * HD;
         for (int d = 0; d < HD; d++) o[d] = ot[d * CD_STRIP + i] * inv;
-        if (job->lse) job->lse[i] = (mf[i] + log2f(lf[i])) * 0.69314718055994531f;
+        if (job->lse) job->lse[LANE_TOK(i)] = (mf[i] + log2f(lf[i])) * 0.69314718055994531f;
     }
+#undef LANE_TOK
+#undef LANE_OK
 }
 
 void CD_KERN_NAME(const cd_strip_job *job, float *scratch) {

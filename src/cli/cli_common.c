@@ -1,0 +1,159 @@
+/* cli_common.c — strict number parsing, "AxB" pairs, the flag parser and error printing shared
+ * by the CLI subcommands (see cli_common.h). */
+#include "cli_common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cleardit %s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    /* strtoll alone would accept leading blanks, "0x10" (base 0) and trailing junk. */
+    if (!s || !*s) return -1;
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    if (!*p) return -1;
+    for (const char *c = p; *c; c++)
+        if (!isdigit((unsigned char)*c)) return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE || v < lo || v > hi) return -2;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int cli_parse_f64(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end) return -1;
+    /* "nan", "inf" and hex floats parse with strtod; only plain finite numbers are wanted. */
+    for (const char *c = s; *c; c++)
+        if (!(isdigit((unsigned char)*c) || strchr("+-.eE", *c))) return -1;
+    if (errno == ERANGE || !isfinite(v) || v < lo || v > hi) return -2;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_pair(const char *s, int64_t lo, int64_t hi, int64_t *a, int64_t *b) {
+    if (!s) return -1;
+    const char *x = strpbrk(s, "xX");
+    if (!x || x == s || !x[1] || strpbrk(x + 1, "xX")) return -1;
+    char first[32];
+    size_t n = (size_t)(x - s);
+    if (n >= sizeof first) return -2; /* far too many digits: out of range */
+    memcpy(first, s, n);
+    first[n] = 0;
+    int r1 = cli_parse_i64(first, lo, hi, a);
+    int r2 = cli_parse_i64(x + 1, lo, hi, b);
+    if (r1 == -1 || r2 == -1) return -1;
+    return (r1 || r2) ? -2 : 0;
+}
+
+const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name) {
+    for (size_t i = 0; i < nopts; i++)
+        if (!strcmp(opts[i].name, name)) return &opts[i];
+    return NULL;
+}
+
+/* Stores one flag value; prints the error and returns CLI_BAD_INPUT when it does not parse. */
+static int set_value(const char *cmd, cli_opt *o, const char *val) {
+    int r;
+    switch (o->kind) {
+    case CLI_OPT_INT:
+        r = cli_parse_i64(val, o->lo, o->hi, (int64_t *)o->dst);
+        if (r == -1) {
+            cli_error(cmd, "invalid value '%s' for %s: expected an integer", val, o->name);
+            return CLI_BAD_INPUT;
+        }
+        if (r == -2) {
+            cli_error(cmd, "value '%s' for %s is out of range (%lld..%lld)", val, o->name,
+                      (long long)o->lo, (long long)o->hi);
+            return CLI_BAD_INPUT;
+        }
+        break;
+    case CLI_OPT_FLOAT:
+        r = cli_parse_f64(val, o->flo, o->fhi, (double *)o->dst);
+        if (r == -1) {
+            cli_error(cmd, "invalid value '%s' for %s: expected a number", val, o->name);
+            return CLI_BAD_INPUT;
+        }
+        if (r == -2) {
+            cli_error(cmd, "value '%s' for %s is out of range (%g..%g)", val, o->name, o->flo,
+                      o->fhi);
+            return CLI_BAD_INPUT;
+        }
+        break;
+    case CLI_OPT_STRING:
+        if (!*val) {
+            cli_error(cmd, "empty value for %s", o->name);
+            return CLI_BAD_INPUT;
+        }
+        *(const char **)o->dst = val;
+        break;
+    case CLI_OPT_SWITCH: break;
+    }
+    return CLI_OK;
+}
+
+int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
+                    int *help) {
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            *help = 1;
+            return CLI_OK; /* help wins over anything else on the line */
+        }
+        if (strncmp(arg, "--", 2) != 0 || !arg[2]) {
+            cli_error(cmd, "unexpected argument '%s' (see 'cleardit %s --help')", arg, cmd);
+            return CLI_BAD_INPUT;
+        }
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        cli_opt *o = NULL;
+        for (size_t k = 0; k < nopts && !o; k++)
+            if (strlen(opts[k].name) == nlen && !strncmp(opts[k].name, arg, nlen)) o = &opts[k];
+        if (!o) {
+            cli_error(cmd, "unknown option '%.*s' (see 'cleardit %s --help')", (int)nlen, arg, cmd);
+            return CLI_BAD_INPUT;
+        }
+        if (o->kind == CLI_OPT_SWITCH) {
+            if (eq) {
+                cli_error(cmd, "%s takes no value", o->name);
+                return CLI_BAD_INPUT;
+            }
+            *(int *)o->dst = 1;
+            o->seen = 1;
+            continue;
+        }
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else {
+            /* "--in --out x" is a forgotten value, not an input file called "--out" */
+            if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) {
+                cli_error(cmd, "missing value for %s", o->name);
+                return CLI_BAD_INPUT;
+            }
+            val = argv[++i];
+        }
+        if (set_value(cmd, o, val)) return CLI_BAD_INPUT;
+        o->seen = 1;
+    }
+    return CLI_OK;
+}

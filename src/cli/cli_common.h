@@ -1,0 +1,53 @@
+/* cli_common.h — helpers shared by the CLI subcommands: strict number parsing with range checks,
+ * "AxB" pair parsing, a small table-driven flag parser and the one-line error format
+ * "cleardit <cmd>: error: <message>". Only the CLI prints; these helpers print to stderr. */
+#ifndef CD_CLI_COMMON_H
+#define CD_CLI_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes of every subcommand. */
+enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_BAD_INPUT = 2 };
+
+/* Prints "cleardit <cmd>: error: <message>\n" to stderr. */
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict parsing: the whole string must be the number (no blanks, no trailing text); decimal
+ * integers only. Return 0 on success, -1 if the text is not a number, -2 if it is outside
+ * [lo, hi] (including overflow). */
+int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+int cli_parse_f64(const char *s, double lo, double hi, double *out);   /* finite values only */
+
+/* "AxB" (also "AXB") with two strictly parsed integers in [lo, hi]; returns like cli_parse_i64.
+ * The caller decides what A and B mean (--grid is HxW). */
+int cli_parse_pair(const char *s, int64_t lo, int64_t hi, int64_t *a, int64_t *b);
+
+/* ---- flag parser ---------------------------------------------------------------------------
+ * Flags are "--name value" or "--name=value"; "--help"/"-h" sets *help. A flag given twice keeps
+ * the last value. Unknown flags, missing values, positional arguments and bad values are
+ * reported with cli_error and make cli_parse_flags return CLI_BAD_INPUT. */
+typedef enum {
+    CLI_OPT_SWITCH,  /* no value; *(int *)dst = 1 */
+    CLI_OPT_INT,     /* *(int64_t *)dst, range [lo, hi] */
+    CLI_OPT_FLOAT,   /* *(double *)dst, range [flo, fhi] */
+    CLI_OPT_STRING   /* *(const char **)dst = the argument (not copied) */
+} cli_opt_kind;
+
+typedef struct {
+    const char *name;    /* "--width" */
+    cli_opt_kind kind;
+    void *dst;
+    int64_t lo, hi;      /* CLI_OPT_INT */
+    double flo, fhi;     /* CLI_OPT_FLOAT */
+    int seen;            /* set to 1 by the parser when the flag is present */
+} cli_opt;
+
+/* argv[0] is the subcommand name and is skipped. Returns CLI_OK or CLI_BAD_INPUT. */
+int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
+                    int *help);
+
+/* The option named `name` in opts (NULL if absent), to read its `seen`. */
+const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name);
+
+#endif
