@@ -20,10 +20,10 @@
 #endif
 
 size_t cd_strip_scratch_floats(int hd) {
-    /* QT + OT [hd][16], S [KC][16], kbuf + vbuf [KC][hd], pieces [KC] (<= 64 bytes each),
-     * bf16 query pairs [hd/2][16][2] */
-    return (size_t)hd * CD_STRIP * 2 + (size_t)CD_KC * CD_STRIP + (size_t)CD_KC * hd * 2 +
-           (size_t)CD_KC * 16 + ((size_t)hd + 1) * CD_STRIP / 2;
+    /* QT + OT [GROUP][hd][16], S [KC][16], kbuf + vbuf [KC][hd], pieces [KC] (<= 64 bytes
+     * each), bf16 query pairs [GROUP][hd/2][16][2] */
+    return (size_t)hd * CD_STRIP * 2 * CD_GROUP + (size_t)CD_KC * CD_STRIP + (size_t)CD_KC * hd * 2 +
+           (size_t)CD_KC * 16 + ((size_t)hd + 1) * CD_STRIP / 2 * CD_GROUP;
 }
 
 static cd_strip_fn pick_kernel(const cd_ctx *ctx) {
@@ -75,10 +75,11 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
     const float qscale = cd_attn_scale(d) * 1.4426950408889634f; /* base-2 scores */
 
     /* image queries go in tiles of tr x tc lanes (see pick_tile_rows); work items per head:
-     * CLEAR = one per text strip + one per row of tiles; dense = one per strip of 16 rows */
+     * CLEAR = one per 64 text rows + one per row of tiles; dense = one per 64 rows */
     const int tr = clear ? pick_tile_rows(r, W) : 1, tc = CD_STRIP / tr;
-    const size_t tstrips = ((size_t)T + CD_STRIP - 1) / CD_STRIP;
-    const size_t per_head = clear ? tstrips + ((size_t)H + tr - 1) / tr : (N + CD_STRIP - 1) / CD_STRIP;
+    const size_t QB = (size_t)CD_STRIP * CD_GROUP; /* consecutive rows per dense/text item */
+    const size_t tstrips = ((size_t)T + QB - 1) / QB;
+    const size_t per_head = clear ? tstrips + ((size_t)H + tr - 1) / tr : (N + QB - 1) / QB;
     const size_t maxseg = 2 + 2 * (size_t)rows_dy + CD_TILE_ROWS_MAX;
 
     const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15; /* keep 64-byte blocks */
@@ -126,9 +127,9 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
             job.segs = sg;
             if (!clear || s < tstrips) { /* consecutive rows over all N keys */
                 const size_t rows_end = clear ? (size_t)T : N; /* CLEAR: text rows only */
-                const size_t q0 = s * CD_STRIP;
+                const size_t q0 = s * QB;
                 job.rows = job.nrows = 1;
-                job.ncols = (int)(rows_end - q0 < CD_STRIP ? rows_end - q0 : CD_STRIP);
+                job.ncols = (int)(rows_end - q0 < QB ? rows_end - q0 : QB);
                 job.q_rs = 0;
                 job.q = (const char *)q + (h * N + q0) * HD * es;
                 job.o = o + (h * N + q0) * HD;

@@ -14,6 +14,8 @@
 
 #define CD_STRIP 16   /* queries per strip (= one AVX-512 vector of f32 lanes) */
 #define CD_KC 256     /* keys per chunk: S chunk is 16 KiB, L1-resident */
+#define CD_GROUP 4    /* strips of consecutive rows sharing each key chunk (64 queries): K/V are
+                         streamed from memory once per 64 queries, not once per 16 */
 
 #define CD_TILE_ROWS_MAX 4
 
@@ -35,7 +37,8 @@ typedef struct {
     int32_t dot_bf16;   /* 1: bf16 inputs, even head_dim, CPU has AVX512_BF16: QK^T with vdpbf16ps */
     int32_t rows;       /* tile rows: 1, 2 or 4; lanes per row = 16 / rows */
     int32_t nrows;      /* valid tile rows (<= rows) */
-    int32_t ncols;      /* valid columns per tile row (<= 16 / rows) */
+    int32_t ncols;      /* valid columns per tile row (<= 16 / rows); rows == 1: valid
+                           consecutive queries, up to 16 * CD_GROUP */
     int64_t q_rs;       /* tokens between tile rows (grid width) */
     int32_t hd;         /* head_dim */
     float qscale;       /* softmax scale * log2(e): scores are kept in base 2 */

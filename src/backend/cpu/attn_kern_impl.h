@@ -226,37 +226,9 @@ typedef struct {
     vf m[NV], l[NV]; /* base-2 running max and sum per lane */
 } sm_state;
 
-/* Processes one chunk: scores, mask, online softmax update, P.V accumulation. K of a chunk made
- * of several runs is gathered into kbuf first, so the QK tiles run full-height across run
- * boundaries instead of falling into short remainder tiles at the end of every run. */
-INLINE void chunk(int HD, piece *pc, int np, int rows, const vf *QT, const void *QT2, float qs,
-                  vf *S, vf *OT, sm_state *st, float *kbuf, int bcols) {
-#if HAVE_DOT_BF16
-    if (pc[0].kh) { /* a dot_bf16 chunk: every piece has raw bf16 keys */
-        const uint16_t *K = pc[0].kh;
-        if (np > 1) {
-            uint16_t *kb = (uint16_t *)kbuf;
-            int row = 0;
-            for (int p = 0; p < np; row += pc[p].n, p++)
-                memcpy(kb + (size_t)row * HD, pc[p].kh, sizeof(uint16_t) * (size_t)pc[p].n * HD);
-            K = kb;
-        }
-        qk_rows_bf16(K, HD, rows, (const __m512bh *)QT2, S, qs);
-    } else
-#endif
-    {
-        (void)QT2; (void)qs;
-        const float *K = pc[0].k;
-        if (np > 1 || pc[0].bf16) {
-            int row = 0;
-            for (int p = 0; p < np; row += pc[p].n, p++)
-                if (!pc[p].bf16) /* bf16 pieces were converted into place already */
-                    memcpy(kbuf + (size_t)row * HD, pc[p].k, sizeof(float) * (size_t)pc[p].n * HD);
-            K = kbuf;
-        }
-        qk_rows(K, HD, rows, QT, S);
-    }
-
+/* Mask, online softmax update and P.V for one strip whose scores for the chunk are in S. */
+INLINE void chunk_softmax_pv(int HD, piece *pc, int np, int rows, vf *S, vf *OT, sm_state *st,
+                             int bcols) {
     int row = 0;
     for (int p = 0; p < np; row += pc[p].n, p++) {
         if (!pc[p].masked) continue;
@@ -304,38 +276,79 @@ INLINE void chunk(int HD, piece *pc, int np, int rows, const vf *QT, const void 
     pv_rows(pc, np, HD, S, OT);
 }
 
+/* Processes one chunk: scores, mask, online softmax update, P.V accumulation. K of a chunk made
+ * of several runs is gathered into kbuf first, so the QK tiles run full-height across run
+ * boundaries instead of falling into short remainder tiles at the end of every run. */
+INLINE void chunk(int HD, piece *pc, int np, int rows, int G, const vf *QTall, const void *QT2all,
+                  float qs, vf *S, vf *OTall, sm_state *stall, float *kbuf, int bcols) {
+    /* the chunk's keys, gathered once and shared by the G strips of the job */
+    const void *K = pc[0].kh ? (const void *)pc[0].kh : (const void *)pc[0].k;
+    if (pc[0].kh && np > 1) {
+        uint16_t *kb = (uint16_t *)kbuf;
+        int row = 0;
+        for (int p = 0; p < np; row += pc[p].n, p++)
+            memcpy(kb + (size_t)row * HD, pc[p].kh, sizeof(uint16_t) * (size_t)pc[p].n * HD);
+        K = kb;
+    } else if (!pc[0].kh && (np > 1 || pc[0].bf16)) {
+        int row = 0;
+        for (int p = 0; p < np; row += pc[p].n, p++)
+            if (!pc[p].bf16) /* bf16 pieces were converted into place already */
+                memcpy(kbuf + (size_t)row * HD, pc[p].k, sizeof(float) * (size_t)pc[p].n * HD);
+        K = kbuf;
+    }
+    for (int g = 0; g < G; g++) {
+        const vf *QT = QTall + (size_t)g * HD * NV;
+        vf *OT = OTall + (size_t)g * HD * NV;
+        sm_state *st = &stall[g];
+#if HAVE_DOT_BF16
+        if (pc[0].kh)
+            qk_rows_bf16((const uint16_t *)K, HD, rows,
+                         (const __m512bh *)QT2all + (size_t)g * (HD / 2), S, qs);
+        else
+#endif
+            qk_rows((const float *)K, HD, rows, QT, S);
+        (void)QT2all; (void)qs;
+        chunk_softmax_pv(HD, pc, np, rows, S, OT, st, bcols);
+    }
+}
+
 INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
-    vf *QT = (vf *)scratch;                  /* [HD][NV]   scaled queries, transposed */
-    vf *OT = QT + (size_t)HD * NV;           /* [HD][NV]   running output, transposed */
-    vf *S = OT + (size_t)HD * NV;            /* [KC][NV]   scores, then probabilities */
-    float *kbuf = (float *)(S + CD_KC * NV); /* [KC][HD]   the chunk's keys, contiguous */
-    float *vbuf = kbuf + (size_t)CD_KC * HD; /* [KC][HD]   bf16 values converted to f32 */
+    /* G strips share every key chunk: 16-row strips of a rows == 1 job (up to CD_GROUP), else 1 */
+    const int G = job->rows == 1 ? (job->ncols + CD_STRIP - 1) / CD_STRIP : 1;
+    vf *QT = (vf *)scratch;                      /* [G][HD][NV] scaled queries, transposed */
+    vf *OT = QT + (size_t)CD_GROUP * HD * NV;    /* [G][HD][NV] running outputs, transposed */
+    vf *S = OT + (size_t)CD_GROUP * HD * NV;     /* [KC][NV]    scores, then probabilities */
+    float *kbuf = (float *)(S + CD_KC * NV);     /* [KC][HD]    the chunk's keys, contiguous */
+    float *vbuf = kbuf + (size_t)CD_KC * HD;     /* [KC][HD]    bf16 values converted to f32 */
     piece *pc = (piece *)(vbuf + (size_t)CD_KC * HD); /* [KC] pieces of the current chunk */
-    uint16_t *qt2 = (uint16_t *)(pc + CD_KC); /* [HD/2][16][2] raw bf16 query pairs (dot_bf16) */
-    float *qt = (float *)QT;
+    uint16_t *qt2 = (uint16_t *)(pc + CD_KC);    /* [G][HD/2][16][2] raw bf16 query pairs */
     const int dot = HAVE_DOT_BF16 && job->dot_bf16 && job->q_bf16 && HD % 2 == 0;
     const int bcols = CD_STRIP / job->rows;
-    /* lane i is tile row i / bcols, column i % bcols; token offset of lane i from lane 0: */
-#define LANE_TOK(i) ((size_t)((i) / bcols) * (size_t)job->q_rs + (size_t)((i) % bcols))
-#define LANE_OK(i) ((i) / bcols < job->nrows && (i) % bcols < job->ncols)
+    /* token offset of lane i of strip g from the job's first query, and whether it is a query:
+     * rows == 1: consecutive tokens; else lane i is tile row i / bcols, column i % bcols */
+#define LANE_TOK(g, i) (job->rows == 1 ? (size_t)(g) * CD_STRIP + (size_t)(i) \
+                        : (size_t)((i) / bcols) * (size_t)job->q_rs + (size_t)((i) % bcols))
+#define LANE_OK(g, i) (job->rows == 1 ? (g) * CD_STRIP + (i) < job->ncols \
+                       : (i) / bcols < job->nrows && (i) % bcols < job->ncols)
 
-    for (int i = 0; i < CD_STRIP; i++) {
-        const int ok = LANE_OK(i);
-        const size_t base = ok ? LANE_TOK(i) * HD : 0;
-        for (int d = 0; d < HD; d++)
-            qt[d * CD_STRIP + i] = ok ? ld_elem(job->q, job->q_bf16, base + d) * job->qscale : 0.0f;
-    }
-    if (dot)
+    sm_state st[CD_GROUP];
+    for (int g = 0; g < G; g++) {
+        float *qt = (float *)(QT + (size_t)g * HD * NV);
+        uint16_t *q2 = qt2 + (size_t)g * HD * CD_STRIP;
         for (int i = 0; i < CD_STRIP; i++) {
-            const int ok = LANE_OK(i);
-            const uint16_t *qr = (const uint16_t *)job->q + (ok ? LANE_TOK(i) * HD : 0);
-            for (int d = 0; d < HD; d++) qt2[((d >> 1) * CD_STRIP + i) * 2 + (d & 1)] = ok ? qr[d] : 0;
+            const int ok = LANE_OK(g, i);
+            const size_t base = ok ? LANE_TOK(g, i) * HD : 0;
+            for (int d = 0; d < HD; d++)
+                qt[d * CD_STRIP + i] = ok ? ld_elem(job->q, job->q_bf16, base + d) * job->qscale : 0.0f;
+            if (dot)
+                for (int d = 0; d < HD; d++)
+                    q2[((d >> 1) * CD_STRIP + i) * 2 + (d & 1)] = ok ? ((const uint16_t *)job->q)[base + d] : 0;
         }
-    for (int d = 0; d < HD * NV; d++) OT[d] = vsplat(0.0f);
-    sm_state st;
-    for (int v = 0; v < NV; v++) {
-        st.m[v] = vsplat(-FLT_MAX); /* finite: a fully masked chunk then yields exp2(-inf) = 0 */
-        st.l[v] = vsplat(0.0f);
+        for (int d = 0; d < HD * NV; d++) OT[(size_t)g * HD * NV + d] = vsplat(0.0f);
+        for (int v = 0; v < NV; v++) {
+            st[g].m[v] = vsplat(-FLT_MAX); /* finite: a fully masked chunk gives exp2(-inf) = 0 */
+            st[g].l[v] = vsplat(0.0f);
+        }
     }
 
     int np = 0, rows = 0;
@@ -344,7 +357,7 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
         for (int done = 0; done < sg->n;) {
             const int pdot = dot && sg->bf16; /* this piece's keys go through vdpbf16ps */
             if (rows && pdot != (pc[0].kh != NULL)) { /* a chunk holds one kind of QK */
-                chunk(HD, pc, np, rows, QT, qt2, job->qscale, S, OT, &st, kbuf, bcols);
+                chunk(HD, pc, np, rows, G, QT, qt2, job->qscale, S, OT, st, kbuf, bcols);
                 np = rows = 0;
             }
             const int take = sg->n - done < CD_KC - rows ? sg->n - done : CD_KC - rows;
@@ -371,20 +384,23 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
             rows += take;
             done += take;
             if (rows == CD_KC) {
-                chunk(HD, pc, np, rows, QT, qt2, job->qscale, S, OT, &st, kbuf, bcols);
+                chunk(HD, pc, np, rows, G, QT, qt2, job->qscale, S, OT, st, kbuf, bcols);
                 np = rows = 0;
             }
         }
     }
-    if (rows) chunk(HD, pc, np, rows, QT, qt2, job->qscale, S, OT, &st, kbuf, bcols);
+    if (rows) chunk(HD, pc, np, rows, G, QT, qt2, job->qscale, S, OT, st, kbuf, bcols);
 
-    const float *ot = (const float *)OT, *mf = (const float *)st.m, *lf = (const float *)st.l;
-    for (int i = 0; i < CD_STRIP; i++) {
-        if (!LANE_OK(i)) continue;
-        const float inv = 1.0f / lf[i];
-        float *o = job->o + LANE_TOK(i) * HD;
-        for (int d = 0; d < HD; d++) o[d] = ot[d * CD_STRIP + i] * inv;
-        if (job->lse) job->lse[LANE_TOK(i)] = (mf[i] + log2f(lf[i])) * 0.69314718055994531f;
+    for (int g = 0; g < G; g++) {
+        const float *ot = (const float *)(OT + (size_t)g * HD * NV);
+        const float *mf = (const float *)st[g].m, *lf = (const float *)st[g].l;
+        for (int i = 0; i < CD_STRIP; i++) {
+            if (!LANE_OK(g, i)) continue;
+            const float inv = 1.0f / lf[i];
+            float *o = job->o + LANE_TOK(g, i) * HD;
+            for (int d = 0; d < HD; d++) o[d] = ot[d * CD_STRIP + i] * inv;
+            if (job->lse) job->lse[LANE_TOK(g, i)] = (mf[i] + log2f(lf[i])) * 0.69314718055994531f;
+        }
     }
 #undef LANE_TOK
 #undef LANE_OK
