@@ -14,8 +14,8 @@
 
 #define CD_STRIP 16   /* queries per strip (= one AVX-512 vector of f32 lanes) */
 #define CD_KC 256     /* keys per chunk: S chunk is 16 KiB, L1-resident */
-#define CD_GROUP 4    /* strips of consecutive rows sharing each key chunk (64 queries): K/V are
-                         streamed from memory once per 64 queries, not once per 16 */
+#define CD_GROUP 8    /* at most this many strips of consecutive rows share each key chunk (up to
+                         128 queries): K/V are streamed from memory once per job, not per strip */
 
 #define CD_TILE_ROWS_MAX 4
 
