@@ -613,3 +613,60 @@ TEST(cli_attention_bad_input) {
     free(r);
     env_free(&e);
 }
+
+/* ---- bench --------------------------------------------------------------------------------- */
+
+TEST(cli_bench_small_case_json) {
+    cli_env e;
+    CHECK(env_init(&e), "mkdtemp");
+    cli_run r;
+    RUN(&e, &r, "bench", "attention", "--grid", "8x12", "--radius", "3", "--heads", "2",
+        "--head-dim", "16", "--text-len", "5", "--repeat", "1", "--json");
+    EXPECT(r.code == 0, "exit %d: %s", r.code, r.err);
+    json_error_t je;
+    json_t *j = json_loads(r.out, 0, &je);
+    CHECK(j, "stdout is not JSON (%s): %s", je.text, r.out);
+    json_t *rows = json_object_get(j, "rows");
+    EXPECT(json_is_array(rows) && json_array_size(rows) == 2, "want 2 rows (dense, r=3)");
+    cd_attn_desc d = {2, 16, 5, 8, 12, 3, 0, 0};
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        json_t *row = json_array_get(rows, i);
+        const int radius = (int)json_integer_value(json_object_get(row, "radius"));
+        d.radius = radius;
+        EXPECT(radius == (i ? 3 : 0), "row %zu radius %d", i, radius);
+        EXPECT(json_real_value(json_object_get(row, "time_s")) > 0, "row %zu: no time", i);
+        const double gflop = json_real_value(json_object_get(row, "gflop"));
+        EXPECT(fabs(gflop - cd_attn_flops(&d) * 1e-9) < 1e-3, "row %zu: gflop %g vs %g", i, gflop,
+               cd_attn_flops(&d) * 1e-9);
+    }
+    EXPECT(json_real_value(json_object_get(j, "fma_peak_gflops")) > 0, "no measured peak");
+    json_decref(j);
+    env_free(&e);
+}
+
+TEST(cli_bench_bad_input) {
+    cli_env e;
+    CHECK(env_init(&e), "mkdtemp");
+    cli_run r;
+    struct {
+        const char *args[10];
+        const char *phrase;
+    } cases[] = {
+        {{"bench"}, "expected a benchmark name"},
+        {{"bench", "forward"}, "expected a benchmark name"},
+        {{"bench", "attention", "--isa", "sse9"}, "--isa must be"},
+        {{"bench", "attention", "--dtype", "f16"}, "--dtype must be"},
+        {{"bench", "attention", "--radius", "8"}, "need --grid"},
+        {{"bench", "attention", "--grid", "8x8", "--down", "2"}, "needs a CLEAR --radius"},
+        {{"bench", "attention", "--grid", "8x"}, "--grid must be HxW"},
+        {{"bench", "attention", "--grid", "6x6", "--radius", "2", "--down", "4"}, "not divisible"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(run_cli(&e, cases[i].args, &r), "run");
+        EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
+        EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i,
+               cases[i].phrase, r.err);
+        EXPECT(one_error_line(r.err, "bench"), "case %zu: not one error line: %s", i, r.err);
+    }
+    env_free(&e);
+}

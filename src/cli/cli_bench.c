@@ -135,8 +135,7 @@ int cmd_bench(int argc, char **argv) {
             fputs(k_usage, stdout);
             return CLI_OK;
         }
-        fputs(k_usage, stderr);
-        cli_error("bench", "expected a benchmark name: attention");
+        cli_error("bench", "expected a benchmark name: attention (see 'cleardit bench --help')");
         return CLI_BAD_INPUT;
     }
     int64_t threads = 0, heads = 24, hd = 128, T = 512, maxg = 128, radius = -1, down = 0, repeat = 0;
@@ -182,6 +181,10 @@ int cmd_bench(int argc, char **argv) {
     int64_t gh = 0, gw = 0;
     if (grid_s && cli_parse_pair(grid_s, 1, 1 << 16, &gh, &gw)) {
         cli_error("bench", "--grid must be HxW with sides in 1..65536 (got '%s')", grid_s);
+        return CLI_BAD_INPUT;
+    }
+    if (down > 0 && radius <= 0) {
+        cli_error("bench", "--down %lld needs a CLEAR --radius R >= 1", (long long)down);
         return CLI_BAD_INPUT;
     }
     if (!grid_s && (radius >= 0 || down > 0)) {
