@@ -379,3 +379,28 @@ TEST(attn_disc_halfwidth_definition) {
         EXPECT(n == want[i], "r=%lld interior disc %lld != %lld", (long long)rs[i], (long long)n, (long long)want[i]);
     }
 }
+
+/* Large sequences switch dense/text jobs to 128 queries (K+V of a head > 8 MB) — too big for the
+ * O(N^2) reference in a unit test, so cross-check two independent decompositions of the same
+ * math: dense (128-row jobs over one segment) against CLEAR with a covering radius (4x4 image
+ * tiles over per-row runs, text rows as 128-row jobs). */
+TEST(attn_large_dense_vs_covering_clear) {
+    shape s = {1, 128, 40, 90, 92, 0, 0, 0, 1}; /* N = 8320: K+V = 8.5 MB */
+    inputs in;
+    outbuf a = {0}, b = {0};
+    cd_ctx *ctx = NULL;
+    CHECK(inputs_make(&in, &s, 77) && outbuf_make(&a, in.n, in.N) && outbuf_make(&b, in.n, in.N) &&
+              cd_ctx_create(NULL, &ctx) == CD_OK, "setup");
+    cd_attn_desc cover = in.d;
+    cover.radius = 90 + 92;
+    EXPECT(cd_attention_forward(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, a.o, a.lse) == CD_OK, "dense");
+    EXPECT(cd_attention_forward(ctx, &cover, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, b.o, b.lse) == CD_OK, "clear");
+    EXPECT(guards_ok(&a) && guards_ok(&b), "stray writes");
+    char msg[512];
+    const double M = cd_attn_desc_scale(&in.d) * max_row_norm(in.qf, in.n, 128) * max_row_norm(in.kf, in.n, 128);
+    EXPECT(compare("o", &in.d, a.o, b.o, in.n, 2 * max_abs(in.vf, in.n), 128 + in.N, M, msg, sizeof msg), "%s", msg);
+    EXPECT(compare("lse", &in.d, a.lse, b.lse, in.N, 2.0, 128 + in.N, M, msg, sizeof msg), "%s", msg);
+    cd_ctx_free(ctx);
+    outbuf_free(&a); outbuf_free(&b);
+    inputs_free(&in);
+}

@@ -6,7 +6,7 @@
 
 /* Keep every product of dimensions far from overflow and every radius squarable in int64. */
 #define CD_MAX_SIDE  (1 << 20)
-#define CD_MAX_TOK   ((int64_t)1 << 31) /* N^2 pair counts stay within uint64 */
+#define CD_MAX_TOK   ((int64_t)INT32_MAX) /* kernels index rows with int32; N^2 fits uint64 */
 #define CD_MAX_HEADS 4096
 #define CD_MAX_HD    4096
 
@@ -118,21 +118,4 @@ cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt
                                  float *lse) {
     cd_status s = check_call(ctx, d, dt, q, k, v, sw, o);
     return s ? s : cd_attn_reference_run(ctx, d, dt, q, k, v, sw, o, lse);
-}
-
-void cd_attn_pool_f32(const cd_attn_desc *d, const float *src, const float *w, float *dst) {
-    const int DF = d->down, HD = d->head_dim, W = d->grid_w;
-    const int PH = d->grid_h / DF, PW = W / DF;
-    const float *img = src + (size_t)d->text_len * HD; /* [H*W, HD] */
-    for (int cy = 0; cy < PH; cy++)
-        for (int cx = 0; cx < PW; cx++) {
-            float *out = dst + ((size_t)cy * PW + cx) * HD;
-            for (int c = 0; c < HD; c++) out[c] = 0.0f;
-            for (int a = 0; a < DF; a++)
-                for (int b = 0; b < DF; b++) {
-                    const float *row = img + ((size_t)(cy * DF + a) * W + (size_t)(cx * DF + b)) * HD;
-                    const float wt = w[a * DF + b];
-                    for (int c = 0; c < HD; c++) out[c] += wt * row[c];
-                }
-        }
 }

@@ -21,9 +21,6 @@ static inline size_t cd_attn_tokens(const cd_attn_desc *d) {
     return (size_t)d->text_len + (size_t)d->grid_h * (size_t)d->grid_w;
 }
 
-/* Pools image keys (or values) of one head: src [N, HD] (text first), dst [(H/DF)*(W/DF), HD]. */
-void cd_attn_pool_f32(const cd_attn_desc *d, const float *src, const float *w, float *dst);
-
 /* Backend entry points (inputs validated by the caller). */
 cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                                 const void *k, const void *v, const float *sw, float *o,

@@ -1,15 +1,16 @@
-/* attn_cpu.c — the fast CPU attention driver: splits the queries into strips of 16, lists each
- * strip's keys as contiguous segments, and runs the ISA's strip kernel over them on OpenMP threads.
+/* attn_cpu.c — the fast CPU attention driver: groups the queries into 16-lane jobs, lists each
+ * job's keys as contiguous segments, and runs the ISA's strip kernel over them on OpenMP threads.
  *
- * Which keys a strip touches (spec/clear.md):
- *  - dense, and CLEAR text rows: one segment, all N keys.
- *  - CLEAR image strip (row qy, columns qx0..qx0+nq-1): the T text keys; for every row offset dy
- *    with |dy| < r the union of the 16 queries' disc runs on row qy+dy, i.e. the contiguous columns
- *    [qx0 - hw(dy), qx0 + nq - 1 + hw(dy)] clipped to the grid (the kernel masks each lane to its own
- *    |dx| <= hw(dy)); the pooled keys when down >= 2.
- * So a strip touches its disc plus a halo of 15 columns per key row, never the rest of the image:
- * useful/issued = sum(2hw+1) / sum(2hw+16) (r=16: 63%; r=32: 77%); text keys and rows are dense.
- * Memory: per thread one scratch block (~0.3 MB at head_dim 128) plus the pooled K/V (N/down^2). */
+ * Which keys a job touches (spec/clear.md):
+ *  - dense, and CLEAR text rows: 64 or 128 consecutive queries (4 or 8 strips of 16 sharing every
+ *    key chunk) over one segment of all N keys.
+ *  - CLEAR image queries: a 4x4 tile of the grid (rows ty0.., columns tx0..). Its keys: the T text
+ *    keys; for every key row ky within reach the union of the tile rows' disc runs, i.e. the
+ *    contiguous columns [tx0 - max hw, tx0 + 3 + max hw] clipped to the grid (the kernel masks each
+ *    lane to its own |dx| <= hw(ky - its row)); the pooled keys when down >= 2.
+ * So a tile touches its disc plus a small halo, never the rest of the image: useful/issued work is
+ * 66% (r=8), 80% (r=16), 89% (r=32) in the interior; text keys and rows are dense.
+ * Memory: per thread one scratch block (~0.4 MB at head_dim 128) plus the pooled K/V (N/down^2). */
 #include "attn_kern.h"
 #include "../../ops/attn.h"
 
@@ -34,14 +35,11 @@ static cd_strip_fn pick_kernel(const cd_ctx *ctx) {
     }
 }
 
-/* Tile shape for image queries. A tile of a x b queries touches, per key row, the union of its
- * rows' disc runs: 2*max(hw) + b columns. Useful fraction of the issued work (interior, from
- * the disc geometry): r=8: 1x16 46%, 2x8 60%, 4x4 66%; r=16: 63/76/80%; r=32: 77/86/89%.
- * Narrow grids waste lanes in wide tiles, so W < 16 also prefers 4x4. */
-static int pick_tile_rows(int r, int W) {
-    (void)r; (void)W; /* 4x4 measured best at r = 8, 16, 32 (BENCHMARKS.md) */
-    return 4;
-}
+/* Tile shape for image queries: CD_TILE_ROWS x (16 / CD_TILE_ROWS). A tile of a x b queries
+ * touches, per key row, the union of its rows' disc runs: 2*max(hw) + b columns. Useful fraction
+ * of the issued work (interior, from the disc geometry): r=8: 1x16 46%, 2x8 60%, 4x4 66%;
+ * r=16: 63/76/80%; r=32: 77/86/89%. 4x4 also measured fastest at r = 8, 16, 32 (BENCHMARKS.md). */
+#define CD_TILE_ROWS 4
 
 /* Pools one head's image keys or values into [(H/DF)*(W/DF), HD] f32. */
 static void pool_head(const cd_attn_desc *d, const void *src, int bf16, const float *w, float *dst) {
@@ -74,9 +72,9 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
     const cd_strip_fn kern = pick_kernel(ctx);
     const float qscale = cd_attn_scale(d) * 1.4426950408889634f; /* base-2 scores */
 
-    /* image queries go in tiles of tr x tc lanes (see pick_tile_rows); work items per head:
+    /* image queries go in tiles of tr x tc lanes (see CD_TILE_ROWS); work items per head:
      * CLEAR = one per 64 text rows + one per row of tiles; dense = one per 64 rows */
-    const int tr = clear ? pick_tile_rows(r, W) : 1, tc = CD_STRIP / tr;
+    const int tr = clear ? CD_TILE_ROWS : 1, tc = CD_STRIP / tr;
     /* consecutive rows per dense/text item: 64, or 128 once one head's K+V outgrow a share of
      * the last-level cache (8 MB) and every pass over them comes from DRAM (measured: 256x256
      * r=8 10% faster with 128, no change at 64x64) */
