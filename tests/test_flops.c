@@ -64,7 +64,7 @@ TEST(flops_dense_closed_form) {
     }
 }
 
-/* The two cells quoted in spec/clear.md from the paper's efficiency table (T = 512). */
+/* Cells of the paper's efficiency table quoted in spec/clear.md and spec/distill.md (T = 512). */
 TEST(flops_paper_cells) {
     cd_attn_desc d1024 = flux(1024, 1024, 512, 0, 0);
     EXPECT(gflops_1dp(&d1024, "260.9"), "1024^2 dense: %.4f GFLOPs, paper 260.9",
@@ -75,6 +75,13 @@ TEST(flops_paper_cells) {
     cd_attn_desc c8k = flux(8192, 8192, 512, 8, 0);
     EXPECT(gflops_1dp(&c8k, "3915.4"), "8192^2 r=8: %.4f GFLOPs, paper 3915.4",
            cd_attn_flops(&c8k) / 1e9);
+    /* the paper's 1024^2 column as quoted in spec/distill.md (attention GFLOPs/layer) */
+    const struct { int r; const char *want; } c1k[] = {{8, "63.5"}, {16, "86.6"}, {32, "154.1"}};
+    for (size_t i = 0; i < 3; i++) {
+        cd_attn_desc c = flux(1024, 1024, 512, c1k[i].r, 0);
+        EXPECT(gflops_1dp(&c, c1k[i].want), "1024^2 r=%d: %.4f GFLOPs, paper %s", c1k[i].r,
+               cd_attn_flops(&c) / 1e9, c1k[i].want);
+    }
     /* "reduces attention computations by 99.5%" */
     char red[16];
     snprintf(red, sizeof red, "%.1f", 100.0 * (1.0 - cd_attn_flops(&c8k) / cd_attn_flops(&d8k)));
