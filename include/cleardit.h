@@ -174,6 +174,97 @@ typedef struct {
 cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
                       const char *const *meta, size_t n_meta);
 
+/* ---- checkpoints: one file, a sharded index, or a directory (io/ckpt.c) --------------------- */
+/* A checkpoint is the union of the tensors of one .safetensors file, of the shards listed by a
+ * `*.safetensors.index.json` (diffusers/transformers), or of the one model found in a directory
+ * (a single .safetensors file or one index). Known key prefixes (e.g. ComfyUI's
+ * "model.diffusion_model.") are stripped; names must be unique across shards. Tensor data stays
+ * in the mapped files (zero-copy); nothing is read until a caller touches t->data. */
+typedef struct cd_ckpt cd_ckpt;
+
+cd_status cd_ckpt_open(cd_ctx *ctx, const char *path, cd_ckpt **out);
+void cd_ckpt_close(cd_ckpt *c);
+size_t cd_ckpt_count(const cd_ckpt *c);
+const cd_st_tensor *cd_ckpt_at(const cd_ckpt *c, size_t i);   /* name = stripped key */
+const cd_st_tensor *cd_ckpt_find(const cd_ckpt *c, const char *name);
+size_t cd_ckpt_files(const cd_ckpt *c);                        /* number of .safetensors files */
+const char *cd_ckpt_file(const cd_ckpt *c, size_t i);
+const char *cd_ckpt_prefix(const cd_ckpt *c);                  /* the stripped prefix, "" if none */
+const char *cd_ckpt_meta(const cd_ckpt *c, const char *key);   /* metadata of the first file */
+
+/* ---- layouts and configs (io/layout_*.c) ---------------------------------------------------- */
+typedef enum {
+    CD_LAYOUT_UNKNOWN = 0,
+    CD_LAYOUT_FLUX_BFL,        /* FLUX transformer, BFL names (double_blocks.N.img_attn.qkv ...) */
+    CD_LAYOUT_FLUX_DIFFUSERS,  /* FluxTransformer2DModel names (transformer_blocks.N.attn.to_q ...) */
+    CD_LAYOUT_AE_BFL,          /* FLUX autoencoder, BFL names (decoder.up.N.block.M ...) */
+    CD_LAYOUT_AE_DIFFUSERS,    /* AutoencoderKL names (decoder.up_blocks.N.resnets.M ...) */
+    CD_LAYOUT_CLEAR,           /* CLEAR attention weights only (diffusers names, spec/distill.md) */
+    CD_LAYOUT_COUNT
+} cd_layout;
+
+const char *cd_layout_name(cd_layout l);   /* "flux-bfl", "flux-diffusers", "ae-bfl", ... */
+
+/* FLUX transformer hyper-parameters, inferred from tensor shapes alone. */
+typedef struct {
+    int32_t hidden;          /* 3072 */
+    int32_t heads;           /* 24 (hidden / head_dim; head_dim from the q/k norm scale) */
+    int32_t head_dim;        /* 128 */
+    int32_t depth;           /* double-stream blocks, 19 */
+    int32_t depth_single;    /* single-stream blocks, 38 */
+    int32_t in_channels;     /* 64 */
+    int32_t out_channels;    /* 64 */
+    int32_t context_dim;     /* 4096 (T5) */
+    int32_t pooled_dim;      /* 768 (CLIP) */
+    int32_t mlp_hidden;      /* 12288 */
+    int32_t guidance;        /* 1: guidance embedder present (dev-like), 0: schnell-like */
+} cd_flux_config;
+
+/* FLUX autoencoder hyper-parameters, inferred from tensor shapes alone. */
+typedef struct {
+    int32_t in_channels;     /* 3 */
+    int32_t out_channels;    /* 3 */
+    int32_t ch;              /* 128 */
+    int32_t ch_mult[8];      /* 1, 2, 4, 4 */
+    int32_t n_mult;          /* 4 */
+    int32_t num_res_blocks;  /* 2 (decoder blocks per level: num_res_blocks + 1) */
+    int32_t z_channels;      /* 16 */
+    int32_t has_encoder, has_decoder;
+} cd_ae_config;
+
+/* A CLEAR attention file: which layers it carries and its down-sampling factor. */
+typedef struct {
+    int32_t depth, depth_single;  /* blocks with trained slices */
+    int32_t hidden;
+    int32_t down;                 /* spatial_weight side, 0 if none */
+} cd_clear_config;
+
+/* What a checkpoint is: its layout, the inferred config, and how its tensors compare with the
+ * tensors that layout + config expect (unknown, missing and wrong-shaped names are counted and
+ * listed separately). */
+typedef struct {
+    cd_layout layout;
+    cd_flux_config flux;     /* valid for the FLUX layouts */
+    cd_ae_config ae;         /* valid for the AE layouts */
+    cd_clear_config clear;   /* valid for CD_LAYOUT_CLEAR */
+    size_t n_unknown, n_missing, n_bad_shape;
+    char **unknown, **missing, **bad_shape;  /* names (bad_shape: "name: got [..] want [..]") */
+    uint64_t params;         /* total elements */
+    uint64_t bytes;          /* total data bytes */
+    uint64_t dtype_count[CD_DTYPE_COUNT];  /* tensors per dtype */
+} cd_ckpt_info;
+
+cd_status cd_ckpt_inspect(cd_ctx *ctx, const cd_ckpt *c, cd_ckpt_info *info);
+void cd_ckpt_info_free(cd_ckpt_info *info);
+
+/* Writes a single-file checkpoint of `in` in layout `to` (the same kind of model: FLUX <-> FLUX,
+ * AE <-> AE), converting tensors to `dtype` (CD_DTYPE_COUNT = keep each tensor's dtype; F32 or
+ * BF16 otherwise). With merge_clear != NULL, the CLEAR file's trained slices overwrite the
+ * corresponding rows of the base model (inside fused BFL tensors too) and nothing else. Streams:
+ * peak memory is about one output tensor, not the checkpoint. Atomic like cd_st_write. */
+cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to,
+                          cd_dtype dtype, const cd_ckpt *merge_clear);
+
 /* ---- machine ------------------------------------------------------------------------------ */
 /* Measures this machine's fp32 FMA peak (GFLOP/s) with `threads` threads over ~`seconds`. */
 double cd_measure_fma_peak(cd_ctx *ctx, double seconds);
