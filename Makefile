@@ -7,12 +7,16 @@ OPT     ?= -O2
 SAN     ?=
 CFLAGS  ?=
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter
-BASE     = -std=c11 -g $(OPT) $(WARN) -fopenmp -Iinclude -D_GNU_SOURCE -fno-strict-aliasing
+# OpenBLAS, OpenMP build (its threads are our OpenMP threads); rpath so that the OpenMP variant is
+# used even where Debian's alternatives point libopenblas.so at the pthread one.
+BLAS_INC = /usr/include/x86_64-linux-gnu/openblas-openmp
+BLAS_LIB = /usr/lib/x86_64-linux-gnu/openblas-openmp
+BASE     = -std=c11 -g $(OPT) $(WARN) -fopenmp -Iinclude -I$(BLAS_INC) -D_GNU_SOURCE -fno-strict-aliasing
 ifeq ($(SAN),1)
   BASE  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
   LDSAN  = -fsanitize=address,undefined
 endif
-LDLIBS   = -ljansson -lm
+LDLIBS   = -ljansson -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 LDFLAGS += -fopenmp $(LDSAN)
 
 # Per-ISA kernel objects: the same source compiled for each path, chosen at run time.

@@ -93,7 +93,28 @@ cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
     return CD_OK;
 }
 
-void cd_ctx_free(cd_ctx *ctx) { free(ctx); }
+void cd_ctx_free(cd_ctx *ctx) {
+    if (ctx) free(ctx->work);
+    free(ctx);
+}
+
+float *cd_ctx_work(cd_ctx *ctx, size_t floats) {
+    if (floats <= ctx->work_cap) return ctx->work;
+    size_t bytes;
+    if (!cd_mul_ok(floats, sizeof(float), &bytes) || bytes > SIZE_MAX - 64) {
+        cd_set_error(ctx, CD_ERR_OOM, "scratch of %zu floats is too large", floats);
+        return NULL;
+    }
+    float *w = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!w) {
+        cd_set_error(ctx, CD_ERR_OOM, "cannot allocate %zu MB of scratch", bytes >> 20);
+        return NULL;
+    }
+    free(ctx->work);
+    ctx->work = w;
+    ctx->work_cap = floats;
+    return w;
+}
 const char *cd_ctx_error(const cd_ctx *ctx) { return ctx ? ctx->err : ""; }
 cd_isa cd_ctx_isa(const cd_ctx *ctx) { return ctx->isa; }
 int cd_ctx_threads(const cd_ctx *ctx) { return ctx->threads; }

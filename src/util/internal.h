@@ -14,7 +14,13 @@ struct cd_ctx {
     cd_isa isa;           /* resolved ISA (never AUTO) */
     int has_bf16;         /* AVX512_BF16 usable on this machine */
     char err[512];        /* last error message */
+    float *work;          /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
+    size_t work_cap;      /* floats */
 };
+
+/* Scratch of at least `floats` floats, 64-byte aligned, owned by ctx (grow-only: a model reserves
+ * its worst case at load so that a forward never allocates). NULL (with an error) on OOM. */
+float *cd_ctx_work(cd_ctx *ctx, size_t floats);
 
 /* Records a printf-style error message in ctx (ctx may be NULL) and returns `s`. */
 cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...)

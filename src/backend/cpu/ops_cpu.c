@@ -1,0 +1,157 @@
+/* ops_cpu.c — the fast CPU ops: linear through OpenBLAS sgemm (BF16 weights converted to f32 in
+ * row tiles into the context's scratch, so the whole weight is never expanded), row-parallel
+ * norms and modulation on OpenMP threads, and the activations through the per-ISA SIMD kernels
+ * (ops_kern_impl.h). Tested against ops_ref.c. */
+#include "../../ops/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void cd_gelu_generic(float *x, size_t n);
+void cd_gelu_avx2(float *x, size_t n);
+void cd_gelu_avx512(float *x, size_t n);
+void cd_silu_generic(float *x, size_t n);
+void cd_silu_avx2(float *x, size_t n);
+void cd_silu_avx512(float *x, size_t n);
+
+/* Output rows of a BF16 weight converted per sgemm call: big enough for sgemm to run at full
+ * speed, small enough that the f32 tile stays far below the weight's size (256 x 12288 x 4 B =
+ * 12 MB for FLUX's widest layer). */
+#define CD_WTILE 256
+
+/* OpenBLAS (OpenMP build) takes its thread count from the calling thread's OpenMP setting. */
+static int blas_threads_push(const cd_ctx *ctx) {
+#ifdef _OPENMP
+    int prev = omp_get_max_threads();
+    omp_set_num_threads(ctx->threads);
+    return prev;
+#else
+    (void)ctx;
+    return 1;
+#endif
+}
+static void blas_threads_pop(int prev) {
+#ifdef _OPENMP
+    omp_set_num_threads(prev);
+#else
+    (void)prev;
+#endif
+}
+
+static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
+                            const float *b, float *y) {
+    const int out = w->out, in = w->in;
+    if (n == 0) return CD_OK;
+    const int prev = blas_threads_push(ctx);
+    if (w->dtype == CD_DTYPE_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in,
+                    (const float *)w->data, in, 0.0f, y, out);
+    } else if (w->dtype == CD_DTYPE_BF16) {
+        float *tile = cd_ctx_work(ctx, (size_t)CD_WTILE * in);
+        if (!tile) {
+            blas_threads_pop(prev);
+            return CD_ERR_OOM;
+        }
+        const uint16_t *wb = (const uint16_t *)w->data;
+        for (int o0 = 0; o0 < out; o0 += CD_WTILE) {
+            const int ro = out - o0 < CD_WTILE ? out - o0 : CD_WTILE;
+            const size_t cnt = (size_t)ro * in;
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+            for (size_t i = 0; i < cnt; i++) tile[i] = cd_bf16_to_f32(wb[(size_t)o0 * in + i]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ro, in, 1.0f, x, in, tile,
+                        in, 0.0f, y + o0, out);
+        }
+    } else {
+        blas_threads_pop(prev);
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "linear: weights must be F32 or BF16 (got %s)",
+                            cd_dtype_name(w->dtype));
+    }
+    blas_threads_pop(prev);
+    if (b) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+        for (size_t r = 0; r < n; r++)
+            for (int o = 0; o < out; o++) y[r * out + o] += b[o];
+    }
+    return CD_OK;
+}
+
+static void cpu_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
+                            const float *scale, float eps, float *y) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t r = 0; r < n; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        /* two passes in f32 with a f64 total: mean first, then the centred sum of squares */
+        double s = 0;
+        for (int i = 0; i < dim; i++) s += xr[i];
+        const float mean = (float)(s / dim);
+        double v = 0;
+        for (int i = 0; i < dim; i++) v += (double)(xr[i] - mean) * (xr[i] - mean);
+        const float inv = (float)(1.0 / sqrt(v / dim + eps));
+        for (int i = 0; i < dim; i++) yr[i] = (1.0f + scale[i]) * ((xr[i] - mean) * inv) + shift[i];
+    }
+}
+
+static void cpu_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w,
+                              float eps) {
+    const size_t rows = n * (size_t)nh;
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *v = x + r * hd;
+        float ss = 0;
+        for (int i = 0; i < hd; i++) ss += v[i] * v[i];
+        const float inv = (float)(1.0 / sqrt((double)ss / hd + eps));
+        for (int i = 0; i < hd; i++) v[i] = v[i] * inv * w[i];
+    }
+}
+
+static void cpu_gate_add(cd_ctx *ctx, float *x, const float *gate, const float *y, size_t n, int dim) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t r = 0; r < n; r++)
+        for (int i = 0; i < dim; i++) x[r * dim + i] += gate[i] * y[r * dim + i];
+}
+
+/* Splits n elements into per-thread contiguous ranges for an elementwise kernel. */
+static void map_parallel(cd_ctx *ctx, float *x, size_t n, void (*fn)(float *, size_t)) {
+    const size_t block = 1 << 14;
+    const size_t nb = (n + block - 1) / block;
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t i = 0; i < nb; i++) fn(x + i * block, i + 1 < nb ? block : n - i * block);
+}
+
+static void cpu_gelu_tanh(cd_ctx *ctx, float *x, size_t n) {
+    map_parallel(ctx, x, n, ctx->isa == CD_ISA_AVX512 ? cd_gelu_avx512
+                           : ctx->isa == CD_ISA_AVX2  ? cd_gelu_avx2
+                                                      : cd_gelu_generic);
+}
+
+static void cpu_silu(cd_ctx *ctx, float *x, size_t n) {
+    map_parallel(ctx, x, n, ctx->isa == CD_ISA_AVX512 ? cd_silu_avx512
+                           : ctx->isa == CD_ISA_AVX2  ? cd_silu_avx2
+                                                      : cd_silu_generic);
+}
+
+static void cpu_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t t = 0; t < n; t++) {
+        const float *c = cs + t * (size_t)hd;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (t * nh + h) * (size_t)hd;
+            for (int i = 0; i < hd / 2; i++) {
+                const float x0 = v[2 * i], x1 = v[2 * i + 1];
+                v[2 * i] = c[2 * i] * x0 - c[2 * i + 1] * x1;
+                v[2 * i + 1] = c[2 * i + 1] * x0 + c[2 * i] * x1;
+            }
+        }
+    }
+}
+
+static const cd_ops k_cpu = {
+    "cpu", cpu_linear, cpu_ln_modulate, cpu_rmsnorm_heads, cpu_gate_add,
+    cpu_gelu_tanh, cpu_silu, cpu_rope,
+};
+
+const cd_ops *cd_ops_cpu(void) { return &k_cpu; }

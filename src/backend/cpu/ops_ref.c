@@ -1,0 +1,92 @@
+/* ops_ref.c — the reference ops: plain loops, double accumulation, one thread. The oracle that
+ * the fast CPU ops (ops_cpu.c) and later backends are tested against. */
+#include "../../ops/ops.h"
+
+#include <math.h>
+
+static double wget(const cd_weight *w, size_t i) {
+    return w->dtype == CD_DTYPE_BF16 ? (double)cd_bf16_to_f32(((const uint16_t *)w->data)[i])
+                                     : (double)((const float *)w->data)[i];
+}
+
+static cd_status ref_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
+                            const float *b, float *y) {
+    (void)ctx;
+    for (size_t r = 0; r < n; r++)
+        for (int o = 0; o < w->out; o++) {
+            double acc = b ? b[o] : 0.0;
+            for (int i = 0; i < w->in; i++)
+                acc += (double)x[r * w->in + i] * wget(w, (size_t)o * w->in + i);
+            y[r * w->out + o] = (float)acc;
+        }
+    return CD_OK;
+}
+
+static void ref_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
+                            const float *scale, float eps, float *y) {
+    (void)ctx;
+    for (size_t r = 0; r < n; r++) {
+        const float *xr = x + r * dim;
+        double mean = 0, var = 0;
+        for (int i = 0; i < dim; i++) mean += xr[i];
+        mean /= dim;
+        for (int i = 0; i < dim; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        var /= dim;
+        const double inv = 1.0 / sqrt(var + eps);
+        for (int i = 0; i < dim; i++)
+            y[r * dim + i] = (float)((1.0 + scale[i]) * ((xr[i] - mean) * inv) + shift[i]);
+    }
+}
+
+static void ref_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w,
+                              float eps) {
+    (void)ctx;
+    for (size_t r = 0; r < n * (size_t)nh; r++) {
+        float *v = x + r * hd;
+        double ss = 0;
+        for (int i = 0; i < hd; i++) ss += (double)v[i] * v[i];
+        const double inv = 1.0 / sqrt(ss / hd + eps);
+        for (int i = 0; i < hd; i++) v[i] = (float)(v[i] * inv * w[i]);
+    }
+}
+
+static void ref_gate_add(cd_ctx *ctx, float *x, const float *gate, const float *y, size_t n, int dim) {
+    (void)ctx;
+    for (size_t r = 0; r < n; r++)
+        for (int i = 0; i < dim; i++) x[r * dim + i] = (float)(x[r * dim + i] + (double)gate[i] * y[r * dim + i]);
+}
+
+static void ref_gelu_tanh(cd_ctx *ctx, float *x, size_t n) {
+    (void)ctx;
+    const double k = sqrt(2.0 / M_PI);
+    for (size_t i = 0; i < n; i++) {
+        const double v = x[i];
+        x[i] = (float)(0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v))));
+    }
+}
+
+static void ref_silu(cd_ctx *ctx, float *x, size_t n) {
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / (1.0 + exp(-(double)x[i])));
+}
+
+static void ref_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs) {
+    (void)ctx;
+    for (size_t t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (t * nh + h) * (size_t)hd;
+            const float *c = cs + t * (size_t)hd;
+            for (int i = 0; i < hd / 2; i++) {
+                const double x0 = v[2 * i], x1 = v[2 * i + 1], co = c[2 * i], si = c[2 * i + 1];
+                v[2 * i] = (float)(co * x0 - si * x1);
+                v[2 * i + 1] = (float)(si * x0 + co * x1);
+            }
+        }
+}
+
+static const cd_ops k_ref = {
+    "cpu-reference", ref_linear, ref_ln_modulate, ref_rmsnorm_heads, ref_gate_add,
+    ref_gelu_tanh, ref_silu, ref_rope,
+};
+
+const cd_ops *cd_ops_cpu_ref(void) { return &k_ref; }

@@ -1,0 +1,52 @@
+/* ops.h — the ops table: every tensor op the FLUX transformer forward needs, with its shapes.
+ * The model is written once against this table; backends implement it (cpu reference: plain
+ * loops with double accumulation, the oracle; cpu fast: OpenBLAS + SIMD + OpenMP; later CUDA).
+ * Activations are f32; weights are F32 or BF16 (as stored in the checkpoint).
+ * Letters: n rows (tokens), dim features, NH heads, HD head_dim. */
+#ifndef CD_OPS_H
+#define CD_OPS_H
+
+#include "../util/internal.h"
+
+/* A linear layer's weight, PyTorch layout [out, in] row-major. */
+typedef struct {
+    const void *data;
+    cd_dtype dtype; /* F32 or BF16 */
+    int32_t out, in;
+} cd_weight;
+
+typedef struct cd_ops {
+    const char *name;
+    /* y [n, out] = x [n, in] . W^T + b;  b [out] f32 or NULL. x and y do not alias. */
+    cd_status (*linear)(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b,
+                        float *y);
+    /* y [n, dim] = (1 + scale) * LN(x) + shift; LayerNorm without affine, biased variance;
+     * shift/scale [dim] broadcast over rows. y may equal x. */
+    void (*ln_modulate)(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
+                        const float *scale, float eps, float *y);
+    /* x [n, NH*HD] in place: every head's HD values v <- v / sqrt(mean(v^2) + eps) * w[HD]. */
+    void (*rmsnorm_heads)(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps);
+    /* x [n, dim] += gate[dim] * y [n, dim] (gate broadcast over rows). */
+    void (*gate_add)(cd_ctx *ctx, float *x, const float *gate, const float *y, size_t n, int dim);
+    /* x [n] in place: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+    void (*gelu_tanh)(cd_ctx *ctx, float *x, size_t n);
+    /* x [n] in place: x * sigmoid(x). */
+    void (*silu)(cd_ctx *ctx, float *x, size_t n);
+    /* x [n, NH, HD] in place, rotating interleaved pairs (x[2i], x[2i+1]) of every head by the
+     * token's angle i: (c x0 - s x1, s x0 + c x1); cs [n, HD/2, 2] holds (cos, sin). */
+    void (*rope)(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs);
+} cd_ops;
+
+const cd_ops *cd_ops_cpu_ref(void);  /* the oracle */
+const cd_ops *cd_ops_cpu(void);      /* the fast CPU backend */
+
+/* Host-side helpers (cheap, backend independent). */
+/* FLUX timestep embedding: t' = 1000 t; emb = [cos(t' f_i), sin(t' f_i)], f_i = exp(-ln(10000) i /
+ * half), i < half = dim/2 (cos first). out [dim]. */
+void cd_timestep_embedding(float t, int dim, float *out);
+/* RoPE angles for n tokens with 3-axis positions ids [n, 3]: axis a covers axes[a] dims of head_dim
+ * (sum = HD), omega_j = theta^(-2j/axes[a]), angle = pos_a * omega_j, for j < axes[a]/2; pairs are
+ * laid out axis after axis. cs [n, HD/2, 2] = (cos, sin), computed in double. */
+void cd_rope_table(const float *ids, size_t n, const int axes[3], double theta, float *cs);
+
+#endif
