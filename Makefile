@@ -23,7 +23,7 @@ LDFLAGS += -fopenmp $(LDSAN)
 ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mprefer-vector-width=512
 ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
 
-LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/backend/cpu/*.c))
+LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/backend/cpu/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 TEST_SRC = $(sort $(wildcard tests/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

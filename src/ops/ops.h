@@ -35,6 +35,14 @@ typedef struct cd_ops {
     /* x [n, NH, HD] in place, rotating interleaved pairs (x[2i], x[2i+1]) of every head by the
      * token's angle i: (c x0 - s x1, s x0 + c x1); cs [n, HD/2, 2] holds (cos, sin). */
     void (*rope)(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs);
+    /* Row-major [n, NH*HD] <-> heads-major [NH, ntot, HD] at token offset t0 (attention layout). */
+    void (*to_heads)(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
+                     size_t ntot, size_t t0);
+    void (*from_heads)(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
+                       int hd, float *rows);
+    /* One attention layer (see cd_attention_forward): q, k, v [NH, N, HD] f32. */
+    cd_status (*attention)(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                           const float *v, const float *spatial_weight, float *o, float *lse);
 } cd_ops;
 
 const cd_ops *cd_ops_cpu_ref(void);  /* the oracle */

@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -149,9 +150,31 @@ static void cpu_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const floa
     }
 }
 
+
+static void cpu_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
+                       size_t ntot, size_t t0) {
+    #pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++)
+            memcpy(dst + ((size_t)h * ntot + t0 + t) * hd, rows + (t * nh + h) * hd, sizeof(float) * hd);
+}
+
+static void cpu_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
+                         int hd, float *rows) {
+    #pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (size_t t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++)
+            memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
+}
+
+static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                               const float *v, const float *sw, float *o, float *lse) {
+    return cd_attention_forward(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
+}
+
 static const cd_ops k_cpu = {
     "cpu", cpu_linear, cpu_ln_modulate, cpu_rmsnorm_heads, cpu_gate_add,
-    cpu_gelu_tanh, cpu_silu, cpu_rope,
+    cpu_gelu_tanh, cpu_silu, cpu_rope, cpu_to_heads, cpu_from_heads, cpu_attention,
 };
 
 const cd_ops *cd_ops_cpu(void) { return &k_cpu; }

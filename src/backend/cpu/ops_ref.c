@@ -3,6 +3,7 @@
 #include "../../ops/ops.h"
 
 #include <math.h>
+#include <string.h>
 
 static double wget(const cd_weight *w, size_t i) {
     return w->dtype == CD_DTYPE_BF16 ? (double)cd_bf16_to_f32(((const uint16_t *)w->data)[i])
@@ -84,9 +85,31 @@ static void ref_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const floa
         }
 }
 
+
+static void ref_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
+                       size_t ntot, size_t t0) {
+    (void)ctx;
+    for (size_t t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++)
+            memcpy(dst + ((size_t)h * ntot + t0 + t) * hd, rows + (t * nh + h) * hd, sizeof(float) * hd);
+}
+
+static void ref_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
+                         int hd, float *rows) {
+    (void)ctx;
+    for (size_t t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++)
+            memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
+}
+
+static cd_status ref_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                               const float *v, const float *sw, float *o, float *lse) {
+    return cd_attention_reference(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
+}
+
 static const cd_ops k_ref = {
     "cpu-reference", ref_linear, ref_ln_modulate, ref_rmsnorm_heads, ref_gate_add,
-    ref_gelu_tanh, ref_silu, ref_rope,
+    ref_gelu_tanh, ref_silu, ref_rope, ref_to_heads, ref_from_heads, ref_attention,
 };
 
 const cd_ops *cd_ops_cpu_ref(void) { return &k_ref; }

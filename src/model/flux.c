@@ -1,0 +1,219 @@
+/* flux.c — the FLUX transformer forward (spec/flux.md section 4), once, against the ops table.
+ * Critical details (each a bug in some port): text first in the joint sequence; modulation chunks
+ * are (shift, scale, gate) and apply as (1 + scale) * LN(x) + shift; LayerNorm eps 1e-6 without
+ * affine; QK RMSNorm per head before RoPE; RoPE pairs are interleaved; the final adaLN is
+ * (shift, scale) in BFL order (bound as row slices, so diffusers' swapped halves need no copy);
+ * timestep and guidance are embedded as 1000 t with cos first. */
+#include "flux.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LN_EPS 1e-6f
+#define RMS_EPS 1e-6f
+#define TEMB 256
+
+/* Arena layout, in floats, for N tokens. */
+static size_t arena_floats(const cd_flux_config *c, size_t N, size_t *off) {
+    const size_t D = (size_t)c->hidden, F = (size_t)c->mlp_hidden, NH = (size_t)c->heads;
+    const size_t sizes[] = {
+        N * D,            /* x */
+        N * D,            /* xn */
+        N * (3 * D + F),  /* h: q | k | v | mlp rows (each projection contiguous [N, out]) */
+        N * D, N * D, N * D, /* q, k, v heads-major */
+        N * D,            /* o */
+        NH * N,           /* lse */
+        N * (D + F),      /* cat */
+        N * D,            /* y */
+        D, 6 * D, D, D,   /* vec, mod, silu_vec, tmp */
+        TEMB,             /* emb */
+        N * (size_t)c->head_dim, /* cs: [N, HD/2, 2] */
+        N * 3,            /* ids */
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        off[i] = total;
+        total += (sizes[i] + 15) & ~(size_t)15; /* 64-byte aligned pieces */
+    }
+    return total;
+}
+
+cd_status cd_flux_arena_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
+                             cd_flux_arena *a) {
+    memset(a, 0, sizeof *a);
+    size_t off[17];
+    const size_t floats = arena_floats(cfg, max_tokens, off);
+    size_t bytes;
+    if (!cd_mul_ok(floats, sizeof(float), &bytes))
+        return cd_set_error(ctx, CD_ERR_OOM, "flux: activation arena for %zu tokens overflows", max_tokens);
+    a->block = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!a->block)
+        return cd_set_error(ctx, CD_ERR_OOM,
+                            "flux: cannot allocate the activation arena (%zu MB for %zu tokens)",
+                            bytes >> 20, max_tokens);
+    a->bytes = bytes;
+    a->max_tokens = max_tokens;
+    float *b = a->block;
+    a->x = b + off[0]; a->xn = b + off[1]; a->h = b + off[2];
+    a->q = b + off[3]; a->k = b + off[4]; a->v = b + off[5]; a->o = b + off[6];
+    a->lse = b + off[7]; a->cat = b + off[8]; a->y = b + off[9];
+    a->vec = b + off[10]; a->mod = b + off[11]; a->silu_vec = b + off[12]; a->tmp = b + off[13];
+    a->emb = b + off[14]; a->cs = b + off[15]; a->ids = b + off[16];
+    return CD_OK;
+}
+
+void cd_flux_arena_free(cd_flux_arena *a) {
+    free(a->block);
+    memset(a, 0, sizeof *a);
+}
+
+#define TRY(expr)                                                                               \
+    do {                                                                                        \
+        cd_status s_ = (expr);                                                                  \
+        if (s_ != CD_OK) return s_;                                                             \
+    } while (0)
+
+static cd_status lin(cd_ctx *ctx, const cd_ops *ops, const cd_lin *l, const float *x, size_t n,
+                     float *y) {
+    return ops->linear(ctx, x, n, &l->w, l->b, y);
+}
+
+/* vec-sized MLP embedder: out [D] = l2(silu(l1(x))) */
+static cd_status embed(cd_ctx *ctx, const cd_ops *ops, const cd_lin *l1, const cd_lin *l2,
+                       const float *x, float *tmp, float *out) {
+    TRY(lin(ctx, ops, l1, x, 1, tmp));
+    ops->silu(ctx, tmp, (size_t)l1->w.out);
+    return lin(ctx, ops, l2, tmp, 1, out);
+}
+
+/* q, k, v projections of n rows (xn) -> RMSNorm per head (q, k) -> RoPE -> heads-major joint
+ * buffers at token offset t0. Uses a->h as [3][n, D] scratch. */
+static cd_status project_qkv(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *c,
+                             cd_flux_arena *a, const float *xn, size_t n, size_t t0, size_t N,
+                             const cd_lin *q, const cd_lin *k, const cd_lin *v,
+                             const float *norm_q, const float *norm_k) {
+    const size_t D = (size_t)c->hidden;
+    float *qr = a->h, *kr = a->h + n * D, *vr = a->h + 2 * n * D;
+    TRY(lin(ctx, ops, q, xn, n, qr));
+    TRY(lin(ctx, ops, k, xn, n, kr));
+    TRY(lin(ctx, ops, v, xn, n, vr));
+    ops->rmsnorm_heads(ctx, qr, n, c->heads, c->head_dim, norm_q, RMS_EPS);
+    ops->rmsnorm_heads(ctx, kr, n, c->heads, c->head_dim, norm_k, RMS_EPS);
+    ops->rope(ctx, qr, n, c->heads, c->head_dim, a->cs + t0 * c->head_dim);
+    ops->rope(ctx, kr, n, c->heads, c->head_dim, a->cs + t0 * c->head_dim);
+    ops->to_heads(ctx, qr, n, c->heads, c->head_dim, a->q, N, t0);
+    ops->to_heads(ctx, kr, n, c->heads, c->head_dim, a->k, N, t0);
+    ops->to_heads(ctx, vr, n, c->heads, c->head_dim, a->v, N, t0);
+    return CD_OK;
+}
+
+static cd_status attend(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *c,
+                        const cd_flux_weights *w, const cd_flux_attn *at, cd_flux_arena *a,
+                        const cd_flux_inputs *in, int layer) {
+    cd_attn_desc d = {c->heads, c->head_dim, in->T, in->grid_h, in->grid_w, at->radius,
+                      at->down, 0.0f};
+    const float *sw = (at->down >= 2 && w->spatial_weight)
+                          ? w->spatial_weight + (size_t)layer * at->down * at->down
+                          : NULL;
+    return ops->attention(ctx, &d, a->q, a->k, a->v, sw, a->o, a->lse);
+}
+
+/* One stream of a double block after attention: x += gate1 * proj(attn rows), then the MLP. */
+static cd_status stream_tail(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *c,
+                             cd_flux_arena *a, const cd_flux_stream *s, float *x, size_t n,
+                             size_t t0, size_t N) {
+    const size_t D = (size_t)c->hidden;
+    const float *mod = a->mod; /* this stream's 6 chunks, computed by the caller */
+    ops->from_heads(ctx, a->o, N, t0, n, c->heads, c->head_dim, a->xn);
+    TRY(lin(ctx, ops, &s->proj, a->xn, n, a->y));
+    ops->gate_add(ctx, x, mod + 2 * D, a->y, n, (int)D);
+    ops->ln_modulate(ctx, x, n, (int)D, mod + 3 * D, mod + 4 * D, LN_EPS, a->xn);
+    float *hid = a->cat; /* [n, F] */
+    TRY(lin(ctx, ops, &s->mlp0, a->xn, n, hid));
+    ops->gelu_tanh(ctx, hid, n * (size_t)c->mlp_hidden);
+    TRY(lin(ctx, ops, &s->mlp2, hid, n, a->y));
+    ops->gate_add(ctx, x, mod + 5 * D, a->y, n, (int)D);
+    return CD_OK;
+}
+
+cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w,
+                          const cd_flux_attn *at, cd_flux_arena *a, const cd_flux_inputs *in,
+                          float *out, const cd_flux_probe *probe) {
+    const cd_flux_config *c = &w->cfg;
+    const size_t T = (size_t)in->T, L = (size_t)in->L, N = T + L, D = (size_t)c->hidden;
+    if (N > a->max_tokens)
+        return cd_set_error(ctx, CD_ERR_SHAPE, "flux: %zu tokens exceed the arena's %zu", N,
+                            a->max_tokens);
+    if (at->radius > 0 && (size_t)in->grid_h * (size_t)in->grid_w != L)
+        return cd_set_error(ctx, CD_ERR_SHAPE, "flux: grid %dx%d does not hold %zu image tokens",
+                            in->grid_h, in->grid_w, L);
+    float *txt = a->x, *img = a->x + T * D; /* joint residual stream, text first */
+
+    /* conditioning vector: time (+ guidance) + pooled text */
+    cd_timestep_embedding(in->timestep, TEMB, a->emb);
+    TRY(embed(ctx, ops, &w->time_in1, &w->time_in2, a->emb, a->tmp, a->vec));
+    if (c->guidance) {
+        cd_timestep_embedding(in->guidance, TEMB, a->emb);
+        TRY(embed(ctx, ops, &w->guid_in1, &w->guid_in2, a->emb, a->tmp, a->silu_vec));
+        for (size_t i = 0; i < D; i++) a->vec[i] += a->silu_vec[i];
+    }
+    TRY(embed(ctx, ops, &w->vec_in1, &w->vec_in2, in->pooled, a->tmp, a->silu_vec));
+    for (size_t i = 0; i < D; i++) a->vec[i] += a->silu_vec[i];
+    memcpy(a->silu_vec, a->vec, D * sizeof(float));
+    ops->silu(ctx, a->silu_vec, D); /* every modulation reads silu(vec) */
+
+    /* RoPE table over the joint ids (text first) */
+    memcpy(a->ids, in->txt_ids, T * 3 * sizeof(float));
+    memcpy(a->ids + T * 3, in->img_ids, L * 3 * sizeof(float));
+    cd_rope_table(a->ids, N, w->rope_axes, w->rope_theta, a->cs);
+
+    TRY(lin(ctx, ops, &w->txt_in, in->txt, T, txt));
+    TRY(lin(ctx, ops, &w->img_in, in->img, L, img));
+
+    int layer = 0;
+    for (int bi = 0; bi < c->depth; bi++, layer++) {
+        const cd_flux_double *b = &w->dbl[bi];
+        /* both streams project into the joint q/k/v; modulations are recomputed per stream
+         * (a->mod holds one stream's 6 chunks at a time) */
+        TRY(lin(ctx, ops, &b->txt.mod, a->silu_vec, 1, a->mod));
+        ops->ln_modulate(ctx, txt, T, (int)D, a->mod, a->mod + D, LN_EPS, a->xn);
+        TRY(project_qkv(ctx, ops, c, a, a->xn, T, 0, N, &b->txt.q, &b->txt.k, &b->txt.v,
+                        b->txt.norm_q, b->txt.norm_k));
+        TRY(lin(ctx, ops, &b->img.mod, a->silu_vec, 1, a->mod));
+        ops->ln_modulate(ctx, img, L, (int)D, a->mod, a->mod + D, LN_EPS, a->xn);
+        TRY(project_qkv(ctx, ops, c, a, a->xn, L, T, N, &b->img.q, &b->img.k, &b->img.v,
+                        b->img.norm_q, b->img.norm_k));
+        TRY(attend(ctx, ops, c, w, at, a, in, layer));
+        /* img.mod is still in a->mod */
+        TRY(stream_tail(ctx, ops, c, a, &b->img, img, L, T, N));
+        TRY(lin(ctx, ops, &b->txt.mod, a->silu_vec, 1, a->mod));
+        TRY(stream_tail(ctx, ops, c, a, &b->txt, txt, T, 0, N));
+        if (probe && probe->after_block) probe->after_block(probe->user, layer, a->x, N, D);
+    }
+
+    const size_t F = (size_t)c->mlp_hidden;
+    for (int bi = 0; bi < c->depth_single; bi++, layer++) {
+        const cd_flux_single *b = &w->sgl[bi];
+        TRY(lin(ctx, ops, &b->mod, a->silu_vec, 1, a->mod));
+        ops->ln_modulate(ctx, a->x, N, (int)D, a->mod, a->mod + D, LN_EPS, a->xn);
+        TRY(project_qkv(ctx, ops, c, a, a->xn, N, 0, N, &b->q, &b->k, &b->v, b->norm_q, b->norm_k));
+        float *mlp = a->h; /* q/k/v rows are no longer needed once heads-major */
+        TRY(lin(ctx, ops, &b->mlp_in, a->xn, N, mlp));
+        ops->gelu_tanh(ctx, mlp, N * F);
+        TRY(attend(ctx, ops, c, w, at, a, in, layer));
+        ops->from_heads(ctx, a->o, N, 0, N, c->heads, c->head_dim, a->y);
+        for (size_t t = 0; t < N; t++) { /* cat = [attn | gelu(mlp)] per row */
+            memcpy(a->cat + t * (D + F), a->y + t * D, D * sizeof(float));
+            memcpy(a->cat + t * (D + F) + D, mlp + t * F, F * sizeof(float));
+        }
+        TRY(lin(ctx, ops, &b->out, a->cat, N, a->y));
+        ops->gate_add(ctx, a->x, a->mod + 2 * D, a->y, N, (int)D);
+        if (probe && probe->after_block) probe->after_block(probe->user, layer, a->x, N, D);
+    }
+
+    /* final layer on the image rows: (1 + scale) LN(x) + shift, then the output projection */
+    TRY(lin(ctx, ops, &w->final_shift, a->silu_vec, 1, a->mod));
+    TRY(lin(ctx, ops, &w->final_scale, a->silu_vec, 1, a->mod + D));
+    ops->ln_modulate(ctx, img, L, (int)D, a->mod, a->mod + D, LN_EPS, a->xn);
+    return lin(ctx, ops, &w->final_out, a->xn, L, out);
+}

@@ -1,0 +1,111 @@
+/* flux.h — the FLUX transformer: weights (pointers into the mapped checkpoint), the activation
+ * arena, and the forward pass written once against the ops table (src/ops/ops.h).
+ *
+ * Internal layout: every projection is its own linear (q, k, v, proj_mlp split), whatever the
+ * checkpoint stores: a BFL fused tensor is bound as row slices of itself (no copy). That also makes
+ * loading CLEAR weights a matter of re-pointing the trained projections (spec/distill.md).
+ * Letters: L image tokens, T text tokens, N = T + L, D hidden, NH heads, HD head_dim, F mlp hidden. */
+#ifndef CD_FLUX_H
+#define CD_FLUX_H
+
+#include "../ops/ops.h"
+
+typedef struct {
+    cd_weight w;     /* [out, in] */
+    const float *b;  /* [out] f32 (biases are converted at load), or NULL */
+} cd_lin;
+
+typedef struct {
+    cd_lin mod;                         /* [6D, D]: shift1 scale1 gate1 shift2 scale2 gate2 */
+    cd_lin q, k, v;                     /* [D, D] each */
+    const float *norm_q, *norm_k;       /* [HD] RMSNorm scales */
+    cd_lin proj;                        /* [D, D] */
+    cd_lin mlp0, mlp2;                  /* [F, D], [D, F] */
+} cd_flux_stream;                       /* one stream (image or text) of a double block */
+
+typedef struct {
+    cd_flux_stream img, txt;
+} cd_flux_double;
+
+typedef struct {
+    cd_lin mod;                         /* [3D, D]: shift scale gate */
+    cd_lin q, k, v;                     /* [D, D] (rows 0..3D of BFL linear1) */
+    cd_lin mlp_in;                      /* [F, D] (rows 3D.. of BFL linear1; diffusers proj_mlp) */
+    const float *norm_q, *norm_k;       /* [HD] */
+    cd_lin out;                         /* [D, D + F] (linear2 / proj_out) */
+} cd_flux_single;
+
+typedef struct {
+    cd_flux_config cfg;
+    int rope_axes[3];
+    double rope_theta;
+    cd_lin img_in, txt_in;              /* [D, in_channels], [D, context_dim] */
+    cd_lin time_in1, time_in2;          /* [D, 256], [D, D] */
+    cd_lin vec_in1, vec_in2;            /* [D, pooled_dim], [D, D] */
+    cd_lin guid_in1, guid_in2;          /* present when cfg.guidance */
+    cd_flux_double *dbl;                /* [depth] */
+    cd_flux_single *sgl;                /* [depth_single] */
+    cd_lin final_shift, final_scale;    /* [D, D] each (halves of the final adaLN linear) */
+    cd_lin final_out;                   /* [out_channels, D] */
+    const float *spatial_weight;        /* [depth + depth_single][down*down] or NULL (CLEAR) */
+} cd_flux_weights;
+
+/* Attention used by every layer of a forward. */
+typedef struct {
+    int32_t radius;   /* 0 = dense */
+    int32_t down;     /* >= 2: pooled keys (needs spatial_weight in the weights) */
+} cd_flux_attn;
+
+/* Activation arena for up to max_tokens = T + L tokens (one batch item); one allocation. */
+typedef struct {
+    size_t max_tokens;
+    float *block;                 /* everything below points into it */
+    size_t bytes;
+    float *x;        /* [N, D] residual stream: text rows then image rows */
+    float *xn;       /* [N, D] normalized / modulated input of a linear */
+    float *h;        /* [N, 3D + F] fused projections (q | k | v | mlp) */
+    float *q, *k, *v;/* [NH, N, HD] heads-major attention inputs */
+    float *o;        /* [NH, N, HD] attention output */
+    float *lse;      /* [NH, N] */
+    float *cat;      /* [N, D + F] attention rows | mlp activations (single-block linear2 input) */
+    float *y;        /* [N, D] a block's output before the gated residual */
+    float *vec;      /* [D] conditioning vector */
+    float *mod;      /* [6D] modulation of the current stream */
+    float *silu_vec; /* [D] */
+    float *tmp;      /* [D] */
+    float *emb;      /* [256] */
+    float *cs;       /* [N, HD/2, 2] RoPE table */
+    float *ids;      /* [N, 3] joint ids */
+} cd_flux_arena;
+
+cd_status cd_flux_arena_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
+                             cd_flux_arena *a);
+void cd_flux_arena_free(cd_flux_arena *a);
+
+/* Inputs of one forward (one batch item). */
+typedef struct {
+    const float *img;       /* [L, in_channels] */
+    const float *txt;       /* [T, context_dim] */
+    const float *pooled;    /* [pooled_dim] */
+    const float *img_ids;   /* [L, 3] */
+    const float *txt_ids;   /* [T, 3] */
+    float timestep;         /* in [0, 1]; x1000 inside */
+    float guidance;         /* used when cfg.guidance; x1000 inside */
+    int32_t L, T;
+    int32_t grid_h, grid_w; /* image token grid (needed for CLEAR; L = grid_h * grid_w) */
+} cd_flux_inputs;
+
+/* Optional observer of the residual stream after every block (tests compare it per block with
+ * the oracle): x [N, D], text rows first; block counts double blocks then single blocks. */
+typedef struct {
+    void (*after_block)(void *user, int block, const float *x, size_t n_tokens, size_t hidden);
+    void *user;
+} cd_flux_probe;
+
+/* out [L, out_channels]. Never allocates (all scratch in the arena and ctx's reserved work).
+ * probe may be NULL. */
+cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w,
+                          const cd_flux_attn *attn, cd_flux_arena *a, const cd_flux_inputs *in,
+                          float *out, const cd_flux_probe *probe);
+
+#endif

@@ -1,0 +1,338 @@
+/* flux_load.c — binds a FLUX checkpoint (BFL or diffusers names) to cd_flux_weights: projections
+ * point into the mapped tensors (row slices of BFL's fused qkv / linear1 / final adaLN), biases and
+ * norm scales are converted to f32 in one arena, CLEAR attention weights re-point the trained
+ * projections (spec/distill.md). Canonical names are diffusers' (one tensor per projection); the
+ * resolver below finds each in either layout. */
+#include "flux_load.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A row range of a checkpoint tensor. */
+typedef struct {
+    const cd_st_tensor *t;
+    int64_t row0, rows, cols;
+} view;
+
+typedef struct {
+    cd_ctx *ctx;
+    const cd_ckpt *ck;
+    int bfl;            /* 1: BFL names, 0: diffusers names */
+    int64_t D, F;
+    char *arena;        /* NULL in the sizing pass */
+    size_t used, cap;
+    cd_status err;
+} binder;
+
+static int64_t rows_of(const cd_st_tensor *t) { return t->ndim >= 1 ? t->shape[0] : 1; }
+static int64_t cols_of(const cd_st_tensor *t) {
+    int64_t c = 1;
+    for (int i = 1; i < t->ndim; i++) c *= t->shape[i];
+    return c;
+}
+
+/* diffusers name -> BFL (name, row offset, rows) for the tensors whose BFL form is fused or
+ * renamed; `suffix` is ".weight" or ".bias". Returns 0 when the name has no BFL counterpart. */
+static int bfl_name(const binder *b, const char *dname, char *out, size_t cap, int64_t *row0,
+                    int64_t *rows) {
+    int n = -1;
+    char rest[128];
+    const int64_t D = b->D, F = b->F;
+    *row0 = 0;
+    *rows = -1; /* all rows */
+    if (sscanf(dname, "transformer_blocks.%d.%127s", &n, rest) == 2) {
+        static const struct { const char *d, *b; int part; } map[] = {
+            {"attn.to_q", "img_attn.qkv", 0}, {"attn.to_k", "img_attn.qkv", 1},
+            {"attn.to_v", "img_attn.qkv", 2}, {"attn.add_q_proj", "txt_attn.qkv", 0},
+            {"attn.add_k_proj", "txt_attn.qkv", 1}, {"attn.add_v_proj", "txt_attn.qkv", 2},
+            {"attn.to_out.0", "img_attn.proj", -1}, {"attn.to_add_out", "txt_attn.proj", -1},
+            {"ff.net.0.proj", "img_mlp.0", -1}, {"ff.net.2", "img_mlp.2", -1},
+            {"ff_context.net.0.proj", "txt_mlp.0", -1}, {"ff_context.net.2", "txt_mlp.2", -1},
+            {"norm1.linear", "img_mod.lin", -1}, {"norm1_context.linear", "txt_mod.lin", -1},
+            {"attn.norm_q", "img_attn.norm.query_norm", -2}, {"attn.norm_k", "img_attn.norm.key_norm", -2},
+            {"attn.norm_added_q", "txt_attn.norm.query_norm", -2},
+            {"attn.norm_added_k", "txt_attn.norm.key_norm", -2},
+        };
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+            size_t l = strlen(map[i].d);
+            if (strncmp(rest, map[i].d, l) || rest[l] != '.') continue;
+            const char *s = rest + l; /* ".weight" / ".bias" */
+            if (map[i].part == -2) s = ".scale"; /* RMSNorm weight */
+            snprintf(out, cap, "double_blocks.%d.%s%s", n, map[i].b, s);
+            if (map[i].part >= 0) { *row0 = map[i].part * D; *rows = D; }
+            return 1;
+        }
+        return 0;
+    }
+    if (sscanf(dname, "single_transformer_blocks.%d.%127s", &n, rest) == 2) {
+        static const struct { const char *d, *b; int part; } map[] = {
+            {"attn.to_q", "linear1", 0}, {"attn.to_k", "linear1", 1}, {"attn.to_v", "linear1", 2},
+            {"proj_mlp", "linear1", 3}, {"proj_out", "linear2", -1}, {"norm.linear", "modulation.lin", -1},
+            {"attn.norm_q", "norm.query_norm", -2}, {"attn.norm_k", "norm.key_norm", -2},
+        };
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+            size_t l = strlen(map[i].d);
+            if (strncmp(rest, map[i].d, l) || rest[l] != '.') continue;
+            const char *s = map[i].part == -2 ? ".scale" : rest + l;
+            snprintf(out, cap, "single_blocks.%d.%s%s", n, map[i].b, s);
+            if (map[i].part >= 0) { *row0 = map[i].part * D; *rows = map[i].part == 3 ? F : D; }
+            return 1;
+        }
+        return 0;
+    }
+    static const struct { const char *d, *b; } top[] = {
+        {"x_embedder", "img_in"}, {"context_embedder", "txt_in"},
+        {"time_text_embed.timestep_embedder.linear_1", "time_in.in_layer"},
+        {"time_text_embed.timestep_embedder.linear_2", "time_in.out_layer"},
+        {"time_text_embed.text_embedder.linear_1", "vector_in.in_layer"},
+        {"time_text_embed.text_embedder.linear_2", "vector_in.out_layer"},
+        {"time_text_embed.guidance_embedder.linear_1", "guidance_in.in_layer"},
+        {"time_text_embed.guidance_embedder.linear_2", "guidance_in.out_layer"},
+        {"proj_out", "final_layer.linear"},
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
+        size_t l = strlen(top[i].d);
+        if (!strncmp(dname, top[i].d, l) && dname[l] == '.') {
+            snprintf(out, cap, "%s%s", top[i].b, dname + l);
+            return 1;
+        }
+    }
+    /* norm_out.linear = (scale, shift) in diffusers; BFL stores (shift, scale) */
+    if (!strncmp(dname, "norm_out.linear.", 16)) {
+        snprintf(out, cap, "final_layer.adaLN_modulation.1.%s", dname + 16);
+        *row0 = -1; /* caller-specific: swapped halves */
+        return 1;
+    }
+    return 0;
+}
+
+/* Finds a diffusers-named tensor (or its BFL slice). Missing: error unless optional. */
+static int resolve(binder *b, view *v, int optional, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int resolve(binder *b, view *v, int optional, const char *fmt, ...) {
+    char dname[256], bname[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dname, sizeof dname, fmt, ap);
+    va_end(ap);
+    const char *name = dname;
+    int64_t row0 = 0, rows = -1;
+    if (b->bfl) {
+        if (!bfl_name(b, dname, bname, sizeof bname, &row0, &rows)) goto missing;
+        name = bname;
+    }
+    v->t = cd_ckpt_find(b->ck, name);
+    if (!v->t) goto missing;
+    v->cols = cols_of(v->t);
+    if (row0 == -1) row0 = 0; /* handled by the caller (final adaLN) */
+    v->row0 = row0;
+    v->rows = rows < 0 ? rows_of(v->t) - row0 : rows;
+    if (v->row0 + v->rows > rows_of(v->t)) {
+        if (!b->err)
+            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: tensor '%s' has %lld rows, needs %lld",
+                                  name, (long long)rows_of(v->t), (long long)(v->row0 + v->rows));
+        return 0;
+    }
+    return 1;
+missing:
+    if (!optional && !b->err) {
+        if (name == bname)
+            b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND,
+                                  "flux: checkpoint has no tensor '%s' (diffusers name '%s')", bname, dname);
+        else
+            b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND, "flux: checkpoint has no tensor '%s'", dname);
+    }
+    v->t = NULL;
+    return 0;
+}
+
+static void *arena_take(binder *b, size_t bytes) {
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = b->arena ? b->arena + b->used : NULL;
+    b->used += bytes;
+    return p;
+}
+
+/* A view's elements as f32 in the arena (biases, norm scales, spatial weights). */
+static const float *to_f32(binder *b, const view *v) {
+    const size_t n = (size_t)(v->rows * v->cols);
+    float *dst = arena_take(b, n * sizeof(float));
+    if (!dst || b->err) return dst;
+    const size_t es = (size_t)cd_dtype_bits(v->t->dtype) / 8;
+    cd_st_tensor sub = *v->t;
+    sub.data = (const char *)v->t->data + (size_t)(v->row0 * v->cols) * es;
+    sub.ndim = 1;
+    sub.shape[0] = (int64_t)n;
+    sub.nbytes = n * es;
+    cd_status s = cd_st_to_f32(b->ctx, &sub, dst);
+    if (s) b->err = s;
+    return dst;
+}
+
+/* A linear layer: weight [out, in] (a row slice, kept in place unless misaligned) and bias. */
+static void bind_lin(binder *b, cd_lin *l, int64_t out, int64_t in, int optional, const char *base) {
+    view w, bias;
+    memset(l, 0, sizeof *l);
+    if (!resolve(b, &w, optional, "%s.weight", base)) return;
+    if (w.rows != out || w.cols != in) {
+        if (!b->err)
+            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s.weight' is [%lld, %lld], expected [%lld, %lld]",
+                                  base, (long long)w.rows, (long long)w.cols, (long long)out, (long long)in);
+        return;
+    }
+    if (w.t->dtype != CD_DTYPE_F32 && w.t->dtype != CD_DTYPE_BF16) {
+        /* other float types (F16, F8) are expanded once to f32 */
+        view whole = w;
+        l->w.data = to_f32(b, &whole);
+        l->w.dtype = CD_DTYPE_F32;
+    } else {
+        const size_t es = w.t->dtype == CD_DTYPE_F32 ? 4 : 2;
+        const char *p = (const char *)w.t->data + (size_t)(w.row0 * w.cols) * es;
+        if ((uintptr_t)p % es) { /* never hand a misaligned pointer to BLAS: copy as f32 */
+            l->w.data = to_f32(b, &w);
+            l->w.dtype = CD_DTYPE_F32;
+        } else {
+            l->w.data = p;
+            l->w.dtype = w.t->dtype;
+        }
+    }
+    l->w.out = (int32_t)out;
+    l->w.in = (int32_t)in;
+    if (resolve(b, &bias, 1, "%s.bias", base)) {
+        if (bias.rows * bias.cols != out) {
+            if (!b->err)
+                b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s.bias' has %lld elements, expected %lld",
+                                      base, (long long)(bias.rows * bias.cols), (long long)out);
+            return;
+        }
+        l->b = to_f32(b, &bias);
+    }
+}
+
+static const float *bind_vec(binder *b, int64_t n, const char *name) {
+    view v;
+    if (!resolve(b, &v, 0, "%s", name)) return NULL;
+    if (v.rows * v.cols != n) {
+        if (!b->err)
+            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s' has %lld elements, expected %lld",
+                                  name, (long long)(v.rows * v.cols), (long long)n);
+        return NULL;
+    }
+    return to_f32(b, &v);
+}
+
+static void bind_all(binder *b, cd_flux_weights *w) {
+    const cd_flux_config *c = &w->cfg;
+    const int64_t D = c->hidden, F = c->mlp_hidden, HD = c->head_dim;
+    char base[128];
+    bind_lin(b, &w->img_in, D, c->in_channels, 0, "x_embedder");
+    bind_lin(b, &w->txt_in, D, c->context_dim, 0, "context_embedder");
+    bind_lin(b, &w->time_in1, D, 256, 0, "time_text_embed.timestep_embedder.linear_1");
+    bind_lin(b, &w->time_in2, D, D, 0, "time_text_embed.timestep_embedder.linear_2");
+    bind_lin(b, &w->vec_in1, D, c->pooled_dim, 0, "time_text_embed.text_embedder.linear_1");
+    bind_lin(b, &w->vec_in2, D, D, 0, "time_text_embed.text_embedder.linear_2");
+    if (c->guidance) {
+        bind_lin(b, &w->guid_in1, D, 256, 0, "time_text_embed.guidance_embedder.linear_1");
+        bind_lin(b, &w->guid_in2, D, D, 0, "time_text_embed.guidance_embedder.linear_2");
+    }
+    for (int i = 0; i < c->depth && !b->err; i++) {
+        cd_flux_double *d = b->arena ? &w->dbl[i] : &(cd_flux_double){0};
+        const struct { cd_flux_stream *s; const char *q, *k, *v, *out, *ff, *mod, *nq, *nk; } st[2] = {
+            {&d->img, "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "ff", "norm1.linear",
+             "attn.norm_q.weight", "attn.norm_k.weight"},
+            {&d->txt, "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+             "ff_context", "norm1_context.linear", "attn.norm_added_q.weight", "attn.norm_added_k.weight"},
+        };
+        for (int s = 0; s < 2; s++) {
+#define B(field, out, in, name)                                                                 \
+    snprintf(base, sizeof base, "transformer_blocks.%d.%s", i, name);                           \
+    bind_lin(b, &st[s].s->field, out, in, 0, base)
+            B(mod, 6 * D, D, st[s].mod);
+            B(q, D, D, st[s].q);
+            B(k, D, D, st[s].k);
+            B(v, D, D, st[s].v);
+            B(proj, D, D, st[s].out);
+            char ffn[64];
+            snprintf(ffn, sizeof ffn, "%s.net.0.proj", st[s].ff);
+            B(mlp0, F, D, ffn);
+            snprintf(ffn, sizeof ffn, "%s.net.2", st[s].ff);
+            B(mlp2, D, F, ffn);
+#undef B
+            snprintf(base, sizeof base, "transformer_blocks.%d.%s", i, st[s].nq);
+            st[s].s->norm_q = bind_vec(b, HD, base);
+            snprintf(base, sizeof base, "transformer_blocks.%d.%s", i, st[s].nk);
+            st[s].s->norm_k = bind_vec(b, HD, base);
+        }
+    }
+    for (int i = 0; i < c->depth_single && !b->err; i++) {
+        cd_flux_single *s = b->arena ? &w->sgl[i] : &(cd_flux_single){0};
+#define B(field, out, in, name)                                                                 \
+    snprintf(base, sizeof base, "single_transformer_blocks.%d.%s", i, name);                    \
+    bind_lin(b, &s->field, out, in, 0, base)
+        B(mod, 3 * D, D, "norm.linear");
+        B(q, D, D, "attn.to_q");
+        B(k, D, D, "attn.to_k");
+        B(v, D, D, "attn.to_v");
+        B(mlp_in, F, D, "proj_mlp");
+        B(out, D, D + F, "proj_out");
+#undef B
+        snprintf(base, sizeof base, "single_transformer_blocks.%d.attn.norm_q.weight", i);
+        s->norm_q = bind_vec(b, HD, base);
+        snprintf(base, sizeof base, "single_transformer_blocks.%d.attn.norm_k.weight", i);
+        s->norm_k = bind_vec(b, HD, base);
+    }
+    /* final adaLN [2D, D]: BFL rows (shift | scale), diffusers rows (scale | shift) */
+    cd_lin both;
+    bind_lin(b, &both, 2 * D, D, 0, "norm_out.linear");
+    if (!b->err && both.w.data) {
+        const size_t es = both.w.dtype == CD_DTYPE_F32 ? 4 : 2, half = (size_t)(D * D) * es;
+        const int shift_first = b->bfl;
+        w->final_shift = both;
+        w->final_scale = both;
+        w->final_shift.w.out = w->final_scale.w.out = (int32_t)D;
+        w->final_shift.w.data = (const char *)both.w.data + (shift_first ? 0 : half);
+        w->final_scale.w.data = (const char *)both.w.data + (shift_first ? half : 0);
+        if (both.b) {
+            w->final_shift.b = both.b + (shift_first ? 0 : D);
+            w->final_scale.b = both.b + (shift_first ? D : 0);
+        }
+    }
+    bind_lin(b, &w->final_out, c->out_channels, D, 0, "proj_out");
+}
+
+cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg, int bfl,
+                       cd_flux_weights *w, cd_flux_store *store) {
+    memset(w, 0, sizeof *w);
+    memset(store, 0, sizeof *store);
+    w->cfg = *cfg;
+    binder b = {ctx, ck, bfl, cfg->hidden, cfg->mlp_hidden, NULL, 0, 0, CD_OK};
+    bind_all(&b, w); /* sizing pass: resolves and checks every tensor, allocates nothing */
+    if (b.err) return b.err;
+    const size_t blocks = sizeof(cd_flux_double) * (size_t)cfg->depth +
+                          sizeof(cd_flux_single) * (size_t)cfg->depth_single + 128;
+    const size_t total = ((b.used + blocks + 63) & ~(size_t)63);
+    char *arena = aligned_alloc(64, total);
+    if (!arena) return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu bytes for weights", total);
+    memset(arena, 0, total);
+    w->dbl = (cd_flux_double *)arena;
+    w->sgl = (cd_flux_single *)(arena + sizeof(cd_flux_double) * (size_t)cfg->depth);
+    b.arena = arena + ((blocks + 63) & ~(size_t)63);
+    b.used = 0;
+    b.cap = total;
+    bind_all(&b, w);
+    if (b.err) {
+        free(arena);
+        memset(w, 0, sizeof *w);
+        return b.err;
+    }
+    store->arena = arena;
+    store->bytes = total;
+    return CD_OK;
+}
+
+void cd_flux_store_free(cd_flux_store *s) {
+    free(s->arena);
+    memset(s, 0, sizeof *s);
+}
