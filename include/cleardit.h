@@ -135,7 +135,7 @@ cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt
                                  const void *q, const void *k, const void *v,
                                  const float *spatial_weight, float *o, float *lse);
 
-/* ---- safetensors (small reader/writer; hardened in a later issue) ------------------------- */
+/* ---- safetensors: hardened reader (io/safetensors.c), atomic writer --------------------- */
 #define CD_MAX_DIMS 8
 
 typedef struct {
@@ -159,6 +159,9 @@ const char *cd_st_meta(const cd_st_file *f, const char *key);            /* NULL
 
 /* Converts a tensor's elements to f32 (F32/BF16/F16/F8_E4M3/F8_E5M2 sources). dst holds numel. */
 cd_status cd_st_to_f32(cd_ctx *ctx, const cd_st_tensor *t, float *dst);
+/* The same sources to bf16: F32 and F16 round to nearest even, NaN stays NaN, the others are
+ * exact. dst holds numel uint16_t (bf16 bit patterns). */
+cd_status cd_st_to_bf16(cd_ctx *ctx, const cd_st_tensor *t, uint16_t *dst);
 uint64_t cd_st_numel(const cd_st_tensor *t);
 
 typedef struct {
@@ -264,6 +267,43 @@ void cd_ckpt_info_free(cd_ckpt_info *info);
  * peak memory is about one output tensor, not the checkpoint. Atomic like cd_st_write. */
 cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to,
                           cd_dtype dtype, const cd_ckpt *merge_clear);
+
+/* ---- the FLUX transformer (model/) ---------------------------------------------------------- */
+typedef struct cd_flux_model cd_flux_model;
+
+/* A model with random weights of the given config (F32 or BF16), for benchmarks and tests:
+ * linears ~ N(0, 1/in) scaled, biases small, norm scales around 1. rope_axes {16,56,56}-like
+ * must sum to head_dim. */
+cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype,
+                         const int rope_axes[3], double rope_theta, uint64_t seed,
+                         cd_flux_model **out);
+void cd_flux_free(cd_flux_model *m);
+/* Allocates the activation arena for up to max_tokens = T + L tokens (once; a forward never
+ * allocates). */
+cd_status cd_flux_reserve(cd_ctx *ctx, cd_flux_model *m, size_t max_tokens);
+size_t cd_flux_weight_bytes(const cd_flux_model *m);
+size_t cd_flux_arena_bytes(const cd_flux_model *m);
+
+typedef struct {
+    const float *img;       /* [L, in_channels] */
+    const float *txt;       /* [T, context_dim] */
+    const float *pooled;    /* [pooled_dim] */
+    const float *img_ids;   /* [L, 3] */
+    const float *txt_ids;   /* [T, 3] */
+    float timestep;         /* in [0, 1] (x1000 inside, as diffusers) */
+    float guidance;         /* guidance models only (x1000 inside) */
+    int32_t L, T, grid_h, grid_w;
+    int32_t radius, down;   /* attention of every layer: 0 = dense; CLEAR radius, pooled factor */
+    double *block_seconds;  /* optional [depth + depth_single]: wall time of each block */
+} cd_flux_run_params;
+
+/* out [L, out_channels]. */
+cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out);
+
+/* ---- profiling: time spent per op class while enabled (context-local) ---------------------- */
+typedef enum { CD_PROF_LINEAR = 0, CD_PROF_ATTENTION, CD_PROF_OTHER, CD_PROF_COUNT } cd_prof_class;
+void cd_ctx_profile(cd_ctx *ctx, int enable);          /* enabling also resets the counters */
+double cd_ctx_profile_seconds(const cd_ctx *ctx, cd_prof_class c);
 
 /* ---- machine ------------------------------------------------------------------------------ */
 /* Measures this machine's fp32 FMA peak (GFLOP/s) with `threads` threads over ~`seconds`. */

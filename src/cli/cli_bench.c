@@ -35,6 +35,24 @@ static const char *k_usage =
     "  --no-dense          with --grid: skip the dense case (e.g. at 512x512)\n"
     "  --repeat N          timed runs per case, median reported (default: adaptive, >= 1)\n";
 
+static const char *k_usage_fwd =
+    "\nusage: cleardit bench forward [options]\n"
+    "\n"
+    "Times FLUX transformer forwards at full FLUX.1 width (3072 hidden, 24 heads x 128, mlp 12288,\n"
+    "context 4096, pooled 768, guidance) with random weights created in memory and a few blocks,\n"
+    "dense and CLEAR side by side: time per double and per single block, linear vs attention vs\n"
+    "other time, and the time scaled to the full model (19 double + 38 single blocks).\n"
+    "\n"
+    "options:\n"
+    "  --json              one JSON object instead of the table\n"
+    "  --grids LIST        square token grids, e.g. 32,64 (default 32,64)\n"
+    "  --radii LIST        CLEAR radii (default 8,16,32)\n"
+    "  --double N          double blocks (default 1)\n"
+    "  --single N          single blocks (default 1)\n"
+    "  --dtype NAME        bf16|f32 weights (default bf16)\n"
+    "  --text-len T        text tokens (default 512)\n"
+    "  --threads N         threads (default: all cores)\n";
+
 typedef struct {
     int64_t heads, hd, T;
     int bf16;
@@ -129,13 +147,17 @@ static int run_case(const bench_cfg *c, bench_row *row) {
     return rc;
 }
 
+static int bench_forward(int argc, char **argv);
+
 int cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "forward")) return bench_forward(argc, argv);
     if (argc < 2 || (strcmp(argv[1], "attention") != 0)) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             fputs(k_usage, stdout);
+            fputs(k_usage_fwd, stdout);
             return CLI_OK;
         }
-        cli_error("bench", "expected a benchmark name: attention (see 'cleardit bench --help')");
+        cli_error("bench", "expected a benchmark name: attention or forward (see 'cleardit bench --help')");
         return CLI_BAD_INPUT;
     }
     int64_t threads = 0, heads = 24, hd = 128, T = 512, maxg = 128, radius = -1, down = 0, repeat = 0;
@@ -277,5 +299,152 @@ int cmd_bench(int argc, char **argv) {
         printf("]}\n");
     }
     cd_ctx_free(c.ctx);
+    return rc;
+}
+
+/* Parses "a,b,c" of integers in [lo, hi] into out[max]; returns the count, -1 on error. */
+static int parse_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int max) {
+    int n = 0;
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == max || cli_parse_i64(tok, lo, hi, &out[n])) return -1;
+        n++;
+    }
+    return n;
+}
+
+static int bench_forward(int argc, char **argv) {
+    int64_t threads = 0, nd = 1, ns = 1, T = 512;
+    const char *grids_s = "32,64", *radii_s = "8,16,32", *dtype_s = "bf16";
+    int json = 0, help = 0;
+    cli_opt opts[] = {
+        {"--json", CLI_OPT_SWITCH, &json, 0, 0, 0, 0, 0},
+        {"--grids", CLI_OPT_STRING, &grids_s, 0, 0, 0, 0, 0},
+        {"--radii", CLI_OPT_STRING, &radii_s, 0, 0, 0, 0, 0},
+        {"--double", CLI_OPT_INT, &nd, 0, 19, 0, 0, 0},
+        {"--single", CLI_OPT_INT, &ns, 0, 38, 0, 0, 0},
+        {"--dtype", CLI_OPT_STRING, &dtype_s, 0, 0, 0, 0, 0},
+        {"--text-len", CLI_OPT_INT, &T, 0, 4096, 0, 0, 0},
+        {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
+    };
+    if (cli_parse_flags("bench", argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0], &help))
+        return CLI_BAD_INPUT;
+    if (help) {
+        fputs(k_usage_fwd + 1, stdout);
+        return CLI_OK;
+    }
+    int64_t grids[16], radii[16];
+    const int ng = parse_list(grids_s, 1, 512, grids, 16), nr = parse_list(radii_s, 1, 1024, radii, 16);
+    if (ng < 1 || nr < 0) {
+        cli_error("bench", "--grids and --radii take comma-separated integers (got '%s', '%s')", grids_s, radii_s);
+        return CLI_BAD_INPUT;
+    }
+    if (nd + ns < 1) {
+        cli_error("bench", "need at least one block (--double / --single)");
+        return CLI_BAD_INPUT;
+    }
+    if (strcmp(dtype_s, "bf16") && strcmp(dtype_s, "f32")) {
+        cli_error("bench", "--dtype must be bf16 or f32 (got '%s')", dtype_s);
+        return CLI_BAD_INPUT;
+    }
+    cd_ctx_params cp = cd_ctx_params_default();
+    cp.threads = (int)threads;
+    cd_ctx *ctx = NULL;
+    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
+        cli_error("bench", "cannot create a context");
+        return CLI_RUNTIME;
+    }
+    const cd_flux_config cfg = {3072, 24, 128, (int32_t)nd, (int32_t)ns, 64, 64, 4096, 768, 12288, 1};
+    const int axes[3] = {16, 56, 56};
+    cd_flux_model *m = NULL;
+    int64_t gmax = 0;
+    for (int i = 0; i < ng; i++) gmax = grids[i] > gmax ? grids[i] : gmax;
+    const size_t Lmax = (size_t)(gmax * gmax), Nmax = Lmax + (size_t)T;
+    float *img = malloc(Lmax * 64 * sizeof(float)), *txt = malloc((size_t)(T ? T : 1) * 4096 * sizeof(float));
+    float *ids = calloc(Lmax * 3, sizeof(float)), *tids = calloc((size_t)(T ? T : 1) * 3, sizeof(float));
+    float *pooled = malloc(768 * sizeof(float)), *out = malloc(Lmax * 64 * sizeof(float));
+    double *bsec = calloc((size_t)(nd + ns), sizeof(double));
+    int rc = CLI_OK;
+    if (!img || !txt || !ids || !tids || !pooled || !out || !bsec) {
+        cli_error("bench", "out of memory");
+        rc = CLI_RUNTIME;
+        goto done;
+    }
+    if (!json) fprintf(stderr, "creating random %s weights (%lld double + %lld single blocks) ...\n", dtype_s, (long long)nd, (long long)ns);
+    if (cd_flux_random(ctx, &cfg, strcmp(dtype_s, "bf16") ? CD_DTYPE_F32 : CD_DTYPE_BF16, axes, 10000.0, 42, &m) != CD_OK ||
+        cd_flux_reserve(ctx, m, Nmax) != CD_OK) {
+        cli_error("bench", "%s", cd_ctx_error(ctx));
+        rc = CLI_RUNTIME;
+        goto done;
+    }
+    fill(img, Lmax * 64, 0, 11);
+    fill(txt, (size_t)T * 4096, 0, 12);
+    fill(pooled, 768, 0, 13);
+    if (!json) {
+        printf("cleardit bench forward: FLUX.1 width (3072 hidden, 24 x 128, mlp 12288), %lld double + %lld single "
+               "blocks, %s weights, T = %lld, %d threads, %s path\n",
+               (long long)nd, (long long)ns, dtype_s, (long long)T, cd_ctx_threads(ctx), cd_isa_name(cd_ctx_isa(ctx)));
+        printf("weights %.1f MB, activation arena %.1f MB (for %zu tokens)\n\n", cd_flux_weight_bytes(m) / 1e6,
+               cd_flux_arena_bytes(m) / 1e6, Nmax);
+        printf("%-8s %7s %-6s %10s %10s %9s %9s %9s %14s %9s\n", "grid", "tokens", "mode", "double s", "single s",
+               "linear s", "attn s", "other s", "19+38 blocks s", "vs dense");
+    } else {
+        printf("{\"double_blocks\": %lld, \"single_blocks\": %lld, \"dtype\": \"%s\", \"text_len\": %lld, "
+               "\"threads\": %d, \"rows\": [", (long long)nd, (long long)ns, dtype_s, (long long)T, cd_ctx_threads(ctx));
+    }
+    int first = 1;
+    for (int gi = 0; gi < ng && rc == CLI_OK; gi++) {
+        const int64_t G = grids[gi];
+        for (int64_t y = 0; y < G; y++)
+            for (int64_t x = 0; x < G; x++) {
+                ids[(y * G + x) * 3 + 1] = (float)y;
+                ids[(y * G + x) * 3 + 2] = (float)x;
+            }
+        double dense_total = 0;
+        for (int mi = -1; mi < nr && rc == CLI_OK; mi++) {
+            const int64_t r = mi < 0 ? 0 : radii[mi];
+            cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
+                                    (int32_t)G, (int32_t)G, (int32_t)r, 0, bsec};
+            cd_ctx_profile(ctx, 1);
+            if (cd_flux_run(ctx, m, &p, out) != CD_OK) {
+                cli_error("bench", "%s", cd_ctx_error(ctx));
+                rc = CLI_RUNTIME;
+                break;
+            }
+            double td = 0, ts = 0;
+            for (int b = 0; b < nd; b++) td += bsec[b];
+            for (int b = 0; b < ns; b++) ts += bsec[nd + b];
+            td = nd ? td / nd : 0;
+            ts = ns ? ts / ns : 0;
+            const double full = 19 * td + 38 * ts;
+            if (mi < 0) dense_total = full;
+            const double tl = cd_ctx_profile_seconds(ctx, CD_PROF_LINEAR), ta = cd_ctx_profile_seconds(ctx, CD_PROF_ATTENTION),
+                         to = cd_ctx_profile_seconds(ctx, CD_PROF_OTHER);
+            cd_ctx_profile(ctx, 0);
+            char mode[16];
+            snprintf(mode, sizeof mode, r ? "r=%lld" : "dense", (long long)r);
+            if (json) {
+                printf("%s{\"grid\": %lld, \"tokens\": %lld, \"radius\": %lld, \"double_s\": %.6f, \"single_s\": %.6f, "
+                       "\"linear_s\": %.6f, \"attention_s\": %.6f, \"other_s\": %.6f, \"full_model_s\": %.6f, "
+                       "\"speedup_vs_dense\": %.4f}", first ? "" : ", ", (long long)G, (long long)(G * G + T), (long long)r,
+                       td, ts, tl, ta, to, full, dense_total / full);
+                first = 0;
+            } else {
+                char grid[32], sp[16] = "";
+                snprintf(grid, sizeof grid, "%lldx%lld", (long long)G, (long long)G);
+                if (r) snprintf(sp, sizeof sp, "%.2fx", dense_total / full);
+                printf("%-8s %7lld %-6s %10.2f %10.2f %9.2f %9.2f %9.2f %14.1f %9s\n", grid, (long long)(G * G + T), mode,
+                       td, ts, tl, ta, to, full, sp);
+                fflush(stdout);
+            }
+        }
+    }
+    if (json && rc == CLI_OK) printf("]}\n");
+done:
+    cd_flux_free(m);
+    cd_ctx_free(ctx);
+    free(img); free(txt); free(ids); free(tids); free(pooled); free(out); free(bsec);
     return rc;
 }

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -118,3 +119,19 @@ float *cd_ctx_work(cd_ctx *ctx, size_t floats) {
 const char *cd_ctx_error(const cd_ctx *ctx) { return ctx ? ctx->err : ""; }
 cd_isa cd_ctx_isa(const cd_ctx *ctx) { return ctx->isa; }
 int cd_ctx_threads(const cd_ctx *ctx) { return ctx->threads; }
+
+double cd_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void cd_ctx_profile(cd_ctx *ctx, int enable) {
+    ctx->profile = enable != 0;
+    if (enable)
+        for (int i = 0; i < CD_PROF_COUNT; i++) ctx->prof[i] = 0.0;
+}
+
+double cd_ctx_profile_seconds(const cd_ctx *ctx, cd_prof_class c) {
+    return (c >= 0 && c < CD_PROF_COUNT) ? ctx->prof[c] : 0.0;
+}

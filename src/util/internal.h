@@ -14,6 +14,8 @@ struct cd_ctx {
     cd_isa isa;           /* resolved ISA (never AUTO) */
     int has_bf16;         /* AVX512_BF16 usable on this machine */
     char err[512];        /* last error message */
+    int profile;          /* 1: ops accumulate their wall time in prof[] */
+    double prof[CD_PROF_COUNT];
     float *work;          /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
     size_t work_cap;      /* floats */
 };
@@ -25,6 +27,12 @@ float *cd_ctx_work(cd_ctx *ctx, size_t floats);
 /* Records a printf-style error message in ctx (ctx may be NULL) and returns `s`. */
 cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Monotonic seconds, for profiling. */
+double cd_now(void);
+#define CD_PROF_BEGIN(ctx) const double cd_prof_t0_ = (ctx)->profile ? cd_now() : 0.0
+#define CD_PROF_END(ctx, cls) \
+    do { if ((ctx)->profile) (ctx)->prof[cls] += cd_now() - cd_prof_t0_; } while (0)
 
 /* bf16 <-> f32. bf16 is the upper half of an IEEE f32; conversion to bf16 rounds to nearest even
  * and keeps NaN a NaN. */

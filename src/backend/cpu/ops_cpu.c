@@ -172,9 +172,50 @@ static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *
     return cd_attention_forward(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
 }
 
+/* Profiled entry points: each op's wall time is added to its class while ctx->profile is on. */
+#define PROF_VOID(name, cls, params, args)                                                      \
+    static void prof_##name params {                                                            \
+        CD_PROF_BEGIN(ctx);                                                                     \
+        cpu_##name args;                                                                        \
+        CD_PROF_END(ctx, cls);                                                                  \
+    }
+PROF_VOID(ln_modulate, CD_PROF_OTHER,
+          (cd_ctx *ctx, const float *x, size_t n, int dim, const float *sh, const float *sc, float eps, float *y),
+          (ctx, x, n, dim, sh, sc, eps, y))
+PROF_VOID(rmsnorm_heads, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps),
+          (ctx, x, n, nh, hd, w, eps))
+PROF_VOID(gate_add, CD_PROF_OTHER, (cd_ctx *ctx, float *x, const float *g, const float *y, size_t n, int dim),
+          (ctx, x, g, y, n, dim))
+PROF_VOID(gelu_tanh, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n), (ctx, x, n))
+PROF_VOID(silu, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n), (ctx, x, n))
+PROF_VOID(rope, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs),
+          (ctx, x, n, nh, hd, cs))
+PROF_VOID(to_heads, CD_PROF_OTHER,
+          (cd_ctx *ctx, const float *r, size_t n, int nh, int hd, float *d, size_t nt, size_t t0),
+          (ctx, r, n, nh, hd, d, nt, t0))
+PROF_VOID(from_heads, CD_PROF_OTHER,
+          (cd_ctx *ctx, const float *s, size_t nt, size_t t0, size_t n, int nh, int hd, float *r),
+          (ctx, s, nt, t0, n, nh, hd, r))
+
+static cd_status prof_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
+                             const float *b, float *y) {
+    CD_PROF_BEGIN(ctx);
+    cd_status s = cpu_linear(ctx, x, n, w, b, y);
+    CD_PROF_END(ctx, CD_PROF_LINEAR);
+    return s;
+}
+
+static cd_status prof_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                const float *v, const float *sw, float *o, float *lse) {
+    CD_PROF_BEGIN(ctx);
+    cd_status s = cpu_attention(ctx, d, q, k, v, sw, o, lse);
+    CD_PROF_END(ctx, CD_PROF_ATTENTION);
+    return s;
+}
+
 static const cd_ops k_cpu = {
-    "cpu", cpu_linear, cpu_ln_modulate, cpu_rmsnorm_heads, cpu_gate_add,
-    cpu_gelu_tanh, cpu_silu, cpu_rope, cpu_to_heads, cpu_from_heads, cpu_attention,
+    "cpu", prof_linear, prof_ln_modulate, prof_rmsnorm_heads, prof_gate_add,
+    prof_gelu_tanh, prof_silu, prof_rope, prof_to_heads, prof_from_heads, prof_attention,
 };
 
 const cd_ops *cd_ops_cpu(void) { return &k_cpu; }

@@ -1,0 +1,219 @@
+/* flux_model.c — the public FLUX model object (cleardit.h): weights (bound from a checkpoint, or
+ * random for benchmarks), the activation arena, and cd_flux_run over the fast CPU ops. */
+#include "flux_load.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cd_flux_model {
+    cd_flux_weights w;
+    cd_flux_store store;   /* binding arena (checkpoint models) */
+    void *random_block;    /* all tensors of a random model */
+    size_t weight_bytes;
+    cd_flux_arena arena;
+};
+
+/* Every linear of a model, in one list, for sizing and filling. */
+typedef struct { cd_lin *l; int32_t out, in; } lin_ref;
+
+static size_t list_linears(cd_flux_weights *w, lin_ref *r) {
+    const cd_flux_config *c = &w->cfg;
+    const int32_t D = c->hidden, F = c->mlp_hidden;
+    size_t n = 0;
+#define ADD(L, O, I) do { if (r) r[n] = (lin_ref){(L), (O), (I)}; n++; } while (0)
+    ADD(&w->img_in, D, c->in_channels);
+    ADD(&w->txt_in, D, c->context_dim);
+    ADD(&w->time_in1, D, 256);
+    ADD(&w->time_in2, D, D);
+    ADD(&w->vec_in1, D, c->pooled_dim);
+    ADD(&w->vec_in2, D, D);
+    if (c->guidance) {
+        ADD(&w->guid_in1, D, 256);
+        ADD(&w->guid_in2, D, D);
+    }
+    for (int i = 0; i < c->depth; i++) {
+        cd_flux_stream *s[2] = {r ? &w->dbl[i].img : NULL, r ? &w->dbl[i].txt : NULL};
+        for (int j = 0; j < 2; j++) {
+            ADD(s[j] ? &s[j]->mod : NULL, 6 * D, D);
+            ADD(s[j] ? &s[j]->q : NULL, D, D);
+            ADD(s[j] ? &s[j]->k : NULL, D, D);
+            ADD(s[j] ? &s[j]->v : NULL, D, D);
+            ADD(s[j] ? &s[j]->proj : NULL, D, D);
+            ADD(s[j] ? &s[j]->mlp0 : NULL, F, D);
+            ADD(s[j] ? &s[j]->mlp2 : NULL, D, F);
+        }
+    }
+    for (int i = 0; i < c->depth_single; i++) {
+        cd_flux_single *s = r ? &w->sgl[i] : NULL;
+        ADD(s ? &s->mod : NULL, 3 * D, D);
+        ADD(s ? &s->q : NULL, D, D);
+        ADD(s ? &s->k : NULL, D, D);
+        ADD(s ? &s->v : NULL, D, D);
+        ADD(s ? &s->mlp_in : NULL, F, D);
+        ADD(s ? &s->out : NULL, D, D + F);
+    }
+    ADD(&w->final_shift, D, D);
+    ADD(&w->final_scale, D, D);
+    ADD(&w->final_out, c->out_channels, D);
+#undef ADD
+    return n;
+}
+
+static uint64_t mix(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* Uniform values with the given standard deviation, as f32 or bf16, from a counter-based
+ * generator (any thread count gives the same weights). */
+static void fill_random(void *dst, int bf16, size_t n, double stddev, double mean, uint64_t seed,
+                        int threads) {
+    const float a = (float)(stddev * sqrt(3.0));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float u = (float)((double)(mix(seed ^ mix(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+        const float v = (float)mean + a * u;
+        if (bf16) ((uint16_t *)dst)[i] = cd_f32_to_bf16(v);
+        else ((float *)dst)[i] = v;
+    }
+}
+
+cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype,
+                         const int rope_axes[3], double rope_theta, uint64_t seed,
+                         cd_flux_model **out) {
+    *out = NULL;
+    if (wdtype != CD_DTYPE_F32 && wdtype != CD_DTYPE_BF16)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: random weights must be F32 or BF16");
+    if (cfg->hidden < 1 || cfg->head_dim < 1 || cfg->hidden != cfg->heads * cfg->head_dim ||
+        cfg->depth < 0 || cfg->depth_single < 0 || cfg->mlp_hidden < 1 ||
+        rope_axes[0] + rope_axes[1] + rope_axes[2] != cfg->head_dim ||
+        (rope_axes[0] | rope_axes[1] | rope_axes[2]) & 1)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "flux: inconsistent config (hidden %d = heads %d x head_dim %d, even rope "
+                            "axes summing to head_dim)", cfg->hidden, cfg->heads, cfg->head_dim);
+    cd_flux_model *m = calloc(1, sizeof *m);
+    if (!m) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+    m->w.cfg = *cfg;
+    memcpy(m->w.rope_axes, rope_axes, sizeof m->w.rope_axes);
+    m->w.rope_theta = rope_theta;
+    const size_t es = wdtype == CD_DTYPE_BF16 ? 2 : 4;
+    const size_t nlin = list_linears(&m->w, NULL);
+    /* one block: block arrays, lin list, weights, then f32 biases and norm scales */
+    size_t wbytes = 0, fl = 0;
+    {
+        cd_flux_weights probe = m->w;
+        cd_flux_double *dd = calloc((size_t)cfg->depth + 1, sizeof *dd);
+        cd_flux_single *ss = calloc((size_t)cfg->depth_single + 1, sizeof *ss);
+        lin_ref *tmp = calloc(nlin, sizeof *tmp);
+        if (!dd || !ss || !tmp) { free(dd); free(ss); free(tmp); free(m); return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory"); }
+        probe.dbl = dd;
+        probe.sgl = ss;
+        list_linears(&probe, tmp);
+        for (size_t i = 0; i < nlin; i++) {
+            wbytes += ((size_t)tmp[i].out * tmp[i].in * es + 63) & ~(size_t)63;
+            fl += ((size_t)tmp[i].out + 15) & ~(size_t)15;
+        }
+        free(dd); free(ss); free(tmp);
+    }
+    const size_t nnorm = 4 * (size_t)cfg->depth + 2 * (size_t)cfg->depth_single;
+    fl += nnorm * (((size_t)cfg->head_dim + 15) & ~(size_t)15);
+    const size_t arrays = (sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single +
+                           sizeof(lin_ref) * nlin + 63) & ~(size_t)63;
+    const size_t total = arrays + wbytes + fl * sizeof(float);
+    char *blk = aligned_alloc(64, (total + 63) & ~(size_t)63);
+    if (!blk) {
+        free(m);
+        return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu MB of random weights", total >> 20);
+    }
+    m->random_block = blk;
+    m->weight_bytes = total;
+    m->w.dbl = (cd_flux_double *)blk;
+    m->w.sgl = (cd_flux_single *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth);
+    memset(blk, 0, arrays);
+    lin_ref *refs = (lin_ref *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single);
+    list_linears(&m->w, refs);
+    char *wp = blk + arrays;
+    float *fp = (float *)(blk + arrays + wbytes);
+    for (size_t i = 0; i < nlin; i++) {
+        const size_t cnt = (size_t)refs[i].out * refs[i].in;
+        cd_lin *l = refs[i].l;
+        l->w = (cd_weight){wp, wdtype, refs[i].out, refs[i].in};
+        fill_random(wp, es == 2, cnt, 1.0 / sqrt((double)refs[i].in), 0.0, seed + 2 * i, cd_ctx_threads(ctx));
+        wp += (cnt * es + 63) & ~(size_t)63;
+        fill_random(fp, 0, (size_t)refs[i].out, 0.02, 0.0, seed + 2 * i + 1, 1);
+        l->b = fp;
+        fp += ((size_t)refs[i].out + 15) & ~(size_t)15;
+    }
+    const size_t hdp = ((size_t)cfg->head_dim + 15) & ~(size_t)15;
+    uint64_t ns = seed ^ 0x5eedull;
+    for (int i = 0; i < cfg->depth; i++) {
+        const float **ptrs[4] = {&m->w.dbl[i].img.norm_q, &m->w.dbl[i].img.norm_k,
+                                 &m->w.dbl[i].txt.norm_q, &m->w.dbl[i].txt.norm_k};
+        for (int j = 0; j < 4; j++, fp += hdp) {
+            fill_random(fp, 0, (size_t)cfg->head_dim, 0.1, 1.0, ns++, 1);
+            *ptrs[j] = fp;
+        }
+    }
+    for (int i = 0; i < cfg->depth_single; i++) {
+        fill_random(fp, 0, (size_t)cfg->head_dim, 0.1, 1.0, ns++, 1);
+        m->w.sgl[i].norm_q = fp;
+        fp += hdp;
+        fill_random(fp, 0, (size_t)cfg->head_dim, 0.1, 1.0, ns++, 1);
+        m->w.sgl[i].norm_k = fp;
+        fp += hdp;
+    }
+    *out = m;
+    return CD_OK;
+}
+
+void cd_flux_free(cd_flux_model *m) {
+    if (!m) return;
+    cd_flux_arena_free(&m->arena);
+    cd_flux_store_free(&m->store);
+    free(m->random_block);
+    free(m);
+}
+
+cd_status cd_flux_reserve(cd_ctx *ctx, cd_flux_model *m, size_t max_tokens) {
+    if (m->arena.block && m->arena.max_tokens >= max_tokens) return CD_OK;
+    cd_flux_arena_free(&m->arena);
+    cd_status s = cd_flux_arena_init(ctx, &m->w.cfg, max_tokens, &m->arena);
+    if (s) return s;
+    /* the widest bf16 weight tile of the linear op, reserved now so that a forward never
+     * allocates (ops_cpu.c converts up to 1024 output rows at a time) */
+    const size_t widest = (size_t)m->w.cfg.hidden + (size_t)m->w.cfg.mlp_hidden;
+    return cd_ctx_work(ctx, 1024 * widest) ? CD_OK : CD_ERR_OOM;
+}
+
+size_t cd_flux_weight_bytes(const cd_flux_model *m) { return m->weight_bytes; }
+size_t cd_flux_arena_bytes(const cd_flux_model *m) { return m->arena.bytes; }
+
+typedef struct { double *sec; double t; } block_timer;
+
+static void on_block(void *user, int block, const float *x, size_t n, size_t d) {
+    (void)x; (void)n; (void)d;
+    block_timer *bt = user;
+    const double now = cd_now();
+    bt->sec[block] = now - bt->t; /* the first block's time includes the embedders */
+    bt->t = now;
+}
+
+cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out) {
+    if (p->L < 1 || p->T < 0)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: need L >= 1 image and T >= 0 text tokens");
+    if (p->down >= 2 && !m->w.spatial_weight)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight",
+                            p->down);
+    cd_status s = cd_flux_reserve(ctx, m, (size_t)p->L + (size_t)p->T);
+    if (s) return s;
+    cd_flux_attn at = {p->radius, p->down};
+    cd_flux_inputs in = {p->img, p->txt, p->pooled, p->img_ids, p->txt_ids, p->timestep,
+                         p->guidance, p->L, p->T, p->grid_h, p->grid_w};
+    block_timer bt = {p->block_seconds, cd_now()};
+    cd_flux_probe probe = {on_block, &bt};
+    bt.t = cd_now();
+    return cd_flux_forward(ctx, cd_ops_cpu(), &m->w, &at, &m->arena, &in, out,
+                           p->block_seconds ? &probe : NULL);
+}
