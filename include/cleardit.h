@@ -249,7 +249,8 @@ typedef struct {
     cd_layout layout;
     cd_flux_config flux;     /* valid for the FLUX layouts */
     cd_ae_config ae;         /* valid for the AE layouts */
-    cd_clear_config clear;   /* valid for CD_LAYOUT_CLEAR */
+    cd_clear_config clear;   /* valid for CD_LAYOUT_CLEAR; for the FLUX layouts only .down is
+                                set: the side of carried spatial_weight tensors (0 if none) */
     size_t n_unknown, n_missing, n_bad_shape;
     char **unknown, **missing, **bad_shape;  /* names (bad_shape: "name: got [..] want [..]") */
     uint64_t params;         /* total elements */
@@ -263,10 +264,19 @@ void cd_ckpt_info_free(cd_ckpt_info *info);
 /* Writes a single-file checkpoint of `in` in layout `to` (the same kind of model: FLUX <-> FLUX,
  * AE <-> AE), converting tensors to `dtype` (CD_DTYPE_COUNT = keep each tensor's dtype; F32 or
  * BF16 otherwise). With merge_clear != NULL, the CLEAR file's trained slices overwrite the
- * corresponding rows of the base model (inside fused BFL tensors too) and nothing else. Streams:
+ * corresponding rows of the base model (inside fused BFL tensors too) and nothing else; its
+ * spatial_weight tensors, if any, are carried under their diffusers names
+ * ("[single_]transformer_blocks.N.attn.processor.spatial_weight") in either layout. Streams:
  * peak memory is about one output tensor, not the checkpoint. Atomic like cd_st_write. */
 cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to,
                           cd_dtype dtype, const cd_ckpt *merge_clear);
+
+/* The same, calling progress(user, bytes written, total bytes) after each output tensor (the
+ * library never prints; the CLI turns this into its progress lines). progress may be NULL. */
+typedef void (*cd_progress_fn)(void *user, uint64_t done_bytes, uint64_t total_bytes);
+cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *out_path,
+                                   cd_layout to, cd_dtype dtype, const cd_ckpt *merge_clear,
+                                   cd_progress_fn progress, void *user);
 
 /* ---- the FLUX transformer (model/) ---------------------------------------------------------- */
 typedef struct cd_flux_model cd_flux_model;

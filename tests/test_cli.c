@@ -653,7 +653,7 @@ TEST(cli_bench_bad_input) {
         const char *phrase;
     } cases[] = {
         {{"bench"}, "expected a benchmark name"},
-        {{"bench", "forward"}, "expected a benchmark name"},
+        {{"bench", "sideways"}, "expected a benchmark name"},
         {{"bench", "attention", "--isa", "sse9"}, "--isa must be"},
         {{"bench", "attention", "--dtype", "f16"}, "--dtype must be"},
         {{"bench", "attention", "--radius", "8"}, "need --grid"},

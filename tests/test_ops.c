@@ -209,12 +209,19 @@ TEST(ops_rope) {
 
 TEST(ops_timestep_embedding_closed_form) {
     float e[256];
-    cd_timestep_embedding(0.25f, 256, e);
-    for (int i = 0; i < 128; i++) {
-        const double f = exp(-log(10000.0) * i / 128.0);
-        EXPECT(fabs(e[i] - cos(250.0 * f)) < 1e-6 && fabs(e[128 + i] - sin(250.0 * f)) < 1e-6,
-               "i=%d: %g %g", i, e[i], e[128 + i]);
+    /* the argument t' f_i is a float32 product of float32 f_i (as in BFL and diffusers): within
+     * t' f_i 2^-22 of the exact one (f_i within one ulp, then one rounding) */
+    for (int half = 128; half >= 32; half /= 4) {
+        cd_timestep_embedding(0.25f, 2 * half, e);
+        for (int i = 0; i < half; i++) {
+            const double f = exp(-log(10000.0) * i / half), tol = 250.0 * f * 0x1p-22 + 1e-6;
+            EXPECT(fabs(e[i] - cos(250.0 * f)) < tol && fabs(e[half + i] - sin(250.0 * f)) < tol,
+                   "half %d i=%d: %g %g", half, i, e[i], e[half + i]);
+        }
     }
+    /* t' = fl32(1000 t): t = 0.37f -> 370 exactly, so pair 0 (f = 1) is cos(370) */
+    cd_timestep_embedding(0.37f, 256, e);
+    EXPECT(fabs(e[0] - cos(370.0)) < 1e-7 && fabs(e[128] - sin(370.0)) < 1e-7, "t' must be rounded to f32");
     cd_timestep_embedding(0.0f, 256, e);
     EXPECT(e[0] == 1.0f && e[128] == 0.0f, "t = 0: cos first");
 }

@@ -1,7 +1,11 @@
 /* test_safetensors.c — the safetensors reader, writer and f32 conversion: byte-exact round trips
  * for many dtypes, unaligned tensors, atomic-write failure behaviour, every malformed-file case
- * of spec/safetensors.md (built by hand, byte by byte), and known float8/16 values. */
+ * of spec/safetensors.md (built by hand, byte by byte) each with its own message, every dtype of
+ * the spec, metadata value types, rank 0 and empty tensors, offsets above 2^32 (sparse file),
+ * known float8/16 values, and the fuzzer's regression inputs (tests/fuzz_regressions/). The bf16
+ * conversion is tested in test_st_bf16.c. */
 #include "test.h"
+#include "test_files.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -15,67 +19,7 @@
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-/* A fresh directory under /tmp for one test; tmp_rm removes it and everything in it. */
-static int tmp_dir(char *dir, size_t cap) {
-    snprintf(dir, cap, "/tmp/cd_st_XXXXXX");
-    return mkdtemp(dir) != NULL;
-}
-
-static void tmp_rm(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (rmdir(p) != 0) unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* Number of directory entries other than . and .. */
-static int dir_count(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static int write_bytes(const char *path, const void *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    size_t w = len ? fwrite(buf, 1, len, f) : 0;
-    return fclose(f) == 0 && w == len;
-}
-
-static long file_size(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 ? (long)st.st_size : -1;
-}
-
-/* Writes [u64 hlen][header][data_len bytes of 0x5a] with an explicit header length field. */
-static int write_st_raw(const char *path, uint64_t hlen, const char *header, size_t data_len) {
-    size_t h = strlen(header), total = 8 + h + data_len;
-    unsigned char *buf = malloc(total);
-    if (!buf) return 0;
-    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(hlen >> (8 * i));
-    memcpy(buf + 8, header, h);
-    memset(buf + 8 + h, 0x5a, data_len);
-    int ok = write_bytes(path, buf, total);
-    free(buf);
-    return ok;
-}
-
-/* Same, with the true header length. */
-static int write_st(const char *path, const char *header, size_t data_len) {
-    return write_st_raw(path, strlen(header), header, data_len);
-}
+static int tmp_dir(char *dir, size_t cap) { return tmp_dir_tag(dir, cap, "st"); }
 
 /* Opens path expecting `want`; the message must name the file and contain `keyword`. */
 static void expect_open_error(const char *path, cd_status want, const char *keyword, int line) {
@@ -384,7 +328,19 @@ TEST(st_rejects_malformed_files) {
     snprintf(p, sizeof p, "%s/dup.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("a", "F32", "[1]", 0, 4) "}",
                    4), "write");
-    EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key \"a\"");
+    snprintf(p, sizeof p, "%s/dup_field.safetensors", dir); /* inside an entry */
+    CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],"
+                      "\"data_offsets\":[0,4]}}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key \"dtype\"");
+    snprintf(p, sizeof p, "%s/dup_escaped.safetensors", dir); /* "\u0061" is "a" */
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("\\u0061", "F32", "[1]", 0, 4)
+                   "}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key");
+    snprintf(p, sizeof p, "%s/dup_meta.safetensors", dir);
+    CHECK(write_st(p, "{\"__metadata__\":{\"k\":\"1\"},\"__metadata__\":{\"k\":\"2\"}}", 0),
+          "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key \"__metadata__\"");
     snprintf(p, sizeof p, "%s/badjson.safetensors", dir);
     CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",", 0), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "not valid JSON");
@@ -445,10 +401,10 @@ TEST(st_rejects_malformed_files) {
     EXPECT_BAD(p, CD_ERR_FORMAT, "unknown dtype");
     snprintf(p, sizeof p, "%s/neg_shape.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[-1]", 0, 4) "}", 4), "write");
-    EXPECT_BAD(p, CD_ERR_FORMAT, "shape[0] is not a non-negative integer");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "shape[0] is negative");
     snprintf(p, sizeof p, "%s/frac_shape.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[2, 1.5]", 0, 12) "}", 12), "write");
-    EXPECT_BAD(p, CD_ERR_FORMAT, "shape[1] is not a non-negative integer");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "shape[1] is not an integer (a fractional");
     snprintf(p, sizeof p, "%s/str_shape.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "\"4\"", 0, 16) "}", 16), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "shape is not an array");
@@ -458,10 +414,22 @@ TEST(st_rejects_malformed_files) {
     snprintf(p, sizeof p, "%s/offsets3.safetensors", dir);
     CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,4]}}", 4),
           "write");
-    EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets is not an array of 2 integers");
     snprintf(p, sizeof p, "%s/offsets_neg.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", -4, 0) "}", 0), "write");
-    EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets[0] is negative");
+    snprintf(p, sizeof p, "%s/offsets_frac.safetensors", dir);
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4.0) "}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets[1] is not an integer");
+    snprintf(p, sizeof p, "%s/offsets_str.safetensors", dir);
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", "0", 4) "}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets[0] is not an integer");
+    snprintf(p, sizeof p, "%s/exp_shape.safetensors", dir); /* 1e0 is a JSON real, not an int */
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1e0]", 0, 4) "}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "shape[0] is not an integer");
+    snprintf(p, sizeof p, "%s/null_shape.safetensors", dir);
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[null]", 0, 4) "}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "shape[0] is not an integer");
 
     /* sizes */
     snprintf(p, sizeof p, "%s/mismatch.safetensors", dir);
@@ -656,3 +624,324 @@ TEST(st_convert_through_file_f16_f8) {
     cd_ctx_free(ctx);
     tmp_rm(dir);
 }
+
+/* ---- hardening: one distinct message per malformed class ------------------------------------ */
+
+/* Opens path; returns the status and copies the message. */
+static cd_status open_msg(const char *path, char *msg, size_t cap) {
+    cd_ctx *ctx;
+    if (cd_ctx_create(NULL, &ctx) != CD_OK) return CD_ERR_INTERNAL;
+    cd_st_file *f = NULL;
+    cd_status s = cd_st_open(ctx, path, &f);
+    snprintf(msg, cap, "%s", cd_ctx_error(ctx));
+    cd_st_close(f);
+    cd_ctx_free(ctx);
+    return s;
+}
+
+#define E1(name, dt, shape, b, e) \
+    "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
+
+/* Every class of malformed file that spec/safetensors.md and issue 3 list. For each: the reason
+ * keyword, the tensor the message must name (NULL: none), and no other class's keyword may
+ * appear in its message, so each class is told apart by its message alone. */
+TEST(st_malformed_classes_have_distinct_messages) {
+    static const struct {
+        const char *cls, *header; /* header NULL: a 5-byte file */
+        uint64_t hlen;            /* 0: the true length */
+        size_t data;
+        const char *kw, *tensor;
+    } k[] = {
+        {"short file", NULL, 0, 0, "file is too short", NULL},
+        {"header past EOF", "{}", 100, 10, "runs past the end of the file", NULL},
+        {"huge header length", "{}", 100000001ull, 0, "exceeds the limit", NULL},
+        {"truncated data", "{" E1("a", "F32", "[4]", 0, 16) "}", 0, 12, "truncated", "a"},
+        {"trailing bytes", "{" E1("a", "F32", "[4]", 0, 16) "}", 0, 19, "trailing bytes", NULL},
+        {"overlapping offsets", "{" E1("a", "F32", "[2]", 0, 8) "," E1("b", "F32", "[2]", 4, 12) "}",
+         0, 12, "overlap", "b"},
+        {"gapped offsets", "{" E1("a", "F32", "[1]", 0, 4) "," E1("b", "F32", "[1]", 8, 12) "}", 0,
+         12, "gap:", "b"},
+        {"reversed offsets", "{" E1("a", "F32", "[1]", 8, 4) "}", 0, 8, "reversed", "a"},
+        {"duplicate keys", "{" E1("a", "F32", "[1]", 0, 4) "," E1("a", "F32", "[1]", 0, 4) "}", 0, 4,
+         "duplicate key", NULL},
+        {"size/dtype mismatch", "{" E1("a", "F64", "[4]", 0, 8) "}", 0, 8, "size mismatch", "a"},
+        {"unknown dtype", "{" E1("a", "F31", "[1]", 0, 4) "}", 0, 4, "unknown dtype", "a"},
+        {"negative shape", "{" E1("a", "F32", "[-1]", 0, 4) "}", 0, 4, "is negative", "a"},
+        {"fractional shape", "{" E1("a", "F32", "[1.5]", 0, 4) "}", 0, 4, "is not an integer", "a"},
+        {"shape product overflow", "{" E1("a", "F32", "[4294967296,4294967296,16]", 0, 4) "}", 0, 4,
+         "overflows", "a"},
+        {"sub-byte slice", "{" E1("a", "F4", "[3]", 0, 2) "}", 0, 2, "sub-byte", "a"},
+        {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", 0, 0, "value of key 'k'", NULL},
+        {"metadata not an object", "{\"__metadata__\":[]}", 0, 0, "__metadata__ is not", NULL},
+        {"invalid JSON", "{\"a\":", 0, 0, "not valid JSON", NULL},
+        {"invalid UTF-8", "{\"a\xff\":{}}", 0, 0, "not valid UTF-8", NULL},
+        {"missing field", "{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 4, "missing field", "a"},
+        {"header not an object", "[]", 0, 0, "header is not a JSON object", NULL},
+        {"entry not an object", "{\"a\":5}", 0, 0, "entry is not a JSON object", "a"},
+        {"rank too large", "{" E1("a", "F32", "[1,1,1,1,1,1,1,1,1]", 0, 4) "}", 0, 4, "rank 9", "a"},
+        {"offsets not a pair", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 0, 4,
+         "not an array of 2", "a"},
+    };
+    enum { N = sizeof k / sizeof k[0] };
+    char dir[64], p[N][128], msg[N][512];
+    CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
+    for (int i = 0; i < N; i++) {
+        snprintf(p[i], sizeof p[i], "%s/c%02d.safetensors", dir, i);
+        int ok = k[i].header ? write_st_raw(p[i], k[i].hlen ? k[i].hlen : strlen(k[i].header),
+                                            k[i].header, k[i].data)
+                             : write_bytes(p[i], "\x02\0\0\0\0", 5);
+        CHECK(ok, "write %s", k[i].cls);
+        cd_status s = open_msg(p[i], msg[i], sizeof msg[i]);
+        EXPECT(s == CD_ERR_FORMAT || (s == CD_ERR_UNSUPPORTED && strstr(k[i].cls, "rank")),
+               "%s: status %s (%s)", k[i].cls, cd_status_str(s), msg[i]);
+        EXPECT(strstr(msg[i], p[i]) == msg[i], "%s: message does not start with the file: %s",
+               k[i].cls, msg[i]);
+        EXPECT(strstr(msg[i], k[i].kw), "%s: message lacks '%s': %s", k[i].cls, k[i].kw, msg[i]);
+        EXPECT(!strchr(msg[i], '\n'), "%s: message is not one line", k[i].cls);
+        if (k[i].tensor) {
+            char want[64];
+            snprintf(want, sizeof want, "tensor '%s'", k[i].tensor);
+            EXPECT(strstr(msg[i], want), "%s: message does not name %s: %s", k[i].cls, want,
+                   msg[i]);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            EXPECT(i == j || !strstr(msg[j], k[i].kw),
+                   "the message of '%s' contains the keyword of '%s': %s", k[j].cls, k[i].cls,
+                   msg[j]);
+    tmp_rm(dir);
+}
+
+/* Every dtype string of the spec, written by hand (not through cd_dtype_name), is readable with
+ * the right storage size; sub-byte dtypes with whole-byte element counts. */
+TEST(st_every_spec_dtype_readable) {
+    static const struct { const char *name; int bits; } k[] = {
+        {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8},
+        {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8},
+        {"I16", 16}, {"U16", 16}, {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32},
+        {"F32", 32}, {"C64", 64}, {"F64", 64}, {"I64", 64}, {"U64", 64},
+    };
+    enum { N = sizeof k / sizeof k[0] };
+    char dir[64], p[128], header[4096];
+    CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
+    snprintf(p, sizeof p, "%s/all.safetensors", dir);
+    size_t off = 0, len = 0;
+    len += (size_t)snprintf(header + len, sizeof header - len, "{");
+    for (int i = 0; i < N; i++) { /* 4 elements: a whole number of bytes for every width */
+        size_t nb = (size_t)k[i].bits * 4 / 8;
+        len += (size_t)snprintf(header + len, sizeof header - len,
+                                "%s\"t_%s\":{\"dtype\":\"%s\",\"shape\":[2,2],\"data_offsets\":[%zu,%zu]}",
+                                i ? "," : "", k[i].name, k[i].name, off, off + nb);
+        off += nb;
+    }
+    snprintf(header + len, sizeof header - len, "}");
+    CHECK(write_st(p, header, off), "write");
+    cd_ctx *ctx;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
+    cd_st_file *f;
+    CHECK(cd_st_open(ctx, p, &f) == CD_OK, "open: %s", cd_ctx_error(ctx));
+    CHECK(cd_st_count(f) == N, "count %zu", cd_st_count(f));
+    EXPECT((int)CD_DTYPE_COUNT == (int)N, "the spec has %d dtypes, cd_dtype has %d", N, CD_DTYPE_COUNT);
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "t_%s", k[i].name);
+        const cd_st_tensor *t = cd_st_find(f, name);
+        CHECK(t, "%s missing", name);
+        EXPECT(!strcmp(cd_dtype_name(t->dtype), k[i].name), "%s: dtype %s", name,
+               cd_dtype_name(t->dtype));
+        EXPECT(cd_dtype_bits(t->dtype) == k[i].bits, "%s: bits %d", name, cd_dtype_bits(t->dtype));
+        EXPECT(t->nbytes == (uint64_t)k[i].bits * 4 / 8, "%s: nbytes %llu", name,
+               (unsigned long long)t->nbytes);
+        EXPECT(cd_st_numel(t) == 4, "%s: numel", name);
+    }
+    cd_st_close(f);
+    cd_ctx_free(ctx);
+    tmp_rm(dir);
+}
+
+/* __metadata__ must be a string->string object: every other JSON type is refused, for the object
+ * itself and for its values; empty and non-ASCII strings are fine. */
+TEST(st_metadata_value_types) {
+    static const struct { const char *header, *kw; } bad[] = {
+        {"{\"__metadata__\":null}", "__metadata__ is not a string->string object"},
+        {"{\"__metadata__\":\"x\"}", "__metadata__ is not a string->string object"},
+        {"{\"__metadata__\":7}", "__metadata__ is not a string->string object"},
+        {"{\"__metadata__\":{\"k\":null}}", "value of key 'k' is not a string"},
+        {"{\"__metadata__\":{\"k\":true}}", "value of key 'k' is not a string"},
+        {"{\"__metadata__\":{\"k\":1.5}}", "value of key 'k' is not a string"},
+        {"{\"__metadata__\":{\"a\":\"ok\",\"k\":[\"x\"]}}", "value of key 'k' is not a string"},
+        {"{\"__metadata__\":{\"k\":{}}}", "value of key 'k' is not a string"},
+    };
+    char dir[64], p[160];
+    CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(p, sizeof p, "%s/m%zu.safetensors", dir, i);
+        CHECK(write_st(p, bad[i].header, 0), "write");
+        EXPECT_BAD(p, CD_ERR_FORMAT, bad[i].kw);
+    }
+    snprintf(p, sizeof p, "%s/good.safetensors", dir);
+    CHECK(write_st(p, "{\"__metadata__\":{\"e\":\"\",\"u\":\"\\u00e9\xe2\x82\xac\",\"\":\"k\"}}", 0),
+          "write");
+    cd_ctx *ctx;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
+    cd_st_file *f;
+    CHECK(cd_st_open(ctx, p, &f) == CD_OK, "open: %s", cd_ctx_error(ctx));
+    const char *m = cd_st_meta(f, "u");
+    EXPECT(m && !strcmp(m, "\xc3\xa9\xe2\x82\xac"), "u = %s", m ? m : "(null)");
+    EXPECT(cd_st_meta(f, "e") && !cd_st_meta(f, "e")[0], "empty value");
+    EXPECT(cd_st_meta(f, "") && !strcmp(cd_st_meta(f, ""), "k"), "empty key");
+    cd_st_close(f);
+    cd_ctx_free(ctx);
+    tmp_rm(dir);
+}
+
+/* Rank 0 is one element, a zero dim is zero bytes: both read and convert; wrong sizes fail. */
+TEST(st_rank0_and_empty_tensors) {
+    char dir[64], p[160];
+    CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
+    snprintf(p, sizeof p, "%s/r0.safetensors", dir);
+    /* data: F16 1.0 (00 3c) then nothing for the empty BF16 [3, 0, 2] */
+    {
+        const char *h = "{" E1("s", "F16", "[]", 0, 2) "," E1("e", "BF16", "[3,0,2]", 2, 2) "}";
+        unsigned char buf[256];
+        size_t hl = strlen(h);
+        for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+        memcpy(buf + 8, h, hl);
+        buf[8 + hl] = 0x00;
+        buf[9 + hl] = 0x3c;
+        CHECK(write_bytes(p, buf, hl + 10), "write");
+    }
+    cd_ctx *ctx;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
+    cd_st_file *f;
+    CHECK(cd_st_open(ctx, p, &f) == CD_OK, "open: %s", cd_ctx_error(ctx));
+    const cd_st_tensor *s = cd_st_find(f, "s"), *e = cd_st_find(f, "e");
+    CHECK(s && e, "tensors");
+    EXPECT(s->ndim == 0 && cd_st_numel(s) == 1 && s->nbytes == 2, "rank 0: ndim %d nbytes %llu",
+           s->ndim, (unsigned long long)s->nbytes);
+    EXPECT(e->ndim == 3 && cd_st_numel(e) == 0 && e->nbytes == 0, "empty");
+    float x = 0, dummy = 42;
+    uint16_t b = 0, db = 7;
+    EXPECT(cd_st_to_f32(ctx, s, &x) == CD_OK && x == 1.0f, "rank-0 to_f32 = %g", x);
+    EXPECT(cd_st_to_bf16(ctx, s, &b) == CD_OK && b == 0x3f80, "rank-0 to_bf16 = 0x%04x", b);
+    EXPECT(cd_st_to_f32(ctx, e, &dummy) == CD_OK && dummy == 42, "empty to_f32 writes nothing");
+    EXPECT(cd_st_to_bf16(ctx, e, &db) == CD_OK && db == 7, "empty to_bf16 writes nothing");
+    cd_st_close(f);
+    cd_ctx_free(ctx);
+
+    snprintf(p, sizeof p, "%s/r0_bad.safetensors", dir); /* rank 0 of F16 is 2 bytes, not 4 */
+    CHECK(write_st(p, "{" E1("s", "F16", "[]", 0, 4) "}", 4), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "size mismatch");
+    snprintf(p, sizeof p, "%s/empty_bad.safetensors", dir); /* an empty tensor owns no bytes */
+    CHECK(write_st(p, "{" E1("e", "BF16", "[3,0,2]", 0, 2) "}", 2), "write");
+    EXPECT_BAD(p, CD_ERR_FORMAT, "size mismatch");
+    tmp_rm(dir);
+}
+
+/* Offsets above 2^32 (a 23.8 GB FLUX file has them): a sparse 4 GiB + 13 byte file whose last
+ * tensor starts at 2^32 + 5. Only the pages written here exist on disk. */
+TEST(st_offsets_above_4g_sparse) {
+    char dir[64], p[160], header[512];
+    CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
+    snprintf(p, sizeof p, "%s/big.safetensors", dir);
+    const uint64_t big = (1ull << 32) + 5;
+    int hl = snprintf(header, sizeof header,
+                      "{\"big\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
+                      "\"tail\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[%llu,%llu]}}",
+                      (unsigned long long)big, (unsigned long long)big, (unsigned long long)big,
+                      (unsigned long long)(big + 8));
+    FILE *fp = fopen(p, "wb");
+    CHECK(fp, "create");
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(header, 1, (size_t)hl, fp) == (size_t)hl;
+    ok = fclose(fp) == 0 && ok;
+    CHECK(ok, "write header");
+    const uint64_t data0 = 8 + (uint64_t)hl;
+    CHECK(truncate(p, (off_t)(data0 + big + 8)) == 0, "truncate to %llu bytes",
+          (unsigned long long)(data0 + big + 8));
+    const float tail[2] = {1.5f, -2.25f};
+    const unsigned char mark = 0x42;
+    fp = fopen(p, "r+b");
+    CHECK(fp, "reopen");
+    ok = fseeko(fp, (off_t)(data0 + big - 1), SEEK_SET) == 0 && fwrite(&mark, 1, 1, fp) == 1 &&
+         fwrite(tail, 1, 8, fp) == 8;
+    ok = fclose(fp) == 0 && ok;
+    CHECK(ok, "write tail");
+
+    cd_ctx *ctx;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
+    cd_st_file *f;
+    cd_status s = cd_st_open(ctx, p, &f);
+    EXPECT(s == CD_OK, "open: %s", cd_ctx_error(ctx));
+    if (s == CD_OK) {
+        const cd_st_tensor *tb = cd_st_find(f, "big"), *tt = cd_st_find(f, "tail");
+        EXPECT(tb && tt && tb->nbytes == big && cd_st_numel(tb) == big, "big tensor");
+        EXPECT(tb && tt && (const unsigned char *)tt->data - (const unsigned char *)tb->data ==
+                               (ptrdiff_t)big, "tail pointer is not 2^32 + 5 past big");
+        EXPECT(tb && ((const unsigned char *)tb->data)[big - 1] == mark, "last byte of big");
+        float y[2] = {0, 0};
+        EXPECT(tt && cd_st_to_f32(ctx, tt, y) == CD_OK && y[0] == 1.5f && y[1] == -2.25f,
+               "tail = %g %g", y[0], y[1]);
+        cd_st_close(f);
+    }
+    cd_ctx_free(ctx);
+    tmp_rm(dir);
+}
+
+/* Inputs the fuzzer (fuzz/fuzz_safetensors.c) found or that were made by hand to be nasty. A file
+ * named ok-* must be accepted; every other one rejected with a one-line message naming it.
+ * *.json files are checkpoint indexes (their shards sit in the same directory). Accepted tensors
+ * are converted like the fuzzer does. */
+#define FUZZ_REGRESSIONS "tests/fuzz_regressions"
+TEST(st_fuzz_regressions) {
+    DIR *d = opendir(FUZZ_REGRESSIONS);
+    CHECK(d, "cannot list %s (run the tests from the repository root)", FUZZ_REGRESSIONS);
+    cd_ctx *ctx;
+    if (cd_ctx_create(NULL, &ctx) != CD_OK) {
+        closedir(d);
+        CHECK(0, "ctx");
+    }
+    int seen = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", FUZZ_REGRESSIONS, e->d_name);
+        const int want_ok = !strncmp(e->d_name, "ok-", 3);
+        const int is_index = strlen(e->d_name) > 5 &&
+                             !strcmp(e->d_name + strlen(e->d_name) - 5, ".json");
+        cd_status s;
+        if (is_index) {
+            cd_ckpt *c = NULL;
+            s = cd_ckpt_open(ctx, p, &c);
+            cd_ckpt_close(c);
+        } else {
+            cd_st_file *f = NULL;
+            s = cd_st_open(ctx, p, &f);
+            for (size_t i = 0; i < cd_st_count(f); i++) {
+                const cd_st_tensor *t = cd_st_at(f, i);
+                if (cd_st_numel(t) > 4096) continue;
+                float fv[4096];
+                uint16_t bv[4096];
+                (void)cd_st_to_f32(ctx, t, fv);
+                (void)cd_st_to_bf16(ctx, t, bv);
+            }
+            cd_st_close(f);
+        }
+        seen++;
+        if (want_ok) {
+            EXPECT(s == CD_OK, "%s must be accepted: %s", e->d_name, cd_ctx_error(ctx));
+        } else {
+            const char *m = cd_ctx_error(ctx);
+            EXPECT(s != CD_OK, "%s must be rejected", e->d_name);
+            EXPECT(s == CD_OK || (strstr(m, e->d_name) && !strchr(m, '\n')),
+                   "%s: message must name the file on one line: %s", e->d_name, m);
+        }
+    }
+    closedir(d);
+    cd_ctx_free(ctx);
+    EXPECT(seen >= 4, "only %d inputs under %s", seen, FUZZ_REGRESSIONS);
+}
+#undef E1

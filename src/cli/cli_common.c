@@ -112,16 +112,31 @@ static int set_value(const char *cmd, cli_opt *o, const char *val) {
 
 int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
                     int *help) {
+    return cli_parse_args(cmd, argc, argv, opts, nopts, help, NULL, 0, NULL);
+}
+
+int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help,
+                   const char **pos, int max_pos, int *npos) {
     *help = 0;
+    if (npos) *npos = 0;
+    int only_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+        if (!only_pos && (!strcmp(arg, "--help") || !strcmp(arg, "-h"))) {
             *help = 1;
             return CLI_OK; /* help wins over anything else on the line */
         }
-        if (strncmp(arg, "--", 2) != 0 || !arg[2]) {
-            cli_error(cmd, "unexpected argument '%s' (see 'cleardit %s --help')", arg, cmd);
-            return CLI_BAD_INPUT;
+        if (!only_pos && !strcmp(arg, "--") && pos) {
+            only_pos = 1;
+            continue;
+        }
+        if (only_pos || strncmp(arg, "--", 2) != 0 || !arg[2]) {
+            if (!pos || *npos >= max_pos) {
+                cli_error(cmd, "unexpected argument '%s' (see 'cleardit %s --help')", arg, cmd);
+                return CLI_BAD_INPUT;
+            }
+            pos[(*npos)++] = arg;
+            continue;
         }
         const char *eq = strchr(arg, '=');
         size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);

@@ -47,6 +47,11 @@ typedef struct {
 int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
                     int *help);
 
+/* The same, also accepting positional arguments (file names): up to max_pos of them are stored
+ * in pos[] and counted in *npos; more is an error. After "--" every argument is positional. */
+int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help,
+                   const char **pos, int max_pos, int *npos);
+
 /* The option named `name` in opts (NULL if absent), to read its `seen`. */
 const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name);
 

@@ -16,6 +16,9 @@ static const char k_usage[] =
     "  flops       attention FLOPs of one FLUX.1 layer: dense vs CLEAR\n"
     "  attention   run one attention layer on q/k/v from a safetensors file\n"
     "  bench       benchmark the attention kernels\n"
+    "  inspect     describe a checkpoint: layout, inferred config, unknown/missing/wrong tensors\n"
+    "  convert     rewrite a FLUX or autoencoder checkpoint with BFL or diffusers names\n"
+    "              (dtype conversion, CLEAR merge)\n"
     "  help [CMD]  show this help, or the help of CMD\n"
     "\n"
     "options:\n"
@@ -31,6 +34,8 @@ static cmd_fn find_cmd(const char *name) {
     if (!strcmp(name, "flops")) return cmd_flops;
     if (!strcmp(name, "attention")) return cmd_attention;
     if (!strcmp(name, "bench")) return cmd_bench;
+    if (!strcmp(name, "inspect")) return cmd_inspect;
+    if (!strcmp(name, "convert")) return cmd_convert;
     return NULL;
 }
 

@@ -1,6 +1,13 @@
-/* convert.c — cd_st_to_f32: widens a tensor's elements (F32, BF16, F16, F8_E4M3, F8_E5M2) to
- * f32. Every read goes through memcpy because tensor data in a mapped safetensors file has no
- * alignment guarantee. Conversions are exact (every source value is representable in f32). */
+/* convert.c — cd_st_to_f32 / cd_st_to_bf16: converts a tensor's elements (F32, BF16, F16,
+ * F8_E4M3, F8_E5M2) to f32 or bf16. Every read goes through memcpy because tensor data in a
+ * mapped safetensors file has no alignment guarantee.
+ *
+ * To f32 every conversion is exact (every source value is representable in f32). To bf16 the
+ * float8 and bf16 sources are exact too; F32 and F16 round to nearest even (F16 goes through its
+ * exact f32 value, so it is rounded once) and NaN stays NaN (quiet, sign kept).
+ *
+ * What it is not: no integer, F64 or sub-byte sources (they are refused with a message naming
+ * the dtype), no threading (callers convert one tensor at a time). */
 #include "st_internal.h"
 
 #include <math.h>
@@ -38,59 +45,108 @@ static float f8e4m3_to_f32(uint8_t b) {
 /* torch float8_e5m2 is exactly the upper byte of an IEEE binary16 (with inf and NaN). */
 static float f8e5m2_to_f32(uint8_t b) { return f16_to_f32((uint16_t)((uint16_t)b << 8)); }
 
-cd_status cd_st_to_f32(cd_ctx *ctx, const cd_st_tensor *t, float *dst) {
-    if (!t || !dst) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "to_f32: tensor or dst is NULL");
-    const char *name = t->name ? t->name : "(unnamed)";
+static int convertible(cd_dtype dt) {
+    return dt == CD_DTYPE_F32 || dt == CD_DTYPE_BF16 || dt == CD_DTYPE_F16 ||
+           dt == CD_DTYPE_F8_E4M3 || dt == CD_DTYPE_F8_E5M2;
+}
+
+/* Checks that t is self-consistent (rank, shape, nbytes, data) and of a convertible dtype;
+ * *numel = its element count. `op` ("to_f32", "to_bf16") starts every message. */
+static cd_status check_source(cd_ctx *ctx, const char *op, const cd_st_tensor *t, const void *dst,
+                              uint64_t *numel) {
+    if (!t || !dst) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor or dst is NULL", op);
     char pn[CD_ST_PRINT_MAX];
+    const char *name = cd_st_printable(t->name ? t->name : "(unnamed)", pn, sizeof pn);
     if (t->ndim < 0 || t->ndim > CD_MAX_DIMS)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "to_f32: tensor '%s': rank %d out of range",
-                            cd_st_printable(name, pn, sizeof pn), t->ndim);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': rank %d out of range", op,
+                            name, t->ndim);
     for (int32_t i = 0; i < t->ndim; i++)
         if (t->shape[i] < 0)
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "to_f32: tensor '%s': negative shape",
-                                cd_st_printable(name, pn, sizeof pn));
-    uint64_t n, nbytes;
-    if (cd_st_size(t->dtype, t->ndim, t->shape, &n, &nbytes) != CD_ST_SIZE_OK ||
+            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': negative shape", op,
+                                name);
+    if ((int)t->dtype < 0 || t->dtype >= CD_DTYPE_COUNT)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': invalid dtype %d", op, name,
+                            (int)t->dtype);
+    uint64_t nbytes;
+    if (cd_st_size(t->dtype, t->ndim, t->shape, numel, &nbytes) != CD_ST_SIZE_OK ||
         nbytes != t->nbytes)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "to_f32: tensor '%s': nbytes %llu does not match its shape and dtype",
-                            cd_st_printable(name, pn, sizeof pn), (unsigned long long)t->nbytes);
-    if (n && !t->data)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "to_f32: tensor '%s' has no data",
-                            cd_st_printable(name, pn, sizeof pn));
+                            "%s: tensor '%s': nbytes %llu does not match its shape and dtype", op,
+                            name, (unsigned long long)t->nbytes);
+    if (*numel && !t->data)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s' has no data", op, name);
+    if (!convertible(t->dtype))
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "%s: tensor '%s': cannot convert dtype %s (supported: F32, BF16, F16, "
+                            "F8_E4M3, F8_E5M2)",
+                            op, name, cd_dtype_name(t->dtype));
+    return CD_OK;
+}
+
+/* The f32 value of each float8 code of dtype dt (256 decodes once instead of one per element). */
+static void f8_table(cd_dtype dt, float lut[256]) {
+    for (int b = 0; b < 256; b++)
+        lut[b] = dt == CD_DTYPE_F8_E4M3 ? f8e4m3_to_f32((uint8_t)b) : f8e5m2_to_f32((uint8_t)b);
+}
+
+static uint16_t load_u16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return h;
+}
+
+cd_status cd_st_to_f32(cd_ctx *ctx, const cd_st_tensor *t, float *dst) {
+    uint64_t n = 0; /* set by check_source */
+    cd_status s = check_source(ctx, "to_f32", t, dst, &n);
+    if (s) return s;
     const uint8_t *src = t->data;
     switch (t->dtype) {
     case CD_DTYPE_F32:
-        memcpy(dst, src, (size_t)nbytes);
+        if (n) memcpy(dst, src, (size_t)n * 4);
         break;
     case CD_DTYPE_BF16:
-        for (uint64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = cd_bf16_to_f32(h);
-        }
+        for (uint64_t i = 0; i < n; i++) dst[i] = cd_bf16_to_f32(load_u16(src + 2 * i));
         break;
     case CD_DTYPE_F16:
-        for (uint64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = f16_to_f32(h);
-        }
+        for (uint64_t i = 0; i < n; i++) dst[i] = f16_to_f32(load_u16(src + 2 * i));
         break;
-    case CD_DTYPE_F8_E4M3:
-    case CD_DTYPE_F8_E5M2: {
-        float lut[256]; /* 256 decodes once instead of one per element */
-        for (int b = 0; b < 256; b++)
-            lut[b] = t->dtype == CD_DTYPE_F8_E4M3 ? f8e4m3_to_f32((uint8_t)b)
-                                                  : f8e5m2_to_f32((uint8_t)b);
+    default: { /* F8_E4M3, F8_E5M2 (check_source refused everything else) */
+        float lut[256];
+        f8_table(t->dtype, lut);
         for (uint64_t i = 0; i < n; i++) dst[i] = lut[src[i]];
         break;
     }
-    default:
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                            "to_f32: tensor '%s': cannot convert dtype %s to F32 (supported: F32, "
-                            "BF16, F16, F8_E4M3, F8_E5M2)",
-                            cd_st_printable(name, pn, sizeof pn), cd_dtype_name(t->dtype));
+    }
+    return CD_OK;
+}
+
+cd_status cd_st_to_bf16(cd_ctx *ctx, const cd_st_tensor *t, uint16_t *dst) {
+    uint64_t n = 0; /* set by check_source */
+    cd_status s = check_source(ctx, "to_bf16", t, dst, &n);
+    if (s) return s;
+    const uint8_t *src = t->data;
+    switch (t->dtype) {
+    case CD_DTYPE_F32:
+        for (uint64_t i = 0; i < n; i++) {
+            float f;
+            memcpy(&f, src + 4 * i, 4);
+            dst[i] = cd_f32_to_bf16(f);
+        }
+        break;
+    case CD_DTYPE_BF16:
+        if (n) memcpy(dst, src, (size_t)n * 2);
+        break;
+    case CD_DTYPE_F16: /* exact f32 first, then one rounding */
+        for (uint64_t i = 0; i < n; i++) dst[i] = cd_f32_to_bf16(f16_to_f32(load_u16(src + 2 * i)));
+        break;
+    default: { /* F8_E4M3, F8_E5M2: every value fits bf16 exactly */
+        float lut[256];
+        uint16_t lut16[256];
+        f8_table(t->dtype, lut);
+        for (int b = 0; b < 256; b++) lut16[b] = cd_f32_to_bf16(lut[b]);
+        for (uint64_t i = 0; i < n; i++) dst[i] = lut16[src[i]];
+        break;
+    }
     }
     return CD_OK;
 }

@@ -3,9 +3,10 @@
  * and answers queries (count, at, find, meta). The writer is safetensors_write.c, element
  * conversion is convert.c.
  *
- * What it is not (yet): it does not protect against the file being truncated or modified while
- * it is mapped (a later truncation raises SIGBUS on access), and it does not read sharded
- * checkpoints (*.safetensors.index.json).
+ * What it is not: it does not protect against the file being truncated or modified while it is
+ * mapped (a later truncation raises SIGBUS on access), and it reads one file: sharded checkpoints
+ * (*.safetensors.index.json), directories and key prefixes are ckpt.c's. fuzz/fuzz_safetensors.c
+ * fuzzes it; inputs that once crashed it live in tests/fuzz_regressions/.
  *
  * Tensor data pointers point into the map and are NOT aligned in general (odd-length tensors
  * shift everything after them); callers read them with memcpy or copy them into aligned
@@ -62,6 +63,17 @@ const char *cd_st_printable(const char *s, char *buf, size_t cap) {
     return buf;
 }
 
+const char *cd_st_json_near(const char *text, char *buf, size_t cap) {
+    const char *q = strstr(text, "near '"), *end = q ? strrchr(q + 6, '\'') : NULL;
+    if (!q || !end) return cd_st_printable("?", buf, cap);
+    char tok[CD_ST_PRINT_MAX];
+    size_t n = (size_t)(end - (q + 6));
+    if (n >= sizeof tok) n = sizeof tok - 1;
+    memcpy(tok, q + 6, n);
+    tok[n] = 0;
+    return cd_st_printable(tok, buf, cap);
+}
+
 cd_st_size_result cd_st_size(cd_dtype dt, int32_t ndim, const int64_t *shape, uint64_t *numel,
                              uint64_t *nbytes) {
     uint64_t n = 1, bits;
@@ -81,6 +93,7 @@ static cd_status st_fail(const st_parse *p, const char *tensor, cd_status s, con
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    cd_st_one_line(reason);
     if (tensor) {
         char name[CD_ST_PRINT_MAX];
         return cd_set_error(p->ctx, s, "%s: tensor '%s': %s", p->path,
@@ -136,13 +149,15 @@ static int dtype_from_name(const char *s, cd_dtype *out) {
 }
 
 /* A JSON value as a non-negative 64-bit integer (Jansson integers are long long, so values up
- * to 2^63-1 arrive intact; larger ones already failed to parse). */
-static int json_u63(const json_t *v, int64_t *out) {
-    if (!json_is_integer(v)) return 0;
+ * to 2^63-1 arrive intact; larger ones already failed to parse). On failure returns the reason
+ * ("is negative", "is not an integer"); NULL on success. */
+static const char *json_u63(const json_t *v, int64_t *out) {
+    if (json_is_real(v)) return "is not an integer (a fractional or exponent number)";
+    if (!json_is_integer(v)) return "is not an integer";
     json_int_t x = json_integer_value(v);
-    if (x < 0) return 0;
+    if (x < 0) return "is negative";
     *out = (int64_t)x;
-    return 1;
+    return NULL;
 }
 
 /* ---- mapping ------------------------------------------------------------------------------- */
@@ -234,18 +249,22 @@ static cd_status parse_tensor(const st_parse *p, const char *name, json_t *obj, 
         return st_fail(p, name, CD_ERR_UNSUPPORTED, "shape has rank %zu; at most %d is supported",
                        rank, CD_MAX_DIMS);
     e->t.ndim = (int32_t)rank;
-    for (size_t i = 0; i < rank; i++)
-        if (!json_u63(json_array_get(js, i), &e->t.shape[i]))
-            return st_fail(p, name, CD_ERR_FORMAT, "shape[%zu] is not a non-negative integer", i);
+    for (size_t i = 0; i < rank; i++) {
+        const char *why = json_u63(json_array_get(js, i), &e->t.shape[i]);
+        if (why) return st_fail(p, name, CD_ERR_FORMAT, "shape[%zu] %s", i, why);
+    }
 
     /* data_offsets */
     json_t *jo = json_object_get(obj, "data_offsets");
     if (!jo) return st_fail(p, name, CD_ERR_FORMAT, "missing field 'data_offsets'");
-    int64_t b, en;
-    if (!json_is_array(jo) || json_array_size(jo) != 2 || !json_u63(json_array_get(jo, 0), &b) ||
-        !json_u63(json_array_get(jo, 1), &en))
-        return st_fail(p, name, CD_ERR_FORMAT,
-                       "data_offsets must be an array of exactly 2 non-negative integers");
+    if (!json_is_array(jo) || json_array_size(jo) != 2)
+        return st_fail(p, name, CD_ERR_FORMAT, "data_offsets is not an array of 2 integers");
+    int64_t off[2];
+    for (size_t i = 0; i < 2; i++) {
+        const char *why = json_u63(json_array_get(jo, i), &off[i]);
+        if (why) return st_fail(p, name, CD_ERR_FORMAT, "data_offsets[%zu] %s", i, why);
+    }
+    int64_t b = off[0], en = off[1];
     e->begin = (uint64_t)b;
     e->end = (uint64_t)en;
     if (e->end < e->begin)
@@ -351,6 +370,13 @@ static cd_status parse_header(const st_parse *p, cd_st_file *f) {
 
     json_error_t je;
     json_t *root = json_loadb(hdr, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    if (!root && json_error_code(&je) == json_error_duplicate_key) {
+        /* The reference reader keeps the last of duplicate keys; the README forbids them, and
+         * two parsers that disagree on which one wins are an attack (spec/safetensors.md). */
+        char tok[CD_ST_PRINT_MAX];
+        return st_fail(p, NULL, CD_ERR_FORMAT, "duplicate key %s in the header (at header byte %d)",
+                       cd_st_json_near(je.text, tok, sizeof tok), je.position);
+    }
     if (!root)
         return st_fail(p, NULL, CD_ERR_FORMAT, "header is not valid JSON: %s (at header byte %d)",
                        je.text, je.position);

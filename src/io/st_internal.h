@@ -37,6 +37,17 @@ static inline int cd_st_utf8_valid(const char *s, size_t n) { return cd_st_utf8_
  * '?' and long strings are cut with "...". Returns buf. */
 const char *cd_st_printable(const char *s, char *buf, size_t cap);
 
+/* The token a Jansson error message quotes ("... near '<token>'"), printable, into buf[cap]
+ * ("?" if there is none): names the key of a duplicate-key error. Returns buf. */
+const char *cd_st_json_near(const char *text, char *buf, size_t cap);
+
+/* Replaces control characters of s in place with '?': messages stay on one line whatever a
+ * file or a parser's error text contains. */
+static inline void cd_st_one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 /* Length of the printable copies used in messages (paths and tensor names). */
 #define CD_ST_PRINT_MAX 160
 

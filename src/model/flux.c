@@ -147,6 +147,11 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
     if (at->radius > 0 && (size_t)in->grid_h * (size_t)in->grid_w != L)
         return cd_set_error(ctx, CD_ERR_SHAPE, "flux: grid %dx%d does not hold %zu image tokens",
                             in->grid_h, in->grid_w, L);
+    if (at->radius > 0 && at->down >= 2 && (!w->spatial_weight || w->spatial_down != at->down))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "flux: pooled CLEAR attention (down %d) needs spatial weights of that "
+                            "down factor (the weights have %s)", at->down,
+                            w->spatial_weight ? "another down factor" : "none");
     float *txt = a->x, *img = a->x + T * D; /* joint residual stream, text first */
 
     /* conditioning vector: time (+ guidance) + pooled text */

@@ -48,6 +48,7 @@ typedef struct {
     cd_lin final_shift, final_scale;    /* [D, D] each (halves of the final adaLN linear) */
     cd_lin final_out;                   /* [out_channels, D] */
     const float *spatial_weight;        /* [depth + depth_single][down*down] or NULL (CLEAR) */
+    int32_t spatial_down;               /* down of spatial_weight (0 when NULL) */
 } cd_flux_weights;
 
 /* Attention used by every layer of a forward. */

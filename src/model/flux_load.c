@@ -5,6 +5,7 @@
  * resolver below finds each in either layout. */
 #include "flux_load.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,4 +336,179 @@ cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg
 void cd_flux_store_free(cd_flux_store *s) {
     free(s->arena);
     memset(s, 0, sizeof *s);
+}
+
+/* ---- CLEAR overlay ------------------------------------------------------------------------- */
+
+static const char *const k_clear_dbl[4] = {"to_q", "to_k", "to_v", "to_out.0"};
+static const char *const k_clear_sgl[3] = {"to_q", "to_k", "to_v"};
+
+/* 1 if name is a tensor a CLEAR file may hold for this config. */
+static int clear_name_known(const cd_flux_config *c, const char *name) {
+    int i = -1, n = 0, blocks = 0, nproj = 0;
+    const char *const *proj = NULL;
+    if (sscanf(name, "transformer_blocks.%d.%n", &i, &n) == 1 && n > 0) {
+        blocks = c->depth; proj = k_clear_dbl; nproj = 4;
+    } else if (n = 0, sscanf(name, "single_transformer_blocks.%d.%n", &i, &n) == 1 && n > 0) {
+        blocks = c->depth_single; proj = k_clear_sgl; nproj = 3;
+    } else {
+        return 0;
+    }
+    if (i < 0 || i >= blocks) return 0;
+    const char *rest = name + n;
+    if (!strcmp(rest, "attn.processor.spatial_weight")) return 1;
+    char want[64];
+    for (int p = 0; p < nproj; p++)
+        for (int s = 0; s < 2; s++) {
+            snprintf(want, sizeof want, "attn.%s.%s", proj[p], s ? "bias" : "weight");
+            if (!strcmp(rest, want)) return 1;
+        }
+    return 0;
+}
+
+/* A spatial weight holds d*d elements in a shape whose dimensions other than 1 are (d, d). */
+static int spatial_shape_ok(const cd_st_tensor *t, int64_t d) {
+    int big = 0;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] == 1) continue;
+        if (t->shape[i] != d) return 0;
+        big++;
+    }
+    return big == 2 || (big == 0 && d == 1);
+}
+
+/* Binds the CLEAR projections into lins [depth * 4 + depth_single * 3] and, when the file has
+ * them, the spatial weights into one [layers][d*d] f32 block (*sw, *down). */
+static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, const float **sw,
+                           int32_t *down) {
+    const int64_t D = c->hidden;
+    const int layers = c->depth + c->depth_single;
+    char base[128];
+    size_t li = 0;
+    for (int i = 0; i < c->depth; i++)
+        for (int p = 0; p < 4; p++, li++) {
+            snprintf(base, sizeof base, "transformer_blocks.%d.attn.%s", i, k_clear_dbl[p]);
+            view bias;
+            if (!resolve(b, &bias, 0, "%s.bias", base)) return; /* FLUX projections have biases */
+            bind_lin(b, &lins[li], D, D, 0, base);
+        }
+    for (int i = 0; i < c->depth_single; i++)
+        for (int p = 0; p < 3; p++, li++) {
+            snprintf(base, sizeof base, "single_transformer_blocks.%d.attn.%s", i, k_clear_sgl[p]);
+            view bias;
+            if (!resolve(b, &bias, 0, "%s.bias", base)) return;
+            bind_lin(b, &lins[li], D, D, 0, base);
+        }
+    if (b->err) return;
+    /* spatial weights: all layers or none, one d */
+    int have = 0;
+    int64_t d = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        float *dst = NULL;
+        if (pass == 1) {
+            *sw = NULL;
+            *down = 0;
+            if (!have) return;
+            if (have != layers) {
+                b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND,
+                                      "flux: CLEAR file has spatial_weight for %d of %d attention layers",
+                                      have, layers);
+                return;
+            }
+            dst = arena_take(b, (size_t)layers * (size_t)(d * d) * sizeof(float));
+            *down = (int32_t)d;
+            *sw = dst;
+            if (!dst) return; /* sizing pass of the binder */
+        }
+        for (int l = 0; l < layers; l++) {
+            if (l < c->depth)
+                snprintf(base, sizeof base, "transformer_blocks.%d.attn.processor.spatial_weight", l);
+            else
+                snprintf(base, sizeof base,
+                         "single_transformer_blocks.%d.attn.processor.spatial_weight", l - c->depth);
+            const cd_st_tensor *t = cd_ckpt_find(b->ck, base);
+            if (!t) continue;
+            if (pass == 1) {
+                cd_status s = cd_st_to_f32(b->ctx, t, dst + (size_t)l * (size_t)(d * d));
+                if (s) {
+                    b->err = s;
+                    return;
+                }
+                continue;
+            }
+            have++;
+            const uint64_t n = cd_st_numel(t);
+            const int64_t r = (int64_t)llround(sqrt((double)n));
+            if (!d) d = r;
+            if ((uint64_t)(r * r) != n || r != d || d < 2 || !spatial_shape_ok(t, d)) {
+                b->err = cd_set_error(b->ctx, CD_ERR_SHAPE,
+                                      "flux: CLEAR '%s' must hold d x d elements with the same d >= 2 "
+                                      "in every layer (shape [1,1,1,d,1,d,1] or [d,d]); got %llu elements",
+                                      base, (unsigned long long)n);
+                return;
+            }
+        }
+    }
+}
+
+cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights *w,
+                             cd_flux_store *extra) {
+    memset(extra, 0, sizeof *extra);
+    const cd_flux_config *c = &w->cfg;
+    if ((c->depth > 0 && !w->dbl) || (c->depth_single > 0 && !w->sgl))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: CLEAR overlay needs bound base weights");
+    for (size_t i = 0; i < cd_ckpt_count(clear); i++) {
+        const cd_st_tensor *t = cd_ckpt_at(clear, i);
+        if (!clear_name_known(c, t->name))
+            return cd_set_error(ctx, CD_ERR_FORMAT,
+                                "flux: CLEAR file has '%s', which is not a CLEAR tensor of this model "
+                                "(%d double, %d single blocks)", t->name, c->depth, c->depth_single);
+    }
+    const size_t nl = (size_t)c->depth * 4 + (size_t)c->depth_single * 3;
+    cd_lin *lins = calloc(nl ? nl : 1, sizeof *lins);
+    if (!lins) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+    binder b = {ctx, clear, 0, c->hidden, c->mlp_hidden, NULL, 0, 0, CD_OK};
+    const float *sw = NULL;
+    int32_t down = 0;
+    bind_clear_all(&b, c, lins, &sw, &down); /* sizing pass */
+    if (b.err) {
+        free(lins);
+        return b.err;
+    }
+    const size_t total = (b.used + 63) & ~(size_t)63;
+    char *arena = aligned_alloc(64, total ? total : 64);
+    if (!arena) {
+        free(lins);
+        return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu bytes for CLEAR weights", total);
+    }
+    b.arena = arena;
+    b.used = 0;
+    b.cap = total;
+    memset(lins, 0, nl * sizeof *lins);
+    bind_clear_all(&b, c, lins, &sw, &down);
+    if (b.err) {
+        free(arena);
+        free(lins);
+        return b.err;
+    }
+    size_t li = 0;
+    for (int i = 0; i < c->depth; i++) {
+        w->dbl[i].img.q = lins[li++];
+        w->dbl[i].img.k = lins[li++];
+        w->dbl[i].img.v = lins[li++];
+        w->dbl[i].img.proj = lins[li++];
+    }
+    for (int i = 0; i < c->depth_single; i++) {
+        w->sgl[i].q = lins[li++];
+        w->sgl[i].k = lins[li++];
+        w->sgl[i].v = lins[li++];
+    }
+    free(lins);
+    if (sw) {
+        w->spatial_weight = sw;
+        w->spatial_down = down;
+    }
+    extra->arena = arena;
+    extra->bytes = total;
+    return CD_OK;
 }

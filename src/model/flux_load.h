@@ -16,4 +16,15 @@ cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg
                        cd_flux_weights *w, cd_flux_store *store);
 void cd_flux_store_free(cd_flux_store *s);
 
+/* Overlays a CLEAR attention checkpoint (diffusers names, spec/distill.md) on bound weights w:
+ * re-points the image-stream to_q/to_k/to_v/to_out.0 of every double block and the to_q/to_k/to_v
+ * of every single block (weight and bias, all required) to clear's tensors, and loads the
+ * per-layer `...attn.processor.spatial_weight` (all layers or none; d x d elements, e.g. the
+ * reference's [1,1,1,d,1,d,1]) into w->spatial_weight [layers][d*d] with w->spatial_down = d.
+ * Any other tensor in clear (e.g. blocks the model does not have) is an error. The converted
+ * biases and spatial weights live in `extra` (free with cd_flux_store_free after the last use of
+ * w); clear must stay open while w is used. On error w is unchanged and nothing is kept. */
+cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights *w,
+                             cd_flux_store *extra);
+
 #endif

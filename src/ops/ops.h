@@ -50,7 +50,8 @@ const cd_ops *cd_ops_cpu(void);      /* the fast CPU backend */
 
 /* Host-side helpers (cheap, backend independent). */
 /* FLUX timestep embedding: t' = 1000 t; emb = [cos(t' f_i), sin(t' f_i)], f_i = exp(-ln(10000) i /
- * half), i < half = dim/2 (cos first). out [dim]. */
+ * half), i < half = dim/2 (cos first). out [dim]. t', f_i and the argument t' f_i are float32 as in
+ * BFL and diffusers (f_i bit-identical to PyTorch's for dim 256; see ops_host.c). */
 void cd_timestep_embedding(float t, int dim, float *out);
 /* RoPE angles for n tokens with 3-axis positions ids [n, 3]: axis a covers axes[a] dims of head_dim
  * (sum = HD), omega_j = theta^(-2j/axes[a]), angle = pos_a * omega_j, for j < axes[a]/2; pairs are

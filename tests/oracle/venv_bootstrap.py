@@ -1,6 +1,7 @@
-"""venv_bootstrap.py - run a script inside tests/oracle/.venv, with torch, safetensors and numpy.
+"""venv_bootstrap.py - run a script inside tests/oracle/.venv, with torch, safetensors, numpy and
+diffusers (the FLUX oracle, tests/oracle/flux_fixtures.py; pinned: its fixtures record the version).
 
-Used by tests/oracle/attention_fixtures.py and bench/torch_peer.py:
+Used by tests/oracle/attention_fixtures.py, tests/oracle/flux_fixtures.py and bench/torch_peer.py:
 
     import venv_bootstrap
     venv_bootstrap.ensure()   # returns only inside the venv, with the packages importable
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 
 VENV = Path(os.environ.get("CLEARDIT_ORACLE_VENV") or Path(__file__).resolve().parent / ".venv")
-PACKAGES = ["torch", "safetensors", "numpy"]
-_IMPORT_CHECK = "import torch, safetensors, numpy"
+PACKAGES = ["torch", "safetensors", "numpy", "diffusers==0.42.1"]
+_IMPORT_CHECK = "import torch, safetensors, numpy, diffusers"
 
 
 def _venv_python() -> Path:
@@ -40,7 +41,7 @@ def ensure() -> None:
     """Returns when running inside the venv with the packages importable; else re-executes."""
     if _inside_venv():
         try:
-            import torch, safetensors, numpy  # noqa: F401,E401
+            import torch, safetensors, numpy, diffusers  # noqa: F401,E401
             return
         except ImportError as e:
             _say(f"missing inside the venv ({e}); installing {' '.join(PACKAGES)}")
