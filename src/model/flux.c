@@ -110,8 +110,12 @@ static cd_status project_qkv(cd_ctx *ctx, const cd_ops *ops, const cd_flux_confi
 static cd_status attend(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *c,
                         const cd_flux_weights *w, const cd_flux_attn *at, cd_flux_arena *a,
                         const cd_flux_inputs *in, int layer) {
-    cd_attn_desc d = {c->heads, c->head_dim, in->T, in->grid_h, in->grid_w, at->radius,
-                      at->down, 0.0f};
+    int gh = in->grid_h, gw = in->grid_w;
+    if (at->radius == 0 && (gh < 1 || gw < 1 || (int64_t)gh * gw != in->L)) {
+        gh = 1; /* dense attention does not need the grid: any factorization of L will do */
+        gw = in->L;
+    }
+    cd_attn_desc d = {c->heads, c->head_dim, in->T, gh, gw, at->radius, at->down, 0.0f};
     const float *sw = (at->down >= 2 && w->spatial_weight)
                           ? w->spatial_weight + (size_t)layer * at->down * at->down
                           : NULL;

@@ -1,6 +1,7 @@
 /* flux_model.c — the public FLUX model object (cleardit.h): weights (bound from a checkpoint, or
  * random for benchmarks), the activation arena, and cd_flux_run over the fast CPU ops. */
 #include "flux_load.h"
+#include "../ops/attn.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -208,6 +209,12 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
                             p->down);
     cd_status s = cd_flux_reserve(ctx, m, (size_t)p->L + (size_t)p->T);
     if (s) return s;
+    /* the attention kernel's scratch for this call's mask shares ctx's work area with the
+     * linear's weight tiles; reserving it here keeps cd_flux_forward allocation-free */
+    const cd_flux_config *c = &m->w.cfg;
+    cd_attn_desc ad = {c->heads, c->head_dim, p->T, p->grid_h, p->grid_w, p->radius, p->down, 0.0f};
+    if (p->radius > 0 && cd_attn_validate(ctx, &ad) != CD_OK) return CD_ERR_INVALID_ARG;
+    if (!cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(&ad, cd_ctx_threads(ctx)))) return CD_ERR_OOM;
     cd_flux_attn at = {p->radius, p->down};
     cd_flux_inputs in = {p->img, p->txt, p->pooled, p->img_ids, p->txt_ids, p->timestep,
                          p->guidance, p->L, p->T, p->grid_h, p->grid_w};

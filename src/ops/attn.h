@@ -25,6 +25,8 @@ static inline size_t cd_attn_tokens(const cd_attn_desc *d) {
 cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                                 const void *k, const void *v, const float *sw, float *o,
                                 float *lse);
+/* Floats of ctx work area the fast CPU kernel needs for d with `threads` threads. */
+size_t cd_attn_cpu_scratch_floats(const cd_attn_desc *d, int threads);
 cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                           const void *k, const void *v, const float *sw, float *o, float *lse);
 

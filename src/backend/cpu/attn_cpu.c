@@ -59,6 +59,19 @@ static void pool_head(const cd_attn_desc *d, const void *src, int bf16, const fl
         }
 }
 
+size_t cd_attn_cpu_scratch_floats(const cd_attn_desc *d, int threads) {
+    const int H = d->grid_h, clear = d->radius > 0;
+    const int r = clear ? cd_attn_eff_radius(d) : 0;
+    const int rows_dy = clear ? (r < H ? r : H) : 0;
+    const size_t NP = cd_attn_pooled(d) ? (size_t)(H / d->down) * (size_t)(d->grid_w / d->down) : 0;
+    const size_t maxseg = 2 + 2 * (size_t)rows_dy + CD_TILE_ROWS_MAX;
+    const size_t scr = (cd_strip_scratch_floats(d->head_dim) + 15) & ~(size_t)15;
+    const size_t nfloat = (scr * threads + NP * d->head_dim * 2 * d->heads + 15) & ~(size_t)15;
+    const size_t bytes = sizeof(float) * nfloat + sizeof(int) * (rows_dy + 1) +
+                         sizeof(cd_seg) * maxseg * threads + 64;
+    return (bytes + 3) / 4;
+}
+
 cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                           const void *k, const void *v, const float *sw, float *o, float *lse) {
     const int HD = d->head_dim, T = d->text_len, H = d->grid_h, W = d->grid_w;
@@ -85,12 +98,10 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
 
     const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15; /* keep 64-byte blocks */
     const size_t nfloat = (scr * threads + NP * HD * 2 * d->heads + 15) & ~(size_t)15;
-    size_t bytes = sizeof(float) * nfloat +
-                   sizeof(int) * (rows_dy + 1) + sizeof(cd_seg) * maxseg * threads + 64;
-    char *block = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!block)
-        return cd_set_error(ctx, CD_ERR_OOM, "attention: cannot allocate %zu bytes of scratch",
-                            bytes);
+    /* scratch comes from the context's grow-only work area: a model reserves it before its
+     * forward (cd_attn_cpu_scratch_floats), so attention inside a forward never allocates */
+    char *block = (char *)cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(d, threads));
+    if (!block) return CD_ERR_OOM;
     float *scratch = (float *)block;                         /* [threads][scr] */
     float *pk = scratch + scr * threads;                     /* [heads][NP][HD] */
     float *pv = pk + NP * HD * d->heads;                     /* [heads][NP][HD] */
@@ -183,6 +194,5 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
             }
         }
     }
-    free(block);
     return CD_OK;
 }
