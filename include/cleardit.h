@@ -287,6 +287,25 @@ typedef struct cd_flux_model cd_flux_model;
 cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype,
                          const int rope_axes[3], double rope_theta, uint64_t seed,
                          cd_flux_model **out);
+/* Loads a FLUX transformer from a checkpoint (file, sharded index or directory; BFL or diffusers
+ * names; config inferred from the shapes). RoPE axes/theta are not stored in weights: they come
+ * from a diffusers config.json beside the checkpoint (axes_dims_rope), else the safetensors
+ * metadata ("rope_axes" = "16,56,56", "rope_theta"), else p->rope_axes/rope_theta when set, else
+ * FLUX's (16, 56, 56) and 10000 when head_dim is 128; otherwise it is an error. With
+ * p->clear_weights, a CLEAR attention file re-points the trained projections (spec/distill.md). */
+typedef struct {
+    int rope_axes[3];           /* all 0 = not given */
+    double rope_theta;          /* 0 = not given */
+    const char *clear_weights;  /* NULL = none */
+} cd_flux_load_params;
+
+cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params *p,
+                       cd_flux_model **out);
+const cd_flux_config *cd_flux_model_config(const cd_flux_model *m);
+/* The RoPE axes/theta in use and where they came from ("config.json", "metadata", "flags",
+ * "FLUX default"). */
+void cd_flux_model_rope(const cd_flux_model *m, int axes[3], double *theta, const char **source);
+int32_t cd_flux_model_clear_down(const cd_flux_model *m);   /* spatial_weight side, 0 if none */
 void cd_flux_free(cd_flux_model *m);
 /* Allocates the activation arena for up to max_tokens = T + L tokens (once; a forward never
  * allocates). */

@@ -90,25 +90,6 @@ static int parse_isa(const char *s, cd_isa *out) {
     return 0;
 }
 
-/* The output's directory must exist before any work is done (a missing directory is bad input,
- * not a failure discovered after the computation). */
-static int check_out_path(const char *out) {
-    struct stat st;
-    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
-        cli_error(CMD, "--out '%s' is a directory", out);
-        return CLI_BAD_INPUT;
-    }
-    char *copy = strdup(out);
-    if (!copy) {
-        cli_error(CMD, "out of memory");
-        return CLI_RUNTIME;
-    }
-    const char *dir = dirname(copy);
-    int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-    if (!ok) cli_error(CMD, "cannot write --out '%s': directory '%s' does not exist", out, dir);
-    free(copy);
-    return ok ? CLI_OK : CLI_BAD_INPUT;
-}
 
 /* q, k and v: present, rank 3, F32 or BF16, one dtype and one shape. */
 static int check_qkv(const char *in, const cd_st_file *f, const cd_st_tensor *t[3]) {
@@ -325,7 +306,7 @@ int cmd_attention(int argc, char **argv) {
         cli_error(CMD, "--isa %s is not supported on this CPU", isa_name);
         return CLI_BAD_INPUT;
     }
-    if ((r = check_out_path(out))) return r;
+    if ((r = cli_check_output_path(CMD, out))) return r;
 
     /* ---- input file and tensors ---- */
     attn_job j = {0};

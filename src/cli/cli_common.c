@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <libgen.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,4 +173,22 @@ int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t
         o->seen = 1;
     }
     return CLI_OK;
+}
+
+int cli_check_output_path(const char *cmd, const char *out) {
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cli_error(cmd, "--out '%s' is a directory", out);
+        return CLI_BAD_INPUT;
+    }
+    char *copy = strdup(out);
+    if (!copy) {
+        cli_error(cmd, "out of memory");
+        return CLI_RUNTIME;
+    }
+    const char *dir = dirname(copy);
+    int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!ok) cli_error(cmd, "cannot write --out '%s': directory '%s' does not exist", out, dir);
+    free(copy);
+    return ok ? CLI_OK : CLI_BAD_INPUT;
 }

@@ -55,4 +55,8 @@ int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t
 /* The option named `name` in opts (NULL if absent), to read its `seen`. */
 const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name);
 
+/* An output path must not be a directory and its directory must exist: checked before any work,
+ * so a bad --out is bad input, not a failure found after the computation. Prints the error. */
+int cli_check_output_path(const char *cmd, const char *out);
+
 #endif

@@ -15,7 +15,8 @@ static const char k_usage[] =
     "commands:\n"
     "  flops       attention FLOPs of one FLUX.1 layer: dense vs CLEAR\n"
     "  attention   run one attention layer on q/k/v from a safetensors file\n"
-    "  bench       benchmark the attention kernels\n"
+    "  bench       benchmark the attention kernels and the transformer forward\n"
+    "  forward     run the FLUX transformer once on inputs from a safetensors file\n"
     "  inspect     describe a checkpoint: layout, inferred config, unknown/missing/wrong tensors\n"
     "  convert     rewrite a FLUX or autoencoder checkpoint with BFL or diffusers names\n"
     "              (dtype conversion, CLEAR merge)\n"
@@ -36,6 +37,7 @@ static cmd_fn find_cmd(const char *name) {
     if (!strcmp(name, "bench")) return cmd_bench;
     if (!strcmp(name, "inspect")) return cmd_inspect;
     if (!strcmp(name, "convert")) return cmd_convert;
+    if (!strcmp(name, "forward")) return cmd_forward;
     return NULL;
 }
 

@@ -3,13 +3,19 @@
 #include "flux_load.h"
 #include "../ops/attn.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct cd_flux_model {
     cd_flux_weights w;
     cd_flux_store store;   /* binding arena (checkpoint models) */
+    cd_flux_store clear_store;
+    cd_ckpt *ck, *clear_ck; /* weights point into these mapped files */
+    const char *rope_source;
     void *random_block;    /* all tensors of a random model */
     size_t weight_bytes;
     cd_flux_arena arena;
@@ -98,6 +104,7 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
     m->w.cfg = *cfg;
     memcpy(m->w.rope_axes, rope_axes, sizeof m->w.rope_axes);
     m->w.rope_theta = rope_theta;
+    m->rope_source = "caller";
     const size_t es = wdtype == CD_DTYPE_BF16 ? 2 : 4;
     const size_t nlin = list_linears(&m->w, NULL);
     /* one block: block arrays, lin list, weights, then f32 biases and norm scales */
@@ -172,6 +179,9 @@ void cd_flux_free(cd_flux_model *m) {
     if (!m) return;
     cd_flux_arena_free(&m->arena);
     cd_flux_store_free(&m->store);
+    cd_flux_store_free(&m->clear_store);
+    cd_ckpt_close(m->ck);
+    cd_ckpt_close(m->clear_ck);
     free(m->random_block);
     free(m);
 }
@@ -224,3 +234,150 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
     return cd_flux_forward(ctx, cd_ops_cpu(), &m->w, &at, &m->arena, &in, out,
                            p->block_seconds ? &probe : NULL);
 }
+
+/* ---- loading from a checkpoint --------------------------------------------------------------- */
+
+/* axes_dims_rope (and theta) from a diffusers config.json in the checkpoint's directory (or in
+ * the directory itself). 1 if found, 0 if there is no such file or key, -1 on a malformed file. */
+static int config_json_rope(cd_ctx *ctx, const char *path, int ax[3], double *theta) {
+    char dir[4096], cfgp[4200];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s", path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
+    } else {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0; else strcpy(dir, ".");
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
+    }
+    json_error_t je;
+    FILE *f = fopen(cfgp, "rb");
+    if (!f) return 0;
+    json_t *j = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    fclose(f);
+    if (!j) {
+        cd_set_error(ctx, CD_ERR_FORMAT, "%s: invalid JSON (%s, line %d)", cfgp, je.text, je.line);
+        return -1;
+    }
+    int found = 0;
+    json_t *a = json_object_get(j, "axes_dims_rope");
+    if (a) {
+        if (!json_is_array(a) || json_array_size(a) != 3 || !json_is_integer(json_array_get(a, 0)) ||
+            !json_is_integer(json_array_get(a, 1)) || !json_is_integer(json_array_get(a, 2))) {
+            json_decref(j);
+            cd_set_error(ctx, CD_ERR_FORMAT, "%s: axes_dims_rope must be a list of 3 integers", cfgp);
+            return -1;
+        }
+        for (int i = 0; i < 3; i++) ax[i] = (int)json_integer_value(json_array_get(a, (size_t)i));
+        json_t *t = json_object_get(j, "theta");
+        if (t && json_is_number(t)) *theta = json_number_value(t);
+        found = 1;
+    }
+    json_decref(j);
+    return found;
+}
+
+static int parse_axes(const char *s, int ax[3]) {
+    int n = 0;
+    return s && sscanf(s, "%d,%d,%d%n", &ax[0], &ax[1], &ax[2], &n) == 3 && s[n] == 0;
+}
+
+static cd_status resolve_rope(cd_ctx *ctx, const char *path, const cd_ckpt *ck,
+                              const cd_flux_load_params *p, int hd, cd_flux_model *m) {
+    int ax[3] = {0, 0, 0};
+    double theta = 0;
+    const char *src = NULL;
+    int r = config_json_rope(ctx, path, ax, &theta);
+    if (r < 0) return CD_ERR_FORMAT;
+    if (r > 0) {
+        src = "config.json";
+    } else if (cd_ckpt_meta(ck, "rope_axes")) {
+        if (!parse_axes(cd_ckpt_meta(ck, "rope_axes"), ax))
+            return cd_set_error(ctx, CD_ERR_FORMAT, "%s: metadata rope_axes '%s' is not \"A,B,C\"", path,
+                                cd_ckpt_meta(ck, "rope_axes"));
+        const char *t = cd_ckpt_meta(ck, "rope_theta");
+        if (t) theta = strtod(t, NULL);
+        src = "metadata";
+    } else if (p && (p->rope_axes[0] | p->rope_axes[1] | p->rope_axes[2])) {
+        memcpy(ax, p->rope_axes, sizeof ax);
+        src = "flags";
+    } else if (hd == 128) {
+        ax[0] = 16; ax[1] = 56; ax[2] = 56;
+        src = "FLUX default";
+    } else {
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "%s: head_dim is %d, so FLUX's RoPE axes (16,56,56) do not apply; give them "
+                            "with --rope-axes A,B,C (or a config.json with axes_dims_rope, or metadata rope_axes)",
+                            path, hd);
+    }
+    if (theta == 0) theta = (p && p->rope_theta > 0) ? p->rope_theta : 10000.0;
+    if (ax[0] < 0 || ax[1] < 0 || ax[2] < 0 || ax[0] + ax[1] + ax[2] != hd || (ax[0] | ax[1] | ax[2]) & 1 ||
+        !(theta > 0))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "%s: RoPE axes %d,%d,%d (from %s) must be even and sum to head_dim %d, theta > 0",
+                            path, ax[0], ax[1], ax[2], src, hd);
+    memcpy(m->w.rope_axes, ax, sizeof ax);
+    m->w.rope_theta = theta;
+    m->rope_source = src;
+    return CD_OK;
+}
+
+cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params *p,
+                       cd_flux_model **out) {
+    *out = NULL;
+    cd_flux_model *m = calloc(1, sizeof *m);
+    if (!m) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+    cd_ckpt_info info;
+    memset(&info, 0, sizeof info);
+    cd_status s = cd_ckpt_open(ctx, path, &m->ck);
+    if (s) goto fail;
+    s = cd_ckpt_inspect(ctx, m->ck, &info);
+    if (s) goto fail;
+    if (info.layout != CD_LAYOUT_FLUX_BFL && info.layout != CD_LAYOUT_FLUX_DIFFUSERS) {
+        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: not a FLUX transformer checkpoint (layout: %s)", path,
+                         cd_layout_name(info.layout));
+        goto fail;
+    }
+    if (info.n_missing || info.n_bad_shape) {
+        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: %zu missing and %zu wrong-shaped tensors (first: %s); "
+                         "run 'cleardit inspect' for the list", path, info.n_missing, info.n_bad_shape,
+                         info.n_missing ? info.missing[0] : info.bad_shape[0]);
+        goto fail;
+    }
+    s = resolve_rope(ctx, path, m->ck, p, info.flux.head_dim, m);
+    if (s) goto fail;
+    {
+        int ax[3];
+        double th = m->w.rope_theta;
+        const char *src = m->rope_source;
+        memcpy(ax, m->w.rope_axes, sizeof ax);
+        s = cd_flux_bind(ctx, m->ck, &info.flux, info.layout == CD_LAYOUT_FLUX_BFL, &m->w, &m->store);
+        memcpy(m->w.rope_axes, ax, sizeof ax); /* bind resets the weights struct */
+        m->w.rope_theta = th;
+        m->rope_source = src;
+    }
+    if (s) goto fail;
+    m->weight_bytes = (size_t)info.bytes;
+    if (p && p->clear_weights) {
+        s = cd_ckpt_open(ctx, p->clear_weights, &m->clear_ck);
+        if (!s) s = cd_flux_bind_clear(ctx, m->clear_ck, &m->w, &m->clear_store);
+        if (s) goto fail;
+    }
+    cd_ckpt_info_free(&info);
+    *out = m;
+    return CD_OK;
+fail:
+    cd_ckpt_info_free(&info);
+    cd_flux_free(m);
+    return s ? s : CD_ERR_INTERNAL;
+}
+
+const cd_flux_config *cd_flux_model_config(const cd_flux_model *m) { return &m->w.cfg; }
+
+void cd_flux_model_rope(const cd_flux_model *m, int axes[3], double *theta, const char **source) {
+    memcpy(axes, m->w.rope_axes, sizeof m->w.rope_axes);
+    *theta = m->w.rope_theta;
+    *source = m->rope_source;
+}
+
+int32_t cd_flux_model_clear_down(const cd_flux_model *m) { return m->w.spatial_down; }

@@ -1,0 +1,286 @@
+/* cli_forward.c — `cleardit forward`: one FLUX transformer forward on inputs from a safetensors
+ * file, dense or CLEAR attention, output written atomically. Validates every input against the
+ * model before running; a thin layer over cd_flux_load / cd_flux_run. */
+#include "cleardit.h"
+#include "cli.h"
+#include "cli_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static const char *k_usage =
+    "usage: cleardit forward --model CKPT --inputs IN.safetensors --out OUT.safetensors\n"
+    "                        [--attention dense|clear] [--radius R] [--down D]\n"
+    "                        [--clear-weights FILE] [--threads N] [--rope-axes A,B,C]\n"
+    "                        [--rope-theta X] [--verbose] [--quiet]\n"
+    "\n"
+    "Runs the FLUX transformer once. CKPT is a .safetensors file, a sharded index or a directory,\n"
+    "with BFL or diffusers names; the config is inferred from the tensor shapes.\n"
+    "\n"
+    "IN holds (a leading batch dimension B on img/txt/pooled/timestep/guidance means a batch):\n"
+    "  img [L, in_channels]   txt [T, context_dim]   pooled [pooled_dim]\n"
+    "  img_ids [L, 3]   txt_ids [T, 3]   timestep [1] in 0..1 (x1000 inside, as diffusers)\n"
+    "  guidance [1] (guidance-embedded models only; also x1000 inside)\n"
+    "OUT holds out [L, out_channels] (or [B, L, out_channels]), F32.\n"
+    "\n"
+    "options:\n"
+    "  --model PATH          transformer checkpoint\n"
+    "  --inputs PATH         input tensors\n"
+    "  --out PATH            output file (written atomically)\n"
+    "  --attention MODE      dense (default) or clear (default when --radius is given)\n"
+    "  --radius R            CLEAR radius in tokens (>= 1); the grid comes from img_ids, which must\n"
+    "                        be a full H x W rectangle in row-major order\n"
+    "  --down D              pooled keys (needs CLEAR weights with spatial_weight of side D)\n"
+    "  --clear-weights FILE  CLEAR attention weights overwriting the trained projections\n"
+    "  --threads N           threads (default: all cores)\n"
+    "  --rope-axes A,B,C     RoPE axes when neither config.json nor metadata has them\n"
+    "  --rope-theta X        RoPE theta in that case (default 10000)\n"
+    "  --verbose             print weight, arena and peak memory, the RoPE source, timings\n"
+    "  --quiet               print nothing on success\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
+
+typedef struct {
+    const cd_st_tensor *t;
+    float *f; /* converted to f32, 64-byte aligned */
+} input;
+
+static int load_input(cd_ctx *ctx, const cd_st_file *f, const char *name, int required, input *in) {
+    in->t = cd_st_find(f, name);
+    in->f = NULL;
+    if (!in->t) {
+        if (required) cli_error("forward", "inputs: missing tensor '%s'", name);
+        return required ? CLI_BAD_INPUT : CLI_OK;
+    }
+    const uint64_t n = cd_st_numel(in->t);
+    in->f = aligned_alloc(64, ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63);
+    if (!in->f) {
+        cli_error("forward", "out of memory reading '%s'", name);
+        return CLI_RUNTIME;
+    }
+    if (cd_st_to_f32(ctx, in->t, in->f) != CD_OK) {
+        cli_error("forward", "inputs: tensor '%s': %s", name, cd_ctx_error(ctx));
+        return CLI_BAD_INPUT;
+    }
+    return CLI_OK;
+}
+
+/* Checks t's shape is [B?, d1, d2] (d2 = 0: [B?, d1]) and returns the batch (1 without it). */
+static int64_t batch_of(const input *in, const char *name, int64_t d1, int64_t d2, int64_t *dims1) {
+    const cd_st_tensor *t = in->t;
+    const int core = d2 ? 2 : 1, nd = t->ndim;
+    if (nd != core && nd != core + 1) {
+        cli_error("forward", "inputs: '%s' must have %d or %d dimensions (got %d)", name, core, core + 1, nd);
+        return -1;
+    }
+    const int64_t b = nd == core + 1 ? t->shape[0] : 1;
+    const int64_t s1 = t->shape[nd - core], s2 = d2 ? t->shape[nd - 1] : 0;
+    if ((d1 > 0 && s1 != d1) || (d2 && s2 != d2)) {
+        cli_error("forward", "inputs: '%s' is %s[%lld%s%lld], the model needs [%s%lld%s%lld]", name,
+                  nd == core + 1 ? "batched " : "", (long long)s1, d2 ? ", " : "", (long long)s2,
+                  d1 > 0 ? "" : "N, ", (long long)(d1 > 0 ? d1 : s1), d2 ? ", " : "", (long long)d2);
+        return -1;
+    }
+    if (dims1) *dims1 = s1;
+    return b;
+}
+
+int cmd_forward(int argc, char **argv) {
+    const char *model_p = NULL, *in_p = NULL, *out_p = NULL, *mode = NULL, *clear_p = NULL, *axes_s = NULL;
+    int64_t radius = 0, down = 0, threads = 0;
+    double theta = 0;
+    int verbose = 0, quiet = 0, help = 0;
+    cli_opt opts[] = {
+        {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
+        {"--inputs", CLI_OPT_STRING, &in_p, 0, 0, 0, 0, 0},
+        {"--out", CLI_OPT_STRING, &out_p, 0, 0, 0, 0, 0},
+        {"--attention", CLI_OPT_STRING, &mode, 0, 0, 0, 0, 0},
+        {"--radius", CLI_OPT_INT, &radius, 1, 1 << 20, 0, 0, 0},
+        {"--down", CLI_OPT_INT, &down, 2, 64, 0, 0, 0},
+        {"--clear-weights", CLI_OPT_STRING, &clear_p, 0, 0, 0, 0, 0},
+        {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
+        {"--rope-axes", CLI_OPT_STRING, &axes_s, 0, 0, 0, 0, 0},
+        {"--rope-theta", CLI_OPT_FLOAT, &theta, 0, 0, 1e-6, 1e12, 0},
+        {"--verbose", CLI_OPT_SWITCH, &verbose, 0, 0, 0, 0, 0},
+        {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+    };
+    if (cli_parse_flags("forward", argc, argv, opts, sizeof opts / sizeof opts[0], &help))
+        return CLI_BAD_INPUT;
+    if (help) {
+        fputs(k_usage, stdout);
+        return CLI_OK;
+    }
+    if (!model_p || !in_p || !out_p) {
+        cli_error("forward", "--model, --inputs and --out are required (see --help)");
+        return CLI_BAD_INPUT;
+    }
+    int clear = radius > 0;
+    if (mode) {
+        if (!strcmp(mode, "clear")) clear = 1;
+        else if (strcmp(mode, "dense")) {
+            cli_error("forward", "--attention must be dense or clear (got '%s')", mode);
+            return CLI_BAD_INPUT;
+        } else if (radius > 0) {
+            cli_error("forward", "--attention dense does not take --radius");
+            return CLI_BAD_INPUT;
+        }
+    }
+    if (clear && radius < 1) {
+        cli_error("forward", "--attention clear needs --radius R >= 1");
+        return CLI_BAD_INPUT;
+    }
+    if (down && !clear) {
+        cli_error("forward", "--down %lld needs CLEAR attention (--radius)", (long long)down);
+        return CLI_BAD_INPUT;
+    }
+    cd_flux_load_params lp = {{0, 0, 0}, theta, clear_p};
+    if (axes_s) {
+        int n = 0;
+        if (sscanf(axes_s, "%d,%d,%d%n", &lp.rope_axes[0], &lp.rope_axes[1], &lp.rope_axes[2], &n) != 3 ||
+            axes_s[n] || lp.rope_axes[0] < 0 || lp.rope_axes[1] < 0 || lp.rope_axes[2] < 0) {
+            cli_error("forward", "--rope-axes must be three non-negative integers A,B,C (got '%s')", axes_s);
+            return CLI_BAD_INPUT;
+        }
+    }
+    if (cli_check_output_path("forward", out_p)) return CLI_BAD_INPUT;
+
+    cd_ctx_params cp = cd_ctx_params_default();
+    cp.threads = (int)threads;
+    cd_ctx *ctx = NULL;
+    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
+        cli_error("forward", "cannot create a context");
+        return CLI_RUNTIME;
+    }
+    cd_flux_model *m = NULL;
+    cd_st_file *inf = NULL;
+    input img = {0}, txt = {0}, pooled = {0}, iid = {0}, tid = {0}, ts = {0}, gd = {0};
+    float *out = NULL;
+    int rc = CLI_OK;
+    const double t0 = (double)clock() / CLOCKS_PER_SEC;
+    (void)t0;
+    cd_status st = cd_flux_load(ctx, model_p, &lp, &m);
+    if (st != CD_OK) {
+        cli_error("forward", "%s", cd_ctx_error(ctx));
+        rc = st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
+        goto done;
+    }
+    const cd_flux_config *c = cd_flux_model_config(m);
+    if (cd_st_open(ctx, in_p, &inf) != CD_OK) {
+        cli_error("forward", "%s", cd_ctx_error(ctx));
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
+    if ((rc = load_input(ctx, inf, "img", 1, &img)) || (rc = load_input(ctx, inf, "txt", 1, &txt)) ||
+        (rc = load_input(ctx, inf, "pooled", 1, &pooled)) || (rc = load_input(ctx, inf, "img_ids", 1, &iid)) ||
+        (rc = load_input(ctx, inf, "txt_ids", 1, &tid)) || (rc = load_input(ctx, inf, "timestep", 1, &ts)) ||
+        (rc = load_input(ctx, inf, "guidance", c->guidance, &gd)))
+        goto done;
+    int64_t L = 0, T = 0, L2 = 0, T2 = 0;
+    const int64_t B = batch_of(&img, "img", 0, c->in_channels, &L);
+    const int64_t Bt = B < 0 ? -1 : batch_of(&txt, "txt", 0, c->context_dim, &T);
+    const int64_t Bp = Bt < 0 ? -1 : batch_of(&pooled, "pooled", c->pooled_dim, 0, NULL);
+    if (B < 0 || Bt < 0 || Bp < 0 || batch_of(&iid, "img_ids", L, 3, &L2) < 0 ||
+        batch_of(&tid, "txt_ids", T, 3, &T2) < 0) {
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
+    if (iid.t->ndim != 2 || tid.t->ndim != 2) {
+        cli_error("forward", "inputs: img_ids and txt_ids are [L, 3] and [T, 3] (shared by the batch)");
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
+    if (Bt != B || Bp != B || (int64_t)cd_st_numel(ts.t) != B || (gd.t && (int64_t)cd_st_numel(gd.t) != B)) {
+        cli_error("forward", "inputs: batch sizes differ (img %lld, txt %lld, pooled %lld, timestep %llu%s)",
+                  (long long)B, (long long)Bt, (long long)Bp, (unsigned long long)cd_st_numel(ts.t),
+                  gd.t ? ", guidance too" : "");
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
+    if (!c->guidance && gd.t && !quiet)
+        fprintf(stderr, "cleardit forward: note: the model has no guidance embedder; 'guidance' is ignored\n");
+    /* the image grid from img_ids: (., row, col) must enumerate a full rectangle row-major */
+    int64_t gw = 0;
+    for (int64_t i = 0; i < L; i++)
+        if ((int64_t)iid.f[i * 3 + 2] + 1 > gw) gw = (int64_t)iid.f[i * 3 + 2] + 1;
+    int64_t gh = gw > 0 ? L / gw : 0;
+    int grid_ok = gw > 0 && gh * gw == L;
+    for (int64_t i = 0; i < L && grid_ok; i++)
+        grid_ok = iid.f[i * 3 + 1] == (float)(i / gw) && iid.f[i * 3 + 2] == (float)(i % gw);
+    if (clear && !grid_ok) {
+        cli_error("forward", "inputs: img_ids are not a full H x W grid in row-major order (token i must "
+                  "sit at row i / W, column i %% W); CLEAR needs the grid");
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
+    const size_t per = (size_t)L * (size_t)c->out_channels;
+    out = malloc(per * (size_t)B * sizeof(float) + 1);
+    if (!out) {
+        cli_error("forward", "out of memory for the output");
+        rc = CLI_RUNTIME;
+        goto done;
+    }
+    struct timespec a0, a1;
+    clock_gettime(CLOCK_MONOTONIC, &a0);
+    for (int64_t b = 0; b < B; b++) {
+        cd_flux_run_params p = {img.f + (size_t)b * L * c->in_channels, txt.f + (size_t)b * T * c->context_dim,
+                                pooled.f + (size_t)b * c->pooled_dim, iid.f, tid.f, ts.f[b], gd.f ? gd.f[b] : 0.0f,
+                                (int32_t)L, (int32_t)T, (int32_t)(grid_ok ? gh : 1), (int32_t)(grid_ok ? gw : L),
+                                clear ? (int32_t)radius : 0, (int32_t)down, NULL};
+        st = cd_flux_run(ctx, m, &p, out + (size_t)b * per);
+        if (st != CD_OK) {
+            cli_error("forward", "%s", cd_ctx_error(ctx));
+            rc = (st == CD_ERR_OOM || st == CD_ERR_INTERNAL) ? CLI_RUNTIME : CLI_BAD_INPUT;
+            goto done;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &a1);
+    {
+        char mbuf[64], rbuf[32], dbuf[32], ax[32];
+        int axes[3];
+        double th;
+        const char *src;
+        cd_flux_model_rope(m, axes, &th, &src);
+        snprintf(mbuf, sizeof mbuf, "%s", clear ? "clear" : "dense");
+        snprintf(rbuf, sizeof rbuf, "%lld", (long long)radius);
+        snprintf(dbuf, sizeof dbuf, "%lld", (long long)down);
+        snprintf(ax, sizeof ax, "%d,%d,%d", axes[0], axes[1], axes[2]);
+        const char *meta[] = {"producer", "cleardit forward", "attention", mbuf, "radius", rbuf,
+                              "down", dbuf, "rope_axes", ax};
+        cd_st_out o = {"out", CD_DTYPE_F32, B > 1 || img.t->ndim == 3 ? 3 : 2, {0}, out};
+        if (o.ndim == 3) {
+            o.shape[0] = B; o.shape[1] = L; o.shape[2] = c->out_channels;
+        } else {
+            o.shape[0] = L; o.shape[1] = c->out_channels;
+        }
+        if (cd_st_write(ctx, out_p, &o, 1, meta, 5) != CD_OK) {
+            cli_error("forward", "%s", cd_ctx_error(ctx));
+            rc = CLI_RUNTIME;
+            goto done;
+        }
+        const double secs = (a1.tv_sec - a0.tv_sec) + 1e-9 * (a1.tv_nsec - a0.tv_nsec);
+        if (!quiet)
+            fprintf(stderr, "cleardit forward: %lld x (%lld image + %lld text tokens), %s%s, %.3f s -> %s\n",
+                    (long long)B, (long long)L, (long long)T, clear ? "CLEAR r=" : "dense", clear ? rbuf : "",
+                    secs, out_p);
+        if (verbose) {
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            fprintf(stderr, "  model      hidden %d, %d x %d heads, %d double + %d single blocks%s\n", c->hidden,
+                    c->heads, c->head_dim, c->depth, c->depth_single, c->guidance ? ", guidance" : "");
+            fprintf(stderr, "  rope       axes %s, theta %g (from %s)\n", ax, th, src);
+            fprintf(stderr, "  memory     weights %.1f MB (mapped), arena %.1f MB, peak RSS %.1f MB\n",
+                    cd_flux_weight_bytes(m) / 1e6, cd_flux_arena_bytes(m) / 1e6, ru.ru_maxrss / 1024.0);
+        }
+    }
+done:
+    free(img.f); free(txt.f); free(pooled.f); free(iid.f); free(tid.f); free(ts.f); free(gd.f);
+    free(out);
+    cd_st_close(inf);
+    cd_flux_free(m);
+    cd_ctx_free(ctx);
+    return rc;
+}
