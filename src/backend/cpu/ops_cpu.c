@@ -18,6 +18,11 @@ void cd_silu_generic(float *x, size_t n);
 void cd_silu_avx2(float *x, size_t n);
 void cd_silu_avx512(float *x, size_t n);
 
+/* Threads are only worth waking for some work: below this many elements an op runs on the calling
+ * thread (tiny ops, e.g. the modulation vectors, would otherwise pay an OpenMP barrier each; on a
+ * loaded machine that cost milliseconds per op). */
+#define PAR(elems) ((elems) >= ((size_t)1 << 15))
+
 /* Output rows of a BF16 weight converted per sgemm call. Measured (2 cores, n x 3072 -> 3072 and
  * 4608 x 3072 -> 9216): 256-row tiles ran at 63-76% of f32 sgemm, 1024-row tiles at 92-93%; the
  * f32 tile is 1024 x in x 4 B (63 MB for FLUX's widest input, 15360), far below the weights. */
@@ -60,7 +65,7 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
         for (int o0 = 0; o0 < out; o0 += CD_WTILE) {
             const int ro = out - o0 < CD_WTILE ? out - o0 : CD_WTILE;
             const size_t cnt = (size_t)ro * in;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(cnt))
             for (size_t i = 0; i < cnt; i++) tile[i] = cd_bf16_to_f32(wb[(size_t)o0 * in + i]);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ro, in, 1.0f, x, in, tile,
                         in, 0.0f, y + o0, out);
@@ -72,7 +77,7 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
     }
     blas_threads_pop(prev);
     if (b) {
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)out))
         for (size_t r = 0; r < n; r++)
             for (int o = 0; o < out; o++) y[r * out + o] += b[o];
     }
@@ -81,7 +86,7 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
 
 static void cpu_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
                             const float *scale, float eps, float *y) {
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)dim))
     for (size_t r = 0; r < n; r++) {
         const float *xr = x + r * dim;
         float *yr = y + r * dim;
@@ -99,7 +104,7 @@ static void cpu_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, cons
 static void cpu_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w,
                               float eps) {
     const size_t rows = n * (size_t)nh;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(rows * (size_t)hd))
     for (size_t r = 0; r < rows; r++) {
         float *v = x + r * hd;
         float ss = 0;
@@ -110,7 +115,7 @@ static void cpu_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, c
 }
 
 static void cpu_gate_add(cd_ctx *ctx, float *x, const float *gate, const float *y, size_t n, int dim) {
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)dim))
     for (size_t r = 0; r < n; r++)
         for (int i = 0; i < dim; i++) x[r * dim + i] += gate[i] * y[r * dim + i];
 }
@@ -119,7 +124,7 @@ static void cpu_gate_add(cd_ctx *ctx, float *x, const float *gate, const float *
 static void map_parallel(cd_ctx *ctx, float *x, size_t n, void (*fn)(float *, size_t)) {
     const size_t block = 1 << 14;
     const size_t nb = (n + block - 1) / block;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n))
     for (size_t i = 0; i < nb; i++) fn(x + i * block, i + 1 < nb ? block : n - i * block);
 }
 
@@ -136,7 +141,7 @@ static void cpu_silu(cd_ctx *ctx, float *x, size_t n) {
 }
 
 static void cpu_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs) {
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
     for (size_t t = 0; t < n; t++) {
         const float *c = cs + t * (size_t)hd;
         for (int h = 0; h < nh; h++) {
@@ -153,7 +158,7 @@ static void cpu_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const floa
 
 static void cpu_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
                        size_t ntot, size_t t0) {
-    #pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
     for (size_t t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             memcpy(dst + ((size_t)h * ntot + t0 + t) * hd, rows + (t * nh + h) * hd, sizeof(float) * hd);
@@ -161,7 +166,7 @@ static void cpu_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int h
 
 static void cpu_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
                          int hd, float *rows) {
-    #pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
     for (size_t t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
