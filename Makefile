@@ -74,6 +74,13 @@ $(BUILD)/bench_ckpt_open: $(BUILD)/obj/bench/ckpt_open.o $(BUILD)/libcleardit.a
 bench-ckpt: $(BUILD)/bench_ckpt_open
 	$(BUILD)/bench_ckpt_open 4 40
 
+# linear: f32 sgemm vs bf16 weight tiles vs the AVX512_BF16 kernel (bench/linear_bf16.c).
+$(BUILD)/bench_linear_bf16: $(BUILD)/obj/bench/linear_bf16.o $(BUILD)/libcleardit.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-linear: $(BUILD)/bench_linear_bf16
+	$(BUILD)/bench_linear_bf16
+
 # libFuzzer target of the safetensors reader and checkpoint indexes (fuzz/fuzz_safetensors.c).
 # fuzz-run works on a copy of the committed seeds (new inputs go to build-fuzz/corpus, crashes
 # to build-fuzz/crashes/); a crash fails the run. FUZZ_SECONDS bounds the time.
@@ -94,5 +101,5 @@ fuzz-run: fuzz
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all test sanitize bench bench-ckpt fuzz fuzz-run clean
+.PHONY: all test sanitize bench bench-ckpt bench-linear fuzz fuzz-run clean
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

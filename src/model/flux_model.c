@@ -2,6 +2,7 @@
  * random for benchmarks), the activation arena, and cd_flux_run over the fast CPU ops. */
 #include "flux_load.h"
 #include "../ops/attn.h"
+#include "../backend/cpu/gemm_bf16.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -191,10 +192,14 @@ cd_status cd_flux_reserve(cd_ctx *ctx, cd_flux_model *m, size_t max_tokens) {
     cd_flux_arena_free(&m->arena);
     cd_status s = cd_flux_arena_init(ctx, &m->w.cfg, max_tokens, &m->arena);
     if (s) return s;
-    /* the widest bf16 weight tile of the linear op, reserved now so that a forward never
-     * allocates (ops_cpu.c converts up to 1024 output rows at a time) */
+    /* the linear op's scratch for the widest input, reserved now so that a forward never
+     * allocates: f32 tiles of 1024 weight rows (ops_cpu.c), or the AVX512_BF16 GEMM's packed
+     * activations */
     const size_t widest = (size_t)m->w.cfg.hidden + (size_t)m->w.cfg.mlp_hidden;
-    return cd_ctx_work(ctx, 1024 * widest) ? CD_OK : CD_ERR_OOM;
+    size_t need = 1024 * widest;
+    const size_t g = cd_gemm_bf16_scratch_floats(max_tokens, (int)widest, cd_ctx_threads(ctx));
+    if (g > need) need = g;
+    return cd_ctx_work(ctx, need) ? CD_OK : CD_ERR_OOM;
 }
 
 size_t cd_flux_weight_bytes(const cd_flux_model *m) { return m->weight_bytes; }

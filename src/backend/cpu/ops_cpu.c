@@ -1,8 +1,10 @@
-/* ops_cpu.c — the fast CPU ops: linear through OpenBLAS sgemm (BF16 weights converted to f32 in
- * row tiles into the context's scratch, so the whole weight is never expanded), row-parallel
+/* ops_cpu.c — the fast CPU ops: linear through OpenBLAS sgemm for F32 weights; BF16 weights through
+ * the AVX512_BF16 GEMM where the CPU has it (gemm_bf16_avx512.c), else converted to f32 in row
+ * tiles into the context's scratch (the whole weight is never expanded), row-parallel
  * norms and modulation on OpenMP threads, and the activations through the per-ISA SIMD kernels
  * (ops_kern_impl.h). Tested against ops_ref.c. */
 #include "../../ops/ops.h"
+#include "gemm_bf16.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -55,6 +57,9 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
     if (w->dtype == CD_DTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in,
                     (const float *)w->data, in, 0.0f, y, out);
+    } else if (w->dtype == CD_DTYPE_BF16 && ctx->has_bf16) {
+        blas_threads_pop(prev);
+        return cd_gemm_bf16_avx512(ctx, x, n, w, b, y); /* vdpbf16ps: see gemm_bf16.h */
     } else if (w->dtype == CD_DTYPE_BF16) {
         float *tile = cd_ctx_work(ctx, (size_t)CD_WTILE * in);
         if (!tile) {
