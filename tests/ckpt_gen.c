@@ -1,13 +1,11 @@
 /* ckpt_gen.c — see ckpt_gen.h. Checkpoint generators for the layout, convert and CLI tests. */
 #include "ckpt_gen.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -298,38 +296,6 @@ int gen_write_zeros(const gen_list *l, const char *path) {
     free(h);
     if (f && fclose(f)) ok = 0;
     return ok && truncate(path, (off_t)(8 + padded + off)) == 0 ? 0 : -1;
-}
-
-int gen_tmpdir(char *dir, size_t cap) {
-    snprintf(dir, cap, "/tmp/cd_ckpt_XXXXXX");
-    return mkdtemp(dir) != NULL;
-}
-
-void gen_rmdir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *x;
-    char p[512];
-    while ((x = readdir(d))) {
-        if (!strcmp(x->d_name, ".") || !strcmp(x->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, x->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) gen_rmdir(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-int gen_dir_count(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *x;
-    while ((x = readdir(d)))
-        if (strcmp(x->d_name, ".") && strcmp(x->d_name, "..")) n++;
-    closedir(d);
-    return n;
 }
 
 int gen_ckpt_equal(const cd_ckpt *a, const cd_ckpt *b, char *why, size_t cap) {

@@ -64,11 +64,6 @@ int gen_write(const gen_list *l, const char *path);
  * made of a no_data list); 0 on success. */
 int gen_write_zeros(const gen_list *l, const char *path);
 
-/* A scratch directory (mkdtemp under /tmp) and its removal with everything in it. */
-int gen_tmpdir(char *dir, size_t cap);
-void gen_rmdir(const char *dir);
-int gen_dir_count(const char *dir);
-
 /* Compares two checkpoints tensor by tensor: same names, dtypes, shapes and bytes. Returns 0 if
  * equal, else writes the first difference into why[cap]. */
 int gen_ckpt_equal(const cd_ckpt *a, const cd_ckpt *b, char *why, size_t cap);

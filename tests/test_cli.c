@@ -4,132 +4,32 @@
  * bad-input case (exit 2, a specific message, no output file and no temp file left behind). */
 #include "test.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cleardit.h"
+#include "test_files.h"
+#include "test_spawn.h"
 #include "../src/util/internal.h" /* cd_f32_to_bf16 */
 
-extern char **environ;
+/* ---- scratch directory --------------------------------------------------------------------- */
 
-/* ---- process and file helpers -------------------------------------------------------------- */
-
-typedef struct {
-    int code;        /* exit status, or -signal */
-    char out[16384]; /* stdout (truncated) */
-    char err[16384]; /* stderr (truncated) */
-} cli_run;
-
-/* A scratch directory per test: `dir` holds inputs and outputs, `cap` the captured streams. */
+/* A scratch directory per test for inputs and outputs (the CLI's streams are captured apart,
+ * test_spawn.h, so the directory holds only what a test and the CLI wrote). */
 typedef struct {
     char dir[64];
-    char cap[96];
 } cli_env;
 
-static int env_init(cli_env *e) {
-    snprintf(e->dir, sizeof e->dir, "/tmp/cd_cli_XXXXXX");
-    if (!mkdtemp(e->dir)) return 0;
-    snprintf(e->cap, sizeof e->cap, "%s.cap", e->dir);
-    return mkdir(e->cap, 0700) == 0;
-}
-
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *x;
-    char p[512];
-    while ((x = readdir(d))) {
-        if (!strcmp(x->d_name, ".") || !strcmp(x->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, x->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static void env_free(cli_env *e) {
-    rm_tree(e->dir);
-    rm_tree(e->cap);
-}
-
-static int dir_count(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *x;
-    while ((x = readdir(d)))
-        if (strcmp(x->d_name, ".") && strcmp(x->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
+static int env_init(cli_env *e) { return tmp_dir_tag(e->dir, sizeof e->dir, "cli"); }
+static void env_free(cli_env *e) { tmp_rm(e->dir); }
 
 static int exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
-}
-
-static void slurp(const char *path, char *buf, size_t cap) {
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
-static const char *cli_bin(void) {
-    const char *b = getenv("CLEARDIT_BIN");
-    return b && *b ? b : "build/cleardit";
-}
-
-/* Runs the CLI with args (NULL-terminated, without argv[0]); 0 if it could not be started. */
-static int run_cli(const cli_env *e, const char *const *args, cli_run *r) {
-    char outp[160], errp[160];
-    snprintf(outp, sizeof outp, "%s/stdout", e->cap);
-    snprintf(errp, sizeof errp, "%s/stderr", e->cap);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = cli_bin();
-    for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
-    argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return 0;
-    int st;
-    if (waitpid(pid, &st, 0) != pid) return 0;
-    r->code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-    slurp(outp, r->out, sizeof r->out);
-    slurp(errp, r->err, sizeof r->err);
-    return 1;
-}
-
-#define RUN(env, res, ...)                                                                      \
-    do {                                                                                        \
-        const char *const args_[] = {__VA_ARGS__, NULL};                                        \
-        CHECK(run_cli(env, args_, res), "cannot run %s (set CLEARDIT_BIN)", cli_bin());         \
-    } while (0)
-
-/* stderr is exactly one line "cleardit <cmd>: error: ..." */
-static int one_error_line(const char *err, const char *cmd) {
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "cleardit %s: error: ", cmd);
-    size_t len = strlen(err);
-    return !strncmp(err, prefix, strlen(prefix)) && len > 0 && err[len - 1] == '\n' &&
-           strchr(err, '\n') == err + len - 1;
 }
 
 /* ---- input files --------------------------------------------------------------------------- */
@@ -192,26 +92,24 @@ static int write_qkv(const char *path, cd_dtype dt, int heads, int ntok, int hd,
 /* ---- main and help ------------------------------------------------------------------------- */
 
 TEST(cli_main_usage_and_version) {
-    cli_env e;
-    CHECK(env_init(&e), "mkdtemp");
     cli_run r;
     const char *const none[] = {NULL};
-    CHECK(run_cli(&e, none, &r), "cannot run %s", cli_bin());
+    CHECK(run_cli(none, &r), "cannot run %s", cli_bin());
     EXPECT(r.code == 2, "no args: exit %d", r.code);
     EXPECT(strstr(r.err, "usage: cleardit") && !r.out[0], "no args: usage on stderr only");
 
-    RUN(&e, &r, "frobnicate");
+    RUN(&r, "frobnicate");
     EXPECT(r.code == 2 && strstr(r.err, "unknown command 'frobnicate'") &&
            strstr(r.err, "usage: cleardit"), "unknown command: %d %s", r.code, r.err);
-    RUN(&e, &r, "--help");
+    RUN(&r, "--help");
     EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit") && !r.err[0], "--help: %d", r.code);
     EXPECT(strstr(r.out, "flops") && strstr(r.out, "attention") && strstr(r.out, "bench"),
            "--help lists the commands");
-    RUN(&e, &r, "help");
+    RUN(&r, "help");
     EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit"), "help: %d", r.code);
-    RUN(&e, &r, "help", "flops");
+    RUN(&r, "help", "flops");
     EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit flops"), "help flops: %d", r.code);
-    RUN(&e, &r, "--version");
+    RUN(&r, "--version");
     EXPECT(r.code == 0 && !strcmp(r.out, "cleardit " CLEARDIT_VERSION "\n"), "--version: %s",
            r.out);
 
@@ -219,32 +117,29 @@ TEST(cli_main_usage_and_version) {
     const char *cmds[] = {"flops", "attention", "bench"};
     for (int i = 0; i < 3; i++) {
         const char *const a[] = {cmds[i], "--help", NULL};
-        CHECK(run_cli(&e, a, &r), "run");
+        CHECK(run_cli(a, &r), "run");
         EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit") && strstr(r.out, cmds[i]),
                "%s --help: exit %d, stdout %s", cmds[i], r.code, r.out);
     }
-    env_free(&e);
 }
 
 /* ---- flops --------------------------------------------------------------------------------- */
 
 TEST(cli_flops_table_and_json) {
-    cli_env e;
-    CHECK(env_init(&e), "mkdtemp");
     cli_run r;
-    RUN(&e, &r, "flops", "--width", "1024", "--height", "1024");
+    RUN(&r, "flops", "--width", "1024", "--height", "1024");
     EXPECT(r.code == 0 && !r.err[0], "table: exit %d %s", r.code, r.err);
     EXPECT(strstr(r.out, "260.9"), "1024^2 dense must print 260.9: %s", r.out);
     EXPECT(strstr(r.out, "4608") && strstr(r.out, "4096") && strstr(r.out, "512"),
            "token counts: %s", r.out);
     EXPECT(!strstr(r.out, "CLEAR"), "no CLEAR row without --radius");
 
-    RUN(&e, &r, "flops", "--width=8192", "--height=8192", "--radius", "8");
+    RUN(&r, "flops", "--width=8192", "--height=8192", "--radius", "8");
     EXPECT(r.code == 0, "8K: exit %d", r.code);
     EXPECT(strstr(r.out, "847726.7") && strstr(r.out, "3915.4") && strstr(r.out, "99.5"),
            "8K r=8 must print 847726.7, 3915.4 and 99.5: %s", r.out);
 
-    RUN(&e, &r, "flops", "--width", "1024", "--height", "1024", "--json");
+    RUN(&r, "flops", "--width", "1024", "--height", "1024", "--json");
     CHECK(r.code == 0, "json: exit %d %s", r.code, r.err);
     json_error_t je;
     json_t *j = json_loads(r.out, 0, &je);
@@ -261,7 +156,7 @@ TEST(cli_flops_table_and_json) {
     json_decref(j);
 
     /* non-square: grid_h from the height, grid_w from the width; custom text length */
-    RUN(&e, &r, "flops", "--width", "2048", "--height", "1024", "--radius", "16", "--down", "4",
+    RUN(&r, "flops", "--width", "2048", "--height", "1024", "--radius", "16", "--down", "4",
         "--text-len", "256", "--json");
     CHECK(r.code == 0, "json clear: exit %d %s", r.code, r.err);
     j = json_loads(r.out, 0, &je);
@@ -276,12 +171,9 @@ TEST(cli_flops_table_and_json) {
     EXPECT(json_integer_value(json_object_get(j, "radius")) == 16 &&
            json_integer_value(json_object_get(j, "down")) == 4, "radius/down");
     json_decref(j);
-    env_free(&e);
 }
 
 TEST(cli_flops_bad_input) {
-    cli_env e;
-    CHECK(env_init(&e), "mkdtemp");
     cli_run r;
     struct {
         const char *args[10];
@@ -304,14 +196,13 @@ TEST(cli_flops_bad_input) {
         {{"flops", "--width", "1024", "--height", "1024", "--json=1"}, "takes no value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CHECK(run_cli(&e, cases[i].args, &r), "run");
+        CHECK(run_cli(cases[i].args, &r), "run");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
         EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i,
                cases[i].phrase, r.err);
         EXPECT(one_error_line(r.err, "flops"), "case %zu: not one error line: %s", i, r.err);
         EXPECT(!r.out[0], "case %zu: stdout not empty", i);
     }
-    env_free(&e);
 }
 
 /* ---- attention end to end ------------------------------------------------------------------ */
@@ -372,7 +263,7 @@ static void check_attention_case(cd_dtype dt, int heads, int H, int W, int T, in
     cd_st_file *fin = NULL, *fout = NULL;
     float *o = NULL, *lse = NULL, *sw = NULL;
     void *q = NULL, *k = NULL, *v = NULL;
-    if (!run_cli(&e, args, r)) {
+    if (!run_cli(args, r)) {
         test_fail(__FILE__, line, "cannot run %s", cli_bin());
         goto done;
     }
@@ -481,7 +372,7 @@ TEST(cli_attention_bf16_spatial_weight) {
                    {"spatial_weight", CD_DTYPE_BF16, 2, {2, 2}}};
     CHECK(write_random(in, s, 4, 3), "write");
     cli_run r;
-    RUN(&e, &r, "attention", "--in", in, "--out", out, "--grid", "4x4", "--text-len", "2",
+    RUN(&r, "attention", "--in", in, "--out", out, "--grid", "4x4", "--text-len", "2",
         "--radius", "2", "--down", "2", "--quiet");
     EXPECT(r.code == 0 && !r.err[0], "exit %d: %s", r.code, r.err);
     EXPECT(exists(out), "no output");
@@ -597,7 +488,7 @@ TEST(cli_attention_bad_input) {
 #undef BASE
     cli_run *r = malloc(sizeof *r);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (!run_cli(&e, cases[i].args, r)) {
+        if (!run_cli(cases[i].args, r)) {
             test_fail(__FILE__, __LINE__, "cannot run %s", cli_bin());
             break;
         }
@@ -617,10 +508,8 @@ TEST(cli_attention_bad_input) {
 /* ---- bench --------------------------------------------------------------------------------- */
 
 TEST(cli_bench_small_case_json) {
-    cli_env e;
-    CHECK(env_init(&e), "mkdtemp");
     cli_run r;
-    RUN(&e, &r, "bench", "attention", "--grid", "8x12", "--radius", "3", "--heads", "2",
+    RUN(&r, "bench", "attention", "--grid", "8x12", "--radius", "3", "--heads", "2",
         "--head-dim", "16", "--text-len", "5", "--repeat", "1", "--json");
     EXPECT(r.code == 0, "exit %d: %s", r.code, r.err);
     json_error_t je;
@@ -641,12 +530,9 @@ TEST(cli_bench_small_case_json) {
     }
     EXPECT(json_real_value(json_object_get(j, "fma_peak_gflops")) > 0, "no measured peak");
     json_decref(j);
-    env_free(&e);
 }
 
 TEST(cli_bench_bad_input) {
-    cli_env e;
-    CHECK(env_init(&e), "mkdtemp");
     cli_run r;
     struct {
         const char *args[10];
@@ -662,11 +548,10 @@ TEST(cli_bench_bad_input) {
         {{"bench", "attention", "--grid", "6x6", "--radius", "2", "--down", "4"}, "not divisible"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CHECK(run_cli(&e, cases[i].args, &r), "run");
+        CHECK(run_cli(cases[i].args, &r), "run");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
         EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i,
                cases[i].phrase, r.err);
         EXPECT(one_error_line(r.err, "bench"), "case %zu: not one error line: %s", i, r.err);
     }
-    env_free(&e);
 }

@@ -4,94 +4,28 @@
  * (exit 2, one "cleardit <cmd>: error: ..." line, no output file and no temp file left). */
 #include "test.h"
 
-#include <fcntl.h>
 #include <jansson.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ckpt_gen.h"
 #include "cleardit.h"
+#include "test_files.h"
+#include "test_spawn.h"
 
-extern char **environ;
-
-/* ---- process helpers (as in test_cli.c) --------------------------------------------------- */
-
+/* A scratch directory `dir` with the inputs (bfl, ae, clear, bad-hidden clear) and the output
+ * path. */
 typedef struct {
-    int code;         /* exit status, or -signal */
-    char out[65536];  /* stdout (truncated) */
-    char err[8192];   /* stderr (truncated) */
-} cli_run;
-
-static const char *cli_bin(void) {
-    const char *b = getenv("CLEARDIT_BIN");
-    return b && *b ? b : "build/cleardit";
-}
-
-static void slurp(const char *path, char *buf, size_t cap) {
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
-/* Runs the CLI with args (NULL-terminated); captures go to cap/. 0 if it could not start. */
-static int run_cli(const char *cap, const char *const *args, cli_run *r) {
-    char outp[160], errp[160];
-    snprintf(outp, sizeof outp, "%s/stdout", cap);
-    snprintf(errp, sizeof errp, "%s/stderr", cap);
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = cli_bin();
-    for (; args[n - 1] && n < 31; n++) argv[n] = args[n - 1];
-    argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return 0;
-    int st;
-    if (waitpid(pid, &st, 0) != pid) return 0;
-    r->code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-    slurp(outp, r->out, sizeof r->out);
-    slurp(errp, r->err, sizeof r->err);
-    return 1;
-}
-
-#define RUN(cap, res, ...)                                                                      \
-    do {                                                                                        \
-        const char *const args_[] = {__VA_ARGS__, NULL};                                        \
-        CHECK(run_cli(cap, args_, res), "cannot run %s (set CLEARDIT_BIN)", cli_bin());         \
-    } while (0)
-
-/* stderr is exactly one line "cleardit <cmd>: error: ..." */
-static int one_error_line(const char *err, const char *cmd) {
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "cleardit %s: error: ", cmd);
-    size_t len = strlen(err);
-    return !strncmp(err, prefix, strlen(prefix)) && len > 0 && err[len - 1] == '\n' &&
-           strchr(err, '\n') == err + len - 1;
-}
-
-/* A scratch directory `dir` with inputs (bfl, ae, clear, bad-hidden clear) and `cap` for the
- * captured streams. */
-typedef struct {
-    char dir[64], cap[64];
+    char dir[64];
     char bfl[128], ae[128], clear[128], clear_bad[128], out[128];
 } env;
 
 static const gen_flux_cfg k_cfg = {64, 16, 2, 2, 16, 16, 32, 24, 256, 1};
 
 static int env_init(env *e) {
-    if (!gen_tmpdir(e->dir, sizeof e->dir) || !gen_tmpdir(e->cap, sizeof e->cap)) return 0;
+    if (!tmp_dir_tag(e->dir, sizeof e->dir, "ckpt")) return 0;
     snprintf(e->bfl, sizeof e->bfl, "%s/flux.safetensors", e->dir);
     snprintf(e->ae, sizeof e->ae, "%s/ae.safetensors", e->dir);
     snprintf(e->clear, sizeof e->clear, "%s/clear.safetensors", e->dir);
@@ -120,8 +54,7 @@ static int env_init(env *e) {
 }
 
 static void env_free(env *e) {
-    gen_rmdir(e->dir);
-    gen_rmdir(e->cap);
+    tmp_rm(e->dir);
 }
 
 #define N_INPUTS 4
@@ -133,7 +66,7 @@ TEST(cli_inspect_text) {
     CHECK(env_init(&e), "env");
     cli_run *r = malloc(sizeof *r);
     CHECK(r, "malloc");
-    RUN(e.cap, r, "inspect", e.bfl);
+    RUN(r, "inspect", e.bfl);
     EXPECT(r->code == 0 && !r->err[0], "exit %d: %s", r->code, r->err);
     EXPECT(strstr(r->out, "layout       flux-bfl\n") &&
                strstr(r->out, "hidden 64, 4 heads x head_dim 16, 2 double + 2 single blocks, mlp 256") &&
@@ -143,14 +76,14 @@ TEST(cli_inspect_text) {
            "text report:\n%s", r->out);
     EXPECT(!strstr(r->out, "tensor list"), "no list without --tensors");
 
-    RUN(e.cap, r, "inspect", e.ae, "--tensors");
+    RUN(r, "inspect", e.ae, "--tensors");
     EXPECT(r->code == 0 && strstr(r->out, "layout       ae-bfl\n") &&
                strstr(r->out, "ch 8, ch_mult [1, 2], num_res_blocks 1, z 4") &&
                strstr(r->out, "tensor list\n") &&
                strstr(r->out, "decoder.mid.attn_1.q.weight") && strstr(r->out, "F32         [16, 16, 1, 1]"),
            "ae --tensors:\n%s", r->out);
 
-    RUN(e.cap, r, "inspect", e.clear);
+    RUN(r, "inspect", e.clear);
     EXPECT(r->code == 0 && strstr(r->out, "layout       clear\n") &&
                strstr(r->out, "hidden 64, 2 double + 2 single blocks, spatial_weight 2x2"),
            "clear:\n%s", r->out);
@@ -176,7 +109,7 @@ TEST(cli_inspect_json_and_damage) {
     snprintf(path, sizeof path, "%s/damaged.safetensors", e.dir);
     CHECK(gen_write(&l, path) == 0, "write");
     gen_free(&l);
-    RUN(e.cap, r, "inspect", "--json", path, "--tensors");
+    RUN(r, "inspect", "--json", path, "--tensors");
     EXPECT(r->code == 0 && !r->err[0], "exit %d: %s", r->code, r->err);
     json_error_t je;
     json_t *o = json_loads(r->out, 0, &je);
@@ -206,11 +139,11 @@ TEST(cli_inspect_json_and_damage) {
     json_decref(o);
 
     /* the damaged file cannot be converted; the message says why */
-    RUN(e.cap, r, "convert", path, e.out, "--layout", "diffusers");
+    RUN(r, "convert", path, e.out, "--layout", "diffusers");
     EXPECT(r->code == 2 && one_error_line(r->err, "convert") && strstr(r->err, "1 missing (first 'txt_in.bias')") &&
                strstr(r->err, "1 unknown (first 'extra.weight')"),
            "exit %d: %s", r->code, r->err);
-    EXPECT(gen_dir_count(e.dir) == N_INPUTS + 1, "no output left");
+    EXPECT(dir_count(e.dir) == N_INPUTS + 1, "no output left");
     free(r);
     env_free(&e);
 }
@@ -226,26 +159,26 @@ TEST(cli_inspect_bad_input) {
     CHECK(f, "junk");
     fputs("not a safetensors file at all", f);
     fclose(f);
-    RUN(e.cap, r, "inspect", junk);
+    RUN(r, "inspect", junk);
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "junk.safetensors"),
            "junk: %d %s", r->code, r->err);
-    RUN(e.cap, r, "inspect", "/nonexistent/x.safetensors");
+    RUN(r, "inspect", "/nonexistent/x.safetensors");
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect"), "missing file: %d %s", r->code, r->err);
-    RUN(e.cap, r, "inspect");
+    RUN(r, "inspect");
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "expected a checkpoint path"),
            "no path: %s", r->err);
-    RUN(e.cap, r, "inspect", e.bfl, e.ae);
+    RUN(r, "inspect", e.bfl, e.ae);
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "unexpected argument"),
            "two paths: %s", r->err);
-    RUN(e.cap, r, "inspect", e.bfl, "--bogus");
+    RUN(r, "inspect", e.bfl, "--bogus");
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "unknown option '--bogus'"),
            "bogus: %s", r->err);
-    RUN(e.cap, r, "inspect", "--help");
+    RUN(r, "inspect", "--help");
     EXPECT(r->code == 0 && !strncmp(r->out, "usage: cleardit inspect PATH [--json] [--tensors]", 49),
            "help: %s", r->out);
-    RUN(e.cap, r, "help", "inspect");
+    RUN(r, "help", "inspect");
     EXPECT(r->code == 0 && strstr(r->out, "usage: cleardit inspect"), "help inspect");
-    RUN(e.cap, r, "inspect", "--", e.bfl); /* "--" ends the options */
+    RUN(r, "inspect", "--", e.bfl); /* "--" ends the options */
     EXPECT(r->code == 0 && strstr(r->out, "flux-bfl"), "--: %s", r->err);
     free(r);
     env_free(&e);
@@ -261,7 +194,7 @@ TEST(cli_convert_matches_the_library) {
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     char lib[160];
-    snprintf(lib, sizeof lib, "%s.lib", e.cap); /* outside e.dir: the file counts stay exact */
+    snprintf(lib, sizeof lib, "%s.lib", e.dir); /* outside e.dir: the file counts stay exact */
     static const struct {
         const char *layout, *dtype;
         int merge;
@@ -287,7 +220,7 @@ TEST(cli_convert_matches_the_library) {
             args[n++] = e.clear;
         }
         args[n] = NULL;
-        CHECK(run_cli(e.cap, args, r), "run");
+        CHECK(run_cli(args, r), "run");
         EXPECT(r->code == 0 && !r->err[0], "case %zu: exit %d: %s", k, r->code, r->err);
         EXPECT(!cd_ckpt_convert(ctx, in, lib, cases[k].to, cases[k].dt, cases[k].merge ? cl : NULL),
                "library: %s", cd_ctx_error(ctx));
@@ -295,11 +228,11 @@ TEST(cli_convert_matches_the_library) {
     }
     unlink(lib);
     /* the autoencoder converts with the same --layout words */
-    RUN(e.cap, r, "convert", e.ae, e.out, "--layout=diffusers");
+    RUN(r, "convert", e.ae, e.out, "--layout=diffusers");
     EXPECT(r->code == 0, "ae: %s", r->err);
     EXPECT(strstr(r->err, "(ae-bfl) -> ") && strstr(r->err, "(ae-diffusers)") && !strchr(r->err, '%'),
            "summary without progress for a small file: %s", r->err);
-    RUN(e.cap, r, "inspect", e.out);
+    RUN(r, "inspect", e.out);
     EXPECT(strstr(r->out, "layout       ae-diffusers\n"), "ae output: %s", r->out);
     cd_ckpt_close(cl);
     cd_ckpt_close(in);
@@ -338,12 +271,12 @@ TEST(cli_convert_bad_input) {
     };
     (void)none;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        CHECK(run_cli(e.cap, cases[k].args, r), "run");
+        CHECK(run_cli(cases[k].args, r), "run");
         EXPECT(r->code == 2 && one_error_line(r->err, "convert") && strstr(r->err, cases[k].frag),
                "case %zu: exit %d, stderr: %s", k, r->code, r->err);
-        EXPECT(gen_dir_count(e.dir) == N_INPUTS, "case %zu: a file was left behind", k);
+        EXPECT(dir_count(e.dir) == N_INPUTS, "case %zu: a file was left behind", k);
     }
-    RUN(e.cap, r, "convert", "--help");
+    RUN(r, "convert", "--help");
     EXPECT(r->code == 0 && !strncmp(r->out, "usage: cleardit convert IN OUT --layout bfl|diffusers", 53) &&
                strstr(r->out, "--merge-clear PATH") && strstr(r->out, "Exit status"),
            "help:\n%s", r->out);
@@ -368,7 +301,7 @@ TEST(cli_convert_progress_lines) {
     snprintf(path, sizeof path, "%s/big.safetensors", e.dir);
     CHECK(gen_write_zeros(&l, path) == 0, "write");
     gen_free(&l);
-    RUN(e.cap, r, "convert", path, e.out, "--layout", "diffusers");
+    RUN(r, "convert", path, e.out, "--layout", "diffusers");
     EXPECT(r->code == 0, "exit %d: %s", r->code, r->err);
     EXPECT(strstr(r->err, "cleardit convert: 100%") && strstr(r->err, "GB") &&
                strstr(r->err, "(flux-bfl) -> "),

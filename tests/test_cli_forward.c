@@ -4,56 +4,16 @@
  * no output file. */
 #include "test.h"
 #include "cleardit.h"
+#include "test_spawn.h"
 
-#include <fcntl.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define FX "tests/fixtures/flux/"
-
-typedef struct {
-    int code;
-    char err[8192];
-} run_t;
-
-static void slurp(const char *p, char *buf, size_t cap) {
-    FILE *f = fopen(p, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
-/* Runs build/cleardit (CLEARDIT_BIN) with args; stderr captured into r->err. */
-static int run(const char *dir, const char *const *args, run_t *r) {
-    const char *bin = getenv("CLEARDIT_BIN") ? getenv("CLEARDIT_BIN") : "build/cleardit";
-    const char *argv[48];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 47; n++) argv[n] = args[n - 1];
-    argv[n] = NULL;
-    char errp[256];
-    snprintf(errp, sizeof errp, "%s/stderr", dir);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    int st;
-    if (rc || waitpid(pid, &st, 0) != pid) return 0;
-    r->code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    slurp(errp, r->err, sizeof r->err);
-    return 1;
-}
 
 /* Relative L2 distance of OUT's `out` from the fixture tensor `want` of io. */
 static double rel_l2(const char *out, const char *io, const char *want) {
@@ -94,16 +54,13 @@ TEST(cli_forward_matches_diffusers) {
                                 "--out", out, "--rope-axes", "4,6,6", "--quiet"};
         int n = 10;
         for (int j = 0; cases[i].extra[j]; j++) args[n++] = cases[i].extra[j];
-        run_t r;
-        CHECK(run(dir, args, &r), "spawn");
+        cli_run r;
+        CHECK(run_cli(args, &r), "spawn");
         EXPECT(r.code == 0, "case %zu: exit %d: %s", i, r.code, r.err);
         const double e = rel_l2(out, FX "dev_h32_sq4x4_io.safetensors", cases[i].want);
         EXPECT(e < 1e-5, "case %zu (%s): relative L2 %g vs the diffusers oracle", i, cases[i].want, e);
         unlink(out);
     }
-    char errp[96];
-    snprintf(errp, sizeof errp, "%s/stderr", dir);
-    unlink(errp);
     rmdir(dir);
 }
 
@@ -157,8 +114,8 @@ TEST(cli_forward_bad_input) {
         {{"forward", "--model", M, "--inputs", IN, "--out", out, "--down", "2"}, "needs CLEAR"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_t r;
-        CHECK(run(dir, cases[i].args, &r), "spawn");
+        cli_run r;
+        CHECK(run_cli(cases[i].args, &r), "spawn");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
         EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
         EXPECT(!strncmp(r.err, "cleardit forward: error: ", 25) && strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
@@ -168,8 +125,64 @@ TEST(cli_forward_bad_input) {
         unlink(out);
     }
     unlink(io1); unlink(io2); unlink(io3);
-    char errp[96];
-    snprintf(errp, sizeof errp, "%s/stderr", dir);
-    unlink(errp);
     EXPECT(rmdir(dir) == 0, "temp files left in %s", dir);
+}
+
+/* A leading batch dimension runs a batch: two copies of the fixture inputs give two copies of the
+ * oracle's output. */
+TEST(cli_forward_batch) {
+    char dir[] = "/tmp/cdfwcXXXXXX", out[96], io[96];
+    CHECK(mkdtemp(dir), "mkdtemp");
+    snprintf(out, sizeof out, "%s/out.safetensors", dir);
+    snprintf(io, sizeof io, "%s/batch.safetensors", dir);
+    cd_st_file *f = NULL;
+    CHECK(cd_st_open(NULL, FX "dev_h32_sq4x4_io.safetensors", &f) == CD_OK, "open fixture");
+    const char *batched[] = {"img", "txt", "pooled", "timestep", "guidance"};
+    cd_st_out o[8];
+    float *bufs[5] = {0};
+    size_t n = 0;
+    for (int i = 0; i < 5; i++) {
+        const cd_st_tensor *t = cd_st_find(f, batched[i]);
+        CHECK(t, "fixture lacks %s", batched[i]);
+        const size_t k = cd_st_numel(t);
+        bufs[i] = malloc(2 * k * sizeof(float));
+        CHECK(bufs[i] && cd_st_to_f32(NULL, t, bufs[i]) == CD_OK, "read %s", batched[i]);
+        memcpy(bufs[i] + k, bufs[i], k * sizeof(float));
+        o[n] = (cd_st_out){t->name, CD_DTYPE_F32, t->ndim + (i < 3), {2}, bufs[i]};
+        if (i < 3) memcpy(o[n].shape + 1, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        else o[n].shape[0] = 2;
+        n++;
+    }
+    for (int i = 0; i < 2; i++) {
+        const cd_st_tensor *t = cd_st_find(f, i ? "txt_ids" : "img_ids");
+        o[n] = (cd_st_out){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(o[n].shape, t->shape, sizeof o[n].shape);
+        n++;
+    }
+    CHECK(cd_st_write(NULL, io, o, n, NULL, 0) == CD_OK, "write batch");
+    const char *args[] = {"forward", "--model", FX "dev_h32_sq4x4_bfl.safetensors", "--inputs", io, "--out", out,
+                          "--rope-axes", "4,6,6", "--quiet", NULL};
+    cli_run r;
+    CHECK(run_cli(args, &r), "spawn");
+    EXPECT(r.code == 0, "exit %d: %s", r.code, r.err);
+    cd_st_file *g = NULL, *want = NULL;
+    CHECK(cd_st_open(NULL, out, &g) == CD_OK && cd_st_open(NULL, FX "dev_h32_sq4x4_io.safetensors", &want) == CD_OK, "read out");
+    const cd_st_tensor *y = cd_st_find(g, "out"), *w = cd_st_find(want, "out_dense");
+    CHECK(y && w && y->ndim == 3 && y->shape[0] == 2 && cd_st_numel(y) == 2 * cd_st_numel(w), "out shape");
+    const size_t k = cd_st_numel(w);
+    float *fy = malloc(2 * k * sizeof(float)), *fw = malloc(k * sizeof(float));
+    CHECK(fy && fw && !cd_st_to_f32(NULL, y, fy) && !cd_st_to_f32(NULL, w, fw), "convert");
+    for (int b = 0; b < 2; b++) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < k; i++) {
+            num += ((double)fy[b * k + i] - fw[i]) * ((double)fy[b * k + i] - fw[i]);
+            den += (double)fw[i] * fw[i];
+        }
+        EXPECT(sqrt(num / den) < 1e-5, "batch item %d: relative L2 %g", b, sqrt(num / den));
+    }
+    free(fy); free(fw);
+    for (int i = 0; i < 5; i++) free(bufs[i]);
+    cd_st_close(f); cd_st_close(g); cd_st_close(want);
+    unlink(out); unlink(io);
+    rmdir(dir);
 }

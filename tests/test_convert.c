@@ -19,6 +19,7 @@
 
 #include "ckpt_gen.h"
 #include "cleardit.h"
+#include "test_files.h"
 
 static const gen_flux_cfg k_small = {64, 16, 2, 3, 16, 16, 32, 24, 256, 1};
 static const gen_flux_cfg k_schnell = {128, 32, 1, 2, 16, 8, 32, 24, 512, 0};
@@ -30,13 +31,13 @@ typedef struct {
 } fixture;
 
 static int fx_init(fixture *f) {
-    if (!gen_tmpdir(f->dir, sizeof f->dir)) return 0;
+    if (!tmp_dir_tag(f->dir, sizeof f->dir, "ckpt")) return 0;
     return cd_ctx_create(NULL, &f->ctx) == CD_OK;
 }
 
 static void fx_free(fixture *f) {
     cd_ctx_free(f->ctx);
-    gen_rmdir(f->dir);
+    tmp_rm(f->dir);
 }
 
 static const char *fx_path(const fixture *f, const char *name, char *buf) {
@@ -583,8 +584,8 @@ static void expect_fail(const fixture *f, cd_status s, cd_status want, int files
     EXPECT(s == want, "status %d (want %d): %s", (int)s, (int)want, msg);
     EXPECT(strstr(msg, frag1) && (!frag2 || strstr(msg, frag2)), "message: %s", msg);
     EXPECT(!strchr(msg, '\n'), "one line: %s", msg);
-    EXPECT(gen_dir_count(f->dir) == files, "%d files in the directory, want %d",
-           gen_dir_count(f->dir), files);
+    EXPECT(dir_count(f->dir) == files, "%d files in the directory, want %d",
+           dir_count(f->dir), files);
 }
 
 TEST(convert_errors_have_messages_and_leave_nothing) {

@@ -13,6 +13,7 @@
 
 #include "ckpt_gen.h"
 #include "cleardit.h"
+#include "test_files.h"
 
 static const gen_flux_cfg k_flux[] = {
     /* hidden, head_dim, depth, single, in, out, ctx, vec, mlp, guidance */
@@ -70,7 +71,7 @@ static int write_list(const gen_list *l, const char *dir, const char *name, char
 
 TEST(layout_flux_config_inferred_bfl_and_diffusers) {
     char dir[64], path[128], conv[128];
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     for (size_t k = 0; k < sizeof k_flux / sizeof k_flux[0] && !test_failed(); k++) {
@@ -117,12 +118,12 @@ TEST(layout_flux_config_inferred_bfl_and_diffusers) {
         gen_free(&l);
     }
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }
 
 TEST(layout_ae_config_inferred_bfl_and_diffusers) {
     char dir[64], path[128], conv[128];
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     for (size_t k = 0; k < sizeof k_ae / sizeof k_ae[0] && !test_failed(); k++) {
@@ -160,7 +161,7 @@ TEST(layout_ae_config_inferred_bfl_and_diffusers) {
         gen_free(&l);
     }
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }
 
 static int has_name(char **v, size_t n, const char *s) {
@@ -173,7 +174,7 @@ static int has_name(char **v, size_t n, const char *s) {
 static void check_damage(const gen_list *l, cd_layout layout, const char *unknown,
                          const char *missing, const char *bad) {
     char dir[64], path[128];
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     CHECK(write_list(l, dir, "x.safetensors", path, sizeof path), "write");
@@ -195,14 +196,14 @@ static void check_damage(const gen_list *l, cd_layout layout, const char *unknow
                    strstr(cd_ctx_error(ctx), "1 missing") && strstr(cd_ctx_error(ctx), "1 unknown") &&
                    strstr(cd_ctx_error(ctx), "1 wrong-shaped"),
                "convert: %d %s", (int)s, cd_ctx_error(ctx));
-        EXPECT(gen_dir_count(dir) == 1, "no output or temp file left");
+        EXPECT(dir_count(dir) == 1, "no output or temp file left");
         cd_ckpt_info_free(&info);
     } else {
         EXPECT(0, "open/inspect: %s", cd_ctx_error(ctx));
     }
     cd_ckpt_close(c);
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }
 
 TEST(layout_reports_unknown_missing_bad_shape_separately) {
@@ -238,7 +239,7 @@ TEST(layout_reports_damage_in_the_autoencoder) {
 
 TEST(layout_clear_files) {
     char dir[64], path[128];
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     /* no spatial_weight; the reference's [1,1,1,d,1,d,1]; a plain [d, d] */
@@ -286,12 +287,12 @@ TEST(layout_clear_files) {
         gen_free(&l);
     }
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }
 
 TEST(layout_unknown_and_underdetermined) {
     char dir[64], path[128];
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     gen_list l;
@@ -331,13 +332,13 @@ TEST(layout_unknown_and_underdetermined) {
     cd_ckpt_close(c);
     gen_free(&l);
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }
 
 /* Checkpoints as the hub ships them: a prefixed single file, and shards with an index. */
 TEST(layout_prefixed_and_sharded_checkpoints) {
     char dir[64], path[256], conv[160];
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
     gen_list l;
@@ -410,5 +411,5 @@ TEST(layout_prefixed_and_sharded_checkpoints) {
     cd_ckpt_close(sh);
     cd_ckpt_close(d);
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }

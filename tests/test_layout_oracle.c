@@ -18,6 +18,7 @@
 
 #include "ckpt_gen.h"
 #include "cleardit.h"
+#include "test_files.h"
 #include "../src/io/layout.h" /* lay_flux_plan, lay_ae_plan: the expected sets */
 
 #define FIXTURE_DIR "tests/fixtures/layout"
@@ -30,7 +31,7 @@ static void convert_and_compare(const char *from, cd_layout to, const char *want
     char a[160], b[160], dir[64], out[160], why[256];
     snprintf(a, sizeof a, "%s/%s", FIXTURE_DIR, from);
     snprintf(b, sizeof b, "%s/%s", FIXTURE_DIR, want);
-    CHECK(gen_tmpdir(dir, sizeof dir), "mkdtemp");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     snprintf(out, sizeof out, "%s/out.safetensors", dir);
     cd_ctx *ctx;
     CHECK(!cd_ctx_create(NULL, &ctx), "ctx");
@@ -49,7 +50,7 @@ static void convert_and_compare(const char *from, cd_layout to, const char *want
     cd_ckpt_close(ref);
     cd_ckpt_close(in);
     cd_ctx_free(ctx);
-    gen_rmdir(dir);
+    tmp_rm(dir);
 }
 
 TEST(layout_oracle_flux_bfl_to_diffusers) {

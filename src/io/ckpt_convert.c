@@ -15,7 +15,7 @@
  * each consumed range is released with madvise(MADV_DONTNEED) (the pages are clean file pages:
  * the kernel drops them and would re-read them from the file if touched again), so resident
  * memory stays about one tensor however large the checkpoint. The write is atomic
- * (st_stream.c): on any error the temporary file is removed and OUT is untouched. */
+ * (st_stream.h): on any error the temporary file is removed and OUT is untouched. */
 #include "layout.h"
 #include "st_stream.h"
 

@@ -1,4 +1,6 @@
-/* safetensors_write.c — cd_st_write: writes a safetensors file atomically.
+/* safetensors_write.c — the safetensors writer: the streaming writer of st_stream.h
+ * (cd_st_stream_begin / write / commit / abort) and cd_st_write, which is begin + each tensor's
+ * bytes + commit on top of it.
  *
  * Layout: u64 header length N (a multiple of 8: the JSON header is padded with spaces, as the
  * reference writer does), the header {"__metadata__": {...}, "NAME": {"dtype", "shape",
@@ -6,10 +8,12 @@
  * between tensors, so later tensors are not aligned in general; readers must not assume it).
  *
  * Atomicity: everything goes to PATH.tmp.XXXXXX in the same directory, which is fsynced and
- * then renamed over PATH. On any failure the temporary file is removed and PATH is untouched
- * (neither created nor changed). Everything that can be validated is validated before the
- * temporary file is created. */
-#include "st_internal.h"
+ * then renamed over PATH. On any failure (or abort) the temporary file is removed and PATH is
+ * untouched (neither created nor changed). Everything that can be validated (names, dtypes,
+ * shapes, metadata, uniqueness, the header size and, for cd_st_write, the data pointers) is
+ * validated before the temporary file is created; commit checks that exactly the announced
+ * bytes arrived. */
+#include "st_stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +29,14 @@ typedef struct {
     cd_ctx *ctx;
     char path[CD_ST_PRINT_MAX];
 } st_writer;
+
+struct cd_st_stream {
+    st_writer w;
+    char *dest;                   /* destination path */
+    char *tmp;                    /* temporary file path (NULL: nothing to remove) */
+    int fd;
+    uint64_t total, written;      /* data bytes announced / appended */
+};
 
 __attribute__((format(printf, 4, 5)))
 static cd_status wr_fail(const st_writer *w, const char *tensor, cd_status s, const char *fmt, ...) {
@@ -45,27 +57,19 @@ static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Returns the first string that occurs twice in list[n] (NULL if none). Sorts a copy. */
-static const char *find_duplicate(const char *const *list, size_t n, int *oom) {
-    *oom = 0;
-    if (n < 2) return NULL;
-    const char **v = malloc(n * sizeof *v);
-    if (!v) {
-        *oom = 1;
-        return NULL;
-    }
-    memcpy(v, list, n * sizeof *v);
+/* Returns the first string that occurs twice in v[n] (NULL if none). Sorts v. */
+static const char *find_duplicate(const char **v, size_t n) {
     qsort(v, n, sizeof *v, cmp_str_ptr);
-    const char *dup = NULL;
-    for (size_t i = 1; i < n && !dup; i++)
-        if (!strcmp(v[i - 1], v[i])) dup = v[i];
-    free(v);
-    return dup;
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(v[i - 1], v[i])) return v[i];
+    return NULL;
 }
 
-/* Checks every tensor and fills bytes[i]; the total must fit the format's 64-bit offsets. */
+/* Checks every tensor (and, with need_data, that each non-empty one has data) and the metadata,
+ * fills bytes[i] and *total (which must fit the format's 64-bit offsets), then checks that tensor
+ * names and metadata keys are unique (our reader rejects duplicate JSON keys). */
 static cd_status validate(const st_writer *w, const cd_st_out *t, size_t n, const char *const *meta,
-                          size_t n_meta, uint64_t *bytes) {
+                          size_t n_meta, int need_data, uint64_t *bytes, uint64_t *total_out) {
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const cd_st_out *o = &t[i];
@@ -97,7 +101,7 @@ static cd_status validate(const st_writer *w, const cd_st_out *t, size_t n, cons
                            (unsigned long long)numel, cd_dtype_name(o->dtype));
         case CD_ST_SIZE_OK: break;
         }
-        if (bytes[i] && !o->data)
+        if (need_data && bytes[i] && !o->data)
             return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "data is NULL");
         if (__builtin_add_overflow(total, bytes[i], &total) || total > (uint64_t)INT64_MAX)
             return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "total size overflows 64-bit offsets");
@@ -109,6 +113,27 @@ static cd_status validate(const st_writer *w, const cd_st_out *t, size_t n, cons
         if (!cd_st_utf8_valid(meta[i], strlen(meta[i])))
             return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "metadata %s %zu is not valid UTF-8",
                            i % 2 ? "value" : "key", i / 2);
+    }
+    *total_out = total;
+
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    const char **keys = malloc((n_meta ? n_meta : 1) * sizeof *keys);
+    const char *dup = NULL, *dupk = NULL;
+    if (names && keys) {
+        for (size_t i = 0; i < n; i++) names[i] = t[i].name;
+        for (size_t i = 0; i < n_meta; i++) keys[i] = meta[2 * i];
+        dup = find_duplicate(names, n);
+        dupk = find_duplicate(keys, n_meta);
+    }
+    const int oom = !names || !keys;
+    free(names);
+    free(keys);
+    if (oom) return wr_fail(w, NULL, CD_ERR_OOM, "out of memory");
+    if (dup) return wr_fail(w, dup, CD_ERR_INVALID_ARG, "duplicate tensor name");
+    if (dupk) {
+        char k[CD_ST_PRINT_MAX];
+        return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "duplicate metadata key '%s'",
+                       cd_st_printable(dupk, k, sizeof k));
     }
     return CD_OK;
 }
@@ -194,8 +219,19 @@ static void fsync_dir_of(const char *path) {
     free(copy);
 }
 
-cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
-                      const char *const *meta, size_t n_meta) {
+static void stream_free(cd_st_stream *sw) {
+    if (sw->fd >= 0) close(sw->fd);
+    if (sw->tmp) unlink(sw->tmp);
+    free(sw->tmp);
+    free(sw->dest);
+    free(sw);
+}
+
+/* cd_st_stream_begin, and for cd_st_write (need_data) also checks the data pointers. */
+static cd_status stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
+                              const char *const *meta, size_t n_meta, int need_data,
+                              cd_st_stream **out) {
+    *out = NULL;
     if (!path || !path[0]) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "safetensors: empty path");
     st_writer w = {ctx, {0}};
     cd_st_printable(path, w.path, sizeof w.path);
@@ -205,41 +241,12 @@ cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, s
         return wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "%zu tensors exceed the limit of %u", n,
                        CD_ST_MAX_TENSORS);
 
-    uint64_t *bytes = calloc(n ? n : 1, sizeof *bytes);
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    const char **keys = calloc(n_meta ? n_meta : 1, sizeof *keys);
-    char *header = NULL, *tmp = NULL;
-    int fd = -1;
-    cd_status s = CD_OK;
-    if (!bytes || !names || !keys) {
-        s = wr_fail(&w, NULL, CD_ERR_OOM, "out of memory");
-        goto done;
-    }
-    s = validate(&w, tensors, n, meta, n_meta, bytes);
-    if (s) goto done;
-
-    /* Unique tensor names and metadata keys (our reader rejects duplicate JSON keys). */
-    for (size_t i = 0; i < n; i++) names[i] = tensors[i].name;
-    for (size_t i = 0; i < n_meta; i++) keys[i] = meta[2 * i];
-    int oom1, oom2;
-    const char *dup = find_duplicate(names, n, &oom1);
-    const char *dupk = find_duplicate(keys, n_meta, &oom2);
-    if (oom1 || oom2) {
-        s = wr_fail(&w, NULL, CD_ERR_OOM, "out of memory");
-        goto done;
-    }
-    if (dup) {
-        s = wr_fail(&w, dup, CD_ERR_INVALID_ARG, "duplicate tensor name");
-        goto done;
-    }
-    if (dupk) {
-        char k[CD_ST_PRINT_MAX];
-        s = wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "duplicate metadata key '%s'",
-                    cd_st_printable(dupk, k, sizeof k));
-        goto done;
-    }
-
-    s = build_header(&w, tensors, n, bytes, meta, n_meta, &header);
+    uint64_t *bytes = calloc(n ? n : 1, sizeof *bytes), total = 0;
+    char *header = NULL;
+    cd_st_stream *sw = NULL;
+    cd_status s = bytes ? validate(&w, tensors, n, meta, n_meta, need_data, bytes, &total)
+                        : wr_fail(&w, NULL, CD_ERR_OOM, "out of memory");
+    if (!s) s = build_header(&w, tensors, n, bytes, meta, n_meta, &header);
     if (s) goto done;
     const size_t hlen = strlen(header);
     const size_t padded = (hlen + 7) / 8 * 8; /* so that the data buffer starts 8-aligned */
@@ -250,60 +257,112 @@ cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, s
     }
 
     /* Temporary file next to the destination, so that rename() is atomic. */
-    size_t plen = strlen(path);
-    tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) {
+    const size_t plen = strlen(path);
+    sw = calloc(1, sizeof *sw);
+    if (sw) {
+        sw->w = w;
+        sw->fd = -1;
+        sw->total = total;
+        sw->dest = strdup(path);
+        sw->tmp = malloc(plen + sizeof ".tmp.XXXXXX");
+    }
+    if (!sw || !sw->dest || !sw->tmp) {
         s = wr_fail(&w, NULL, CD_ERR_OOM, "out of memory");
         goto done;
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
+    memcpy(sw->tmp, path, plen);
+    memcpy(sw->tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    sw->fd = mkostemp(sw->tmp, O_CLOEXEC);
+    if (sw->fd < 0) {
         s = wr_fail(&w, NULL, CD_ERR_IO, "cannot create a temporary file: %s", strerror(errno));
-        free(tmp);
-        tmp = NULL; /* nothing to remove */
+        free(sw->tmp);
+        sw->tmp = NULL; /* nothing to remove */
         goto done;
     }
 
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    char spaces[8] = "        ";
-    int err = write_all(fd, len8, 8) || write_all(fd, header, hlen) ||
-              write_all(fd, spaces, padded - hlen);
-    for (size_t i = 0; i < n && !err; i++) err = write_all(fd, tensors[i].data, bytes[i]);
-    if (err) {
+    const char spaces[8] = "        ";
+    if (write_all(sw->fd, len8, 8) || write_all(sw->fd, header, hlen) ||
+        write_all(sw->fd, spaces, padded - hlen))
         s = wr_fail(&w, NULL, CD_ERR_IO, "write failed: %s", strerror(errno));
-        goto done;
-    }
-    /* mkstemp creates 0600; a model file is ordinarily world-readable. */
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        s = wr_fail(&w, NULL, CD_ERR_IO, "cannot sync the temporary file: %s", strerror(errno));
-        goto done;
-    }
-    int c = close(fd);
-    fd = -1;
-    if (c != 0) {
-        s = wr_fail(&w, NULL, CD_ERR_IO, "close failed: %s", strerror(errno));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        s = wr_fail(&w, NULL, CD_ERR_IO, "cannot rename the temporary file into place: %s",
-                    strerror(errno));
-        goto done;
-    }
-    free(tmp);
-    tmp = NULL; /* renamed: nothing to remove */
-    fsync_dir_of(path);
 done:
-    if (fd >= 0) close(fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
     free(header);
     free(bytes);
-    free(names);
-    free(keys);
+    if (!s) {
+        *out = sw;
+    } else if (sw) {
+        stream_free(sw);
+    }
     return s;
+}
+
+cd_status cd_st_stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
+                             const char *const *meta, size_t n_meta, cd_st_stream **out) {
+    if (!out) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "safetensors: out is NULL");
+    return stream_begin(ctx, path, tensors, n, meta, n_meta, 0, out);
+}
+
+/* cd_st_stream_write with a 64-bit length. */
+static cd_status stream_put(cd_st_stream *sw, const void *data, uint64_t len) {
+    if (len > sw->total - sw->written)
+        return wr_fail(&sw->w, NULL, CD_ERR_INTERNAL, "%llu more bytes than the header announced",
+                       (unsigned long long)(len - (sw->total - sw->written)));
+    if (len && write_all(sw->fd, data, len))
+        return wr_fail(&sw->w, NULL, CD_ERR_IO, "write failed: %s", strerror(errno));
+    sw->written += len;
+    return CD_OK;
+}
+
+cd_status cd_st_stream_write(cd_st_stream *sw, const void *data, size_t len) {
+    if (!sw) return CD_ERR_INVALID_ARG;
+    return stream_put(sw, data, len);
+}
+
+cd_status cd_st_stream_commit(cd_st_stream *sw) {
+    if (!sw) return CD_ERR_INVALID_ARG;
+    const st_writer *w = &sw->w;
+    cd_status s = CD_OK;
+    if (sw->written != sw->total) {
+        s = wr_fail(w, NULL, CD_ERR_INTERNAL, "%llu of %llu data bytes written",
+                    (unsigned long long)sw->written, (unsigned long long)sw->total);
+    } else if (fchmod(sw->fd, 0644) != 0 || fsync(sw->fd) != 0) {
+        /* mkstemp creates 0600; a model file is ordinarily world-readable. */
+        s = wr_fail(w, NULL, CD_ERR_IO, "cannot sync the temporary file: %s", strerror(errno));
+    } else {
+        int c = close(sw->fd);
+        sw->fd = -1;
+        if (c != 0) {
+            s = wr_fail(w, NULL, CD_ERR_IO, "close failed: %s", strerror(errno));
+        } else if (rename(sw->tmp, sw->dest) != 0) {
+            s = wr_fail(w, NULL, CD_ERR_IO, "cannot rename the temporary file into place: %s",
+                        strerror(errno));
+        } else {
+            free(sw->tmp);
+            sw->tmp = NULL; /* renamed: nothing to remove */
+            fsync_dir_of(sw->dest);
+        }
+    }
+    stream_free(sw);
+    return s;
+}
+
+void cd_st_stream_abort(cd_st_stream *sw) {
+    if (sw) stream_free(sw);
+}
+
+cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
+                      const char *const *meta, size_t n_meta) {
+    cd_st_stream *sw;
+    cd_status s = stream_begin(ctx, path, tensors, n, meta, n_meta, 1, &sw);
+    for (size_t i = 0; i < n && !s; i++) {
+        uint64_t numel, bytes; /* validated by stream_begin */
+        (void)cd_st_size(tensors[i].dtype, tensors[i].ndim, tensors[i].shape, &numel, &bytes);
+        s = stream_put(sw, tensors[i].data, bytes);
+    }
+    if (s) {
+        cd_st_stream_abort(sw);
+        return s;
+    }
+    return cd_st_stream_commit(sw);
 }

@@ -1,4 +1,5 @@
-/* st_stream.h — library-private streaming safetensors writer (st_stream.c).
+/* st_stream.h — library-private streaming safetensors writer (safetensors_write.c, where
+ * cd_st_write is built on it).
  *
  * For outputs larger than memory: the header (every name, dtype and shape) is known up front and
  * written first; then the tensors' bytes are appended in the same order, in as many pieces as
@@ -13,8 +14,9 @@
 
 typedef struct cd_st_stream cd_st_stream;
 
-/* Validates the list (names, dtypes, shapes; `data` is ignored), creates the temporary file and
- * writes the header. meta: n_meta (key, value) pairs as in cd_st_write. *out = NULL on error. */
+/* Validates the list as cd_st_write does (names, dtypes, shapes, metadata, uniqueness; `data` is
+ * ignored), creates the temporary file and writes the header. meta: n_meta (key, value) pairs as
+ * in cd_st_write. *out = NULL on error. */
 cd_status cd_st_stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
                              const char *const *meta, size_t n_meta, cd_st_stream **out);
 /* Appends the next `len` bytes of tensor data (tensors back to back, in header order). Writing

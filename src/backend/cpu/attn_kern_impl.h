@@ -12,6 +12,7 @@
  * inner loop is one FMA per (row, vector) with no shuffles and no horizontal reductions.
  * Not here: choosing which keys a strip sees (attn_cpu.c does that). */
 #include "attn_kern.h"
+#include "simd_exp2.h"
 
 #include <float.h>
 #include <math.h>
@@ -40,27 +41,9 @@ INLINE vf vsplat(float x) { return (vf){0} + x; }
 INLINE vf vsel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 INLINE vf vmax(vf a, vf b) { return vsel(a > b, a, b); }
 
-/* 2^x for x <= 0 (arguments here are score - running max). x <= -127 (and -inf) gives exactly 0.
- * Round-to-nearest split x = n + f, |f| <= 1/2; degree-7 Taylor series of 2^f (relative error
- * < 6e-9, below f32 rounding); 2^n built in the exponent field. */
-INLINE vf vexp2(vf x) {
-    const vf lo = vsplat(-127.0f), magic = vsplat(12582912.0f); /* 1.5 * 2^23 */
-    vi ok = x > lo;
-    x = vsel(ok, x, lo);
-    vf t = x + magic;
-    vf n = t - magic;
-    vf f = x - n;
-    vi e = (((vi)t - (vi)magic) + 127) << 23;
-    vf p = vsplat(1.525273380405984e-05f);
-    p = p * f + 1.5403530393381606e-04f;
-    p = p * f + 1.3333558146428443e-03f;
-    p = p * f + 9.618129107628477e-03f;
-    p = p * f + 5.550410866482158e-02f;
-    p = p * f + 2.402265069591007e-01f;
-    p = p * f + 6.931471805599453e-01f;
-    p = p * f + 1.0f;
-    return (vf)((vi)(p * (vf)e) & ok);
-}
+/* 2^x (simd_exp2.h); the arguments here are score - running max, so <= 0 or NaN (no upper
+ * clamp), and every x <= -127, -inf or NaN gives exactly 0. */
+CD_SIMD_EXP2(vexp2, vf, vi, 0)
 
 /* A contiguous run of key rows inside the current chunk. */
 typedef struct {

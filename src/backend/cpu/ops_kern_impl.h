@@ -4,29 +4,16 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "simd_exp2.h"
+
 typedef float okf __attribute__((vector_size(OK_VL * 4)));
 typedef int32_t oki __attribute__((vector_size(OK_VL * 4)));
 
 static inline okf ok_splat(float x) { return (okf){0} + x; }
-static inline okf ok_sel(oki m, okf a, okf b) { return (okf)((m & (oki)a) | (~m & (oki)b)); }
 
-/* 2^x, |x| clamped to 127 (so exp overflows to 2^127, not inf); relative error < 6e-9. */
-static inline okf ok_exp2(okf x) {
-    const okf lo = ok_splat(-127.0f), hi = ok_splat(127.0f), magic = ok_splat(12582912.0f);
-    x = ok_sel(x < lo, lo, x);
-    x = ok_sel(x > hi, hi, x);
-    okf t = x + magic, n = t - magic, f = x - n;
-    oki e = (((oki)t - (oki)magic) + 127) << 23;
-    okf p = ok_splat(1.525273380405984e-05f);
-    p = p * f + 1.5403530393381606e-04f;
-    p = p * f + 1.3333558146428443e-03f;
-    p = p * f + 9.618129107628477e-03f;
-    p = p * f + 5.550410866482158e-02f;
-    p = p * f + 2.402265069591007e-01f;
-    p = p * f + 6.931471805599453e-01f;
-    p = p * f + 1.0f;
-    return p * (okf)e;
-}
+/* 2^x (simd_exp2.h): x >= 127 is clamped to 127 (exp overflows to 2^127, not inf); x <= -127
+ * gives 0, which GELU and SiLU only ever add to 1 (where 2^-127 would vanish anyway). */
+CD_SIMD_EXP2(ok_exp2, okf, oki, 1)
 
 static inline okf ok_gelu(okf v) {
     const okf u = (v + 0.044715f * v * v * v) * 0.7978845608028654f; /* sqrt(2/pi) */
