@@ -1,9 +1,11 @@
 /* flux_load.c — binds a FLUX checkpoint (BFL or diffusers names) to cd_flux_weights: projections
  * point into the mapped tensors (row slices of BFL's fused qkv / linear1 / final adaLN), biases and
  * norm scales are converted to f32 in one arena, CLEAR attention weights re-point the trained
- * projections (spec/distill.md). Canonical names are diffusers' (one tensor per projection); the
- * resolver below finds each in either layout. */
+ * projections (spec/distill.md). Canonical names are diffusers' (one tensor per projection); in a
+ * BFL checkpoint each is found through the layout plan of io/layout_flux.c, the same table that
+ * `cleardit convert` uses. */
 #include "flux_load.h"
+#include "../io/layout.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@ typedef struct {
     cd_ctx *ctx;
     const cd_ckpt *ck;
     int bfl;            /* 1: BFL names, 0: diffusers names */
+    const lay_plan *plan; /* BFL <-> diffusers row segments (io/layout_flux.c), when bfl */
     int64_t D, F;
     char *arena;        /* NULL in the sizing pass */
     size_t used, cap;
@@ -34,103 +37,43 @@ static int64_t cols_of(const cd_st_tensor *t) {
     return c;
 }
 
-/* diffusers name -> BFL (name, row offset, rows) for the tensors whose BFL form is fused or
- * renamed; `suffix` is ".weight" or ".bias". Returns 0 when the name has no BFL counterpart. */
-static int bfl_name(const binder *b, const char *dname, char *out, size_t cap, int64_t *row0,
-                    int64_t *rows) {
-    int n = -1;
-    char rest[128];
-    const int64_t D = b->D, F = b->F;
-    *row0 = 0;
-    *rows = -1; /* all rows */
-    if (sscanf(dname, "transformer_blocks.%d.%127s", &n, rest) == 2) {
-        static const struct { const char *d, *b; int part; } map[] = {
-            {"attn.to_q", "img_attn.qkv", 0}, {"attn.to_k", "img_attn.qkv", 1},
-            {"attn.to_v", "img_attn.qkv", 2}, {"attn.add_q_proj", "txt_attn.qkv", 0},
-            {"attn.add_k_proj", "txt_attn.qkv", 1}, {"attn.add_v_proj", "txt_attn.qkv", 2},
-            {"attn.to_out.0", "img_attn.proj", -1}, {"attn.to_add_out", "txt_attn.proj", -1},
-            {"ff.net.0.proj", "img_mlp.0", -1}, {"ff.net.2", "img_mlp.2", -1},
-            {"ff_context.net.0.proj", "txt_mlp.0", -1}, {"ff_context.net.2", "txt_mlp.2", -1},
-            {"norm1.linear", "img_mod.lin", -1}, {"norm1_context.linear", "txt_mod.lin", -1},
-            {"attn.norm_q", "img_attn.norm.query_norm", -2}, {"attn.norm_k", "img_attn.norm.key_norm", -2},
-            {"attn.norm_added_q", "txt_attn.norm.query_norm", -2},
-            {"attn.norm_added_k", "txt_attn.norm.key_norm", -2},
-        };
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-            size_t l = strlen(map[i].d);
-            if (strncmp(rest, map[i].d, l) || rest[l] != '.') continue;
-            const char *s = rest + l; /* ".weight" / ".bias" */
-            if (map[i].part == -2) s = ".scale"; /* RMSNorm weight */
-            snprintf(out, cap, "double_blocks.%d.%s%s", n, map[i].b, s);
-            if (map[i].part >= 0) { *row0 = map[i].part * D; *rows = D; }
-            return 1;
-        }
-        return 0;
-    }
-    if (sscanf(dname, "single_transformer_blocks.%d.%127s", &n, rest) == 2) {
-        static const struct { const char *d, *b; int part; } map[] = {
-            {"attn.to_q", "linear1", 0}, {"attn.to_k", "linear1", 1}, {"attn.to_v", "linear1", 2},
-            {"proj_mlp", "linear1", 3}, {"proj_out", "linear2", -1}, {"norm.linear", "modulation.lin", -1},
-            {"attn.norm_q", "norm.query_norm", -2}, {"attn.norm_k", "norm.key_norm", -2},
-        };
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-            size_t l = strlen(map[i].d);
-            if (strncmp(rest, map[i].d, l) || rest[l] != '.') continue;
-            const char *s = map[i].part == -2 ? ".scale" : rest + l;
-            snprintf(out, cap, "single_blocks.%d.%s%s", n, map[i].b, s);
-            if (map[i].part >= 0) { *row0 = map[i].part * D; *rows = map[i].part == 3 ? F : D; }
-            return 1;
-        }
-        return 0;
-    }
-    static const struct { const char *d, *b; } top[] = {
-        {"x_embedder", "img_in"}, {"context_embedder", "txt_in"},
-        {"time_text_embed.timestep_embedder.linear_1", "time_in.in_layer"},
-        {"time_text_embed.timestep_embedder.linear_2", "time_in.out_layer"},
-        {"time_text_embed.text_embedder.linear_1", "vector_in.in_layer"},
-        {"time_text_embed.text_embedder.linear_2", "vector_in.out_layer"},
-        {"time_text_embed.guidance_embedder.linear_1", "guidance_in.in_layer"},
-        {"time_text_embed.guidance_embedder.linear_2", "guidance_in.out_layer"},
-        {"proj_out", "final_layer.linear"},
-    };
-    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
-        size_t l = strlen(top[i].d);
-        if (!strncmp(dname, top[i].d, l) && dname[l] == '.') {
-            snprintf(out, cap, "%s%s", top[i].b, dname + l);
-            return 1;
-        }
-    }
-    /* norm_out.linear = (scale, shift) in diffusers; BFL stores (shift, scale) */
-    if (!strncmp(dname, "norm_out.linear.", 16)) {
-        snprintf(out, cap, "final_layer.adaLN_modulation.1.%s", dname + 16);
-        *row0 = -1; /* caller-specific: swapped halves */
-        return 1;
-    }
-    return 0;
-}
-
-/* Finds a diffusers-named tensor (or its BFL slice). Missing: error unless optional. */
-static int resolve(binder *b, view *v, int optional, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int resolve(binder *b, view *v, int optional, const char *fmt, ...) {
-    char dname[256], bname[320];
+/* Finds rows [drow0, drow0 + drows) (drows < 0: all) of a diffusers-named tensor; in a BFL
+ * checkpoint, through the layout plan's segments (a row slice of a fused tensor such as
+ * img_attn.qkv or linear1, or the other half of the final adaLN). Missing: error unless optional. */
+static int resolve(binder *b, view *v, int optional, int64_t drow0, int64_t drows, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static int resolve(binder *b, view *v, int optional, int64_t drow0, int64_t drows, const char *fmt, ...) {
+    char dname[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(dname, sizeof dname, fmt, ap);
     va_end(ap);
     const char *name = dname;
-    int64_t row0 = 0, rows = -1;
+    int64_t row0 = drow0;
+    v->t = NULL;
     if (b->bfl) {
-        if (!bfl_name(b, dname, bname, sizeof bname, &row0, &rows)) goto missing;
-        name = bname;
+        const long i1 = lay_set_find(&b->plan->side[LAY_DIF], dname);
+        const lay_seg *seg = NULL;
+        if (i1 >= 0) {
+            const lay_tensor *dt = &b->plan->side[LAY_DIF].t[i1];
+            if (drows < 0) drows = (dt->ndim >= 1 ? dt->shape[0] : 1) - drow0;
+            for (size_t i = 0; i < b->plan->nseg && !seg; i++) {
+                const lay_seg *sg = &b->plan->seg[i];
+                if (sg->t[LAY_DIF] == (uint32_t)i1 && sg->row[LAY_DIF] <= drow0 &&
+                    drow0 + drows <= sg->row[LAY_DIF] + sg->rows)
+                    seg = sg;
+            }
+        }
+        if (!seg) goto missing;
+        name = b->plan->side[LAY_BFL].t[seg->t[LAY_BFL]].name;
+        row0 = seg->row[LAY_BFL] + (drow0 - seg->row[LAY_DIF]);
     }
     v->t = cd_ckpt_find(b->ck, name);
     if (!v->t) goto missing;
     v->cols = cols_of(v->t);
-    if (row0 == -1) row0 = 0; /* handled by the caller (final adaLN) */
     v->row0 = row0;
-    v->rows = rows < 0 ? rows_of(v->t) - row0 : rows;
-    if (v->row0 + v->rows > rows_of(v->t)) {
+    v->rows = drows < 0 ? rows_of(v->t) - row0 : drows;
+    if (v->row0 < 0 || v->row0 + v->rows > rows_of(v->t)) {
         if (!b->err)
             b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: tensor '%s' has %lld rows, needs %lld",
                                   name, (long long)rows_of(v->t), (long long)(v->row0 + v->rows));
@@ -139,11 +82,12 @@ static int resolve(binder *b, view *v, int optional, const char *fmt, ...) {
     return 1;
 missing:
     if (!optional && !b->err) {
-        if (name == bname)
+        if (name != dname)
             b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND,
-                                  "flux: checkpoint has no tensor '%s' (diffusers name '%s')", bname, dname);
+                                  "flux: checkpoint has no tensor '%s' (diffusers name '%s')", name, dname);
         else
-            b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND, "flux: checkpoint has no tensor '%s'", dname);
+            b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND, "flux: checkpoint has no tensor '%s'%s", dname,
+                                  b->bfl ? " (nor its BFL counterpart)" : "");
     }
     v->t = NULL;
     return 0;
@@ -172,11 +116,14 @@ static const float *to_f32(binder *b, const view *v) {
     return dst;
 }
 
-/* A linear layer: weight [out, in] (a row slice, kept in place unless misaligned) and bias. */
-static void bind_lin(binder *b, cd_lin *l, int64_t out, int64_t in, int optional, const char *base) {
+/* A linear layer from rows [drow0, drow0 + out) of diffusers tensor `base` (drow0 < 0: the whole
+ * tensor, which must have `out` rows): weight [out, in] (kept in place unless misaligned), bias. */
+static void bind_lin_rows(binder *b, cd_lin *l, int64_t out, int64_t in, int optional, const char *base,
+                          int64_t drow0) {
     view w, bias;
     memset(l, 0, sizeof *l);
-    if (!resolve(b, &w, optional, "%s.weight", base)) return;
+    const int64_t r0 = drow0 < 0 ? 0 : drow0, rows = drow0 < 0 ? -1 : out;
+    if (!resolve(b, &w, optional, r0, rows, "%s.weight", base)) return;
     if (w.rows != out || w.cols != in) {
         if (!b->err)
             b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s.weight' is [%lld, %lld], expected [%lld, %lld]",
@@ -201,7 +148,7 @@ static void bind_lin(binder *b, cd_lin *l, int64_t out, int64_t in, int optional
     }
     l->w.out = (int32_t)out;
     l->w.in = (int32_t)in;
-    if (resolve(b, &bias, 1, "%s.bias", base)) {
+    if (resolve(b, &bias, 1, r0, rows, "%s.bias", base)) {
         if (bias.rows * bias.cols != out) {
             if (!b->err)
                 b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s.bias' has %lld elements, expected %lld",
@@ -212,9 +159,13 @@ static void bind_lin(binder *b, cd_lin *l, int64_t out, int64_t in, int optional
     }
 }
 
+static void bind_lin(binder *b, cd_lin *l, int64_t out, int64_t in, int optional, const char *base) {
+    bind_lin_rows(b, l, out, in, optional, base, -1);
+}
+
 static const float *bind_vec(binder *b, int64_t n, const char *name) {
     view v;
-    if (!resolve(b, &v, 0, "%s", name)) return NULL;
+    if (!resolve(b, &v, 0, 0, -1, "%s", name)) return NULL;
     if (v.rows * v.cols != n) {
         if (!b->err)
             b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s' has %lld elements, expected %lld",
@@ -284,22 +235,10 @@ static void bind_all(binder *b, cd_flux_weights *w) {
         snprintf(base, sizeof base, "single_transformer_blocks.%d.attn.norm_k.weight", i);
         s->norm_k = bind_vec(b, HD, base);
     }
-    /* final adaLN [2D, D]: BFL rows (shift | scale), diffusers rows (scale | shift) */
-    cd_lin both;
-    bind_lin(b, &both, 2 * D, D, 0, "norm_out.linear");
-    if (!b->err && both.w.data) {
-        const size_t es = both.w.dtype == CD_DTYPE_F32 ? 4 : 2, half = (size_t)(D * D) * es;
-        const int shift_first = b->bfl;
-        w->final_shift = both;
-        w->final_scale = both;
-        w->final_shift.w.out = w->final_scale.w.out = (int32_t)D;
-        w->final_shift.w.data = (const char *)both.w.data + (shift_first ? 0 : half);
-        w->final_scale.w.data = (const char *)both.w.data + (shift_first ? half : 0);
-        if (both.b) {
-            w->final_shift.b = both.b + (shift_first ? 0 : D);
-            w->final_scale.b = both.b + (shift_first ? D : 0);
-        }
-    }
+    /* final adaLN: diffusers norm_out.linear rows are (scale | shift); BFL's are (shift | scale),
+     * which the plan's segments map */
+    bind_lin_rows(b, &w->final_scale, D, D, 0, "norm_out.linear", 0);
+    bind_lin_rows(b, &w->final_shift, D, D, 0, "norm_out.linear", D);
     bind_lin(b, &w->final_out, c->out_channels, D, 0, "proj_out");
 }
 
@@ -308,14 +247,31 @@ cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg
     memset(w, 0, sizeof *w);
     memset(store, 0, sizeof *store);
     w->cfg = *cfg;
-    binder b = {ctx, ck, bfl, cfg->hidden, cfg->mlp_hidden, NULL, 0, 0, CD_OK};
+    lay_plan plan;
+    lay_plan_init(&plan);
+    if (bfl) {
+        lay_flux_cfg lc;
+        memset(&lc, 0, sizeof lc); /* no spatial weights: CLEAR files are bound separately */
+        lc.c = *cfg;
+        if (lay_flux_plan(&lc, (1 << LAY_BFL) | (1 << LAY_DIF), &plan)) {
+            lay_plan_free(&plan);
+            return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+        }
+    }
+    binder b = {ctx, ck, bfl, &plan, cfg->hidden, cfg->mlp_hidden, NULL, 0, 0, CD_OK};
     bind_all(&b, w); /* sizing pass: resolves and checks every tensor, allocates nothing */
-    if (b.err) return b.err;
+    if (b.err) {
+        lay_plan_free(&plan);
+        return b.err;
+    }
     const size_t blocks = sizeof(cd_flux_double) * (size_t)cfg->depth +
                           sizeof(cd_flux_single) * (size_t)cfg->depth_single + 128;
     const size_t total = ((b.used + blocks + 63) & ~(size_t)63);
     char *arena = aligned_alloc(64, total);
-    if (!arena) return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu bytes for weights", total);
+    if (!arena) {
+        lay_plan_free(&plan);
+        return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu bytes for weights", total);
+    }
     memset(arena, 0, total);
     w->dbl = (cd_flux_double *)arena;
     w->sgl = (cd_flux_single *)(arena + sizeof(cd_flux_double) * (size_t)cfg->depth);
@@ -323,6 +279,7 @@ cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg
     b.used = 0;
     b.cap = total;
     bind_all(&b, w);
+    lay_plan_free(&plan);
     if (b.err) {
         free(arena);
         memset(w, 0, sizeof *w);
@@ -389,14 +346,14 @@ static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, con
         for (int p = 0; p < 4; p++, li++) {
             snprintf(base, sizeof base, "transformer_blocks.%d.attn.%s", i, k_clear_dbl[p]);
             view bias;
-            if (!resolve(b, &bias, 0, "%s.bias", base)) return; /* FLUX projections have biases */
+            if (!resolve(b, &bias, 0, 0, -1, "%s.bias", base)) return; /* FLUX projections have biases */
             bind_lin(b, &lins[li], D, D, 0, base);
         }
     for (int i = 0; i < c->depth_single; i++)
         for (int p = 0; p < 3; p++, li++) {
             snprintf(base, sizeof base, "single_transformer_blocks.%d.attn.%s", i, k_clear_sgl[p]);
             view bias;
-            if (!resolve(b, &bias, 0, "%s.bias", base)) return;
+            if (!resolve(b, &bias, 0, 0, -1, "%s.bias", base)) return;
             bind_lin(b, &lins[li], D, D, 0, base);
         }
     if (b->err) return;
@@ -467,7 +424,7 @@ cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights 
     const size_t nl = (size_t)c->depth * 4 + (size_t)c->depth_single * 3;
     cd_lin *lins = calloc(nl ? nl : 1, sizeof *lins);
     if (!lins) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
-    binder b = {ctx, clear, 0, c->hidden, c->mlp_hidden, NULL, 0, 0, CD_OK};
+    binder b = {ctx, clear, 0, NULL, c->hidden, c->mlp_hidden, NULL, 0, 0, CD_OK};
     const float *sw = NULL;
     int32_t down = 0;
     bind_clear_all(&b, c, lins, &sw, &down); /* sizing pass */
