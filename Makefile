@@ -23,14 +23,14 @@ ifeq ($(SAN),fuzz)
            -fno-omit-frame-pointer -Wno-unknown-pragmas -Wno-source-uses-openmp
   LDSAN  = -fsanitize=address,undefined
 endif
-LDLIBS   = -ljansson -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
+LDLIBS   = -ljansson -lpng -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 LDFLAGS += $(OMP) $(LDSAN)
 
 # Per-ISA kernel objects: the same source compiled for each path, chosen at run time.
 ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mprefer-vector-width=512
 ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
 
-LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/backend/cpu/*.c))
+LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/backend/cpu/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 TEST_SRC = $(sort $(wildcard tests/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

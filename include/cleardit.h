@@ -329,6 +329,45 @@ typedef struct {
 /* out [L, out_channels]. */
 cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out);
 
+/* ---- images: PNG files and pixel conversion (io/png.c) ------------------------------------- */
+/* Images are 8-bit RGB, interleaved, row-major: rgb[(y * width + x) * 3 + c]. Both directions
+ * accept sizes of 1..CD_PNG_MAX_SIDE per side and at most CD_PNG_MAX_PIXELS pixels. */
+#define CD_PNG_MAX_SIDE 65536u
+#define CD_PNG_MAX_PIXELS (1ull << 31)
+
+/* Writes an 8-bit RGB PNG atomically (temp file in the same directory, fsync, rename; on error
+ * the temp file is removed and PATH is untouched). text: n_text (key, value) pairs as text[2i],
+ * text[2i+1] (may be NULL when n_text == 0), stored before the image data: ASCII values as tEXt,
+ * other UTF-8 values as iTXt. Keys: 1-79 printable ASCII characters without leading, trailing or
+ * double spaces, unique; values: UTF-8, at most 1 MiB; at most 256 pairs. */
+cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32_t width,
+                       uint32_t height, const char *const *text, size_t n_text);
+/* Reads any PNG (gray, gray+alpha, palette, RGB, RGBA; 1-16 bits; interlaced or not) as 8-bit
+ * RGB into *rgb (malloc'd; the caller frees it with free()). Gray is replicated to R = G = B,
+ * 16-bit samples are scaled to 8 bits with rounding (v * 255 / 65535), and alpha (an alpha
+ * channel or tRNS transparency) is dropped without compositing, like PIL's convert("RGB") in
+ * BFL's reference code; gAMA/iCCP are ignored (no colour management). On error *rgb = NULL,
+ * *width = *height = 0 and ctx's error names the file: CD_ERR_NOT_FOUND (no such file),
+ * CD_ERR_IO (unreadable, a directory), CD_ERR_FORMAT (not a PNG, truncated, corrupt),
+ * CD_ERR_UNSUPPORTED (beyond the size limits). */
+cd_status cd_png_read(cd_ctx *ctx, const char *path, uint8_t **rgb, uint32_t *width,
+                      uint32_t *height);
+/* The value of the first text chunk (tEXt, zTXt or iTXt, before or after the image data) whose
+ * key is `key`, as a malloc'd UTF-8 string (tEXt/zTXt Latin-1 converted; iTXt as stored) that
+ * the caller frees. Decodes the whole file (so a corrupt image is an error). CD_ERR_NOT_FOUND
+ * when there is no such key; other errors as cd_png_read. */
+cd_status cd_png_text(cd_ctx *ctx, const char *path, const char *key, char **value);
+
+/* Decoded image -> pixels exactly as BFL's sample saving (flux/util.py save_image), in f32:
+ * x clamped to [-1, 1] (NaN -> -1), then (uint8)(127.5f * (x + 1.0f)) truncated; so -1 -> 0,
+ * 0 -> 127, 1 -> 255. img: planar f32 [3, height, width]; rgb: [height, width, 3]. */
+void cd_image_to_rgb8(const float *img, uint32_t width, uint32_t height, uint8_t *rgb);
+/* Pixels -> image in [-1, 1] as BFL's init-image loading: x = (float)u / 127.5f - 1.0f
+ * (0 -> -1, 255 -> 1). rgb: [height, width, 3]; img: planar f32 [3, height, width].
+ * With these two rules a pixel value u in 1..63 comes back as u - 1 (f32 rounding, then
+ * truncation); every other value comes back unchanged. */
+void cd_rgb8_to_image(const uint8_t *rgb, uint32_t width, uint32_t height, float *img);
+
 /* ---- profiling: time spent per op class while enabled (context-local) ---------------------- */
 typedef enum { CD_PROF_LINEAR = 0, CD_PROF_ATTENTION, CD_PROF_OTHER, CD_PROF_COUNT } cd_prof_class;
 void cd_ctx_profile(cd_ctx *ctx, int enable);          /* enabling also resets the counters */
