@@ -1,0 +1,64 @@
+/* ae.h — library-private: the DECODER of the FLUX autoencoder (spec/flux.md section 6), f32.
+ *
+ *   z [z_channels, h, w] -> z / 0.3611 + 0.1159 -> conv_in -> mid (ResnetBlock, single-head
+ *   attention over h*w, ResnetBlock) -> levels n-1 .. 0 (num_res_blocks + 1 ResnetBlocks each,
+ *   nearest x2 upsample + conv3x3 after every level but level 0) -> GroupNorm -> SiLU -> conv_out
+ *   -> image [out_channels, h * 2^(n-1), w * 2^(n-1)]  (n = cfg.n_mult; FLUX: 8h x 8w).
+ *
+ * Weights come from a checkpoint in BFL names (decoder.up.N.block.M ...) or diffusers
+ * AutoencoderKL names (decoder.up_blocks.N.resnets.M ...): the config is the one cd_ckpt_inspect
+ * infers, and every tensor is found under its diffusers name, in a BFL checkpoint through the
+ * layout plan of io/layout_ae.c (the table `cleardit convert` uses). Every weight is copied to f32
+ * at bind time (the checkpoint may be closed afterwards). The encoder, if present, is ignored.
+ *
+ * GroupNorm's group count holds no tensor, so it cannot be inferred: the caller passes it
+ * (0 = 32, FLUX's value); every channel count of the decoder must be divisible by it. */
+#ifndef CD_AE_H
+#define CD_AE_H
+
+#include "../util/internal.h"
+
+/* The latent's scale and shift of FLUX.1 (BFL AutoEncoderParams scale_factor / shift_factor,
+ * diffusers' vae.config scaling_factor / shift_factor): cd_ae_decode decodes
+ * z / CD_AE_SCALE + CD_AE_SHIFT, exactly what FluxPipeline hands to vae.decode. */
+#define CD_AE_SCALE 0.3611f
+#define CD_AE_SHIFT 0.1159f
+#define CD_AE_GROUPS 32
+#define CD_AE_EPS 1e-6f
+
+typedef struct {
+    int32_t cin, cout;
+    const float *n1w, *n1b, *c1w, *c1b, *n2w, *n2b, *c2w, *c2b;
+    const float *skw, *skb;   /* 1x1 shortcut [cout, cin] when cin != cout, else NULL */
+} cd_ae_resnet;
+
+typedef struct cd_ae_decoder {
+    cd_ae_config cfg;
+    int32_t groups;
+    const float *conv_in_w, *conv_in_b;
+    cd_ae_resnet mid1, mid2;
+    const float *an_w, *an_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b; /* [C, C], [C] */
+    cd_ae_resnet *blocks;     /* level lvl, block j at [lvl * (num_res_blocks + 1) + j] */
+    const float *up_w[8], *up_b[8];   /* upsample conv of level lvl >= 1 */
+    const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;
+    float *arena;             /* every weight, f32 */
+    size_t arena_floats;
+} cd_ae_decoder;
+
+/* Binds the decoder of checkpoint ck (layout CD_LAYOUT_AE_BFL or CD_LAYOUT_AE_DIFFUSERS, by
+ * cd_ckpt_inspect). groups: GroupNorm groups, 0 = 32. On error *out = NULL. */
+cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_decoder **out);
+/* cd_ckpt_open + cd_ae_decoder_bind + cd_ckpt_close. */
+cd_status cd_ae_decoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_decoder **out);
+void cd_ae_decoder_free(cd_ae_decoder *ae);
+
+/* Output height/width factor: 2^(n_mult - 1) (FLUX: 8). */
+int cd_ae_upscale(const cd_ae_decoder *ae);
+
+/* z [z_channels, h, w] f32 (the sampler's latent, BEFORE scale and shift: they are applied here)
+ * -> out [out_channels, h * up, w * up] f32 (up = cd_ae_upscale; values around [-1, 1]).
+ * Scratch is allocated per call: three activation buffers of the largest stage plus an im2col
+ * band of at most 16M floats; the attention is cd_attention_forward (O(h*w) memory). */
+cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out);
+
+#endif

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""ae_fixtures.py - the FLUX autoencoder DECODER against diffusers' AutoencoderKL.decode.
+
+    python3 tests/oracle/ae_fixtures.py [--out DIR] [--check]
+
+Runs inside tests/oracle/.venv (venv_bootstrap.py; diffusers pinned there). Writes into DIR
+(default tests/fixtures/ae/), per case NAME:
+
+  NAME_bfl.safetensors        decoder weights in BFL names (flux/modules/autoencoder.py Decoder)
+  NAME_diffusers.safetensors  the same tensors converted by diffusers'
+                              single_file_utils.convert_ldm_vae_checkpoint
+  NAME_io.safetensors         z [z_channels, h, w] (F32, the latent as the sampler hands it over)
+                              and image [out_channels, H, W] (F32, computed in float64)
+
+How the expected image is made: an AutoencoderKL with the FLUX structure (no quant_conv /
+post_quant_conv, UpDecoderBlock2D, layers_per_block = num_res_blocks, scaling_factor 0.3611,
+shift_factor 0.1159, the FLUX.1 values) is built from the case's config; the converted state dict
+is loaded (strict except for the absent encoder, which is asserted to be the only missing part);
+the model is cast to float64 and, exactly as diffusers' FluxPipeline does before decoding,
+    image = vae.decode(z / vae.config.scaling_factor + vae.config.shift_factor).sample
+cleardit's cd_ae_decode applies the same scale and shift itself (src/model/ae.h).
+
+GroupNorm's group count holds no tensors, so it cannot be inferred from a checkpoint: FLUX uses
+32; these tiny cases use fewer groups and record theirs in the metadata "num_groups" (the C test
+passes it on). Weights (seeded torch.Generator, float32): convs N(0, 1/fan_in), biases 0.1 N(0,1),
+GroupNorm scales 1 + 0.1 N(0,1), shifts 0.1 N(0,1); z ~ N(0,1).
+Cross-check before writing: the float32 decode agrees with the float64 one (relative L2 < 1e-5).
+`--check` recomputes everything and compares with the files on disk (exit 1 on a difference).
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import venv_bootstrap  # noqa: E402
+
+venv_bootstrap.ensure()
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
+from diffusers import AutoencoderKL  # noqa: E402
+from diffusers.loaders import single_file_utils as sfu  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures", "ae")
+SCALE, SHIFT = 0.3611, 0.1159
+
+# cleardit's field names (cd_ae_config) plus num_groups and the latent grid.
+CASES = {
+    "ae2_g4_3x5": dict(out_channels=3, ch=4, ch_mult=[1, 3], num_res_blocks=1, z_channels=4,
+                       num_groups=4, h=3, w=5, seed=11),
+    "ae3_g2_4x4": dict(out_channels=3, ch=4, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=3,
+                       num_groups=2, h=4, w=4, seed=12),
+}
+
+
+def decoder_bfl(cfg, g):
+    """Decoder(...).state_dict() keys of BFL's autoencoder.py, prefixed "decoder."."""
+    d = {}
+
+    def conv(name, out, inp, k):
+        d[name + ".weight"] = torch.randn(out, inp, k, k, generator=g) / (inp * k * k) ** 0.5
+        d[name + ".bias"] = 0.1 * torch.randn(out, generator=g)
+
+    def gn(name, c):
+        d[name + ".weight"] = 1 + 0.1 * torch.randn(c, generator=g)
+        d[name + ".bias"] = 0.1 * torch.randn(c, generator=g)
+
+    def resnet(p, cin, cout):
+        gn(p + ".norm1", cin)
+        conv(p + ".conv1", cout, cin, 3)
+        gn(p + ".norm2", cout)
+        conv(p + ".conv2", cout, cout, 3)
+        if cin != cout:
+            conv(p + ".nin_shortcut", cout, cin, 1)
+
+    ch, mult, nrb, z = cfg["ch"], cfg["ch_mult"], cfg["num_res_blocks"], cfg["z_channels"]
+    n = len(mult)
+    block_in = ch * mult[-1]
+    conv("decoder.conv_in", block_in, z, 3)
+    resnet("decoder.mid.block_1", block_in, block_in)
+    gn("decoder.mid.attn_1.norm", block_in)
+    for q in ("q", "k", "v", "proj_out"):
+        conv("decoder.mid.attn_1." + q, block_in, block_in, 1)
+    resnet("decoder.mid.block_2", block_in, block_in)
+    for i in reversed(range(n)):
+        block_out = ch * mult[i]
+        for j in range(nrb + 1):
+            resnet(f"decoder.up.{i}.block.{j}", block_in, block_out)
+            block_in = block_out
+        if i != 0:
+            conv(f"decoder.up.{i}.upsample.conv", block_in, block_in, 3)
+    gn("decoder.norm_out", block_in)
+    conv("decoder.conv_out", cfg["out_channels"], block_in, 3)
+    return d
+
+
+def model(cfg):
+    n = len(cfg["ch_mult"])
+    return AutoencoderKL(
+        in_channels=3, out_channels=cfg["out_channels"],
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg["ch"] * m for m in cfg["ch_mult"]),
+        layers_per_block=cfg["num_res_blocks"], latent_channels=cfg["z_channels"],
+        norm_num_groups=cfg["num_groups"], use_quant_conv=False, use_post_quant_conv=False,
+        scaling_factor=SCALE, shift_factor=SHIFT)
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def make_case(cfg):
+    g = torch.Generator().manual_seed(cfg["seed"])
+    bfl = decoder_bfl(cfg, g)
+    z = torch.randn(cfg["z_channels"], cfg["h"], cfg["w"], generator=g)
+    n = len(cfg["ch_mult"])
+    dif = sfu.convert_ldm_vae_checkpoint(dict(bfl), {"down_block_types": ["DownEncoderBlock2D"] * n,
+                                                     "up_block_types": ["UpDecoderBlock2D"] * n})
+    assert all(v is not None for v in dif.values()) and len(dif) == len(bfl)
+    dif = {k: v.clone().contiguous() for k, v in dif.items()}
+    vae = model(cfg).eval()
+    r = vae.load_state_dict(dif, strict=False)
+    assert not r.unexpected_keys, r.unexpected_keys
+    assert r.missing_keys and all(k.startswith("encoder.") for k in r.missing_keys), r.missing_keys
+    assert vae.config.scaling_factor == SCALE and vae.config.shift_factor == SHIFT
+    with torch.no_grad():
+        lat = z[None] / vae.config.scaling_factor + vae.config.shift_factor
+        img32 = vae.decode(lat).sample[0]
+        vae64 = vae.double()
+        img = vae64.decode(z[None].double() / vae.config.scaling_factor
+                           + vae.config.shift_factor).sample[0]
+    up = 2 ** (n - 1)
+    assert img.shape == (cfg["out_channels"], cfg["h"] * up, cfg["w"] * up), img.shape
+    e = rel(img32.double(), img)
+    assert e < 1e-5, f"float32 vs float64 decode: {e}"
+    meta = {"config": json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True),
+            "num_groups": str(cfg["num_groups"]), "scaling_factor": str(SCALE),
+            "shift_factor": str(SHIFT), "seed": str(cfg["seed"]),
+            "generator": "tests/oracle/ae_fixtures.py", "diffusers_version": diffusers.__version__,
+            "torch_version": torch.__version__}
+    io = {"z": z.contiguous(), "image": img.float().contiguous()}
+    print(f"  f32-vs-f64 rel L2 {e:.2e}, image {tuple(img.shape)}", file=sys.stderr)
+    return {"bfl": bfl, "diffusers": dif, "io": io}, meta
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    bad = 0
+    for name, cfg in CASES.items():
+        print(name, file=sys.stderr)
+        files, meta = make_case(cfg)
+        for part, tensors in files.items():
+            path = os.path.join(a.out, f"{name}_{part}.safetensors")
+            if a.check:
+                old = load_file(path)
+                if old.keys() != tensors.keys() or any(not torch.equal(old[k], tensors[k]) for k in old):
+                    print(f"DIFFERS: {path}", file=sys.stderr)
+                    bad = 1
+            else:
+                save_file(tensors, path, metadata=meta)
+    sys.exit(bad)
+
+
+if __name__ == "__main__":
+    main()
