@@ -1,11 +1,15 @@
-/* test_ae.c — the FLUX autoencoder decoder (src/model/ae.c) against diffusers'
- * AutoencoderKL.decode: tiny random decoders written by tests/oracle/ae_fixtures.py into
+/* test_ae.c — the FLUX autoencoder decoder and encoder (src/model/ae.c) against diffusers'
+ * AutoencoderKL: tiny random autoencoders written by tests/oracle/ae_fixtures.py into
  * tests/fixtures/ae/ (see that script: weights drawn BFL-named, converted by diffusers'
- * convert_ldm_vae_checkpoint, decoded in float64 from z / 0.3611 + 0.1159).
+ * convert_ldm_vae_checkpoint, decoded in float64 from z / 0.3611 + 0.1159, and x encoded in
+ * float64 as (latent_dist.mode() - 0.1159) * 0.3611).
  *
  * Per case: the BFL file and the diffusers file are each loaded (config from cd_ckpt_inspect,
  * GroupNorm groups from the fixture's metadata), the latent decoded, and the image must match the
  * oracle with relative L2 error < 1e-5; both layouts must give bit-identical images.
+ * The encoder likewise: x encoded by each layout must match the oracle's latent (relative L2
+ * < 1e-5), bit-identical across layouts; an image whose sides are not multiples of the
+ * downsampling factor is refused.
  * Also: a group count that does not divide the channels, and a non-AE checkpoint, are refused.
  * CD_AE_VERBOSE=1 prints the errors. Run from the repository root (make test does). */
 #include "test.h"
@@ -115,5 +119,88 @@ TEST(ae_decoder_refuses) {
     ae = (cd_ae_decoder *)1;
     EXPECT(cd_ae_decoder_load(ctx, "tests/fixtures/layout/flux_bfl.safetensors", 4, &ae) != CD_OK && !ae,
            "a FLUX transformer bound as an autoencoder");
+    cd_ctx_free(ctx);
+}
+
+static void one_encode(cd_ctx *ctx, const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, AE_DIR "/%s_io.safetensors", name);
+    cd_st_file *f = NULL;
+    CHECK(cd_st_open(ctx, path, &f) == CD_OK, "%s: %s (%s)", path, cd_ctx_error(ctx), AE_REGEN);
+    const cd_st_tensor *tx = NULL, *tl = NULL;
+    float *x = load(ctx, f, "x", &tx), *lat = load(ctx, f, "latent", &tl);
+    const char *g = cd_st_meta(f, "num_groups");
+    const int groups = g ? atoi(g) : 0;
+    float *outs[2] = {NULL, NULL};
+    if (!x || !lat || !g || tx->ndim != 3 || tl->ndim != 3) {
+        test_fail(__FILE__, __LINE__, "%s: needs x [c,H,W], latent [z,h,w] and num_groups (%s)", path,
+                  AE_REGEN);
+        goto done;
+    }
+    const int H = (int)tx->shape[1], W = (int)tx->shape[2];
+    const size_t nlat = (size_t)cd_st_numel(tl);
+    static const char *const lay[2] = {"bfl", "diffusers"};
+    for (int l = 0; l < 2; l++) {
+        snprintf(path, sizeof path, AE_DIR "/%s_%s.safetensors", name, lay[l]);
+        cd_ae_encoder *ae = NULL;
+        if (cd_ae_encoder_load(ctx, path, groups, &ae) != CD_OK) {
+            test_fail(__FILE__, __LINE__, "%s: %s", path, cd_ctx_error(ctx));
+            goto done;
+        }
+        const int dn = cd_ae_downscale(ae);
+        if (ae->cfg.z_channels != tl->shape[0] || ae->cfg.in_channels != tx->shape[0] ||
+            (int64_t)H != tl->shape[1] * dn || (int64_t)W != tl->shape[2] * dn) {
+            test_fail(__FILE__, __LINE__, "%s: config (z %d, in %d, /%d) does not fit the fixture",
+                      path, ae->cfg.z_channels, ae->cfg.in_channels, dn);
+            cd_ae_encoder_free(ae);
+            goto done;
+        }
+        outs[l] = malloc(nlat * sizeof(float));
+        cd_status s = cd_ae_encode(ctx, ae, x, H, W, outs[l]);
+        if (s != CD_OK) {
+            test_fail(__FILE__, __LINE__, "%s: encode: %s", path, cd_ctx_error(ctx));
+            cd_ae_encoder_free(ae);
+            goto done;
+        }
+        const double e = rel_l2(outs[l], lat, nlat);
+        if (getenv("CD_AE_VERBOSE")) printf("  %s: encode rel L2 %.3g\n", path, e);
+        EXPECT(e < AE_TOL, "%s: encode relative L2 error %.3g >= %g", path, e, AE_TOL);
+        /* sides that are not multiples of the downsampling factor, or not positive */
+        const int bad[4][2] = {{H - 1, W}, {H, W + 1}, {0, W}, {H, -dn}};
+        for (int i = 0; i < 4; i++) {
+            s = cd_ae_encode(ctx, ae, x, bad[i][0], bad[i][1], outs[l]);
+            EXPECT(s == CD_ERR_INVALID_ARG, "%s: %dx%d image accepted (%d)", path, bad[i][0], bad[i][1],
+                   (int)s);
+            EXPECT(strstr(cd_ctx_error(ctx), "multiples"), "message: %s", cd_ctx_error(ctx));
+        }
+        cd_ae_encoder_free(ae);
+        /* outs[l] was not touched by the refused calls */
+    }
+    EXPECT(!memcmp(outs[0], outs[1], nlat * sizeof(float)), "%s: BFL and diffusers latents differ", name);
+done:
+    free(outs[0]);
+    free(outs[1]);
+    free(x);
+    free(lat);
+    cd_st_close(f);
+}
+
+TEST(ae_encode_vs_diffusers) {
+    cd_ctx *ctx = NULL;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
+    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) one_encode(ctx, k_cases[i]);
+    cd_ctx_free(ctx);
+}
+
+TEST(ae_encoder_refuses) {
+    cd_ctx *ctx = NULL;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
+    cd_ae_encoder *ae = (cd_ae_encoder *)1;
+    EXPECT(cd_ae_encoder_load(ctx, AE_DIR "/ae2_g4_3x5_bfl.safetensors", 0, &ae) == CD_ERR_INVALID_ARG &&
+               !ae, "default 32 groups on 4 channels accepted");
+    EXPECT(strstr(cd_ctx_error(ctx), "GroupNorm"), "message: %s", cd_ctx_error(ctx));
+    ae = (cd_ae_encoder *)1;
+    EXPECT(cd_ae_encoder_load(ctx, "tests/fixtures/layout/flux_bfl.safetensors", 4, &ae) != CD_OK && !ae,
+           "a FLUX transformer bound as an autoencoder encoder");
     cd_ctx_free(ctx);
 }

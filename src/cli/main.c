@@ -17,6 +17,7 @@ static const char k_usage[] =
     "  attention   run one attention layer on q/k/v from a safetensors file\n"
     "  bench       benchmark the attention kernels and the transformer forward\n"
     "  forward     run the FLUX transformer once on inputs from a safetensors file\n"
+    "  generate    text-to-image from prompt embeddings: FLUX transformer + autoencoder -> PNG\n"
     "  inspect     describe a checkpoint: layout, inferred config, unknown/missing/wrong tensors\n"
     "  convert     rewrite a FLUX or autoencoder checkpoint with BFL or diffusers names\n"
     "              (dtype conversion, CLEAR merge)\n"
@@ -38,6 +39,7 @@ static cmd_fn find_cmd(const char *name) {
     if (!strcmp(name, "inspect")) return cmd_inspect;
     if (!strcmp(name, "convert")) return cmd_convert;
     if (!strcmp(name, "forward")) return cmd_forward;
+    if (!strcmp(name, "generate")) return cmd_generate;
     return NULL;
 }
 

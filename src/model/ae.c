@@ -1,9 +1,9 @@
-/* ae.c — the FLUX autoencoder decoder (ae.h): weight binding from BFL or diffusers names, and the
+/* ae.c — the FLUX autoencoder decoder and encoder (ae.h): weight binding from BFL or diffusers names, and the
  * f32 forward with plain loops + OpenMP, OpenBLAS sgemm for the convolutions (3x3 through an
  * im2col band, 1x1 directly) and cd_attention_forward for the mid-block attention.
  *
- * ref: spec/flux.md section 6; BFL flux/modules/autoencoder.py (Decoder, ResnetBlock, AttnBlock,
- * Upsample); diffusers AutoencoderKL.decode (numerically the same). */
+ * ref: spec/flux.md section 6; BFL flux/modules/autoencoder.py (Encoder, Decoder, ResnetBlock,
+ * AttnBlock, Downsample, Upsample); diffusers AutoencoderKL.encode / decode (numerically the same). */
 #include "ae.h"
 #include "../io/layout.h"
 
@@ -53,7 +53,7 @@ static const float *take(binder *b, const char *dname, size_t numel, int64_t row
         return NULL;
     }
     if (b->used + numel > b->cap) {
-        b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "ae: more decoder weights than the plan holds");
+        b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "ae: more weights than the plan holds");
         return NULL;
     }
     float *dst = b->arena + b->used;
@@ -96,19 +96,31 @@ static void take_resnet(binder *b, const char *pre, int32_t cin, int32_t cout, c
     }
 }
 
+/* part.mid_block (part = "encoder" or "decoder") at C channels: resnets.0, attentions.0,
+ * resnets.1. */
+static void take_mid(binder *b, const char *part, int32_t C, cd_ae_resnet *m1, cd_ae_attn *a,
+                     cd_ae_resnet *m2) {
+    char n[128];
+    snprintf(n, sizeof n, "%s.mid_block.resnets.0.", part);
+    take_resnet(b, n, C, C, m1);
+    static const char *const sub[5] = {"group_norm", "to_q", "to_k", "to_v", "to_out.0"};
+    const float **w[5] = {&a->an_w, &a->q_w, &a->k_w, &a->v_w, &a->o_w};
+    const float **bb[5] = {&a->an_b, &a->q_b, &a->k_b, &a->v_b, &a->o_b};
+    for (int i = 0; i < 5; i++) {
+        snprintf(n, sizeof n, "%s.mid_block.attentions.0.%s", part, sub[i]);
+        take_conv(b, n, C, i ? C : 1, 1, w[i], bb[i]);
+    }
+    snprintf(n, sizeof n, "%s.mid_block.resnets.1.", part);
+    take_resnet(b, n, C, C, m2);
+}
+
 static void bind_all(binder *b, cd_ae_decoder *ae) {
     const cd_ae_config *c = &ae->cfg;
     const int n = c->n_mult, nb = c->num_res_blocks + 1;
     int32_t cin = c->ch * c->ch_mult[n - 1];
     char pre[128];
     take_conv(b, "decoder.conv_in", cin, c->z_channels, 3, &ae->conv_in_w, &ae->conv_in_b);
-    take_resnet(b, "decoder.mid_block.resnets.0.", cin, cin, &ae->mid1);
-    take_norm(b, "decoder.mid_block.attentions.0.group_norm", cin, &ae->an_w, &ae->an_b);
-    take_conv(b, "decoder.mid_block.attentions.0.to_q", cin, cin, 1, &ae->q_w, &ae->q_b);
-    take_conv(b, "decoder.mid_block.attentions.0.to_k", cin, cin, 1, &ae->k_w, &ae->k_b);
-    take_conv(b, "decoder.mid_block.attentions.0.to_v", cin, cin, 1, &ae->v_w, &ae->v_b);
-    take_conv(b, "decoder.mid_block.attentions.0.to_out.0", cin, cin, 1, &ae->o_w, &ae->o_b);
-    take_resnet(b, "decoder.mid_block.resnets.1.", cin, cin, &ae->mid2);
+    take_mid(b, "decoder", cin, &ae->mid1, &ae->attn, &ae->mid2);
     for (int lvl = n - 1; lvl >= 0; lvl--) {
         const int k = n - 1 - lvl;
         const int32_t co = c->ch * c->ch_mult[lvl];
@@ -126,6 +138,29 @@ static void bind_all(binder *b, cd_ae_decoder *ae) {
     take_conv(b, "decoder.conv_out", c->out_channels, cin, 3, &ae->conv_out_w, &ae->conv_out_b);
 }
 
+static void bind_encoder(binder *b, cd_ae_encoder *ae) {
+    const cd_ae_config *c = &ae->cfg;
+    const int n = c->n_mult, nb = c->num_res_blocks;
+    int32_t cin = c->ch;
+    char pre[128];
+    take_conv(b, "encoder.conv_in", cin, c->in_channels, 3, &ae->conv_in_w, &ae->conv_in_b);
+    for (int lvl = 0; lvl < n; lvl++) {
+        const int32_t co = c->ch * c->ch_mult[lvl];
+        for (int j = 0; j < nb; j++) {
+            snprintf(pre, sizeof pre, "encoder.down_blocks.%d.resnets.%d.", lvl, j);
+            take_resnet(b, pre, cin, co, &ae->blocks[lvl * nb + j]);
+            cin = co;
+        }
+        if (lvl != n - 1) {
+            snprintf(pre, sizeof pre, "encoder.down_blocks.%d.downsamplers.0.conv", lvl);
+            take_conv(b, pre, co, co, 3, &ae->down_w[lvl], &ae->down_b[lvl]);
+        }
+    }
+    take_mid(b, "encoder", cin, &ae->mid1, &ae->attn, &ae->mid2);
+    take_norm(b, "encoder.conv_norm_out", cin, &ae->norm_out_w, &ae->norm_out_b);
+    take_conv(b, "encoder.conv_out", 2 * c->z_channels, cin, 3, &ae->conv_out_w, &ae->conv_out_b);
+}
+
 void cd_ae_decoder_free(cd_ae_decoder *ae) {
     if (!ae) return;
     free(ae->arena);
@@ -133,8 +168,11 @@ void cd_ae_decoder_free(cd_ae_decoder *ae) {
     free(ae);
 }
 
-cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_decoder **out) {
-    *out = NULL;
+/* The checked config of the encoder (enc) or decoder of ck, and the layout plan of that part
+ * alone: *total weights (f32), *bfl whether the checkpoint has BFL names. */
+static cd_status prepare(cd_ctx *ctx, const cd_ckpt *ck, int *groupsp, int enc, cd_ae_config *cfgp,
+                         lay_plan *plan, size_t *total, int *bfl) {
+    int groups = *groupsp;
     if (groups == 0) groups = CD_AE_GROUPS;
     if (groups < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: GroupNorm groups must be >= 1");
     cd_ckpt_info info;
@@ -146,33 +184,57 @@ cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_d
     if (!lay_is_ae(layout))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: checkpoint is %s, not an autoencoder",
                             cd_layout_name(layout));
-    if (!cfg.has_decoder || cfg.n_mult < 1 || cfg.n_mult > 8 || cfg.ch < 1 || cfg.z_channels < 1 ||
-        cfg.out_channels < 1 || cfg.num_res_blocks < 1)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: checkpoint has no usable decoder");
+    if (!(enc ? cfg.has_encoder : cfg.has_decoder) || cfg.n_mult < 1 || cfg.n_mult > 8 || cfg.ch < 1 ||
+        cfg.z_channels < 1 || (enc ? cfg.in_channels : cfg.out_channels) < 1 || cfg.num_res_blocks < 1)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: checkpoint has no usable %s",
+                            enc ? "encoder" : "decoder");
+    if (enc && cfg.ch % groups)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "ae: %d channels of the encoder's conv_in are not divisible by %d GroupNorm "
+                            "groups", cfg.ch, groups);
     for (int i = 0; i < cfg.n_mult; i++)
         if (cfg.ch_mult[i] < 1 || (cfg.ch * cfg.ch_mult[i]) % groups)
             return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                                 "ae: %d channels of level %d are not divisible by %d GroupNorm groups",
                                 cfg.ch * cfg.ch_mult[i], i, groups);
-    cfg.has_encoder = 0; /* the plan of the decoder only */
+    /* the plan of the one part */
+    cfg.has_encoder = enc;
+    cfg.has_decoder = !enc;
+    lay_plan_init(plan);
+    if (lay_ae_plan(&cfg, (1 << LAY_BFL) | (1 << LAY_DIF), plan)) {
+        lay_plan_free(plan);
+        return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory");
+    }
+    size_t tot = 0;
+    for (size_t i = 0; i < plan->side[LAY_DIF].n; i++) {
+        const lay_tensor *t = &plan->side[LAY_DIF].t[i];
+        size_t e = 1;
+        for (int d = 0; d < t->ndim; d++) e *= (size_t)t->shape[d];
+        tot += e;
+    }
+    *total = tot;
+    *bfl = lay_side(layout) == LAY_BFL;
+    *cfgp = cfg;
+    *groupsp = groups;
+    return CD_OK;
+}
+
+cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_decoder **out) {
+    *out = NULL;
+    cd_ae_config cfg;
     lay_plan plan;
-    lay_plan_init(&plan);
+    size_t total;
+    int bfl;
+    cd_status s = prepare(ctx, ck, &groups, 0, &cfg, &plan, &total, &bfl);
+    if (s) return s;
     cd_ae_decoder *ae = calloc(1, sizeof *ae);
-    if (!ae || lay_ae_plan(&cfg, (1 << LAY_BFL) | (1 << LAY_DIF), &plan)) {
-        free(ae);
+    if (!ae) {
         lay_plan_free(&plan);
         return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory");
     }
     ae->cfg = cfg;
     ae->groups = groups;
-    size_t total = 0;
-    for (size_t i = 0; i < plan.side[LAY_DIF].n; i++) {
-        const lay_tensor *t = &plan.side[LAY_DIF].t[i];
-        size_t e = 1;
-        for (int d = 0; d < t->ndim; d++) e *= (size_t)t->shape[d];
-        total += e;
-    }
-    binder b = {ctx, ck, lay_side(layout) == LAY_BFL, &plan, NULL, 0, total, CD_OK};
+    binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK};
     ae->arena = malloc(total * sizeof(float));
     ae->blocks = calloc((size_t)cfg.n_mult * (size_t)(cfg.num_res_blocks + 1), sizeof *ae->blocks);
     ae->arena_floats = total;
@@ -198,7 +260,56 @@ cd_status cd_ae_decoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_de
     return s;
 }
 
+void cd_ae_encoder_free(cd_ae_encoder *ae) {
+    if (!ae) return;
+    free(ae->arena);
+    free(ae->blocks);
+    free(ae);
+}
+
+cd_status cd_ae_encoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_encoder **out) {
+    *out = NULL;
+    cd_ae_config cfg;
+    lay_plan plan;
+    size_t total;
+    int bfl;
+    cd_status s = prepare(ctx, ck, &groups, 1, &cfg, &plan, &total, &bfl);
+    if (s) return s;
+    cd_ae_encoder *ae = calloc(1, sizeof *ae);
+    if (!ae) {
+        lay_plan_free(&plan);
+        return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory");
+    }
+    ae->cfg = cfg;
+    ae->groups = groups;
+    binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK};
+    ae->arena = malloc(total * sizeof(float));
+    ae->blocks = calloc((size_t)cfg.n_mult * (size_t)cfg.num_res_blocks, sizeof *ae->blocks);
+    ae->arena_floats = total;
+    if (!ae->arena || !ae->blocks) b.err = cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory (%zu weights)", total);
+    b.arena = ae->arena;
+    if (!b.err) bind_encoder(&b, ae);
+    lay_plan_free(&plan);
+    if (b.err) {
+        cd_ae_encoder_free(ae);
+        return b.err;
+    }
+    *out = ae;
+    return CD_OK;
+}
+
+cd_status cd_ae_encoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_encoder **out) {
+    *out = NULL;
+    cd_ckpt *ck;
+    cd_status s = cd_ckpt_open(ctx, path, &ck);
+    if (s) return s;
+    s = cd_ae_encoder_bind(ctx, ck, groups, out);
+    cd_ckpt_close(ck);
+    return s;
+}
+
 int cd_ae_upscale(const cd_ae_decoder *ae) { return 1 << (ae->cfg.n_mult - 1); }
+int cd_ae_downscale(const cd_ae_encoder *ae) { return 1 << (ae->cfg.n_mult - 1); }
 
 /* ---- ops ------------------------------------------------------------------------------------ */
 
@@ -239,11 +350,16 @@ static void group_norm(int threads, const float *x, int C, size_t n, int G, cons
 #define COL_BUDGET ((size_t)1 << 24) /* tests may build with a tiny one to exercise the bands */
 #endif
 
-/* y [cout, Ho, Wo] = conv3x3(pad 1)(u) + b, where u = x [cin, H, W] upsampled by nearest x2 when
- * up (Ho = 2H, Wo = 2W), else u = x. im2col by bands of output rows into col, then sgemm. */
-static void conv3x3(int threads, const float *x, int cin, int H, int W, int up, const float *w,
+/* y [cout, Ho, Wo] = conv3x3 of x [cin, H, W] + b, by mode:
+ *    0: pad 1, stride 1 (Ho = H, Wo = W);
+ *    1: of x upsampled by nearest x2, pad 1, stride 1 (Ho = 2H, Wo = 2W) — Upsample;
+ *   -1: of x padded with zeros by (left 0, right 1, top 0, bottom 1), pad 0, stride 2
+ *       (H, W even: Ho = H/2, Wo = W/2) — the encoder's Downsample.
+ * im2col by bands of output rows into col, then sgemm. */
+static void conv3x3(int threads, const float *x, int cin, int H, int W, int mode, const float *w,
                     const float *b, int cout, float *y, float *col, size_t col_cap) {
-    const int Ho = H << up, Wo = W << up;
+    const int down = mode < 0, up = mode > 0;
+    const int Ho = down ? H / 2 : H << up, Wo = down ? W / 2 : W << up;
     const size_t K = (size_t)cin * 9;
     int band = (int)(col_cap / (K * (size_t)Wo));
     if (band < 1) band = 1;
@@ -256,6 +372,23 @@ static void conv3x3(int threads, const float *x, int cin, int H, int W, int up, 
             const int ci = (int)(kk / 9), dy = (int)(kk % 9) / 3 - 1, dx = (int)(kk % 3) - 1;
             const float *xc = x + (size_t)ci * H * W;
             float *dst = col + kk * np;
+            if (down) {
+                const int ky = dy + 1, kx = dx + 1;
+                for (int r = 0; r < rows; r++) {
+                    const int uy = 2 * (r0 + r) + ky;
+                    float *d = dst + (size_t)r * Wo;
+                    if (uy >= H) {
+                        memset(d, 0, (size_t)Wo * sizeof(float));
+                        continue;
+                    }
+                    const float *xr = xc + (size_t)uy * W;
+                    for (int ox = 0; ox < Wo; ox++) {
+                        const int ux = 2 * ox + kx;
+                        d[ox] = ux < W ? xr[ux] : 0.0f;
+                    }
+                }
+                continue;
+            }
             for (int r = 0; r < rows; r++) {
                 const int uy = r0 + r + dy;
                 float *d = dst + (size_t)r * Wo;
@@ -292,7 +425,7 @@ static void conv1x1(const float *x, int cin, size_t n, const float *w, const flo
                 1.0f, y, (int)n);
 }
 
-/* Working state of one decode. */
+/* Working state of one decode or encode. */
 typedef struct {
     int threads, G;
     float *cur, *a, *b;   /* activation buffers; cur holds the stream */
@@ -336,9 +469,8 @@ static void add_cols(int threads, float *t, size_t n, int C, const float *bias) 
 
 /* cur [C, H, W] += proj_out(attention(q, k, v of GroupNorm(cur))): one head of C channels over the
  * H*W positions, scale 1/sqrt(C). q, k, v, o token-major [H*W, C], in a, b and col. */
-static cd_status attention(cd_ctx *ctx, run *r, const cd_ae_decoder *ae, float *q, float *k, float *v,
-                           float *o) {
-    const int C = ae->mid1.cout;
+static cd_status attention(cd_ctx *ctx, run *r, const cd_ae_attn *ae, int C, float *q, float *k,
+                           float *v, float *o) {
     const size_t n = (size_t)r->H * r->W;
     float *hn = r->a;
     group_norm(r->threads, r->cur, C, n, r->G, ae->an_w, ae->an_b, 0, hn);
@@ -407,7 +539,7 @@ cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int
     resnet(&r, &ae->mid1);
     {
         const size_t nc = (size_t)h * w * ctop;
-        s = attention(ctx, &r, ae, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
+        s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
         if (s) goto done;
     }
     resnet(&r, &ae->mid2);
@@ -427,6 +559,77 @@ cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int
     group_norm(r.threads, r.cur, cc, (size_t)r.H * r.W, r.G, ae->norm_out_w, ae->norm_out_b, 1, r.a);
     conv3x3(r.threads, r.a, cc, r.H, r.W, 0, ae->conv_out_w, ae->conv_out_b, c->out_channels, out, r.col,
             r.col_cap);
+done:
+    for (int i = 0; i < 4; i++) free(mem[i]);
+    return s;
+}
+
+cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, float *out) {
+    const cd_ae_config *c = &ae->cfg;
+    const int n = c->n_mult, dn = 1 << (n - 1);
+    if (H < 1 || W < 1 || H > 65536 || W > 65536 || H % dn || W % dn)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "ae: image %dx%d: height and width must be positive multiples of %d "
+                            "(at most 65536)", H, W, dn);
+    /* Largest activation: at level lvl (H >> lvl, W >> lvl) the stream has the level's channels
+     * and the previous level's (ch, conv_in's, at level 0); the last level also holds 2 z. */
+    size_t big = 0;
+    int maxc = c->in_channels > c->ch ? c->in_channels : c->ch;
+    for (int lvl = 0; lvl < n; lvl++) {
+        int cm = c->ch * c->ch_mult[lvl];
+        const int prev = lvl == 0 ? c->ch : c->ch * c->ch_mult[lvl - 1];
+        if (prev > cm) cm = prev;
+        if (lvl == n - 1 && 2 * c->z_channels > cm) cm = 2 * c->z_channels;
+        if (cm > maxc) maxc = cm;
+        const size_t e = (size_t)cm * (size_t)(H >> lvl) * (size_t)(W >> lvl);
+        if (e > big) big = e;
+    }
+    const int ctop = c->ch * c->ch_mult[n - 1];
+    const int h = H / dn, w = W / dn;
+    const size_t attn = 4 * (size_t)h * w * ctop;
+    const size_t row = (size_t)maxc * 9 * (size_t)W;
+    size_t col_cap = row * (size_t)H;
+    if (col_cap > COL_BUDGET) col_cap = row > COL_BUDGET ? row : COL_BUDGET;
+    if (col_cap < attn) col_cap = attn;
+    run r = {cd_ctx_threads(ctx), ae->groups, NULL, NULL, NULL, NULL, col_cap, H, W};
+    float *mem[4] = {malloc(big * sizeof(float)), malloc(big * sizeof(float)),
+                     malloc(big * sizeof(float)), malloc(col_cap * sizeof(float))};
+    cd_status s = CD_OK;
+    if (!mem[0] || !mem[1] || !mem[2] || !mem[3]) {
+        s = cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory encoding %dx%d", H, W);
+        goto done;
+    }
+    r.cur = mem[0];
+    r.a = mem[1];
+    r.b = mem[2];
+    r.col = mem[3];
+    conv3x3(r.threads, img, c->in_channels, H, W, 0, ae->conv_in_w, ae->conv_in_b, c->ch, r.cur, r.col,
+            r.col_cap);
+    const int nb = c->num_res_blocks;
+    for (int lvl = 0; lvl < n; lvl++) {
+        for (int j = 0; j < nb; j++) resnet(&r, &ae->blocks[lvl * nb + j]);
+        if (lvl != n - 1) {
+            const int cc = ae->blocks[lvl * nb + nb - 1].cout;
+            conv3x3(r.threads, r.cur, cc, r.H, r.W, -1, ae->down_w[lvl], ae->down_b[lvl], cc, r.a,
+                    r.col, r.col_cap);
+            swap(&r.cur, &r.a);
+            r.H /= 2;
+            r.W /= 2;
+        }
+    }
+    resnet(&r, &ae->mid1);
+    {
+        const size_t nc = (size_t)h * w * ctop;
+        s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
+        if (s) goto done;
+    }
+    resnet(&r, &ae->mid2);
+    group_norm(r.threads, r.cur, ctop, (size_t)h * w, r.G, ae->norm_out_w, ae->norm_out_b, 1, r.a);
+    conv3x3(r.threads, r.a, ctop, h, w, 0, ae->conv_out_w, ae->conv_out_b, 2 * c->z_channels, r.b,
+            r.col, r.col_cap);
+    /* mean = the first z_channels channels; z = scale * (mean - shift) (ae.h) */
+    const size_t nz = (size_t)c->z_channels * h * w;
+    for (size_t i = 0; i < nz; i++) out[i] = CD_AE_SCALE * (r.b[i] - CD_AE_SHIFT);
 done:
     for (int i = 0; i < 4; i++) free(mem[i]);
     return s;

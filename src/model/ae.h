@@ -1,4 +1,4 @@
-/* ae.h — library-private: the DECODER of the FLUX autoencoder (spec/flux.md section 6), f32.
+/* ae.h — library-private: the FLUX autoencoder (spec/flux.md section 6), f32: decoder and encoder.
  *
  *   z [z_channels, h, w] -> z / 0.3611 + 0.1159 -> conv_in -> mid (ResnetBlock, single-head
  *   attention over h*w, ResnetBlock) -> levels n-1 .. 0 (num_res_blocks + 1 ResnetBlocks each,
@@ -9,7 +9,17 @@
  * AutoencoderKL names (decoder.up_blocks.N.resnets.M ...): the config is the one cd_ckpt_inspect
  * infers, and every tensor is found under its diffusers name, in a BFL checkpoint through the
  * layout plan of io/layout_ae.c (the table `cleardit convert` uses). Every weight is copied to f32
- * at bind time (the checkpoint may be closed afterwards). The encoder, if present, is ignored.
+ * at bind time (the checkpoint may be closed afterwards). The decoder and the encoder are bound
+separately (each binding ignores the other part), and share every building block (conv3x3,
+GroupNorm, ResnetBlock, mid-block attention).
+ *
+ * ENCODER: image [in_channels, H, W] in [-1, 1] (H, W multiples of 2^(n-1)) -> conv_in -> levels
+ *   0 .. n-1 (num_res_blocks ResnetBlocks each, a Downsample = zero pad (0,1,0,1) + conv3x3
+ *   stride 2 after every level but the last) -> mid -> GroupNorm -> SiLU -> conv_out [2 z, h, w]
+ *   -> z = 0.3611 * (mean - 0.1159), mean = the first z_channels channels (BFL sample_z=False;
+ *   diffusers: (vae.encode(x).latent_dist.mode() - shift_factor) * scaling_factor, which is what
+ *   FluxImg2ImgPipeline computes with retrieve_latents(sample_mode="argmax"); its default
+ *   "sample" adds exp(logvar/2)-scaled noise, which is not done here).
  *
  * GroupNorm's group count holds no tensor, so it cannot be inferred: the caller passes it
  * (0 = 32, FLUX's value); every channel count of the decoder must be divisible by it. */
@@ -32,12 +42,17 @@ typedef struct {
     const float *skw, *skb;   /* 1x1 shortcut [cout, cin] when cin != cout, else NULL */
 } cd_ae_resnet;
 
+/* The mid-block attention: GroupNorm (an_*) and the q, k, v, out linears [C, C], [C]. */
+typedef struct {
+    const float *an_w, *an_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+} cd_ae_attn;
+
 typedef struct cd_ae_decoder {
     cd_ae_config cfg;
     int32_t groups;
     const float *conv_in_w, *conv_in_b;
     cd_ae_resnet mid1, mid2;
-    const float *an_w, *an_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b; /* [C, C], [C] */
+    cd_ae_attn attn;
     cd_ae_resnet *blocks;     /* level lvl, block j at [lvl * (num_res_blocks + 1) + j] */
     const float *up_w[8], *up_b[8];   /* upsample conv of level lvl >= 1 */
     const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;
@@ -60,5 +75,34 @@ int cd_ae_upscale(const cd_ae_decoder *ae);
  * Scratch is allocated per call: three activation buffers of the largest stage plus an im2col
  * band of at most 16M floats; the attention is cd_attention_forward (O(h*w) memory). */
 cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out);
+
+/* The encoder: blocks of level lvl at [lvl * num_res_blocks + j]; down_* of levels < n-1. */
+typedef struct cd_ae_encoder {
+    cd_ae_config cfg;
+    int32_t groups;
+    const float *conv_in_w, *conv_in_b;
+    cd_ae_resnet *blocks;
+    const float *down_w[8], *down_b[8];
+    cd_ae_resnet mid1, mid2;
+    cd_ae_attn attn;
+    const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;  /* conv_out: 2 z channels */
+    float *arena;
+    size_t arena_floats;
+} cd_ae_encoder;
+
+/* As the decoder's: binds the encoder of ck (every channel count, ch included, must be divisible
+ * by groups; 0 = 32). On error *out = NULL. */
+cd_status cd_ae_encoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_encoder **out);
+cd_status cd_ae_encoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_encoder **out);
+void cd_ae_encoder_free(cd_ae_encoder *ae);
+
+/* Input height/width divisor: 2^(n_mult - 1) (FLUX: 8). */
+int cd_ae_downscale(const cd_ae_encoder *ae);
+
+/* img [in_channels, H, W] f32 in [-1, 1] -> out [z_channels, H / down, W / down] f32 =
+ * 0.3611 * (mean - 0.1159) (down = cd_ae_downscale; the latent the sampler works on, the inverse
+ * of what cd_ae_decode undoes). H and W must be positive multiples of down (CD_ERR_INVALID_ARG
+ * otherwise). Scratch per call as cd_ae_decode's. */
+cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, float *out);
 
 #endif

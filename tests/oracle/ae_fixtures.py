@@ -1,30 +1,38 @@
 #!/usr/bin/env python3
-"""ae_fixtures.py - the FLUX autoencoder DECODER against diffusers' AutoencoderKL.decode.
+"""ae_fixtures.py - the FLUX autoencoder (decoder and encoder) against diffusers' AutoencoderKL.
 
     python3 tests/oracle/ae_fixtures.py [--out DIR] [--check]
 
 Runs inside tests/oracle/.venv (venv_bootstrap.py; diffusers pinned there). Writes into DIR
 (default tests/fixtures/ae/), per case NAME:
 
-  NAME_bfl.safetensors        decoder weights in BFL names (flux/modules/autoencoder.py Decoder)
+  NAME_bfl.safetensors        encoder + decoder weights in BFL names (flux/modules/autoencoder.py)
   NAME_diffusers.safetensors  the same tensors converted by diffusers'
                               single_file_utils.convert_ldm_vae_checkpoint
   NAME_io.safetensors         z [z_channels, h, w] (F32, the latent as the sampler hands it over)
-                              and image [out_channels, H, W] (F32, computed in float64)
+                              and image [out_channels, H, W] (F32, computed in float64);
+                              x [in_channels, H, W] (F32, uniform in [-1, 1]) and
+                              latent [z_channels, h, w] (F32, its encoding, computed in float64)
 
 How the expected image is made: an AutoencoderKL with the FLUX structure (no quant_conv /
 post_quant_conv, UpDecoderBlock2D, layers_per_block = num_res_blocks, scaling_factor 0.3611,
 shift_factor 0.1159, the FLUX.1 values) is built from the case's config; the converted state dict
-is loaded (strict except for the absent encoder, which is asserted to be the only missing part);
-the model is cast to float64 and, exactly as diffusers' FluxPipeline does before decoding,
+is loaded (strict); the model is cast to float64 and, exactly as diffusers' FluxPipeline does
+before decoding,
     image = vae.decode(z / vae.config.scaling_factor + vae.config.shift_factor).sample
-cleardit's cd_ae_decode applies the same scale and shift itself (src/model/ae.h).
+and, as BFL's AutoEncoder.encode (sample_z=False: the mean) and FluxImg2ImgPipeline with
+retrieve_latents(sample_mode="argmax") do (the img2img default "sample" adds noise),
+    latent = (vae.encode(x).latent_dist.mode() - shift_factor) * scaling_factor
+cleardit's cd_ae_decode / cd_ae_encode apply the same scale and shift themselves (src/model/ae.h).
+The decoder weights and z are drawn first from the case's seed (as before the encoder was
+added); the encoder weights, then x, come from a second generator seeded seed + 1000.
 
 GroupNorm's group count holds no tensors, so it cannot be inferred from a checkpoint: FLUX uses
 32; these tiny cases use fewer groups and record theirs in the metadata "num_groups" (the C test
 passes it on). Weights (seeded torch.Generator, float32): convs N(0, 1/fan_in), biases 0.1 N(0,1),
 GroupNorm scales 1 + 0.1 N(0,1), shifts 0.1 N(0,1); z ~ N(0,1).
-Cross-check before writing: the float32 decode agrees with the float64 one (relative L2 < 1e-5).
+Cross-check before writing: the float32 decode and encode agree with the float64 ones (relative
+L2 < 1e-5).
 `--check` recomputes everything and compares with the files on disk (exit 1 on a difference).
 """
 import argparse
@@ -57,9 +65,8 @@ CASES = {
 }
 
 
-def decoder_bfl(cfg, g):
-    """Decoder(...).state_dict() keys of BFL's autoencoder.py, prefixed "decoder."."""
-    d = {}
+def weight_fns(g, d):
+    """conv / gn / resnet initialisers writing into d from generator g."""
 
     def conv(name, out, inp, k):
         d[name + ".weight"] = torch.randn(out, inp, k, k, generator=g) / (inp * k * k) ** 0.5
@@ -77,6 +84,38 @@ def decoder_bfl(cfg, g):
         if cin != cout:
             conv(p + ".nin_shortcut", cout, cin, 1)
 
+    return conv, gn, resnet
+
+
+def encoder_bfl(cfg, g):
+    """Encoder(...).state_dict() keys of BFL's autoencoder.py, prefixed "encoder."."""
+    d = {}
+    conv, gn, resnet = weight_fns(g, d)
+    ch, mult, nrb, z = cfg["ch"], cfg["ch_mult"], cfg["num_res_blocks"], cfg["z_channels"]
+    n = len(mult)
+    conv("encoder.conv_in", ch, 3, 3)
+    block_in = ch
+    for i in range(n):
+        block_out = ch * mult[i]
+        for j in range(nrb):
+            resnet(f"encoder.down.{i}.block.{j}", block_in, block_out)
+            block_in = block_out
+        if i != n - 1:
+            conv(f"encoder.down.{i}.downsample.conv", block_in, block_in, 3)
+    resnet("encoder.mid.block_1", block_in, block_in)
+    gn("encoder.mid.attn_1.norm", block_in)
+    for q in ("q", "k", "v", "proj_out"):
+        conv("encoder.mid.attn_1." + q, block_in, block_in, 1)
+    resnet("encoder.mid.block_2", block_in, block_in)
+    gn("encoder.norm_out", block_in)
+    conv("encoder.conv_out", 2 * z, block_in, 3)
+    return d
+
+
+def decoder_bfl(cfg, g):
+    """Decoder(...).state_dict() keys of BFL's autoencoder.py, prefixed "decoder."."""
+    d = {}
+    conv, gn, resnet = weight_fns(g, d)
     ch, mult, nrb, z = cfg["ch"], cfg["ch_mult"], cfg["num_res_blocks"], cfg["z_channels"]
     n = len(mult)
     block_in = ch * mult[-1]
@@ -118,22 +157,29 @@ def make_case(cfg):
     bfl = decoder_bfl(cfg, g)
     z = torch.randn(cfg["z_channels"], cfg["h"], cfg["w"], generator=g)
     n = len(cfg["ch_mult"])
+    up = 2 ** (n - 1)
+    ge = torch.Generator().manual_seed(cfg["seed"] + 1000)
+    bfl.update(encoder_bfl(cfg, ge))
+    x = 2 * torch.rand(3, cfg["h"] * up, cfg["w"] * up, generator=ge) - 1
     dif = sfu.convert_ldm_vae_checkpoint(dict(bfl), {"down_block_types": ["DownEncoderBlock2D"] * n,
                                                      "up_block_types": ["UpDecoderBlock2D"] * n})
     assert all(v is not None for v in dif.values()) and len(dif) == len(bfl)
     dif = {k: v.clone().contiguous() for k, v in dif.items()}
     vae = model(cfg).eval()
-    r = vae.load_state_dict(dif, strict=False)
-    assert not r.unexpected_keys, r.unexpected_keys
-    assert r.missing_keys and all(k.startswith("encoder.") for k in r.missing_keys), r.missing_keys
+    vae.load_state_dict(dif, strict=True)
     assert vae.config.scaling_factor == SCALE and vae.config.shift_factor == SHIFT
     with torch.no_grad():
         lat = z[None] / vae.config.scaling_factor + vae.config.shift_factor
         img32 = vae.decode(lat).sample[0]
+        lat32 = (vae.encode(x[None]).latent_dist.mode()[0] - SHIFT) * SCALE
         vae64 = vae.double()
         img = vae64.decode(z[None].double() / vae.config.scaling_factor
                            + vae.config.shift_factor).sample[0]
-    up = 2 ** (n - 1)
+        latent = ((vae64.encode(x[None].double()).latent_dist.mode()[0]
+                   - vae.config.shift_factor) * vae.config.scaling_factor)
+    assert latent.shape == z.shape, latent.shape
+    e2 = rel(lat32.double(), latent)
+    assert e2 < 1e-5, f"float32 vs float64 encode: {e2}"
     assert img.shape == (cfg["out_channels"], cfg["h"] * up, cfg["w"] * up), img.shape
     e = rel(img32.double(), img)
     assert e < 1e-5, f"float32 vs float64 decode: {e}"
@@ -142,8 +188,10 @@ def make_case(cfg):
             "shift_factor": str(SHIFT), "seed": str(cfg["seed"]),
             "generator": "tests/oracle/ae_fixtures.py", "diffusers_version": diffusers.__version__,
             "torch_version": torch.__version__}
-    io = {"z": z.contiguous(), "image": img.float().contiguous()}
-    print(f"  f32-vs-f64 rel L2 {e:.2e}, image {tuple(img.shape)}", file=sys.stderr)
+    io = {"z": z.contiguous(), "image": img.float().contiguous(), "x": x.contiguous(),
+          "latent": latent.float().contiguous()}
+    print(f"  f32-vs-f64 rel L2 decode {e:.2e}, encode {e2:.2e}, image {tuple(img.shape)}",
+          file=sys.stderr)
     return {"bfl": bfl, "diffusers": dif, "io": io}, meta
 
 

@@ -1,0 +1,181 @@
+/* test_generate.c — `cleardit generate` end to end on tiny random checkpoints (ckpt_gen): the
+ * image is a pure function of the seed (repeatable, thread-count independent, seed-sensitive),
+ * the PNG has the requested size and the parameter text chunk, CLEAR differs from dense, and
+ * every bad input exits 2 with one error line and no PNG. */
+#include "test.h"
+#include "cleardit.h"
+#include "ckpt_gen.h"
+#include "test_spawn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* hidden 64, head_dim 16 (RoPE 4,6,6), 1 + 1 blocks, 64 latent channels in/out, T5 width 32,
+ * CLIP width 24, guidance embedder (dev-like). */
+static const gen_flux_cfg k_flux = {64, 16, 1, 1, 64, 64, 32, 24, 128, 1};
+/* 32 channels (divisible by FLUX's 32 groups), 4 levels (x8), 16 latent channels, decoder only. */
+static const gen_ae_cfg k_ae = {3, 3, 32, {1, 1, 1, 1}, 4, 1, 16, 0, 1};
+
+typedef struct {
+    char dir[32], model[96], ae[96], emb[96], out[96];
+} gen_files;
+
+static int write_emb(const char *path, int T, int ctxw, int pw, int drop_pooled) {
+    test_rng r = test_rng_seed(7);
+    float *txt = malloc((size_t)T * ctxw * sizeof(float)), pooled[64];
+    if (!txt) return 0;
+    for (int i = 0; i < T * ctxw; i++) txt[i] = test_rng_f(&r);
+    for (int i = 0; i < pw; i++) pooled[i] = test_rng_f(&r);
+    cd_st_out o[2] = {{"txt", CD_DTYPE_F32, 2, {T, ctxw}, txt}, {"pooled", CD_DTYPE_F32, 1, {pw}, pooled}};
+    const int ok = cd_st_write(NULL, path, o, drop_pooled ? 1 : 2, NULL, 0) == CD_OK;
+    free(txt);
+    return ok;
+}
+
+static int setup(gen_files *f) {
+    strcpy(f->dir, "/tmp/cdgenXXXXXX");
+    if (!mkdtemp(f->dir)) return 0;
+    snprintf(f->model, sizeof f->model, "%s/flux.safetensors", f->dir);
+    snprintf(f->ae, sizeof f->ae, "%s/ae.safetensors", f->dir);
+    snprintf(f->emb, sizeof f->emb, "%s/emb.safetensors", f->dir);
+    snprintf(f->out, sizeof f->out, "%s/out.png", f->dir);
+    gen_list l;
+    gen_init(&l, 11);
+    gen_flux_bfl(&l, &k_flux);
+    int ok = gen_write(&l, f->model) == 0;
+    gen_free(&l);
+    gen_init(&l, 12);
+    gen_ae_bfl(&l, &k_ae);
+    ok = ok && gen_write(&l, f->ae) == 0;
+    gen_free(&l);
+    return ok && write_emb(f->emb, 5, 32, 24, 0);
+}
+
+static void teardown(gen_files *f) {
+    unlink(f->model); unlink(f->ae); unlink(f->emb); unlink(f->out);
+    rmdir(f->dir);
+}
+
+/* Runs generate with the common arguments plus extra (NULL-terminated); returns the pixels of
+ * the PNG (NULL if the run failed) and removes it. */
+static uint8_t *gen(const gen_files *f, const char *seed, const char *threads, const char *const *extra,
+                    cli_run *r) {
+    const char *args[40] = {"generate", "--model", f->model, "--ae", f->ae, "--prompt-embeds", f->emb,
+                            "--width", "64", "--height", "48", "--steps", "2", "--seed", seed,
+                            "--threads", threads, "--rope-axes", "4,6,6", "-o", f->out};
+    int n = 21;
+    for (int i = 0; extra && extra[i]; i++) args[n++] = extra[i];
+    if (!run_cli(args, r) || r->code != 0) return NULL;
+    uint8_t *rgb = NULL;
+    uint32_t w = 0, h = 0;
+    if (cd_png_read(NULL, f->out, &rgb, &w, &h) != CD_OK || w != 64 || h != 48) {
+        free(rgb);
+        return NULL;
+    }
+    unlink(f->out);
+    return rgb;
+}
+
+TEST(generate_deterministic) {
+    gen_files f;
+    CHECK(setup(&f), "cannot write the test checkpoints");
+    cli_run r;
+    const size_t n = 64 * 48 * 3;
+    uint8_t *a = gen(&f, "5", "1", NULL, &r);
+    CHECK(a, "generate failed (exit %d): %s", r.code, r.err);
+    EXPECT(strstr(r.err, "step 2/2") != NULL, "no progress lines on stderr: %s", r.err);
+    uint8_t *b = gen(&f, "5", "1", NULL, &r);
+    uint8_t *c = gen(&f, "5", "2", NULL, &r);
+    uint8_t *d = gen(&f, "6", "2", NULL, &r);
+    EXPECT(b && c && d, "generate failed: %s", r.err);
+    if (b) EXPECT(!memcmp(a, b, n), "the same seed gave different pixels");
+    if (c) EXPECT(!memcmp(a, c, n), "1 and 2 threads gave different pixels");
+    if (d) EXPECT(memcmp(a, d, n), "seeds 5 and 6 gave the same pixels");
+    /* the image is not flat */
+    size_t distinct = 0;
+    for (size_t i = 1; i < n; i++) distinct += a[i] != a[0];
+    EXPECT(distinct > n / 4, "image is almost constant");
+    /* CLEAR radius 1 on the 4x3 token grid: works and differs from dense */
+    const char *cl[] = {"--attention", "clear", "--radius", "1", NULL};
+    uint8_t *e = gen(&f, "5", "2", cl, &r);
+    EXPECT(e, "CLEAR generate failed (exit %d): %s", r.code, r.err);
+    if (e) EXPECT(memcmp(a, e, n), "CLEAR r=1 gave the dense pixels");
+    /* --quiet prints nothing */
+    const char *q[] = {"--quiet", NULL};
+    uint8_t *g = gen(&f, "5", "2", q, &r);
+    EXPECT(g && r.err[0] == 0 && r.out[0] == 0, "--quiet printed: %s", r.err);
+    if (g) EXPECT(!memcmp(a, g, n), "--quiet changed the pixels");
+    free(a); free(b); free(c); free(d); free(e); free(g);
+    teardown(&f);
+}
+
+TEST(generate_png_metadata) {
+    gen_files f;
+    CHECK(setup(&f), "cannot write the test checkpoints");
+    cli_run r;
+    RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--width", "32", "--height",
+        "16", "--steps", "1", "--seed", "42", "--rope-axes", "4,6,6", "--quiet", "--out", f.out);
+    CHECK(r.code == 0, "exit %d: %s", r.code, r.err);
+    uint8_t *rgb = NULL;
+    uint32_t w = 0, h = 0;
+    CHECK(cd_png_read(NULL, f.out, &rgb, &w, &h) == CD_OK, "PNG does not read back");
+    EXPECT(w == 32 && h == 16, "PNG is %ux%u, want 32x16", w, h);
+    free(rgb);
+    char *v = NULL;
+    CHECK(cd_png_text(NULL, f.out, "cleardit", &v) == CD_OK, "no 'cleardit' text chunk");
+    EXPECT(strstr(v, "seed=42") && strstr(v, "steps=1") && strstr(v, "size=32x16") && strstr(v, "attention=dense") &&
+               strstr(v, f.model) && !strchr(v, '\n'),
+           "text chunk: '%s'", v);
+    free(v);
+    teardown(&f);
+}
+
+TEST(generate_bad_input) {
+    gen_files f;
+    CHECK(setup(&f), "cannot write the test checkpoints");
+    char nopooled[96], narrow[96];
+    snprintf(nopooled, sizeof nopooled, "%s/nopooled.safetensors", f.dir);
+    snprintf(narrow, sizeof narrow, "%s/narrow.safetensors", f.dir);
+    CHECK(write_emb(nopooled, 5, 32, 24, 1) && write_emb(narrow, 5, 31, 24, 0), "write embeddings");
+    const char *M = f.model, *A = f.ae, *E = f.emb, *O = f.out;
+    const struct { const char *args[24]; const char *phrase; } cases[] = {
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "40", "--height", "32",
+          "--rope-axes", "4,6,6", "-o", O}, "multiples of 16"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", nopooled, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "-o", O}, "missing tensor 'pooled'"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", narrow, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "-o", O}, "width 31"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "-o", "/nonexistent/dir/o.png"}, "does not exist"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "-o", f.dir}, "directory"},
+        {{"generate", "--model", M, "--ae", M, "--prompt-embeds", E, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "-o", O}, "autoencoder"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
+          "-o", O}, "RoPE axes"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "--attention", "clear", "-o", O}, "needs --radius"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
+          "--rope-axes", "4,6,6", "--radius", "1", "--down", "2", "-o", O}, "spatial_weight"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "-o", O}, "required"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", "/nonexistent.safetensors", "--width", "32",
+          "--height", "32", "-o", O}, "nonexistent"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cli_run r;
+        CHECK(run_cli(cases[i].args, &r), "spawn");
+        EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
+        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
+        EXPECT(one_error_line(r.err, "generate"), "case %zu: not one error line: %s", i, r.err);
+        struct stat st;
+        EXPECT(stat(O, &st) != 0, "case %zu left a PNG", i);
+        unlink(O);
+    }
+    unlink(nopooled); unlink(narrow);
+    teardown(&f);
+    struct stat st;
+    EXPECT(stat(f.dir, &st) != 0, "files left in %s", f.dir);
+}
