@@ -192,3 +192,36 @@ int cli_check_output_path(const char *cmd, const char *out) {
     free(copy);
     return ok ? CLI_OK : CLI_BAD_INPUT;
 }
+
+int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down,
+                       const char *axes, int *clear, int rope_axes[3]) {
+    *clear = radius > 0;
+    if (mode) {
+        if (!strcmp(mode, "clear")) {
+            *clear = 1;
+        } else if (strcmp(mode, "dense")) {
+            cli_error(cmd, "--attention must be dense or clear (got '%s')", mode);
+            return CLI_BAD_INPUT;
+        } else if (radius > 0) {
+            cli_error(cmd, "--attention dense does not take --radius");
+            return CLI_BAD_INPUT;
+        }
+    }
+    if (*clear && radius < 1) {
+        cli_error(cmd, "--attention clear needs --radius R >= 1");
+        return CLI_BAD_INPUT;
+    }
+    if (down && !*clear) {
+        cli_error(cmd, "--down %lld needs CLEAR attention (--radius)", (long long)down);
+        return CLI_BAD_INPUT;
+    }
+    if (axes) {
+        int n = 0;
+        if (sscanf(axes, "%d,%d,%d%n", &rope_axes[0], &rope_axes[1], &rope_axes[2], &n) != 3 || axes[n] ||
+            rope_axes[0] < 0 || rope_axes[1] < 0 || rope_axes[2] < 0) {
+            cli_error(cmd, "--rope-axes must be three non-negative integers A,B,C (got '%s')", axes);
+            return CLI_BAD_INPUT;
+        }
+    }
+    return CLI_OK;
+}

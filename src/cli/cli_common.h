@@ -59,4 +59,11 @@ const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name)
  * so a bad --out is bad input, not a failure found after the computation. Prints the error. */
 int cli_check_output_path(const char *cmd, const char *out);
 
+/* The attention and RoPE flags shared by the commands that run the transformer (forward,
+ * generate): --attention dense|clear (clear is implied by --radius), --radius, --down,
+ * --rope-axes A,B,C. Validates their combination, sets *clear and the load parameters' RoPE axes
+ * (lp's other fields are left to the caller). Prints the error; returns CLI_OK or CLI_BAD_INPUT. */
+int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down,
+                       const char *axes, int *clear, int rope_axes[3]);
+
 #endif

@@ -156,34 +156,9 @@ int cmd_generate(int argc, char **argv) {
                   (long long)height);
         return CLI_BAD_INPUT;
     }
-    int clear = radius > 0;
-    if (mode) {
-        if (!strcmp(mode, "clear")) clear = 1;
-        else if (strcmp(mode, "dense")) {
-            cli_error(CMD, "--attention must be dense or clear (got '%s')", mode);
-            return CLI_BAD_INPUT;
-        } else if (radius > 0) {
-            cli_error(CMD, "--attention dense does not take --radius");
-            return CLI_BAD_INPUT;
-        }
-    }
-    if (clear && radius < 1) {
-        cli_error(CMD, "--attention clear needs --radius R >= 1");
-        return CLI_BAD_INPUT;
-    }
-    if (down && !clear) {
-        cli_error(CMD, "--down %lld needs CLEAR attention (--radius)", (long long)down);
-        return CLI_BAD_INPUT;
-    }
     cd_flux_load_params lp = {{0, 0, 0}, theta, clear_p};
-    if (axes_s) {
-        int n = 0;
-        if (sscanf(axes_s, "%d,%d,%d%n", &lp.rope_axes[0], &lp.rope_axes[1], &lp.rope_axes[2], &n) != 3 ||
-            axes_s[n] || lp.rope_axes[0] < 0 || lp.rope_axes[1] < 0 || lp.rope_axes[2] < 0) {
-            cli_error(CMD, "--rope-axes must be three non-negative integers A,B,C (got '%s')", axes_s);
-            return CLI_BAD_INPUT;
-        }
-    }
+    int clear = 0;
+    if (cli_attention_opts(CMD, mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;
     if (cli_check_output_path(CMD, out_p)) return CLI_BAD_INPUT;
     if (access(emb_p, R_OK) != 0 || access(ae_p, R_OK) != 0) {
         const char *bad = access(emb_p, R_OK) != 0 ? emb_p : ae_p;

@@ -133,18 +133,6 @@ static int write_body(png_job *j, const uint8_t *rgb, uint32_t w, uint32_t h, pn
     return 0;
 }
 
-/* Makes the rename durable; failure here is not an error of the write itself. */
-static void fsync_dir_of(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return;
-    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(copy);
-}
-
 cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32_t width,
                        uint32_t height, const char *const *text, size_t n_text) {
     if (!path || !path[0]) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "PNG: empty path");
@@ -214,7 +202,7 @@ cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32
             s = wfail(&j, CD_ERR_IO, "cannot rename the temporary file into place: %s",
                       strerror(errno));
         } else {
-            fsync_dir_of(path);
+            cd_fsync_dir_of(path);
         }
     }
 done:

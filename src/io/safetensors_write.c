@@ -207,8 +207,7 @@ static int write_all(int fd, const void *buf, uint64_t len) {
     return 0;
 }
 
-/* Makes the rename durable; failure here is not an error of the write itself. */
-static void fsync_dir_of(const char *path) {
+void cd_fsync_dir_of(const char *path) {
     char *copy = strdup(path);
     if (!copy) return;
     int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -340,7 +339,7 @@ cd_status cd_st_stream_commit(cd_st_stream *sw) {
         } else {
             free(sw->tmp);
             sw->tmp = NULL; /* renamed: nothing to remove */
-            fsync_dir_of(sw->dest);
+            cd_fsync_dir_of(sw->dest);
         }
     }
     stream_free(sw);

@@ -51,4 +51,8 @@ static inline void cd_st_one_line(char *s) {
 /* Length of the printable copies used in messages (paths and tensor names). */
 #define CD_ST_PRINT_MAX 160
 
+/* fsync of the directory holding path, making a rename into it durable; failure is ignored (not an
+ * error of the write itself). Used by the atomic writers (safetensors_write.c, png.c). */
+void cd_fsync_dir_of(const char *path);
+
 #endif
