@@ -23,14 +23,14 @@ ifeq ($(SAN),fuzz)
            -fno-omit-frame-pointer -Wno-unknown-pragmas -Wno-source-uses-openmp
   LDSAN  = -fsanitize=address,undefined
 endif
-LDLIBS   = -ljansson -lpng -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
+LDLIBS   = -ljansson -lpng -lz -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -lm
 LDFLAGS += $(OMP) $(LDSAN)
 
 # Per-ISA kernel objects: the same source compiled for each path, chosen at run time.
 ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mprefer-vector-width=512
 ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
 
-LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/backend/cpu/*.c))
+LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/cpu/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 TEST_SRC = $(sort $(wildcard tests/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -51,7 +51,17 @@ $(BUILD)/libcleardit.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/cleardit: $(CLI_OBJ) $(BUILD)/libcleardit.a
+# The default model (trained by `cleardit train`, shipped in models/) is embedded in the CLI;
+# without the file the CLI builds with an empty one and says so when it is needed.
+DEFAULT_MODEL ?= models/fmnist.safetensors
+DEFAULT_MODEL_FILE = $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(BUILD)/no_default_model)
+$(BUILD)/no_default_model:
+	@mkdir -p $(BUILD) && : > $@
+$(BUILD)/obj/default_model.o: src/cli/default_model.S $(DEFAULT_MODEL_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) -c -DCD_DEFAULT_MODEL='"$(DEFAULT_MODEL_FILE)"' $< -o $@
+
+$(BUILD)/cleardit: $(CLI_OBJ) $(BUILD)/obj/default_model.o $(BUILD)/libcleardit.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/test_cleardit: $(TEST_OBJ) $(BUILD)/libcleardit.a

@@ -135,6 +135,27 @@ cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt
                                  const void *q, const void *k, const void *v,
                                  const float *spatial_weight, float *o, float *lse);
 
+/* Backward of one attention layer (training / distillation), same masks and scale as the forward.
+ * All f32: q, k, v, o, dout [NH, N, HD]; lse [NH, N] exactly as cd_attention_forward writes it
+ * (natural log of the sum of exp of the scaled scores); o must be the forward's output for q, k, v.
+ * Writes (overwrites) dq, dk, dv [NH, N, HD]. When d->down >= 2, ADDS the gradient of
+ * spatial_weight [DF, DF] into dspatial_weight (it accumulates over calls/layers); otherwise both
+ * spatial_weight and dspatial_weight are ignored (may be NULL). Gradients of pooled keys/values
+ * flow back into dk/dv of the image tokens of each cell and into dspatial_weight.
+ * P is recomputed from lse (no O(N^2) memory: scratch is O(N * HD) plus per-thread tiles, from the
+ * context's work area). Results do not depend on the thread count (fixed reduction order). */
+cd_status cd_attention_backward(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                const float *v, const float *spatial_weight, const float *o,
+                                const float *lse, const float *dout, float *dq, float *dk,
+                                float *dv, float *dspatial_weight);
+
+/* Same contract, plain loops with double accumulation: the oracle of cd_attention_backward. */
+cd_status cd_attention_backward_reference(cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                          const float *k, const float *v,
+                                          const float *spatial_weight, const float *o,
+                                          const float *lse, const float *dout, float *dq,
+                                          float *dk, float *dv, float *dspatial_weight);
+
 /* ---- safetensors: hardened reader (io/safetensors.c), atomic writer --------------------- */
 #define CD_MAX_DIMS 8
 
@@ -306,6 +327,9 @@ const cd_flux_config *cd_flux_model_config(const cd_flux_model *m);
  * "FLUX default"). */
 void cd_flux_model_rope(const cd_flux_model *m, int axes[3], double *theta, const char **source);
 int32_t cd_flux_model_clear_down(const cd_flux_model *m);   /* spatial_weight side, 0 if none */
+/* A metadata value of the model's checkpoint (NULL if absent or a random model), e.g. the
+ * "cleardit_prompts" table of the models `cleardit train` writes. */
+const char *cd_flux_model_meta(const cd_flux_model *m, const char *key);
 void cd_flux_free(cd_flux_model *m);
 /* Allocates the activation arena for up to max_tokens = T + L tokens (once; a forward never
  * allocates). */
@@ -324,7 +348,15 @@ typedef struct {
     int32_t L, T, grid_h, grid_w;
     int32_t radius, down;   /* attention of every layer: 0 = dense; CLEAR radius, pooled factor */
     double *block_seconds;  /* optional [depth + depth_single]: wall time of each block */
+    /* High-resolution extras of the CLEAR reference pipeline (spec/clear.md), 0 = off: */
+    float attn_scale;       /* softmax scale of every layer; 0 = 1/sqrt(head_dim) (see cd_flux_proportional_scale) */
+    double rope_ntk;        /* NTK RoPE: theta * rope_ntk (the reference high-res path uses 10) */
 } cd_flux_run_params;
+
+/* "Proportional attention" scale of the CLEAR high-resolution pipeline:
+ * sqrt(log_4608(n_kv) / head_dim), n_kv = T + L keys of a dense row (10 * (T + L) with pooled
+ * keys, down >= 2); 4608 = 64 * 64 + 512 is FLUX's training sequence length. */
+float cd_flux_proportional_scale(int32_t head_dim, size_t T, size_t L, int32_t down);
 
 /* out [L, out_channels]. */
 cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out);
@@ -367,6 +399,14 @@ void cd_image_to_rgb8(const float *img, uint32_t width, uint32_t height, uint8_t
  * With these two rules a pixel value u in 1..63 comes back as u - 1 (f32 rounding, then
  * truncation); every other value comes back unchanged. */
 void cd_rgb8_to_image(const uint8_t *rgb, uint32_t width, uint32_t height, float *img);
+/* Resizes 8-bit RGB src (sw x sh) to dst (dw x dh) exactly as Pillow's (>= 13)
+ * Image.resize((dw, dh)) with its default filter for RGB, BICUBIC (a = -0.5, support scaled by
+ * the reduction factor when downscaling): 8-bit fixed point, two separable passes in Pillow's
+ * order (io/resize.c). Sizes as cd_png_read; same size copies. src and dst must not overlap.
+ * CD_ERR_INVALID_ARG on bad arguments, CD_ERR_OOM when the intermediate buffers cannot be
+ * allocated. Results do not depend on the thread count. */
+cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t sh, uint8_t *dst,
+                         uint32_t dw, uint32_t dh);
 
 /* ---- profiling: time spent per op class while enabled (context-local) ---------------------- */
 typedef enum { CD_PROF_LINEAR = 0, CD_PROF_ATTENTION, CD_PROF_OTHER, CD_PROF_COUNT } cd_prof_class;

@@ -2,7 +2,7 @@
 # deps.sh — makes sure the Debian packages cleardit builds with are installed. As root it installs
 # what is missing with apt-get; otherwise it names the missing packages and fails.
 set -euo pipefail
-PKGS=(gcc make libc6-dev libjansson-dev libopenblas-openmp-dev libpng-dev)
+PKGS=(gcc make libc6-dev libjansson-dev libopenblas-openmp-dev libpng-dev zlib1g-dev)
 PKGS+=("$@")   # callers may add packages (e.g. clang for the fuzzer)
 missing=()
 for p in "${PKGS[@]}"; do

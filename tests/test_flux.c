@@ -323,7 +323,7 @@ static int bind_layout(cd_ctx *ctx, const flux_case *c, const char *layout, int 
 
 static cd_status run_once(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w, const flux_case *c,
                           int32_t radius, int32_t down, cd_flux_arena *a, run_rec *r) {
-    cd_flux_attn at = {radius, down};
+    cd_flux_attn at = {radius, down, 0, 0};
     cd_flux_inputs in = {c->img, c->txt, c->pooled, c->img_ids, c->txt_ids, c->timestep, c->guidance,
                          c->L, c->T, c->H, c->W};
     cd_flux_probe probe = {on_block, r};
@@ -514,7 +514,7 @@ TEST(flux_clear_overlay_checks) {
     float in_img[16 * 16] = {0}, in_txt[5 * 32] = {0}, pooled[16] = {0}, ids[16 * 3] = {0}, tids[5 * 3] = {0};
     float out[16 * 16];
     cd_flux_inputs in = {in_img, in_txt, pooled, ids, tids, 0.5f, 3.5f, 16, 5, 4, 4};
-    cd_flux_attn at = {2, 2};
+    cd_flux_attn at = {2, 2, 0, 0};
     CHECK(cd_flux_arena_init(ctx, &cfg, 21, &a) == CD_OK, "arena");
     EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &at, &a, &in, out, NULL) == CD_ERR_INVALID_ARG,
            "pooled attention ran without spatial weights");

@@ -1,7 +1,9 @@
 /* test_generate.c — `cleardit generate` end to end on tiny random checkpoints (ckpt_gen): the
  * image is a pure function of the seed (repeatable, thread-count independent, seed-sensitive),
- * the PNG has the requested size and the parameter text chunk, CLEAR differs from dense, and
- * every bad input exits 2 with one error line and no PNG. */
+ * the PNG has the requested size and the parameter text chunk, CLEAR differs from dense,
+ * image-to-image at strength 1 is text-to-image, --upscale-from makes the target size, and every
+ * bad input exits 2 with one error line and no PNG. (Numbers against diffusers:
+ * test_generate_oracle.c.) */
 #include "test.h"
 #include "cleardit.h"
 #include "ckpt_gen.h"
@@ -16,8 +18,9 @@
 /* hidden 64, head_dim 16 (RoPE 4,6,6), 1 + 1 blocks, 64 latent channels in/out, T5 width 32,
  * CLIP width 24, guidance embedder (dev-like). */
 static const gen_flux_cfg k_flux = {64, 16, 1, 1, 64, 64, 32, 24, 128, 1};
-/* 32 channels (divisible by FLUX's 32 groups), 4 levels (x8), 16 latent channels, decoder only. */
-static const gen_ae_cfg k_ae = {3, 3, 32, {1, 1, 1, 1}, 4, 1, 16, 0, 1};
+/* 32 channels (divisible by FLUX's 32 groups), 4 levels (x8), 16 latent channels, encoder and
+ * decoder. */
+static const gen_ae_cfg k_ae = {3, 3, 32, {1, 1, 1, 1}, 4, 1, 16, 1, 1};
 
 typedef struct {
     char dir[32], model[96], ae[96], emb[96], out[96];
@@ -178,4 +181,96 @@ TEST(generate_bad_input) {
     teardown(&f);
     struct stat st;
     EXPECT(stat(f.dir, &st) != 0, "files left in %s", f.dir);
+}
+
+/* Image-to-image and the high-resolution path through the CLI. */
+TEST(generate_img2img_and_upscale) {
+    gen_files f;
+    CHECK(setup(&f), "cannot write the test checkpoints");
+    cli_run r;
+    const size_t n = 64 * 48 * 3;
+    char init[96];
+    snprintf(init, sizeof init, "%s/init.png", f.dir);
+    const char *s4[] = {"--steps", "4", NULL};
+    uint8_t *t2i = gen(&f, "5", "2", s4, &r);
+    CHECK(t2i, "txt2img failed: %s", r.err);
+    CHECK(cd_png_write(NULL, init, t2i, 64, 48, NULL, 0) == CD_OK, "write init.png");
+    /* strength 1 starts from pure noise at t = 1: exactly text-to-image (diffusers semantics) */
+    const char *full[] = {"--steps", "4", "--init-image", init, "--strength", "1", NULL};
+    uint8_t *a = gen(&f, "7", "2", full, &r);
+    uint8_t *b = gen(&f, "7", "2", s4, &r);
+    CHECK(a && b, "generate failed: %s", r.err);
+    EXPECT(!memcmp(a, b, n), "img2img at strength 1 differs from txt2img with the same seed");
+    /* strength 0.5 of 4 steps: 2 steps run; deterministic across threads; differs from 0.8 */
+    const char *half[] = {"--steps", "4", "--init-image", init, "--strength", "0.5", NULL};
+    uint8_t *c = gen(&f, "7", "1", half, &r);
+    CHECK(c, "img2img failed (exit %d): %s", r.code, r.err);
+    EXPECT(strstr(r.err, "2 of 4 steps") && strstr(r.err, "step 2/2"), "img2img progress: %s", r.err);
+    uint8_t *d = gen(&f, "7", "2", half, &r);
+    const char *more[] = {"--steps", "4", "--init-image", init, "--strength", "0.8", NULL};
+    uint8_t *e = gen(&f, "7", "2", more, &r);
+    EXPECT(d && e, "img2img failed: %s", r.err);
+    if (d) EXPECT(!memcmp(c, d, n), "img2img: 1 and 2 threads gave different pixels");
+    if (e) EXPECT(memcmp(c, e, n), "strengths 0.5 and 0.8 gave the same pixels");
+    EXPECT(memcmp(c, a, n), "img2img at 0.5 gave the txt2img pixels");
+    /* upscale 64x48 -> 128x96 with CLEAR; the PNG records the high-resolution settings */
+    RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--upscale-from", init,
+        "--width", "128", "--height", "96", "--steps", "3", "--radius", "2", "--rope-axes", "4,6,6",
+        "--threads", "2", "-o", f.out);
+    CHECK(r.code == 0, "upscale: exit %d: %s", r.code, r.err);
+    uint8_t *u = NULL;
+    uint32_t w = 0, h = 0;
+    CHECK(cd_png_read(NULL, f.out, &u, &w, &h) == CD_OK, "upscaled PNG does not read back");
+    EXPECT(w == 128 && h == 96, "upscaled PNG is %ux%u, want 128x96", w, h);
+    free(u);
+    char *v = NULL;
+    CHECK(cd_png_text(NULL, f.out, "cleardit", &v) == CD_OK, "no 'cleardit' text chunk");
+    EXPECT(strstr(v, "upscale_from=") && strstr(v, "strength=0.7") && strstr(v, "ntk_factor=10") &&
+               strstr(v, "proportional_attention=1") && strstr(v, "time_shift=3") && strstr(v, "clear r=2"),
+           "text chunk: '%s'", v);
+    free(v);
+    unlink(f.out);
+    unlink(init);
+    free(t2i); free(a); free(b); free(c); free(d); free(e);
+    teardown(&f);
+}
+
+TEST(generate_img2img_bad_input) {
+    gen_files f;
+    CHECK(setup(&f), "cannot write the test checkpoints");
+    char init[96], odd[96];
+    snprintf(init, sizeof init, "%s/init.png", f.dir);
+    snprintf(odd, sizeof odd, "%s/odd.png", f.dir);
+    uint8_t px[64 * 48 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 37u + 11u);
+    CHECK(cd_png_write(NULL, init, px, 64, 48, NULL, 0) == CD_OK && cd_png_write(NULL, odd, px, 40, 24, NULL, 0) == CD_OK,
+          "write PNGs");
+    const char *M = f.model, *A = f.ae, *E = f.emb, *O = f.out;
+#define BASE "generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--rope-axes", "4,6,6", "-o", O
+    const struct { const char *args[24]; const char *phrase; } cases[] = {
+        {{BASE, "--init-image", init, "--strength", "0"}, "--strength"},
+        {{BASE, "--init-image", init, "--strength", "1.5"}, "--strength"},
+        {{BASE, "--init-image", "/nonexistent/init.png"}, "init.png"},
+        {{BASE, "--init-image", M}, "PNG"},
+        {{BASE, "--init-image", init, "--width", "32", "--height", "48"}, "--upscale-from"},
+        {{BASE, "--init-image", odd}, "multiples of 16"},
+        {{BASE, "--init-image", init, "--upscale-from", init}, "exclude"},
+        {{BASE, "--width", "64", "--height", "48", "--strength", "0.5"}, "needs --init-image"},
+        {{BASE, "--upscale-from", init}, "target --width"},
+        {{BASE, "--upscale-from", init, "--width", "128", "--height", "96", "--ae-tile", "20"}, "multiple of 16"},
+        {{BASE, "--init-image", init, "--proportional-attention", "--no-proportional-attention"}, "exclude"},
+    };
+#undef BASE
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cli_run r;
+        CHECK(run_cli(cases[i].args, &r), "spawn");
+        EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
+        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
+        EXPECT(one_error_line(r.err, "generate"), "case %zu: not one error line: %s", i, r.err);
+        struct stat st;
+        EXPECT(stat(O, &st) != 0, "case %zu left a PNG", i);
+        unlink(O);
+    }
+    unlink(init); unlink(odd);
+    teardown(&f);
 }

@@ -406,7 +406,7 @@ static int bench_forward(int argc, char **argv) {
         for (int mi = -1; mi < nr && rc == CLI_OK; mi++) {
             const int64_t r = mi < 0 ? 0 : radii[mi];
             cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
-                                    (int32_t)G, (int32_t)G, (int32_t)r, 0, bsec};
+                                    (int32_t)G, (int32_t)G, (int32_t)r, 0, bsec, 0, 0};
             cd_ctx_profile(ctx, 1);
             if (cd_flux_run(ctx, m, &p, out) != CD_OK) {
                 cli_error("bench", "%s", cd_ctx_error(ctx));

@@ -66,4 +66,8 @@ int cli_check_output_path(const char *cmd, const char *out);
 int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down,
                        const char *axes, int *clear, int rope_axes[3]);
 
+/* The default model embedded in the binary, as a path the library can open ("/proc/self/fd/N");
+ * prints the error and returns 1 when this build has none. */
+int cli_default_model(char *path, size_t n);
+
 #endif

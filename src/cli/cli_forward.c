@@ -204,7 +204,7 @@ int cmd_forward(int argc, char **argv) {
         cd_flux_run_params p = {img.f + (size_t)b * L * c->in_channels, txt.f + (size_t)b * T * c->context_dim,
                                 pooled.f + (size_t)b * c->pooled_dim, iid.f, tid.f, ts.f[b], gd.f ? gd.f[b] : 0.0f,
                                 (int32_t)L, (int32_t)T, (int32_t)(grid_ok ? gh : 1), (int32_t)(grid_ok ? gw : L),
-                                clear ? (int32_t)radius : 0, (int32_t)down, NULL};
+                                clear ? (int32_t)radius : 0, (int32_t)down, NULL, 0, 0};
         st = cd_flux_run(ctx, m, &p, out + (size_t)b * per);
         if (st != CD_OK) {
             cli_error("forward", "%s", cd_ctx_error(ctx));

@@ -10,21 +10,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static const char *k_usage =
     "usage: cleardit generate --model CKPT --ae AE.safetensors --prompt-embeds EMB.safetensors\n"
-    "                         --width PX --height PX -o OUT.png [--steps N] [--guidance G]\n"
+    "                         -o OUT.png [--width PX --height PX] [--steps N] [--guidance G]\n"
     "                         [--seed S] [--attention dense|clear] [--radius R] [--down D]\n"
-    "                         [--clear-weights FILE] [--rope-axes A,B,C] [--rope-theta X]\n"
-    "                         [--threads N] [--quiet]\n"
+    "                         [--clear-weights FILE] [--init-image IMG | --upscale-from IMG]\n"
+    "                         [--strength S] [--ntk-factor F] [--[no-]proportional-attention]\n"
+    "                         [--time-shift X] [--ae-tile PX] [--ae-overlap F] [--ae-groups N]\n"
+    "                         [--rope-axes A,B,C] [--rope-theta X] [--threads N] [--quiet]\n"
     "\n"
     "Text-to-image: seeded Gaussian noise, N Euler steps of the FLUX transformer over the\n"
     "flow-matching schedule (resolution shift on for guidance-embedded, dev-like models, off for\n"
     "schnell-like ones), decoded by the autoencoder. The same inputs and seed give the same pixels\n"
-    "for any --threads. (img2img and upscaling are not available yet.)\n"
+    "for any --threads.\n"
     "\n"
-    "EMB holds txt [T, context_dim] (T5) and pooled [pooled_dim] (CLIP), any float dtype.\n"
+    "Image-to-image (SDEdit): --init-image encodes IMG (a PNG of exactly --width x --height, which\n"
+    "default to its size), re-noises it to --strength of the schedule and runs the remaining steps\n"
+    "(int(N - N * strength) of the N steps are skipped, as diffusers' FluxImg2ImgPipeline).\n"
+    "\n"
+    "High resolution (the CLEAR paper's path): --upscale-from IMG resizes IMG (bicubic, as PIL) to\n"
+    "--width x --height, then runs image-to-image there, by default with the reference settings:\n"
+    "strength 0.7, NTK RoPE factor 10, proportional attention, static time shift 3. Use it with\n"
+    "CLEAR attention (--radius) to keep the cost linear in the pixels.\n"
+    "\n"
+    "EMB holds txt [T, context_dim] (T5) and pooled [pooled_dim] (CLIP), any float dtype; see\n"
+    "scripts/prompt_embeds.py.\n"
     "\n"
     "options:\n"
     "  --model PATH          transformer checkpoint (file, sharded index or directory)\n"
@@ -33,13 +46,27 @@ static const char *k_usage =
     "  --width PX            image width, a multiple of 16\n"
     "  --height PX           image height, a multiple of 16\n"
     "  -o, --out PATH        output PNG (written atomically)\n"
-    "  --steps N             sampling steps (default 4 for schnell-like, 28 for dev-like models)\n"
+    "  --steps N             schedule steps (default 4 for schnell-like, 28 for dev-like models)\n"
     "  --guidance G          distilled guidance of dev-like models (default 3.5)\n"
     "  --seed S              noise seed (default 0)\n"
     "  --attention MODE      dense (default) or clear (default when --radius is given)\n"
     "  --radius R            CLEAR radius in tokens (>= 1)\n"
     "  --down D              pooled keys (needs CLEAR weights with spatial_weight of side D)\n"
     "  --clear-weights FILE  CLEAR attention weights overwriting the trained projections\n"
+    "  --init-image IMG      image-to-image from this PNG\n"
+    "  --upscale-from IMG    high-resolution image-to-image from this PNG, resized\n"
+    "  --strength S          in (0, 1]: how much of the schedule runs (default 0.6 with\n"
+    "                        --init-image, 0.7 with --upscale-from)\n"
+    "  --ntk-factor F        RoPE theta x F (default 1; 10 with --upscale-from)\n"
+    "  --proportional-attention, --no-proportional-attention\n"
+    "                        softmax scale sqrt(log_4608(T + L) / head_dim) instead of\n"
+    "                        1/sqrt(head_dim) (default off; on with --upscale-from)\n"
+    "  --time-shift X        static schedule shift X instead of the resolution rule (default:\n"
+    "                        the rule; 3 with --upscale-from)\n"
+    "  --ae-tile PX          decode/encode in PX x PX tiles with blended overlaps when the image\n"
+    "                        is larger (default 1024, as diffusers' tiling for FLUX; 0 = never)\n"
+    "  --ae-overlap F        tile overlap fraction (default 0.25)\n"
+    "  --ae-groups N         GroupNorm groups of the autoencoder (default 32, FLUX's)\n"
     "  --rope-axes A,B,C     RoPE axes when neither config.json nor metadata has them\n"
     "  --rope-theta X        RoPE theta in that case (default 10000)\n"
     "  --threads N           threads (default: all cores)\n"
@@ -110,16 +137,106 @@ static int read_embed(cd_ctx *ctx, const cd_st_file *f, const char *path, const 
     return CLI_OK;
 }
 
+/* Loads the init / upscale image as planar [-1, 1] floats of width x height (resized when
+ * `resize`), or prints why not. */
+static int load_init(cd_ctx *ctx, const char *path, int resize, int64_t *width, int64_t *height, float **img) {
+    uint8_t *rgb = NULL, *rs = NULL;
+    uint32_t w = 0, h = 0;
+    if (cd_png_read(ctx, path, &rgb, &w, &h) != CD_OK) {
+        cli_error(CMD, "%s", cd_ctx_error(ctx));
+        return CLI_BAD_INPUT;
+    }
+    int rc = CLI_OK;
+    if (!resize) {
+        if (!*width) *width = w;
+        if (!*height) *height = h;
+        if ((int64_t)w != *width || (int64_t)h != *height) {
+            cli_error(CMD, "--init-image %s is %ux%u, not the requested %lldx%lld (use --upscale-from to resize)",
+                      path, w, h, (long long)*width, (long long)*height);
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+        if (w % 16 || h % 16) {
+            cli_error(CMD, "--init-image %s is %ux%u; image-to-image needs sides that are multiples of 16", path, w, h);
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+    }
+    const size_t n = (size_t)*width * (size_t)*height;
+    if (resize && ((int64_t)w != *width || (int64_t)h != *height)) {
+        rs = malloc(n * 3);
+        if (!rs) {
+            cli_error(CMD, "out of memory resizing %s", path);
+            rc = CLI_RUNTIME;
+            goto done;
+        }
+        if (cd_rgb8_resize(ctx, rgb, w, h, rs, (uint32_t)*width, (uint32_t)*height) != CD_OK) {
+            cli_error(CMD, "%s: %s", path, cd_ctx_error(ctx));
+            rc = CLI_RUNTIME;
+            goto done;
+        }
+    }
+    *img = malloc(n * 3 * sizeof(float));
+    if (!*img) {
+        cli_error(CMD, "out of memory for the init image");
+        rc = CLI_RUNTIME;
+        goto done;
+    }
+    cd_rgb8_to_image(rs ? rs : rgb, (uint32_t)*width, (uint32_t)*height, *img);
+done:
+    free(rgb);
+    free(rs);
+    return rc;
+}
+
+/* One-hot conditioning for a model with a built-in prompt table (metadata "cleardit_prompts",
+ * comma-separated): txt [1, context_dim] and pooled [pooled_dim] select the prompt's index. */
+static int prompt_condition(const cd_flux_model *m, const char *name, const char *prompt, float **txt, float **pooled) {
+    const char *table = cd_flux_model_meta(m, "cleardit_prompts");
+    const cd_flux_config *c = cd_flux_model_config(m);
+    if (!table) {
+        cli_error(CMD, "%s has no built-in prompts: use --prompt-embeds", name);
+        return CLI_BAD_INPUT;
+    }
+    int idx = -1, k = 0;
+    for (const char *s = table; *s; k++) {
+        const char *e = strchr(s, ',');
+        const size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (strlen(prompt) == len && !strncasecmp(prompt, s, len)) idx = k;
+        s = e ? e + 1 : s + len;
+    }
+    if (idx < 0 || idx >= c->context_dim || idx >= c->pooled_dim) {
+        cli_error(CMD, "unknown prompt '%s'; %s knows: %s", prompt, name, table);
+        return CLI_BAD_INPUT;
+    }
+    *txt = calloc((size_t)c->context_dim, sizeof(float));
+    *pooled = calloc((size_t)c->pooled_dim, sizeof(float));
+    if (!*txt || !*pooled) {
+        cli_error(CMD, "out of memory");
+        return CLI_RUNTIME;
+    }
+    (*txt)[idx] = (*pooled)[idx] = 1.0f;
+    return CLI_OK;
+}
+
+static int load_error(cd_ctx *ctx, cd_status st) {
+    const char *e = cd_ctx_error(ctx);
+    cli_error(CMD, "%s%s", e, strstr(e, "GroupNorm") ? " (see --ae-groups)" : "");
+    return st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model_p = NULL, *ae_p = NULL, *emb_p = NULL, *out_p = NULL, *mode = NULL,
-               *clear_p = NULL, *axes_s = NULL;
-    int64_t width = 0, height = 0, steps = 0, seed = 0, radius = 0, down = 0, threads = 0;
-    double guidance = 3.5, theta = 0;
-    int quiet = 0, help = 0;
+               *clear_p = NULL, *axes_s = NULL, *init_p = NULL, *upscale_p = NULL, *prompt = NULL;
+    int64_t width = 0, height = 0, steps = 0, seed = 0, radius = 0, down = 0, threads = 0,
+            ae_tile = 1024, ae_groups = 32;
+    double guidance = 3.5, theta = 0, strength = 0, ntk = 0, tshift = 0, overlap = 0.25;
+    int quiet = 0, help = 0, prop_on = 0, prop_off = 0;
     cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
         {"--ae", CLI_OPT_STRING, &ae_p, 0, 0, 0, 0, 0},
         {"--prompt-embeds", CLI_OPT_STRING, &emb_p, 0, 0, 0, 0, 0},
+        {"--prompt", CLI_OPT_STRING, &prompt, 0, 0, 0, 0, 0},
         {"--width", CLI_OPT_INT, &width, 1, 65536, 0, 0, 0},
         {"--height", CLI_OPT_INT, &height, 1, 65536, 0, 0, 0},
         {"--out", CLI_OPT_STRING, &out_p, 0, 0, 0, 0, 0},
@@ -130,40 +247,90 @@ int cmd_generate(int argc, char **argv) {
         {"--radius", CLI_OPT_INT, &radius, 1, 1 << 20, 0, 0, 0},
         {"--down", CLI_OPT_INT, &down, 2, 64, 0, 0, 0},
         {"--clear-weights", CLI_OPT_STRING, &clear_p, 0, 0, 0, 0, 0},
+        {"--init-image", CLI_OPT_STRING, &init_p, 0, 0, 0, 0, 0},
+        {"--upscale-from", CLI_OPT_STRING, &upscale_p, 0, 0, 0, 0, 0},
+        {"--strength", CLI_OPT_FLOAT, &strength, 0, 0, 1e-9, 1, 0},
+        {"--ntk-factor", CLI_OPT_FLOAT, &ntk, 0, 0, 1e-6, 1e6, 0},
+        {"--proportional-attention", CLI_OPT_SWITCH, &prop_on, 0, 0, 0, 0, 0},
+        {"--no-proportional-attention", CLI_OPT_SWITCH, &prop_off, 0, 0, 0, 0, 0},
+        {"--time-shift", CLI_OPT_FLOAT, &tshift, 0, 0, 1e-6, 1e6, 0},
+        {"--ae-tile", CLI_OPT_INT, &ae_tile, 0, 65536, 0, 0, 0},
+        {"--ae-overlap", CLI_OPT_FLOAT, &overlap, 0, 0, 0.01, 0.75, 0},
+        {"--ae-groups", CLI_OPT_INT, &ae_groups, 1, 4096, 0, 0, 0},
         {"--rope-axes", CLI_OPT_STRING, &axes_s, 0, 0, 0, 0, 0},
         {"--rope-theta", CLI_OPT_FLOAT, &theta, 0, 0, 1e-6, 1e12, 0},
         {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
         {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
     };
+    const size_t nopts = sizeof opts / sizeof opts[0];
     /* "-o PATH" is "--out PATH" (the shared parser knows long flags only) */
     char **av = malloc(((size_t)argc + 1) * sizeof *av);
     if (!av) return CLI_RUNTIME;
     for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
     av[argc] = NULL;
-    const int prc = cli_parse_flags(CMD, argc, av, opts, sizeof opts / sizeof opts[0], &help);
+    const int prc = cli_parse_flags(CMD, argc, av, opts, nopts, &help);
     free(av);
     if (prc) return CLI_BAD_INPUT;
     if (help) {
         fputs(k_usage, stdout);
         return CLI_OK;
     }
-    if (!model_p || !ae_p || !emb_p || !out_p || !width || !height) {
-        cli_error(CMD, "--model, --ae, --prompt-embeds, --width, --height and -o are required (see --help)");
+    const int i2i = init_p || upscale_p;
+    if (!out_p || (!emb_p && !prompt)) {
+        cli_error(CMD, "-o and --prompt or --prompt-embeds are required (see --help)");
         return CLI_BAD_INPUT;
     }
-    if (width % 16 || height % 16) {
+    if (emb_p && prompt) {
+        cli_error(CMD, "--prompt and --prompt-embeds exclude each other");
+        return CLI_BAD_INPUT;
+    }
+    if (model_p && ae_p && !i2i && (!width || !height)) {
+        cli_error(CMD, "--width and --height are required for a latent model (see --help)");
+        return CLI_BAD_INPUT;
+    }
+    if (init_p && upscale_p) {
+        cli_error(CMD, "--init-image and --upscale-from exclude each other");
+        return CLI_BAD_INPUT;
+    }
+    if (upscale_p && (!width || !height)) {
+        cli_error(CMD, "--upscale-from needs the target --width and --height");
+        return CLI_BAD_INPUT;
+    }
+    if (!i2i && cli_find_opt(opts, nopts, "--strength")->seen) {
+        cli_error(CMD, "--strength needs --init-image or --upscale-from");
+        return CLI_BAD_INPUT;
+    }
+    if (prop_on && prop_off) {
+        cli_error(CMD, "--proportional-attention and --no-proportional-attention exclude each other");
+        return CLI_BAD_INPUT;
+    }
+    if ((width && width % 16) || (height && height % 16)) {
         cli_error(CMD, "--width and --height must be multiples of 16 (got %lldx%lld)", (long long)width,
                   (long long)height);
         return CLI_BAD_INPUT;
     }
+    if (ae_tile && ae_tile % 16) {
+        cli_error(CMD, "--ae-tile must be 0 or a multiple of 16 (got %lld)", (long long)ae_tile);
+        return CLI_BAD_INPUT;
+    }
+    /* defaults: the reference high-resolution settings for --upscale-from */
+    if (!strength) strength = upscale_p ? 0.7 : 0.6;
+    if (!ntk) ntk = upscale_p ? 10.0 : 1.0;
+    if (!tshift && upscale_p) tshift = 3.0;
+    const int prop = prop_on || (upscale_p && !prop_off);
     cd_flux_load_params lp = {{0, 0, 0}, theta, clear_p};
     int clear = 0;
     if (cli_attention_opts(CMD, mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;
     if (cli_check_output_path(CMD, out_p)) return CLI_BAD_INPUT;
-    if (access(emb_p, R_OK) != 0 || access(ae_p, R_OK) != 0) {
-        const char *bad = access(emb_p, R_OK) != 0 ? emb_p : ae_p;
+    if ((emb_p && access(emb_p, R_OK) != 0) || (ae_p && access(ae_p, R_OK) != 0)) {
+        const char *bad = emb_p && access(emb_p, R_OK) != 0 ? emb_p : ae_p;
         cli_error(CMD, "cannot read '%s'", bad);
         return CLI_BAD_INPUT;
+    }
+    char default_path[64];
+    if (!model_p) { /* the model this project trained, embedded in the binary */
+        if (cli_default_model(default_path, sizeof default_path)) return CLI_RUNTIME;
+        model_p = default_path;
     }
 
     cd_ctx_params cp = cd_ctx_params_default();
@@ -175,42 +342,92 @@ int cmd_generate(int argc, char **argv) {
     }
     cd_flux_model *m = NULL;
     cd_ae_decoder *ae = NULL;
+    cd_ae_encoder *enc = NULL;
     cd_st_file *ef = NULL;
-    float *txt = NULL, *pooled = NULL;
+    float *txt = NULL, *pooled = NULL, *init = NULL;
     uint8_t *rgb = NULL;
     int rc = CLI_OK;
-    cd_status st = cd_flux_load(ctx, model_p, &lp, &m);
-    if (st != CD_OK) {
-        cli_error(CMD, "%s", cd_ctx_error(ctx));
-        rc = st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
+    cd_status st;
+    /* cheap checks first: the init image and the embeddings, before the model loads */
+    if (i2i && (rc = load_init(ctx, init_p ? init_p : upscale_p, upscale_p != NULL, &width, &height, &init)))
+        goto done;
+    if ((st = cd_flux_load(ctx, model_p, &lp, &m)) != CD_OK) {
+        rc = load_error(ctx, st);
         goto done;
     }
     const cd_flux_config *c = cd_flux_model_config(m);
-    if (cd_st_open(ctx, emb_p, &ef) != CD_OK) {
-        cli_error(CMD, "%s", cd_ctx_error(ctx));
+    const char *pixel = cd_flux_model_meta(m, "cleardit_image");
+    if (!ae_p && !pixel) {
+        cli_error(CMD, "--ae is required: %s is a latent-space model", model_p == default_path ? "the default model" : model_p);
         rc = CLI_BAD_INPUT;
         goto done;
     }
+    if (!ae_p) { /* pixel space: the model's native size unless asked otherwise */
+        int pw = 0, ph = 0;
+        if (sscanf(pixel, "%dx%d", &pw, &ph) != 2 || pw < 2 || ph < 2) pw = ph = 0;
+        if (!width) width = pw;
+        if (!height) height = ph;
+        if (!width || !height || width % 2 || height % 2) {
+            cli_error(CMD, "pixel-space model: --width and --height must be even (got %lldx%lld)", (long long)width,
+                      (long long)height);
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+        if (i2i) {
+            cli_error(CMD, "--init-image and --upscale-from need a latent model with --ae");
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+    }
     int64_t T = 0;
-    if ((rc = read_embed(ctx, ef, emb_p, "txt", 2, c->context_dim, &T, &txt)) ||
-        (rc = read_embed(ctx, ef, emb_p, "pooled", 1, c->pooled_dim, NULL, &pooled)))
-        goto done;
+    if (prompt) {
+        if ((rc = prompt_condition(m, model_p == default_path ? "the default model" : model_p, prompt, &txt, &pooled)))
+            goto done;
+        T = 1;
+    } else {
+        if (cd_st_open(ctx, emb_p, &ef) != CD_OK) {
+            cli_error(CMD, "%s", cd_ctx_error(ctx));
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+        if ((rc = read_embed(ctx, ef, emb_p, "txt", 2, c->context_dim, &T, &txt)) ||
+            (rc = read_embed(ctx, ef, emb_p, "pooled", 1, c->pooled_dim, NULL, &pooled)))
+            goto done;
+    }
     if (T > 65536) {
         cli_error(CMD, "%s: 'txt' has %lld tokens (at most 65536)", emb_p, (long long)T);
         rc = CLI_BAD_INPUT;
         goto done;
     }
-    st = cd_ae_decoder_load(ctx, ae_p, 0, &ae);
-    if (st != CD_OK) {
-        cli_error(CMD, "%s", cd_ctx_error(ctx));
-        rc = st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
+    if (ae_p && ((st = cd_ae_decoder_load(ctx, ae_p, (int)ae_groups, &ae)) != CD_OK ||
+                 (i2i && (st = cd_ae_encoder_load(ctx, ae_p, (int)ae_groups, &enc)) != CD_OK))) {
+        rc = load_error(ctx, st);
         goto done;
     }
-    if (!steps) steps = c->guidance ? 28 : 4;
+    if (!steps) steps = pixel ? 32 : c->guidance ? 28 : 4;
     progress_state ps = {isatty(2), 0};
-    cd_generate_params gp = {txt, (int32_t)T, pooled, (int32_t)width, (int32_t)height, (int32_t)steps,
-                             (float)guidance, (uint64_t)seed, clear ? (int32_t)radius : 0, (int32_t)down, -1,
-                             quiet ? NULL : on_progress, &ps};
+    cd_generate_params gp = {0};
+    gp.txt = txt;
+    gp.T = (int32_t)T;
+    gp.pooled = pooled;
+    gp.width = (int32_t)width;
+    gp.height = (int32_t)height;
+    gp.steps = (int32_t)steps;
+    gp.guidance = (float)guidance;
+    gp.seed = (uint64_t)seed;
+    gp.radius = clear ? (int32_t)radius : 0;
+    gp.down = (int32_t)down;
+    gp.shift = -1;
+    gp.time_shift = tshift;
+    gp.enc = enc;
+    gp.init = init;
+    gp.strength = strength;
+    gp.rope_ntk = ntk;
+    gp.proportional = prop;
+    gp.ae_tile = (int32_t)ae_tile;
+    gp.ae_overlap = (float)overlap;
+    gp.progress = quiet ? NULL : on_progress;
+    gp.user = &ps;
     if (cd_generate_check(ctx, m, ae, &gp) != CD_OK) {
         cli_error(CMD, "%s", cd_ctx_error(ctx));
         rc = CLI_BAD_INPUT;
@@ -228,6 +445,9 @@ int cmd_generate(int argc, char **argv) {
         rc = CLI_RUNTIME;
         goto done;
     }
+    if (i2i && !quiet)
+        fprintf(stderr, "cleardit generate: %s: %d of %lld steps at strength %g\n",
+                upscale_p ? "upscale" : "image-to-image", cd_generate_steps_run(&gp), (long long)steps, strength);
     st = cd_generate(ctx, m, ae, &gp, rgb);
     if (st != CD_OK) {
         if (ps.tty && !quiet) fputc('\n', stderr);
@@ -236,14 +456,24 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     {
-        char summary[1024], att[64];
+        char summary[2048], att[64], extra[1400] = "";
         if (clear && down) snprintf(att, sizeof att, "clear r=%lld down=%lld", (long long)radius, (long long)down);
         else if (clear) snprintf(att, sizeof att, "clear r=%lld", (long long)radius);
         else snprintf(att, sizeof att, "dense");
         char gbuf[48] = "";
         if (c->guidance) snprintf(gbuf, sizeof gbuf, " guidance=%g", guidance);
-        snprintf(summary, sizeof summary, "seed=%lld steps=%lld size=%lldx%lld%s attention=%s model=%s",
-                 (long long)seed, (long long)steps, (long long)width, (long long)height, gbuf, att, model_p);
+        size_t e = 0;
+        if (i2i)
+            e += (size_t)snprintf(extra + e, sizeof extra - e, " %s=%s strength=%g",
+                                  upscale_p ? "upscale_from" : "init_image", upscale_p ? upscale_p : init_p, strength);
+        if (ntk != 1.0 && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " ntk_factor=%g", ntk);
+        if (prop && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " proportional_attention=1");
+        if (tshift > 0 && e < sizeof extra) snprintf(extra + e, sizeof extra - e, " time_shift=%g", tshift);
+        char pbuf[160] = "";
+        if (prompt) snprintf(pbuf, sizeof pbuf, " prompt=%s", prompt);
+        snprintf(summary, sizeof summary, "seed=%lld steps=%lld size=%lldx%lld%s%s attention=%s%s model=%s",
+                 (long long)seed, (long long)steps, (long long)width, (long long)height, pbuf, gbuf, att, extra,
+                 model_p == default_path ? "(default)" : model_p);
         for (char *s = summary; *s; s++)
             if (*s == '\n' || *s == '\r') *s = ' ';
         const char *text[] = {"cleardit", summary, "Software", "cleardit " CLEARDIT_VERSION};
@@ -255,9 +485,10 @@ int cmd_generate(int argc, char **argv) {
         if (!quiet) fprintf(stderr, "cleardit generate: %s -> %s\n", summary, out_p);
     }
 done:
-    free(txt); free(pooled); free(rgb);
+    free(txt); free(pooled); free(rgb); free(init);
     cd_st_close(ef);
     cd_ae_decoder_free(ae);
+    cd_ae_encoder_free(enc);
     cd_flux_free(m);
     cd_ctx_free(ctx);
     return rc;

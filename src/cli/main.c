@@ -18,6 +18,9 @@ static const char k_usage[] =
     "  bench       benchmark the attention kernels and the transformer forward\n"
     "  forward     run the FLUX transformer once on inputs from a safetensors file\n"
     "  generate    text-to-image from prompt embeddings: FLUX transformer + autoencoder -> PNG\n"
+    "  train       train the small pixel-space model on Fashion-MNIST (state, resume)\n"
+    "  distill     CLEAR distillation: train local-attention weights from a dense teacher\n"
+    "  eval        quality of CLEAR vs dense: PSNR, SSIM, class accuracy, FLOPs (teacher/student/swap)\n"
     "  inspect     describe a checkpoint: layout, inferred config, unknown/missing/wrong tensors\n"
     "  convert     rewrite a FLUX or autoencoder checkpoint with BFL or diffusers names\n"
     "              (dtype conversion, CLEAR merge)\n"
@@ -40,6 +43,9 @@ static cmd_fn find_cmd(const char *name) {
     if (!strcmp(name, "convert")) return cmd_convert;
     if (!strcmp(name, "forward")) return cmd_forward;
     if (!strcmp(name, "generate")) return cmd_generate;
+    if (!strcmp(name, "train")) return cmd_train;
+    if (!strcmp(name, "distill")) return cmd_distill;
+    if (!strcmp(name, "eval")) return cmd_eval;
     return NULL;
 }
 

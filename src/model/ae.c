@@ -1,6 +1,8 @@
 /* ae.c — the FLUX autoencoder decoder and encoder (ae.h): weight binding from BFL or diffusers names, and the
  * f32 forward with plain loops + OpenMP, OpenBLAS sgemm for the convolutions (3x3 through an
  * im2col band, 1x1 directly) and cd_attention_forward for the mid-block attention.
+ * cd_ae_decode / cd_ae_encode size their scratch (cd_ae_*_scratch), allocate it and call
+ * cd_ae_*_run, which the tiled paths (ae_tile.c) call per tile on one scratch block.
  *
  * ref: spec/flux.md section 6; BFL flux/modules/autoencoder.py (Encoder, Decoder, ResnetBlock,
  * AttnBlock, Downsample, Upsample); diffusers AutoencoderKL.encode / decode (numerically the same). */
@@ -492,11 +494,21 @@ static cd_status attention(cd_ctx *ctx, run *r, const cd_ae_attn *ae, int C, flo
     return CD_OK;
 }
 
-cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out) {
+/* ---- scratch sizing and the forward passes on caller-provided scratch ---------------------- */
+
+/* The im2col band: the whole largest image if it fits COL_BUDGET, else bands of rows (at least
+ * one row of `row` floats); the mid attention's q, k, v, o (`attn` floats) share it. Monotone in
+ * the image size, as the activation size is, so that one tile-sized scratch serves every smaller
+ * tile (ae_tile.c). */
+static size_t col_floats(size_t row, size_t rows, size_t attn) {
+    size_t col = row * rows;
+    if (col > COL_BUDGET) col = row > COL_BUDGET ? row : COL_BUDGET;
+    return col < attn ? attn : col;
+}
+
+cd_ae_scratch cd_ae_decode_scratch(const cd_ae_decoder *ae, int h, int w) {
     const cd_ae_config *c = &ae->cfg;
     const int n = c->n_mult;
-    if (h < 1 || w < 1 || ((int64_t)h << (n - 1)) > 65536 || ((int64_t)w << (n - 1)) > 65536)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: latent %dx%d out of range", h, w);
     /* Largest activation: at upscale step k (level n-1-k) the stream has the level's channels and
      * the previous level's (conv_in / mid at k = 0). */
     size_t big = 0;
@@ -513,35 +525,53 @@ cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int
     }
     const int ctop = c->ch * c->ch_mult[n - 1];
     const size_t attn = 4 * (size_t)h * w * ctop; /* q, k, v, o at k = 0 */
-    /* im2col band: the whole largest image if it fits COL_BUDGET, else bands of rows (at least
-     * one row); the attention's q, k, v, o share it. */
     const size_t row = (size_t)maxc * 9 * ((size_t)w << (n - 1));
-    size_t col_cap = row * ((size_t)h << (n - 1));
-    if (col_cap > COL_BUDGET) col_cap = row > COL_BUDGET ? row : COL_BUDGET;
-    if (col_cap < attn) col_cap = attn;
-    run r = {cd_ctx_threads(ctx), ae->groups, NULL, NULL, NULL, NULL, col_cap, h, w};
-    float *mem[4] = {malloc(big * sizeof(float)), malloc(big * sizeof(float)),
-                     malloc(big * sizeof(float)), malloc(col_cap * sizeof(float))};
-    cd_status s = CD_OK;
-    if (!mem[0] || !mem[1] || !mem[2] || !mem[3]) {
-        s = cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory decoding %dx%d", h, w);
-        goto done;
+    return (cd_ae_scratch){big, col_floats(row, (size_t)h << (n - 1), attn)};
+}
+
+cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W) {
+    const cd_ae_config *c = &ae->cfg;
+    const int n = c->n_mult, dn = 1 << (n - 1);
+    /* Largest activation: at level lvl (H >> lvl, W >> lvl) the stream has the level's channels
+     * and the previous level's (ch, conv_in's, at level 0); the last level also holds 2 z. */
+    size_t big = 0;
+    int maxc = c->in_channels > c->ch ? c->in_channels : c->ch;
+    for (int lvl = 0; lvl < n; lvl++) {
+        int cm = c->ch * c->ch_mult[lvl];
+        const int prev = lvl == 0 ? c->ch : c->ch * c->ch_mult[lvl - 1];
+        if (prev > cm) cm = prev;
+        if (lvl == n - 1 && 2 * c->z_channels > cm) cm = 2 * c->z_channels;
+        if (cm > maxc) maxc = cm;
+        const size_t e = (size_t)cm * (size_t)(H >> lvl) * (size_t)(W >> lvl);
+        if (e > big) big = e;
     }
-    r.cur = mem[0];
-    r.a = mem[1];
-    r.b = mem[2];
-    r.col = mem[3];
+    const int ctop = c->ch * c->ch_mult[n - 1];
+    const size_t attn = 4 * (size_t)(H / dn) * (W / dn) * ctop;
+    const size_t row = (size_t)maxc * 9 * (size_t)W;
+    return (cd_ae_scratch){big, col_floats(row, (size_t)H, attn)};
+}
+
+/* The run state on mem [3 * sc.act + sc.col]. */
+static run run_on(const cd_ctx *ctx, int G, cd_ae_scratch sc, float *mem, int H, int W) {
+    return (run){cd_ctx_threads(ctx), G, mem, mem + sc.act, mem + 2 * sc.act, mem + 3 * sc.act, sc.col,
+                 H, W};
+}
+
+cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
+                           cd_ae_scratch sc, float *mem, float *out) {
+    const cd_ae_config *c = &ae->cfg;
+    const int n = c->n_mult;
+    const int ctop = c->ch * c->ch_mult[n - 1];
+    run r = run_on(ctx, ae->groups, sc, mem, h, w);
     /* The latent's scale and shift (ae.h): zz = z / 0.3611 + 0.1159, in b. */
     const size_t nz = (size_t)c->z_channels * h * w;
     for (size_t i = 0; i < nz; i++) r.b[i] = z[i] / CD_AE_SCALE + CD_AE_SHIFT;
     conv3x3(r.threads, r.b, c->z_channels, h, w, 0, ae->conv_in_w, ae->conv_in_b, ctop, r.cur, r.col,
             r.col_cap);
     resnet(&r, &ae->mid1);
-    {
-        const size_t nc = (size_t)h * w * ctop;
-        s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
-        if (s) goto done;
-    }
+    const size_t nc = (size_t)h * w * ctop;
+    cd_status s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
+    if (s) return s;
     resnet(&r, &ae->mid2);
     const int nb = c->num_res_blocks + 1;
     int cc = ctop;
@@ -559,50 +589,28 @@ cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int
     group_norm(r.threads, r.cur, cc, (size_t)r.H * r.W, r.G, ae->norm_out_w, ae->norm_out_b, 1, r.a);
     conv3x3(r.threads, r.a, cc, r.H, r.W, 0, ae->conv_out_w, ae->conv_out_b, c->out_channels, out, r.col,
             r.col_cap);
-done:
-    for (int i = 0; i < 4; i++) free(mem[i]);
+    return CD_OK;
+}
+
+cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out) {
+    const int n = ae->cfg.n_mult;
+    if (h < 1 || w < 1 || ((int64_t)h << (n - 1)) > 65536 || ((int64_t)w << (n - 1)) > 65536)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: latent %dx%d out of range", h, w);
+    const cd_ae_scratch sc = cd_ae_decode_scratch(ae, h, w);
+    float *mem = malloc(cd_ae_scratch_floats(sc) * sizeof(float));
+    if (!mem) return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory decoding %dx%d", h, w);
+    const cd_status s = cd_ae_decode_run(ctx, ae, z, h, w, sc, mem, out);
+    free(mem);
     return s;
 }
 
-cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, float *out) {
+cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
+                           cd_ae_scratch sc, float *mem, int raw, float *out) {
     const cd_ae_config *c = &ae->cfg;
     const int n = c->n_mult, dn = 1 << (n - 1);
-    if (H < 1 || W < 1 || H > 65536 || W > 65536 || H % dn || W % dn)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "ae: image %dx%d: height and width must be positive multiples of %d "
-                            "(at most 65536)", H, W, dn);
-    /* Largest activation: at level lvl (H >> lvl, W >> lvl) the stream has the level's channels
-     * and the previous level's (ch, conv_in's, at level 0); the last level also holds 2 z. */
-    size_t big = 0;
-    int maxc = c->in_channels > c->ch ? c->in_channels : c->ch;
-    for (int lvl = 0; lvl < n; lvl++) {
-        int cm = c->ch * c->ch_mult[lvl];
-        const int prev = lvl == 0 ? c->ch : c->ch * c->ch_mult[lvl - 1];
-        if (prev > cm) cm = prev;
-        if (lvl == n - 1 && 2 * c->z_channels > cm) cm = 2 * c->z_channels;
-        if (cm > maxc) maxc = cm;
-        const size_t e = (size_t)cm * (size_t)(H >> lvl) * (size_t)(W >> lvl);
-        if (e > big) big = e;
-    }
     const int ctop = c->ch * c->ch_mult[n - 1];
     const int h = H / dn, w = W / dn;
-    const size_t attn = 4 * (size_t)h * w * ctop;
-    const size_t row = (size_t)maxc * 9 * (size_t)W;
-    size_t col_cap = row * (size_t)H;
-    if (col_cap > COL_BUDGET) col_cap = row > COL_BUDGET ? row : COL_BUDGET;
-    if (col_cap < attn) col_cap = attn;
-    run r = {cd_ctx_threads(ctx), ae->groups, NULL, NULL, NULL, NULL, col_cap, H, W};
-    float *mem[4] = {malloc(big * sizeof(float)), malloc(big * sizeof(float)),
-                     malloc(big * sizeof(float)), malloc(col_cap * sizeof(float))};
-    cd_status s = CD_OK;
-    if (!mem[0] || !mem[1] || !mem[2] || !mem[3]) {
-        s = cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory encoding %dx%d", H, W);
-        goto done;
-    }
-    r.cur = mem[0];
-    r.a = mem[1];
-    r.b = mem[2];
-    r.col = mem[3];
+    run r = run_on(ctx, ae->groups, sc, mem, H, W);
     conv3x3(r.threads, img, c->in_channels, H, W, 0, ae->conv_in_w, ae->conv_in_b, c->ch, r.cur, r.col,
             r.col_cap);
     const int nb = c->num_res_blocks;
@@ -618,19 +626,33 @@ cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, i
         }
     }
     resnet(&r, &ae->mid1);
-    {
-        const size_t nc = (size_t)h * w * ctop;
-        s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
-        if (s) goto done;
-    }
+    const size_t nc = (size_t)h * w * ctop;
+    cd_status s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
+    if (s) return s;
     resnet(&r, &ae->mid2);
     group_norm(r.threads, r.cur, ctop, (size_t)h * w, r.G, ae->norm_out_w, ae->norm_out_b, 1, r.a);
     conv3x3(r.threads, r.a, ctop, h, w, 0, ae->conv_out_w, ae->conv_out_b, 2 * c->z_channels, r.b,
             r.col, r.col_cap);
-    /* mean = the first z_channels channels; z = scale * (mean - shift) (ae.h) */
+    /* mean = the first z_channels channels; z = scale * (mean - shift) (ae.h), or the mean itself
+     * (raw: tiles are blended before the scale and shift, as diffusers blends the moments) */
     const size_t nz = (size_t)c->z_channels * h * w;
-    for (size_t i = 0; i < nz; i++) out[i] = CD_AE_SCALE * (r.b[i] - CD_AE_SHIFT);
-done:
-    for (int i = 0; i < 4; i++) free(mem[i]);
+    if (raw)
+        memcpy(out, r.b, nz * sizeof(float));
+    else
+        for (size_t i = 0; i < nz; i++) out[i] = CD_AE_SCALE * (r.b[i] - CD_AE_SHIFT);
+    return CD_OK;
+}
+
+cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, float *out) {
+    const int dn = cd_ae_downscale(ae);
+    if (H < 1 || W < 1 || H > 65536 || W > 65536 || H % dn || W % dn)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "ae: image %dx%d: height and width must be positive multiples of %d "
+                            "(at most 65536)", H, W, dn);
+    const cd_ae_scratch sc = cd_ae_encode_scratch(ae, H, W);
+    float *mem = malloc(cd_ae_scratch_floats(sc) * sizeof(float));
+    if (!mem) return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory encoding %dx%d", H, W);
+    const cd_status s = cd_ae_encode_run(ctx, ae, img, H, W, sc, mem, 0, out);
+    free(mem);
     return s;
 }

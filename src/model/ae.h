@@ -72,8 +72,9 @@ int cd_ae_upscale(const cd_ae_decoder *ae);
 
 /* z [z_channels, h, w] f32 (the sampler's latent, BEFORE scale and shift: they are applied here)
  * -> out [out_channels, h * up, w * up] f32 (up = cd_ae_upscale; values around [-1, 1]).
- * Scratch is allocated per call: three activation buffers of the largest stage plus an im2col
- * band of at most 16M floats; the attention is cd_attention_forward (O(h*w) memory). */
+ * Scratch is allocated per call (cd_ae_decode_scratch: three activation buffers of the largest
+ * stage plus an im2col band of at most 16M floats); the attention is cd_attention_forward (O(h*w)
+ * memory). For large images see cd_ae_decode_tiled. */
 cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out);
 
 /* The encoder: blocks of level lvl at [lvl * num_res_blocks + j]; down_* of levels < n-1. */
@@ -104,5 +105,64 @@ int cd_ae_downscale(const cd_ae_encoder *ae);
  * of what cd_ae_decode undoes). H and W must be positive multiples of down (CD_ERR_INVALID_ARG
  * otherwise). Scratch per call as cd_ae_decode's. */
 cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, float *out);
+
+/* ---- tiled decode / encode (ae_tile.c) -------------------------------------------------------
+ *
+ * Exactly diffusers' AutoencoderKL with use_tiling (v0.42.1 tiled_decode / _tiled_encode):
+ * tile_sample_min_size S = tile, tile_latent_min_size L = tile / up, tile_overlap_factor f =
+ * overlap. Tiling happens only when the input exceeds the tile in either dimension (decode: h > L
+ * or w > L; encode: H > S or W > S); otherwise the call is cd_ae_decode / cd_ae_encode, bit for
+ * bit. Tiles start every `ov` input units (decode ov = int(L (1 - f)) latent cells, encode
+ * ov = int(S (1 - f)) pixels), are L (S) wide or smaller at the right and bottom edges, and are
+ * decoded (encoded) alone; in row-major order each tile is blended in place with the tile above
+ * (blend_v) and then the tile to its left (blend_h), both ALREADY blended, over
+ * e = min(neighbour side, own side, be) rows / columns (be = int(S f) pixels when decoding,
+ * int(L f) latent cells when encoding): row y < e becomes above[side - e + y] (1 - y/e) +
+ * own[y] (y/e); then its top-left row_limit x row_limit (row_limit = S - be, resp. L - be) goes
+ * into the output. Encoding blends the means (diffusers blends all 2 z moments and takes the
+ * mode; blending is per channel, so that is the same) and applies 0.3611 (mean - 0.1159) after.
+ *
+ * The output has the untiled shape only when the tile stride equals the crop (decode:
+ * ov * up == S - be; encode: ov == (L - be) * down); diffusers silently returns a differently
+ * sized, misaligned image otherwise, so such (tile, overlap) pairs are refused. Every S that is a
+ * multiple of 4 * up works with f = 0.25 (the default) and every multiple of 2 * up with 0.5.
+ *
+ * Memory: one tile's scratch (cd_ae_*_scratch of the largest tile, allocated once per call and
+ * reused by every tile), one decoded tile, and the strips later tiles blend with (the previous
+ * tile row's bottom strips, about C * be * W / (1 - f) floats, and the left neighbour's right
+ * strip, C * S * be) besides `out`: never all tiles at once. */
+typedef struct {
+    int32_t tile;     /* tile side in PIXELS (image space), a positive multiple of the AE's up /
+                       * down factor (FLUX: 8); 0 = never tile */
+    float overlap;    /* fraction of the tile shared with each neighbour, in (0, 1); 0 = 0.25.
+                       * Used as the double of this float (0.3f is not 0.3) */
+} cd_ae_tiling;
+
+/* Same contracts as cd_ae_decode / cd_ae_encode; t == NULL or t->tile == 0: untiled.
+ * CD_ERR_INVALID_ARG for a tile that is negative or not a multiple of the factor, an overlap
+ * outside (0, 1), or a (tile, overlap) pair whose stride is not its crop (see above). */
+cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
+                             const cd_ae_tiling *t, float *out);
+cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
+                             const cd_ae_tiling *t, float *out);
+
+/* Scratch of one untiled decode or encode, in floats: three activation buffers of `act` floats
+ * (the largest stage) and an im2col band of `col` floats that the mid attention's q, k, v, o
+ * share. Both grow with the image, so the size for the largest tile serves every smaller tile. */
+typedef struct {
+    size_t act, col;
+} cd_ae_scratch;
+
+static inline size_t cd_ae_scratch_floats(cd_ae_scratch s) { return 3 * s.act + s.col; }
+cd_ae_scratch cd_ae_decode_scratch(const cd_ae_decoder *ae, int h, int w);
+cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W);
+
+/* cd_ae_decode / cd_ae_encode on caller-provided scratch mem [cd_ae_scratch_floats(sc)], sc at
+ * least the size for (h, w) / (H, W); arguments are not checked (the callers do). raw: out is the
+ * encoder's mean before the latent's scale and shift. */
+cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
+                           cd_ae_scratch sc, float *mem, float *out);
+cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
+                           cd_ae_scratch sc, float *mem, int raw, float *out);
 
 #endif

@@ -115,7 +115,7 @@ static cd_status attend(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *c,
         gh = 1; /* dense attention does not need the grid: any factorization of L will do */
         gw = in->L;
     }
-    cd_attn_desc d = {c->heads, c->head_dim, in->T, gh, gw, at->radius, at->down, 0.0f};
+    cd_attn_desc d = {c->heads, c->head_dim, in->T, gh, gw, at->radius, at->down, at->scale};
     const float *sw = (at->down >= 2 && w->spatial_weight)
                           ? w->spatial_weight + (size_t)layer * at->down * at->down
                           : NULL;
@@ -174,7 +174,7 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
     /* RoPE table over the joint ids (text first) */
     memcpy(a->ids, in->txt_ids, T * 3 * sizeof(float));
     memcpy(a->ids + T * 3, in->img_ids, L * 3 * sizeof(float));
-    cd_rope_table(a->ids, N, w->rope_axes, w->rope_theta, a->cs);
+    cd_rope_table(a->ids, N, w->rope_axes, w->rope_theta * (at->rope_ntk > 0 ? at->rope_ntk : 1.0), a->cs);
 
     TRY(lin(ctx, ops, &w->txt_in, in->txt, T, txt));
     TRY(lin(ctx, ops, &w->img_in, in->img, L, img));

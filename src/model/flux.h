@@ -55,6 +55,8 @@ typedef struct {
 typedef struct {
     int32_t radius;   /* 0 = dense */
     int32_t down;     /* >= 2: pooled keys (needs spatial_weight in the weights) */
+    float scale;      /* softmax scale; 0 = 1/sqrt(head_dim) */
+    double rope_ntk;  /* RoPE theta multiplier (NTK scaling); 0 or 1 = none */
 } cd_flux_attn;
 
 /* Activation arena for up to max_tokens = T + L tokens (one batch item); one allocation. */

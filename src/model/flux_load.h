@@ -27,4 +27,7 @@ void cd_flux_store_free(cd_flux_store *s);
 cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights *w,
                              cd_flux_store *extra);
 
+/* The bound weights of a loaded (or random) model, for the trainer's copy (train/params.c). */
+const cd_flux_weights *cd_flux_model_weights(const cd_flux_model *m);
+
 #endif

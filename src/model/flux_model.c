@@ -218,6 +218,8 @@ static void on_block(void *user, int block, const float *x, size_t n, size_t d) 
 cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out) {
     if (p->L < 1 || p->T < 0)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: need L >= 1 image and T >= 0 text tokens");
+    if (!(p->attn_scale >= 0) || !(p->rope_ntk >= 0) || !isfinite(p->attn_scale) || !isfinite(p->rope_ntk))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: attention scale and RoPE NTK factor must be finite and >= 0");
     if (p->down >= 2 && !m->w.spatial_weight)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight",
@@ -227,10 +229,10 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
     /* the attention kernel's scratch for this call's mask shares ctx's work area with the
      * linear's weight tiles; reserving it here keeps cd_flux_forward allocation-free */
     const cd_flux_config *c = &m->w.cfg;
-    cd_attn_desc ad = {c->heads, c->head_dim, p->T, p->grid_h, p->grid_w, p->radius, p->down, 0.0f};
+    cd_attn_desc ad = {c->heads, c->head_dim, p->T, p->grid_h, p->grid_w, p->radius, p->down, p->attn_scale};
     if (p->radius > 0 && cd_attn_validate(ctx, &ad) != CD_OK) return CD_ERR_INVALID_ARG;
     if (!cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(&ad, cd_ctx_threads(ctx)))) return CD_ERR_OOM;
-    cd_flux_attn at = {p->radius, p->down};
+    cd_flux_attn at = {p->radius, p->down, p->attn_scale, p->rope_ntk};
     cd_flux_inputs in = {p->img, p->txt, p->pooled, p->img_ids, p->txt_ids, p->timestep,
                          p->guidance, p->L, p->T, p->grid_h, p->grid_w};
     block_timer bt = {p->block_seconds, cd_now()};
@@ -386,3 +388,15 @@ void cd_flux_model_rope(const cd_flux_model *m, int axes[3], double *theta, cons
 }
 
 int32_t cd_flux_model_clear_down(const cd_flux_model *m) { return m->w.spatial_down; }
+
+float cd_flux_proportional_scale(int32_t head_dim, size_t T, size_t L, int32_t down) {
+    const double n = (double)(T + L) * (down >= 2 ? 10.0 : 1.0);
+    if (head_dim < 1 || n < 2) return 0.0f;
+    return (float)sqrt(log(n) / log(4608.0) / (double)head_dim);
+}
+
+const char *cd_flux_model_meta(const cd_flux_model *m, const char *key) {
+    return m && m->ck ? cd_ckpt_meta(m->ck, key) : NULL;
+}
+
+const cd_flux_weights *cd_flux_model_weights(const cd_flux_model *m) { return &m->w; }

@@ -18,6 +18,17 @@ double cd_flux_schedule_mu(size_t image_seq_len, double base_shift, double max_s
     return m * (double)image_seq_len + b;
 }
 
+/* t_i = em / (em + (1/t_i - 1)) inside (0, 1) when shifted (em = e^mu), linear otherwise. */
+static void schedule_fill(int steps, int shifted, double em, float *t) {
+    for (int i = 0; i <= steps; i++) {
+        double ti = 1.0 - (double)i / (double)steps;
+        if (i == 0) ti = 1.0;
+        else if (i == steps) ti = 0.0;
+        else if (shifted) ti = em / (em + (1.0 / ti - 1.0));
+        t[i] = (float)ti;
+    }
+}
+
 cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shift,
                            double base_shift, double max_shift, float *t) {
     if (!t) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: output array is NULL");
@@ -35,14 +46,28 @@ cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shi
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "schedule: shift mu = %g out of range (image_seq_len %zu)", mu,
                             image_seq_len);
-    for (int i = 0; i <= steps; i++) {
-        double ti = 1.0 - (double)i / (double)steps;
-        if (i == 0) ti = 1.0;
-        else if (i == steps) ti = 0.0;
-        else if (shift) ti = em / (em + (1.0 / ti - 1.0));
-        t[i] = (float)ti;
-    }
+    schedule_fill(steps, shift, em, t);
     return CD_OK;
+}
+
+cd_status cd_flux_schedule_static(cd_ctx *ctx, int steps, double factor, float *t) {
+    if (!t) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: output array is NULL");
+    if (steps < 1)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: steps must be >= 1 (got %d)", steps);
+    if (!(isfinite(factor) && factor > 0.0))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: time shift must be > 0 (got %g)", factor);
+    schedule_fill(steps, 1, factor, t);
+    return CD_OK;
+}
+
+int cd_img2img_start(int steps, double strength) {
+    if (steps < 1 || !(strength > 0.0 && strength <= 1.0)) return -1;
+    double init = (double)steps * strength;
+    if (init > (double)steps) init = (double)steps;
+    double skip = (double)steps - init;
+    if (skip < 0) skip = 0;
+    const int start = (int)skip; /* truncation, as Python's int() */
+    return start < steps ? start : -1;
 }
 
 /* ---- noise --------------------------------------------------------------------------------- */

@@ -29,6 +29,16 @@
  * Errors: steps < 1, image_seq_len == 0, non-finite shifts or t == NULL -> CD_ERR_INVALID_ARG. */
 cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shift,
                            double base_shift, double max_shift, float *t);
+/* The same with a static shift factor f instead of the resolution rule: t_i <- f t_i / (1 + (f-1) t_i)
+ * (= the shifted form with e^mu = f): diffusers' FlowMatchEulerDiscreteScheduler with
+ * use_dynamic_shifting=False and shift=f, which the CLEAR reference high-resolution pipeline uses
+ * (FLUX.1-dev's scheduler config: shift 3). f > 0 (1 = linear) else CD_ERR_INVALID_ARG. */
+cd_status cd_flux_schedule_static(cd_ctx *ctx, int steps, double factor, float *t);
+/* img2img: the index of the first schedule step run at strength s in (0, 1]: diffusers'
+ * FluxImg2ImgPipeline.get_timesteps, t_start = int(steps - min(steps * s, steps)) in double
+ * (BFL's cli computes int((1 - s) * steps), equal except at rounding ties). The latent starts at
+ * t[start] * noise + (1 - t[start]) * encoded image. -1 if s is out of range or no step is left. */
+int cd_img2img_start(int steps, double strength);
 /* mu of the schedule above (the resolution-dependent shift). */
 double cd_flux_schedule_mu(size_t image_seq_len, double base_shift, double max_shift);
 

@@ -50,6 +50,7 @@ import diffusers  # noqa: E402
 import torch  # noqa: E402
 from diffusers import AutoencoderKL  # noqa: E402
 from diffusers.loaders import single_file_utils as sfu  # noqa: E402
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,6 +63,19 @@ CASES = {
                        num_groups=4, h=3, w=5, seed=11),
     "ae3_g2_4x4": dict(out_channels=3, ch=4, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=3,
                        num_groups=2, h=4, w=4, seed=12),
+    # FLUX's factor 8 (4 levels), kept narrow so that its weights stay small
+    "ae4_g2_2x3": dict(out_channels=3, ch=2, ch_mult=[1, 1, 2, 2], num_res_blocks=1, z_channels=2,
+                       num_groups=2, h=2, w=3, seed=13),
+}
+
+# Tiled decode / encode (NAME_tiled.safetensors): tile side in pixels, the overlap factors, and
+# the latent grid h x w (image 8h x 8w-style: h * up) of fresh inputs drawn from seed + 2000.
+# Grids chosen for several tiles with smaller last tiles (ae2: tiling along the width only), and
+# so that no tile leaves torch a GroupNorm group of one value (torch refuses; cleardit would not).
+TILED = {
+    "ae2_g4_3x5": dict(tile=8, overlaps=[0.25, 0.5], h=3, w=10),
+    "ae3_g2_4x4": dict(tile=32, overlaps=[0.25, 0.5], h=11, w=14),
+    "ae4_g2_2x3": dict(tile=32, overlaps=[0.25, 0.5], h=7, w=6),
 }
 
 
@@ -152,6 +166,69 @@ def rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
+def tiled_run(vae, up, tile, f, z, x):
+    """diffusers' tiled decode and encode of z (before scale / shift) and x at tile / overlap f,
+    through vae.decode / vae.encode with use_tiling (which dispatch to tiled_decode /
+    _tiled_encode), asserted equal to calling those directly. Returns (image, latent)."""
+    vae.enable_tiling()
+    vae.tile_sample_min_size = tile
+    vae.tile_latent_min_size = tile // up
+    vae.tile_overlap_factor = f
+    zz = z[None].to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+    xx = x[None].to(vae.dtype)
+    img = vae.decode(zz).sample[0]
+    assert torch.equal(img, vae.tiled_decode(zz).sample[0])
+    mode = vae.encode(xx).latent_dist.mode()[0]
+    moments = vae._tiled_encode(xx)
+    assert torch.equal(mode, DiagonalGaussianDistribution(moments).mode()[0])
+    vae.disable_tiling()
+    return img, (mode - vae.config.shift_factor) * vae.config.scaling_factor
+
+
+def make_tiled(cfg, t, dif):
+    """NAME_tiled.safetensors: z, x and per overlap f (tag = f * 100) image_oTAG = the tiled
+    decode, latent_oTAG = the tiled encode (mode of the blended moments, then (mode - shift) *
+    scale), in float64; cross-checked against float32, and asserted to differ from the untiled
+    results (so the tiling shows) while having their shapes."""
+    n = len(cfg["ch_mult"])
+    up = 2 ** (n - 1)
+    g = torch.Generator().manual_seed(cfg["seed"] + 2000)
+    z = torch.randn(cfg["z_channels"], t["h"], t["w"], generator=g)
+    x = 2 * torch.rand(3, t["h"] * up, t["w"] * up, generator=g) - 1
+    vae = model(cfg).eval()
+    vae.load_state_dict(dif, strict=True)
+    io = {"z": z.contiguous(), "x": x.contiguous()}
+    with torch.no_grad():
+        r32 = {f: tiled_run(vae, up, t["tile"], f, z, x) for f in t["overlaps"]}
+        vae = vae.double()
+        ref_img = vae.decode(z[None].double() / SCALE + SHIFT).sample[0]
+        ref_lat = (vae.encode(x[None].double()).latent_dist.mode()[0] - SHIFT) * SCALE
+        for f in t["overlaps"]:
+            img, lat = tiled_run(vae, up, t["tile"], f, z, x)
+            assert img.shape == ref_img.shape and lat.shape == ref_lat.shape, (img.shape, lat.shape)
+            e, e2 = rel(r32[f][0].double(), img), rel(r32[f][1].double(), lat)
+            assert e < 1e-5 and e2 < 1e-5, f"float32 vs float64 tiled: {e} {e2}"
+            d, d2 = rel(img, ref_img), rel(lat, ref_lat)
+            assert d > 1e-3 and d2 > 1e-3, f"tiled equals untiled: {d} {d2}"
+            tag = round(f * 100)
+            io[f"image_o{tag}"] = img.float().contiguous()
+            io[f"latent_o{tag}"] = lat.float().contiguous()
+            print(f"  tiled {t['tile']} px, overlap {f}: f32-vs-f64 {e:.1e} / {e2:.1e}, "
+                  f"vs untiled {d:.2f} / {d2:.2f}", file=sys.stderr)
+        # Why cleardit refuses (tile, overlap) pairs whose stride is not the crop: diffusers then
+        # returns a differently sized image (tile = 6 latent cells at 0.25: the stride is
+        # int(4.5) = 4 cells = 4 up px, the crop 6 up - int(1.5 up) px).
+        if max(t["h"], t["w"]) > 6:
+            vae.enable_tiling()
+            vae.tile_sample_min_size, vae.tile_latent_min_size = 6 * up, 6
+            vae.tile_overlap_factor = 0.25
+            odd = vae.decode(z[None].double() / SCALE + SHIFT).sample[0]
+            vae.disable_tiling()
+            assert odd.shape != ref_img.shape, odd.shape
+    meta = {"tile": str(t["tile"]), "overlaps": ",".join(str(f) for f in t["overlaps"])}
+    return io, meta
+
+
 def make_case(cfg):
     g = torch.Generator().manual_seed(cfg["seed"])
     bfl = decoder_bfl(cfg, g)
@@ -192,7 +269,7 @@ def make_case(cfg):
           "latent": latent.float().contiguous()}
     print(f"  f32-vs-f64 rel L2 decode {e:.2e}, encode {e2:.2e}, image {tuple(img.shape)}",
           file=sys.stderr)
-    return {"bfl": bfl, "diffusers": dif, "io": io}, meta
+    return {"bfl": bfl, "diffusers": dif, "io": io}, meta, dif
 
 
 def main():
@@ -204,8 +281,13 @@ def main():
     bad = 0
     for name, cfg in CASES.items():
         print(name, file=sys.stderr)
-        files, meta = make_case(cfg)
+        files, meta, dif = make_case(cfg)
+        metas = {part: meta for part in files}
+        if name in TILED:
+            files["tiled"], extra = make_tiled(cfg, TILED[name], dif)
+            metas["tiled"] = dict(meta, **extra)
         for part, tensors in files.items():
+            meta = metas[part]
             path = os.path.join(a.out, f"{name}_{part}.safetensors")
             if a.check:
                 old = load_file(path)

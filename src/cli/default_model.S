@@ -1,0 +1,11 @@
+/* default_model.S — the shipped default model's bytes (CD_DEFAULT_MODEL, set by the Makefile:
+ * models/fmnist.safetensors, or an empty file when absent) in the CLI's read-only data. */
+    .section .rodata
+    .balign 64
+    .global cd_default_model_start
+    .global cd_default_model_end
+cd_default_model_start:
+    .incbin CD_DEFAULT_MODEL
+cd_default_model_end:
+    .byte 0
+    .section .note.GNU-stack,"",@progbits

@@ -1,0 +1,224 @@
+/* test_train.c — `cleardit train` on a tiny synthetic Fashion-MNIST-format dataset (gzip IDX files
+ * written here): the loss falls, a run killed (SIGKILL) part-way and resumed from its state file
+ * ends with byte-identical model and state files and the same per-step losses as an uninterrupted
+ * run, the trained model loads and generates, and bad input (no dataset, a state from another
+ * configuration, a bad shape) is a clear error. */
+#include "test.h"
+#include "cleardit.h"
+#include "test_spawn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define NIMG 40
+
+static int write_idx(const char *path, const uint8_t *data, const uint32_t *dims, int ndim, size_t n) {
+    gzFile f = gzopen(path, "wb");
+    if (!f) return 0;
+    unsigned char h[4] = {0, 0, 8, (unsigned char)ndim};
+    int ok = gzwrite(f, h, 4) == 4;
+    for (int i = 0; i < ndim; i++) {
+        unsigned char b[4] = {(unsigned char)(dims[i] >> 24), (unsigned char)(dims[i] >> 16),
+                              (unsigned char)(dims[i] >> 8), (unsigned char)dims[i]};
+        ok = ok && gzwrite(f, b, 4) == 4;
+    }
+    ok = ok && gzwrite(f, data, (unsigned)n) == (int)n;
+    return gzclose(f) == Z_OK && ok;
+}
+
+/* Two easy classes: a bright square (class 7) or a bright bar (class 1), with noise. */
+static int make_dataset(const char *dir) {
+    static uint8_t img[NIMG * 28 * 28], lab[NIMG];
+    test_rng r = test_rng_seed(99);
+    for (int i = 0; i < NIMG; i++) {
+        lab[i] = i % 2 ? 7 : 1;
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++) {
+                const int on = lab[i] == 7 ? (y > 8 && y < 20 && x > 8 && x < 20) : (x > 11 && x < 17);
+                const int v = (on ? 220 : 20) + (int)(20 * test_rng_f(&r));
+                img[(i * 28 + y) * 28 + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    }
+    char p[256];
+    const uint32_t di[3] = {NIMG, 28, 28}, dl[1] = {NIMG};
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
+    int ok = write_idx(p, img, di, 3, sizeof img);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte.gz", dir);
+    return ok && write_idx(p, lab, dl, 1, sizeof lab);
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    const long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[len] = 0;
+    *n = (size_t)len;
+    return b;
+}
+
+static int same_file(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    const int same = x && y && na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* The log line of `step` (without the trailing seconds column) from a CSV, last occurrence. */
+static int log_line(const char *csv, int step, char *out, size_t n) {
+    char key[32];
+    snprintf(key, sizeof key, "%d,", step);
+    const char *found = NULL;
+    for (const char *s = csv; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
+        if (!strncmp(s, key, strlen(key))) found = s;
+    if (!found) return 0;
+    const char *end = found;
+    for (int commas = 0; *end && *end != '\n'; end++)
+        if (*end == ',' && ++commas == 4) break;
+    snprintf(out, n, "%.*s", (int)(end - found), found);
+    return 1;
+}
+
+#define TINY "--hidden", "32", "--heads", "2", "--depth", "1", "--single", "1", "--batch", "4", "--workers", "2", \
+             "--warmup", "2", "--lr", "2e-3", "--quiet"
+
+TEST(train_resume_is_bit_identical) {
+    char dir[] = "/tmp/cdtrainXXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp");
+    CHECK(make_dataset(dir), "write the dataset");
+    char ma[256], mb[256], sa[256], sb[256], la[256], lb[256];
+    snprintf(ma, sizeof ma, "%s/a.safetensors", dir);
+    snprintf(mb, sizeof mb, "%s/b.safetensors", dir);
+    snprintf(sa, sizeof sa, "%s/a.state", dir);
+    snprintf(sb, sizeof sb, "%s/b.state", dir);
+    snprintf(la, sizeof la, "%s/a.csv", dir);
+    snprintf(lb, sizeof lb, "%s/b.csv", dir);
+    cli_run r;
+    RUN(&r, "train", "--data", dir, "-o", ma, "--state", sa, "--steps", "8", "--save-every", "3", "--log", la, TINY);
+    CHECK(r.code == 0, "uninterrupted run: exit %d: %s", r.code, r.err);
+    /* killed right after step 4 (the last state is step 3's), then resumed */
+    RUN(&r, "train", "--data", dir, "-o", mb, "--state", sb, "--steps", "8", "--save-every", "3", "--log", lb, TINY,
+        "--test-kill-after", "4");
+    CHECK(r.code == -9, "the run should die of SIGKILL (exit %d): %s", r.code, r.err);
+    struct stat st;
+    EXPECT(stat(mb, &st) != 0, "a killed run left a model file");
+    RUN(&r, "train", "--data", dir, "-o", mb, "--state", sb, "--steps", "8", "--save-every", "3", "--log", lb, TINY,
+        "--resume");
+    CHECK(r.code == 0, "resumed run: exit %d: %s", r.code, r.err);
+    EXPECT(same_file(ma, mb), "the resumed run's model differs from the uninterrupted run's");
+    EXPECT(same_file(sa, sb), "the resumed run's state differs from the uninterrupted run's");
+    size_t n;
+    char *a = slurp(la, &n), *b = slurp(lb, &n);
+    CHECK(a && b, "logs");
+    for (int s = 1; s <= 8; s++) {
+        char x[256], y[256];
+        EXPECT(log_line(a, s, x, sizeof x) && log_line(b, s, y, sizeof y) && !strcmp(x, y),
+               "step %d: '%s' vs '%s'", s, x, y);
+    }
+    /* the loss goes down on this easy data (first vs last step, both logged) */
+    char f[256], l[256];
+    if (log_line(a, 1, f, sizeof f) && log_line(a, 8, l, sizeof l))
+        EXPECT(atof(strchr(l, ',') + 1) < atof(strchr(f, ',') + 1), "loss did not fall: %s -> %s", f, l);
+    free(a);
+    free(b);
+    /* the model is a FLUX checkpoint: generate loads it (pixel space, no autoencoder) */
+    char png[256];
+    snprintf(png, sizeof png, "%s/g.png", dir);
+    RUN(&r, "generate", "--model", ma, "--prompt", "sneaker", "--steps", "4", "--quiet", "-o", png);
+    EXPECT(r.code == 0, "generate with the trained model: exit %d: %s", r.code, r.err);
+    uint8_t *rgb = NULL;
+    uint32_t w = 0, h = 0;
+    if (r.code == 0) {
+        EXPECT(cd_png_read(NULL, png, &rgb, &w, &h) == CD_OK && w == 28 && h == 28, "PNG %ux%u", w, h);
+        free(rgb);
+    }
+    /* a state from another configuration */
+    RUN(&r, "train", "--data", dir, "-o", mb, "--state", sb, "--steps", "9", "--log", lb, "--hidden", "48", "--heads",
+        "2", "--depth", "1", "--single", "1", "--batch", "4", "--workers", "2", "--resume");
+    EXPECT(r.code == 2 && strstr(r.err, "state was made with"), "mismatched resume: exit %d: %s", r.code, r.err);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    EXPECT(system(cmd) == 0, "cleanup");
+}
+
+TEST(train_bad_input) {
+    cli_run r;
+    RUN(&r, "train", "--data", "/nonexistent/fmnist", "-o", "/tmp/cd_never.safetensors", "--steps", "1");
+    EXPECT(r.code == 2 && strstr(r.err, "dataset-fashion-mnist"), "missing dataset: exit %d: %s", r.code, r.err);
+    EXPECT(one_error_line(r.err, "train"), "not one error line: %s", r.err);
+    RUN(&r, "train", "-o", "/tmp/cd_never.safetensors", "--hidden", "30", "--heads", "4");
+    EXPECT(r.code == 2 && strstr(r.err, "head size"), "bad shape: exit %d: %s", r.code, r.err);
+    RUN(&r, "train", "-o", "/tmp/cd_never.safetensors", "--resume", "--state", "/nonexistent.state");
+    EXPECT(r.code == 2 && strstr(r.err, "state file"), "missing state: exit %d: %s", r.code, r.err);
+    RUN(&r, "train", "--steps", "5");
+    EXPECT(r.code == 2 && strstr(r.err, "-o"), "no output: exit %d: %s", r.code, r.err);
+    struct stat st;
+    EXPECT(stat("/tmp/cd_never.safetensors", &st) != 0, "a failed run wrote a model");
+}
+
+/* `cleardit distill` end to end on a tiny trained model: the CLEAR file holds exactly the trained
+ * subset, loads for generation with CLEAR attention, and the student differs from the plain swap. */
+TEST(distill_cli) {
+    char dir[] = "/tmp/cddistXXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp");
+    CHECK(make_dataset(dir), "write the dataset");
+    char m[256], c[256], c0[256], png1[256], png2[256], cmd[300];
+    snprintf(m, sizeof m, "%s/m.safetensors", dir);
+    snprintf(c, sizeof c, "%s/c.safetensors", dir);
+    snprintf(c0, sizeof c0, "%s/c0.safetensors", dir);
+    snprintf(png1, sizeof png1, "%s/s.png", dir);
+    snprintf(png2, sizeof png2, "%s/w.png", dir);
+    cli_run r;
+    RUN(&r, "train", "--data", dir, "-o", m, "--steps", "4", TINY);
+    CHECK(r.code == 0, "train: exit %d: %s", r.code, r.err);
+    RUN(&r, "distill", "--model", m, "--radius", "2", "-o", c, "--samples", "6", "--sample-steps", "2", "--steps", "3",
+        "--batch", "4", "--workers", "2", "--lr", "1e-2", "--quiet");
+    CHECK(r.code == 0, "distill: exit %d: %s", r.code, r.err);
+    cd_st_file *f = NULL;
+    CHECK(cd_st_open(NULL, c, &f) == CD_OK, "the CLEAR file does not open");
+    /* 1 double block: img to_q/k/v/out (w, b) = 8; 1 single block: to_q/k/v (w, b) = 6 */
+    EXPECT(cd_st_count(f) == 14, "CLEAR file has %zu tensors, want 14", cd_st_count(f));
+    EXPECT(cd_st_find(f, "transformer_blocks.0.attn.to_out.0.weight") &&
+               cd_st_find(f, "single_transformer_blocks.0.attn.to_q.bias") &&
+               !cd_st_find(f, "single_transformer_blocks.0.proj_out.weight"),
+           "CLEAR file has the wrong tensors");
+    cd_st_close(f);
+    RUN(&r, "generate", "--model", m, "--clear-weights", c, "--radius", "2", "--prompt", "sneaker", "--steps", "3",
+        "--quiet", "-o", png1);
+    EXPECT(r.code == 0, "generate with the CLEAR file: exit %d: %s", r.code, r.err);
+    RUN(&r, "generate", "--model", m, "--radius", "2", "--prompt", "sneaker", "--steps", "3", "--quiet", "-o", png2);
+    EXPECT(r.code == 0, "generate with the plain swap: exit %d: %s", r.code, r.err);
+    uint8_t *a = NULL, *b = NULL;
+    uint32_t w = 0, h = 0;
+    if (cd_png_read(NULL, png1, &a, &w, &h) == CD_OK && cd_png_read(NULL, png2, &b, &w, &h) == CD_OK)
+        EXPECT(memcmp(a, b, (size_t)w * h * 3), "the distilled student generates exactly the plain swap's pixels");
+    free(a);
+    free(b);
+    /* the flow-matching-only mode reuses the cached set */
+    RUN(&r, "distill", "--model", m, "--radius", "2", "-o", c0, "--cache", "nonexistent-dir/x", "--quiet");
+    EXPECT(r.code == 2, "distill with an unwritable cache: exit %d: %s", r.code, r.err);
+    snprintf(cmd, sizeof cmd, "%s.set", c);
+    RUN(&r, "distill", "--model", m, "--radius", "2", "-o", c0, "--cache", cmd, "--samples", "6", "--sample-steps", "2",
+        "--steps", "2", "--batch", "4", "--workers", "2", "--no-distill-loss", "--quiet");
+    EXPECT(r.code == 0, "distill --no-distill-loss: exit %d: %s", r.code, r.err);
+    /* bad input */
+    RUN(&r, "distill", "--model", m, "-o", c0);
+    EXPECT(r.code == 2 && strstr(r.err, "--radius"), "no radius: exit %d: %s", r.code, r.err);
+    RUN(&r, "distill", "--model", "tests/fixtures/generate/tiny_dev.safetensors", "--radius", "2", "-o", c0, "--quiet");
+    EXPECT(r.code == 2 && strstr(r.err, "prompt table"), "teacher without prompts: exit %d: %s", r.code, r.err);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    EXPECT(system(cmd) == 0, "cleanup");
+}
