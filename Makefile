@@ -54,12 +54,14 @@ $(BUILD)/libcleardit.a: $(LIB_OBJ)
 # The default model (trained by `cleardit train`, shipped in models/) is embedded in the CLI;
 # without the file the CLI builds with an empty one and says so when it is needed.
 DEFAULT_MODEL ?= models/fmnist.safetensors
+DEFAULT_CLEAR ?= models/fmnist_clear.safetensors
 DEFAULT_MODEL_FILE = $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(BUILD)/no_default_model)
+DEFAULT_CLEAR_FILE = $(if $(wildcard $(DEFAULT_CLEAR)),$(DEFAULT_CLEAR),$(BUILD)/no_default_model)
 $(BUILD)/no_default_model:
 	@mkdir -p $(BUILD) && : > $@
-$(BUILD)/obj/default_model.o: src/cli/default_model.S $(DEFAULT_MODEL_FILE)
+$(BUILD)/obj/default_model.o: src/cli/default_model.S $(DEFAULT_MODEL_FILE) $(DEFAULT_CLEAR_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) -c -DCD_DEFAULT_MODEL='"$(DEFAULT_MODEL_FILE)"' $< -o $@
+	$(CC) -c -DCD_DEFAULT_MODEL='"$(DEFAULT_MODEL_FILE)"' -DCD_DEFAULT_CLEAR='"$(DEFAULT_CLEAR_FILE)"' $< -o $@
 
 $(BUILD)/cleardit: $(CLI_OBJ) $(BUILD)/obj/default_model.o $(BUILD)/libcleardit.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

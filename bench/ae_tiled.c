@@ -14,7 +14,8 @@
  * resident high-water mark (/proc/self/clear_refs 5), decodes, and prints the wall time, the
  * decode's peak RSS (VmHWM after the reset), the process peak (getrusage ru_maxrss, what
  * /usr/bin/time -v reports) and the memory the code should need: output + latent + the tile's
- * run scratch (cd_ae_decode_scratch: 3 activation buffers + im2col band) + the tile and strips.
+ * run scratch (cd_ae_decode_scratch: 3 activation buffers + im2col band) + the tile and strips
+ * + the f32 weights (an upper bound: not every activation buffer is filled at full width).
  * Not a test: tests do not time things. */
 #include "cleardit.h"
 #include "../src/model/ae.h"
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
     /* what the code should need: out + z + scratch (+ the tile, its latent and strips) */
     const int L = tile ? tile / up : h, th = L < h ? L : h;
     const cd_ae_scratch sc = cd_ae_decode_scratch(ae, th, th);
-    double need = (double)(nout + nz + cd_ae_scratch_floats(sc)) * 4;
+    double need = (double)(nout + nz + cd_ae_scratch_floats(sc) + ae->arena_floats) * 4;
     if (tile && h > L) {
         const int be = tile / 4, T = tile, ncol = (size + T - be - 1) / (T - be);
         need += 4.0 * ((double)c.out * T * T + (double)c.z * L * L + (double)ncol * c.out * be * T +
@@ -146,9 +147,10 @@ int main(int argc, char **argv) {
     printf(" nrb %d, %dx%d %s", c.nrb, size, size, tile ? "tile " : "untiled");
     if (tile) printf("%d", tile);
     printf(", %d threads: %.1f s, decode peak RSS %.0f MiB%s (before: %.0f), process peak %.0f MiB, "
-           "expected %.0f MiB (scratch %.0f MiB); mean |out| %.4g, non-finite %zu\n",
+           "expected %.0f MiB (weights %.0f MiB, scratch %.0f MiB); mean |out| %.4g, non-finite %zu\n",
            threads, dt, peak / MiB, reset ? "" : " (no reset: process peak)", base / MiB,
-           (double)ru.ru_maxrss / 1024.0, need / MiB, (double)cd_ae_scratch_floats(sc) * 4 / MiB,
+           (double)ru.ru_maxrss / 1024.0, need / MiB, (double)ae->arena_floats * 4 / MiB,
+           (double)cd_ae_scratch_floats(sc) * 4 / MiB,
            sum / (double)nout, bad);
     free(z);
     free(out);

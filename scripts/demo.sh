@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# demo.sh — the README's main job until the default model ships: installs missing build packages
-# (as root), builds, prints the exact attention FLOPs of FLUX.1 at 1024^2 and 8192^2, runs the
-# dense-vs-CLEAR attention benchmark, then a full-width FLUX transformer forward (random weights,
-# one double and one single block) dense vs CLEAR (about 1.5 minutes on 2 cores).
+# demo.sh — the README's main job: installs missing build packages (as root), builds, and
+# generates images with the model this project trained and ships (embedded in the binary):
+# OUT/PROMPT.png with dense attention and OUT/PROMPT_clear.png with its distilled CLEAR attention,
+# for the prompts given (default: sneaker). A few seconds on two cores.
+#   scripts/demo.sh                      # sneaker.png, sneaker_clear.png in the current directory
+#   scripts/demo.sh "ankle boot" bag     # any of: t-shirt trouser pullover dress coat sandal
+#                                        #         shirt sneaker bag "ankle boot"
+# OUT is $DEMO_OUT (default: the current directory).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/deps.sh
-make -j"$(nproc)" build/cleardit >/dev/null
-build/cleardit flops --width 1024 --height 1024 --radius 16
-echo
-build/cleardit flops --width 8192 --height 8192 --radius 8
-echo
-build/cleardit bench attention "$@"
-echo
-build/cleardit bench forward --grids 32 --radii 8,16
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${DEMO_OUT:-$PWD}"
+"$root/scripts/deps.sh"
+make -C "$root" -j"$(nproc)" build/cleardit >/dev/null
+[ $# -eq 0 ] && set -- sneaker
+for p in "$@"; do
+    f="$out/${p// /_}"
+    "$root/build/cleardit" generate --prompt "$p" --seed 1 -o "$f.png"
+    "$root/build/cleardit" generate --prompt "$p" --seed 1 --attention clear -o "${f}_clear.png"
+done

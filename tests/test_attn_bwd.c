@@ -280,11 +280,15 @@ out:
 
 /* |got - want| <= TOLF * unit * mag + extra for every element; the worst err/tol ratio goes to
  * *ratio (max-ed). 0 with a message on failure. */
+static double g_worst_rel; /* verbose report: worst max|got - want| / max|want| of a tensor */
+
 static int cmp_grad(const char *what, const float *got, const double *want, const double *mag,
                     size_t n, double unit, double extra, double *ratio, char *msg, size_t ml) {
-    double worst = 0;
+    double worst = 0, emax = 0, wmax = 0;
     size_t wi = 0;
     for (size_t i = 0; i < n; i++) {
+        emax = fmax(emax, fabs((double)got[i] - want[i]));
+        wmax = fmax(wmax, fabs(want[i]));
         if (!isfinite(got[i])) {
             snprintf(msg, ml, "%s[%zu] = %g is not finite", what, i, got[i]);
             return 0;
@@ -294,6 +298,7 @@ static int cmp_grad(const char *what, const float *got, const double *want, cons
         if (r > worst) { worst = r; wi = i; }
     }
     if (ratio && worst > *ratio) *ratio = worst;
+    if (wmax > 0 && emax / wmax > g_worst_rel) g_worst_rel = emax / wmax;
     if (worst > 1.0) {
         snprintf(msg, ml, "%s[%zu]: got %.9g, want %.9g (|err| %.3g, %.2f x tol %.3g)", what, wi,
                  got[wi], want[wi], fabs((double)got[wi] - want[wi]), worst,
@@ -497,11 +502,12 @@ TEST(attn_bwd_reference_vs_finite_differences) {
         {1, 5, 3, 4, 4, 2, 2},  /* pooled, odd head_dim */
     };
     double ratio = 0;
+    g_worst_rel = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         char msg[512];
         EXPECT(fd_case(&shapes[i], 100 + i, &ratio, msg, sizeof msg), "shape %zu: %s", i, msg);
     }
-    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  finite differences: worst err/tol %.3g\n", ratio);
+    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  finite differences: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
 }
 
 /* ---- b) fast vs reference -------------------------------------------------------------- */
@@ -577,10 +583,11 @@ static void fast_vs_ref(size_t idx, const rshape *s, double *ratio, int *paths) 
 TEST(attn_bwd_fast_vs_reference) {
     double ratio = 0;
     int paths = 0;
+    g_worst_rel = 0;
     for (size_t i = 0; i < sizeof k_rshapes / sizeof k_rshapes[0]; i++)
         fast_vs_ref(i, &k_rshapes[i], &ratio, &paths);
     EXPECT(paths >= 2, "only %d SIMD path(s) ran", paths);
-    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  fast vs reference: worst err/tol %.3g\n", ratio);
+    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  fast vs reference: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
 }
 
 /* The reference with a disc covering the grid runs the same loops as dense: same bits. */
@@ -748,6 +755,7 @@ TEST(attn_bwd_oracle_fixtures) {
     cd_ctx *ctx = make_ctx(1, CD_ISA_AUTO);
     static const cd_isa isas[] = {CD_ISA_GENERIC, CD_ISA_AVX2, CD_ISA_AVX512};
     double ratio = 0;
+    g_worst_rel = 0;
     for (int i = 0; i < n && ctx; i++) {
         char path[512], msg[512];
         snprintf(path, sizeof path, "%s/%s", BWD_FIXTURE_DIR, names[i]);
@@ -778,7 +786,7 @@ TEST(attn_bwd_oracle_fixtures) {
     }
     for (int i = 0; i < n; i++) free(names[i]);
     cd_ctx_free(ctx);
-    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  autograd fixtures: worst err/tol %.3g\n", ratio);
+    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  autograd fixtures: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
 }
 
 /* ---- d) determinism, errors ------------------------------------------------------------ */

@@ -213,6 +213,17 @@ TEST(generate_img2img_and_upscale) {
     if (d) EXPECT(!memcmp(c, d, n), "img2img: 1 and 2 threads gave different pixels");
     if (e) EXPECT(memcmp(c, e, n), "strengths 0.5 and 0.8 gave the same pixels");
     EXPECT(memcmp(c, a, n), "img2img at 0.5 gave the txt2img pixels");
+    /* autoencoder tiling (32-pixel tiles on 64x48): runs, is deterministic, and is not the untiled
+     * image (GroupNorm statistics and attention are per tile, as in diffusers) */
+    const char *tiled[] = {"--steps", "4", "--init-image", init, "--strength", "0.5", "--ae-tile", "32", NULL};
+    uint8_t *t1 = gen(&f, "7", "1", tiled, &r), *t2 = gen(&f, "7", "2", tiled, &r);
+    EXPECT(t1 && t2, "tiled generate failed: %s", r.err);
+    if (t1 && t2) {
+        EXPECT(!memcmp(t1, t2, n), "tiled: 1 and 2 threads gave different pixels");
+        EXPECT(memcmp(t1, c, n), "tiled and untiled autoencoders gave the same pixels");
+    }
+    free(t1);
+    free(t2);
     /* upscale 64x48 -> 128x96 with CLEAR; the PNG records the high-resolution settings */
     RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--upscale-from", init,
         "--width", "128", "--height", "96", "--steps", "3", "--radius", "2", "--rope-axes", "4,6,6",
@@ -257,7 +268,8 @@ TEST(generate_img2img_bad_input) {
         {{BASE, "--init-image", init, "--upscale-from", init}, "exclude"},
         {{BASE, "--width", "64", "--height", "48", "--strength", "0.5"}, "needs --init-image"},
         {{BASE, "--upscale-from", init}, "target --width"},
-        {{BASE, "--upscale-from", init, "--width", "128", "--height", "96", "--ae-tile", "20"}, "multiple of 16"},
+        {{BASE, "--upscale-from", init, "--width", "128", "--height", "96", "--ae-tile", "20"}, "multiple of 32"},
+        {{BASE, "--init-image", init, "--ae-tile", "32", "--ae-overlap", "0.3"}, "tile stride"},
         {{BASE, "--init-image", init, "--proportional-attention", "--no-proportional-attention"}, "exclude"},
     };
 #undef BASE
@@ -273,4 +285,15 @@ TEST(generate_img2img_bad_input) {
     }
     unlink(init); unlink(odd);
     teardown(&f);
+}
+
+/* `bench generate` runs (tiny sizes only: speed belongs to `make bench`, not tests) and rejects
+ * bad sizes. */
+TEST(bench_generate_smoke) {
+    cli_run r;
+    RUN(&r, "bench", "generate", "--sizes", "0", "--tiny-sizes", "64", "--tiny-steps", "1", "--json", "--threads", "1");
+    EXPECT(r.code == 0, "exit %d: %s", r.code, r.err);
+    EXPECT(strstr(r.out, "\"tiny\": [{\"size\": 64") && strstr(r.out, "\"clear_s_per_step\""), "JSON: %s", r.out);
+    RUN(&r, "bench", "generate", "--sizes", "100");
+    EXPECT(r.code == 2 && strstr(r.err, "multiple of 16"), "bad size: exit %d: %s", r.code, r.err);
 }

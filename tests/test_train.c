@@ -145,6 +145,11 @@ TEST(train_resume_is_bit_identical) {
         EXPECT(cd_png_read(NULL, png, &rgb, &w, &h) == CD_OK && w == 28 && h == 28, "PNG %ux%u", w, h);
         free(rgb);
     }
+    /* an unknown prompt lists the model's prompts */
+    RUN(&r, "generate", "--model", ma, "--prompt", "unicorn", "-o", png);
+    EXPECT(r.code == 2 && strstr(r.err, "unknown prompt 'unicorn'") && strstr(r.err, "t-shirt,trouser") &&
+               one_error_line(r.err, "generate"),
+           "unknown prompt: exit %d: %s", r.code, r.err);
     /* a state from another configuration */
     RUN(&r, "train", "--data", dir, "-o", mb, "--state", sb, "--steps", "9", "--log", lb, "--hidden", "48", "--heads",
         "2", "--depth", "1", "--single", "1", "--batch", "4", "--workers", "2", "--resume");

@@ -225,3 +225,25 @@ int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_
     }
     return CLI_OK;
 }
+
+void cli_train_progress(void *user, int64_t step, int64_t steps, double loss, double gn, double lr, double el) {
+    cli_train_prog *p = user;
+    if (step == 0) {
+        if (p->prep) fprintf(stderr, "cleardit %s: %s\n", p->cmd, p->prep);
+        return;
+    }
+    if (p->banner[0]) {
+        fputs(p->banner, stderr);
+        p->banner[0] = 0;
+    }
+    if (!p->first) {
+        p->first = step;
+        p->first_el = el;
+    }
+    if (!p->tty && step % 10 && step != steps) return;
+    const double per = step > p->first ? (el - p->first_el) / (double)(step - p->first) : el;
+    fprintf(stderr, "%scleardit %s: step %lld/%lld  loss %.5f  |g| %.3f  lr %.2e  %.2f s/step  ETA %.0f s%s",
+            p->tty ? "\r" : "", p->cmd, (long long)step, (long long)steps, loss, gn, lr, per,
+            per * (double)(steps - step), p->tty ? "   " : "\n");
+    fflush(stderr);
+}

@@ -70,4 +70,22 @@ int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_
  * prints the error and returns 1 when this build has none. */
 int cli_default_model(char *path, size_t n);
 
+/* Progress lines of the training commands (train, distill), a cd_train_progress_fn: "step i/n,
+ * loss, |g|, lr, s/step, ETA" (a live line on a terminal, every 10th step otherwise). `banner` is
+ * printed with the first step, so an early error stays the only line; step 0 means "preparing"
+ * and prints `prep`. s/step and ETA count this run's steps only (a resumed run starts late). */
+typedef struct {
+    const char *cmd;
+    int tty;
+    char banner[256];
+    const char *prep;
+    int64_t first;
+    double first_el;
+} cli_train_prog;
+void cli_train_progress(void *user, int64_t step, int64_t steps, double loss, double grad_norm, double lr,
+                        double elapsed_s);
+/* The default model's distilled CLEAR weights, likewise, with the radius and pooled-key side
+ * they were distilled for (from their metadata). */
+int cli_default_clear(char *path, size_t n, int64_t *radius, int64_t *down);
+
 #endif

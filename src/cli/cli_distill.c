@@ -54,30 +54,6 @@ static const char *k_usage =
     "\n"
     "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
 
-typedef struct {
-    int tty, said_set;
-    int64_t first;
-    double first_el;
-} prog;
-
-static void on_progress(void *user, int64_t step, int64_t steps, double loss, double gn, double lr, double el) {
-    prog *p = user;
-    if (step == 0) {
-        fprintf(stderr, "cleardit distill: sampling the teacher's distillation set ...\n");
-        return;
-    }
-    if (!p->first) {
-        p->first = step;
-        p->first_el = el;
-    }
-    if (!p->tty && step % 10 && step != steps) return;
-    const double per = step > p->first ? (el - p->first_el) / (double)(step - p->first) : el;
-    fprintf(stderr, "%scleardit distill: step %lld/%lld  loss %.5f  |g| %.3f  lr %.2e  %.2f s/step  ETA %.0f s%s",
-            p->tty ? "\r" : "", (long long)step, (long long)steps, loss, gn, lr, per, per * (double)(steps - step),
-            p->tty ? "   " : "\n");
-    fflush(stderr);
-}
-
 int cmd_distill(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *cache = NULL, *state = NULL, *log = NULL;
     int64_t radius = 0, down = 0, samples = 2000, sample_steps = 32, steps = 1500, batch = 32, warmup = 50,
@@ -153,10 +129,10 @@ int cmd_distill(int argc, char **argv) {
         cli_error(CMD, "cannot create a context");
         return CLI_RUNTIME;
     }
-    prog pg = {isatty(2), 0, 0, 0};
+    cli_train_prog pg = {"distill", isatty(2), "", "sampling the teacher's distillation set ...", 0, 0};
     const cd_train_params p = {out, state, resume, steps, batch, save_every, warmup, (uint64_t)seed, lr, 0.0,
                                (float)clip, (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), 0, log,
-                               kill_after, quiet ? NULL : on_progress, &pg};
+                               kill_after, quiet ? NULL : cli_train_progress, &pg};
     const cd_distill_params dp = {model, cache, samples, (int32_t)sample_steps, (int32_t)radius, (int32_t)down,
                                   !no_distill};
     const cd_status st = cd_distill(ctx, &dp, &p);

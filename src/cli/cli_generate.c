@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 static const char *k_usage =
-    "usage: cleardit generate --model CKPT --ae AE.safetensors --prompt-embeds EMB.safetensors\n"
+    "usage: cleardit generate [--model CKPT --ae AE.safetensors] (--prompt TEXT | --prompt-embeds EMB)\n"
     "                         -o OUT.png [--width PX --height PX] [--steps N] [--guidance G]\n"
     "                         [--seed S] [--attention dense|clear] [--radius R] [--down D]\n"
     "                         [--clear-weights FILE] [--init-image IMG | --upscale-from IMG]\n"
@@ -40,19 +40,26 @@ static const char *k_usage =
     "scripts/prompt_embeds.py.\n"
     "\n"
     "options:\n"
-    "  --model PATH          transformer checkpoint (file, sharded index or directory)\n"
-    "  --ae PATH             autoencoder checkpoint (BFL or diffusers names)\n"
+    "  --model PATH          transformer checkpoint (file, sharded index or directory); default:\n"
+    "                        the Fashion-MNIST model this project trained (embedded; 28x28)\n"
+    "  --ae PATH             autoencoder checkpoint (BFL or diffusers names); not for pixel-space\n"
+    "                        models such as the default one\n"
+    "  --prompt TEXT         a prompt of the model's built-in table (the default model: t-shirt,\n"
+    "                        trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot)\n"
     "  --prompt-embeds PATH  prompt embeddings\n"
     "  --width PX            image width, a multiple of 16\n"
     "  --height PX           image height, a multiple of 16\n"
     "  -o, --out PATH        output PNG (written atomically)\n"
-    "  --steps N             schedule steps (default 4 for schnell-like, 28 for dev-like models)\n"
+    "  --steps N             schedule steps (default 4 for schnell-like, 28 for dev-like models,\n"
+    "                        32 for pixel-space models)\n"
     "  --guidance G          distilled guidance of dev-like models (default 3.5)\n"
     "  --seed S              noise seed (default 0)\n"
     "  --attention MODE      dense (default) or clear (default when --radius is given)\n"
     "  --radius R            CLEAR radius in tokens (>= 1)\n"
     "  --down D              pooled keys (needs CLEAR weights with spatial_weight of side D)\n"
-    "  --clear-weights FILE  CLEAR attention weights overwriting the trained projections\n"
+    "  --clear-weights FILE  CLEAR attention weights overwriting the trained projections (the\n"
+    "                        default model with --attention clear uses its own distilled ones and\n"
+    "                        their radius)\n"
     "  --init-image IMG      image-to-image from this PNG\n"
     "  --upscale-from IMG    high-resolution image-to-image from this PNG, resized\n"
     "  --strength S          in (0, 1]: how much of the schedule runs (default 0.6 with\n"
@@ -64,7 +71,8 @@ static const char *k_usage =
     "  --time-shift X        static schedule shift X instead of the resolution rule (default:\n"
     "                        the rule; 3 with --upscale-from)\n"
     "  --ae-tile PX          decode/encode in PX x PX tiles with blended overlaps when the image\n"
-    "                        is larger (default 1024, as diffusers' tiling for FLUX; 0 = never)\n"
+    "                        is larger (default 1024, as diffusers' tiling for FLUX; 0 = never;\n"
+    "                        a multiple of 32: of 4 x 8 for overlap 0.25, 2 x 8 for 0.5)\n"
     "  --ae-overlap F        tile overlap fraction (default 0.25)\n"
     "  --ae-groups N         GroupNorm groups of the autoencoder (default 32, FLUX's)\n"
     "  --rope-axes A,B,C     RoPE axes when neither config.json nor metadata has them\n"
@@ -309,8 +317,8 @@ int cmd_generate(int argc, char **argv) {
                   (long long)height);
         return CLI_BAD_INPUT;
     }
-    if (ae_tile && ae_tile % 16) {
-        cli_error(CMD, "--ae-tile must be 0 or a multiple of 16 (got %lld)", (long long)ae_tile);
+    if (ae_tile && ae_tile % 32) {
+        cli_error(CMD, "--ae-tile must be 0 or a multiple of 32 (got %lld)", (long long)ae_tile);
         return CLI_BAD_INPUT;
     }
     /* defaults: the reference high-resolution settings for --upscale-from */
@@ -318,6 +326,15 @@ int cmd_generate(int argc, char **argv) {
     if (!ntk) ntk = upscale_p ? 10.0 : 1.0;
     if (!tshift && upscale_p) tshift = 3.0;
     const int prop = prop_on || (upscale_p && !prop_off);
+    /* the default model with CLEAR attention uses its own distilled weights and radius */
+    char clear_path[64];
+    if (!model_p && !clear_p && ((mode && !strcmp(mode, "clear")) || radius)) {
+        int64_t r0 = 0, d0 = 0;
+        if (cli_default_clear(clear_path, sizeof clear_path, &r0, &d0)) return CLI_RUNTIME;
+        clear_p = clear_path;
+        if (!radius) radius = r0;
+        if (!down && d0 >= 2) down = d0;
+    }
     cd_flux_load_params lp = {{0, 0, 0}, theta, clear_p};
     int clear = 0;
     if (cli_attention_opts(CMD, mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;

@@ -54,30 +54,6 @@ static const char *k_usage =
     "\n"
     "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
 
-typedef struct {
-    int tty;
-    char banner[256]; /* printed with the first step, so that an early error stays the only line */
-    int64_t first;    /* first step of this run (resumed runs start late) and its time */
-    double first_el;
-} prog;
-
-static void on_progress(void *user, int64_t step, int64_t steps, double loss, double gn, double lr, double el) {
-    prog *p = user;
-    static const int every = 10;
-    if (p->banner[0]) {
-        fputs(p->banner, stderr);
-        p->banner[0] = 0;
-        p->first = step;
-        p->first_el = el;
-    }
-    if (!p->tty && step % every && step != steps) return;
-    const double per = step > p->first ? (el - p->first_el) / (double)(step - p->first) : el;
-    fprintf(stderr, "%scleardit train: step %lld/%lld  loss %.4f  |g| %.3f  lr %.2e  %.2f s/step  ETA %.0f s%s",
-            p->tty ? "\r" : "", (long long)step, (long long)steps, loss, gn, lr, per, per * (double)(steps - step),
-            p->tty ? "   " : "\n");
-    fflush(stderr);
-}
-
 int cmd_train(int argc, char **argv) {
     const char *out = NULL, *data = NULL, *state = NULL, *log = NULL;
     int64_t steps = 20000, batch = 32, warmup = 200, save_every = 500, workers = 0, hidden = 128, heads = 4,
@@ -146,10 +122,10 @@ int cmd_train(int argc, char **argv) {
         cli_error(CMD, "cannot create a context");
         return CLI_RUNTIME;
     }
-    prog pg = {isatty(2), "", 0, 0};
+    cli_train_prog pg = {"train", isatty(2), "", NULL, 0, 0};
     cd_train_params p = {out, state, resume, steps, batch, save_every, warmup, (uint64_t)seed, lr, wd, (float)clip,
                          (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), !f32, log, kill_after,
-                         quiet ? NULL : on_progress, &pg};
+                         quiet ? NULL : cli_train_progress, &pg};
     const cd_fmnist_params fp = {data, (int32_t)hidden, (int32_t)heads, (int32_t)depth, (int32_t)single};
     snprintf(pg.banner, sizeof pg.banner,
              "cleardit train: hidden %lld, %lld heads, %lld + %lld blocks, batch %lld, %d workers, %s\n",

@@ -19,18 +19,45 @@
 
 typedef struct {
     cd_ctx *ctx;
-    const cd_ckpt *ck;
+    const cd_ckpt *ck;        /* NULL: random weights (benchmarks) */
     int bfl;
     const lay_plan *plan;
     float *arena;
     size_t used, cap;
     cd_status err;
+    uint64_t seed;
 } binder;
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* Random values for a tensor of `rows` rows: weights uniform with variance 1/fan_in, norm scales
+ * around 1, biases small (counter-based: the same seed gives the same model). */
+static void fill_random(float *dst, const char *dname, size_t numel, int64_t rows, uint64_t seed) {
+    const int bias = strstr(dname, ".bias") != NULL, norm = strstr(dname, "norm") != NULL;
+    const double fan = rows > 0 ? (double)numel / (double)rows : 1.0, a = sqrt(3.0 / (fan > 0 ? fan : 1.0));
+    for (size_t i = 0; i < numel; i++) {
+        const double u = (double)(mix64(seed ^ mix64(i)) >> 11) * 0x1p-53 * 2.0 - 1.0;
+        dst[i] = (float)(norm && !bias ? 1.0 + 0.1 * u : bias ? 0.02 * u : a * u);
+    }
+}
 
 /* The f32 copy of diffusers-named tensor `dname` (in a BFL checkpoint: its BFL counterpart),
  * which must have `numel` elements and `rows` rows in dim 0. */
 static const float *take(binder *b, const char *dname, size_t numel, int64_t rows) {
     if (b->err) return NULL;
+    if (!b->ck) {
+        if (b->used + numel > b->cap) {
+            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "ae: more weights than the plan holds");
+            return NULL;
+        }
+        float *dst = b->arena + b->used;
+        b->used += numel;
+        fill_random(dst, dname, numel, rows, b->seed ^ mix64(b->used));
+        return dst;
+    }
     const char *name = dname;
     if (b->bfl) {
         const long i1 = lay_set_find(&b->plan->side[LAY_DIF], dname);
@@ -177,12 +204,16 @@ static cd_status prepare(cd_ctx *ctx, const cd_ckpt *ck, int *groupsp, int enc, 
     int groups = *groupsp;
     if (groups == 0) groups = CD_AE_GROUPS;
     if (groups < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: GroupNorm groups must be >= 1");
-    cd_ckpt_info info;
-    cd_status s = cd_ckpt_inspect(ctx, ck, &info);
-    if (s) return s;
-    const cd_layout layout = info.layout;
-    cd_ae_config cfg = info.ae;
-    cd_ckpt_info_free(&info);
+    cd_layout layout = CD_LAYOUT_AE_DIFFUSERS;
+    cd_ae_config cfg = *cfgp; /* ck == NULL: random weights of this config */
+    if (ck) {
+        cd_ckpt_info info;
+        cd_status s = cd_ckpt_inspect(ctx, ck, &info);
+        if (s) return s;
+        layout = info.layout;
+        cfg = info.ae;
+        cd_ckpt_info_free(&info);
+    }
     if (!lay_is_ae(layout))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: checkpoint is %s, not an autoencoder",
                             cd_layout_name(layout));
@@ -221,9 +252,26 @@ static cd_status prepare(cd_ctx *ctx, const cd_ckpt *ck, int *groupsp, int enc, 
     return CD_OK;
 }
 
+static cd_status decoder_make(cd_ctx *ctx, const cd_ckpt *ck, const cd_ae_config *rcfg, uint64_t seed, int groups,
+                              cd_ae_decoder **out);
+
 cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_decoder **out) {
+    return decoder_make(ctx, ck, NULL, 0, groups, out);
+}
+
+cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed,
+                               cd_ae_decoder **out) {
+    cd_ae_config c = *cfg;
+    c.has_decoder = 1;
+    return decoder_make(ctx, NULL, &c, seed, groups, out);
+}
+
+static cd_status decoder_make(cd_ctx *ctx, const cd_ckpt *ck, const cd_ae_config *rcfg, uint64_t seed, int groups,
+                              cd_ae_decoder **out) {
     *out = NULL;
     cd_ae_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    if (rcfg) cfg = *rcfg;
     lay_plan plan;
     size_t total;
     int bfl;
@@ -236,7 +284,7 @@ cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_d
     }
     ae->cfg = cfg;
     ae->groups = groups;
-    binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK};
+    binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK, seed};
     ae->arena = malloc(total * sizeof(float));
     ae->blocks = calloc((size_t)cfg.n_mult * (size_t)(cfg.num_res_blocks + 1), sizeof *ae->blocks);
     ae->arena_floats = total;
@@ -284,7 +332,7 @@ cd_status cd_ae_encoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_e
     }
     ae->cfg = cfg;
     ae->groups = groups;
-    binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK};
+    binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK, 0};
     ae->arena = malloc(total * sizeof(float));
     ae->blocks = calloc((size_t)cfg.n_mult * (size_t)cfg.num_res_blocks, sizeof *ae->blocks);
     ae->arena_floats = total;

@@ -66,6 +66,10 @@ cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_d
 /* cd_ckpt_open + cd_ae_decoder_bind + cd_ckpt_close. */
 cd_status cd_ae_decoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_decoder **out);
 void cd_ae_decoder_free(cd_ae_decoder *ae);
+/* A decoder with random weights of config cfg (benchmarks): uniform weights of variance
+ * 1/fan_in, norm scales around 1, small biases; the same seed gives the same weights. */
+cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed,
+                               cd_ae_decoder **out);
 
 /* Output height/width factor: 2^(n_mult - 1) (FLUX: 8). */
 int cd_ae_upscale(const cd_ae_decoder *ae);
@@ -145,6 +149,9 @@ cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *
                              const cd_ae_tiling *t, float *out);
 cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
                              const cd_ae_tiling *t, float *out);
+/* Whether t is usable (for decoding and encoding) with factor f (up / down), before any work:
+ * CD_OK, or CD_ERR_INVALID_ARG with the message the tiled calls would give. */
+cd_status cd_ae_tiling_check(cd_ctx *ctx, const cd_ae_tiling *t, int f);
 
 /* Scratch of one untiled decode or encode, in floats: three activation buffers of `act` floats
  * (the largest stage) and an im2col band of `col` floats that the mid attention's q, k, v, o

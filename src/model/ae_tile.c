@@ -224,3 +224,10 @@ cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *
     free(g.vh);
     return s;
 }
+
+cd_status cd_ae_tiling_check(cd_ctx *ctx, const cd_ae_tiling *t, int f) {
+    if (!t || t->tile == 0) return CD_OK;
+    int S, ov, be, rl;
+    cd_status s = geometry(ctx, t, f, 0, &S, &ov, &be, &rl);
+    return s ? s : geometry(ctx, t, f, 1, &S, &ov, &be, &rl);
+}

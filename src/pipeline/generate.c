@@ -64,6 +64,8 @@ cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_dec
     if (p->ae_tile < 0 || !(p->ae_overlap >= 0 && p->ae_overlap < 1))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: bad autoencoder tiling (tile %d, overlap %g)",
                             (int)p->ae_tile, (double)p->ae_overlap);
+    const cd_ae_tiling tiling = {p->ae_tile, p->ae_overlap};
+    if (ae && cd_ae_tiling_check(ctx, &tiling, up)) return CD_ERR_INVALID_ARG;
     if (!p->init != !p->enc)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: img2img needs both the init image and the encoder");
     if (p->init) {
@@ -93,13 +95,15 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     if (!rgb && !p->image && !p->latent) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: no output buffer");
     const cd_flux_config *c = cd_flux_model_config(m);
     const int up = ae ? cd_ae_upscale(ae) : 1;
-    const size_t zc = ae ? (size_t)ae->cfg.z_channels : (size_t)c->in_channels / 4, lh = (size_t)(p->height / up), lw = (size_t)(p->width / up);
+    const size_t zc = ae ? (size_t)ae->cfg.z_channels : (size_t)c->in_channels / 4;
+    const size_t lh = (size_t)(p->height / up), lw = (size_t)(p->width / up);
     const size_t gh = lh / 2, gw = lw / 2, L = gh * gw, T = (size_t)p->T;
     const size_t n = zc * lh * lw; /* = L * in_channels */
     const int shift = p->shift < 0 ? (c->guidance != 0) : p->shift != 0;
     const int start = p->init ? cd_img2img_start(p->steps, p->strength) : 0;
     const int down = p->down > 1 ? p->down : 0;
     const float scale = p->proportional ? cd_flux_proportional_scale(c->head_dim, T, L, down) : 0.0f;
+    const cd_ae_tiling tiling = {p->ae_tile, p->ae_overlap};
     float *sched = malloc(((size_t)p->steps + 1) * sizeof(float));
     float *lat = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
     float *iid = malloc(L * 3 * sizeof(float)), *tid = malloc((T ? T : 1) * 3 * sizeof(float));
@@ -118,7 +122,7 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     if (p->noise) memcpy(lat, p->noise, n * sizeof(float));
     else if ((st = cd_noise_normal(ctx, p->seed, 0, n, lat, cd_ctx_threads(ctx)))) goto done;
     if (p->init) { /* SDEdit: re-noise the encoded image to the first timestep run */
-        if ((st = cd_ae_encode(ctx, p->enc, p->init, p->height, p->width, enc))) goto done;
+        if ((st = cd_ae_encode_tiled(ctx, p->enc, p->init, p->height, p->width, &tiling, enc))) goto done;
         const float s = sched[start];
         for (size_t i = 0; i < n; i++) lat[i] = s * lat[i] + (1.0f - s) * enc[i];
         t0 = now_s(); /* progress rates count the steps only */
@@ -136,12 +140,12 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     }
     if ((st = cd_latent_unpack(ctx, x, zc, lh, lw, lat))) goto done;
     if (p->latent) memcpy(p->latent, lat, n * sizeof(float));
-    if (!decode) {
-    } else if (ae) {
-        if ((st = cd_ae_decode(ctx, ae, lat, (int)lh, (int)lw, img))) goto done;
-    } else { /* pixel space: the latent is the image (grey replicated to RGB) */
+    if (decode && ae) {
+        if ((st = cd_ae_decode_tiled(ctx, ae, lat, (int)lh, (int)lw, &tiling, img))) goto done;
+    } else if (decode) { /* pixel space: the latent is the image (grey replicated to RGB) */
         const size_t plane = lh * lw;
-        for (size_t ch = 0; ch < 3; ch++) memcpy(img + ch * plane, lat + (zc == 3 ? ch : 0) * plane, plane * sizeof(float));
+        for (size_t ch = 0; ch < 3; ch++)
+            memcpy(img + ch * plane, lat + (zc == 3 ? ch : 0) * plane, plane * sizeof(float));
     }
     if (rgb) cd_image_to_rgb8(img, (uint32_t)p->width, (uint32_t)p->height, rgb);
     if (p->progress) p->progress(p->user, p->steps - start + 1, p->steps - start, now_s() - t0);

@@ -48,7 +48,9 @@ typedef struct {
     /* high-resolution extras (0 = off) */
     double rope_ntk;       /* RoPE theta multiplier */
     int32_t proportional;  /* proportional attention scale */
-    /* autoencoder tiling: tile side in pixels (0 = none), overlap fraction (0 = 0.25) */
+    /* autoencoder tiling (cd_ae_decode_tiled / cd_ae_encode_tiled: diffusers' tiled_decode and
+     * tiled_encode, used when the image exceeds the tile): side in pixels (0 = never), overlap
+     * fraction (0 = 0.25) */
     int32_t ae_tile;
     float ae_overlap;
     /* for parity tests: optional noise [z, h/up, w/up] replacing the seeded draw, and an optional

@@ -32,24 +32,6 @@ static double normal(uint64_t *s) { /* Box-Muller, one of the pair */
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
-/* OpenBLAS (OpenMP build) takes its thread count from the calling thread's OpenMP setting. */
-static int blas_threads_push(const cd_ctx *ctx) {
-#ifdef _OPENMP
-    const int prev = omp_get_max_threads();
-    omp_set_num_threads(ctx && ctx->threads > 0 ? ctx->threads : prev);
-    return prev;
-#else
-    (void)ctx;
-    return 1;
-#endif
-}
-static void blas_threads_pop(int prev) {
-#ifdef _OPENMP
-    omp_set_num_threads(prev);
-#else
-    (void)prev;
-#endif
-}
 
 /* ---- the model ------------------------------------------------------------------------------ */
 static cd_status clf_alloc(cd_ctx *ctx, int32_t in, int32_t h1, int32_t h2, int32_t classes, cd_classifier **out) {
@@ -207,7 +189,7 @@ cd_status cd_clf_train(cd_ctx *ctx, const cd_dataset *d, const cd_clf_train_para
         st = cd_set_error(ctx, CD_ERR_OOM, "out of memory for classifier training");
         goto done;
     }
-    const int prev = blas_threads_push(ctx);
+    const int prev = cd_blas_threads_push(ctx);
     const int64_t per_epoch = d->n / (uint32_t)B, total = per_epoch * p->epochs;
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8, t0 = cd_now();
     int64_t t = 0;
@@ -246,7 +228,7 @@ cd_status cd_clf_train(cd_ctx *ctx, const cd_dataset *d, const cd_clf_train_para
             p->progress(p->user, e + 1, p->epochs, loss / seen, (double)correct / seen, cd_now() - t0);
         }
     }
-    blas_threads_pop(prev);
+    cd_blas_threads_pop(prev);
 done:
     free(tb.x); free(tb.a1); free(tb.a2); free(tb.lg); free(tb.da1); free(tb.da2);
     free(tb.grad); free(tb.m); free(tb.v); free(tb.perm); free(lab);
@@ -267,7 +249,7 @@ static cd_status predict(cd_ctx *ctx, const cd_classifier *c, const uint8_t *u8,
     float *buf = malloc(chunk * (in + (size_t)c->h1 + (size_t)c->h2 + (size_t)c->classes) * sizeof(float));
     if (!buf) return cd_set_error(ctx, CD_ERR_OOM, "out of memory for classifier prediction");
     float *x = buf, *a1 = x + chunk * in, *a2 = a1 + chunk * c->h1, *lg = a2 + chunk * c->h2;
-    const int prev = blas_threads_push(ctx);
+    const int prev = cd_blas_threads_push(ctx);
     for (size_t i0 = 0; i0 < n; i0 += chunk) {
         const size_t B = n - i0 < chunk ? n - i0 : chunk;
         for (size_t i = 0; i < B * in; i++) {
@@ -281,7 +263,7 @@ static cd_status predict(cd_ctx *ctx, const cd_classifier *c, const uint8_t *u8,
         forward(c, x, (int)B, a1, a2, lg);
         for (size_t i = 0; i < B; i++) labels[i0 + i] = argmax(lg + i * c->classes, c->classes);
     }
-    blas_threads_pop(prev);
+    cd_blas_threads_pop(prev);
     free(buf);
     return CD_OK;
 }

@@ -135,3 +135,22 @@ void cd_ctx_profile(cd_ctx *ctx, int enable) {
 double cd_ctx_profile_seconds(const cd_ctx *ctx, cd_prof_class c) {
     return (c >= 0 && c < CD_PROF_COUNT) ? ctx->prof[c] : 0.0;
 }
+
+int cd_blas_threads_push(const cd_ctx *ctx) {
+#ifdef _OPENMP
+    const int prev = omp_get_max_threads();
+    omp_set_num_threads(ctx && ctx->threads > 0 ? ctx->threads : prev);
+    return prev;
+#else
+    (void)ctx;
+    return 1;
+#endif
+}
+
+void cd_blas_threads_pop(int prev) {
+#ifdef _OPENMP
+    omp_set_num_threads(prev);
+#else
+    (void)prev;
+#endif
+}

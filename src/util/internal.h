@@ -23,6 +23,10 @@ struct cd_ctx {
 /* Scratch of at least `floats` floats, 64-byte aligned, owned by ctx (grow-only: a model reserves
  * its worst case at load so that a forward never allocates). NULL (with an error) on OOM. */
 float *cd_ctx_work(cd_ctx *ctx, size_t floats);
+/* OpenBLAS (OpenMP build) takes its thread count from the calling thread's OpenMP setting: push
+ * the context's count (ctx NULL or threads <= 0: unchanged) around a BLAS call, then pop. */
+int cd_blas_threads_push(const cd_ctx *ctx);
+void cd_blas_threads_pop(int prev);
 
 /* Records a printf-style error message in ctx (ctx may be NULL) and returns `s`. */
 cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...)

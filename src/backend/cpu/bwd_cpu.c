@@ -86,38 +86,20 @@ static cd_status cpu_sum_rows(cd_ctx *ctx, const float *dy, size_t n, int dim, f
 }
 
 /* ---- linear -------------------------------------------------------------------------------- */
-/* OpenBLAS (OpenMP build) takes its thread count from the calling thread's OpenMP setting. */
-static int blas_threads_push(const cd_ctx *ctx) {
-#ifdef _OPENMP
-    const int prev = omp_get_max_threads();
-    omp_set_num_threads(ctx->threads);
-    return prev;
-#else
-    (void)ctx;
-    return 1;
-#endif
-}
-static void blas_threads_pop(int prev) {
-#ifdef _OPENMP
-    omp_set_num_threads(prev);
-#else
-    (void)prev;
-#endif
-}
 
 static cd_status cpu_linear_bwd(cd_ctx *ctx, const float *x, size_t n, const float *w, int in,
                                 int out, const float *dy, float *dx, float *dw, float *db) {
     if (in < 1 || out < 1 || n > INT_MAX)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "linear_bwd: n %zu, in %d, out %d", n, in, out);
     if (n == 0) return CD_OK;
-    const int prev = blas_threads_push(ctx);
+    const int prev = cd_blas_threads_push(ctx);
     if (dx) /* dx [n, in] = dy [n, out] . w [out, in] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, out, 1.0f, dy, out, w,
                     in, 0.0f, dx, in);
     if (dw) /* dw [out, in] += dy^T [out, n] . x [n, in] */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dy, out, x, in,
                     1.0f, dw, in);
-    blas_threads_pop(prev);
+    cd_blas_threads_pop(prev);
     return db ? cpu_sum_rows(ctx, dy, n, out, db) : CD_OK;
 }
 

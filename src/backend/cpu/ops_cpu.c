@@ -30,40 +30,22 @@ void cd_silu_avx512(float *x, size_t n);
  * f32 tile is 1024 x in x 4 B (63 MB for FLUX's widest input, 15360), far below the weights. */
 #define CD_WTILE 1024
 
-/* OpenBLAS (OpenMP build) takes its thread count from the calling thread's OpenMP setting. */
-static int blas_threads_push(const cd_ctx *ctx) {
-#ifdef _OPENMP
-    int prev = omp_get_max_threads();
-    omp_set_num_threads(ctx->threads);
-    return prev;
-#else
-    (void)ctx;
-    return 1;
-#endif
-}
-static void blas_threads_pop(int prev) {
-#ifdef _OPENMP
-    omp_set_num_threads(prev);
-#else
-    (void)prev;
-#endif
-}
 
 static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
                             const float *b, float *y) {
     const int out = w->out, in = w->in;
     if (n == 0) return CD_OK;
-    const int prev = blas_threads_push(ctx);
+    const int prev = cd_blas_threads_push(ctx);
     if (w->dtype == CD_DTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in,
                     (const float *)w->data, in, 0.0f, y, out);
     } else if (w->dtype == CD_DTYPE_BF16 && ctx->has_bf16) {
-        blas_threads_pop(prev);
+        cd_blas_threads_pop(prev);
         return cd_gemm_bf16_avx512(ctx, x, n, w, b, y); /* vdpbf16ps: see gemm_bf16.h */
     } else if (w->dtype == CD_DTYPE_BF16) {
         float *tile = cd_ctx_work(ctx, (size_t)CD_WTILE * in);
         if (!tile) {
-            blas_threads_pop(prev);
+            cd_blas_threads_pop(prev);
             return CD_ERR_OOM;
         }
         const uint16_t *wb = (const uint16_t *)w->data;
@@ -76,11 +58,11 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
                         in, 0.0f, y + o0, out);
         }
     } else {
-        blas_threads_pop(prev);
+        cd_blas_threads_pop(prev);
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "linear: weights must be F32 or BF16 (got %s)",
                             cd_dtype_name(w->dtype));
     }
-    blas_threads_pop(prev);
+    cd_blas_threads_pop(prev);
     if (b) {
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)out))
         for (size_t r = 0; r < n; r++)
