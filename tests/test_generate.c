@@ -297,3 +297,40 @@ TEST(bench_generate_smoke) {
     RUN(&r, "bench", "generate", "--sizes", "100");
     EXPECT(r.code == 2 && strstr(r.err, "multiple of 16"), "bad size: exit %d: %s", r.code, r.err);
 }
+
+/* The shipped model (models/, embedded in the binary): `generate --prompt` needs no file, makes
+ * the model's native 28x28, uses its distilled CLEAR weights with --attention clear, and lists its
+ * prompts for an unknown one. */
+TEST(generate_default_model) {
+    char dir[] = "/tmp/cddefXXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp");
+    char a[96], b[96];
+    snprintf(a, sizeof a, "%s/a.png", dir);
+    snprintf(b, sizeof b, "%s/b.png", dir);
+    cli_run r;
+    RUN(&r, "generate", "--prompt", "sneaker", "--steps", "8", "--quiet", "-o", a);
+    CHECK(r.code == 0, "default model: exit %d: %s", r.code, r.err);
+    RUN(&r, "generate", "--prompt", "Sneaker", "--steps", "8", "--attention", "clear", "--quiet", "-o", b);
+    CHECK(r.code == 0, "default model, CLEAR: exit %d: %s", r.code, r.err);
+    uint8_t *x = NULL, *y = NULL;
+    uint32_t w = 0, h = 0, w2 = 0, h2 = 0;
+    CHECK(cd_png_read(NULL, a, &x, &w, &h) == CD_OK && cd_png_read(NULL, b, &y, &w2, &h2) == CD_OK, "PNGs");
+    EXPECT(w == 28 && h == 28 && w2 == 28 && h2 == 28, "sizes %ux%u, %ux%u", w, h, w2, h2);
+    /* CLEAR (distilled) differs from dense but stays close: mean |difference| under 1/4 of range */
+    double d = 0;
+    for (size_t i = 0; i < (size_t)28 * 28 * 3; i++) d += abs((int)x[i] - (int)y[i]);
+    d /= 28.0 * 28 * 3;
+    EXPECT(d > 0 && d < 64, "dense vs CLEAR mean abs difference %.1f", d);
+    free(x);
+    free(y);
+    char *v = NULL;
+    CHECK(cd_png_text(NULL, b, "cleardit", &v) == CD_OK, "text chunk");
+    EXPECT(strstr(v, "attention=clear r=3") && strstr(v, "model=(default)") && strstr(v, "prompt=Sneaker"), "'%s'", v);
+    free(v);
+    RUN(&r, "generate", "--prompt", "hat", "-o", a);
+    EXPECT(r.code == 2 && strstr(r.err, "unknown prompt 'hat'") && strstr(r.err, "ankle boot"), "exit %d: %s",
+           r.code, r.err);
+    unlink(a);
+    unlink(b);
+    rmdir(dir);
+}
