@@ -227,3 +227,38 @@ TEST(distill_cli) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     EXPECT(system(cmd) == 0, "cleanup");
 }
+
+/* --freeze: frozen parameters get no optimizer moments (and so never move); freezing everything
+ * is an error. */
+TEST(train_freeze_patterns) {
+    char dir[] = "/tmp/cdfrzXXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp");
+    CHECK(make_dataset(dir), "write the dataset");
+    char m[256], st[256], cmd[300];
+    snprintf(m, sizeof m, "%s/m.safetensors", dir);
+    snprintf(st, sizeof st, "%s/m.state", dir);
+    cli_run r;
+    RUN(&r, "train", "--data", dir, "-o", m, "--state", st, "--steps", "3", "--freeze", "x_embedder.*, *.norm_q.*",
+        TINY);
+    CHECK(r.code == 0, "exit %d: %s", r.code, r.err);
+    cd_st_file *f = NULL;
+    CHECK(cd_st_open(NULL, st, &f) == CD_OK, "state");
+    const char *names[3] = {"adam_m.x_embedder.weight", "adam_m.single_transformer_blocks.0.attn.norm_q.weight",
+                            "adam_m.context_embedder.weight"};
+    for (int i = 0; i < 3; i++) {
+        const cd_st_tensor *t = cd_st_find(f, names[i]);
+        EXPECT(t, "no %s", names[i]);
+        if (!t) continue;
+        float *v = malloc(cd_st_numel(t) * sizeof(float));
+        int nz = 0;
+        if (v && cd_st_to_f32(NULL, t, v) == CD_OK)
+            for (uint64_t j = 0; j < cd_st_numel(t); j++) nz += v[j] != 0.0f;
+        EXPECT(i < 2 ? nz == 0 : nz > 0, "%s: %d non-zero moments", names[i], nz);
+        free(v);
+    }
+    cd_st_close(f);
+    RUN(&r, "train", "--data", dir, "-o", m, "--state", st, "--steps", "3", "--freeze", "*", TINY);
+    EXPECT(r.code == 2 && strstr(r.err, "leaves no parameter"), "freeze all: exit %d: %s", r.code, r.err);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    EXPECT(system(cmd) == 0, "cleanup");
+}

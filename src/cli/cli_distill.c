@@ -49,13 +49,14 @@ static const char *k_usage =
     "  --workers W           parallel batch slices (default: all cores)\n"
     "  --seed S              set and training seed (default 0)\n"
     "  --log FILE            CSV of step,loss,grad_norm,lr,seconds\n"
+    "  --freeze GLOBS        also keep these CLEAR parameters frozen (comma-separated globs)\n"
     "  --quiet               no progress lines\n"
     "  -h, --help            show this help\n"
     "\n"
     "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
 
 int cmd_distill(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *cache = NULL, *state = NULL, *log = NULL;
+    const char *freeze = NULL, *model = NULL, *out = NULL, *cache = NULL, *state = NULL, *log = NULL;
     int64_t radius = 0, down = 0, samples = 2000, sample_steps = 32, steps = 1500, batch = 32, warmup = 50,
             save_every = 250, workers = 0, seed = 0, kill_after = 0;
     double lr = 3e-4, clip = 1, ema = 0;
@@ -82,6 +83,7 @@ int cmd_distill(int argc, char **argv) {
         {"--seed", CLI_OPT_INT, &seed, 0, INT64_MAX, 0, 0, 0},
         {"--log", CLI_OPT_STRING, &log, 0, 0, 0, 0, 0},
         {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+        {"--freeze", CLI_OPT_STRING, &freeze, 0, 0, 0, 0, 0},
         {"--test-kill-after", CLI_OPT_INT, &kill_after, 1, INT64_MAX, 0, 0, 0}, /* tests only */
     };
     char **av = malloc(((size_t)argc + 1) * sizeof *av);
@@ -131,7 +133,7 @@ int cmd_distill(int argc, char **argv) {
     }
     cli_train_prog pg = {"distill", isatty(2), "", "sampling the teacher's distillation set ...", 0, 0};
     const cd_train_params p = {out, state, resume, steps, batch, save_every, warmup, (uint64_t)seed, lr, 0.0,
-                               (float)clip, (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), 0, log,
+                               (float)clip, (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), 0, freeze, log,
                                kill_after, quiet ? NULL : cli_train_progress, &pg};
     const cd_distill_params dp = {model, cache, samples, (int32_t)sample_steps, (int32_t)radius, (int32_t)down,
                                   !no_distill};

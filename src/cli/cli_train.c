@@ -18,6 +18,7 @@ static const char *k_usage =
     "                      [--steps N] [--batch B] [--lr X] [--warmup N] [--weight-decay X]\n"
     "                      [--clip X] [--ema X] [--save-every N] [--workers W] [--hidden D]\n"
     "                      [--heads H] [--depth N] [--single N] [--seed S] [--log FILE] [--f32]\n"
+    "                      [--freeze GLOBS]\n"
     "                      [--quiet]\n"
     "\n"
     "Trains a small FLUX-architecture transformer from scratch on Fashion-MNIST in pixel space:\n"
@@ -48,6 +49,8 @@ static const char *k_usage =
     "                        model shape (default 128, 4, 2 double, 4 single blocks)\n"
     "  --seed S              initialisation and data seed (default 0)\n"
     "  --log FILE            CSV of step,loss,grad_norm,lr,seconds\n"
+    "  --freeze GLOBS        keep the parameters whose (diffusers) names match any of these\n"
+    "                        comma-separated globs frozen, e.g. 'x_embedder.*,*.norm_q.*'\n"
     "  --f32                 write MODEL in F32 instead of BF16\n"
     "  --quiet               no progress lines\n"
     "  -h, --help            show this help\n"
@@ -55,7 +58,7 @@ static const char *k_usage =
     "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
 
 int cmd_train(int argc, char **argv) {
-    const char *out = NULL, *data = NULL, *state = NULL, *log = NULL;
+    const char *freeze = NULL, *out = NULL, *data = NULL, *state = NULL, *log = NULL;
     int64_t steps = 20000, batch = 32, warmup = 200, save_every = 500, workers = 0, hidden = 128, heads = 4,
             depth = 2, single = 4, seed = 0, kill_after = 0;
     double lr = 5e-4, wd = 0, clip = 1, ema = 0.999;
@@ -82,6 +85,7 @@ int cmd_train(int argc, char **argv) {
         {"--log", CLI_OPT_STRING, &log, 0, 0, 0, 0, 0},
         {"--f32", CLI_OPT_SWITCH, &f32, 0, 0, 0, 0, 0},
         {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+        {"--freeze", CLI_OPT_STRING, &freeze, 0, 0, 0, 0, 0},
         {"--test-kill-after", CLI_OPT_INT, &kill_after, 1, INT64_MAX, 0, 0, 0}, /* tests only: SIGKILL after a step */
     };
     char **av = malloc(((size_t)argc + 1) * sizeof *av);
@@ -124,7 +128,7 @@ int cmd_train(int argc, char **argv) {
     }
     cli_train_prog pg = {"train", isatty(2), "", NULL, 0, 0};
     cd_train_params p = {out, state, resume, steps, batch, save_every, warmup, (uint64_t)seed, lr, wd, (float)clip,
-                         (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), !f32, log, kill_after,
+                         (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), !f32, freeze, log, kill_after,
                          quiet ? NULL : cli_train_progress, &pg};
     const cd_fmnist_params fp = {data, (int32_t)hidden, (int32_t)heads, (int32_t)depth, (int32_t)single};
     snprintf(pg.banner, sizeof pg.banner,

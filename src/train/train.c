@@ -164,8 +164,14 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
     }
     size_t n_train = 0;
     for (size_t i = 0; i < s.pl.n; i++) {
-        s.trainable[i] = !task->clear_only || s.pl.p[i].clear;
+        s.trainable[i] = (!task->clear_only || s.pl.p[i].clear) &&
+                         !(p->freeze && cd_name_matches(p->freeze, s.pl.p[i].name));
         n_train += s.trainable[i] ? s.pl.p[i].numel : 0;
+    }
+    if (!n_train) {
+        st = cd_set_error(ctx, CD_ERR_INVALID_ARG, "train: --freeze '%s' leaves no parameter to train",
+                          p->freeze ? p->freeze : "");
+        goto done;
     }
     if (p->resume) {
         if ((st = load_state(ctx, p->state, &s, task, p, &step0))) goto done;

@@ -62,6 +62,7 @@ typedef struct {
     float clip, ema_decay;
     int workers;
     int out_bf16;
+    const char *freeze;         /* comma-separated fnmatch globs of parameter names kept frozen (NULL: none) */
     const char *log_path;       /* optional CSV: step,loss,grad_norm,lr,seconds (appended on resume) */
     int64_t kill_after;         /* tests: SIGKILL the process right after this step (0 = never) */
     cd_train_progress_fn progress;
