@@ -82,6 +82,25 @@ static uint8_t *gen(const gen_files *f, const char *seed, const char *threads, c
     return rgb;
 }
 
+/* Bad-input cases: each must exit 2 with one error line containing `phrase` and leave no `out`. */
+typedef struct {
+    const char *args[24];
+    const char *phrase;
+} bad_case;
+
+static void expect_bad_cases(const bad_case *cases, size_t n, const char *out) {
+    for (size_t i = 0; i < n; i++) {
+        cli_run r;
+        CHECK(run_cli(cases[i].args, &r), "spawn");
+        EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
+        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
+        EXPECT(one_error_line(r.err, "generate"), "case %zu: not one error line: %s", i, r.err);
+        struct stat st;
+        EXPECT(stat(out, &st) != 0, "case %zu left a PNG", i);
+        unlink(out);
+    }
+}
+
 TEST(generate_deterministic) {
     gen_files f;
     CHECK(setup(&f), "cannot write the test checkpoints");
@@ -144,7 +163,7 @@ TEST(generate_bad_input) {
     snprintf(narrow, sizeof narrow, "%s/narrow.safetensors", f.dir);
     CHECK(write_emb(nopooled, 5, 32, 24, 1) && write_emb(narrow, 5, 31, 24, 0), "write embeddings");
     const char *M = f.model, *A = f.ae, *E = f.emb, *O = f.out;
-    const struct { const char *args[24]; const char *phrase; } cases[] = {
+    const bad_case cases[] = {
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "40", "--height", "32",
           "--rope-axes", "4,6,6", "-o", O}, "multiples of 16"},
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", nopooled, "--width", "32", "--height", "32",
@@ -167,16 +186,7 @@ TEST(generate_bad_input) {
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", "/nonexistent.safetensors", "--width", "32",
           "--height", "32", "-o", O}, "nonexistent"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cli_run r;
-        CHECK(run_cli(cases[i].args, &r), "spawn");
-        EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
-        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
-        EXPECT(one_error_line(r.err, "generate"), "case %zu: not one error line: %s", i, r.err);
-        struct stat st;
-        EXPECT(stat(O, &st) != 0, "case %zu left a PNG", i);
-        unlink(O);
-    }
+    expect_bad_cases(cases, sizeof cases / sizeof cases[0], O);
     unlink(nopooled); unlink(narrow);
     teardown(&f);
     struct stat st;
@@ -258,7 +268,7 @@ TEST(generate_img2img_bad_input) {
           "write PNGs");
     const char *M = f.model, *A = f.ae, *E = f.emb, *O = f.out;
 #define BASE "generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--rope-axes", "4,6,6", "-o", O
-    const struct { const char *args[24]; const char *phrase; } cases[] = {
+    const bad_case cases[] = {
         {{BASE, "--init-image", init, "--strength", "0"}, "--strength"},
         {{BASE, "--init-image", init, "--strength", "1.5"}, "--strength"},
         {{BASE, "--init-image", "/nonexistent/init.png"}, "init.png"},
@@ -273,16 +283,7 @@ TEST(generate_img2img_bad_input) {
         {{BASE, "--init-image", init, "--proportional-attention", "--no-proportional-attention"}, "exclude"},
     };
 #undef BASE
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cli_run r;
-        CHECK(run_cli(cases[i].args, &r), "spawn");
-        EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
-        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
-        EXPECT(one_error_line(r.err, "generate"), "case %zu: not one error line: %s", i, r.err);
-        struct stat st;
-        EXPECT(stat(O, &st) != 0, "case %zu left a PNG", i);
-        unlink(O);
-    }
+    expect_bad_cases(cases, sizeof cases / sizeof cases[0], O);
     unlink(init); unlink(odd);
     teardown(&f);
 }

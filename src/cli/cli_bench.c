@@ -5,6 +5,7 @@
 #include "cleardit.h"
 #include "cli.h"
 #include "cli_common.h"
+#include "../pipeline/sampler.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -400,11 +401,7 @@ static int bench_forward(int argc, char **argv) {
     int first = 1;
     for (int gi = 0; gi < ng && rc == CLI_OK; gi++) {
         const int64_t G = grids[gi];
-        for (int64_t y = 0; y < G; y++)
-            for (int64_t x = 0; x < G; x++) {
-                ids[(y * G + x) * 3 + 1] = (float)y;
-                ids[(y * G + x) * 3 + 2] = (float)x;
-            }
+        cd_flux_img_ids(ctx, (size_t)G, (size_t)G, ids);
         double dense_total = 0;
         for (int mi = -1; mi < nr && rc == CLI_OK; mi++) {
             const int64_t r = mi < 0 ? 0 : radii[mi];

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "cli_common.h"
 #include "../pipeline/generate.h"
+#include "../pipeline/sampler.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -86,11 +87,7 @@ static void on_step(void *user, int step, int steps, double el) {
 static int flux_step(cd_ctx *ctx, cd_flux_model *m, int nd, int ns, int64_t G, int64_t T, int64_t r, float *img,
                      const float *txt, const float *pooled, float *ids, const float *tids, float *out, double *bsec,
                      double *per_step) {
-    for (int64_t y = 0; y < G; y++)
-        for (int64_t x = 0; x < G; x++) {
-            ids[(y * G + x) * 3 + 1] = (float)y;
-            ids[(y * G + x) * 3 + 2] = (float)x;
-        }
+    cd_flux_img_ids(ctx, (size_t)G, (size_t)G, ids);
     cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
                             (int32_t)G, (int32_t)G, (int32_t)r, 0, bsec, 0, 0};
     const double t0 = now_s();

@@ -117,6 +117,19 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_
     return cli_parse_args(cmd, argc, argv, opts, nopts, help, NULL, 0, NULL);
 }
 
+int cli_parse_flags_o(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help) {
+    char **av = malloc(((size_t)argc + 1) * sizeof *av);
+    if (!av) {
+        cli_error(cmd, "out of memory");
+        return CLI_RUNTIME;
+    }
+    for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
+    av[argc] = NULL;
+    const int rc = cli_parse_flags(cmd, argc, av, opts, nopts, help);
+    free(av);
+    return rc;
+}
+
 int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help,
                    const char **pos, int max_pos, int *npos) {
     *help = 0;

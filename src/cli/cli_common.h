@@ -47,6 +47,10 @@ typedef struct {
 int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
                     int *help);
 
+/* cli_parse_flags with "-o PATH" accepted as "--out PATH" (the commands whose usage shows -o).
+ * Returns CLI_OK, CLI_BAD_INPUT, or CLI_RUNTIME when out of memory. */
+int cli_parse_flags_o(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help);
+
 /* The same, also accepting positional arguments (file names): up to max_pos of them are stored
  * in pos[] and counted in *npos; more is an error. After "--" every argument is positional. */
 int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help,

@@ -271,14 +271,8 @@ int cmd_generate(int argc, char **argv) {
         {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
-    /* "-o PATH" is "--out PATH" (the shared parser knows long flags only) */
-    char **av = malloc(((size_t)argc + 1) * sizeof *av);
-    if (!av) return CLI_RUNTIME;
-    for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
-    av[argc] = NULL;
-    const int prc = cli_parse_flags(CMD, argc, av, opts, nopts, &help);
-    free(av);
-    if (prc) return CLI_BAD_INPUT;
+    const int prc = cli_parse_flags_o(CMD, argc, argv, opts, nopts, &help);
+    if (prc) return prc;
     if (help) {
         fputs(k_usage, stdout);
         return CLI_OK;

@@ -88,13 +88,8 @@ int cmd_train(int argc, char **argv) {
         {"--freeze", CLI_OPT_STRING, &freeze, 0, 0, 0, 0, 0},
         {"--test-kill-after", CLI_OPT_INT, &kill_after, 1, INT64_MAX, 0, 0, 0}, /* tests only: SIGKILL after a step */
     };
-    char **av = malloc(((size_t)argc + 1) * sizeof *av);
-    if (!av) return CLI_RUNTIME;
-    for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
-    av[argc] = NULL;
-    const int prc = cli_parse_flags(CMD, argc, av, opts, sizeof opts / sizeof opts[0], &help);
-    free(av);
-    if (prc) return CLI_BAD_INPUT;
+    const int prc = cli_parse_flags_o(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &help);
+    if (prc) return prc;
     if (help) {
         fputs(k_usage, stdout);
         return CLI_OK;
