@@ -30,24 +30,64 @@ LDFLAGS += $(OMP) $(LDSAN)
 ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mprefer-vector-width=512
 ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
 
-LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/cpu/*.c))
+LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/cpu/*.c) \
+             $(filter-out src/parallel/comm_%.c,$(wildcard src/parallel/*.c)))
+
+# MPI (patch parallelism, src/parallel/): built when OpenMPI's pkg-config file is found; MPI=0, or
+# none, builds src/parallel/comm_none.c instead (--parallel then says why it cannot).
+MPI_CFLAGS ?= $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   ?= $(shell pkg-config --libs ompi-c 2>/dev/null)
+MPI        ?= $(if $(MPI_LIBS),1,0)
+ifeq ($(MPI),1)
+  LIB_SRC += src/parallel/comm_mpi.c
+  LDLIBS  += $(MPI_LIBS)
+else
+  LIB_SRC += src/parallel/comm_none.c
+endif
+
+# CUDA backend (src/backend/cuda/*.cu): built when nvcc is found, for sm_80 and sm_90; CUDA=0, or
+# no nvcc, builds src/backend/nocuda/cuda_stub.c instead (--device cuda then says why it cannot).
+# cudart is linked statically; cuBLASLt from the toolkit (rpath).
+NVCC      ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDA      ?= $(if $(NVCC),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_LIB  ?= $(CUDA_HOME)/lib64
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVFLAGS   ?= -std=c++17 -O3 -g -lineinfo -Iinclude $(CUDA_ARCH) \
+             -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fno-strict-aliasing
+ifeq ($(CUDA),1)
+  CU_SRC   = $(sort $(wildcard src/backend/cuda/*.cu))
+  LDLIBS  += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart_static -ldl -lrt -lpthread -lstdc++
+else
+  CU_SRC   =
+  LIB_SRC += src/backend/nocuda/cuda_stub.c
+endif
+CU_OBJ   = $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 TEST_SRC = $(sort $(wildcard tests/*.c))
+ifeq ($(MPI),1)
+  MPI_TEST = $(BUILD)/test_mpi
+endif
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-all: $(BUILD)/cleardit $(BUILD)/test_cleardit
+all: $(BUILD)/cleardit $(BUILD)/test_cleardit $(MPI_TEST)
 
 $(BUILD)/obj/%_avx512.o: XFLAGS = $(ISA_AVX512)
 $(BUILD)/obj/%_avx2.o:   XFLAGS = $(ISA_AVX2)
 $(BUILD)/obj/%_generic.o: XFLAGS = -ffp-contract=fast
+$(BUILD)/obj/src/parallel/comm_mpi.o: XFLAGS = $(MPI_CFLAGS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(XFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libcleardit.a: $(LIB_OBJ)
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcleardit.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -69,12 +109,16 @@ $(BUILD)/cleardit: $(CLI_OBJ) $(BUILD)/obj/default_model.o $(BUILD)/libcleardit.
 $(BUILD)/test_cleardit: $(TEST_OBJ) $(BUILD)/libcleardit.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Patch parallelism under mpirun (MPI builds; scripts/test.sh runs it with -np 2 and -np 3).
+$(BUILD)/test_mpi: $(BUILD)/obj/tests/mpi/test_patch.o $(BUILD)/libcleardit.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # The tests find the CLI through CLEARDIT_BIN (CLI tests spawn it).
 test: $(BUILD)/cleardit $(BUILD)/test_cleardit
 	CLEARDIT_BIN=$(BUILD)/cleardit $(BUILD)/test_cleardit $(TESTS)
 
 sanitize:
-	$(MAKE) BUILD=build-san SAN=1 OPT=-O1 test
+	$(MAKE) BUILD=build-san SAN=1 OPT=-O1 CUDA=0 MPI=0 test
 
 bench: $(BUILD)/cleardit
 	$(BUILD)/cleardit bench attention
@@ -101,7 +145,7 @@ $(BUILD)/fuzz_safetensors: fuzz/fuzz_safetensors.c $(BUILD)/libcleardit.a
 	$(CC) $(BASE) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 fuzz:
-	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 SAN=fuzz OMP= build-fuzz/fuzz_safetensors
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 SAN=fuzz OMP= CUDA=0 MPI=0 build-fuzz/fuzz_safetensors
 
 fuzz-run: fuzz
 	rm -rf build-fuzz/corpus build-fuzz/crashes
@@ -110,8 +154,27 @@ fuzz-run: fuzz
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/ build-fuzz/corpus
 
+# The kernel lab (lab/): each kernel version validated against the CPU reference, then timed
+# (needs a GPU; scripts/gpu-check.sh runs it).
+$(BUILD)/lab_attention: $(BUILD)/obj/lab/attention/lab_attention.o $(BUILD)/libcleardit.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lab_ops: $(BUILD)/obj/lab/ops/check_ops_cuda.o $(BUILD)/libcleardit.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/obj/lab/ops/check_ops_cuda.o: XFLAGS = -I$(CUDA_HOME)/include
+
+lab: $(BUILD)/lab_attention $(BUILD)/lab_ops
+
+# The attention kernels' own source run on the CPU (lab/attention/emu_flash.cpp emulates the PTX
+# they use): a check of fragment layouts, indexing, masks and barriers that needs no GPU.
+$(BUILD)/emu_flash: lab/attention/emu_flash.cpp $(wildcard src/backend/cuda/attn_*.cuh) $(BUILD)/libcleardit.a
+	g++ -std=c++17 -O2 -g -Wno-unknown-pragmas -Iinclude -Isrc/backend/cuda -fopenmp $< $(BUILD)/libcleardit.a -o $@ $(LDLIBS)
+
+emu-run: $(BUILD)/emu_flash
+	$(BUILD)/emu_flash --quick
+
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all test sanitize bench bench-ckpt bench-linear fuzz fuzz-run clean
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+.PHONY: all test sanitize bench bench-ckpt bench-linear fuzz fuzz-run lab emu-run clean
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d)

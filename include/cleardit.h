@@ -94,6 +94,23 @@ const char *cd_ctx_error(const cd_ctx *ctx);   /* last error message, "" if none
 cd_isa cd_ctx_isa(const cd_ctx *ctx);          /* the path actually used (never AUTO) */
 int cd_ctx_threads(const cd_ctx *ctx);         /* threads actually used */
 
+/* ---- devices ------------------------------------------------------------------------------ */
+/* Where models and attention layers compute. CUDA needs a build with nvcc (make finds it) and an
+ * NVIDIA GPU of compute capability >= 8.0 (sm_80 and sm_90 code is built). */
+typedef enum { CD_DEVICE_CPU = 0, CD_DEVICE_CUDA, CD_DEVICE_COUNT } cd_device;
+
+const char *cd_device_name(cd_device d);   /* "cpu", "cuda" */
+/* Makes `dev` ready in ctx (CUDA: device 0, its stream and libraries, once per context). CPU always
+ * succeeds; CUDA fails with CD_ERR_UNSUPPORTED and the reason (this build has no CUDA support, no
+ * usable GPU or driver, a GPU older than sm_80). */
+cd_status cd_device_open(cd_ctx *ctx, cd_device dev);
+/* What dev is, after a successful open: "NVIDIA H200 (sm_90, 132 SMs, 139.8 GiB)", or the CPU's
+ * ISA path and threads. */
+const char *cd_device_desc(cd_ctx *ctx, cd_device dev);
+/* A CUDA device's dense bf16 tensor-core peak in FLOP/s from its SM count, clock and architecture
+ * (to report fractions of peak); 0 for the CPU (benchmarks measure its FMA peak) or when unknown. */
+double cd_device_peak_flops(cd_ctx *ctx, cd_device dev);
+
 /* ---- attention ---------------------------------------------------------------------------- */
 /* One attention layer over the joint sequence [text (T) | image (H*W, row-major)].
  *  radius == 0          : dense attention (every query sees every key).
@@ -129,6 +146,13 @@ double cd_attn_flops(const cd_attn_desc *d);
 cd_status cd_attention_forward(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dtype,
                                const void *q, const void *k, const void *v,
                                const float *spatial_weight, float *o, float *lse);
+
+/* Seconds of one attention layer d on dev: the median of `reps` timed calls after one warm-up, on
+ * random inputs (uniform, never zeros) resident on the device. CUDA: bf16 q/k/v in device memory,
+ * the kernels alone (pooled keys prepared once), timed with device events; CPU: cd_attention_forward
+ * with BF16 inputs. Memory O(N * heads * head_dim). */
+cd_status cd_attention_time(cd_ctx *ctx, cd_device dev, const cd_attn_desc *d, int reps,
+                            double *seconds);
 
 /* Same contract, plain loops with double accumulation: the oracle of the fast kernels. */
 cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dtype,
@@ -334,6 +358,13 @@ void cd_flux_free(cd_flux_model *m);
 /* Allocates the activation arena for up to max_tokens = T + L tokens (once; a forward never
  * allocates). */
 cd_status cd_flux_reserve(cd_ctx *ctx, cd_flux_model *m, size_t max_tokens);
+/* Moves where cd_flux_run computes. CUDA: one BF16 copy of every linear (F32 weights are rounded
+ * to bf16), and the f32 biases, norm scales and spatial weights, in device memory; activation
+ * arenas are then made there too (inputs and outputs of cd_flux_run stay host arrays). CPU: drops
+ * the device copy. Errors: CD_ERR_UNSUPPORTED (see cd_device_open; head_dim other than 32/64/128),
+ * CD_ERR_OOM naming the bytes. ctx must outlive the model while it is on a device. */
+cd_status cd_flux_set_device(cd_ctx *ctx, cd_flux_model *m, cd_device dev);
+cd_device cd_flux_model_device(const cd_flux_model *m);
 size_t cd_flux_weight_bytes(const cd_flux_model *m);
 size_t cd_flux_arena_bytes(const cd_flux_model *m);
 
@@ -360,6 +391,46 @@ float cd_flux_proportional_scale(int32_t head_dim, size_t T, size_t L, int32_t d
 
 /* out [L, out_channels]. */
 cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out);
+
+/* ---- patch parallelism: one image across processes (parallel/) -------------------------------
+ * Rank i of P owns a horizontal band of the image token rows; linears, norms and MLPs run on its
+ * own tokens (and the text tokens, which every rank holds), and each CLEAR attention layer needs
+ * only r - 1 rows of keys/values from its neighbours (a halo; spec/clear.md). MPI builds only (the
+ * Makefile finds OpenMPI); otherwise cd_comm_init fails with CD_ERR_UNSUPPORTED. */
+typedef struct cd_comm cd_comm;
+
+int cd_comm_available(void);               /* 1 when this build has MPI */
+/* MPI_Init (argc/argv may be NULL) and the world communicator; once per process. */
+cd_status cd_comm_init(cd_ctx *ctx, int *argc, char ***argv, cd_comm **out);
+int cd_comm_rank(const cd_comm *c);
+int cd_comm_size(const cd_comm *c);
+/* Seconds any wait may last before it fails naming the silent ranks (default 300). */
+void cd_comm_set_timeout(cd_comm *c, double seconds);
+/* Fails (CD_ERR_INVALID_ARG, on every rank) unless every rank passed the same n bytes; `what`
+ * names them in the message ("the generate arguments"). */
+cd_status cd_comm_check_same(cd_ctx *ctx, cd_comm *c, const void *data, size_t n, const char *what);
+/* Ends the whole job (MPI_Abort): for a rank that cannot go on while others may be waiting. */
+void cd_comm_abort(cd_comm *c, int code);
+void cd_comm_free(cd_comm *c);             /* MPI_Finalize; NULL-safe */
+typedef struct {
+    uint64_t bytes_sent, bytes_received, messages;
+    double wait_seconds;                   /* time spent blocked in waits */
+} cd_comm_stats;
+void cd_comm_stats_get(const cd_comm *c, cd_comm_stats *s);
+void cd_comm_stats_reset(cd_comm *c);
+
+/* Text queries attend to every image key, which no rank holds: EXACT merges every rank's partial
+ * softmax (its own band's keys; the text keys counted once) by log-sum-exp, equal to one process up
+ * to float reordering; APPROX is the paper's Eq. 7: each rank attends the text queries to the text
+ * keys and its own band, and the outputs are averaged. */
+typedef enum { CD_TEXT_EXACT = 0, CD_TEXT_APPROX } cd_text_attention;
+
+/* Splits every later cd_flux_run of m across comm's processes (NULL: back to one process). Inputs
+ * and outputs of cd_flux_run stay whole on every rank (each rank computes its band; the outputs are
+ * all-gathered), so a sampler runs unchanged. CLEAR attention only (radius >= 1); every band needs
+ * at least one token row (with pooled keys: one row of down x down cells), and the model must be
+ * on the CPU. Errors are the same on every rank where they come from the arguments. */
+cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_text_attention mode);
 
 /* ---- images: PNG files and pixel conversion (io/png.c) ------------------------------------- */
 /* Images are 8-bit RGB, interleaved, row-major: rgb[(y * width + x) * 3 + c]. Both directions

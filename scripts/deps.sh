@@ -3,7 +3,10 @@
 # what is missing with apt-get; otherwise it names the missing packages and fails.
 set -euo pipefail
 PKGS=(gcc make libc6-dev libjansson-dev libopenblas-openmp-dev libpng-dev zlib1g-dev)
+PKGS+=(libopenmpi-dev openmpi-bin)   # patch parallelism (MPI) and its tests under mpirun
 PKGS+=("$@")   # callers may add packages (e.g. clang for the fuzzer)
+# the CUDA backend is built when nvcc is present; nvcc compiles host code with g++
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null 2>&1; then PKGS+=(g++); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,10 @@ int run_cli(const char *const *args, cli_run *r) {
         argv[n] = args[n - 1];
     }
     argv[n] = NULL;
+    return run_argv(argv, r);
+}
+
+int run_argv(const char *const *argv, cli_run *r) {
     FILE *out = tmpfile(), *err = tmpfile();
     int ok = 0;
     if (out && err) {

@@ -20,6 +20,9 @@ const char *cli_bin(void);
  * not be started. */
 int run_cli(const char *const *args, cli_run *r);
 
+/* Runs argv[0] (a path) with argv, captured like run_cli. */
+int run_argv(const char *const *argv, cli_run *r);
+
 /* RUN(res, "cmd", "arg", ...): run_cli with a literal argument list; fails the test if the CLI
  * cannot be started. */
 #define RUN(res, ...)                                                                           \

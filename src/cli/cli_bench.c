@@ -24,6 +24,8 @@ static const char *k_usage =
     "  --json              one JSON object instead of the table\n"
     "  --threads N         threads (default: all cores)\n"
     "  --isa NAME          auto|generic|avx2|avx512 (default auto)\n"
+    "  --device cpu|cuda   where it runs (default cpu). cuda: bf16 inputs on the GPU, the kernels\n"
+    "                      alone timed with device events; %peak is of the card's bf16 tensor peak\n"
     "  --dtype NAME        f32|bf16 inputs (default f32)\n"
     "  --heads N           heads (default 24)\n"
     "  --head-dim N        head dimension (default 128)\n"
@@ -52,13 +54,16 @@ static const char *k_usage_fwd =
     "  --single N          single blocks (default 1)\n"
     "  --dtype NAME        bf16|f32 weights (default bf16)\n"
     "  --text-len T        text tokens (default 512)\n"
-    "  --threads N         threads (default: all cores)\n";
+    "  --threads N         threads (default: all cores)\n"
+    "  --device cpu|cuda   where it runs (default cpu); on cuda the linear/attention/other split is\n"
+    "                      not measured, and each grid starts with an untimed warm-up forward\n";
 
 typedef struct {
     int64_t heads, hd, T;
     int bf16;
     cd_ctx *ctx;
     int64_t repeat;
+    int dev;
 } bench_cfg;
 
 typedef struct {
@@ -102,6 +107,18 @@ static int run_case(const bench_cfg *c, bench_row *row) {
     if (cd_attn_validate(c->ctx, &d) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(c->ctx));
         return CLI_BAD_INPUT;
+    }
+    if (c->dev == CD_DEVICE_CUDA) { /* inputs live on the GPU; the library times with events */
+        double sec = 0;
+        int reps = c->repeat > 0 ? (int)c->repeat : 5;
+        if (cd_attention_time(c->ctx, CD_DEVICE_CUDA, &d, reps, &sec) != CD_OK) {
+            cli_error("bench", "%s", cd_ctx_error(c->ctx));
+            return CLI_RUNTIME;
+        }
+        row->seconds = sec;
+        row->gflop = cd_attn_flops(&d) * 1e-9;
+        row->gflops = row->gflop / sec;
+        return CLI_OK;
     }
     const size_t N = (size_t)c->T + (size_t)row->H * row->W, n = (size_t)c->heads * N * c->hd;
     const size_t es = c->bf16 ? 2 : 4;
@@ -166,9 +183,10 @@ int cmd_bench(int argc, char **argv) {
     }
     int64_t threads = 0, heads = 24, hd = 128, T = 512, maxg = 128, radius = -1, down = 0, repeat = 0;
     double budget = 8.0;
-    const char *isa_s = "auto", *dtype_s = "f32", *grid_s = NULL;
-    int json = 0, help = 0, no_dense = 0;
+    const char *isa_s = "auto", *dtype_s = "f32", *grid_s = NULL, *device_s = NULL;
+    int json = 0, help = 0, no_dense = 0, dev = 0;
     cli_opt opts[] = {
+        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
         {"--json", CLI_OPT_SWITCH, &json, 0, 0, 0, 0, 0},
         {"--no-dense", CLI_OPT_SWITCH, &no_dense, 0, 0, 0, 0, 0},
         {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
@@ -217,13 +235,23 @@ int cmd_bench(int argc, char **argv) {
         cli_error("bench", "--radius/--down select a single case and need --grid HxW");
         return CLI_BAD_INPUT;
     }
-    bench_cfg c = {heads, hd, T, !strcmp(dtype_s, "bf16"), NULL, repeat};
+    if (cli_parse_device("bench", device_s, &dev)) return CLI_BAD_INPUT;
+    if (dev == CD_DEVICE_CUDA) {
+        dtype_s = "bf16";
+        if (!grid_s) maxg = maxg == 128 ? 512 : maxg; /* a GPU covers up to 8192^2 images */
+    }
+    bench_cfg c = {heads, hd, T, !strcmp(dtype_s, "bf16"), NULL, repeat, dev};
     cd_status st = cd_ctx_create(&p, &c.ctx);
     if (st != CD_OK) {
         cli_error("bench", "cannot create context: %s (isa %s)", cd_status_str(st), isa_s);
         return st == CD_ERR_UNSUPPORTED ? CLI_BAD_INPUT : CLI_RUNTIME;
     }
-    const double peak = cd_measure_fma_peak(c.ctx, 0.3);
+    if (cli_open_device("bench", c.ctx, dev)) {
+        cd_ctx_free(c.ctx);
+        return CLI_BAD_INPUT;
+    }
+    const double peak = dev == CD_DEVICE_CUDA ? cd_device_peak_flops(c.ctx, CD_DEVICE_CUDA) * 1e-9
+                                              : cd_measure_fma_peak(c.ctx, 0.3);
 
     /* the case list: per grid, dense first then each radius */
     bench_row rows[64];
@@ -243,7 +271,10 @@ int cmd_bench(int argc, char **argv) {
         printf("cleardit bench attention: %lld heads x %lld, T = %lld, %s inputs, %d threads, %s path\n",
                (long long)heads, (long long)hd, (long long)T, dtype_s, cd_ctx_threads(c.ctx),
                cd_isa_name(cd_ctx_isa(c.ctx)));
-        printf("measured fp32 FMA peak: %.1f GFLOP/s\n\n", peak);
+        if (dev == CD_DEVICE_CUDA)
+            printf("device: %s; bf16 tensor peak %.1f TFLOP/s\n\n", cd_device_desc(c.ctx, CD_DEVICE_CUDA), peak * 1e-3);
+        else
+            printf("measured fp32 FMA peak: %.1f GFLOP/s\n\n", peak);
         printf("%-9s %8s %-7s %10s %10s %9s %7s %9s\n", "grid", "tokens", "mode", "time ms", "GFLOP",
                "GFLOP/s", "%peak", "vs dense");
         fflush(stdout);
@@ -278,10 +309,11 @@ int cmd_bench(int argc, char **argv) {
         fflush(stdout);
     }
     if (json && rc == CLI_OK) {
-        printf("{\"heads\": %lld, \"head_dim\": %lld, \"text_len\": %lld, \"dtype\": \"%s\", \"threads\": %d, "
-               "\"isa\": \"%s\", \"fma_peak_gflops\": %.3f, \"rows\": [",
-               (long long)heads, (long long)hd, (long long)T, dtype_s, cd_ctx_threads(c.ctx),
-               cd_isa_name(cd_ctx_isa(c.ctx)), peak);
+        printf("{\"device\": \"%s\", \"heads\": %lld, \"head_dim\": %lld, \"text_len\": %lld, \"dtype\": \"%s\", \"threads\": %d, "
+               "\"isa\": \"%s\", \"%s\": %.3f, \"rows\": [",
+               cd_device_desc(c.ctx, (cd_device)dev), (long long)heads, (long long)hd, (long long)T, dtype_s,
+               cd_ctx_threads(c.ctx), cd_isa_name(cd_ctx_isa(c.ctx)),
+               dev == CD_DEVICE_CUDA ? "bf16_peak_gflops" : "fma_peak_gflops", peak);
         for (int i = 0; i < nrows; i++) {
             const bench_row *r = &rows[i];
             double dense_s = 0;
@@ -321,9 +353,10 @@ static int parse_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int m
 
 static int bench_forward(int argc, char **argv) {
     int64_t threads = 0, nd = 1, ns = 1, T = 512;
-    const char *grids_s = "32,64", *radii_s = "8,16,32", *dtype_s = "bf16";
-    int json = 0, help = 0;
+    const char *grids_s = "32,64", *radii_s = "8,16,32", *dtype_s = "bf16", *device_s = NULL;
+    int json = 0, help = 0, dev = 0;
     cli_opt opts[] = {
+        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
         {"--json", CLI_OPT_SWITCH, &json, 0, 0, 0, 0, 0},
         {"--grids", CLI_OPT_STRING, &grids_s, 0, 0, 0, 0, 0},
         {"--radii", CLI_OPT_STRING, &radii_s, 0, 0, 0, 0, 0},
@@ -353,12 +386,17 @@ static int bench_forward(int argc, char **argv) {
         cli_error("bench", "--dtype must be bf16 or f32 (got '%s')", dtype_s);
         return CLI_BAD_INPUT;
     }
+    if (cli_parse_device("bench", device_s, &dev)) return CLI_BAD_INPUT;
     cd_ctx_params cp = cd_ctx_params_default();
     cp.threads = (int)threads;
     cd_ctx *ctx = NULL;
     if (cd_ctx_create(&cp, &ctx) != CD_OK) {
         cli_error("bench", "cannot create a context");
         return CLI_RUNTIME;
+    }
+    if (cli_open_device("bench", ctx, dev)) {
+        cd_ctx_free(ctx);
+        return CLI_BAD_INPUT;
     }
     const cd_flux_config cfg = {3072, 24, 128, (int32_t)nd, (int32_t)ns, 64, 64, 4096, 768, 12288, 1};
     const int axes[3] = {16, 56, 56};
@@ -378,7 +416,7 @@ static int bench_forward(int argc, char **argv) {
     }
     if (!json) fprintf(stderr, "creating random %s weights (%lld double + %lld single blocks) ...\n", dtype_s, (long long)nd, (long long)ns);
     if (cd_flux_random(ctx, &cfg, strcmp(dtype_s, "bf16") ? CD_DTYPE_F32 : CD_DTYPE_BF16, axes, 10000.0, 42, &m) != CD_OK ||
-        cd_flux_reserve(ctx, m, Nmax) != CD_OK) {
+        cd_flux_set_device(ctx, m, (cd_device)dev) != CD_OK || cd_flux_reserve(ctx, m, Nmax) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(ctx));
         rc = CLI_RUNTIME;
         goto done;
@@ -388,21 +426,32 @@ static int bench_forward(int argc, char **argv) {
     fill(pooled, 768, 0, 13);
     if (!json) {
         printf("cleardit bench forward: FLUX.1 width (3072 hidden, 24 x 128, mlp 12288), %lld double + %lld single "
-               "blocks, %s weights, T = %lld, %d threads, %s path\n",
-               (long long)nd, (long long)ns, dtype_s, (long long)T, cd_ctx_threads(ctx), cd_isa_name(cd_ctx_isa(ctx)));
+               "blocks, %s weights, T = %lld, on %s\n",
+               (long long)nd, (long long)ns, dtype_s, (long long)T,
+               dev == CD_DEVICE_CUDA ? cd_device_desc(ctx, CD_DEVICE_CUDA) : cd_isa_name(cd_ctx_isa(ctx)));
         printf("weights %.1f MB, activation arena %.1f MB (for %zu tokens)\n\n", cd_flux_weight_bytes(m) / 1e6,
                cd_flux_arena_bytes(m) / 1e6, Nmax);
         printf("%-8s %7s %-6s %10s %10s %9s %9s %9s %14s %9s\n", "grid", "tokens", "mode", "double s", "single s",
                "linear s", "attn s", "other s", "19+38 blocks s", "vs dense");
     } else {
-        printf("{\"double_blocks\": %lld, \"single_blocks\": %lld, \"dtype\": \"%s\", \"text_len\": %lld, "
-               "\"threads\": %d, \"rows\": [", (long long)nd, (long long)ns, dtype_s, (long long)T, cd_ctx_threads(ctx));
+        printf("{\"device\": \"%s\", \"double_blocks\": %lld, \"single_blocks\": %lld, \"dtype\": \"%s\", \"text_len\": %lld, "
+               "\"threads\": %d, \"rows\": [", cd_device_desc(ctx, (cd_device)dev), (long long)nd, (long long)ns, dtype_s,
+               (long long)T, cd_ctx_threads(ctx));
     }
     int first = 1;
     for (int gi = 0; gi < ng && rc == CLI_OK; gi++) {
         const int64_t G = grids[gi];
         cd_flux_img_ids(ctx, (size_t)G, (size_t)G, ids);
         double dense_total = 0;
+        if (dev == CD_DEVICE_CUDA) { /* warm-up: the RoPE table, cuBLASLt's first calls */
+            cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
+                                    (int32_t)G, (int32_t)G, nr ? (int32_t)radii[0] : 0, 0, NULL, 0, 0};
+            if (cd_flux_run(ctx, m, &p, out) != CD_OK) {
+                cli_error("bench", "%s", cd_ctx_error(ctx));
+                rc = CLI_RUNTIME;
+                break;
+            }
+        }
         for (int mi = -1; mi < nr && rc == CLI_OK; mi++) {
             const int64_t r = mi < 0 ? 0 : radii[mi];
             cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
@@ -435,8 +484,12 @@ static int bench_forward(int argc, char **argv) {
                 char grid[32], sp[16] = "";
                 snprintf(grid, sizeof grid, "%lldx%lld", (long long)G, (long long)G);
                 if (r) snprintf(sp, sizeof sp, "%.2fx", dense_total / full);
-                printf("%-8s %7lld %-6s %10.2f %10.2f %9.2f %9.2f %9.2f %14.1f %9s\n", grid, (long long)(G * G + T), mode,
-                       td, ts, tl, ta, to, full, sp);
+                if (dev == CD_DEVICE_CUDA)
+                    printf("%-8s %7lld %-6s %10.4f %10.4f %9s %9s %9s %14.3f %9s\n", grid, (long long)(G * G + T), mode,
+                           td, ts, "-", "-", "-", full, sp);
+                else
+                    printf("%-8s %7lld %-6s %10.2f %10.2f %9.2f %9.2f %9.2f %14.1f %9s\n", grid, (long long)(G * G + T), mode,
+                           td, ts, tl, ta, to, full, sp);
                 fflush(stdout);
             }
         }

@@ -1,6 +1,7 @@
 /* cli_common.c — strict number parsing, "AxB" pairs, the flag parser and error printing shared
  * by the CLI subcommands (see cli_common.h). */
 #include "cli_common.h"
+#include "cleardit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -259,4 +260,74 @@ void cli_train_progress(void *user, int64_t step, int64_t steps, double loss, do
             p->tty ? "\r" : "", p->cmd, (long long)step, (long long)steps, loss, gn, lr, per,
             per * (double)(steps - step), p->tty ? "   " : "\n");
     fflush(stderr);
+}
+
+int cli_parse_device(const char *cmd, const char *s, int *dev) {
+    if (!s || !strcmp(s, "cpu")) *dev = CD_DEVICE_CPU;
+    else if (!strcmp(s, "cuda")) *dev = CD_DEVICE_CUDA;
+    else {
+        cli_error(cmd, "--device must be cpu or cuda (got '%s')", s);
+        return CLI_BAD_INPUT;
+    }
+    return CLI_OK;
+}
+
+int cli_open_device(const char *cmd, cd_ctx *ctx, int dev) {
+    if (cd_device_open(ctx, (cd_device)dev) == CD_OK) return CLI_OK;
+    cli_error(cmd, "--device %s: %s", cd_device_name((cd_device)dev), cd_ctx_error(ctx));
+    return CLI_BAD_INPUT;
+}
+
+int cli_parse_parallel(const char *cmd, const char *par, const char *text, int *mode) {
+    *mode = CD_TEXT_EXACT;
+    if (par && strcmp(par, "patch")) {
+        cli_error(cmd, "--parallel must be patch (got '%s')", par);
+        return CLI_BAD_INPUT;
+    }
+    if (text && !par) {
+        cli_error(cmd, "--text-attention needs --parallel patch");
+        return CLI_BAD_INPUT;
+    }
+    if (text && !strcmp(text, "approx")) *mode = CD_TEXT_APPROX;
+    else if (text && strcmp(text, "exact")) {
+        cli_error(cmd, "--text-attention must be exact or approx (got '%s')", text);
+        return CLI_BAD_INPUT;
+    }
+    return CLI_OK;
+}
+
+int cli_parallel_start(const char *cmd, cd_ctx *ctx, int argc, char **argv, double timeout,
+                       cd_comm **comm) {
+    *comm = NULL;
+    if (cd_comm_init(ctx, NULL, NULL, comm) != CD_OK) {
+        cli_error(cmd, "--parallel patch: %s", cd_ctx_error(ctx));
+        return CLI_BAD_INPUT;
+    }
+    cd_comm_set_timeout(*comm, timeout);
+    /* every rank must run the same command: compare the arguments, joined */
+    size_t n = 0;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
+    char *all = malloc(n + 1), *p = all;
+    if (!all) {
+        cli_error(cmd, "out of memory");
+        cli_parallel_end(*comm, CLI_RUNTIME);
+        *comm = NULL;
+        return CLI_RUNTIME;
+    }
+    for (int i = 0; i < argc; i++) p += sprintf(p, "%s%c", argv[i], 0x1f);
+    const cd_status s = cd_comm_check_same(ctx, *comm, all, n, "the command-line arguments");
+    free(all);
+    if (s != CD_OK) {
+        cli_error(cmd, "%s", cd_ctx_error(ctx));
+        cd_comm_free(*comm); /* every rank saw the mismatch: all leave normally */
+        *comm = NULL;
+        return CLI_BAD_INPUT;
+    }
+    return CLI_OK;
+}
+
+void cli_parallel_end(cd_comm *comm, int rc) {
+    if (!comm) return;
+    if (rc != CLI_OK && cd_comm_size(comm) > 1) cd_comm_abort(comm, rc);
+    cd_comm_free(comm);
 }

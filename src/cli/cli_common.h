@@ -70,6 +70,26 @@ int cli_check_output_path(const char *cmd, const char *out);
 int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down,
                        const char *axes, int *clear, int rope_axes[3]);
 
+/* --device cpu|cuda: parses s (NULL = cpu) into *dev; prints the error, returns CLI_OK or
+ * CLI_BAD_INPUT. */
+struct cd_ctx;
+int cli_parse_device(const char *cmd, const char *s, int *dev);
+/* Opens device dev (cd_device) in ctx; on failure prints why (e.g. no CUDA in this build, no GPU)
+ * and returns CLI_BAD_INPUT. */
+int cli_open_device(const char *cmd, struct cd_ctx *ctx, int dev);
+
+/* --parallel patch / --text-attention exact|approx: checks them (par NULL: no parallelism; then
+ * --text-attention is an error) and sets *mode (cd_text_attention). Prints the error. */
+int cli_parse_parallel(const char *cmd, const char *par, const char *text, int *mode);
+/* MPI_Init and the world communicator, the wait timeout, and the check that every rank got the
+ * same arguments. Prints the error (CLI_BAD_INPUT) on failure. */
+struct cd_comm;
+int cli_parallel_start(const char *cmd, struct cd_ctx *ctx, int argc, char **argv, double timeout,
+                       struct cd_comm **comm);
+/* Ends a parallel run: MPI_Finalize after success; after an error on a job of several ranks,
+ * MPI_Abort (so that no rank waits for one that gave up). NULL-safe. */
+void cli_parallel_end(struct cd_comm *comm, int rc);
+
 /* The default model embedded in the binary, as a path the library can open ("/proc/self/fd/N");
  * prints the error and returns 1 when this build has none. */
 int cli_default_model(char *path, size_t n);

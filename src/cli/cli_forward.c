@@ -14,7 +14,8 @@
 static const char *k_usage =
     "usage: cleardit forward --model CKPT --inputs IN.safetensors --out OUT.safetensors\n"
     "                        [--attention dense|clear] [--radius R] [--down D]\n"
-    "                        [--clear-weights FILE] [--threads N] [--rope-axes A,B,C]\n"
+    "                        [--clear-weights FILE] [--threads N] [--device cpu|cuda] [--rope-axes A,B,C]\n"
+    "                        [--parallel patch [--text-attention exact|approx] [--comm-timeout S]]\n"
     "                        [--rope-theta X] [--verbose] [--quiet]\n"
     "\n"
     "Runs the FLUX transformer once. CKPT is a .safetensors file, a sharded index or a directory,\n"
@@ -36,6 +37,12 @@ static const char *k_usage =
     "  --down D              pooled keys (needs CLEAR weights with spatial_weight of side D)\n"
     "  --clear-weights FILE  CLEAR attention weights overwriting the trained projections\n"
     "  --threads N           threads (default: all cores)\n"
+    "  --parallel patch      split the image across the processes of an MPI job (mpirun -np P) by\n"
+    "                        bands of token rows with K/V halo exchange (CLEAR only; rank 0 writes)\n"
+    "  --text-attention M    with --parallel: exact (default; equals one process) or approx (Eq. 7)\n"
+    "  --comm-timeout S      with --parallel: seconds to wait for another rank (default 300)\n"
+    "  --device cpu|cuda     where the transformer runs (default cpu; cuda: an NVIDIA GPU, sm_80+,\n"
+    "                        with BF16 weights and tensor-core attention)\n"
     "  --rope-axes A,B,C     RoPE axes when neither config.json nor metadata has them\n"
     "  --rope-theta X        RoPE theta in that case (default 10000)\n"
     "  --verbose             print weight, arena and peak memory, the RoPE source, timings\n"
@@ -90,9 +97,10 @@ static int64_t batch_of(const input *in, const char *name, int64_t d1, int64_t d
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_p = NULL, *in_p = NULL, *out_p = NULL, *mode = NULL, *clear_p = NULL, *axes_s = NULL;
+    const char *model_p = NULL, *in_p = NULL, *out_p = NULL, *mode = NULL, *clear_p = NULL, *axes_s = NULL,
+               *device_s = NULL, *par_s = NULL, *text_s = NULL;
     int64_t radius = 0, down = 0, threads = 0;
-    double theta = 0;
+    double theta = 0, ctimeout = 300;
     int verbose = 0, quiet = 0, help = 0;
     cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
@@ -103,6 +111,10 @@ int cmd_forward(int argc, char **argv) {
         {"--down", CLI_OPT_INT, &down, 2, 64, 0, 0, 0},
         {"--clear-weights", CLI_OPT_STRING, &clear_p, 0, 0, 0, 0, 0},
         {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
+        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
+        {"--parallel", CLI_OPT_STRING, &par_s, 0, 0, 0, 0, 0},
+        {"--text-attention", CLI_OPT_STRING, &text_s, 0, 0, 0, 0, 0},
+        {"--comm-timeout", CLI_OPT_FLOAT, &ctimeout, 0, 0, 0.1, 1e6, 0},
         {"--rope-axes", CLI_OPT_STRING, &axes_s, 0, 0, 0, 0, 0},
         {"--rope-theta", CLI_OPT_FLOAT, &theta, 0, 0, 1e-6, 1e12, 0},
         {"--verbose", CLI_OPT_SWITCH, &verbose, 0, 0, 0, 0, 0},
@@ -122,7 +134,15 @@ int cmd_forward(int argc, char **argv) {
     int clear = 0;
     if (cli_attention_opts("forward", mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;
     if (cli_check_output_path("forward", out_p)) return CLI_BAD_INPUT;
+    if (par_s && !clear) {
+        cli_error("forward", "--parallel patch needs CLEAR attention (--attention clear / --radius R): with dense "
+                  "attention every image token needs every key on every process");
+        return CLI_BAD_INPUT;
+    }
 
+    int dev = 0, text_mode = 0;
+    if (cli_parse_device("forward", device_s, &dev)) return CLI_BAD_INPUT;
+    if (cli_parse_parallel("forward", par_s, text_s, &text_mode)) return CLI_BAD_INPUT;
     cd_ctx_params cp = cd_ctx_params_default();
     cp.threads = (int)threads;
     cd_ctx *ctx = NULL;
@@ -130,6 +150,13 @@ int cmd_forward(int argc, char **argv) {
         cli_error("forward", "cannot create a context");
         return CLI_RUNTIME;
     }
+    cd_comm *comm = NULL; /* --parallel patch: MPI's world; rank 0 writes */
+    int rank = 0, prc;
+    if (par_s && (prc = cli_parallel_start("forward", ctx, argc, argv, ctimeout, &comm))) {
+        cd_ctx_free(ctx);
+        return prc;
+    }
+    if (comm && (rank = cd_comm_rank(comm)) != 0) quiet = 1, verbose = 0;
     cd_flux_model *m = NULL;
     cd_st_file *inf = NULL;
     input img = {0}, txt = {0}, pooled = {0}, iid = {0}, tid = {0}, ts = {0}, gd = {0};
@@ -137,7 +164,10 @@ int cmd_forward(int argc, char **argv) {
     int rc = CLI_OK;
     const double t0 = (double)clock() / CLOCKS_PER_SEC;
     (void)t0;
+    if ((rc = cli_open_device("forward", ctx, dev))) goto done;
     cd_status st = cd_flux_load(ctx, model_p, &lp, &m);
+    if (st == CD_OK) st = cd_flux_set_device(ctx, m, (cd_device)dev);
+    if (st == CD_OK && comm) st = cd_flux_set_parallel(ctx, m, comm, (cd_text_attention)text_mode);
     if (st != CD_OK) {
         cli_error("forward", "%s", cd_ctx_error(ctx));
         rc = st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
@@ -231,7 +261,7 @@ int cmd_forward(int argc, char **argv) {
         } else {
             o.shape[0] = L; o.shape[1] = c->out_channels;
         }
-        if (cd_st_write(ctx, out_p, &o, 1, meta, 5) != CD_OK) {
+        if (rank == 0 && cd_st_write(ctx, out_p, &o, 1, meta, 5) != CD_OK) {
             cli_error("forward", "%s", cd_ctx_error(ctx));
             rc = CLI_RUNTIME;
             goto done;
@@ -256,6 +286,7 @@ done:
     free(out);
     cd_st_close(inf);
     cd_flux_free(m);
+    cli_parallel_end(comm, rc); /* on an error: ends the whole job, no rank left waiting */
     cd_ctx_free(ctx);
     return rc;
 }

@@ -20,7 +20,8 @@ static const char *k_usage =
     "                         [--clear-weights FILE] [--init-image IMG | --upscale-from IMG]\n"
     "                         [--strength S] [--ntk-factor F] [--[no-]proportional-attention]\n"
     "                         [--time-shift X] [--ae-tile PX] [--ae-overlap F] [--ae-groups N]\n"
-    "                         [--rope-axes A,B,C] [--rope-theta X] [--threads N] [--quiet]\n"
+    "                         [--rope-axes A,B,C] [--rope-theta X] [--threads N] [--device cpu|cuda] [--quiet]\n"
+    "                         [--parallel patch [--text-attention exact|approx] [--comm-timeout S]]\n"
     "\n"
     "Text-to-image: seeded Gaussian noise, N Euler steps of the FLUX transformer over the\n"
     "flow-matching schedule (resolution shift on for guidance-embedded, dev-like models, off for\n"
@@ -78,6 +79,17 @@ static const char *k_usage =
     "  --rope-axes A,B,C     RoPE axes when neither config.json nor metadata has them\n"
     "  --rope-theta X        RoPE theta in that case (default 10000)\n"
     "  --threads N           threads (default: all cores)\n"
+    "  --parallel patch      split the image across the processes of an MPI job (mpirun -np P):\n"
+    "                        rank i computes rows [i*H/P, (i+1)*H/P) of the image tokens, exchanging\n"
+    "                        r-1 rows of keys/values with its neighbours per layer; CLEAR only; rank 0\n"
+    "                        writes the image\n"
+    "  --text-attention M    with --parallel: exact (log-sum-exp merge of every rank's partial softmax,\n"
+    "                        the same image as one process; default) or approx (the paper's Eq. 7:\n"
+    "                        per-rank text outputs averaged)\n"
+    "  --comm-timeout S      with --parallel: seconds a rank waits for another before the job ends\n"
+    "                        with an error naming it (default 300)\n"
+    "  --device cpu|cuda     where the transformer runs (default cpu; cuda: an NVIDIA GPU, sm_80+, with\n"
+    "                        BF16 weights and tensor-core attention; the autoencoder stays on the CPU)\n"
     "  --quiet               print nothing on success\n"
     "  -h, --help            show this help\n"
     "\n"
@@ -234,11 +246,11 @@ static int load_error(cd_ctx *ctx, cd_status st) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_p = NULL, *ae_p = NULL, *emb_p = NULL, *out_p = NULL, *mode = NULL,
+    const char *par_s = NULL, *text_s = NULL, *device_s = NULL, *model_p = NULL, *ae_p = NULL, *emb_p = NULL, *out_p = NULL, *mode = NULL,
                *clear_p = NULL, *axes_s = NULL, *init_p = NULL, *upscale_p = NULL, *prompt = NULL;
     int64_t width = 0, height = 0, steps = 0, seed = 0, radius = 0, down = 0, threads = 0,
             ae_tile = 1024, ae_groups = 32;
-    double guidance = 3.5, theta = 0, strength = 0, ntk = 0, tshift = 0, overlap = 0.25;
+    double guidance = 3.5, theta = 0, strength = 0, ntk = 0, tshift = 0, overlap = 0.25, ctimeout = 300;
     int quiet = 0, help = 0, prop_on = 0, prop_off = 0;
     cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
@@ -268,6 +280,10 @@ int cmd_generate(int argc, char **argv) {
         {"--rope-axes", CLI_OPT_STRING, &axes_s, 0, 0, 0, 0, 0},
         {"--rope-theta", CLI_OPT_FLOAT, &theta, 0, 0, 1e-6, 1e12, 0},
         {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
+        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
+        {"--parallel", CLI_OPT_STRING, &par_s, 0, 0, 0, 0, 0},
+        {"--text-attention", CLI_OPT_STRING, &text_s, 0, 0, 0, 0, 0},
+        {"--comm-timeout", CLI_OPT_FLOAT, &ctimeout, 0, 0, 0.1, 1e6, 0},
         {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
@@ -333,6 +349,11 @@ int cmd_generate(int argc, char **argv) {
     int clear = 0;
     if (cli_attention_opts(CMD, mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;
     if (cli_check_output_path(CMD, out_p)) return CLI_BAD_INPUT;
+    if (par_s && !clear) {
+        cli_error(CMD, "--parallel patch needs CLEAR attention (--attention clear / --radius R): with dense "
+                  "attention every image token needs every key on every process");
+        return CLI_BAD_INPUT;
+    }
     if ((emb_p && access(emb_p, R_OK) != 0) || (ae_p && access(ae_p, R_OK) != 0)) {
         const char *bad = emb_p && access(emb_p, R_OK) != 0 ? emb_p : ae_p;
         cli_error(CMD, "cannot read '%s'", bad);
@@ -344,25 +365,38 @@ int cmd_generate(int argc, char **argv) {
         model_p = default_path;
     }
 
+    int dev = 0, text_mode = 0;
+    if (cli_parse_device(CMD, device_s, &dev)) return CLI_BAD_INPUT;
+    if (cli_parse_parallel(CMD, par_s, text_s, &text_mode)) return CLI_BAD_INPUT;
     cd_ctx_params cp = cd_ctx_params_default();
     cp.threads = (int)threads;
     cd_ctx *ctx = NULL;
+    int rc = CLI_OK;
     if (cd_ctx_create(&cp, &ctx) != CD_OK) {
         cli_error(CMD, "cannot create a context");
         return CLI_RUNTIME;
     }
+    cd_comm *comm = NULL; /* --parallel patch: MPI's world */
+    int rank = 0;
+    if (par_s && (rc = cli_parallel_start(CMD, ctx, argc, argv, ctimeout, &comm))) {
+        cd_ctx_free(ctx);
+        return rc;
+    }
+    if (comm && (rank = cd_comm_rank(comm)) != 0) quiet = 1; /* rank 0 speaks and writes */
     cd_flux_model *m = NULL;
     cd_ae_decoder *ae = NULL;
     cd_ae_encoder *enc = NULL;
     cd_st_file *ef = NULL;
     float *txt = NULL, *pooled = NULL, *init = NULL;
     uint8_t *rgb = NULL;
-    int rc = CLI_OK;
     cd_status st;
     /* cheap checks first: the init image and the embeddings, before the model loads */
     if (i2i && (rc = load_init(ctx, init_p ? init_p : upscale_p, upscale_p != NULL, &width, &height, &init)))
         goto done;
-    if ((st = cd_flux_load(ctx, model_p, &lp, &m)) != CD_OK) {
+    if ((rc = cli_open_device(CMD, ctx, dev))) goto done;
+    if ((st = cd_flux_load(ctx, model_p, &lp, &m)) != CD_OK ||
+        (st = cd_flux_set_device(ctx, m, (cd_device)dev)) != CD_OK ||
+        (comm && (st = cd_flux_set_parallel(ctx, m, comm, (cd_text_attention)text_mode)) != CD_OK)) {
         rc = load_error(ctx, st);
         goto done;
     }
@@ -488,7 +522,7 @@ int cmd_generate(int argc, char **argv) {
         for (char *s = summary; *s; s++)
             if (*s == '\n' || *s == '\r') *s = ' ';
         const char *text[] = {"cleardit", summary, "Software", "cleardit " CLEARDIT_VERSION};
-        if (cd_png_write(ctx, out_p, rgb, (uint32_t)width, (uint32_t)height, text, 2) != CD_OK) {
+        if (rank == 0 && cd_png_write(ctx, out_p, rgb, (uint32_t)width, (uint32_t)height, text, 2) != CD_OK) {
             cli_error(CMD, "%s", cd_ctx_error(ctx));
             rc = CLI_RUNTIME;
             goto done;
@@ -501,6 +535,7 @@ done:
     cd_ae_decoder_free(ae);
     cd_ae_encoder_free(enc);
     cd_flux_free(m);
+    cli_parallel_end(comm, rc); /* on an error: ends the whole job, no rank left waiting */
     cd_ctx_free(ctx);
     return rc;
 }

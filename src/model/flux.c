@@ -26,7 +26,7 @@ static size_t arena_floats(const cd_flux_config *c, size_t N, size_t *off) {
         N * (D + F),      /* cat */
         N * D,            /* y */
         D, 6 * D, D, D,   /* vec, mod, silu_vec, tmp */
-        TEMB,             /* emb */
+        2 * TEMB,         /* emb: timestep | guidance */
         N * (size_t)c->head_dim, /* cs: [N, HD/2, 2] */
         N * 3,            /* ids */
     };
@@ -38,19 +38,35 @@ static size_t arena_floats(const cd_flux_config *c, size_t N, size_t *off) {
     return total;
 }
 
-cd_status cd_flux_arena_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
-                             cd_flux_arena *a) {
+/* Device input/output slots and the host staging block (device backends only), in floats. */
+static size_t io_floats(const cd_flux_config *c, size_t N, size_t *off) {
+    const size_t sizes[] = {N * (size_t)c->in_channels, N * (size_t)c->context_dim,
+                            (size_t)c->pooled_dim, N * (size_t)c->out_channels};
+    size_t total = 0;
+    for (size_t i = 0; i < 4; i++) {
+        off[i] = total;
+        total += (sizes[i] + 63) & ~(size_t)63;
+    }
+    return total;
+}
+
+cd_status cd_flux_arena_init_ops(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *cfg,
+                                 size_t max_tokens, cd_flux_arena *a) {
     memset(a, 0, sizeof *a);
-    size_t off[17];
+    size_t off[17], ioff[4];
     const size_t floats = arena_floats(cfg, max_tokens, off);
+    const size_t iof = ops->host_memory ? 0 : io_floats(cfg, max_tokens, ioff);
     size_t bytes;
-    if (!cd_mul_ok(floats, sizeof(float), &bytes))
+    if (floats > SIZE_MAX / 2 - iof || !cd_mul_ok(floats + iof, sizeof(float), &bytes))
         return cd_set_error(ctx, CD_ERR_OOM, "flux: activation arena for %zu tokens overflows", max_tokens);
-    a->block = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!a->block)
-        return cd_set_error(ctx, CD_ERR_OOM,
-                            "flux: cannot allocate the activation arena (%zu MB for %zu tokens)",
-                            bytes >> 20, max_tokens);
+    void *blk = NULL;
+    cd_status s = ops->alloc(ctx, bytes, &blk);
+    if (s)
+        return cd_set_error(ctx, s, "flux: cannot allocate the activation arena (%zu MiB for %zu tokens "
+                            "on %s): %s", bytes >> 20, max_tokens, ops->name, cd_ctx_error(ctx));
+    a->ops = ops;
+    a->ctx = ctx;
+    a->block = blk;
     a->bytes = bytes;
     a->max_tokens = max_tokens;
     float *b = a->block;
@@ -59,11 +75,32 @@ cd_status cd_flux_arena_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_
     a->lse = b + off[7]; a->cat = b + off[8]; a->y = b + off[9];
     a->vec = b + off[10]; a->mod = b + off[11]; a->silu_vec = b + off[12]; a->tmp = b + off[13];
     a->emb = b + off[14]; a->cs = b + off[15]; a->ids = b + off[16];
+    if (ops->host_memory) {
+        a->h_emb = a->emb; a->h_cs = a->cs; a->h_ids = a->ids;
+        return CD_OK;
+    }
+    float *io = b + floats;
+    a->in_img = io + ioff[0]; a->in_txt = io + ioff[1]; a->in_pooled = io + ioff[2]; a->out = io + ioff[3];
+    const size_t hf = 2 * TEMB + max_tokens * ((size_t)cfg->head_dim + 3) + 32;
+    a->host = aligned_alloc(64, ((hf * sizeof(float)) + 63) & ~(size_t)63);
+    if (!a->host) {
+        cd_flux_arena_free(a);
+        return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu MiB of host staging", (hf * 4) >> 20);
+    }
+    a->h_emb = a->host;
+    a->h_cs = a->host + 2 * TEMB;
+    a->h_ids = a->h_cs + (((size_t)cfg->head_dim * max_tokens + 15) & ~(size_t)15);
     return CD_OK;
 }
 
+cd_status cd_flux_arena_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
+                             cd_flux_arena *a) {
+    return cd_flux_arena_init_ops(ctx, cd_ops_cpu(), cfg, max_tokens, a);
+}
+
 void cd_flux_arena_free(cd_flux_arena *a) {
-    free(a->block);
+    if (a->ops) a->ops->free(a->ctx, a->block);
+    free(a->host);
     memset(a, 0, sizeof *a);
 }
 
@@ -156,28 +193,50 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
                             "flux: pooled CLEAR attention (down %d) needs spatial weights of that "
                             "down factor (the weights have %s)", at->down,
                             w->spatial_weight ? "another down factor" : "none");
+    if (!a->ops || a->ops->host_memory != ops->host_memory)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: the arena was not made for the %s ops",
+                            ops->name);
     float *txt = a->x, *img = a->x + T * D; /* joint residual stream, text first */
+    /* the inputs in the backend's memory (host backends read the caller's arrays directly) */
+    const float *in_txt = in->txt, *in_img = in->img, *in_pooled = in->pooled;
+    if (!ops->host_memory) {
+        TRY(ops->upload(ctx, a->in_txt, in->txt, T * (size_t)c->context_dim * sizeof(float)));
+        TRY(ops->upload(ctx, a->in_img, in->img, L * (size_t)c->in_channels * sizeof(float)));
+        TRY(ops->upload(ctx, a->in_pooled, in->pooled, (size_t)c->pooled_dim * sizeof(float)));
+        in_txt = a->in_txt; in_img = a->in_img; in_pooled = a->in_pooled;
+    }
 
-    /* conditioning vector: time (+ guidance) + pooled text */
-    cd_timestep_embedding(in->timestep, TEMB, a->emb);
+    /* conditioning vector: time (+ guidance) + pooled text; the sinusoidal embeddings are
+     * computed on the host (emb = timestep | guidance) */
+    cd_timestep_embedding(in->timestep, TEMB, a->h_emb);
+    if (c->guidance) cd_timestep_embedding(in->guidance, TEMB, a->h_emb + TEMB);
+    TRY(ops->upload(ctx, a->emb, a->h_emb, (c->guidance ? 2 : 1) * TEMB * sizeof(float)));
     TRY(embed(ctx, ops, &w->time_in1, &w->time_in2, a->emb, a->tmp, a->vec));
     if (c->guidance) {
-        cd_timestep_embedding(in->guidance, TEMB, a->emb);
-        TRY(embed(ctx, ops, &w->guid_in1, &w->guid_in2, a->emb, a->tmp, a->silu_vec));
-        for (size_t i = 0; i < D; i++) a->vec[i] += a->silu_vec[i];
+        TRY(embed(ctx, ops, &w->guid_in1, &w->guid_in2, a->emb + TEMB, a->tmp, a->silu_vec));
+        ops->add(ctx, a->vec, a->silu_vec, D);
     }
-    TRY(embed(ctx, ops, &w->vec_in1, &w->vec_in2, in->pooled, a->tmp, a->silu_vec));
-    for (size_t i = 0; i < D; i++) a->vec[i] += a->silu_vec[i];
-    memcpy(a->silu_vec, a->vec, D * sizeof(float));
+    TRY(embed(ctx, ops, &w->vec_in1, &w->vec_in2, in_pooled, a->tmp, a->silu_vec));
+    ops->add(ctx, a->vec, a->silu_vec, D);
+    ops->copy_rows(ctx, a->silu_vec, D, a->vec, D, 1, D);
     ops->silu(ctx, a->silu_vec, D); /* every modulation reads silu(vec) */
 
-    /* RoPE table over the joint ids (text first) */
-    memcpy(a->ids, in->txt_ids, T * 3 * sizeof(float));
-    memcpy(a->ids + T * 3, in->img_ids, L * 3 * sizeof(float));
-    cd_rope_table(a->ids, N, w->rope_axes, w->rope_theta * (at->rope_ntk > 0 ? at->rope_ntk : 1.0), a->cs);
+    /* RoPE table over the joint ids (text first), computed on the host in double; kept while the
+     * ids and theta stay the same (every sampling step of an image) */
+    const double theta = w->rope_theta * (at->rope_ntk > 0 ? at->rope_ntk : 1.0);
+    if (a->cs_n != N || a->cs_theta != theta || memcmp(a->cs_axes, w->rope_axes, sizeof a->cs_axes) || memcmp(a->h_ids, in->txt_ids, T * 3 * sizeof(float)) ||
+        memcmp(a->h_ids + T * 3, in->img_ids, L * 3 * sizeof(float))) {
+        memcpy(a->h_ids, in->txt_ids, T * 3 * sizeof(float));
+        memcpy(a->h_ids + T * 3, in->img_ids, L * 3 * sizeof(float));
+        cd_rope_table(a->h_ids, N, w->rope_axes, theta, a->h_cs);
+        TRY(ops->upload(ctx, a->cs, a->h_cs, N * (size_t)c->head_dim * sizeof(float)));
+        a->cs_n = N;
+        a->cs_theta = theta;
+        memcpy(a->cs_axes, w->rope_axes, sizeof a->cs_axes);
+    }
 
-    TRY(lin(ctx, ops, &w->txt_in, in->txt, T, txt));
-    TRY(lin(ctx, ops, &w->img_in, in->img, L, img));
+    TRY(lin(ctx, ops, &w->txt_in, in_txt, T, txt));
+    TRY(lin(ctx, ops, &w->img_in, in_img, L, img));
 
     int layer = 0;
     for (int bi = 0; bi < c->depth; bi++, layer++) {
@@ -197,7 +256,10 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
         TRY(stream_tail(ctx, ops, c, a, &b->img, img, L, T, N));
         TRY(lin(ctx, ops, &b->txt.mod, a->silu_vec, 1, a->mod));
         TRY(stream_tail(ctx, ops, c, a, &b->txt, txt, T, 0, N));
-        if (probe && probe->after_block) probe->after_block(probe->user, layer, a->x, N, D);
+        if (probe && probe->after_block) {
+            TRY(ops->sync(ctx));
+            probe->after_block(probe->user, layer, a->x, N, D);
+        }
     }
 
     const size_t F = (size_t)c->mlp_hidden;
@@ -211,18 +273,21 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
         ops->gelu_tanh(ctx, mlp, N * F);
         TRY(attend(ctx, ops, c, w, at, a, in, layer));
         ops->from_heads(ctx, a->o, N, 0, N, c->heads, c->head_dim, a->y);
-        for (size_t t = 0; t < N; t++) { /* cat = [attn | gelu(mlp)] per row */
-            memcpy(a->cat + t * (D + F), a->y + t * D, D * sizeof(float));
-            memcpy(a->cat + t * (D + F) + D, mlp + t * F, F * sizeof(float));
-        }
+        ops->copy_rows(ctx, a->cat, D + F, a->y, D, N, D); /* cat = [attn | gelu(mlp)] per row */
+        ops->copy_rows(ctx, a->cat + D, D + F, mlp, F, N, F);
         TRY(lin(ctx, ops, &b->out, a->cat, N, a->y));
         ops->gate_add(ctx, a->x, a->mod + 2 * D, a->y, N, (int)D);
-        if (probe && probe->after_block) probe->after_block(probe->user, layer, a->x, N, D);
+        if (probe && probe->after_block) {
+            TRY(ops->sync(ctx));
+            probe->after_block(probe->user, layer, a->x, N, D);
+        }
     }
 
     /* final layer on the image rows: (1 + scale) LN(x) + shift, then the output projection */
     TRY(lin(ctx, ops, &w->final_shift, a->silu_vec, 1, a->mod));
     TRY(lin(ctx, ops, &w->final_scale, a->silu_vec, 1, a->mod + D));
     ops->ln_modulate(ctx, img, L, (int)D, a->mod, a->mod + D, LN_EPS, a->xn);
-    return lin(ctx, ops, &w->final_out, a->xn, L, out);
+    if (ops->host_memory) return lin(ctx, ops, &w->final_out, a->xn, L, out);
+    TRY(lin(ctx, ops, &w->final_out, a->xn, L, a->out));
+    return ops->download(ctx, out, a->out, L * (size_t)c->out_channels * sizeof(float));
 }

@@ -59,9 +59,13 @@ typedef struct {
     double rope_ntk;  /* RoPE theta multiplier (NTK scaling); 0 or 1 = none */
 } cd_flux_attn;
 
-/* Activation arena for up to max_tokens = T + L tokens (one batch item); one allocation. */
+/* Activation arena for up to max_tokens = T + L tokens (one batch item); one allocation in the
+ * memory of the ops table it was made for (host, or a device), plus, for a device, one small host
+ * staging block for what the host computes (embeddings, the RoPE table). */
 typedef struct {
     size_t max_tokens;
+    const cd_ops *ops;            /* whose memory `block` is */
+    cd_ctx *ctx;                  /* the context it was allocated with (device memory is freed through it) */
     float *block;                 /* everything below points into it */
     size_t bytes;
     float *x;        /* [N, D] residual stream: text rows then image rows */
@@ -79,10 +83,28 @@ typedef struct {
     float *emb;      /* [256] */
     float *cs;       /* [N, HD/2, 2] RoPE table */
     float *ids;      /* [N, 3] joint ids */
+    /* device backends only (NULL on host memory, where the caller's arrays are used directly):
+     * input and output slots */
+    float *in_img;   /* [N, in_channels] */
+    float *in_txt;   /* [N, context_dim] */
+    float *in_pooled;/* [pooled_dim] */
+    float *out;      /* [N, out_channels] */
+    /* host side of emb, cs, ids (the same pointers on host memory) */
+    float *host;     /* the staging block (device backends) */
+    float *h_emb, *h_cs, *h_ids;
+    /* the RoPE table in cs was computed for h_ids[0 .. cs_n), cs_axes and cs_theta (cs_n = 0:
+     * none yet) */
+    size_t cs_n;
+    int cs_axes[3];
+    double cs_theta;
 } cd_flux_arena;
 
+/* Host-memory arena (the CPU backends). */
 cd_status cd_flux_arena_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
                              cd_flux_arena *a);
+/* Arena in ops's memory (a device for the CUDA backend). */
+cd_status cd_flux_arena_init_ops(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *cfg,
+                                 size_t max_tokens, cd_flux_arena *a);
 void cd_flux_arena_free(cd_flux_arena *a);
 
 /* Inputs of one forward (one batch item). */
@@ -105,8 +127,9 @@ typedef struct {
     void *user;
 } cd_flux_probe;
 
-/* out [L, out_channels]. Never allocates (all scratch in the arena and ctx's reserved work).
- * probe may be NULL. */
+/* out [L, out_channels] (host memory; in->* are host arrays too). Never allocates (all scratch in
+ * the arena and ctx's reserved work). The weights and the arena must live in ops's memory. probe
+ * may be NULL; it is called after queued work finished, with x in ops's memory. */
 cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w,
                           const cd_flux_attn *attn, cd_flux_arena *a, const cd_flux_inputs *in,
                           float *out, const cd_flux_probe *probe);

@@ -3,6 +3,8 @@
 #include "flux_load.h"
 #include "../ops/attn.h"
 #include "../backend/cpu/gemm_bf16.h"
+#include "../backend/cuda/cuda.h"
+#include "../parallel/patch.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -20,16 +22,26 @@ struct cd_flux_model {
     void *random_block;    /* all tensors of a random model */
     size_t weight_bytes;
     cd_flux_arena arena;
+    cd_device device;       /* where cd_flux_run computes */
+    cd_flux_weights dw;     /* the weights on that device (CUDA), pointing into dev */
+    cd_flux_dev_store dev;
+    cd_patch *patch;        /* patch parallelism (cd_flux_set_parallel), or NULL */
+    float *pout;            /* [own tokens, out_channels] of a patch-parallel run (grow-only) */
+    size_t pout_cap;
 };
 
-/* Every linear of a model, in one list, for sizing and filling. */
-typedef struct { cd_lin *l; int32_t out, in; } lin_ref;
+static const cd_ops *model_ops(const cd_flux_model *m) {
+    return m->device == CD_DEVICE_CUDA ? cd_ops_cuda() : cd_ops_cpu();
+}
+static const cd_flux_weights *model_weights(const cd_flux_model *m) {
+    return m->device == CD_DEVICE_CUDA ? &m->dw : &m->w;
+}
 
-static size_t list_linears(cd_flux_weights *w, lin_ref *r) {
+size_t cd_flux_list_linears(cd_flux_weights *w, cd_lin_ref *r) {
     const cd_flux_config *c = &w->cfg;
     const int32_t D = c->hidden, F = c->mlp_hidden;
     size_t n = 0;
-#define ADD(L, O, I) do { if (r) r[n] = (lin_ref){(L), (O), (I)}; n++; } while (0)
+#define ADD(L, O, I) do { if (r) r[n] = (cd_lin_ref){(L), (O), (I)}; n++; } while (0)
     ADD(&w->img_in, D, c->in_channels);
     ADD(&w->txt_in, D, c->context_dim);
     ADD(&w->time_in1, D, 256);
@@ -107,18 +119,18 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
     m->w.rope_theta = rope_theta;
     m->rope_source = "caller";
     const size_t es = wdtype == CD_DTYPE_BF16 ? 2 : 4;
-    const size_t nlin = list_linears(&m->w, NULL);
+    const size_t nlin = cd_flux_list_linears(&m->w, NULL);
     /* one block: block arrays, lin list, weights, then f32 biases and norm scales */
     size_t wbytes = 0, fl = 0;
     {
         cd_flux_weights probe = m->w;
         cd_flux_double *dd = calloc((size_t)cfg->depth + 1, sizeof *dd);
         cd_flux_single *ss = calloc((size_t)cfg->depth_single + 1, sizeof *ss);
-        lin_ref *tmp = calloc(nlin, sizeof *tmp);
+        cd_lin_ref *tmp = calloc(nlin, sizeof *tmp);
         if (!dd || !ss || !tmp) { free(dd); free(ss); free(tmp); free(m); return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory"); }
         probe.dbl = dd;
         probe.sgl = ss;
-        list_linears(&probe, tmp);
+        cd_flux_list_linears(&probe, tmp);
         for (size_t i = 0; i < nlin; i++) {
             wbytes += ((size_t)tmp[i].out * tmp[i].in * es + 63) & ~(size_t)63;
             fl += ((size_t)tmp[i].out + 15) & ~(size_t)15;
@@ -128,7 +140,7 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
     const size_t nnorm = 4 * (size_t)cfg->depth + 2 * (size_t)cfg->depth_single;
     fl += nnorm * (((size_t)cfg->head_dim + 15) & ~(size_t)15);
     const size_t arrays = (sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single +
-                           sizeof(lin_ref) * nlin + 63) & ~(size_t)63;
+                           sizeof(cd_lin_ref) * nlin + 63) & ~(size_t)63;
     const size_t total = arrays + wbytes + fl * sizeof(float);
     char *blk = aligned_alloc(64, (total + 63) & ~(size_t)63);
     if (!blk) {
@@ -140,8 +152,8 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
     m->w.dbl = (cd_flux_double *)blk;
     m->w.sgl = (cd_flux_single *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth);
     memset(blk, 0, arrays);
-    lin_ref *refs = (lin_ref *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single);
-    list_linears(&m->w, refs);
+    cd_lin_ref *refs = (cd_lin_ref *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single);
+    cd_flux_list_linears(&m->w, refs);
     char *wp = blk + arrays;
     float *fp = (float *)(blk + arrays + wbytes);
     for (size_t i = 0; i < nlin; i++) {
@@ -179,6 +191,9 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
 void cd_flux_free(cd_flux_model *m) {
     if (!m) return;
     cd_flux_arena_free(&m->arena);
+    cd_flux_dev_store_free(&m->dev);
+    cd_patch_free(m->patch);
+    free(m->pout);
     cd_flux_store_free(&m->store);
     cd_flux_store_free(&m->clear_store);
     cd_ckpt_close(m->ck);
@@ -188,19 +203,45 @@ void cd_flux_free(cd_flux_model *m) {
 }
 
 cd_status cd_flux_reserve(cd_ctx *ctx, cd_flux_model *m, size_t max_tokens) {
-    if (m->arena.block && m->arena.max_tokens >= max_tokens) return CD_OK;
+    const cd_ops *ops = model_ops(m);
+    if (m->arena.block && m->arena.ops == ops && m->arena.max_tokens >= max_tokens) return CD_OK;
     cd_flux_arena_free(&m->arena);
-    cd_status s = cd_flux_arena_init(ctx, &m->w.cfg, max_tokens, &m->arena);
+    cd_status s = cd_flux_arena_init_ops(ctx, ops, &m->w.cfg, max_tokens, &m->arena);
     if (s) return s;
+    const size_t widest = (size_t)m->w.cfg.hidden + (size_t)m->w.cfg.mlp_hidden;
+    if (m->device == CD_DEVICE_CUDA) /* the linear's bf16 copy of its input */
+        return cd_cuda_scratch(ctx, cd_cuda_linear_scratch(max_tokens, (int)widest)) ? CD_OK : CD_ERR_OOM;
     /* the linear op's scratch for the widest input, reserved now so that a forward never
      * allocates: f32 tiles of 1024 weight rows (ops_cpu.c), or the AVX512_BF16 GEMM's packed
      * activations */
-    const size_t widest = (size_t)m->w.cfg.hidden + (size_t)m->w.cfg.mlp_hidden;
     size_t need = 1024 * widest;
     const size_t g = cd_gemm_bf16_scratch_floats(max_tokens, (int)widest, cd_ctx_threads(ctx));
     if (g > need) need = g;
     return cd_ctx_work(ctx, need) ? CD_OK : CD_ERR_OOM;
 }
+
+cd_status cd_flux_set_device(cd_ctx *ctx, cd_flux_model *m, cd_device dev) {
+    if (dev == m->device) return CD_OK;
+    if (dev != CD_DEVICE_CPU && dev != CD_DEVICE_CUDA)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: unknown device %d", (int)dev);
+    cd_flux_arena_free(&m->arena);
+    cd_flux_dev_store_free(&m->dev);
+    m->device = CD_DEVICE_CPU;
+    if (dev == CD_DEVICE_CPU) return CD_OK;
+    cd_status s = cd_device_open(ctx, dev);
+    if (s) return s;
+    if (!cd_cuda_attention_supports(m->w.cfg.head_dim))
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "flux: the CUDA attention kernels are built for head_dim 32, 64 and 128; "
+                            "this model has %d", m->w.cfg.head_dim);
+    s = cd_flux_weights_to_backend(ctx, cd_ops_cuda(), &m->w, &m->dw, &m->dev);
+    if (s) return s;
+    m->device = dev;
+    return CD_OK;
+}
+
+cd_device cd_flux_model_device(const cd_flux_model *m) { return m->device; }
+
 
 size_t cd_flux_weight_bytes(const cd_flux_model *m) { return m->weight_bytes; }
 size_t cd_flux_arena_bytes(const cd_flux_model *m) { return m->arena.bytes; }
@@ -215,11 +256,82 @@ static void on_block(void *user, int block, const float *x, size_t n, size_t d) 
     bt->t = now;
 }
 
+cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_text_attention mode) {
+    cd_patch_free(m->patch);
+    m->patch = NULL;
+    if (!comm) return CD_OK;
+    if (mode != CD_TEXT_EXACT && mode != CD_TEXT_APPROX)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: unknown text attention mode %d", (int)mode);
+    if (m->device != CD_DEVICE_CPU)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "flux: patch parallelism runs the CPU backend (--device cpu); GPU ranks "
+                            "are not supported yet");
+    return cd_patch_create(ctx, comm, mode, &m->patch);
+}
+
+/* A patch-parallel forward: this rank's band of image rows through the model with the halo
+ * attention, then every band's output gathered into `out` on every rank. */
+static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out) {
+    const cd_flux_config *c = &m->w.cfg;
+    if ((int64_t)p->grid_h * p->grid_w != p->L)
+        return cd_set_error(ctx, CD_ERR_SHAPE, "flux: grid %dx%d does not hold %d image tokens", p->grid_h,
+                            p->grid_w, p->L);
+    if (p->down >= 2 && !m->w.spatial_weight)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight", p->down);
+    /* every rank must run the same forward: shapes, attention, step */
+    const struct {
+        cd_flux_config cfg;
+        int32_t L, T, gh, gw, radius, down;
+        float scale, timestep, guidance;
+        double ntk;
+    } same = {*c, p->L, p->T, p->grid_h, p->grid_w, p->radius, p->down, p->attn_scale, p->timestep,
+              p->guidance, p->rope_ntk};
+    cd_comm *comm = cd_patch_comm(m->patch);
+    cd_status s = cd_comm_check_same(ctx, comm, &same, sizeof same, "the forward's shape, attention or step");
+    if (s) return s;
+    int y0, y1;
+    if ((s = cd_patch_split(ctx, m->patch, p->grid_h, p->grid_w, p->radius, p->down >= 2 ? p->down : 0, &y0, &y1)))
+        return s;
+    const size_t W = (size_t)p->grid_w, Lloc = (size_t)(y1 - y0) * W, oc = (size_t)c->out_channels;
+    if ((s = cd_flux_reserve(ctx, m, Lloc + (size_t)p->T))) return s;
+    if (!cd_ctx_work(ctx, cd_patch_attn_scratch_floats(m->patch, c->heads, c->head_dim, p->T, p->radius,
+                                                       p->down, cd_ctx_threads(ctx))))
+        return CD_ERR_OOM;
+    if (Lloc * oc > m->pout_cap) {
+        free(m->pout);
+        m->pout_cap = 0;
+        if (!(m->pout = malloc(Lloc * oc * sizeof(float) + 16)))
+            return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+        m->pout_cap = Lloc * oc;
+    }
+    const cd_flux_attn at = {p->radius, p->down, p->attn_scale, p->rope_ntk};
+    const cd_flux_inputs in = {p->img + (size_t)y0 * W * (size_t)c->in_channels, p->txt, p->pooled,
+                               p->img_ids + (size_t)y0 * W * 3, p->txt_ids, p->timestep, p->guidance,
+                               (int32_t)Lloc, p->T, y1 - y0, p->grid_w};
+    block_timer bt = {p->block_seconds, cd_now()};
+    cd_flux_probe probe = {on_block, &bt};
+    ctx->patch = m->patch;
+    s = cd_flux_forward(ctx, cd_patch_ops(m->patch), &m->w, &at, &m->arena, &in, m->pout,
+                        p->block_seconds ? &probe : NULL);
+    ctx->patch = NULL;
+    if (s) return s;
+    const int P = cd_comm_size(comm);
+    const int *band = cd_patch_bands(m->patch);
+    size_t *cnt = malloc(sizeof(size_t) * (size_t)P);
+    if (!cnt) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+    for (int i = 0; i < P; i++) cnt[i] = (size_t)(band[i + 1] - band[i]) * W * oc * sizeof(float);
+    s = cd_comm_allgatherv(ctx, comm, m->pout, cnt, out, "output bands");
+    free(cnt);
+    return s;
+}
+
 cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out) {
     if (p->L < 1 || p->T < 0)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: need L >= 1 image and T >= 0 text tokens");
     if (!(p->attn_scale >= 0) || !(p->rope_ntk >= 0) || !isfinite(p->attn_scale) || !isfinite(p->rope_ntk))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: attention scale and RoPE NTK factor must be finite and >= 0");
+    if (m->patch) return run_patch(ctx, m, p, out);
     if (p->down >= 2 && !m->w.spatial_weight)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight",
@@ -231,14 +343,22 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
     const cd_flux_config *c = &m->w.cfg;
     cd_attn_desc ad = {c->heads, c->head_dim, p->T, p->grid_h, p->grid_w, p->radius, p->down, p->attn_scale};
     if (p->radius > 0 && cd_attn_validate(ctx, &ad) != CD_OK) return CD_ERR_INVALID_ARG;
-    if (!cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(&ad, cd_ctx_threads(ctx)))) return CD_ERR_OOM;
+    if (p->radius == 0) { /* dense: the forward views the image as one row */
+        ad.grid_h = 1;
+        ad.grid_w = p->L;
+    }
+    if (m->device == CD_DEVICE_CUDA) {
+        if (!cd_cuda_scratch(ctx, cd_cuda_attention_scratch(&ad))) return CD_ERR_OOM;
+    } else if (!cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(&ad, cd_ctx_threads(ctx)))) {
+        return CD_ERR_OOM;
+    }
     cd_flux_attn at = {p->radius, p->down, p->attn_scale, p->rope_ntk};
     cd_flux_inputs in = {p->img, p->txt, p->pooled, p->img_ids, p->txt_ids, p->timestep,
                          p->guidance, p->L, p->T, p->grid_h, p->grid_w};
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
     bt.t = cd_now();
-    return cd_flux_forward(ctx, cd_ops_cpu(), &m->w, &at, &m->arena, &in, out,
+    return cd_flux_forward(ctx, model_ops(m), model_weights(m), &at, &m->arena, &in, out,
                            p->block_seconds ? &probe : NULL);
 }
 

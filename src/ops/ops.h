@@ -8,6 +8,10 @@
 
 #include "../util/internal.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A linear layer's weight, PyTorch layout [out, in] row-major. */
 typedef struct {
     const void *data;
@@ -43,6 +47,20 @@ typedef struct cd_ops {
     /* One attention layer (see cd_attention_forward): q, k, v [NH, N, HD] f32. */
     cd_status (*attention)(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
                            const float *v, const float *spatial_weight, float *o, float *lse);
+
+    /* ---- memory and data movement: the model touches activations only through these ---- */
+    int host_memory; /* 1: the backend's memory is host memory (the CPU backends) */
+    cd_status (*alloc)(cd_ctx *ctx, size_t bytes, void **p);  /* OOM error names the size */
+    void (*free)(cd_ctx *ctx, void *p);                        /* NULL-safe */
+    /* host -> backend memory; backend -> host (waits for queued work, reports its errors) */
+    cd_status (*upload)(cd_ctx *ctx, void *dst, const void *src, size_t bytes);
+    cd_status (*download)(cd_ctx *ctx, void *dst, const void *src, size_t bytes);
+    cd_status (*sync)(cd_ctx *ctx); /* waits for queued work (no-op on the CPU) */
+    /* x [n] += y [n] */
+    void (*add)(cd_ctx *ctx, float *x, const float *y, size_t n);
+    /* dst [rows, dst_ld] <- the first `cols` floats of each row of src [rows, src_ld] */
+    void (*copy_rows)(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
+                      size_t rows, size_t cols);
 } cd_ops;
 
 const cd_ops *cd_ops_cpu_ref(void);  /* the oracle */
@@ -57,5 +75,9 @@ void cd_timestep_embedding(float t, int dim, float *out);
  * (sum = HD), omega_j = theta^(-2j/axes[a]), angle = pos_a * omega_j, for j < axes[a]/2; pairs are
  * laid out axis after axis. cs [n, HD/2, 2] = (cos, sin), computed in double. */
 void cd_rope_table(const float *ids, size_t n, const int axes[3], double theta, float *cs);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

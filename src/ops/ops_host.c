@@ -53,16 +53,23 @@ void cd_timestep_embedding(float t, int dim, float *out) {
 }
 
 void cd_rope_table(const float *ids, size_t n, const int axes[3], double theta, float *cs) {
-    int hd = axes[0] + axes[1] + axes[2];
+    const int hd = axes[0] + axes[1] + axes[2];
+    double omega[4096]; /* per pair, computed once (head_dim is far below 8192) */
+    int axis[4096];
+    int np = 0;
+    for (int a = 0; a < 3; a++)
+        for (int j = 0; j < axes[a] / 2 && np < 4096; j++, np++) {
+            omega[np] = pow(theta, -2.0 * j / (double)axes[a]);
+            axis[np] = a;
+        }
+    /* rows are independent: threads for the large tables of high-resolution images */
+#pragma omp parallel for schedule(static) if (n >= 4096)
     for (size_t t = 0; t < n; t++) {
         float *row = cs + t * (size_t)hd; /* hd/2 pairs of (cos, sin) */
-        int p = 0;
-        for (int a = 0; a < 3; a++)
-            for (int j = 0; j < axes[a] / 2; j++, p++) {
-                const double omega = pow(theta, -2.0 * j / (double)axes[a]);
-                const double ang = (double)ids[t * 3 + a] * omega;
-                row[2 * p] = (float)cos(ang);
-                row[2 * p + 1] = (float)sin(ang);
-            }
+        for (int p = 0; p < np; p++) {
+            const double ang = (double)ids[t * 3 + axis[p]] * omega[p];
+            row[2 * p] = (float)cos(ang);
+            row[2 * p + 1] = (float)sin(ang);
+        }
     }
 }

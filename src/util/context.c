@@ -1,5 +1,6 @@
 /* context.c — cd_ctx lifecycle, status strings, error messages, CPU feature detection. */
 #include "internal.h"
+#include "../backend/cuda/cuda.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +96,10 @@ cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
 }
 
 void cd_ctx_free(cd_ctx *ctx) {
-    if (ctx) free(ctx->work);
+    if (ctx) {
+        cd_cuda_release(ctx);
+        free(ctx->work);
+    }
     free(ctx);
 }
 

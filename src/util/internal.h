@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct cd_ctx {
     int threads;          /* resolved thread count (>= 1) */
     cd_isa isa;           /* resolved ISA (never AUTO) */
@@ -18,6 +22,8 @@ struct cd_ctx {
     double prof[CD_PROF_COUNT];
     float *work;          /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
     size_t work_cap;      /* floats */
+    void *cuda;           /* CUDA backend state (struct cd_cuda), NULL until cd_cuda_init */
+    void *patch;          /* patch parallelism of the forward running now (struct cd_patch), or NULL */
 };
 
 /* Scratch of at least `floats` floats, 64-byte aligned, owned by ctx (grow-only: a model reserves
@@ -59,5 +65,9 @@ static inline uint16_t cd_f32_to_bf16(float f) {
 static inline int cd_mul_ok(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -74,13 +74,24 @@ size_t cd_attn_cpu_scratch_floats(const cd_attn_desc *d, int threads) {
 
 cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                           const void *k, const void *v, const float *sw, float *o, float *lse) {
+    return cd_attn_cpu_run_ex(ctx, d, dt, q, k, v, sw, o, lse, NULL);
+}
+
+cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
+                             const void *k, const void *v, const float *sw, float *o, float *lse,
+                             const cd_attn_cpu_opts *opt) {
     const int HD = d->head_dim, T = d->text_len, H = d->grid_h, W = d->grid_w;
     const int bf16 = dt == CD_DTYPE_BF16;
     const size_t es = bf16 ? 2 : 4, N = cd_attn_tokens(d);
     const int clear = d->radius > 0, pooled = cd_attn_pooled(d);
+    const int ext_pool = pooled && opt && opt->pk; /* pooled keys given by the caller */
     const int r = clear ? cd_attn_eff_radius(d) : 0;
     const int rows_dy = clear ? (r < H ? r : H) : 0; /* |dy| < rows_dy can hold keys */
-    const size_t NP = pooled ? (size_t)(H / d->down) * (size_t)(W / d->down) : 0;
+    const size_t NP = ext_pool ? opt->np : pooled ? (size_t)(H / d->down) * (size_t)(W / d->down) : 0;
+    /* image query rows computed (CLEAR): [iy0, iy1); text rows unless skipped */
+    const int iy0 = opt && opt->img_row1 > 0 ? opt->img_row0 : 0;
+    const int iy1 = opt && opt->img_row1 > 0 ? opt->img_row1 : H;
+    const int text_q = !(clear && opt && opt->skip_text_queries);
     const int threads = ctx->threads;
     const cd_strip_fn kern = pick_kernel(ctx);
     const float qscale = cd_attn_scale(d) * 1.4426950408889634f; /* base-2 scores */
@@ -92,8 +103,8 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
      * the last-level cache (8 MB) and every pass over them comes from DRAM (measured: 256x256
      * r=8 10% faster with 128, no change at 64x64) */
     const size_t QB = (size_t)CD_STRIP * (N * HD * es * 2 > ((size_t)8 << 20) ? CD_GROUP : CD_GROUP / 2);
-    const size_t tstrips = ((size_t)T + QB - 1) / QB;
-    const size_t per_head = clear ? tstrips + ((size_t)H + tr - 1) / tr : (N + QB - 1) / QB;
+    const size_t tstrips = text_q ? ((size_t)T + QB - 1) / QB : 0;
+    const size_t per_head = clear ? tstrips + ((size_t)(iy1 - iy0) + tr - 1) / tr : (N + QB - 1) / QB;
     const size_t maxseg = 2 + 2 * (size_t)rows_dy + CD_TILE_ROWS_MAX;
 
     const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15; /* keep 64-byte blocks */
@@ -103,13 +114,13 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
     char *block = (char *)cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(d, threads));
     if (!block) return CD_ERR_OOM;
     float *scratch = (float *)block;                         /* [threads][scr] */
-    float *pk = scratch + scr * threads;                     /* [heads][NP][HD] */
-    float *pv = pk + NP * HD * d->heads;                     /* [heads][NP][HD] */
+    float *pk = ext_pool ? (float *)opt->pk : scratch + scr * threads; /* [heads][NP][HD] */
+    float *pv = ext_pool ? (float *)opt->pv : pk + NP * HD * d->heads;  /* [heads][NP][HD] */
     cd_seg *segs = (cd_seg *)(scratch + nfloat);             /* [threads][maxseg] */
     int *hw = (int *)(segs + maxseg * threads);              /* [rows_dy] */
     for (int dy = 0; dy < rows_dy; dy++) hw[dy] = cd_disc_halfwidth(r, dy);
 
-    if (pooled) {
+    if (pooled && !ext_pool) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
         for (int h = 0; h < d->heads; h++) {
             pool_head(d, (const char *)k + (size_t)h * N * HD * es, bf16, sw, pk + (size_t)h * NP * HD);
@@ -153,9 +164,9 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
             }
             /* one row of tiles: tile rows ty0 .. ty0+nrows-1, tiles left to right (the next tile
              * reuses most of this one's keys while they are in this core's cache) */
-            const int ty0 = (int)(s - tstrips) * tr;
+            const int ty0 = iy0 + (int)(s - tstrips) * tr;
             job.rows = tr;
-            job.nrows = H - ty0 < tr ? H - ty0 : tr;
+            job.nrows = iy1 - ty0 < tr ? iy1 - ty0 : tr;
             job.q_rs = W;
             const int ky0 = ty0 - (r - 1) > 0 ? ty0 - (r - 1) : 0;
             const int ky1 = ty0 + job.nrows - 1 + (r - 1) < H ? ty0 + job.nrows - 1 + (r - 1) : H - 1;
@@ -193,6 +204,57 @@ cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const
                 kern(&job, my_scr);
             }
         }
+    }
+    return CD_OK;
+}
+
+cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
+                                   const void *k, const void *v, int with_text, int ky0, int ky1,
+                                   float *o_t, float *lse_t) {
+    const int HD = d->head_dim, T = d->text_len, W = d->grid_w;
+    const int bf16 = dt == CD_DTYPE_BF16;
+    const size_t es = bf16 ? 2 : 4, N = cd_attn_tokens(d);
+    const int threads = ctx->threads;
+    const cd_strip_fn kern = pick_kernel(ctx);
+    const float qscale = cd_attn_scale(d) * 1.4426950408889634f;
+    const size_t QB = (size_t)CD_STRIP * CD_GROUP;
+    const size_t per_head = ((size_t)T + QB - 1) / QB, items = per_head * (size_t)d->heads;
+    const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15;
+    if (T == 0) return CD_OK;
+    if (!with_text && ky1 <= ky0)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: text queries without keys");
+    float *scratch = cd_ctx_work(ctx, scr * threads);
+    if (!scratch) return CD_ERR_OOM;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (size_t it = 0; it < items; it++) {
+#ifdef _OPENMP
+        float *my_scr = scratch + scr * omp_get_thread_num();
+#else
+        float *my_scr = scratch;
+#endif
+        const size_t h = it / per_head, q0 = (it % per_head) * QB;
+        const char *kh = (const char *)k + h * N * HD * es, *vh = (const char *)v + h * N * HD * es;
+        cd_seg sg[2];
+        int nseg = 0;
+        if (with_text) sg[nseg++] = (cd_seg){kh, vh, T, bf16, 0, 0, {0, 0, 0, 0}};
+        if (ky1 > ky0) {
+            const size_t row = ((size_t)T + (size_t)ky0 * W) * HD * es;
+            sg[nseg++] = (cd_seg){kh + row, vh + row, (int32_t)((size_t)(ky1 - ky0) * W), bf16, 0, 0, {0, 0, 0, 0}};
+        }
+        cd_strip_job job;
+        job.q_bf16 = bf16;
+        job.dot_bf16 = bf16 && ctx->has_bf16 && HD % 2 == 0;
+        job.hd = HD;
+        job.qscale = qscale;
+        job.segs = sg;
+        job.nseg = nseg;
+        job.rows = job.nrows = 1;
+        job.ncols = (int)((size_t)T - q0 < QB ? (size_t)T - q0 : QB);
+        job.q_rs = 0;
+        job.q = (const char *)q + (h * N + q0) * HD * es;
+        job.o = o_t + (h * (size_t)T + q0) * HD;
+        job.lse = lse_t + h * (size_t)T + q0;
+        kern(&job, my_scr);
     }
     return CD_OK;
 }

@@ -4,6 +4,7 @@
  * norms and modulation on OpenMP threads, and the activations through the per-ISA SIMD kernels
  * (ops_kern_impl.h). Tested against ops_ref.c. */
 #include "../../ops/ops.h"
+#include "ops_host_mem.h"
 #include "gemm_bf16.h"
 
 #include <cblas.h>
@@ -207,7 +208,7 @@ static cd_status prof_attention(cd_ctx *ctx, const cd_attn_desc *d, const float 
 
 static const cd_ops k_cpu = {
     "cpu", prof_linear, prof_ln_modulate, prof_rmsnorm_heads, prof_gate_add,
-    prof_gelu_tanh, prof_silu, prof_rope, prof_to_heads, prof_from_heads, prof_attention,
+    prof_gelu_tanh, prof_silu, prof_rope, prof_to_heads, prof_from_heads, prof_attention, CD_HOST_MEM_OPS,
 };
 
 const cd_ops *cd_ops_cpu(void) { return &k_cpu; }

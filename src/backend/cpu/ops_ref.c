@@ -1,6 +1,7 @@
 /* ops_ref.c — the reference ops: plain loops, double accumulation, one thread. The oracle that
  * the fast CPU ops (ops_cpu.c) and later backends are tested against. */
 #include "../../ops/ops.h"
+#include "ops_host_mem.h"
 
 #include <math.h>
 #include <string.h>
@@ -109,7 +110,7 @@ static cd_status ref_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *
 
 static const cd_ops k_ref = {
     "cpu-reference", ref_linear, ref_ln_modulate, ref_rmsnorm_heads, ref_gate_add,
-    ref_gelu_tanh, ref_silu, ref_rope, ref_to_heads, ref_from_heads, ref_attention,
+    ref_gelu_tanh, ref_silu, ref_rope, ref_to_heads, ref_from_heads, ref_attention, CD_HOST_MEM_OPS,
 };
 
 const cd_ops *cd_ops_cpu_ref(void) { return &k_ref; }

@@ -1,0 +1,321 @@
+/* attn_cuda.cu — the CUDA attention op (cuda.h "attention"): validation, bf16 conversion, the
+ * image queries' extra keys (text keys, then pooled keys), and dispatch to the kernel versions of
+ * the kernel lab (lab/attention/NOTES.md):
+ *   attn_v1_naive.cuh  variant 1: one warp per query, f32, the mask as written in the spec;
+ *   attn_v2_flash.cuh  variant 0 and 2..6: FlashAttention-2 on bf16 tensor cores with CLEAR image
+ *                      tiles, one template per tile shape (table `k_variants` below);
+ *   attn_v3_flash.cuh  variants 7..10: v2 with two m16 tiles (32 query rows) per warp.
+ *
+ * Extension of the cuda.h contract: cd_cuda_attention_bf16 with d_ek == d_ev == NULL on a CLEAR
+ * call without pooling (down < 2) reads the T text keys straight from d_k/d_v (E must equal T);
+ * cd_cuda_attention uses this, so only pooled calls build an extra-key copy. */
+#include "cuda_internal.h"
+
+#include "attn_kparams.cuh"
+#include "attn_v1_naive.cuh"
+#include "attn_v2_flash.cuh"
+#include "attn_v3_flash.cuh"
+
+#include <math.h>
+
+/* ---- variants ------------------------------------------------------------------------------- */
+/* kind 1 = naive; else the flash kernel with image tiles of qr x qc queries (v2: qr*qc/16 warps;
+ * v3, mt = 2: qr*qc/32 warps); the dense rows (radius 0, and the text rows of CLEAR) use tiles of
+ * qr*qc consecutive queries. mt = 0: v2. */
+struct cd_attn_variant {
+    const char *name;
+    int naive;
+    int qr, qc;
+    int mt; /* v3: m16 tiles per warp; 0 = v2 */
+};
+
+static const cd_attn_variant k_variants[] = {
+    {"default=flash2x32", 0, 2, 32, 0}, /* 0: fastest or within 1% of it on H200 (NOTES.md); the lab reads "default=" */
+    {"naive", 1, 0, 0, 0},       /* 1 */
+    {"flash4x16", 0, 4, 16, 0},  /* 2: 4 warps, 64 queries */
+    {"flash8x16", 0, 8, 16, 0},  /* 3: 8 warps, 128 queries */
+    {"flash2x32", 0, 2, 32, 0},  /* 4: 4 warps */
+    {"flash1x64", 0, 1, 64, 0},  /* 5: 4 warps, row runs */
+    {"flash4x32", 0, 4, 32, 0},  /* 6: 8 warps */
+    /* v3 (attn_v3_flash.cuh): 32 query rows per warp; the lab parses "flash3_AxB" */
+    {"flash3_4x32", 0, 4, 32, 2}, /* 7: 4 warps, each one 32-wide tile row; dense 128 rows */
+    {"flash3_8x16", 0, 8, 16, 2}, /* 8: 4 warps, each two 16-wide tile rows */
+    {"flash3_2x32", 0, 2, 32, 2}, /* 9: 2 warps; dense 64 rows */
+    {"flash3_8x32", 0, 8, 32, 2}, /* 10: 8 warps; dense 256 rows */
+};
+#define CD_ATTN_NVARIANTS ((int)(sizeof k_variants / sizeof k_variants[0]))
+
+extern "C" const char *cd_cuda_attention_variant_name(int variant) {
+    return variant >= 0 && variant < CD_ATTN_NVARIANTS ? k_variants[variant].name : NULL;
+}
+
+extern "C" int cd_cuda_attention_supports(int head_dim) {
+    return head_dim == 32 || head_dim == 64 || head_dim == 128;
+}
+
+/* ---- scratch ---------------------------------------------------------------------------------- */
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+/* extra keys per head: T text keys, plus the pooled keys when down >= 2 */
+static int64_t extra_keys(const cd_attn_desc *d) {
+    int64_t E = d->text_len;
+    if (cd_attn_pooled(d))
+        E += (int64_t)(d->grid_h / d->down) * (int64_t)(d->grid_w / d->down);
+    return E;
+}
+
+extern "C" size_t cd_cuda_attention_scratch(const cd_attn_desc *d) {
+    if (cd_attn_validate(NULL, d) != CD_OK) return 0;
+    const size_t NH = (size_t)d->heads, HD = (size_t)d->head_dim, N = cd_attn_tokens(d);
+    size_t total = 3 * align256(NH * N * HD * sizeof(uint16_t)); /* q, k, v bf16 */
+    if (cd_attn_pooled(d))
+        total += 2 * align256(NH * (size_t)extra_keys(d) * HD * sizeof(uint16_t)); /* ek, ev */
+    return total;
+}
+
+/* ---- extra keys: ek/ev [NH, E, HD] bf16 from f32 k/v ----------------------------------------- */
+/* e < T: the text key e; else pooled key p = e - T at cell (cy, cx) = (p / PW, p % PW):
+ * sum over a, b < DF (a outer, as attn_ref.c adds them) of sw[a*DF + b] * key (cy*DF+a, cx*DF+b),
+ * accumulated in f32, rounded once to bf16. */
+__global__ void cd_attn_extra_kernel(const float *__restrict__ k, const float *__restrict__ v,
+                                     const float *__restrict__ sw, uint16_t *__restrict__ ek,
+                                     uint16_t *__restrict__ ev, int NH, int N, int T, int W,
+                                     int DF, int PW, int E, int HD) {
+    const size_t total = (size_t)NH * (size_t)E * (size_t)HD;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t c = i % (size_t)HD, e = (i / (size_t)HD) % (size_t)E;
+        const size_t h = i / ((size_t)HD * (size_t)E);
+        const float *kh = k + h * (size_t)N * HD, *vh = v + h * (size_t)N * HD;
+        float ak = 0.0f, av = 0.0f;
+        if (e < (size_t)T) {
+            ak = kh[e * HD + c];
+            av = vh[e * HD + c];
+        } else {
+            const size_t pi = e - (size_t)T, cy = pi / (size_t)PW, cx = pi % (size_t)PW;
+            for (int a = 0; a < DF; a++)
+                for (int b = 0; b < DF; b++) {
+                    const float w = sw[a * DF + b];
+                    const size_t tok = (size_t)T + (cy * DF + a) * (size_t)W + cx * DF + b;
+                    ak = fmaf(w, kh[tok * HD + c], ak);
+                    av = fmaf(w, vh[tok * HD + c], av);
+                }
+        }
+        ek[i] = cd_dev_f32_to_bf16(ak);
+        ev[i] = cd_dev_f32_to_bf16(av);
+    }
+}
+
+/* ---- launches ------------------------------------------------------------------------------- */
+static cd_status launch_failed(cd_ctx *ctx, struct cd_cuda *cu, const char *what) {
+    return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda attention: launch of the %s kernel failed: %s",
+                        what, cudaGetErrorString(cu->sticky));
+}
+
+template <int HD>
+static cd_status launch_naive(cd_ctx *ctx, struct cd_cuda *cu, const cd_attn_kparams &p, int NH) {
+    const dim3 grid((unsigned)(((int64_t)p.N + CD_NAIVE_WARPS - 1) / CD_NAIVE_WARPS), (unsigned)NH);
+    cd_attn_naive_kernel<HD><<<grid, CD_NAIVE_WARPS * 32, 0, cu->stream>>>(p);
+    return cd_cuda_launch_ok(cu) ? CD_OK : launch_failed(ctx, cu, "naive attention");
+}
+
+/* MT = 0: the v2 kernel; MT >= 1: the v3 kernel with MT m16 tiles per warp */
+template <int HD, int QR, int QC, int MT>
+struct flash_kernel {
+    using C = cd_flash::Cfg<HD, QR, QC>;
+    static constexpr void (*fn)(const cd_attn_kparams) = cd_flash::cd_attn_flash_kernel<HD, QR, QC>;
+};
+template <int HD, int QR, int QC>
+struct flash_kernel<HD, QR, QC, 2> {
+    using C = cd_flash3::Cfg<HD, QR, QC, 2>;
+    static constexpr void (*fn)(const cd_attn_kparams) = cd_flash3::cd_attn_flash3_kernel<HD, QR, QC, 2>;
+};
+
+template <int HD, int QR, int QC, int MT = 0>
+static cd_status launch_flash(cd_ctx *ctx, struct cd_cuda *cu, cd_attn_kparams p, int NH) {
+    using C = typename flash_kernel<HD, QR, QC, MT>::C;
+    const int64_t n_dense = ((int64_t)p.q_dense_end + C::BM - 1) / C::BM;
+    const int64_t tiles_x = p.r > 0 ? ((int64_t)p.W + QC - 1) / QC : 0;
+    const int64_t tiles_y = p.r > 0 ? ((int64_t)p.H + QR - 1) / QR : 0;
+    const int64_t ctas = n_dense + tiles_x * tiles_y;
+    if (ctas > INT32_MAX)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "cuda attention: %lld query tiles exceed the grid limit",
+                            (long long)ctas);
+    if (ctas == 0) return CD_OK;
+    p.n_dense_tiles = (int)n_dense;
+    p.tiles_x = (int)tiles_x;
+
+    void (*kern)(const cd_attn_kparams) = flash_kernel<HD, QR, QC, MT>::fn;
+    if (C::SMEM > 48 * 1024) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError(); /* not a launch error: do not let it reach the next check */
+            return cd_set_error(ctx, CD_ERR_INTERNAL,
+                                "cuda attention: cannot allow %zu bytes of shared memory: %s",
+                                (size_t)C::SMEM, cudaGetErrorString(e));
+        }
+    }
+    kern<<<dim3((unsigned)ctas, (unsigned)NH), C::NT, C::SMEM, cu->stream>>>(p);
+    return cd_cuda_launch_ok(cu) ? CD_OK : launch_failed(ctx, cu, "flash attention");
+}
+
+template <int HD>
+static cd_status dispatch(cd_ctx *ctx, struct cd_cuda *cu, const cd_attn_kparams &p, int NH,
+                          const cd_attn_variant &v) {
+    if (v.naive) return launch_naive<HD>(ctx, cu, p, NH);
+    if (v.mt == 2) {
+        if (v.qr == 4 && v.qc == 32) return launch_flash<HD, 4, 32, 2>(ctx, cu, p, NH);
+        if (v.qr == 8 && v.qc == 16) return launch_flash<HD, 8, 16, 2>(ctx, cu, p, NH);
+        if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32, 2>(ctx, cu, p, NH);
+        if (v.qr == 8 && v.qc == 32) return launch_flash<HD, 8, 32, 2>(ctx, cu, p, NH);
+    } else if (v.mt == 0) {
+        if (v.qr == 4 && v.qc == 16) return launch_flash<HD, 4, 16>(ctx, cu, p, NH);
+        if (v.qr == 8 && v.qc == 16) return launch_flash<HD, 8, 16>(ctx, cu, p, NH);
+        if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32>(ctx, cu, p, NH);
+        if (v.qr == 1 && v.qc == 64) return launch_flash<HD, 1, 64>(ctx, cu, p, NH);
+        if (v.qr == 4 && v.qc == 32) return launch_flash<HD, 4, 32>(ctx, cu, p, NH);
+    }
+    return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda attention: no kernel for tile %dx%d (mt %d)",
+                        v.qr, v.qc, v.mt);
+}
+
+static int aligned(const void *ptr, size_t a) { return ((uintptr_t)ptr & (a - 1)) == 0; }
+
+/* ---- entry points --------------------------------------------------------------------------- */
+static cd_status common_checks(cd_ctx *ctx, const cd_attn_desc *d) {
+    cd_status s = cd_attn_validate(ctx, d);
+    if (s) return s;
+    if (!ctx || !ctx->cuda)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: the CUDA backend is not initialised (cd_cuda_init)");
+    if (!cd_cuda_attention_supports(d->head_dim))
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "cuda attention: head_dim %d is not supported (the kernels are built "
+                            "for 32, 64 and 128)",
+                            d->head_dim);
+    return CD_OK;
+}
+
+extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d,
+                                            const uint16_t *d_q, const uint16_t *d_k,
+                                            const uint16_t *d_v, const uint16_t *d_ek,
+                                            const uint16_t *d_ev, int64_t E, float *d_o,
+                                            float *d_lse, int variant) {
+    cd_status s = common_checks(ctx, d);
+    if (s) return s;
+    struct cd_cuda *cu = cd_cuda_of(ctx);
+    if (variant < 0 || variant >= CD_ATTN_NVARIANTS)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: unknown variant %d (0..%d)", variant,
+                            CD_ATTN_NVARIANTS - 1);
+    if (!d_q || !d_k || !d_v || !d_o)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: q, k, v and o must be non-NULL");
+    if (!aligned(d_q, 16) || !aligned(d_k, 16) || !aligned(d_v, 16) || !aligned(d_ek, 16) ||
+        !aligned(d_ev, 16) || !aligned(d_o, 8) || !aligned(d_lse, 4))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: q, k, v, ek, ev must be 16-byte aligned, o 8-byte");
+
+    const int64_t N = (int64_t)cd_attn_tokens(d), HD = d->head_dim;
+    cd_attn_kparams p;
+    memset(&p, 0, sizeof p);
+    p.q = d_q;
+    p.k = d_k;
+    p.v = d_v;
+    p.o = d_o;
+    p.lse = d_lse;
+    p.N = (int)N;
+    p.T = d->text_len;
+    p.H = d->grid_h;
+    p.W = d->grid_w;
+    p.scale = cd_attn_scale(d);
+    p.scale_log2 = (float)((double)p.scale * 1.4426950408889634);
+    if (d->radius == 0) {
+        p.r = 0;
+        p.q_dense_end = (int)N;
+    } else {
+        p.r = cd_attn_eff_radius(d);
+        p.q_dense_end = d->text_len;
+        const int64_t want = extra_keys(d);
+        if (!d_ek && !d_ev) {
+            if (cd_attn_pooled(d))
+                return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                                    "cuda attention: down factor %d needs the pooled extra keys "
+                                    "(ek, ev)",
+                                    d->down);
+            if (E != d->text_len)
+                return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                                    "cuda attention: without ek/ev, E must be the text length %d "
+                                    "(got %lld)",
+                                    d->text_len, (long long)E);
+            p.ek = d_k; /* text keys are the first T rows of each head of k/v */
+            p.ev = d_v;
+            p.ek_hstride = (long long)(N * HD);
+        } else {
+            if (!d_ek || !d_ev)
+                return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                                    "cuda attention: ek and ev must both be given or both NULL");
+            if (E != want)
+                return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                                    "cuda attention: E must be %lld (text keys%s), got %lld",
+                                    (long long)want, cd_attn_pooled(d) ? " + pooled keys" : "",
+                                    (long long)E);
+            p.ek = d_ek;
+            p.ev = d_ev;
+            p.ek_hstride = (long long)(E * HD);
+        }
+        p.E = (int)E; /* E <= T + H*W = N <= INT32_MAX */
+    }
+
+    const cd_attn_variant &v = k_variants[variant];
+    switch (d->head_dim) {
+    case 32: return dispatch<32>(ctx, cu, p, d->heads, v);
+    case 64: return dispatch<64>(ctx, cu, p, d->heads, v);
+    default: return dispatch<128>(ctx, cu, p, d->heads, v);
+    }
+}
+
+extern "C" cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *d_q,
+                                       const float *d_k, const float *d_v, const float *d_sw,
+                                       float *d_o, float *d_lse) {
+    cd_status s = common_checks(ctx, d);
+    if (s) return s;
+    struct cd_cuda *cu = cd_cuda_of(ctx);
+    if (!d_q || !d_k || !d_v || !d_o)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: q, k, v and o must be non-NULL");
+    const int pooled = cd_attn_pooled(d);
+    if (pooled && !d_sw)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: down factor %d needs a spatial_weight [%d, %d]",
+                            d->down, d->down, d->down);
+
+    const size_t NH = (size_t)d->heads, HD = (size_t)d->head_dim, N = cd_attn_tokens(d);
+    const size_t nqkv = NH * N * HD, qkv_bytes = align256(nqkv * sizeof(uint16_t));
+    unsigned char *base = (unsigned char *)cd_cuda_scratch(ctx, cd_cuda_attention_scratch(d));
+    if (!base) return CD_ERR_OOM; /* cd_cuda_scratch said why */
+    uint16_t *qb = (uint16_t *)base;
+    uint16_t *kb = (uint16_t *)(base + qkv_bytes);
+    uint16_t *vb = (uint16_t *)(base + 2 * qkv_bytes);
+    cd_cuda_f32_to_bf16(ctx, d_q, qb, nqkv);
+    cd_cuda_f32_to_bf16(ctx, d_k, kb, nqkv);
+    cd_cuda_f32_to_bf16(ctx, d_v, vb, nqkv);
+
+    const uint16_t *ek = NULL, *ev = NULL;
+    const int64_t E = d->radius > 0 ? extra_keys(d) : 0;
+    if (pooled) {
+        const size_t ne = NH * (size_t)E * HD, e_bytes = align256(ne * sizeof(uint16_t));
+        uint16_t *ekb = (uint16_t *)(base + 3 * qkv_bytes);
+        uint16_t *evb = (uint16_t *)(base + 3 * qkv_bytes + e_bytes);
+        const size_t blocks = (ne + 255) / 256;
+        cd_attn_extra_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, cu->stream>>>(
+            d_k, d_v, d_sw, ekb, evb, d->heads, (int)N, d->text_len, d->grid_w, d->down,
+            d->grid_w / d->down, (int)E, d->head_dim);
+        if (!cd_cuda_launch_ok(cu)) return launch_failed(ctx, cu, "pooled keys");
+        ek = ekb;
+        ev = evb;
+    }
+    return cd_cuda_attention_bf16(ctx, d, qb, kb, vb, ek, ev, E, d_o, d_lse, 0);
+}

@@ -1,0 +1,59 @@
+/* attn_kparams.cuh — what every attention kernel version (attn_v*_*.cuh) receives, and the small
+ * device helpers they share. Private to attn_cuda.cu (the only file that includes it).
+ *
+ * Layout (cuda.h "attention"): q, k, v bf16 [NH, N, HD], N = T + H*W (text first, image
+ * row-major); ek, ev bf16 extra keys of the image queries (text keys, then pooled keys), head h
+ * at ek + h * ek_hstride; o f32 [NH, N, HD]; lse f32 [NH, N] or NULL. All element offsets are
+ * computed in 64 bits (NH*N*HD passes 2^31 at 8192^2 images). */
+#ifndef CD_ATTN_KPARAMS_CUH
+#define CD_ATTN_KPARAMS_CUH
+
+#include <stdint.h>
+
+struct cd_attn_kparams {
+    const uint16_t *q, *k, *v;
+    const uint16_t *ek, *ev;  /* image queries' extra keys/values (unused when r == 0) */
+    long long ek_hstride;     /* elements between two heads of ek/ev */
+    float *o;
+    float *lse;               /* may be NULL */
+    int N;                    /* tokens, T + H*W (<= INT32_MAX, cd_attn_validate) */
+    int T, H, W;
+    int r;                    /* effective radius (cd_attn_eff_radius); 0 = dense */
+    int E;                    /* extra keys per head (image queries only) */
+    float scale;              /* softmax scale (cd_attn_scale) */
+    float scale_log2;         /* scale * log2(e): scores in base-2 units for exp2 */
+    /* flash kernels: the first n_dense_tiles CTAs take query rows [tile*BM, ...) below
+     * q_dense_end over all N keys (dense: q_dense_end = N; CLEAR: = T, the text rows); the
+     * others take image tiles, tiles_x of them per tile row. */
+    int n_dense_tiles;
+    int q_dense_end;
+    int tiles_x;
+};
+
+__device__ __forceinline__ float cd_dev_bf16_to_f32(uint16_t h) {
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+/* Round to nearest even, NaN stays NaN: the device twin of cd_f32_to_bf16 (internal.h). */
+__device__ __forceinline__ uint16_t cd_dev_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Largest dx >= 0 with dx^2 + dy^2 < r^2, or -1 when |dy| >= r: the device twin of
+ * cd_disc_halfwidth (ops/attention.c), same arithmetic (r <= H + W <= 2^21 so r^2 < 2^43 is exact
+ * in int64 and in double). The image keys an image query (qy, qx) sees on key row ky are exactly
+ * the columns kx with |qx - kx| <= halfwidth(r, qy - ky). */
+__device__ __forceinline__ int cd_dev_disc_halfwidth(long long r, long long dy) {
+    if (dy < 0) dy = -dy;
+    if (dy >= r) return -1;
+    const long long rem = r * r - dy * dy; /* > 0 */
+    long long x = (long long)sqrt((double)rem);
+    while (x * x >= rem) x--;
+    while ((x + 1) * (x + 1) < rem) x++;
+    return (int)x;
+}
+
+#endif
