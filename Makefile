@@ -31,7 +31,7 @@ ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx
 ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
 
 LIB_SRC  = $(sort $(wildcard src/util/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/cpu/*.c) \
-             $(filter-out src/parallel/comm_%.c,$(wildcard src/parallel/*.c)))
+             $(filter-out src/parallel/comm_%.c src/parallel/nccl_%.c,$(wildcard src/parallel/*.c)))
 
 # MPI (patch parallelism, src/parallel/): built when OpenMPI's pkg-config file is found; MPI=0, or
 # none, builds src/parallel/comm_none.c instead (--parallel then says why it cannot).
@@ -61,6 +61,16 @@ ifeq ($(CUDA),1)
 else
   CU_SRC   =
   LIB_SRC += src/backend/nocuda/cuda_stub.c
+endif
+# NCCL (patch parallelism on GPU ranks: src/parallel/nccl_comm.cu, patch_cuda.cu): built in CUDA
+# builds when $(CUDA_HOME)/include/nccl.h exists (the toolkit's NCCL, linked from CUDA_LIB with its
+# rpath); NCCL=0, or none, builds src/parallel/nccl_none.c instead (GPU ranks then say why not).
+NCCL      ?= $(if $(and $(filter 1,$(CUDA)),$(wildcard $(CUDA_HOME)/include/nccl.h)),1,0)
+ifeq ($(NCCL),1)
+  CU_SRC  += src/parallel/nccl_comm.cu src/parallel/patch_cuda.cu
+  LDLIBS  += -lnccl
+else
+  LIB_SRC += src/parallel/nccl_none.c
 endif
 CU_OBJ   = $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))

@@ -396,12 +396,18 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
  * Rank i of P owns a horizontal band of the image token rows; linears, norms and MLPs run on its
  * own tokens (and the text tokens, which every rank holds), and each CLEAR attention layer needs
  * only r - 1 rows of keys/values from its neighbours (a halo; spec/clear.md). MPI builds only (the
- * Makefile finds OpenMPI); otherwise cd_comm_init fails with CD_ERR_UNSUPPORTED. */
+ * Makefile finds OpenMPI); otherwise cd_comm_init fails with CD_ERR_UNSUPPORTED. GPU ranks (a model
+ * on CD_DEVICE_CUDA) exchange their device buffers over NCCL (builds with CUDA and NCCL), one GPU
+ * per rank. */
 typedef struct cd_comm cd_comm;
 
 int cd_comm_available(void);               /* 1 when this build has MPI */
 /* MPI_Init (argc/argv may be NULL) and the world communicator; once per process. */
 cd_status cd_comm_init(cd_ctx *ctx, int *argc, char ***argv, cd_comm **out);
+/* A communicator of this process alone (size 1, rank 0; no MPI, in every build): collectives are
+ * local copies. Runs the patch-parallel code path on one process or one GPU (tests, and the
+ * reference against which multi-rank runs are checked). cd_comm_free frees it (no MPI_Finalize). */
+cd_status cd_comm_init_single(cd_ctx *ctx, cd_comm **out);
 int cd_comm_rank(const cd_comm *c);
 int cd_comm_size(const cd_comm *c);
 /* Seconds any wait may last before it fails naming the silent ranks (default 300). */
@@ -428,8 +434,10 @@ typedef enum { CD_TEXT_EXACT = 0, CD_TEXT_APPROX } cd_text_attention;
 /* Splits every later cd_flux_run of m across comm's processes (NULL: back to one process). Inputs
  * and outputs of cd_flux_run stay whole on every rank (each rank computes its band; the outputs are
  * all-gathered), so a sampler runs unchanged. CLEAR attention only (radius >= 1); every band needs
- * at least one token row (with pooled keys: one row of down x down cells), and the model must be
- * on the CPU. Errors are the same on every rank where they come from the arguments. */
+ * at least one token row (with pooled keys: one row of down x down cells). The model runs on its
+ * device (cd_flux_set_device: call that first): on CUDA the build needs NCCL (else
+ * CD_ERR_UNSUPPORTED), and this call creates the NCCL communicator (collective: every rank calls
+ * it). Errors are the same on every rank where they come from the arguments. */
 cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_text_attention mode);
 
 /* ---- images: PNG files and pixel conversion (io/png.c) ------------------------------------- */

@@ -16,10 +16,11 @@ for b in cleardit test_cleardit lab_attention lab_ops; do
     cp "build/$b" "$stage/build/$b"
     strip --strip-debug "$stage/build/$b"
 done
-# the libraries a bare CUDA image may lack (OpenBLAS, Jansson, libpng, gfortran runtime)
+# the libraries a bare CUDA image may lack (OpenBLAS, Jansson, libpng, gfortran runtime, OpenMPI);
+# not the CUDA libraries (cuBLASLt, NCCL: hundreds of MB, and the GPU machine has them)
 ldd build/cleardit | awk '/=> \//{print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
-        libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*|libstdc++*|libgcc_s*) ;;
+        libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*|libnccl*|libstdc++*|libgcc_s*) ;;
         *) cp -L "$lib" "$stage/build/rt/" ;;
     esac
 done

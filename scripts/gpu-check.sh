@@ -15,16 +15,18 @@
 # still run; the exit status is 1 when any step failed.
 # usage: scripts/gpu-check.sh [--prebuilt BUNDLE] [--sizes 1024,2048,4096,8192] [--quick]
 #                             [--skip-peer]  (the PyTorch peer takes ~2 of the ~4 minutes)
+#                             [--variants all|LIST]  (attention kernel versions timed)
 set -u
 cd "$(dirname "$0")/.."
-prebuilt= sizes=1024,2048,4096,8192 quick=0 peer=1
+prebuilt= sizes=1024,2048,4096,8192 quick=0 peer=1 variants=all
 while [ $# -gt 0 ]; do
     case "$1" in
         --prebuilt) prebuilt=$2; shift 2 ;;
         --sizes) sizes=$2; shift 2 ;;
         --quick) quick=1; shift ;;
         --skip-peer) peer=0; shift ;;
-        -h|--help) sed -n "2,19p" "$0"; exit 0 ;;
+        --variants) variants=$2; shift 2 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -52,12 +54,13 @@ if [ -n "$prebuilt" ]; then
 else
     step build 300 make -j"$(nproc)" CUDA=1 all lab || exit 1
 fi
-# cuBLASLt: the toolkit's (runpath), else the one PyTorch's wheels carry
-if [ ! -e /usr/local/cuda/lib64/libcublasLt.so.13 ]; then
-    sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
-    lt=$(find $sp /usr/local/cuda* /usr/lib -name 'libcublasLt.so.13*' 2>/dev/null | head -n 1)
-    [ -n "$lt" ] && LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(dirname "$lt")
-fi
+# cuBLASLt and NCCL: the toolkit's (runpath), else the ones PyTorch's wheels carry
+sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
+for lib in libcublasLt.so.13 libnccl.so.2; do
+    [ -e "/usr/local/cuda/lib64/$lib" ] && continue
+    found=$(find $sp /usr/local/cuda* /usr/lib -name "$lib*" 2>/dev/null | head -n 1)
+    [ -n "$found" ] && LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$(dirname "$found")
+done
 export LD_LIBRARY_PATH
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
@@ -70,7 +73,7 @@ if ! step lab_check 90 build/lab_attention --check; then
 fi
 radii=0,8,16,32
 [ $quick -eq 1 ] && sizes=1024,2048 && radii=0,16
-step lab_bench 150 build/lab_attention --bench --sizes "$sizes" --radii "$radii" --json "$out/lab_bench.json"
+step lab_bench 150 build/lab_attention --bench --sizes "$sizes" --radii "$radii" --variants "$variants" --json "$out/lab_bench.json"
 [ $peer -eq 1 ] && step peer 150 python3 bench/flex_attention_peer.py --sizes "$sizes" --radii "$radii" --json "$out/peer.json"
 grids=$(echo "$sizes" | tr ',' '\n' | awk '{printf "%s%d", (NR>1?",":""), $1/16}')
 fr=$(echo "$radii" | sed 's/^0,//')

@@ -13,6 +13,8 @@
 #include "../src/backend/cuda/cuda.h"
 #include "../src/ops/attn.h"
 #include "../src/pipeline/sampler.h"
+#include "../src/model/flux_load.h"
+#include "../src/parallel/devcomm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -282,6 +284,81 @@ TEST(cuda_flux_model) {
            "head_dim 48 on cuda: %s", cd_ctx_error(ctx));
     cd_flux_free(m);
     free(img); free(txt); free(pooled); free(ids); free(tids); free(o_cpu); free(o_gpu);
+    cd_ctx_free(ctx);
+}
+
+/* Patch parallelism on one GPU with the single-process communicator (NCCL with one rank): the
+ * patch-parallel forward (bf16 halo grid, pooled keys gathered, text partials merged on the
+ * device) equals the plain CUDA forward to 1e-5 relative L2, exact and approx, pooled and not
+ * (one rank: the same kernels on the same bf16 inputs; the merge of one partial is the partial).
+ * Without a GPU: the NCCL set-up fails naming the reason (no CUDA context, or no NCCL). */
+TEST(cuda_patch_single_rank) {
+    {
+        cd_ctx *c0 = NULL;
+        cd_ctx_params cp = cd_ctx_params_default();
+        cd_comm *one = NULL;
+        CHECK(cd_ctx_create(&cp, &c0) == CD_OK && cd_comm_init_single(c0, &one) == CD_OK, "single comm");
+        const cd_status s = cd_devcomm_setup(c0, one); /* this context never opened CUDA */
+        EXPECT(s != CD_OK && strstr(cd_ctx_error(c0), cd_devcomm_built() ? "CUDA" : "NCCL"),
+               "NCCL set-up without CUDA: %d '%s'", (int)s, cd_ctx_error(c0));
+        cd_comm_free(one);
+        cd_ctx_free(c0);
+    }
+    cd_ctx *ctx = gpu_ctx();
+    if (!ctx) return; /* the error path was checked */
+    const cd_flux_config cfg = {64, 2, 32, 1, 2, 16, 16, 32, 24, 128, 1};
+    const int axes[3] = {8, 12, 12};
+    static const struct { int H, W, T, radius, down; } cases[] = {
+        {13, 7, 5, 2, 0}, {9, 8, 6, 100, 0}, {11, 9, 0, 4, 0}, {12, 8, 4, 3, 2}, {16, 8, 0, 5, 4}, {24, 40, 77, 6, 2},
+    };
+    cd_comm *comm = NULL;
+    CHECK(cd_comm_init_single(ctx, &comm) == CD_OK, "single comm: %s", cd_ctx_error(ctx));
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0] && !test_failed(); ci++) {
+        const int H = cases[ci].H, W = cases[ci].W, T = cases[ci].T, down = cases[ci].down, L = H * W;
+        cd_flux_model *m = NULL;
+        float *img = rnd((size_t)L * 16, 1.0f, 1), *txt = rnd((size_t)(T + 1) * 32, 1.0f, 2);
+        float *pooled = rnd(24, 1.0f, 3), *sw = rnd((size_t)3 * 16, 0.3f, 4);
+        float *ids = malloc((size_t)L * 3 * 4), *tids = calloc((size_t)T * 3 + 3, 4);
+        float *ref = malloc((size_t)L * 16 * 4), *par = malloc((size_t)L * 16 * 4), *again = malloc((size_t)L * 16 * 4);
+        int ok = img && txt && pooled && sw && ids && tids && ref && par && again &&
+                 cd_flux_random(ctx, &cfg, CD_DTYPE_BF16, axes, 10000.0, 11, &m) == CD_OK &&
+                 cd_flux_img_ids(ctx, (size_t)H, (size_t)W, ids) == CD_OK;
+        EXPECT(ok, "setup: %s", cd_ctx_error(ctx));
+        if (ok && down >= 2) { /* spatial weights before the weights move to the device */
+            cd_flux_weights *w = (cd_flux_weights *)cd_flux_model_weights(m);
+            for (int i = 0; i < 3 * down * down; i++) sw[i] += 1.0f / (float)(down * down);
+            w->spatial_weight = sw;
+            w->spatial_down = down;
+        }
+        cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.6f, 3.0f, L, T, H, W, cases[ci].radius, down, NULL, 0, 0};
+        if (ok) {
+            ok = cd_flux_set_device(ctx, m, CD_DEVICE_CUDA) == CD_OK && cd_flux_run(ctx, m, &p, ref) == CD_OK;
+            EXPECT(ok, "plain cuda run: %s", cd_ctx_error(ctx));
+        }
+        for (int mode = 0; ok && mode < 2; mode++) {
+            const cd_status sp = cd_flux_set_parallel(ctx, m, comm, mode ? CD_TEXT_APPROX : CD_TEXT_EXACT);
+            if (!cd_devcomm_built()) { /* a CUDA build without NCCL refuses, saying so */
+                EXPECT(sp == CD_ERR_UNSUPPORTED && strstr(cd_ctx_error(ctx), "NCCL"), "no NCCL: %s", cd_ctx_error(ctx));
+                ok = 0;
+                break;
+            }
+            EXPECT(sp == CD_OK, "set_parallel: %s", cd_ctx_error(ctx));
+            for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
+            const cd_status s = sp ? sp : cd_flux_run(ctx, m, &p, par);
+            const double e = rel_l2(par, ref, (size_t)L * 16);
+            EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g", H, W, T,
+                   cases[ci].radius, down, mode ? "approx" : "exact", (int)s, s ? cd_ctx_error(ctx) : "", e);
+            /* a second patch-parallel run (warm scratch, NCCL communicator reused) is identical */
+            if (s == CD_OK && cd_flux_run(ctx, m, &p, again) == CD_OK)
+                EXPECT(rel_l2(again, par, (size_t)L * 16) == 0, "rerun differs");
+            else
+                EXPECT(0, "rerun: %s", cd_ctx_error(ctx));
+        }
+        if (m) EXPECT(cd_flux_set_parallel(ctx, m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
+        cd_flux_free(m);
+        free(img); free(txt); free(pooled); free(sw); free(ids); free(tids); free(ref); free(par); free(again);
+    }
+    cd_comm_free(comm);
     cd_ctx_free(ctx);
 }
 

@@ -13,6 +13,9 @@
  * build (after make, from the repository root; the library's own link flags):
  *   g++ -std=c++17 -O2 -Wno-unknown-pragmas -Iinclude -Isrc/backend/cuda lab/attention/emu_flash.cpp \
  *       build/libcleardit.a -fopenmp <the Makefile's LDLIBS> -o build/emu_flash
+ * Cases with cd_cuda_attention_bf16_ex's options (image row ranges, text rows over a key suffix;
+ * patch parallelism) run first, also under --quick: computed rows against the reference (text rows
+ * over [text_key0, N) against a sliced dense reference), rows left out must stay NaN.
  * usage: emu_flash [--quick]   (EMU_VARIANTS=2,3 to pick variants); exit status 1 when a case
  * fails. The full run takes ~2.5 min on 2 cores, --quick ~30 s. */
 #define CD_FLASH_EMULATE 1
@@ -318,6 +321,9 @@ static void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_
     emu::wait(emu::warp_bar[w]);
     for (int i = 0; i < 4; i++) c[i] = out[i];
 }
+static void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    mma_bf16(c, a, b0, b1);
+}
 
 static inline uint16_t rne_bf16(float f) {
     uint32_t u = __float_as_uint(f);
@@ -346,21 +352,17 @@ uint16_t smem_storage[(4 * 64 + 256) * (128 + 8) + 512] __attribute__((aligned(1
 #undef smem
 
 /* ---- the launches (the same grid arithmetic as attn_cuda.cu) ----------------------------- */
-template <int HD, int QR, int QC>
+template <int HD, int QR, int QC, bool PIPE = false>
 static void emu_flash(cd_attn_kparams p, int NH) {
     using C = cd_flash::Cfg<HD, QR, QC>;
-    const long long n_dense = ((long long)p.q_dense_end + C::BM - 1) / C::BM;
-    const long long tiles_x = p.r > 0 ? ((long long)p.W + QC - 1) / QC : 0;
-    const long long tiles_y = p.r > 0 ? ((long long)p.H + QR - 1) / QR : 0;
-    p.n_dense_tiles = (int)n_dense;
-    p.tiles_x = (int)tiles_x;
+    const long long ctas = cd_attn_flash_grid(p, C::BM, QR, QC);
     emu::smem_base = (unsigned char *)cd_flash::smem_storage;
     emu::smem_bytes = C::SMEM;
     for (int h = 0; h < NH; h++)
-        for (long long b = 0; b < n_dense + tiles_x * tiles_y; b++) {
+        for (long long b = 0; b < ctas; b++) {
             memset(cd_flash::smem_storage, 0xff, sizeof cd_flash::smem_storage); /* NaN */
             emu::run_block(C::NT, emu_dim3{(unsigned)b, (unsigned)h, 0},
-                           [&] { cd_flash::cd_attn_flash_kernel<HD, QR, QC>(p); });
+                           [&] { cd_flash::cd_attn_flash_kernel<HD, QR, QC, PIPE>(p); });
         }
 }
 
@@ -368,15 +370,11 @@ template <int HD, int QR, int QC, int MT>
 static void emu_flash3(cd_attn_kparams p, int NH) {
     using C = cd_flash3::Cfg<HD, QR, QC, MT>;
     static_assert(C::SMEM <= sizeof cd_flash3::smem_storage, "emulator shared memory too small");
-    const long long n_dense = ((long long)p.q_dense_end + C::BM - 1) / C::BM;
-    const long long tiles_x = p.r > 0 ? ((long long)p.W + QC - 1) / QC : 0;
-    const long long tiles_y = p.r > 0 ? ((long long)p.H + QR - 1) / QR : 0;
-    p.n_dense_tiles = (int)n_dense;
-    p.tiles_x = (int)tiles_x;
+    const long long ctas = cd_attn_flash_grid(p, C::BM, QR, QC);
     emu::smem_base = (unsigned char *)cd_flash3::smem_storage;
     emu::smem_bytes = C::SMEM;
     for (int h = 0; h < NH; h++)
-        for (long long b = 0; b < n_dense + tiles_x * tiles_y; b++) {
+        for (long long b = 0; b < ctas; b++) {
             memset(cd_flash3::smem_storage, 0xff, sizeof cd_flash3::smem_storage); /* NaN */
             emu::run_block(C::NT, emu_dim3{(unsigned)b, (unsigned)h, 0},
                            [&] { cd_flash3::cd_attn_flash3_kernel<HD, QR, QC, MT>(p); });
@@ -405,11 +403,14 @@ static void emu_run(int variant, const cd_attn_kparams &p, int NH) {
     case 8: emu_flash3<HD, 8, 16, 2>(p, NH); break;
     case 9: emu_flash3<HD, 2, 32, 2>(p, NH); break;
     case 10: emu_flash3<HD, 8, 32, 2>(p, NH); break;
+    case 11: emu_flash<HD, 2, 32, true>(p, NH); break;
+    case 12: emu_flash<HD, 4, 16, true>(p, NH); break;
     default: abort();
     }
 }
 static const char *vname[] = {"",     "naive",  "4x16",   "8x16",   "2x32",  "1x64",
-                              "4x32", "3_4x32", "3_8x16", "3_2x32", "3_8x32"};
+                              "4x32", "3_4x32", "3_8x16", "3_2x32", "3_8x32",
+                              "2p_2x32", "2p_4x16"};
 
 /* ---- cases -------------------------------------------------------------------------------- */
 static uint64_t rng = 88172645463325252ull;
@@ -425,7 +426,52 @@ struct Case {
     int NH, HD, T, H, W, r, down;
 };
 
-static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants) {
+/* cd_cuda_attention_bf16_ex's options (attn_kparams.cuh): text rows computed or not, over the keys
+ * [text_key0, N); image rows [row0, row1) only. The rows left out must stay unwritten (NaN). */
+struct Opts {
+    int text_q, text_key0, row0, row1;
+};
+
+/* Reference of the text queries over the keys [k0, N) only, by slicing: dense problems (no text,
+ * one row of N - k0 tokens) whose keys are k[k0, N) and whose first queries are the text queries,
+ * N - k0 of them at a time. o [NH][N][HD], lse [NH][N]: text rows written. */
+static int text_slice_reference(cd_ctx *ctx, const cd_attn_desc &d, int k0, const std::vector<uint16_t> &q,
+                                const std::vector<uint16_t> &k, const std::vector<uint16_t> &v,
+                                std::vector<float> &o, std::vector<float> &lse) {
+    const size_t N = cd_attn_tokens(&d), HD = (size_t)d.head_dim, NH = (size_t)d.heads;
+    const size_t N2 = N - (size_t)k0;
+    cd_attn_desc d2 = d;
+    d2.text_len = 0;
+    d2.grid_h = 1;
+    d2.grid_w = (int)N2;
+    d2.radius = 0;
+    d2.down = 0;
+    d2.scale = 1.0f / sqrtf((float)d.head_dim);
+    std::vector<uint16_t> q2(NH * N2 * HD, 0), k2(q2.size()), v2(q2.size());
+    std::vector<float> o2(q2.size()), l2(NH * N2);
+    for (size_t h = 0; h < NH; h++) {
+        memcpy(&k2[h * N2 * HD], &k[(h * N + k0) * HD], N2 * HD * 2);
+        memcpy(&v2[h * N2 * HD], &v[(h * N + k0) * HD], N2 * HD * 2);
+    }
+    for (size_t c0 = 0; c0 < (size_t)d.text_len; c0 += N2) {
+        const size_t cnt = std::min(N2, (size_t)d.text_len - c0);
+        for (size_t h = 0; h < NH; h++)
+            memcpy(&q2[h * N2 * HD], &q[(h * N + c0) * HD], cnt * HD * 2);
+        if (cd_attention_reference(ctx, &d2, CD_DTYPE_BF16, q2.data(), k2.data(), v2.data(), NULL,
+                                   o2.data(), l2.data())) {
+            fprintf(stderr, "sliced reference: %s\n", cd_ctx_error(ctx));
+            return 1;
+        }
+        for (size_t h = 0; h < NH; h++) {
+            memcpy(&o[(h * N + c0) * HD], &o2[h * N2 * HD], cnt * HD * 4);
+            memcpy(&lse[h * N + c0], &l2[h * N2], cnt * 4);
+        }
+    }
+    return 0;
+}
+
+static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants,
+                    const Opts *opt = nullptr) {
     cd_attn_desc d;
     memset(&d, 0, sizeof d);
     d.heads = c.NH;
@@ -450,6 +496,18 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
                                oref.data(), lref.data())) {
         fprintf(stderr, "reference: %s\n", cd_ctx_error(ctx));
         return 1;
+    }
+    /* which rows the call computes; text rows over keys [k0, N) come from a sliced reference */
+    std::vector<char> want((size_t)c.NH * N, 1);
+    if (opt) {
+        for (int h = 0; h < c.NH; h++)
+            for (size_t i = 0; i < N; i++) {
+                const long long y = i < (size_t)c.T ? -1 : (long long)(i - c.T) / c.W;
+                want[(size_t)h * N + i] = i < (size_t)c.T ? (char)opt->text_q : (char)(y >= opt->row0 && y < opt->row1);
+            }
+        if (opt->text_q && opt->text_key0 > 0 && c.T > 0 &&
+            text_slice_reference(ctx, d, opt->text_key0, q, k, v, oref, lref))
+            return 1;
     }
     /* extra keys: text, then pooled (double sums of the bf16 keys, rounded to bf16) */
     const int PW = c.W / DF, NP = pooled ? (c.H / DF) * PW : 0;
@@ -491,6 +549,7 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
         p.W = c.W;
         p.scale = 1.0f / sqrtf((float)c.HD);
         p.scale_log2 = (float)((double)p.scale * 1.4426950408889634);
+        p.img_row1 = c.H;
         if (c.r == 0) {
             p.q_dense_end = (int)N;
         } else {
@@ -500,6 +559,12 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
             p.ev = ev.data();
             p.ek_hstride = (long long)E * c.HD;
             p.E = E;
+            if (opt) { /* as attn_cuda.cu sets them */
+                if (!opt->text_q) p.q_dense_end = 0;
+                p.dense_key0 = opt->text_key0;
+                p.img_row0 = opt->row0;
+                p.img_row1 = std::max(opt->row0, opt->row1);
+            }
         }
         const long coll0 = emu::collectives;
         switch (c.HD) {
@@ -511,7 +576,13 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
         double num = 0, den = 0, worst_row = 0, worst_lse = 0;
         size_t nan = 0;
         long worst_i = -1;
+        size_t stray = 0; /* rows left out but written */
         for (size_t row = 0; row < (size_t)c.NH * N; row++) {
+            if (!want[row]) {
+                for (int ch = 0; ch < c.HD; ch++) stray += !std::isnan(o[row * c.HD + ch]);
+                stray += !std::isnan(lse[row]);
+                continue;
+            }
             double rn = 0, rd = 0;
             for (int ch = 0; ch < c.HD; ch++) {
                 const double a = o[row * c.HD + ch], b = oref[row * c.HD + ch];
@@ -527,12 +598,16 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
             if (std::isnan(lse[row])) nan++;
             if (le > worst_lse) worst_lse = le;
         }
-        const double rel = sqrt(num / den);
-        const bool ok = nan == 0 && rel <= 1e-2 && worst_row <= 2e-2 && worst_lse <= 1e-2;
-        printf("%s NH=%d HD=%d T=%d grid=%dx%d r=%d down=%d %-6s: rel %.2e row %.2e (row %ld) "
-               "lse %.2e nan %zu  [%ld collectives]\n",
-               ok ? "ok  " : "FAIL", c.NH, c.HD, c.T, c.H, c.W, c.r, c.down, vname[var], rel,
-               worst_row, worst_i, worst_lse, nan, emu::collectives - coll0);
+        const double rel = den > 0 ? sqrt(num / den) : sqrt(num); /* den 0: no row computed */
+        const bool ok = nan == 0 && stray == 0 && rel <= 1e-2 && worst_row <= 2e-2 && worst_lse <= 1e-2;
+        char os[80] = "";
+        if (opt)
+            snprintf(os, sizeof os, " [text_q %d key0 %d rows %d..%d]", opt->text_q, opt->text_key0,
+                     opt->row0, opt->row1);
+        printf("%s NH=%d HD=%d T=%d grid=%dx%d r=%d down=%d%s %-6s: rel %.2e row %.2e (row %ld) "
+               "lse %.2e nan %zu stray %zu  [%ld collectives]\n",
+               ok ? "ok  " : "FAIL", c.NH, c.HD, c.T, c.H, c.W, c.r, c.down, os, vname[var], rel,
+               worst_row, worst_i, worst_lse, nan, stray, emu::collectives - coll0);
         fflush(stdout);
         fails += !ok;
     }
@@ -562,7 +637,7 @@ int main(int argc, char **argv) {
         {1, 64, 130, 2, 3, 2, 0},    /* 130 text keys: 3 extra-key chunks, text tiles > 1 */
     };
     if (quick) cases.resize(3);
-    std::vector<int> variants = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    std::vector<int> variants = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     if (getenv("EMU_VARIANTS")) { /* e.g. EMU_VARIANTS=2,3 */
         variants.clear();
         for (const char *s = getenv("EMU_VARIANTS"); *s;) {
@@ -571,7 +646,21 @@ int main(int argc, char **argv) {
             s = *end ? end + 1 : end;
         }
     }
+    /* patch parallelism's options (cd_cuda_attention_bf16_ex), also in --quick: image rows of a band
+     * of an extended grid, text rows without the text keys (exact mode, rank > 0) or with some */
+    struct OptCase {
+        Case c;
+        Opts o;
+    };
+    const std::vector<OptCase> opt_cases = {
+        {{1, 32, 7, 13, 29, 3, 0}, {0, 0, 4, 9}},   /* band rows 4..8, tiles not aligned to rows */
+        {{1, 32, 7, 13, 29, 3, 0}, {1, 7, 0, 0}},   /* text rows over the image keys only */
+        {{2, 32, 5, 8, 8, 2, 2}, {1, 5, 3, 7}},     /* pooled: both at once */
+        {{1, 64, 130, 2, 3, 2, 0}, {1, 60, 1, 2}},  /* 3 text tiles over keys [60, N), last row */
+        {{1, 32, 3, 1, 1, 1, 0}, {0, 0, 1, 1}},     /* nothing at all */
+    };
     int fails = 0;
+    for (const OptCase &oc : opt_cases) fails += run_case(ctx, oc.c, variants, &oc.o);
     for (const Case &c : cases) fails += run_case(ctx, c, variants);
     printf("%s: %d failing runs\n", fails ? "FAILED" : "all passed", fails);
     cd_ctx_free(ctx);

@@ -167,18 +167,21 @@ static int run_case(const bench_cfg *c, bench_row *row) {
 
 static int bench_forward(int argc, char **argv);
 int bench_generate(int argc, char **argv); /* cli_bench_gen.c */
+int bench_parallel(int argc, char **argv); /* cli_bench_par.c */
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "forward")) return bench_forward(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "generate")) return bench_generate(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "parallel")) return bench_parallel(argc, argv);
     if (argc < 2 || (strcmp(argv[1], "attention") != 0)) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             fputs(k_usage, stdout);
             fputs(k_usage_fwd, stdout);
             fputs("\nusage: cleardit bench generate [options]   (see 'cleardit bench generate --help')\n", stdout);
+            fputs("usage: scripts/mpirun.sh -np P cleardit bench parallel [options]   (see 'cleardit bench parallel --help')\n", stdout);
             return CLI_OK;
         }
-        cli_error("bench", "expected a benchmark name: attention, forward or generate (see 'cleardit bench --help')");
+        cli_error("bench", "expected a benchmark name: attention, forward, generate or parallel (see 'cleardit bench --help')");
         return CLI_BAD_INPUT;
     }
     int64_t threads = 0, heads = 24, hd = 128, T = 512, maxg = 128, radius = -1, down = 0, repeat = 0;

@@ -45,11 +45,6 @@ static const char *k_usage =
     "  --budget S          part 2: skip dense where attention is estimated above S s/step (default 60)\n"
     "  --threads N         threads (default: all cores)\n";
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int parse_sizes(const char *s, int64_t *out, int max) {
     int n = 0;
@@ -63,13 +58,6 @@ static int parse_sizes(const char *s, int64_t *out, int max) {
     return n;
 }
 
-static void fill(float *p, size_t n, uint64_t seed) {
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-        p[i] = (float)((double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1p-53 * 2.0 - 1.0);
-    }
-}
 
 typedef struct { double step_sum, last, decode; int steps; } timing;
 
@@ -90,12 +78,12 @@ static int flux_step(cd_ctx *ctx, cd_flux_model *m, int nd, int ns, int64_t G, i
     cd_flux_img_ids(ctx, (size_t)G, (size_t)G, ids);
     cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
                             (int32_t)G, (int32_t)G, (int32_t)r, 0, bsec, 0, 0};
-    const double t0 = now_s();
+    const double t0 = cli_now();
     if (cd_flux_run(ctx, m, &p, out) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(ctx));
         return CLI_RUNTIME;
     }
-    const double total = now_s() - t0;
+    const double total = cli_now() - t0;
     double td = 0, ts = 0;
     for (int b = 0; b < nd; b++) td += bsec[b];
     for (int b = 0; b < ns; b++) ts += bsec[nd + b];
@@ -174,9 +162,9 @@ int bench_generate(int argc, char **argv) {
             rc = CLI_RUNTIME;
             goto done;
         }
-        fill(img, Lmax * 64, 1);
-        fill(txt, (size_t)T * 4096, 2);
-        fill(pooled, 768, 3);
+        cli_fill_uniform(img, Lmax * 64, 1);
+        cli_fill_uniform(txt, (size_t)T * 4096, 2);
+        cli_fill_uniform(pooled, 768, 3);
         if (!json) fprintf(stderr, "creating random FLUX-width weights (%lld + %lld blocks) and autoencoder ...\n",
                            (long long)nd, (long long)ns);
         const cd_ae_config acfg = {3, 3, 128, {1, 2, 4, 4}, 4, 2, 16, 0, 1};
@@ -210,15 +198,15 @@ int bench_generate(int argc, char **argv) {
                     rc = CLI_RUNTIME;
                     break;
                 }
-                fill(z, 16 * lh * lh, 4);
+                cli_fill_uniform(z, 16 * lh * lh, 4);
                 const cd_ae_tiling tl = {(int32_t)ae_tile, 0.25f};
-                const double t0 = now_s();
+                const double t0 = cli_now();
                 if (cd_ae_decode_tiled(ctx, ae, z, (int)lh, (int)lh, &tl, dec) != CD_OK) {
                     cli_error("bench", "%s", cd_ctx_error(ctx));
                     rc = CLI_RUNTIME;
                     break;
                 }
-                decode = now_s() - t0;
+                decode = cli_now() - t0;
             }
             const double di = dense * (double)steps + (decode > 0 ? decode : 0),
                          ci = clear * (double)steps + (decode > 0 ? decode : 0);
@@ -245,8 +233,8 @@ int bench_generate(int argc, char **argv) {
         const cd_ae_config ac = {3, 3, 16, {1, 2, 4, 4}, 4, 1, 16, 0, 1};
         const int64_t TT = 16;
         float ttxt[16 * 64], tpool[32];
-        fill(ttxt, sizeof ttxt / sizeof ttxt[0], 5);
-        fill(tpool, 32, 6);
+        cli_fill_uniform(ttxt, sizeof ttxt / sizeof ttxt[0], 5);
+        cli_fill_uniform(tpool, 32, 6);
         if (cd_flux_random(ctx, &tc, CD_DTYPE_F32, axes, 10000.0, 43, &tm) != CD_OK ||
             cd_ae_decoder_random(ctx, &ac, 16, 8, &tae) != CD_OK) {
             cli_error("bench", "%s", cd_ctx_error(ctx));

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void cli_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -330,4 +331,26 @@ void cli_parallel_end(cd_comm *comm, int rc) {
     if (!comm) return;
     if (rc != CLI_OK && cd_comm_size(comm) > 1) cd_comm_abort(comm, rc);
     cd_comm_free(comm);
+}
+
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void cli_fill_uniform(float *p, size_t n, uint64_t seed) {
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+        p[i] = (float)((double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1p-53 * 2.0 - 1.0);
+    }
+}
+
+void cli_pick_gpu(void) {
+    if (getenv("CUDA_VISIBLE_DEVICES")) return;
+    const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (!lr) lr = getenv("SLURM_LOCALID");
+    int64_t v;
+    if (lr && cli_parse_i64(lr, 0, 1 << 20, &v) == 0) setenv("CUDA_VISIBLE_DEVICES", lr, 1);
 }

@@ -86,9 +86,18 @@ int cli_parse_parallel(const char *cmd, const char *par, const char *text, int *
 struct cd_comm;
 int cli_parallel_start(const char *cmd, struct cd_ctx *ctx, int argc, char **argv, double timeout,
                        struct cd_comm **comm);
+/* One GPU per rank: before CUDA starts, a rank of a parallel job whose CUDA_VISIBLE_DEVICES is
+ * unset sees only the GPU of its node-local rank (OpenMPI's OMPI_COMM_WORLD_LOCAL_RANK, or
+ * SLURM_LOCALID); NCCL refuses two ranks on one GPU. */
+void cli_pick_gpu(void);
 /* Ends a parallel run: MPI_Finalize after success; after an error on a job of several ranks,
  * MPI_Abort (so that no rank waits for one that gave up). NULL-safe. */
 void cli_parallel_end(struct cd_comm *comm, int rc);
+
+/* Monotonic seconds (benchmarks). */
+double cli_now(void);
+/* n uniform values in [-1, 1) from seed (xorshift64*; benchmark inputs, never zeros). */
+void cli_fill_uniform(float *p, size_t n, uint64_t seed);
 
 /* The default model embedded in the binary, as a path the library can open ("/proc/self/fd/N");
  * prints the error and returns 1 when this build has none. */

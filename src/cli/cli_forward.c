@@ -164,6 +164,7 @@ int cmd_forward(int argc, char **argv) {
     int rc = CLI_OK;
     const double t0 = (double)clock() / CLOCKS_PER_SEC;
     (void)t0;
+    if (comm && dev == CD_DEVICE_CUDA) cli_pick_gpu();
     if ((rc = cli_open_device("forward", ctx, dev))) goto done;
     cd_status st = cd_flux_load(ctx, model_p, &lp, &m);
     if (st == CD_OK) st = cd_flux_set_device(ctx, m, (cd_device)dev);

@@ -393,6 +393,7 @@ int cmd_generate(int argc, char **argv) {
     /* cheap checks first: the init image and the embeddings, before the model loads */
     if (i2i && (rc = load_init(ctx, init_p ? init_p : upscale_p, upscale_p != NULL, &width, &height, &init)))
         goto done;
+    if (comm && dev == CD_DEVICE_CUDA) cli_pick_gpu();
     if ((rc = cli_open_device(CMD, ctx, dev))) goto done;
     if ((st = cd_flux_load(ctx, model_p, &lp, &m)) != CD_OK ||
         (st = cd_flux_set_device(ctx, m, (cd_device)dev)) != CD_OK ||
@@ -493,7 +494,13 @@ int cmd_generate(int argc, char **argv) {
     if (i2i && !quiet)
         fprintf(stderr, "cleardit generate: %s: %d of %lld steps at strength %g\n",
                 upscale_p ? "upscale" : "image-to-image", cd_generate_steps_run(&gp), (long long)steps, strength);
-    st = cd_generate(ctx, m, ae, &gp, rgb);
+    /* ranks other than 0 stop at the latent: only rank 0 decodes and writes (the latent is at
+     * most 3 values per pixel: z <= 3 x upscale^2 for every autoencoder and pixel model) */
+    float *lat_only = rank != 0 ? malloc((size_t)width * (size_t)height * 3 * sizeof(float)) : NULL;
+    if (rank != 0) gp.latent = lat_only;
+    st = rank != 0 && !lat_only ? cd_set_error(ctx, CD_ERR_OOM, "out of memory")
+                                : cd_generate(ctx, m, ae, &gp, rank == 0 ? rgb : NULL);
+    free(lat_only);
     if (st != CD_OK) {
         if (ps.tty && !quiet) fputc('\n', stderr);
         cli_error(CMD, "%s", cd_ctx_error(ctx));
@@ -513,7 +520,10 @@ int cmd_generate(int argc, char **argv) {
                                   upscale_p ? "upscale_from" : "init_image", upscale_p ? upscale_p : init_p, strength);
         if (ntk != 1.0 && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " ntk_factor=%g", ntk);
         if (prop && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " proportional_attention=1");
-        if (tshift > 0 && e < sizeof extra) snprintf(extra + e, sizeof extra - e, " time_shift=%g", tshift);
+        if (tshift > 0 && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " time_shift=%g", tshift);
+        if (comm && e < sizeof extra)
+            snprintf(extra + e, sizeof extra - e, " parallel=patch/%d text_attention=%s", cd_comm_size(comm),
+                     text_mode == CD_TEXT_APPROX ? "approx" : "exact");
         char pbuf[160] = "";
         if (prompt) snprintf(pbuf, sizeof pbuf, " prompt=%s", prompt);
         snprintf(summary, sizeof summary, "seed=%lld steps=%lld size=%lldx%lld%s%s attention=%s%s model=%s",

@@ -5,6 +5,7 @@
 #include "../backend/cpu/gemm_bf16.h"
 #include "../backend/cuda/cuda.h"
 #include "../parallel/patch.h"
+#include "../parallel/devcomm.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -262,10 +263,18 @@ cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_
     if (!comm) return CD_OK;
     if (mode != CD_TEXT_EXACT && mode != CD_TEXT_APPROX)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: unknown text attention mode %d", (int)mode);
-    if (m->device != CD_DEVICE_CPU)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                            "flux: patch parallelism runs the CPU backend (--device cpu); GPU ranks "
-                            "are not supported yet");
+    if (m->device == CD_DEVICE_CUDA) { /* GPU ranks: halos over NCCL (patch_cuda.cu) */
+        if (!cd_devcomm_built())
+            return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                                "flux: patch parallelism on GPU ranks needs NCCL, and this build has "
+                                "none (nccl.h was not found under the CUDA toolkit, or NCCL=0); run "
+                                "the ranks on the CPU (--device cpu) or rebuild with NCCL");
+        cd_status s = cd_devcomm_setup(ctx, comm); /* collective: every rank is here */
+        if (s) return s;
+    } else if (m->device != CD_DEVICE_CPU) {
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "flux: patch parallelism: unknown device %d",
+                            (int)m->device);
+    }
     return cd_patch_create(ctx, comm, mode, &m->patch);
 }
 
@@ -294,10 +303,19 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
     if ((s = cd_patch_split(ctx, m->patch, p->grid_h, p->grid_w, p->radius, p->down >= 2 ? p->down : 0, &y0, &y1)))
         return s;
     const size_t W = (size_t)p->grid_w, Lloc = (size_t)(y1 - y0) * W, oc = (size_t)c->out_channels;
+    const int gpu = m->device == CD_DEVICE_CUDA;
+    const cd_ops *ops = gpu ? cd_patch_ops_cuda(m->patch) : cd_patch_ops(m->patch);
+    if (!ops) return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "flux: this build has no CUDA ops");
+    if (gpu && (s = cd_devcomm_setup(ctx, comm))) return s; /* once; set_device after set_parallel */
     if ((s = cd_flux_reserve(ctx, m, Lloc + (size_t)p->T))) return s;
-    if (!cd_ctx_work(ctx, cd_patch_attn_scratch_floats(m->patch, c->heads, c->head_dim, p->T, p->radius,
-                                                       p->down, cd_ctx_threads(ctx))))
+    if (gpu) { /* the device scratch of the halo attention (grow-only; the forward then allocates none) */
+        if (!cd_cuda_scratch(ctx, cd_patch_cuda_scratch_bytes(m->patch, c->heads, c->head_dim, p->T,
+                                                              p->radius, p->down)))
+            return CD_ERR_OOM;
+    } else if (!cd_ctx_work(ctx, cd_patch_attn_scratch_floats(m->patch, c->heads, c->head_dim, p->T,
+                                                              p->radius, p->down, cd_ctx_threads(ctx)))) {
         return CD_ERR_OOM;
+    }
     if (Lloc * oc > m->pout_cap) {
         free(m->pout);
         m->pout_cap = 0;
@@ -312,7 +330,7 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
     ctx->patch = m->patch;
-    s = cd_flux_forward(ctx, cd_patch_ops(m->patch), &m->w, &at, &m->arena, &in, m->pout,
+    s = cd_flux_forward(ctx, ops, model_weights(m), &at, &m->arena, &in, m->pout,
                         p->block_seconds ? &probe : NULL);
     ctx->patch = NULL;
     if (s) return s;

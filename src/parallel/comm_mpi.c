@@ -23,6 +23,9 @@ struct cd_comm {
     const char *what;      /* the exchange in flight */
     cd_comm_stats st;
     int finalize;          /* this object initialized MPI */
+    int single;            /* cd_comm_init_single: no MPI behind it */
+    void *dev;             /* cd_comm_set_device_state */
+    void (*dev_release)(void *);
 };
 
 int cd_comm_available(void) { return 1; }
@@ -52,6 +55,32 @@ cd_status cd_comm_init(cd_ctx *ctx, int *argc, char ***argv, cd_comm **out) {
     return CD_OK;
 }
 
+cd_status cd_comm_init_single(cd_ctx *ctx, cd_comm **out) {
+    *out = NULL;
+    cd_comm *c = calloc(1, sizeof *c);
+    if (!c) return cd_set_error(ctx, CD_ERR_OOM, "comm: out of memory");
+    c->single = 1;
+    c->comm = MPI_COMM_NULL;
+    c->timeout = 300.0;
+    c->size = 1;
+    *out = c;
+    return CD_OK;
+}
+
+int cd_comm_is_single(const cd_comm *c) { return c->single; }
+double cd_comm_timeout(const cd_comm *c) { return c->timeout; }
+void *cd_comm_device_state(const cd_comm *c) { return c->dev; }
+void cd_comm_set_device_state(cd_comm *c, void *state, void (*release)(void *state)) {
+    c->dev = state;
+    c->dev_release = release;
+}
+void cd_comm_stats_add(cd_comm *c, uint64_t sent, uint64_t received, uint64_t messages, double wait) {
+    c->st.bytes_sent += sent;
+    c->st.bytes_received += received;
+    c->st.messages += messages;
+    c->st.wait_seconds += wait;
+}
+
 int cd_comm_rank(const cd_comm *c) { return c->rank; }
 int cd_comm_size(const cd_comm *c) { return c->size; }
 void cd_comm_set_timeout(cd_comm *c, double seconds) { c->timeout = seconds > 0 ? seconds : 300.0; }
@@ -61,11 +90,17 @@ void cd_comm_stats_reset(cd_comm *c) { memset(&c->st, 0, sizeof c->st); }
 void cd_comm_abort(cd_comm *c, int code) {
     fflush(stdout);
     fflush(stderr);
+    if (c && c->single) exit(code ? code : 1);
     MPI_Abort(c ? c->comm : MPI_COMM_WORLD, code);
 }
 
 void cd_comm_free(cd_comm *c) {
     if (!c) return;
+    if (c->dev_release) c->dev_release(c->dev);
+    if (c->single) {
+        free(c);
+        return;
+    }
     if (c->nreq) { /* abandon what is in flight (an error path): cancel before finalizing */
         for (int i = 0; i < c->nreq; i++) {
             MPI_Cancel(&c->req[i]);
@@ -89,7 +124,9 @@ static double now(void) {
 /* Polls the requests in flight until all complete or the deadline passes. */
 static cd_status wait_all(cd_ctx *ctx, cd_comm *c) {
     const double t0 = now();
-    const struct timespec nap = {0, 20000}; /* 20 us between polls */
+    /* 20 us between polls; past 50 ms (not a halo of a running forward: e.g. rank 0 decoding) the
+     * naps grow to 1 ms, so that a waiting rank does not take CPU from ranks sharing its cores */
+    struct timespec nap = {0, 20000};
     int done = 0;
     while (c->nreq) {
         const int rc = MPI_Testall(c->nreq, c->req, &done, MPI_STATUSES_IGNORE);
@@ -123,6 +160,7 @@ static cd_status wait_all(cd_ctx *ctx, cd_comm *c) {
                                 c->rank, n ? who : "?", c->timeout, c->what, nr);
         }
         nanosleep(&nap, NULL);
+        if (nap.tv_nsec < 1000000 && now() - t0 > 0.05) nap.tv_nsec = nap.tv_nsec * 2 > 1000000 ? 1000000 : nap.tv_nsec * 2;
     }
     c->nreq = 0;
     c->st.wait_seconds += now() - t0;
@@ -132,6 +170,14 @@ static cd_status wait_all(cd_ctx *ctx, cd_comm *c) {
 cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs,
                         int nr, const char *what) {
     if (c->nreq) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: an exchange is already in flight");
+    if (c->single) {
+        for (int i = 0; i < ns + nr; i++)
+            if ((i < nr ? recvs[i] : sends[i - nr]).peer != 0)
+                return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: a %s message to rank %d of 1", what,
+                                    (i < nr ? recvs[i] : sends[i - nr]).peer);
+        if (ns || nr) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: %s messages to itself", what);
+        return CD_OK;
+    }
     if (ns + nr > MAXREQ) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: too many messages");
     c->what = what;
     for (int i = 0; i < nr + ns; i++) {
@@ -155,6 +201,10 @@ cd_status cd_comm_wait(cd_ctx *ctx, cd_comm *c) { return wait_all(ctx, c); }
 
 cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts,
                              void *recv, const char *what) {
+    if (c->single) {
+        if (recv != send && counts[0]) memmove(recv, send, counts[0]);
+        return CD_OK;
+    }
     int *cnt = malloc(sizeof(int) * 2 * (size_t)c->size);
     if (!cnt) return cd_set_error(ctx, CD_ERR_OOM, "comm: out of memory");
     int *disp = cnt + c->size;
@@ -180,6 +230,24 @@ cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const si
     return wait_all(ctx, c);
 }
 
+cd_status cd_comm_bcast(cd_ctx *ctx, cd_comm *c, void *buf, size_t bytes, int root, const char *what) {
+    if (root < 0 || root >= c->size)
+        return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: %s broadcast from rank %d of %d", what, root, c->size);
+    if (c->single || c->size == 1) return CD_OK;
+    if (c->nreq) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: an exchange is already in flight");
+    if (bytes > INT_MAX)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "comm: the %s broadcast exceeds MPI's int count", what);
+    c->what = what;
+    const int rc = MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, c->comm, &c->req[0]);
+    if (rc != MPI_SUCCESS) return mpi_err(ctx, c, rc, what);
+    c->peer[0] = -1;
+    c->nreq = 1;
+    if (c->rank == root) c->st.bytes_sent += bytes * (size_t)(c->size - 1);
+    else c->st.bytes_received += bytes;
+    c->st.messages++;
+    return wait_all(ctx, c);
+}
+
 cd_status cd_comm_allgather(cd_ctx *ctx, cd_comm *c, const void *send, size_t bytes, void *recv,
                             const char *what) {
     size_t *counts = malloc(sizeof(size_t) * (size_t)c->size);
@@ -198,6 +266,7 @@ static uint64_t fnv(const void *p, size_t n) {
 }
 
 cd_status cd_comm_check_same(cd_ctx *ctx, cd_comm *c, const void *data, size_t n, const char *what) {
+    if (c->single) return CD_OK;
     uint64_t mine = fnv(data, n), *all = malloc(sizeof(uint64_t) * (size_t)c->size);
     if (!all) return cd_set_error(ctx, CD_ERR_OOM, "comm: out of memory");
     cd_status s = cd_comm_allgather(ctx, c, &mine, sizeof mine, all, "configuration check");

@@ -12,24 +12,16 @@
  *     rows' own queries are not computed);
  *  5. the text outputs are all-gathered and merged in rank order (identically on every rank): exact
  *     by log-sum-exp, approx (the paper's Eq. 7) by averaging.
- * Memory: O((band + 2 halo) x W x heads x head_dim) per rank in one grow-only block. */
+ * Memory: O((band + 2 halo) x W x heads x head_dim) per rank in one grow-only block.
+ * GPU ranks run the same algorithm on device buffers with the exchanges over NCCL (patch_cuda.cu,
+ * ops table cd_patch_ops_cuda). */
 #include "patch.h"
 #include "../ops/attn.h"
+#include "../backend/cuda/cuda.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct cd_patch {
-    cd_comm *comm;
-    cd_text_attention mode;
-    int P, me;
-    cd_ops ops;        /* cd_ops_cpu() with attention replaced */
-    int H, W;          /* this run's grid */
-    int *band;         /* [P + 1] */
-    float *buf;        /* grow-only scratch of the attention op */
-    size_t cap;        /* floats */
-};
 
 static cd_status patch_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
                                  const float *v, const float *sw, float *o, float *lse);
@@ -50,6 +42,11 @@ cd_status cd_patch_create(cd_ctx *ctx, cd_comm *comm, cd_text_attention mode, cd
     p->ops = *cd_ops_cpu();
     p->ops.name = "cpu (patch parallel)";
     p->ops.attention = patch_attention;
+    if (cd_ops_cuda()) { /* GPU ranks: patch_cuda.cu */
+        p->ops_cuda = *cd_ops_cuda();
+        p->ops_cuda.name = "cuda (patch parallel)";
+        p->ops_cuda.attention = cd_patch_cuda_attention;
+    }
     *out = p;
     return CD_OK;
 }
@@ -62,6 +59,7 @@ void cd_patch_free(cd_patch *p) {
 }
 
 const cd_ops *cd_patch_ops(cd_patch *p) { return &p->ops; }
+const cd_ops *cd_patch_ops_cuda(cd_patch *p) { return p->ops_cuda.attention ? &p->ops_cuda : NULL; }
 cd_comm *cd_patch_comm(cd_patch *p) { return p->comm; }
 const int *cd_patch_bands(const cd_patch *p) { return p->band; }
 
@@ -90,29 +88,24 @@ cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
-/* Halo rows of rank j: [band[j] - above, band[j]) and [band[j+1], band[j+1] + below). */
-static void halo_of(const cd_patch *p, int j, int halo, int *above, int *below) {
+void cd_patch_halo_of(const cd_patch *p, int j, int halo, int *above, int *below) {
     *above = imin(halo, p->band[j]);
     *below = imin(halo, p->H - p->band[j + 1]);
 }
 
-/* The messages of one layer: rows [a, b) of the grid with rank `peer`. */
-typedef struct { int peer, a, b; } rows_msg;
-
-/* Rows this rank receives (from the owners of its halo) or sends (its rows in others' halos). */
-static int list_msgs(const cd_patch *p, int halo, int recv, rows_msg *m) {
+int cd_patch_msgs(const cd_patch *p, int halo, int recv, cd_patch_rows *m) {
     int n = 0;
     for (int j = 0; j < p->P; j++) {
         if (j == p->me) continue;
         const int owner = recv ? j : p->me, needer = recv ? p->me : j;
         int ab, be;
-        halo_of(p, needer, halo, &ab, &be);
+        cd_patch_halo_of(p, needer, halo, &ab, &be);
         const int o0 = p->band[owner], o1 = p->band[owner + 1];
         const int n0 = p->band[needer], n1 = p->band[needer + 1];
         const int a1 = imax(n0 - ab, o0), b1 = imin(n0, o1);   /* above the needer's band */
         const int a2 = imax(n1, o0), b2 = imin(n1 + be, o1);   /* below it */
-        if (b1 > a1) m[n++] = (rows_msg){j, a1, b1};
-        if (b2 > a2) m[n++] = (rows_msg){j, a2, b2};
+        if (b1 > a1) m[n++] = (cd_patch_rows){j, a1, b1};
+        if (b2 > a2) m[n++] = (cd_patch_rows){j, a2, b2};
     }
     return n;
 }
@@ -152,21 +145,21 @@ static cd_status patch_attention(cd_ctx *ctx, const cd_attn_desc *d, const float
     gd.grid_h = p->H;
     const int halo = cd_attn_eff_radius(&gd) - 1;
     int ha, hb;
-    halo_of(p, p->me, halo, &ha, &hb);
+    cd_patch_halo_of(p, p->me, halo, &ha, &hb);
     const int E = ha + B + hb, ye0 = y0 - ha;
     const size_t Nl = (size_t)T + (size_t)B * W, Ne = (size_t)T + (size_t)E * W, hd = (size_t)HD;
     const size_t rowf = (size_t)W * hd; /* floats of one grid row of one head */
     const int pooled = d->down >= 2, df = d->down;
 
-    rows_msg *rm = malloc(sizeof(rows_msg) * 4 * (size_t)p->P);
+    cd_patch_rows *rm = malloc(sizeof(cd_patch_rows) * 4 * (size_t)p->P);
     cd_xfer *xf = malloc(sizeof(cd_xfer) * 4 * (size_t)p->P);
     size_t *cnt = malloc(sizeof(size_t) * 2 * (size_t)p->P);
     if (!rm || !xf || !cnt) {
         free(rm); free(xf); free(cnt);
         return cd_set_error(ctx, CD_ERR_OOM, "patch: out of memory");
     }
-    rows_msg *sm = rm + 2 * p->P;
-    const int nr = list_msgs(p, halo, 1, rm), ns = list_msgs(p, halo, 0, sm);
+    cd_patch_rows *sm = rm + 2 * p->P;
+    const int nr = cd_patch_msgs(p, halo, 1, rm), ns = cd_patch_msgs(p, halo, 0, sm);
     size_t rrows = 0, srows = 0;
     for (int i = 0; i < nr; i++) rrows += (size_t)(rm[i].b - rm[i].a);
     for (int i = 0; i < ns; i++) srows += (size_t)(sm[i].b - sm[i].a);

@@ -6,7 +6,29 @@
 #include "../ops/ops.h"
 #include "comm.h"
 
-typedef struct cd_patch cd_patch;
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cd_patch {
+    cd_comm *comm;
+    cd_text_attention mode;
+    int P, me;
+    cd_ops ops;        /* cd_ops_cpu() with attention replaced */
+    cd_ops ops_cuda;   /* cd_ops_cuda() with attention replaced (builds with CUDA) */
+    int H, W;          /* this run's grid */
+    int *band;         /* [P + 1] */
+    float *buf;        /* grow-only scratch of the CPU attention op */
+    size_t cap;        /* floats */
+} cd_patch;
+
+/* Rows [a, b) of the grid exchanged with rank `peer` in one layer. */
+typedef struct { int peer, a, b; } cd_patch_rows;
+/* Halo rows of rank j: [band[j] - above, band[j]) and [band[j+1], band[j+1] + below). */
+void cd_patch_halo_of(const cd_patch *p, int j, int halo, int *above, int *below);
+/* The messages of one layer (at most 2 (P - 1)): the rows this rank receives (recv = 1; from the
+ * owners of its halo) or sends (recv = 0; its rows in the others' halos), in rank order. */
+int cd_patch_msgs(const cd_patch *p, int halo, int recv, cd_patch_rows *m);
 
 cd_status cd_patch_create(cd_ctx *ctx, cd_comm *comm, cd_text_attention mode, cd_patch **out);
 void cd_patch_free(cd_patch *p);
@@ -18,6 +40,8 @@ cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int
 /* The ops table to run the forward with (the CPU ops; attention exchanges halos). ctx must carry
  * p in ctx->patch while it runs. */
 const cd_ops *cd_patch_ops(cd_patch *p);
+/* The same on GPU ranks: the CUDA ops with cd_patch_cuda_attention (NULL in builds without CUDA). */
+const cd_ops *cd_patch_ops_cuda(cd_patch *p);
 cd_comm *cd_patch_comm(cd_patch *p);
 /* Floats of CPU attention scratch the patch attention needs after cd_patch_split (reserve it before
  * the forward). */
@@ -25,5 +49,19 @@ size_t cd_patch_attn_scratch_floats(const cd_patch *p, int heads, int head_dim, 
                                     int down, int threads);
 /* [P + 1] band starts of the last split (rank i: rows [band[i], band[i+1])). */
 const int *cd_patch_bands(const cd_patch *p);
+
+/* ---- GPU ranks (patch_cuda.cu in builds with CUDA and NCCL; nccl_none.c otherwise) ---- */
+/* The patch attention op on device f32 buffers (the CUDA ops' layout), halos and text partials
+ * over NCCL (devcomm.h); the same algorithm as the CPU op (patch.c). */
+cd_status cd_patch_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                  const float *v, const float *sw, float *o, float *lse);
+/* Device scratch bytes (cd_cuda_scratch) that op needs after cd_patch_split (reserve it before the
+ * forward); 0 in builds without it. */
+size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T, int radius,
+                                   int down);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,7 +7,8 @@
  *  - approx text attention (the paper's Eq. 7): finite, within 0.5 relative, and its PSNR against
  *    the exact output is printed (it is an approximation: nothing tighter can be asserted);
  *  - errors: mismatched shapes across ranks fail on every rank with a message; dense attention and
- *    more ranks than rows are refused; a rank that never sends ends the wait after the timeout.
+ *    more ranks than rows are refused; a rank that never sends ends the wait after the timeout;
+ *  - the broadcast helper, and a single-process communicator beside MPI's (freeing it keeps MPI).
  * Rank 0 prints one line per failure and "N passed, N failed" (the counts of all ranks' checks). */
 #include "cleardit.h"
 #include "../../src/model/flux_load.h"
@@ -166,6 +167,21 @@ int main(int argc, char **argv) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ctx, comm, &cases[i]);
     run_faults(ctx, comm);
+    { /* the broadcast helper (NCCL's id travels with it): rank 0's bytes on every rank */
+        unsigned char id[128];
+        for (int i = 0; i < 128; i++) id[i] = (unsigned char)(g_rank == 0 ? i * 7 + 1 : 0);
+        EXPECT(cd_comm_bcast(ctx, comm, id, sizeof id, 0, "test id") == CD_OK, "bcast: %s", cd_ctx_error(ctx));
+        int same = 1;
+        for (int i = 0; i < 128; i++) same &= id[i] == (unsigned char)(i * 7 + 1);
+        EXPECT(same, "bcast: rank %d got other bytes", g_rank);
+        EXPECT(cd_comm_bcast(ctx, comm, id, 1, cd_comm_size(comm), "bad root") != CD_OK, "bcast from a rank past the last");
+    }
+    { /* the single-process communicator beside MPI: a local run of one rank's whole image */
+        cd_comm *one = NULL;
+        EXPECT(cd_comm_init_single(ctx, &one) == CD_OK && cd_comm_size(one) == 1 && cd_comm_rank(one) == 0,
+               "single comm under mpirun: %s", cd_ctx_error(ctx));
+        cd_comm_free(one); /* must not finalize MPI */
+    }
     int mine[2] = {g_pass, g_fail}, *all = calloc(2 * (size_t)cd_comm_size(comm), sizeof(int));
     int pass = 0, fail = 0;
     if (all && cd_comm_allgather(ctx, comm, mine, sizeof mine, all, "results") == CD_OK)

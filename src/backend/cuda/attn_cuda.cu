@@ -6,6 +6,9 @@
  *                      tiles, one template per tile shape (table `k_variants` below);
  *   attn_v3_flash.cuh  variants 7..10: v2 with two m16 tiles (32 query rows) per warp.
  *
+ * cd_cuda_attention_bf16_ex (patch parallelism, src/parallel/patch_cuda.cu) restricts the queries
+ * and the text rows' keys through attn_kparams.cuh's options (dense_key0, img_row0/img_row1).
+ *
  * Extension of the cuda.h contract: cd_cuda_attention_bf16 with d_ek == d_ev == NULL on a CLEAR
  * call without pooling (down < 2) reads the T text keys straight from d_k/d_v (E must equal T);
  * cd_cuda_attention uses this, so only pooled calls build an extra-key copy. */
@@ -26,11 +29,11 @@ struct cd_attn_variant {
     const char *name;
     int naive;
     int qr, qc;
-    int mt; /* v3: m16 tiles per warp; 0 = v2 */
+    int mt; /* 0: v2; 1: v2 with the pipelined full-chunk path; 2: v3 (m16 tiles per warp) */
 };
 
 static const cd_attn_variant k_variants[] = {
-    {"default=flash2x32", 0, 2, 32, 0}, /* 0: fastest or within 1% of it on H200 (NOTES.md); the lab reads "default=" */
+    {"default", 0, 2, 32, 1},    /* 0: by radius, see default_variant() */
     {"naive", 1, 0, 0, 0},       /* 1 */
     {"flash4x16", 0, 4, 16, 0},  /* 2: 4 warps, 64 queries */
     {"flash8x16", 0, 8, 16, 0},  /* 3: 8 warps, 128 queries */
@@ -42,8 +45,16 @@ static const cd_attn_variant k_variants[] = {
     {"flash3_8x16", 0, 8, 16, 2}, /* 8: 4 warps, each two 16-wide tile rows */
     {"flash3_2x32", 0, 2, 32, 2}, /* 9: 2 warps; dense 64 rows */
     {"flash3_8x32", 0, 8, 32, 2}, /* 10: 8 warps; dense 256 rows */
+    /* v2 with the pipelined full-chunk path (PIPE in attn_v2_flash.cuh): mt = 1 */
+    {"flash2p_2x32", 0, 2, 32, 1}, /* 11 */
+    {"flash2p_4x16", 0, 4, 16, 1}, /* 12 */
 };
 #define CD_ATTN_NVARIANTS ((int)(sizeof k_variants / sizeof k_variants[0]))
+
+/* Variant 0, chosen by measurement (H200, FLUX shapes, lab/attention/NOTES.md "v2p"): the
+ * pipelined v2 kernel, 2x32 tiles (fastest dense and at r <= 16), 4x16 tiles from r = 24 on (at
+ * r = 32 12-14% faster than 2x32: its smaller tile width wastes less of each disc row). */
+static int default_variant(const cd_attn_desc *d) { return d->radius >= 24 ? 12 : 11; }
 
 extern "C" const char *cd_cuda_attention_variant_name(int variant) {
     return variant >= 0 && variant < CD_ATTN_NVARIANTS ? k_variants[variant].name : NULL;
@@ -119,11 +130,17 @@ static cd_status launch_naive(cd_ctx *ctx, struct cd_cuda *cu, const cd_attn_kpa
     return cd_cuda_launch_ok(cu) ? CD_OK : launch_failed(ctx, cu, "naive attention");
 }
 
-/* MT = 0: the v2 kernel; MT >= 1: the v3 kernel with MT m16 tiles per warp */
+/* MT = 0: the v2 kernel; 1: v2 with its pipelined full-chunk path; 2: the v3 kernel (2 m16 tiles
+ * per warp) */
 template <int HD, int QR, int QC, int MT>
 struct flash_kernel {
     using C = cd_flash::Cfg<HD, QR, QC>;
     static constexpr void (*fn)(const cd_attn_kparams) = cd_flash::cd_attn_flash_kernel<HD, QR, QC>;
+};
+template <int HD, int QR, int QC>
+struct flash_kernel<HD, QR, QC, 1> {
+    using C = cd_flash::Cfg<HD, QR, QC>;
+    static constexpr void (*fn)(const cd_attn_kparams) = cd_flash::cd_attn_flash_kernel<HD, QR, QC, true>;
 };
 template <int HD, int QR, int QC>
 struct flash_kernel<HD, QR, QC, 2> {
@@ -134,17 +151,12 @@ struct flash_kernel<HD, QR, QC, 2> {
 template <int HD, int QR, int QC, int MT = 0>
 static cd_status launch_flash(cd_ctx *ctx, struct cd_cuda *cu, cd_attn_kparams p, int NH) {
     using C = typename flash_kernel<HD, QR, QC, MT>::C;
-    const int64_t n_dense = ((int64_t)p.q_dense_end + C::BM - 1) / C::BM;
-    const int64_t tiles_x = p.r > 0 ? ((int64_t)p.W + QC - 1) / QC : 0;
-    const int64_t tiles_y = p.r > 0 ? ((int64_t)p.H + QR - 1) / QR : 0;
-    const int64_t ctas = n_dense + tiles_x * tiles_y;
+    const long long ctas = cd_attn_flash_grid(p, C::BM, QR, QC);
     if (ctas > INT32_MAX)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
                             "cuda attention: %lld query tiles exceed the grid limit",
                             (long long)ctas);
     if (ctas == 0) return CD_OK;
-    p.n_dense_tiles = (int)n_dense;
-    p.tiles_x = (int)tiles_x;
 
     void (*kern)(const cd_attn_kparams) = flash_kernel<HD, QR, QC, MT>::fn;
     if (C::SMEM > 48 * 1024) {
@@ -170,6 +182,9 @@ static cd_status dispatch(cd_ctx *ctx, struct cd_cuda *cu, const cd_attn_kparams
         if (v.qr == 8 && v.qc == 16) return launch_flash<HD, 8, 16, 2>(ctx, cu, p, NH);
         if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32, 2>(ctx, cu, p, NH);
         if (v.qr == 8 && v.qc == 32) return launch_flash<HD, 8, 32, 2>(ctx, cu, p, NH);
+    } else if (v.mt == 1) {
+        if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32, 1>(ctx, cu, p, NH);
+        if (v.qr == 4 && v.qc == 16) return launch_flash<HD, 4, 16, 1>(ctx, cu, p, NH);
     } else if (v.mt == 0) {
         if (v.qr == 4 && v.qc == 16) return launch_flash<HD, 4, 16>(ctx, cu, p, NH);
         if (v.qr == 8 && v.qc == 16) return launch_flash<HD, 8, 16>(ctx, cu, p, NH);
@@ -203,6 +218,15 @@ extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d,
                                             const uint16_t *d_v, const uint16_t *d_ek,
                                             const uint16_t *d_ev, int64_t E, float *d_o,
                                             float *d_lse, int variant) {
+    return cd_cuda_attention_bf16_ex(ctx, d, d_q, d_k, d_v, d_ek, d_ev, E, d_o, d_lse, variant, NULL);
+}
+
+extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d,
+                                               const uint16_t *d_q, const uint16_t *d_k,
+                                               const uint16_t *d_v, const uint16_t *d_ek,
+                                               const uint16_t *d_ev, int64_t E, float *d_o,
+                                               float *d_lse, int variant,
+                                               const cd_cuda_attn_opts *opts) {
     cd_status s = common_checks(ctx, d);
     if (s) return s;
     struct cd_cuda *cu = cd_cuda_of(ctx);
@@ -232,6 +256,16 @@ extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d,
     p.W = d->grid_w;
     p.scale = cd_attn_scale(d);
     p.scale_log2 = (float)((double)p.scale * 1.4426950408889634);
+    p.dense_key0 = 0;
+    p.img_row0 = 0;
+    p.img_row1 = d->grid_h;
+    if (opts && d->radius == 0)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: query/key options need CLEAR attention (radius >= 1)");
+    if (opts && (opts->text_key0 < 0 || opts->text_key0 > d->text_len))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: text_key0 %d outside [0, %d]", opts->text_key0,
+                            d->text_len);
     if (d->radius == 0) {
         p.r = 0;
         p.q_dense_end = (int)N;
@@ -257,19 +291,27 @@ extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d,
             if (!d_ek || !d_ev)
                 return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                                     "cuda attention: ek and ev must both be given or both NULL");
-            if (E != want)
+            if (opts ? (E < d->text_len || E > INT32_MAX) : E != want)
                 return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                    "cuda attention: E must be %lld (text keys%s), got %lld",
-                                    (long long)want, cd_attn_pooled(d) ? " + pooled keys" : "",
+                                    "cuda attention: E must be %s%lld (text keys%s), got %lld",
+                                    opts ? "at least " : "", (long long)(opts ? d->text_len : want),
+                                    opts ? ", then the caller's" : cd_attn_pooled(d) ? " + pooled keys" : "",
                                     (long long)E);
             p.ek = d_ek;
             p.ev = d_ev;
             p.ek_hstride = (long long)(E * HD);
         }
-        p.E = (int)E; /* E <= T + H*W = N <= INT32_MAX */
+        p.E = (int)E; /* E <= T + H*W = N <= INT32_MAX (with options: checked above) */
+        if (opts) {
+            if (!opts->text_q) p.q_dense_end = 0;
+            p.dense_key0 = opts->text_key0;
+            p.img_row0 = opts->img_row0 < 0 ? 0 : opts->img_row0;
+            p.img_row1 = opts->img_row1 > d->grid_h ? d->grid_h : opts->img_row1;
+            if (p.img_row1 < p.img_row0) p.img_row1 = p.img_row0;
+        }
     }
 
-    const cd_attn_variant &v = k_variants[variant];
+    const cd_attn_variant &v = k_variants[variant == 0 ? default_variant(d) : variant];
     switch (d->head_dim) {
     case 32: return dispatch<32>(ctx, cu, p, d->heads, v);
     case 64: return dispatch<64>(ctx, cu, p, d->heads, v);

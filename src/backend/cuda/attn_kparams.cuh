@@ -1,5 +1,5 @@
 /* attn_kparams.cuh — what every attention kernel version (attn_v*_*.cuh) receives, and the small
- * device helpers they share. Private to attn_cuda.cu (the only file that includes it).
+ * device helpers they share. Private to attn_cuda.cu (patch_cuda.cu uses the bf16 helpers).
  *
  * Layout (cuda.h "attention"): q, k, v bf16 [NH, N, HD], N = T + H*W (text first, image
  * row-major); ek, ev bf16 extra keys of the image queries (text keys, then pooled keys), head h
@@ -28,7 +28,25 @@ struct cd_attn_kparams {
     int n_dense_tiles;
     int q_dense_end;
     int tiles_x;
+    /* options (cd_cuda_attention_bf16_ex; 0, 0 and H without them): the dense rows see keys
+     * [dense_key0, N) only; the image tiles cover the query rows [img_row0, img_row1) (tile row
+     * ty starts at img_row0 + ty*QR; the keys still span all H rows) */
+    int dense_key0;
+    int img_row0, img_row1;
 };
+
+/* The flash launch's grid (host side; attn_cuda.cu and the emulator): sets p.n_dense_tiles and
+ * p.tiles_x for tiles of BM dense rows / QR x QC image queries and returns the number of CTAs
+ * per head (dense tiles first, then tiles_x image tiles per tile row). */
+static inline long long cd_attn_flash_grid(cd_attn_kparams &p, int BM, int QR, int QC) {
+    const long long n_dense = ((long long)p.q_dense_end + BM - 1) / BM;
+    const long long rows = p.r > 0 && p.img_row1 > p.img_row0 ? p.img_row1 - p.img_row0 : 0;
+    const long long tiles_x = rows > 0 ? ((long long)p.W + QC - 1) / QC : 0;
+    const long long tiles_y = (rows + QR - 1) / QR;
+    p.n_dense_tiles = (int)(n_dense < INT32_MAX ? n_dense : INT32_MAX);
+    p.tiles_x = (int)tiles_x;
+    return n_dense + tiles_x * tiles_y;
+}
 
 __device__ __forceinline__ float cd_dev_bf16_to_f32(uint16_t h) {
     return __uint_as_float((uint32_t)h << 16);

@@ -8,6 +8,8 @@
  *   - image query (qy, qx): the E extra keys (text, then pooled) of ek/ev, then every image key
  *     (ky, kx) of the bounding square |ky-qy| <= r-1, |kx-qx| <= r-1 with dy^2 + dx^2 < r^2
  *     computed in int64.
+ * Options (attn_kparams.cuh): dense rows below q_dense_end only, over keys [dense_key0, N); image
+ * queries of the rows [img_row0, img_row1) only; other queries are not written.
  * It is slow (no data reuse between queries) and exists to validate everything else: the flash
  * kernels, the bf16 conversions and the pooled keys of cd_cuda_attention. */
 #ifndef CD_ATTN_V1_NAIVE_CUH
@@ -55,8 +57,10 @@ __global__ void __launch_bounds__(CD_NAIVE_WARPS * 32) cd_attn_naive_kernel(cons
     };
 
     if (p.r == 0 || qi < p.T) {
-        for (long long j = 0; j < p.N; j++) visit(kh + (size_t)j * HD, vh + (size_t)j * HD);
+        if (qi >= p.q_dense_end) return; /* text rows not asked for (whole warp) */
+        for (long long j = p.dense_key0; j < p.N; j++) visit(kh + (size_t)j * HD, vh + (size_t)j * HD);
     } else {
+        if ((qi - p.T) / p.W < p.img_row0 || (qi - p.T) / p.W >= p.img_row1) return; /* likewise */
         const uint16_t *ekh = p.ek + (size_t)head * (size_t)p.ek_hstride;
         const uint16_t *evh = p.ev + (size_t)head * (size_t)p.ek_hstride;
         for (long long e = 0; e < p.E; e++) visit(ekh + (size_t)e * HD, evh + (size_t)e * HD);

@@ -5,7 +5,8 @@
  * CTA = NW warps, NW = QR*QC/16, each warp owns 16 query rows (one m16 MMA tile), BM = 16*NW
  * queries. Grid (p.n_dense_tiles + image tiles, heads). A CTA either
  *   - is a dense tile: queries [tile*BM, tile*BM + BM) below q_dense_end, over all N keys of k/v;
- *   - or an image tile: the QR x QC grid block at (ty*QR, tx*QC); query i of the tile sits at
+ *   - or an image tile: the QR x QC grid block at (img_row0 + ty*QR, tx*QC) (query rows below
+ *     img_row1 only; dense rows see the keys [dense_key0, N): attn_kparams.cuh's options); query i of the tile sits at
  *     (y0 + i / QC, x0 + i % QC); QC is a multiple of 16, so warp w owns 16 consecutive columns of
  *     one tile row. Its keys, in order: the E extra keys of ek/ev (text, then pooled) in chunks of
  *     64, then for every key row ky in [y0-(r-1), y1+(r-1)] clipped to the grid, the union of the
@@ -80,6 +81,15 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
 }
 
 /* c += a * b, m16n8k16, bf16 inputs, f32 accumulators */
+/* The same MMA as a plain (non-volatile) asm: a pure register operation the compiler may
+ * schedule around the (volatile) shared-memory loads; used by the PIPE path. */
+__device__ __forceinline__ void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                            uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
     asm volatile(
@@ -187,7 +197,12 @@ struct Cfg {
     static_assert(BM <= 2 * BN, "the Q tile is staged in the K1|V1 buffers");
 };
 
-template <int HD, int QR, int QC>
+/* PIPE (variants "flash2p_*"): a chunk whose 64 keys all count for the warp (dense rows, the text
+ * and pooled keys, interior disc runs) takes a path without per-block conditions in which every
+ * shared-memory fragment of the next step is requested before the MMAs of the current one
+ * (register double buffering), so ldmatrix latency overlaps tensor-core work; the sums are the
+ * same in the same order as the general path. */
+template <int HD, int QR, int QC, bool PIPE = false>
 __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     cd_attn_flash_kernel(const cd_attn_kparams p) {
     using C = Cfg<HD, QR, QC>;
@@ -214,7 +229,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
         q0 = (long long)blockIdx.x * BM;
     } else {
         const int it = (int)blockIdx.x - p.n_dense_tiles;
-        y0 = (it / p.tiles_x) * QR;
+        y0 = p.img_row0 + (it / p.tiles_x) * QR;
         x0 = (it % p.tiles_x) * QC;
     }
     /* joint index of tile row i, or -1 when that query does not exist / is not ours */
@@ -224,7 +239,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
             return qi < p.q_dense_end ? qi : -1;
         }
         const int qy = y0 + i / QC, qx = x0 + i % QC;
-        return (qy < p.H && qx < p.W) ? (long long)p.T + (long long)qy * p.W + qx : -1;
+        return (qy < p.img_row1 && qx < p.W) ? (long long)p.T + (long long)qy * p.W + qx : -1;
     };
 
     /* ---- this warp's queries ---- */
@@ -234,7 +249,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     const int wx0 = x0 + (16 * warp) % QC;
     const int wx1 = min(wx0 + 15, p.W - 1);
     const bool warp_valid =
-        dense_tile ? (q0 + 16 * warp < p.q_dense_end) : (wy < p.H && wx0 < p.W);
+        dense_tile ? (q0 + 16 * warp < p.q_dense_end) : (wy < p.img_row1 && wx0 < p.W);
 
     /* ---- key schedule ---- */
     ChunkIter<HD> it;
@@ -254,15 +269,15 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     it.W = p.W;
     it.T = p.T;
     if (dense_tile) {
-        it.xk = p.k + hoff;
-        it.xv = p.v + hoff;
-        it.xcount = p.N;
+        it.xk = p.k + hoff + (size_t)p.dense_key0 * HD;
+        it.xv = p.v + hoff + (size_t)p.dense_key0 * HD;
+        it.xcount = p.N - p.dense_key0;
     } else {
         it.xk = p.ek + (size_t)head * (size_t)p.ek_hstride;
         it.xv = p.ev + (size_t)head * (size_t)p.ek_hstride;
         it.xcount = p.E;
         it.img = 1;
-        it.y1 = min(y0 + QR, p.H) - 1;
+        it.y1 = min(y0 + QR, p.img_row1) - 1;
         it.x1 = min(x0 + QC, p.W) - 1;
         it.ky_hi = min(p.H - 1, it.y1 + (p.r - 1));
         it.set_row(max(0, y0 - (p.r - 1)));
@@ -348,6 +363,25 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
 #pragma unroll
             for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
             const uint32_t kbase = smem_addr(sK + k_lane_off);
+            const bool full = PIPE && kb_lo == 0 && kb_hi == 3; /* warp-uniform */
+            if (full) {
+                uint32_t kf[2][4][4]; /* [step parity][16-key block][fragment] */
+#pragma unroll
+                for (int jb = 0; jb < 4; jb++) ldsm_x4(kf[0][jb], kbase + (uint32_t)((jb * 16 * LD) * 2));
+#pragma unroll
+                for (int kk = 0; kk < KSTEPS; kk++) {
+                    if (kk + 1 < KSTEPS) {
+#pragma unroll
+                        for (int jb = 0; jb < 4; jb++)
+                            ldsm_x4(kf[(kk + 1) & 1][jb], kbase + (uint32_t)((jb * 16 * LD + (kk + 1) * 16) * 2));
+                    }
+#pragma unroll
+                    for (int jb = 0; jb < 4; jb++) {
+                        mma_bf16_nv(s[2 * jb], qf[kk], kf[kk & 1][jb][0], kf[kk & 1][jb][1]);
+                        mma_bf16_nv(s[2 * jb + 1], qf[kk], kf[kk & 1][jb][2], kf[kk & 1][jb][3]);
+                    }
+                }
+            } else
 #pragma unroll
             for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll
@@ -404,6 +438,31 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
 
             /* ---- O += P V ---- */
             const uint32_t vbase = smem_addr(sV + v_lane_off);
+            if (full) {
+                uint32_t a[4][4], vf[2][4][4]; /* P of the 4 key blocks; V [parity][block][fragment] */
+#pragma unroll
+                for (int kb = 0; kb < 4; kb++) {
+                    a[kb][0] = pack_bf16(s[2 * kb][0], s[2 * kb][1]);
+                    a[kb][1] = pack_bf16(s[2 * kb][2], s[2 * kb][3]);
+                    a[kb][2] = pack_bf16(s[2 * kb + 1][0], s[2 * kb + 1][1]);
+                    a[kb][3] = pack_bf16(s[2 * kb + 1][2], s[2 * kb + 1][3]);
+                }
+#pragma unroll
+                for (int kb = 0; kb < 4; kb++) ldsm_x4_trans(vf[0][kb], vbase + (uint32_t)((kb * 16 * LD) * 2));
+#pragma unroll
+                for (int dp = 0; dp < KSTEPS; dp++) {
+                    if (dp + 1 < KSTEPS) {
+#pragma unroll
+                        for (int kb = 0; kb < 4; kb++)
+                            ldsm_x4_trans(vf[(dp + 1) & 1][kb], vbase + (uint32_t)((kb * 16 * LD + (dp + 1) * 16) * 2));
+                    }
+#pragma unroll
+                    for (int kb = 0; kb < 4; kb++) { /* per accumulator, blocks in the general path's order */
+                        mma_bf16_nv(o[2 * dp], a[kb], vf[dp & 1][kb][0], vf[dp & 1][kb][1]);
+                        mma_bf16_nv(o[2 * dp + 1], a[kb], vf[dp & 1][kb][2], vf[dp & 1][kb][3]);
+                    }
+                }
+            } else
 #pragma unroll
             for (int kb = 0; kb < 4; kb++) {
                 if (kb >= kb_lo && kb <= kb_hi) {

@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
         q0 = (long long)blockIdx.x * BM;
     } else {
         const int it = (int)blockIdx.x - p.n_dense_tiles;
-        y0 = (it / p.tiles_x) * QR;
+        y0 = p.img_row0 + (it / p.tiles_x) * QR;
         x0 = (it % p.tiles_x) * QC;
     }
     /* joint index of tile query i, or -1 when that query does not exist / is not ours */
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
             return qi < p.q_dense_end ? qi : -1;
         }
         const int qy = y0 + i / QC, qx = x0 + i % QC;
-        return (qy < p.H && qx < p.W) ? (long long)p.T + (long long)qy * p.W + qx : -1;
+        return (qy < p.img_row1 && qx < p.W) ? (long long)p.T + (long long)qy * p.W + qx : -1;
     };
 
     /* ---- key schedule (v2's ChunkIter), kept in shared memory and advanced by thread 0 only,
@@ -129,15 +129,15 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
         it.W = p.W;
         it.T = p.T;
         if (dense_tile) {
-            it.xk = p.k + hoff;
-            it.xv = p.v + hoff;
-            it.xcount = p.N;
+            it.xk = p.k + hoff + (size_t)p.dense_key0 * HD;
+            it.xv = p.v + hoff + (size_t)p.dense_key0 * HD;
+            it.xcount = p.N - p.dense_key0;
         } else {
             it.xk = p.ek + (size_t)head * (size_t)p.ek_hstride;
             it.xv = p.ev + (size_t)head * (size_t)p.ek_hstride;
             it.xcount = p.E;
             it.img = 1;
-            it.y1 = min(y0 + QR, p.H) - 1;
+            it.y1 = min(y0 + QR, p.img_row1) - 1;
             it.x1 = min(x0 + QC, p.W) - 1;
             it.ky_hi = min(p.H - 1, it.y1 + (p.r - 1));
             it.set_row(max(0, y0 - (p.r - 1)));
@@ -234,7 +234,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
              * the thread's rows g, g+8 are the columns mx0 + g, mx0 + g + 8 */
             const int mi = warp * MT + j;
             const int my = y0 + (16 * mi) / QC, mx0 = x0 + (16 * mi) % QC;
-            if (dense_tile ? (q0 + 16 * mi >= p.q_dense_end) : (my >= p.H || mx0 >= p.W)) continue;
+            if (dense_tile ? (q0 + 16 * mi >= p.q_dense_end) : (my >= p.img_row1 || mx0 >= p.W)) continue;
             if (!cur.img) {
                 kb_hi[j] = (cur.n - 1) >> 4;
                 hi[j][0] = hi[j][1] = cur.n - 1;

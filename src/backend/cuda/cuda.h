@@ -75,6 +75,25 @@ cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d, const uint1
                                  const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
                                  const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse,
                                  int variant);
+/* Options of a CLEAR call (radius >= 1) for patch parallelism (src/parallel/patch_cuda.cu):
+ * text_q: 1 computes the text query rows [0, T), 0 leaves them unwritten (o and lse);
+ * text_key0: the text rows see the keys [text_key0, N) only (0 <= text_key0 <= T; T drops the
+ *   text keys: a rank other than 0 in exact text mode);
+ * img_row0, img_row1: only the image queries of grid rows [img_row0, img_row1) are computed
+ *   (clipped to [0, H]; img_row1 <= img_row0: none); their keys still span the whole grid.
+ * With options, d_ek/d_ev (when given) may hold any E >= T extra keys, the T text keys first
+ * (patch parallelism passes the whole image's pooled keys with a band's grid and d->down 0). */
+typedef struct {
+    int text_q;
+    int text_key0;
+    int img_row0, img_row1;
+} cd_cuda_attn_opts;
+/* cd_cuda_attention_bf16 with options (NULL: exactly cd_cuda_attention_bf16). */
+cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
+                                    const uint16_t *d_k, const uint16_t *d_v,
+                                    const uint16_t *d_ek, const uint16_t *d_ev, int64_t E,
+                                    float *d_o, float *d_lse, int variant,
+                                    const cd_cuda_attn_opts *opts);
 /* Names of the variants for reports: NULL past the last one. */
 const char *cd_cuda_attention_variant_name(int variant);
 

@@ -1,0 +1,124 @@
+/* test_patch_single.c — patch parallelism on one process with the single-process communicator
+ * (cd_comm_init_single; no MPI, every build): the patch-parallel forward (the patch attention op,
+ * pooled keys gathered, text partials merged) must equal the plain forward on the CPU to 1e-5
+ * relative L2 in both text modes (one rank: the merge of one partial is the partial), and the
+ * communicator's collectives are local copies. tests/mpi/test_patch.c covers several processes;
+ * tests/test_cuda.c (cuda_patch_single_rank) the same comparison on a GPU. */
+#include "test.h"
+#include "../src/model/flux_load.h"
+#include "../src/parallel/comm.h"
+#include "../src/pipeline/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *rnd(size_t n, float amp, unsigned long long seed) {
+    float *p = malloc(n * sizeof(float) + 4);
+    test_rng g = test_rng_seed(seed);
+    if (p) for (size_t i = 0; i < n; i++) p[i] = amp * test_rng_f(&g);
+    return p;
+}
+
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(e / (r > 0 ? r : 1));
+}
+
+TEST(comm_single_collectives) {
+    cd_ctx *ctx = NULL;
+    cd_ctx_params cp = cd_ctx_params_default();
+    CHECK(cd_ctx_create(&cp, &ctx) == CD_OK, "context");
+    cd_comm *c = NULL;
+    CHECK(cd_comm_init_single(ctx, &c) == CD_OK && c, "init_single: %s", cd_ctx_error(ctx));
+    EXPECT(cd_comm_rank(c) == 0 && cd_comm_size(c) == 1 && cd_comm_is_single(c), "rank %d size %d",
+           cd_comm_rank(c), cd_comm_size(c));
+    int a[3] = {1, 2, 3}, b[3] = {0, 0, 0};
+    EXPECT(cd_comm_allgather(ctx, c, a, sizeof a, b, "t") == CD_OK && !memcmp(a, b, sizeof a), "allgather");
+    const size_t n = 2 * sizeof(int);
+    memset(b, 0, sizeof b);
+    EXPECT(cd_comm_allgatherv(ctx, c, a, &n, b, "t") == CD_OK && b[0] == 1 && b[1] == 2 && b[2] == 0,
+           "allgatherv");
+    EXPECT(cd_comm_bcast(ctx, c, a, sizeof a, 0, "t") == CD_OK && a[0] == 1, "bcast");
+    EXPECT(cd_comm_check_same(ctx, c, a, sizeof a, "t") == CD_OK, "check_same: %s", cd_ctx_error(ctx));
+    EXPECT(cd_comm_start(ctx, c, NULL, 0, NULL, 0, "t") == CD_OK && cd_comm_wait(ctx, c) == CD_OK,
+           "empty exchange: %s", cd_ctx_error(ctx));
+    const cd_xfer x = {1, a, sizeof a};
+    EXPECT(cd_comm_start(ctx, c, &x, 1, NULL, 0, "t") != CD_OK, "a message to rank 1 of 1 accepted");
+    cd_comm_set_timeout(c, 2.5);
+    EXPECT(cd_comm_timeout(c) == 2.5, "timeout %g", cd_comm_timeout(c));
+    cd_comm_stats st;
+    cd_comm_stats_get(c, &st);
+    EXPECT(st.bytes_sent == 0 && st.messages == 0, "stats of local copies");
+    cd_comm_free(c);
+    cd_ctx_free(ctx);
+}
+
+typedef struct { int H, W, T, radius, down; } shape;
+
+/* plain vs single-communicator patch-parallel forward, exact and approx */
+static void one_case(cd_ctx *ctx, cd_comm *comm, const shape *c) {
+    const cd_flux_config cfg = {64, 2, 32, 1, 2, 16, 16, 32, 24, 128, 1};
+    const int axes[3] = {8, 12, 12};
+    const int L = c->H * c->W;
+    cd_flux_model *m = NULL;
+    float *img = rnd((size_t)L * 16, 1.0f, 1), *txt = rnd((size_t)(c->T + 1) * 32, 1.0f, 2);
+    float *pooled = rnd(24, 1.0f, 3), *sw = rnd((size_t)3 * 16, 0.3f, 4);
+    float *ids = malloc((size_t)L * 3 * sizeof(float)), *tids = calloc((size_t)c->T * 3 + 3, sizeof(float));
+    float *ref = malloc((size_t)L * 16 * sizeof(float)), *par = malloc((size_t)L * 16 * sizeof(float));
+    if (!img || !txt || !pooled || !sw || !ids || !tids || !ref || !par ||
+        cd_flux_random(ctx, &cfg, CD_DTYPE_F32, axes, 10000.0, 11, &m) != CD_OK ||
+        cd_flux_img_ids(ctx, (size_t)c->H, (size_t)c->W, ids) != CD_OK) {
+        test_fail(__FILE__, __LINE__, "setup: %s", cd_ctx_error(ctx));
+        goto done;
+    }
+    if (c->down >= 2) { /* CLEAR spatial weights for the pooled keys: 3 layers of down x down */
+        cd_flux_weights *w = (cd_flux_weights *)cd_flux_model_weights(m);
+        for (int i = 0; i < 3 * c->down * c->down; i++) sw[i] += 1.0f / (float)(c->down * c->down);
+        w->spatial_weight = sw;
+        w->spatial_down = c->down;
+    }
+    cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.6f, 3.0f, L, c->T, c->H, c->W,
+                            c->radius, c->down, NULL, 0, 0};
+    if (cd_flux_run(ctx, m, &p, ref) != CD_OK) {
+        test_fail(__FILE__, __LINE__, "plain run: %s", cd_ctx_error(ctx));
+        goto done;
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        const cd_text_attention tm = mode ? CD_TEXT_APPROX : CD_TEXT_EXACT;
+        if (cd_flux_set_parallel(ctx, m, comm, tm) != CD_OK) {
+            test_fail(__FILE__, __LINE__, "set_parallel: %s", cd_ctx_error(ctx));
+            goto done;
+        }
+        for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
+        const cd_status s = cd_flux_run(ctx, m, &p, par);
+        const double e = rel_l2(par, ref, (size_t)L * 16);
+        EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g",
+               c->H, c->W, c->T, c->radius, c->down, mode ? "approx" : "exact", (int)s,
+               s ? cd_ctx_error(ctx) : "", e);
+    }
+    EXPECT(cd_flux_set_parallel(ctx, m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
+done:
+    cd_flux_free(m);
+    free(img); free(txt); free(pooled); free(sw); free(ids); free(tids); free(ref); free(par);
+}
+
+TEST(patch_single_matches_plain) {
+    cd_ctx *ctx = NULL;
+    cd_ctx_params cp = cd_ctx_params_default();
+    CHECK(cd_ctx_create(&cp, &ctx) == CD_OK, "context");
+    cd_comm *comm = NULL;
+    CHECK(cd_comm_init_single(ctx, &comm) == CD_OK, "init_single: %s", cd_ctx_error(ctx));
+    static const shape cases[] = {
+        {13, 7, 5, 2, 0}, {11, 9, 0, 4, 0}, {9, 8, 6, 100, 0}, {12, 8, 4, 3, 2}, {16, 8, 0, 5, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) one_case(ctx, comm, &cases[i]);
+    /* dense attention is refused as on several processes */
+    cd_comm_free(comm);
+    cd_ctx_free(ctx);
+}
