@@ -3,6 +3,7 @@
 #ifndef CD_TEST_H
 #define CD_TEST_H
 
+#include <math.h>
 #include <stdio.h>
 
 typedef void (*test_fn)(void);
@@ -47,6 +48,19 @@ static inline unsigned long long test_rng_u64(test_rng *r) {
 /* uniform in [-1, 1) */
 static inline float test_rng_f(test_rng *r) {
     return (float)((double)(test_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+/* ||got - want|| / ||want|| in double (||want|| = 0: the absolute norm); infinite when got holds a
+ * NaN or an infinity, so a poisoned or overflowed output never passes a tolerance. */
+static inline double test_rel_l2(const float *got, const float *want, size_t n) {
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return INFINITY;
+        const double d = (double)got[i] - (double)want[i];
+        e += d * d;
+        r += (double)want[i] * want[i];
+    }
+    return sqrt(e / (r > 0 ? r : 1));
 }
 
 #endif

@@ -48,15 +48,6 @@ static float *load(cd_ctx *ctx, cd_st_file *f, const char *name, const cd_st_ten
     return p;
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double e = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = (double)a[i] - b[i];
-        e += d * d;
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(e / (r > 0 ? r : 1));
-}
 
 static void one_case(cd_ctx *ctx, const char *name) {
     char path[256];
@@ -97,7 +88,7 @@ static void one_case(cd_ctx *ctx, const char *name) {
             test_fail(__FILE__, __LINE__, "%s: decode: %s", path, cd_ctx_error(ctx));
             goto done;
         }
-        const double e = rel_l2(outs[l], img, nimg);
+        const double e = test_rel_l2(outs[l], img, nimg);
         if (getenv("CD_AE_VERBOSE")) printf("  %s: rel L2 %.3g\n", path, e);
         EXPECT(e < AE_TOL, "%s: relative L2 error %.3g >= %g", path, e, AE_TOL);
     }
@@ -171,7 +162,7 @@ static void one_encode(cd_ctx *ctx, const char *name) {
             cd_ae_encoder_free(ae);
             goto done;
         }
-        const double e = rel_l2(outs[l], lat, nlat);
+        const double e = test_rel_l2(outs[l], lat, nlat);
         if (getenv("CD_AE_VERBOSE")) printf("  %s: encode rel L2 %.3g\n", path, e);
         EXPECT(e < AE_TOL, "%s: encode relative L2 error %.3g >= %g", path, e, AE_TOL);
         /* sides that are not multiples of the downsampling factor, or not positive */
@@ -237,7 +228,7 @@ static void verdict(cd_ctx *ctx, const char *name, const char *what, const cd_ae
                     cd_status s1, const float *out, const float *out1, const float *ref, size_t n) {
     EXPECT(s == CD_OK && s1 == CD_OK, "%s: tiled %s: %s", name, what, cd_ctx_error(ctx));
     if (s || s1) return;
-    const double e = rel_l2(out, ref, n);
+    const double e = test_rel_l2(out, ref, n);
     if (getenv("CD_AE_VERBOSE"))
         printf("  %s tile %d overlap %g: %s rel L2 %.3g\n", name, t->tile, t->overlap, what, e);
     EXPECT(e < AE_TOL, "%s tile %d overlap %g: %s relative L2 %.3g >= %g", name, t->tile, t->overlap,

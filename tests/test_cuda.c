@@ -57,15 +57,6 @@ static void *up(cd_ctx *ctx, const void *h, size_t bytes) {
     return d;
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static void round_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = cd_bf16_to_f32(cd_f32_to_bf16(x[i]));
@@ -136,7 +127,7 @@ TEST(cuda_ops_elementwise) {
                  ref->ln_modulate(ctx, xr, n, (int)dim, sh, sc, 1e-6f, xr); res_d = dx; res_h = xr; break;
         }
         CHECK(cd_cuda_d2h(ctx, got, res_d, cnt * 4) == CD_OK, "%s: %s", cases[c].name, cd_ctx_error(ctx));
-        const double e = rel_l2(got, res_h, cnt);
+        const double e = test_rel_l2(got, res_h, cnt);
         EXPECT(e <= cases[c].tol, "%s: relative L2 error %.3g > %.3g", cases[c].name, e, cases[c].tol);
     }
     free(x); free(y); free(sh); free(sc); free(w); free(cs); free(want); free(got); free(xr);
@@ -166,7 +157,7 @@ TEST(cuda_linear) {
             EXPECT(cd_ops_cuda()->linear(ctx, dx, (size_t)n, &w, bias ? db : NULL, dy) == CD_OK, "linear: %s", cd_ctx_error(ctx));
             cd_ops_cpu_ref()->linear(ctx, x, (size_t)n, &wr, bias ? b : NULL, want);
             CHECK(cd_cuda_d2h(ctx, got, dy, (size_t)n * out * 4) == CD_OK, "linear: %s", cd_ctx_error(ctx));
-            const double e = rel_l2(got, want, (size_t)n * out);
+            const double e = test_rel_l2(got, want, (size_t)n * out);
             EXPECT(e <= 1e-4, "linear n=%d in=%d out=%d bias=%d: relative L2 %.3g", n, in, out, bias, e);
         }
         cd_weight wf32 = {dw, CD_DTYPE_F32, out, in};
@@ -206,7 +197,7 @@ TEST(cuda_attention_op) {
         CHECK(cd_cuda_d2h(ctx, go, dob, nv * 4) == CD_OK && cd_cuda_d2h(ctx, gl, dl, nl * 4) == CD_OK,
               "attention case %zu: %s", c, cd_ctx_error(ctx));
         CHECK(cd_attention_reference(ctx, &d, CD_DTYPE_F32, q, k, v, sw, o, lse) == CD_OK, "reference");
-        const double e = rel_l2(go, o, nv);
+        const double e = test_rel_l2(go, o, nv);
         double el = 0;
         for (size_t i = 0; i < nl; i++) el = fmax(el, isfinite(gl[i]) ? fabs((double)gl[i] - lse[i]) : INFINITY);
         /* pooled keys are formed in f32 and rounded to bf16 (the reference keeps them exact): a
@@ -269,11 +260,11 @@ TEST(cuda_flux_model) {
         CHECK(cd_flux_set_device(ctx, m, CD_DEVICE_CUDA) == CD_OK, "to cuda: %s", cd_ctx_error(ctx));
         CHECK(cd_flux_model_device(m) == CD_DEVICE_CUDA, "device");
         CHECK(cd_flux_run(ctx, m, &p, o_gpu) == CD_OK, "cuda run: %s", cd_ctx_error(ctx));
-        const double e = rel_l2(o_gpu, o_cpu, (size_t)L * 16);
+        const double e = test_rel_l2(o_gpu, o_cpu, (size_t)L * 16);
         EXPECT(e <= 3e-2, "model r=%d: relative L2 %.3g between CUDA and CPU", r, e);
         /* a second run on the GPU (cached RoPE table, warm arena) gives the same result */
         CHECK(cd_flux_run(ctx, m, &p, o_cpu) == CD_OK, "cuda rerun: %s", cd_ctx_error(ctx));
-        EXPECT(rel_l2(o_cpu, o_gpu, (size_t)L * 16) <= 1e-6, "rerun differs");
+        EXPECT(test_rel_l2(o_cpu, o_gpu, (size_t)L * 16) <= 1e-6, "rerun differs");
     }
     cd_flux_free(m);
     m = NULL;
@@ -345,12 +336,12 @@ TEST(cuda_patch_single_rank) {
             EXPECT(sp == CD_OK, "set_parallel: %s", cd_ctx_error(ctx));
             for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
             const cd_status s = sp ? sp : cd_flux_run(ctx, m, &p, par);
-            const double e = rel_l2(par, ref, (size_t)L * 16);
+            const double e = test_rel_l2(par, ref, (size_t)L * 16);
             EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g", H, W, T,
                    cases[ci].radius, down, mode ? "approx" : "exact", (int)s, s ? cd_ctx_error(ctx) : "", e);
             /* a second patch-parallel run (warm scratch, NCCL communicator reused) is identical */
             if (s == CD_OK && cd_flux_run(ctx, m, &p, again) == CD_OK)
-                EXPECT(rel_l2(again, par, (size_t)L * 16) == 0, "rerun differs");
+                EXPECT(test_rel_l2(again, par, (size_t)L * 16) == 0, "rerun differs");
             else
                 EXPECT(0, "rerun: %s", cd_ctx_error(ctx));
         }

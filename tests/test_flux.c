@@ -94,16 +94,6 @@ static float *load_f32(cd_ctx *ctx, const cd_st_file *f, const char *name, size_
     return p;
 }
 
-static double rel_l2(const float *got, const float *want, size_t n) {
-    double e = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) return INFINITY;
-        const double d = (double)got[i] - (double)want[i];
-        e += d * d;
-        s += (double)want[i] * want[i];
-    }
-    return sqrt(e / (s > 0 ? s : 1));
-}
 
 typedef struct {
     char name[64];
@@ -437,11 +427,11 @@ static void check_case(const char *name, int first) {
             char line[512];
             int pos = snprintf(line, sizeof line, "  %-22s %-14s %-11s blocks", name, vname, paths[p].label);
             for (int b = 0; b < c.layers; b++) {
-                const double e = rel_l2(r1.blocks[b], want->blocks[b], nd);
+                const double e = test_rel_l2(r1.blocks[b], want->blocks[b], nd);
                 if (pos < (int)sizeof line - 16) pos += snprintf(line + pos, sizeof line - pos, " %.1e", e);
                 if (!(e <= worst)) { worst = e; wb = b; }
             }
-            const double eo = rel_l2(r1.out, want->out, nout);
+            const double eo = test_rel_l2(r1.out, want->out, nout);
             if (verbose) printf("%s | out %.1e\n", line, eo);
             EXPECT(worst <= paths[p].tol, "%s/%s [%s]: block %d relative L2 error %.3g > %.1g", name,
                    vname, paths[p].label, wb, worst, paths[p].tol);

@@ -20,15 +20,6 @@ static float *rnd(size_t n, float amp, unsigned long long seed) {
     return p;
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double e = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(e / (r > 0 ? r : 1));
-}
 
 TEST(comm_single_collectives) {
     cd_ctx *ctx = NULL;
@@ -97,7 +88,7 @@ static void one_case(cd_ctx *ctx, cd_comm *comm, const shape *c) {
         }
         for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
         const cd_status s = cd_flux_run(ctx, m, &p, par);
-        const double e = rel_l2(par, ref, (size_t)L * 16);
+        const double e = test_rel_l2(par, ref, (size_t)L * 16);
         EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g",
                c->H, c->W, c->T, c->radius, c->down, mode ? "approx" : "exact", (int)s,
                s ? cd_ctx_error(ctx) : "", e);

@@ -11,6 +11,7 @@
  *  - the broadcast helper, and a single-process communicator beside MPI's (freeing it keeps MPI).
  * Rank 0 prints one line per failure and "N passed, N failed" (the counts of all ranks' checks). */
 #include "cleardit.h"
+#include "../test.h"
 #include "../../src/model/flux_load.h"
 #include "../../src/parallel/comm.h"
 #include "../../src/pipeline/sampler.h"
@@ -22,6 +23,7 @@
 
 static int g_pass, g_fail, g_rank;
 
+#undef EXPECT /* test.h's (for its helpers); this program counts across ranks itself */
 #define EXPECT(cond, ...)                                                                        \
     do {                                                                                         \
         if (cond) g_pass++;                                                                      \
@@ -43,15 +45,6 @@ static float *rnd(size_t n, float amp, uint64_t seed) {
     return p;
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double e = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(e / (r > 0 ? r : 1));
-}
 
 typedef struct { int H, W, T, radius, down; } shape;
 
@@ -84,13 +77,13 @@ static void run_case(cd_ctx *ctx, cd_comm *comm, const shape *c) {
     for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
     cd_status s = cd_flux_run(ctx, m, &p, par);
     EXPECT(s == CD_OK, "%dx%d T=%d r=%d down=%d exact: %s", c->H, c->W, c->T, c->radius, c->down, cd_ctx_error(ctx));
-    const double e = rel_l2(par, ref, (size_t)L * 16);
+    const double e = test_rel_l2(par, ref, (size_t)L * 16);
     EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d exact: relative L2 %.3g > 1e-5", c->H, c->W,
            c->T, c->radius, c->down, e);
     if (c->T > 0) {
         EXPECT(cd_flux_set_parallel(ctx, m, comm, CD_TEXT_APPROX) == CD_OK, "set_parallel approx");
         s = cd_flux_run(ctx, m, &p, par);
-        const double ea = rel_l2(par, ref, (size_t)L * 16);
+        const double ea = test_rel_l2(par, ref, (size_t)L * 16);
         double mse = 0, peak = 0;
         for (size_t i = 0; i < (size_t)L * 16; i++) {
             mse += ((double)par[i] - ref[i]) * ((double)par[i] - ref[i]);
