@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef void (*test_fn)(void);
 void test_register(const char *name, const char *file, test_fn fn);
@@ -48,6 +49,15 @@ static inline unsigned long long test_rng_u64(test_rng *r) {
 /* uniform in [-1, 1) */
 static inline float test_rng_f(test_rng *r) {
     return (float)((double)(test_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+/* n values amp * uniform[-1, 1) from seed, malloc'd (NULL on OOM; the caller frees). */
+static inline float *test_rand_floats(size_t n, float amp, unsigned long long seed) {
+    float *p = (float *)malloc(n * sizeof(float) + 4);
+    test_rng g = test_rng_seed(seed);
+    if (p)
+        for (size_t i = 0; i < n; i++) p[i] = amp * test_rng_f(&g);
+    return p;
 }
 
 /* ||got - want|| / ||want|| in double (||want|| = 0: the absolute norm); infinite when got holds a

@@ -10,6 +10,7 @@
  * model 3e-2 (a dozen bf16 roundings of activations in a row, each 2^-9). */
 #include "test.h"
 #include "test_spawn.h"
+#include "patch_problem.h"
 #include "../src/backend/cuda/cuda.h"
 #include "../src/ops/attn.h"
 #include "../src/pipeline/sampler.h"
@@ -43,13 +44,6 @@ static cd_ctx *gpu_ctx(void) {
     return NULL;
 }
 
-static float *rnd(size_t n, float amp, unsigned long long seed) {
-    float *p = malloc(n * sizeof(float) + 4);
-    test_rng g = test_rng_seed(seed);
-    if (p) for (size_t i = 0; i < n; i++) p[i] = amp * test_rng_f(&g);
-    return p;
-}
-
 static void *up(cd_ctx *ctx, const void *h, size_t bytes) {
     void *d = NULL;
     if (cd_cuda_alloc(ctx, bytes ? bytes : 4, &d) != CD_OK) return NULL;
@@ -81,8 +75,8 @@ TEST(cuda_ops_elementwise) {
     const cd_ops *cu = cd_ops_cuda(), *ref = cd_ops_cpu_ref();
     const size_t n = 37, nh = 3, hd = 64, dim = nh * hd; /* odd row count, dims of FLUX's kind */
     const size_t ne = n * dim;
-    float *x = rnd(ne, 2.0f, 1), *y = rnd(ne, 1.5f, 2), *sh = rnd(dim, 0.5f, 3), *sc = rnd(dim, 0.5f, 4);
-    float *w = rnd(hd, 1.0f, 5), *cs = rnd(n * hd, 1.0f, 6), *want = malloc(ne * 4 * sizeof(float));
+    float *x = test_rand_floats(ne, 2.0f, 1), *y = test_rand_floats(ne, 1.5f, 2), *sh = test_rand_floats(dim, 0.5f, 3), *sc = test_rand_floats(dim, 0.5f, 4);
+    float *w = test_rand_floats(hd, 1.0f, 5), *cs = test_rand_floats(n * hd, 1.0f, 6), *want = malloc(ne * 4 * sizeof(float));
     float *got = malloc(ne * 4 * sizeof(float)), *xr = malloc(ne * 4 * sizeof(float));
     float *dx = up(ctx, x, ne * 4), *dy = up(ctx, y, ne * 4), *dsh = up(ctx, sh, dim * 4), *dsc = up(ctx, sc, dim * 4);
     float *dw = up(ctx, w, hd * 4), *dcs = up(ctx, cs, n * hd * 4), *dout = up(ctx, NULL, ne * 4 * 4);
@@ -143,8 +137,8 @@ TEST(cuda_linear) {
     const int shapes[][3] = {{1, 64, 384}, {37, 192, 200}, {300, 3072, 96}, {129, 130, 66}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
-        float *x = rnd((size_t)n * in, 1.0f, 10 + s), *wf = rnd((size_t)out * in, 0.5f, 20 + s);
-        float *b = rnd((size_t)out, 1.0f, 30 + s), *want = malloc((size_t)n * out * 4), *got = malloc((size_t)n * out * 4);
+        float *x = test_rand_floats((size_t)n * in, 1.0f, 10 + s), *wf = test_rand_floats((size_t)out * in, 0.5f, 20 + s);
+        float *b = test_rand_floats((size_t)out, 1.0f, 30 + s), *want = malloc((size_t)n * out * 4), *got = malloc((size_t)n * out * 4);
         uint16_t *wb = malloc((size_t)out * in * 2);
         CHECK(x && wf && b && want && got && wb, "setup");
         round_bf16(x, (size_t)n * in);
@@ -182,8 +176,8 @@ TEST(cuda_attention_op) {
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         const cd_attn_desc d = {cs[c].nh, cs[c].hd, cs[c].T, cs[c].H, cs[c].W, cs[c].r, cs[c].down, 0};
         const size_t N = cd_attn_tokens(&d), nv = (size_t)d.heads * N * d.head_dim, nl = (size_t)d.heads * N;
-        float *q = rnd(nv, 2.0f, 100 + c), *k = rnd(nv, 2.0f, 200 + c), *v = rnd(nv, 1.0f, 300 + c);
-        float *sw = rnd(16, 0.5f, 400 + c), *o = malloc(nv * 4), *lse = malloc(nl * 4), *go = malloc(nv * 4), *gl = malloc(nl * 4);
+        float *q = test_rand_floats(nv, 2.0f, 100 + c), *k = test_rand_floats(nv, 2.0f, 200 + c), *v = test_rand_floats(nv, 1.0f, 300 + c);
+        float *sw = test_rand_floats(16, 0.5f, 400 + c), *o = malloc(nv * 4), *lse = malloc(nl * 4), *go = malloc(nv * 4), *gl = malloc(nl * 4);
         CHECK(q && k && v && sw && o && lse && go && gl, "setup");
         round_bf16(q, nv); round_bf16(k, nv); round_bf16(v, nv);
         for (int i = 0; i < 16; i++) sw[i] += 0.6f; /* non-uniform, positive-leaning cell weights */
@@ -247,7 +241,7 @@ TEST(cuda_flux_model) {
     const int axes[3] = {16, 24, 24};
     const int G = 12, T = 9, L = G * G;
     cd_flux_model *m = NULL;
-    float *img = rnd((size_t)L * 16, 1.0f, 7), *txt = rnd((size_t)T * 48, 1.0f, 8), *pooled = rnd(24, 1.0f, 9);
+    float *img = test_rand_floats((size_t)L * 16, 1.0f, 7), *txt = test_rand_floats((size_t)T * 48, 1.0f, 8), *pooled = test_rand_floats(24, 1.0f, 9);
     float *ids = malloc((size_t)L * 3 * 4), *tids = calloc((size_t)T * 3, 4);
     float *o_cpu = malloc((size_t)L * 16 * 4), *o_gpu = malloc((size_t)L * 16 * 4);
     CHECK(img && txt && pooled && ids && tids && o_cpu && o_gpu, "setup");
@@ -297,57 +291,48 @@ TEST(cuda_patch_single_rank) {
     }
     cd_ctx *ctx = gpu_ctx();
     if (!ctx) return; /* the error path was checked */
-    const cd_flux_config cfg = {64, 2, 32, 1, 2, 16, 16, 32, 24, 128, 1};
-    const int axes[3] = {8, 12, 12};
-    static const struct { int H, W, T, radius, down; } cases[] = {
+    static const patch_shape cases[] = {
         {13, 7, 5, 2, 0}, {9, 8, 6, 100, 0}, {11, 9, 0, 4, 0}, {12, 8, 4, 3, 2}, {16, 8, 0, 5, 4}, {24, 40, 77, 6, 2},
     };
     cd_comm *comm = NULL;
     CHECK(cd_comm_init_single(ctx, &comm) == CD_OK, "single comm: %s", cd_ctx_error(ctx));
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0] && !test_failed(); ci++) {
-        const int H = cases[ci].H, W = cases[ci].W, T = cases[ci].T, down = cases[ci].down, L = H * W;
-        cd_flux_model *m = NULL;
-        float *img = rnd((size_t)L * 16, 1.0f, 1), *txt = rnd((size_t)(T + 1) * 32, 1.0f, 2);
-        float *pooled = rnd(24, 1.0f, 3), *sw = rnd((size_t)3 * 16, 0.3f, 4);
-        float *ids = malloc((size_t)L * 3 * 4), *tids = calloc((size_t)T * 3 + 3, 4);
-        float *ref = malloc((size_t)L * 16 * 4), *par = malloc((size_t)L * 16 * 4), *again = malloc((size_t)L * 16 * 4);
-        int ok = img && txt && pooled && sw && ids && tids && ref && par && again &&
-                 cd_flux_random(ctx, &cfg, CD_DTYPE_BF16, axes, 10000.0, 11, &m) == CD_OK &&
-                 cd_flux_img_ids(ctx, (size_t)H, (size_t)W, ids) == CD_OK;
-        EXPECT(ok, "setup: %s", cd_ctx_error(ctx));
-        if (ok && down >= 2) { /* spatial weights before the weights move to the device */
-            cd_flux_weights *w = (cd_flux_weights *)cd_flux_model_weights(m);
-            for (int i = 0; i < 3 * down * down; i++) sw[i] += 1.0f / (float)(down * down);
-            w->spatial_weight = sw;
-            w->spatial_down = down;
+        const patch_shape *c = &cases[ci];
+        patch_problem pp;
+        if (patch_problem_make(ctx, c, CD_DTYPE_BF16, &pp) != CD_OK) { /* spatial weights bound before the move */
+            EXPECT(0, "setup: %s", cd_ctx_error(ctx));
+            break;
         }
-        cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.6f, 3.0f, L, T, H, W, cases[ci].radius, down, NULL, 0, 0};
+        const size_t n = pp.nout;
+        float *ref = malloc(n * 4), *par = malloc(n * 4), *again = malloc(n * 4);
+        int ok = ref && par && again;
+        EXPECT(ok, "out of memory");
         if (ok) {
-            ok = cd_flux_set_device(ctx, m, CD_DEVICE_CUDA) == CD_OK && cd_flux_run(ctx, m, &p, ref) == CD_OK;
+            ok = cd_flux_set_device(ctx, pp.m, CD_DEVICE_CUDA) == CD_OK && cd_flux_run(ctx, pp.m, &pp.p, ref) == CD_OK;
             EXPECT(ok, "plain cuda run: %s", cd_ctx_error(ctx));
         }
         for (int mode = 0; ok && mode < 2; mode++) {
-            const cd_status sp = cd_flux_set_parallel(ctx, m, comm, mode ? CD_TEXT_APPROX : CD_TEXT_EXACT);
+            const cd_status sp = cd_flux_set_parallel(ctx, pp.m, comm, mode ? CD_TEXT_APPROX : CD_TEXT_EXACT);
             if (!cd_devcomm_built()) { /* a CUDA build without NCCL refuses, saying so */
                 EXPECT(sp == CD_ERR_UNSUPPORTED && strstr(cd_ctx_error(ctx), "NCCL"), "no NCCL: %s", cd_ctx_error(ctx));
                 ok = 0;
                 break;
             }
             EXPECT(sp == CD_OK, "set_parallel: %s", cd_ctx_error(ctx));
-            for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
-            const cd_status s = sp ? sp : cd_flux_run(ctx, m, &p, par);
-            const double e = test_rel_l2(par, ref, (size_t)L * 16);
-            EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g", H, W, T,
-                   cases[ci].radius, down, mode ? "approx" : "exact", (int)s, s ? cd_ctx_error(ctx) : "", e);
+            for (size_t i = 0; i < n; i++) par[i] = NAN;
+            const cd_status s = sp ? sp : cd_flux_run(ctx, pp.m, &pp.p, par);
+            const double e = test_rel_l2(par, ref, n);
+            EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g", c->H, c->W,
+                   c->T, c->radius, c->down, mode ? "approx" : "exact", (int)s, s ? cd_ctx_error(ctx) : "", e);
             /* a second patch-parallel run (warm scratch, NCCL communicator reused) is identical */
-            if (s == CD_OK && cd_flux_run(ctx, m, &p, again) == CD_OK)
-                EXPECT(test_rel_l2(again, par, (size_t)L * 16) == 0, "rerun differs");
+            if (s == CD_OK && cd_flux_run(ctx, pp.m, &pp.p, again) == CD_OK)
+                EXPECT(test_rel_l2(again, par, n) == 0, "rerun differs");
             else
                 EXPECT(0, "rerun: %s", cd_ctx_error(ctx));
         }
-        if (m) EXPECT(cd_flux_set_parallel(ctx, m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
-        cd_flux_free(m);
-        free(img); free(txt); free(pooled); free(sw); free(ids); free(tids); free(ref); free(par); free(again);
+        EXPECT(cd_flux_set_parallel(ctx, pp.m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
+        patch_problem_free(&pp);
+        free(ref); free(par); free(again);
     }
     cd_comm_free(comm);
     cd_ctx_free(ctx);

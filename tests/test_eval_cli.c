@@ -7,30 +7,16 @@
  * radius 0, a missing file, a model without a prompt table, a bad classifier, no dataset, --down
  * without spatial weights) is one error line and exit 2. A few seconds. */
 #include "test.h"
+#include "test_idx.h"
 #include "test_files.h"
 #include "test_spawn.h"
 #include "cleardit.h"
 
 #include <jansson.h>
 #include <math.h>
-#include <zlib.h>
 
 #define NTRAIN 60
 #define NTEST 30
-
-static int write_idx(const char *path, const uint8_t *data, const uint32_t *dims, int ndim, size_t n) {
-    gzFile f = gzopen(path, "wb");
-    if (!f) return 0;
-    unsigned char h[4] = {0, 0, 8, (unsigned char)ndim};
-    int ok = gzwrite(f, h, 4) == 4;
-    for (int i = 0; i < ndim; i++) {
-        unsigned char b[4] = {(unsigned char)(dims[i] >> 24), (unsigned char)(dims[i] >> 16),
-                              (unsigned char)(dims[i] >> 8), (unsigned char)dims[i]};
-        ok = ok && gzwrite(f, b, 4) == 4;
-    }
-    ok = ok && gzwrite(f, data, (unsigned)n) == (int)n;
-    return gzclose(f) == Z_OK && ok;
-}
 
 /* Split `split` of n images: class i % 10 is a bright 6x6 block at its own place, with noise. */
 static int write_split(const char *dir, const char *split, uint32_t n, uint64_t seed) {
@@ -49,12 +35,7 @@ static int write_split(const char *dir, const char *split, uint32_t n, uint64_t 
                 img[(i * 28 + y) * 28 + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
     }
-    char p[256];
-    const uint32_t di[3] = {n, 28, 28}, dl[1] = {n};
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", dir, split);
-    int ok = write_idx(p, img, di, 3, (size_t)n * 784);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    ok = ok && write_idx(p, lab, dl, 1, n);
+    const int ok = write_idx_split(dir, split, img, lab, n);
     free(img);
     return ok;
 }

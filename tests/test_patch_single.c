@@ -4,22 +4,12 @@
  * relative L2 in both text modes (one rank: the merge of one partial is the partial), and the
  * communicator's collectives are local copies. tests/mpi/test_patch.c covers several processes;
  * tests/test_cuda.c (cuda_patch_single_rank) the same comparison on a GPU. */
-#include "test.h"
-#include "../src/model/flux_load.h"
+#include "patch_problem.h"
 #include "../src/parallel/comm.h"
-#include "../src/pipeline/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static float *rnd(size_t n, float amp, unsigned long long seed) {
-    float *p = malloc(n * sizeof(float) + 4);
-    test_rng g = test_rng_seed(seed);
-    if (p) for (size_t i = 0; i < n; i++) p[i] = amp * test_rng_f(&g);
-    return p;
-}
-
 
 TEST(comm_single_collectives) {
     cd_ctx *ctx = NULL;
@@ -50,53 +40,38 @@ TEST(comm_single_collectives) {
     cd_ctx_free(ctx);
 }
 
-typedef struct { int H, W, T, radius, down; } shape;
-
 /* plain vs single-communicator patch-parallel forward, exact and approx */
-static void one_case(cd_ctx *ctx, cd_comm *comm, const shape *c) {
-    const cd_flux_config cfg = {64, 2, 32, 1, 2, 16, 16, 32, 24, 128, 1};
-    const int axes[3] = {8, 12, 12};
-    const int L = c->H * c->W;
-    cd_flux_model *m = NULL;
-    float *img = rnd((size_t)L * 16, 1.0f, 1), *txt = rnd((size_t)(c->T + 1) * 32, 1.0f, 2);
-    float *pooled = rnd(24, 1.0f, 3), *sw = rnd((size_t)3 * 16, 0.3f, 4);
-    float *ids = malloc((size_t)L * 3 * sizeof(float)), *tids = calloc((size_t)c->T * 3 + 3, sizeof(float));
-    float *ref = malloc((size_t)L * 16 * sizeof(float)), *par = malloc((size_t)L * 16 * sizeof(float));
-    if (!img || !txt || !pooled || !sw || !ids || !tids || !ref || !par ||
-        cd_flux_random(ctx, &cfg, CD_DTYPE_F32, axes, 10000.0, 11, &m) != CD_OK ||
-        cd_flux_img_ids(ctx, (size_t)c->H, (size_t)c->W, ids) != CD_OK) {
+static void one_case(cd_ctx *ctx, cd_comm *comm, const patch_shape *c) {
+    patch_problem pp;
+    float *ref = NULL, *par = NULL;
+    if (patch_problem_make(ctx, c, CD_DTYPE_F32, &pp) != CD_OK) {
         test_fail(__FILE__, __LINE__, "setup: %s", cd_ctx_error(ctx));
-        goto done;
+        return;
     }
-    if (c->down >= 2) { /* CLEAR spatial weights for the pooled keys: 3 layers of down x down */
-        cd_flux_weights *w = (cd_flux_weights *)cd_flux_model_weights(m);
-        for (int i = 0; i < 3 * c->down * c->down; i++) sw[i] += 1.0f / (float)(c->down * c->down);
-        w->spatial_weight = sw;
-        w->spatial_down = c->down;
-    }
-    cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.6f, 3.0f, L, c->T, c->H, c->W,
-                            c->radius, c->down, NULL, 0, 0};
-    if (cd_flux_run(ctx, m, &p, ref) != CD_OK) {
+    ref = malloc(pp.nout * sizeof(float));
+    par = malloc(pp.nout * sizeof(float));
+    if (!ref || !par || cd_flux_run(ctx, pp.m, &pp.p, ref) != CD_OK) {
         test_fail(__FILE__, __LINE__, "plain run: %s", cd_ctx_error(ctx));
         goto done;
     }
     for (int mode = 0; mode < 2; mode++) {
         const cd_text_attention tm = mode ? CD_TEXT_APPROX : CD_TEXT_EXACT;
-        if (cd_flux_set_parallel(ctx, m, comm, tm) != CD_OK) {
+        if (cd_flux_set_parallel(ctx, pp.m, comm, tm) != CD_OK) {
             test_fail(__FILE__, __LINE__, "set_parallel: %s", cd_ctx_error(ctx));
             goto done;
         }
-        for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
-        const cd_status s = cd_flux_run(ctx, m, &p, par);
-        const double e = test_rel_l2(par, ref, (size_t)L * 16);
+        for (size_t i = 0; i < pp.nout; i++) par[i] = NAN;
+        const cd_status s = cd_flux_run(ctx, pp.m, &pp.p, par);
+        const double e = test_rel_l2(par, ref, pp.nout);
         EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g",
                c->H, c->W, c->T, c->radius, c->down, mode ? "approx" : "exact", (int)s,
                s ? cd_ctx_error(ctx) : "", e);
     }
-    EXPECT(cd_flux_set_parallel(ctx, m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
+    EXPECT(cd_flux_set_parallel(ctx, pp.m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
 done:
-    cd_flux_free(m);
-    free(img); free(txt); free(pooled); free(sw); free(ids); free(tids); free(ref); free(par);
+    patch_problem_free(&pp);
+    free(ref);
+    free(par);
 }
 
 TEST(patch_single_matches_plain) {
@@ -105,7 +80,7 @@ TEST(patch_single_matches_plain) {
     CHECK(cd_ctx_create(&cp, &ctx) == CD_OK, "context");
     cd_comm *comm = NULL;
     CHECK(cd_comm_init_single(ctx, &comm) == CD_OK, "init_single: %s", cd_ctx_error(ctx));
-    static const shape cases[] = {
+    static const patch_shape cases[] = {
         {13, 7, 5, 2, 0}, {11, 9, 0, 4, 0}, {9, 8, 6, 100, 0}, {12, 8, 4, 3, 2}, {16, 8, 0, 5, 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) one_case(ctx, comm, &cases[i]);

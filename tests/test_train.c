@@ -4,6 +4,7 @@
  * run, the trained model loads and generates, and bad input (no dataset, a state from another
  * configuration, a bad shape) is a clear error. */
 #include "test.h"
+#include "test_idx.h"
 #include "cleardit.h"
 #include "test_spawn.h"
 
@@ -12,23 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define NIMG 40
-
-static int write_idx(const char *path, const uint8_t *data, const uint32_t *dims, int ndim, size_t n) {
-    gzFile f = gzopen(path, "wb");
-    if (!f) return 0;
-    unsigned char h[4] = {0, 0, 8, (unsigned char)ndim};
-    int ok = gzwrite(f, h, 4) == 4;
-    for (int i = 0; i < ndim; i++) {
-        unsigned char b[4] = {(unsigned char)(dims[i] >> 24), (unsigned char)(dims[i] >> 16),
-                              (unsigned char)(dims[i] >> 8), (unsigned char)dims[i]};
-        ok = ok && gzwrite(f, b, 4) == 4;
-    }
-    ok = ok && gzwrite(f, data, (unsigned)n) == (int)n;
-    return gzclose(f) == Z_OK && ok;
-}
 
 /* Two easy classes: a bright square (class 7) or a bright bar (class 1), with noise. */
 static int make_dataset(const char *dir) {
@@ -43,12 +29,7 @@ static int make_dataset(const char *dir) {
                 img[(i * 28 + y) * 28 + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
     }
-    char p[256];
-    const uint32_t di[3] = {NIMG, 28, 28}, dl[1] = {NIMG};
-    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
-    int ok = write_idx(p, img, di, 3, sizeof img);
-    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte.gz", dir);
-    return ok && write_idx(p, lab, dl, 1, sizeof lab);
+    return write_idx_split(dir, "train", img, lab, NIMG);
 }
 
 static char *slurp(const char *path, size_t *n) {

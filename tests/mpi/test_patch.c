@@ -11,10 +11,8 @@
  *  - the broadcast helper, and a single-process communicator beside MPI's (freeing it keeps MPI).
  * Rank 0 prints one line per failure and "N passed, N failed" (the counts of all ranks' checks). */
 #include "cleardit.h"
-#include "../test.h"
-#include "../../src/model/flux_load.h"
+#include "../patch_problem.h"
 #include "../../src/parallel/comm.h"
-#include "../../src/pipeline/sampler.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -35,61 +33,37 @@ static int g_pass, g_fail, g_rank;
         }                                                                                        \
     } while (0)
 
-static float *rnd(size_t n, float amp, uint64_t seed) {
-    float *p = malloc(n * sizeof(float) + 4);
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
-    for (size_t i = 0; p && i < n; i++) {
-        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
-        p[i] = amp * (float)((double)((s * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
-    return p;
-}
-
-
-typedef struct { int H, W, T, radius, down; } shape;
-
 /* One case: reference (single process) vs patch-parallel (exact and approx). */
-static void run_case(cd_ctx *ctx, cd_comm *comm, const shape *c) {
-    const cd_flux_config cfg = {64, 2, 32, 1, 2, 16, 16, 32, 24, 128, 1};
-    const int axes[3] = {8, 12, 12};
-    const int L = c->H * c->W;
-    cd_flux_model *m = NULL;
-    float *img = rnd((size_t)L * 16, 1.0f, 1), *txt = rnd((size_t)(c->T + 1) * 32, 1.0f, 2), *pooled = rnd(24, 1.0f, 3);
-    float *ids = malloc((size_t)L * 3 * sizeof(float)), *tids = calloc((size_t)c->T * 3 + 3, sizeof(float));
-    float *ref = malloc((size_t)L * 16 * sizeof(float)), *par = malloc((size_t)L * 16 * sizeof(float));
-    float *sw = rnd((size_t)3 * 16, 0.3f, 4);
-    if (!img || !txt || !pooled || !ids || !tids || !ref || !par || !sw ||
-        cd_flux_random(ctx, &cfg, CD_DTYPE_F32, axes, 10000.0, 11, &m) != CD_OK ||
-        cd_flux_img_ids(ctx, (size_t)c->H, (size_t)c->W, ids) != CD_OK) {
+static void run_case(cd_ctx *ctx, cd_comm *comm, const patch_shape *c) {
+    patch_problem pp;
+    if (patch_problem_make(ctx, c, CD_DTYPE_F32, &pp) != CD_OK) {
         EXPECT(0, "setup: %s", cd_ctx_error(ctx));
+        return;
+    }
+    const size_t n = pp.nout;
+    float *ref = malloc(n * sizeof(float)), *par = malloc(n * sizeof(float));
+    if (!ref || !par) {
+        EXPECT(0, "out of memory");
         goto done;
     }
-    if (c->down >= 2) { /* CLEAR spatial weights for the pooled keys: 3 layers of down x down */
-        cd_flux_weights *w = (cd_flux_weights *)cd_flux_model_weights(m);
-        for (int i = 0; i < 3 * c->down * c->down; i++) sw[i] += 1.0f / (float)(c->down * c->down);
-        w->spatial_weight = sw;
-        w->spatial_down = c->down;
-    }
-    cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.6f, 3.0f, L, c->T, c->H, c->W,
-                            c->radius, c->down, NULL, 0, 0};
-    EXPECT(cd_flux_run(ctx, m, &p, ref) == CD_OK, "reference: %s", cd_ctx_error(ctx));
-    EXPECT(cd_flux_set_parallel(ctx, m, comm, CD_TEXT_EXACT) == CD_OK, "set_parallel: %s", cd_ctx_error(ctx));
-    for (size_t i = 0; i < (size_t)L * 16; i++) par[i] = NAN;
-    cd_status s = cd_flux_run(ctx, m, &p, par);
+    EXPECT(cd_flux_run(ctx, pp.m, &pp.p, ref) == CD_OK, "reference: %s", cd_ctx_error(ctx));
+    EXPECT(cd_flux_set_parallel(ctx, pp.m, comm, CD_TEXT_EXACT) == CD_OK, "set_parallel: %s", cd_ctx_error(ctx));
+    for (size_t i = 0; i < n; i++) par[i] = NAN;
+    cd_status s = cd_flux_run(ctx, pp.m, &pp.p, par);
     EXPECT(s == CD_OK, "%dx%d T=%d r=%d down=%d exact: %s", c->H, c->W, c->T, c->radius, c->down, cd_ctx_error(ctx));
-    const double e = test_rel_l2(par, ref, (size_t)L * 16);
+    const double e = test_rel_l2(par, ref, n);
     EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d exact: relative L2 %.3g > 1e-5", c->H, c->W,
            c->T, c->radius, c->down, e);
     if (c->T > 0) {
-        EXPECT(cd_flux_set_parallel(ctx, m, comm, CD_TEXT_APPROX) == CD_OK, "set_parallel approx");
-        s = cd_flux_run(ctx, m, &p, par);
-        const double ea = test_rel_l2(par, ref, (size_t)L * 16);
+        EXPECT(cd_flux_set_parallel(ctx, pp.m, comm, CD_TEXT_APPROX) == CD_OK, "set_parallel approx");
+        s = cd_flux_run(ctx, pp.m, &pp.p, par);
+        const double ea = test_rel_l2(par, ref, n);
         double mse = 0, peak = 0;
-        for (size_t i = 0; i < (size_t)L * 16; i++) {
+        for (size_t i = 0; i < n; i++) {
             mse += ((double)par[i] - ref[i]) * ((double)par[i] - ref[i]);
             peak = fmax(peak, fabs(ref[i]));
         }
-        mse /= (double)L * 16;
+        mse /= (double)n;
         EXPECT(s == CD_OK && ea <= 0.5, "%dx%d T=%d r=%d approx: relative L2 %.3g", c->H, c->W, c->T, c->radius, ea);
         if (g_rank == 0 && cd_comm_size(comm) > 1)
             printf("approx text attention, %dx%d T=%d r=%d down=%d, %d ranks: relative L2 %.3g, PSNR %.1f dB vs exact\n",
@@ -97,8 +71,9 @@ static void run_case(cd_ctx *ctx, cd_comm *comm, const shape *c) {
                    mse > 0 ? 10 * log10(peak * peak / mse) : INFINITY);
     }
 done:
-    cd_flux_free(m);
-    free(img); free(txt); free(pooled); free(ids); free(tids); free(ref); free(par); free(sw);
+    patch_problem_free(&pp);
+    free(ref);
+    free(par);
 }
 
 /* Refusals and faults. */
@@ -108,7 +83,8 @@ static void run_faults(cd_ctx *ctx, cd_comm *comm) {
     const int axes[3] = {8, 12, 12};
     cd_flux_model *m = NULL;
     const int H = 6, W = 5, T = 3, L = H * W;
-    float *img = rnd((size_t)L * 16, 1.0f, 5), *txt = rnd((size_t)T * 32, 1.0f, 6), *pooled = rnd(24, 1.0f, 7);
+    float *img = test_rand_floats((size_t)L * 16, 1.0f, 5), *txt = test_rand_floats((size_t)T * 32, 1.0f, 6);
+    float *pooled = test_rand_floats(24, 1.0f, 7);
     float *ids = malloc((size_t)L * 3 * sizeof(float)), *tids = calloc((size_t)T * 3, sizeof(float));
     float *out = malloc((size_t)L * 16 * sizeof(float));
     if (!img || !txt || !pooled || !ids || !tids || !out || cd_flux_random(ctx, &cfg, CD_DTYPE_F32, axes, 1e4, 3, &m) ||
@@ -154,7 +130,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     g_rank = cd_comm_rank(comm);
-    static const shape cases[] = {
+    static const patch_shape cases[] = {
         {13, 7, 5, 2, 0},  {13, 7, 5, 3, 0},  {11, 9, 0, 4, 0}, {16, 6, 4, 1, 0},
         {9, 8, 6, 100, 0}, {12, 8, 4, 3, 2},  {16, 8, 0, 5, 4}, {17, 5, 7, 6, 0},
     };
