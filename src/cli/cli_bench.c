@@ -341,19 +341,6 @@ int cmd_bench(int argc, char **argv) {
     return rc;
 }
 
-/* Parses "a,b,c" of integers in [lo, hi] into out[max]; returns the count, -1 on error. */
-static int parse_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int max) {
-    int n = 0;
-    char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (n == max || cli_parse_i64(tok, lo, hi, &out[n])) return -1;
-        n++;
-    }
-    return n;
-}
-
 static int bench_forward(int argc, char **argv) {
     int64_t threads = 0, nd = 1, ns = 1, T = 512;
     const char *grids_s = "32,64", *radii_s = "8,16,32", *dtype_s = "bf16", *device_s = NULL;
@@ -376,7 +363,7 @@ static int bench_forward(int argc, char **argv) {
         return CLI_OK;
     }
     int64_t grids[16], radii[16];
-    const int ng = parse_list(grids_s, 1, 512, grids, 16), nr = parse_list(radii_s, 1, 1024, radii, 16);
+    const int ng = cli_parse_list(grids_s, 1, 512, 0, grids, 16), nr = cli_parse_list(radii_s, 1, 1024, 0, radii, 16);
     if (ng < 1 || nr < 0) {
         cli_error("bench", "--grids and --radii take comma-separated integers (got '%s', '%s')", grids_s, radii_s);
         return CLI_BAD_INPUT;

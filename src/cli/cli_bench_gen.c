@@ -46,19 +46,6 @@ static const char *k_usage =
     "  --threads N         threads (default: all cores)\n";
 
 
-static int parse_sizes(const char *s, int64_t *out, int max) {
-    int n = 0;
-    char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (n == max || cli_parse_i64(tok, 0, 65536, &out[n])) return -1;
-        if (out[n]) n++;
-    }
-    return n;
-}
-
-
 typedef struct { double step_sum, last, decode; int steps; } timing;
 
 static void on_step(void *user, int step, int steps, double el) {
@@ -116,7 +103,7 @@ int bench_generate(int argc, char **argv) {
         return CLI_OK;
     }
     int64_t sizes[16], tiny[16];
-    const int n1 = parse_sizes(sizes_s, sizes, 16), n2 = parse_sizes(tiny_s, tiny, 16);
+    const int n1 = cli_parse_list(sizes_s, 0, 65536, 1, sizes, 16), n2 = cli_parse_list(tiny_s, 0, 65536, 1, tiny, 16);
     if (n1 < 0 || n2 < 0 || nd + ns < 1) {
         cli_error("bench", "--sizes and --tiny-sizes take comma-separated pixel sides, and a block is needed");
         return CLI_BAD_INPUT;

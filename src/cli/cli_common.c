@@ -354,3 +354,15 @@ void cli_pick_gpu(void) {
     int64_t v;
     if (lr && cli_parse_i64(lr, 0, 1 << 20, &v) == 0) setenv("CUDA_VISIBLE_DEVICES", lr, 1);
 }
+
+int cli_parse_list(const char *s, int64_t lo, int64_t hi, int drop_zeros, int64_t *out, int max) {
+    int n = 0;
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == max || cli_parse_i64(tok, lo, hi, &out[n])) return -1;
+        if (out[n] || !drop_zeros) n++;
+    }
+    return n;
+}

@@ -94,6 +94,11 @@ void cli_pick_gpu(void);
  * MPI_Abort (so that no rank waits for one that gave up). NULL-safe. */
 void cli_parallel_end(struct cd_comm *comm, int rc);
 
+/* "a,b,c": comma-separated integers, each strictly parsed in [lo, hi], into out[max]; with
+ * drop_zeros, 0 entries are accepted and left out ("0 = skip"). Returns the count, -1 when an entry
+ * is not such a number, the text is over 255 characters, or more than max entries are kept. */
+int cli_parse_list(const char *s, int64_t lo, int64_t hi, int drop_zeros, int64_t *out, int max);
+
 /* Monotonic seconds (benchmarks). */
 double cli_now(void);
 /* n uniform values in [-1, 1) from seed (xorshift64*; benchmark inputs, never zeros). */

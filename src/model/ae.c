@@ -28,18 +28,13 @@ typedef struct {
     uint64_t seed;
 } binder;
 
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
-
 /* Random values for a tensor of `rows` rows: weights uniform with variance 1/fan_in, norm scales
  * around 1, biases small (counter-based: the same seed gives the same model). */
 static void fill_random(float *dst, const char *dname, size_t numel, int64_t rows, uint64_t seed) {
     const int bias = strstr(dname, ".bias") != NULL, norm = strstr(dname, "norm") != NULL;
     const double fan = rows > 0 ? (double)numel / (double)rows : 1.0, a = sqrt(3.0 / (fan > 0 ? fan : 1.0));
     for (size_t i = 0; i < numel; i++) {
-        const double u = (double)(mix64(seed ^ mix64(i)) >> 11) * 0x1p-53 * 2.0 - 1.0;
+        const double u = (double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * 0x1p-53 * 2.0 - 1.0;
         dst[i] = (float)(norm && !bias ? 1.0 + 0.1 * u : bias ? 0.02 * u : a * u);
     }
 }
@@ -55,7 +50,7 @@ static const float *take(binder *b, const char *dname, size_t numel, int64_t row
         }
         float *dst = b->arena + b->used;
         b->used += numel;
-        fill_random(dst, dname, numel, rows, b->seed ^ mix64(b->used));
+        fill_random(dst, dname, numel, rows, b->seed ^ cd_mix64(b->used));
         return dst;
     }
     const char *name = dname;

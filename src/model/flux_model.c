@@ -81,11 +81,6 @@ size_t cd_flux_list_linears(cd_flux_weights *w, cd_lin_ref *r) {
     return n;
 }
 
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
-
 /* Uniform values with the given standard deviation, as f32 or bf16, from a counter-based
  * generator (any thread count gives the same weights). */
 static void fill_random(void *dst, int bf16, size_t n, double stddev, double mean, uint64_t seed,
@@ -93,7 +88,7 @@ static void fill_random(void *dst, int bf16, size_t n, double stddev, double mea
     const float a = (float)(stddev * sqrt(3.0));
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < n; i++) {
-        const float u = (float)((double)(mix(seed ^ mix(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+        const float u = (float)((double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
         const float v = (float)mean + a * u;
         if (bf16) ((uint16_t *)dst)[i] = cd_f32_to_bf16(v);
         else ((float *)dst)[i] = v;

@@ -7,14 +7,9 @@
 
 #include <stdlib.h>
 
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
-
 static void fill(uint16_t *p, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; i++) {
-        const float u = (float)((double)(mix(seed ^ mix(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+        const float u = (float)((double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
         p[i] = cd_f32_to_bf16(u);
     }
 }

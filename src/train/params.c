@@ -267,11 +267,6 @@ cd_status cd_params_copy_from(cd_ctx *ctx, const cd_param_list *l, const cd_flux
     return k.err;
 }
 
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
-
 static int is_zero_init(const char *name) {
     const char *zero[] = {"norm1.linear", "norm1_context.linear", "norm.linear", "norm_out.linear"};
     for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++)
@@ -289,7 +284,7 @@ void cd_params_init(const cd_param_list *l, float *buf, uint64_t seed) {
             if (is_zero_init(p->name)) break;
             const double a = sqrt(6.0 / (double)(p->shape[0] + p->shape[1]));
             for (size_t j = 0; j < p->numel; j++) {
-                const double u = (double)(mix(seed ^ mix(i * 0x9E3779B97F4A7C15ull + j)) >> 11) * 0x1p-53;
+                const double u = (double)(cd_mix64(seed ^ cd_mix64(i * 0x9E3779B97F4A7C15ull + j)) >> 11) * 0x1p-53;
                 x[j] = (float)(a * (2.0 * u - 1.0));
             }
             break;

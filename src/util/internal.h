@@ -60,6 +60,17 @@ static inline uint16_t cd_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
+/* MurmurHash3's 64-bit finalizer: the mixing step of the counter-based generators (random
+ * weights, benchmark inputs): element i of stream seed is a function of (seed, i) alone, so any
+ * thread count gives the same values. */
+static inline uint64_t cd_mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
 /* Overflow-checked size_t product; returns 0 on overflow (callers treat 0 as an error where the
  * true product is non-zero). */
 static inline int cd_mul_ok(size_t a, size_t b, size_t *out) {

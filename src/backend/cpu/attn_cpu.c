@@ -72,6 +72,18 @@ size_t cd_attn_cpu_scratch_floats(const cd_attn_desc *d, int threads) {
     return (bytes + 3) / 4;
 }
 
+/* A strip job's fields that depend only on the call (the caller sets the queries and keys). */
+static cd_strip_job strip_job(const cd_ctx *ctx, int bf16, int HD, float qscale, const cd_seg *segs) {
+    cd_strip_job job;
+    memset(&job, 0, sizeof job);
+    job.q_bf16 = bf16;
+    job.dot_bf16 = bf16 && ctx->has_bf16 && HD % 2 == 0;
+    job.hd = HD;
+    job.qscale = qscale;
+    job.segs = segs;
+    return job;
+}
+
 cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                           const void *k, const void *v, const float *sw, float *o, float *lse) {
     return cd_attn_cpu_run_ex(ctx, d, dt, q, k, v, sw, o, lse, NULL);
@@ -142,12 +154,7 @@ cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, co
         for (size_t it = 0; it < items; it++) {
             const size_t h = it / per_head, s = it % per_head;
             const char *kh = (const char *)k + h * N * HD * es, *vh = (const char *)v + h * N * HD * es;
-            cd_strip_job job;
-            job.q_bf16 = bf16;
-            job.dot_bf16 = bf16 && ctx->has_bf16 && HD % 2 == 0;
-            job.hd = HD;
-            job.qscale = qscale;
-            job.segs = sg;
+            cd_strip_job job = strip_job(ctx, bf16, HD, qscale, sg);
             if (!clear || s < tstrips) { /* consecutive rows over all N keys */
                 const size_t rows_end = clear ? (size_t)T : N; /* CLEAR: text rows only */
                 const size_t q0 = s * QB;
@@ -241,12 +248,7 @@ cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype 
             const size_t row = ((size_t)T + (size_t)ky0 * W) * HD * es;
             sg[nseg++] = (cd_seg){kh + row, vh + row, (int32_t)((size_t)(ky1 - ky0) * W), bf16, 0, 0, {0, 0, 0, 0}};
         }
-        cd_strip_job job;
-        job.q_bf16 = bf16;
-        job.dot_bf16 = bf16 && ctx->has_bf16 && HD % 2 == 0;
-        job.hd = HD;
-        job.qscale = qscale;
-        job.segs = sg;
+        cd_strip_job job = strip_job(ctx, bf16, HD, qscale, sg);
         job.nseg = nseg;
         job.rows = job.nrows = 1;
         job.ncols = (int)((size_t)T - q0 < QB ? (size_t)T - q0 : QB);
