@@ -35,8 +35,11 @@ cd_status cd_patch_create(cd_ctx *ctx, cd_comm *comm, cd_text_attention mode, cd
     p->P = cd_comm_size(comm);
     p->me = cd_comm_rank(comm);
     p->band = calloc((size_t)p->P + 1, sizeof(int));
-    if (!p->band) {
-        free(p);
+    p->rows = malloc(sizeof(cd_patch_rows) * 4 * (size_t)p->P);
+    p->xfers = malloc(sizeof(cd_xfer) * 4 * (size_t)p->P);
+    p->counts = malloc(sizeof(size_t) * 2 * (size_t)p->P);
+    if (!p->band || !p->rows || !p->xfers || !p->counts) {
+        cd_patch_free(p);
         return cd_set_error(ctx, CD_ERR_OOM, "patch: out of memory");
     }
     p->ops = *cd_ops_cpu();
@@ -55,6 +58,9 @@ void cd_patch_free(cd_patch *p) {
     if (!p) return;
     free(p->band);
     free(p->buf);
+    free(p->rows);
+    free(p->xfers);
+    free(p->counts);
     free(p);
 }
 
@@ -151,14 +157,9 @@ static cd_status patch_attention(cd_ctx *ctx, const cd_attn_desc *d, const float
     const size_t rowf = (size_t)W * hd; /* floats of one grid row of one head */
     const int pooled = d->down >= 2, df = d->down;
 
-    cd_patch_rows *rm = malloc(sizeof(cd_patch_rows) * 4 * (size_t)p->P);
-    cd_xfer *xf = malloc(sizeof(cd_xfer) * 4 * (size_t)p->P);
-    size_t *cnt = malloc(sizeof(size_t) * 2 * (size_t)p->P);
-    if (!rm || !xf || !cnt) {
-        free(rm); free(xf); free(cnt);
-        return cd_set_error(ctx, CD_ERR_OOM, "patch: out of memory");
-    }
-    cd_patch_rows *sm = rm + 2 * p->P;
+    cd_patch_rows *rm = p->rows, *sm = p->rows + 2 * p->P;
+    cd_xfer *xf = p->xfers;
+    size_t *cnt = p->counts;
     const int nr = cd_patch_msgs(p, halo, 1, rm), ns = cd_patch_msgs(p, halo, 0, sm);
     size_t rrows = 0, srows = 0;
     for (int i = 0; i < nr; i++) rrows += (size_t)(rm[i].b - rm[i].a);
@@ -307,8 +308,5 @@ static cd_status patch_attention(cd_ctx *ctx, const cd_attn_desc *d, const float
             }
     }
 done:
-    free(rm);
-    free(xf);
-    free(cnt);
     return s;
 }

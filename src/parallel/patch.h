@@ -20,10 +20,14 @@ typedef struct cd_patch {
     int *band;         /* [P + 1] */
     float *buf;        /* grow-only scratch of the CPU attention op */
     size_t cap;        /* floats */
+    /* one layer's message lists, sized for P once (the attention ops fill them every layer) */
+    struct cd_patch_rows_ *rows;  /* [4P]: receives [0, 2P), sends [2P, 4P) */
+    cd_xfer *xfers;               /* [4P] */
+    size_t *counts;               /* [2P] */
 } cd_patch;
 
 /* Rows [a, b) of the grid exchanged with rank `peer` in one layer. */
-typedef struct { int peer, a, b; } cd_patch_rows;
+typedef struct cd_patch_rows_ { int peer, a, b; } cd_patch_rows;
 /* Halo rows of rank j: [band[j] - above, band[j]) and [band[j+1], band[j+1] + below). */
 void cd_patch_halo_of(const cd_patch *p, int j, int halo, int *above, int *below);
 /* The messages of one layer (at most 2 (P - 1)): the rows this rank receives (recv = 1; from the

@@ -40,9 +40,8 @@ struct layout {
     size_t qb, kb, vb, qe, ke, ve, oe, le, lt, ek, ev, pool, rbuf, sbuf, tall, total;
 };
 
-/* rm, sm: [2P] each (may be NULL: counts only) */
-cd_status plan(cd_ctx *ctx, const cd_patch *p, int NH, int HD, int T, int radius, int down, layout *L,
-               cd_patch_rows *rm, cd_patch_rows *sm) {
+/* The layer's message lists land in p->rows (receives, then sends at 2P). */
+cd_status plan(cd_ctx *ctx, const cd_patch *p, int NH, int HD, int T, int radius, int down, layout *L) {
     memset(L, 0, sizeof *L);
     L->NH = NH;
     L->HD = HD;
@@ -64,23 +63,11 @@ cd_status plan(cd_ctx *ctx, const cd_patch *p, int NH, int HD, int T, int radius
     L->mycells = L->pooled ? (size_t)(L->B / down) * L->pw : 0;
     L->NP = L->pooled ? (size_t)(p->H / down) * L->pw : 0;
     L->tf = (size_t)NH * (size_t)T * (hd + 1);
-    cd_patch_rows tmp_r[2 * 64], tmp_s[2 * 64];
-    cd_patch_rows *r = rm, *s = sm;
-    if (!r || !s) {
-        if (p->P > 64) { /* counts only, for many ranks: a heap list */
-            r = (cd_patch_rows *)malloc(sizeof(cd_patch_rows) * 4 * (size_t)p->P);
-            if (!r) return cd_set_error(ctx, CD_ERR_OOM, "patch: out of memory");
-            s = r + 2 * p->P;
-        } else {
-            r = tmp_r;
-            s = tmp_s;
-        }
-    }
+    cd_patch_rows *r = p->rows, *s = p->rows + 2 * p->P; /* no layer is in flight while we plan */
     L->nr = cd_patch_msgs(p, L->halo, 1, r);
     L->ns = cd_patch_msgs(p, L->halo, 0, s);
     for (int i = 0; i < L->nr; i++) L->rrows += (size_t)(r[i].b - r[i].a);
     for (int i = 0; i < L->ns; i++) L->srows += (size_t)(s[i].b - s[i].a);
-    if (r != rm && r != tmp_r) free(r);
 
     const size_t NHs = (size_t)NH, bf = sizeof(uint16_t), rowe = W * hd; /* elements per grid row */
     size_t at = 0;
@@ -181,7 +168,7 @@ struct copier {
 extern "C" size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T,
                                               int radius, int down) {
     layout L;
-    if (!p || p->H < 1 || plan(NULL, p, heads, head_dim, T, radius, down, &L, NULL, NULL)) return 0;
+    if (!p || p->H < 1 || plan(NULL, p, heads, head_dim, T, radius, down, &L)) return 0;
     return L.total;
 }
 
@@ -200,19 +187,15 @@ extern "C" cd_status cd_patch_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d,
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "patch attention (cuda): down %d needs spatial weights",
                             d->down);
     struct cd_cuda *cu = cd_cuda_of(ctx);
-    cd_patch_rows *rm = (cd_patch_rows *)malloc(sizeof(cd_patch_rows) * 4 * (size_t)p->P);
-    cd_xfer *xf = (cd_xfer *)malloc(sizeof(cd_xfer) * 4 * (size_t)p->P);
-    size_t *cnt = (size_t *)malloc(sizeof(size_t) * (size_t)p->P);
+    cd_patch_rows *rm = p->rows;
+    cd_xfer *xf = p->xfers;
+    size_t *cnt = p->counts;
     layout L;
     cd_status s = CD_OK;
     unsigned char *base = NULL;
-    if (!rm || !xf || !cnt) {
-        s = cd_set_error(ctx, CD_ERR_OOM, "patch: out of memory");
-        goto done;
-    }
     {
         cd_patch_rows *sm = rm + 2 * p->P;
-        if ((s = plan(ctx, p, d->heads, d->head_dim, d->text_len, d->radius, d->down, &L, rm, sm))) goto done;
+        if ((s = plan(ctx, p, d->heads, d->head_dim, d->text_len, d->radius, d->down, &L))) goto done;
         if (!(base = (unsigned char *)cd_cuda_scratch(ctx, L.total))) {
             s = CD_ERR_OOM;
             goto done;
@@ -371,8 +354,5 @@ extern "C" cd_status cd_patch_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d,
         s = cd_devcomm_wait(ctx, p->comm, "patch attention (halo, pooled keys, text)");
     }
 done:
-    free(rm);
-    free(xf);
-    free(cnt);
     return s;
 }
