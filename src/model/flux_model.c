@@ -331,12 +331,9 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
     if (s) return s;
     const int P = cd_comm_size(comm);
     const int *band = cd_patch_bands(m->patch);
-    size_t *cnt = malloc(sizeof(size_t) * (size_t)P);
-    if (!cnt) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+    size_t *cnt = m->patch->counts; /* the attention layers are done with it */
     for (int i = 0; i < P; i++) cnt[i] = (size_t)(band[i + 1] - band[i]) * W * oc * sizeof(float);
-    s = cd_comm_allgatherv(ctx, comm, m->pout, cnt, out, "output bands");
-    free(cnt);
-    return s;
+    return cd_comm_allgatherv(ctx, comm, m->pout, cnt, out, "output bands");
 }
 
 cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out) {
