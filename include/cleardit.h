@@ -78,7 +78,13 @@ typedef enum {
 } cd_isa;
 
 const char *cd_isa_name(cd_isa isa);
-int cd_isa_supported(cd_isa isa);          /* 1 if this machine can run the path */
+/* 1 if this machine can run the path. The environment variable CLEARDIT_ISA caps the answer, so
+ * that one machine runs what an older one would: generic | avx2 | avx512 (AVX-512 without the
+ * AVX512_BF16 kernels) | avx512bf16 | auto (the default: everything the CPU has). */
+int cd_isa_supported(cd_isa isa);
+/* NULL when CLEARDIT_ISA is unset or valid for this CPU, else a one-line reason (contexts cannot be
+ * created until it is fixed). */
+const char *cd_isa_env_error(void);
 
 typedef struct cd_ctx cd_ctx;
 
@@ -93,6 +99,7 @@ void cd_ctx_free(cd_ctx *ctx);
 const char *cd_ctx_error(const cd_ctx *ctx);   /* last error message, "" if none */
 cd_isa cd_ctx_isa(const cd_ctx *ctx);          /* the path actually used (never AUTO) */
 int cd_ctx_threads(const cd_ctx *ctx);         /* threads actually used */
+int cd_ctx_bf16(const cd_ctx *ctx);            /* 1 if the AVX512_BF16 kernels are in use */
 
 /* ---- devices ------------------------------------------------------------------------------ */
 /* Where models and attention layers compute. CUDA needs a build with nvcc (make finds it) and an

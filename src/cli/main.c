@@ -1,6 +1,7 @@
 /* main.c — the `cleardit` command: dispatches to the subcommands (cli.h) and prints the top-level
  * usage. Exit codes everywhere: 0 ok, 1 runtime failure, 2 bad input. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cleardit.h"
@@ -75,6 +76,11 @@ int main(int argc, char **argv) {
     cmd_fn f = find_cmd(cmd);
     if (!f) {
         fprintf(stderr, "cleardit: error: unknown command '%s'\n\n%s", cmd, k_usage);
+        return CLI_BAD_INPUT;
+    }
+    const char *isa_err = cd_isa_env_error(); /* every command makes a context: say why it cannot */
+    if (isa_err) {
+        fprintf(stderr, "cleardit: error: %s (it is '%s')\n", isa_err, getenv("CLEARDIT_ISA"));
         return CLI_BAD_INPUT;
     }
     return f(argc - 1, argv + 1); /* the subcommand sees itself as argv[0] */

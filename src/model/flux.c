@@ -156,7 +156,7 @@ static cd_status attend(cd_ctx *ctx, const cd_ops *ops, const cd_flux_config *c,
     const float *sw = (at->down >= 2 && w->spatial_weight)
                           ? w->spatial_weight + (size_t)layer * at->down * at->down
                           : NULL;
-    return ops->attention(ctx, &d, a->q, a->k, a->v, sw, a->o, a->lse);
+    return ops->attention(ops, ctx, &d, a->q, a->k, a->v, sw, a->o, a->lse);
 }
 
 /* One stream of a double block after attention: x += gate1 * proj(attn rows), then the MLP. */

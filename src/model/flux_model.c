@@ -1,11 +1,10 @@
 /* flux_model.c — the public FLUX model object (cleardit.h): weights (bound from a checkpoint, or
- * random for benchmarks), the activation arena, and cd_flux_run over the fast CPU ops. */
+ * random for benchmarks), the activation arena, and cd_flux_run on the ops table of the model's
+ * device (from the backend registry; patch parallelism decorates that table). Nothing here asks
+ * which device it is: only what the table supports, needs (workspace) and where its memory is. */
 #include "flux_load.h"
 #include "../ops/attn.h"
-#include "../backend/cpu/gemm_bf16.h"
-#include "../backend/cuda/cuda.h"
 #include "../parallel/patch.h"
-#include "../parallel/devcomm.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -24,18 +23,17 @@ struct cd_flux_model {
     size_t weight_bytes;
     cd_flux_arena arena;
     cd_device device;       /* where cd_flux_run computes */
-    cd_flux_weights dw;     /* the weights on that device (CUDA), pointing into dev */
+    const cd_ops *ops;      /* that device's table (NULL: the CPU's, before any set_device) */
+    cd_flux_weights dw;     /* the weights in the table's memory when it is not the host's */
     cd_flux_dev_store dev;
     cd_patch *patch;        /* patch parallelism (cd_flux_set_parallel), or NULL */
     float *pout;            /* [own tokens, out_channels] of a patch-parallel run (grow-only) */
     size_t pout_cap;
 };
 
-static const cd_ops *model_ops(const cd_flux_model *m) {
-    return m->device == CD_DEVICE_CUDA ? cd_ops_cuda() : cd_ops_cpu();
-}
+static const cd_ops *model_ops(const cd_flux_model *m) { return m->ops ? m->ops : cd_ops_cpu(); }
 static const cd_flux_weights *model_weights(const cd_flux_model *m) {
-    return m->device == CD_DEVICE_CUDA ? &m->dw : &m->w;
+    return model_ops(m)->host_memory ? &m->w : &m->dw;
 }
 
 size_t cd_flux_list_linears(cd_flux_weights *w, cd_lin_ref *r) {
@@ -198,41 +196,55 @@ void cd_flux_free(cd_flux_model *m) {
     free(m);
 }
 
+/* Reserves the scratch every linear of the model needs for n rows (the widest input decides;
+ * the table says how much for each weight dtype), so that a forward never allocates. */
+static cd_status reserve_linears(cd_ctx *ctx, const cd_ops *ops, cd_flux_model *m, size_t n) {
+    cd_flux_weights w = *model_weights(m);
+    const size_t nlin = cd_flux_list_linears(&w, NULL);
+    cd_lin_ref *refs = malloc(nlin * sizeof *refs);
+    if (!refs) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+    cd_flux_list_linears(&w, refs);
+    size_t need = 0;
+    for (size_t i = 0; i < nlin; i++) {
+        const cd_op_desc d = {.op = CD_OP_LINEAR, .n = n, .in = refs[i].l->w.in,
+                              .out = refs[i].l->w.out, .wdtype = refs[i].l->w.dtype};
+        const size_t b = ops->workspace(ops, ctx, &d);
+        if (b > need) need = b;
+    }
+    free(refs);
+    return ops->reserve(ctx, need);
+}
+
 cd_status cd_flux_reserve(cd_ctx *ctx, cd_flux_model *m, size_t max_tokens) {
     const cd_ops *ops = model_ops(m);
     if (m->arena.block && m->arena.ops == ops && m->arena.max_tokens >= max_tokens) return CD_OK;
     cd_flux_arena_free(&m->arena);
     cd_status s = cd_flux_arena_init_ops(ctx, ops, &m->w.cfg, max_tokens, &m->arena);
     if (s) return s;
-    const size_t widest = (size_t)m->w.cfg.hidden + (size_t)m->w.cfg.mlp_hidden;
-    if (m->device == CD_DEVICE_CUDA) /* the linear's bf16 copy of its input */
-        return cd_cuda_scratch(ctx, cd_cuda_linear_scratch(max_tokens, (int)widest)) ? CD_OK : CD_ERR_OOM;
-    /* the linear op's scratch for the widest input, reserved now so that a forward never
-     * allocates: f32 tiles of 1024 weight rows (ops_cpu.c), or the AVX512_BF16 GEMM's packed
-     * activations */
-    size_t need = 1024 * widest;
-    const size_t g = cd_gemm_bf16_scratch_floats(max_tokens, (int)widest, cd_ctx_threads(ctx));
-    if (g > need) need = g;
-    return cd_ctx_work(ctx, need) ? CD_OK : CD_ERR_OOM;
+    return reserve_linears(ctx, ops, m, max_tokens);
 }
 
 cd_status cd_flux_set_device(cd_ctx *ctx, cd_flux_model *m, cd_device dev) {
-    if (dev == m->device) return CD_OK;
-    if (dev != CD_DEVICE_CPU && dev != CD_DEVICE_CUDA)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: unknown device %d", (int)dev);
+    if (dev == m->device && m->ops) return CD_OK;
+    const cd_ops *ops = NULL;
+    cd_status s = cd_backend_ops(ctx, dev, &ops);
+    if (s) return s;
     cd_flux_arena_free(&m->arena);
     cd_flux_dev_store_free(&m->dev);
     m->device = CD_DEVICE_CPU;
-    if (dev == CD_DEVICE_CPU) return CD_OK;
-    cd_status s = cd_device_open(ctx, dev);
-    if (s) return s;
-    if (!cd_cuda_attention_supports(m->w.cfg.head_dim))
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                            "flux: the CUDA attention kernels are built for head_dim 32, 64 and 128; "
-                            "this model has %d", m->w.cfg.head_dim);
-    s = cd_flux_weights_to_backend(ctx, cd_ops_cuda(), &m->w, &m->dw, &m->dev);
-    if (s) return s;
+    m->ops = NULL;
+    /* the model's attention shape on this backend (the head_dim decides; the grid comes later) */
+    const cd_attn_desc ad = {m->w.cfg.heads, m->w.cfg.head_dim, 0, 1, 1, 0, 0, 0};
+    const cd_op_desc od = {.op = CD_OP_ATTENTION, .attn = &ad};
+    if ((s = ops->supports(ops, ctx, &od))) {
+        char why[sizeof ctx->err];
+        snprintf(why, sizeof why, "%s", ctx->err);
+        return cd_set_error(ctx, s, "flux: %s", why);
+    }
+    if (!ops->host_memory && (s = cd_flux_weights_to_backend(ctx, ops, &m->w, &m->dw, &m->dev)))
+        return s;
     m->device = dev;
+    m->ops = ops;
     return CD_OK;
 }
 
@@ -258,19 +270,13 @@ cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_
     if (!comm) return CD_OK;
     if (mode != CD_TEXT_EXACT && mode != CD_TEXT_APPROX)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: unknown text attention mode %d", (int)mode);
-    if (m->device == CD_DEVICE_CUDA) { /* GPU ranks: halos over NCCL (patch_cuda.cu) */
-        if (!cd_devcomm_built())
-            return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                                "flux: patch parallelism on GPU ranks needs NCCL, and this build has "
-                                "none (nccl.h was not found under the CUDA toolkit, or NCCL=0); run "
-                                "the ranks on the CPU (--device cpu) or rebuild with NCCL");
-        cd_status s = cd_devcomm_setup(ctx, comm); /* collective: every rank is here */
-        if (s) return s;
-    } else if (m->device != CD_DEVICE_CPU) {
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "flux: patch parallelism: unknown device %d",
-                            (int)m->device);
-    }
-    return cd_patch_create(ctx, comm, mode, &m->patch);
+    cd_status s = cd_patch_create(ctx, comm, mode, &m->patch);
+    const cd_ops *ops;
+    /* the decorator's checks (and a device communicator's collective setup) now, so that a build
+     * that cannot run it says so before the first step; run_patch decorates again after a later
+     * set_device */
+    if (!s) s = cd_patch_decorate(ctx, m->patch, model_ops(m), &ops);
+    return s;
 }
 
 /* A patch-parallel forward: this rank's band of image rows through the model with the halo
@@ -298,19 +304,13 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
     if ((s = cd_patch_split(ctx, m->patch, p->grid_h, p->grid_w, p->radius, p->down >= 2 ? p->down : 0, &y0, &y1)))
         return s;
     const size_t W = (size_t)p->grid_w, Lloc = (size_t)(y1 - y0) * W, oc = (size_t)c->out_channels;
-    const int gpu = m->device == CD_DEVICE_CUDA;
-    const cd_ops *ops = gpu ? cd_patch_ops_cuda(m->patch) : cd_patch_ops(m->patch);
-    if (!ops) return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "flux: this build has no CUDA ops");
-    if (gpu && (s = cd_devcomm_setup(ctx, comm))) return s; /* once; set_device after set_parallel */
+    const cd_ops *ops = NULL;
+    if ((s = cd_patch_decorate(ctx, m->patch, model_ops(m), &ops))) return s;
     if ((s = cd_flux_reserve(ctx, m, Lloc + (size_t)p->T))) return s;
-    if (gpu) { /* the device scratch of the halo attention (grow-only; the forward then allocates none) */
-        if (!cd_cuda_scratch(ctx, cd_patch_cuda_scratch_bytes(m->patch, c->heads, c->head_dim, p->T,
-                                                              p->radius, p->down)))
-            return CD_ERR_OOM;
-    } else if (!cd_ctx_work(ctx, cd_patch_attn_scratch_floats(m->patch, c->heads, c->head_dim, p->T,
-                                                              p->radius, p->down, cd_ctx_threads(ctx)))) {
-        return CD_ERR_OOM;
-    }
+    /* the halo attention's scratch (grow-only; the forward then allocates none) */
+    const cd_attn_desc ad = {c->heads, c->head_dim, p->T, y1 - y0, p->grid_w, p->radius, p->down, p->attn_scale};
+    const cd_op_desc od = {.op = CD_OP_ATTENTION, .attn = &ad};
+    if ((s = ops->reserve(ctx, ops->workspace(ops, ctx, &od)))) return s;
     if (Lloc * oc > m->pout_cap) {
         free(m->pout);
         m->pout_cap = 0;
@@ -324,10 +324,8 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
                                (int32_t)Lloc, p->T, y1 - y0, p->grid_w};
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
-    ctx->patch = m->patch;
     s = cd_flux_forward(ctx, ops, model_weights(m), &at, &m->arena, &in, m->pout,
                         p->block_seconds ? &probe : NULL);
-    ctx->patch = NULL;
     if (s) return s;
     const int P = cd_comm_size(comm);
     const int *band = cd_patch_bands(m->patch);
@@ -357,18 +355,16 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
         ad.grid_h = 1;
         ad.grid_w = p->L;
     }
-    if (m->device == CD_DEVICE_CUDA) {
-        if (!cd_cuda_scratch(ctx, cd_cuda_attention_scratch(&ad))) return CD_ERR_OOM;
-    } else if (!cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(&ad, cd_ctx_threads(ctx)))) {
-        return CD_ERR_OOM;
-    }
+    const cd_ops *ops = model_ops(m);
+    const cd_op_desc od = {.op = CD_OP_ATTENTION, .attn = &ad};
+    if ((s = ops->reserve(ctx, ops->workspace(ops, ctx, &od)))) return s;
     cd_flux_attn at = {p->radius, p->down, p->attn_scale, p->rope_ntk};
     cd_flux_inputs in = {p->img, p->txt, p->pooled, p->img_ids, p->txt_ids, p->timestep,
                          p->guidance, p->L, p->T, p->grid_h, p->grid_w};
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
     bt.t = cd_now();
-    return cd_flux_forward(ctx, model_ops(m), model_weights(m), &at, &m->arena, &in, out,
+    return cd_flux_forward(ctx, ops, model_weights(m), &at, &m->arena, &in, out,
                            p->block_seconds ? &probe : NULL);
 }
 

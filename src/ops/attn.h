@@ -25,6 +25,9 @@ static inline size_t cd_attn_tokens(const cd_attn_desc *d) {
     return (size_t)d->text_len + (size_t)d->grid_h * (size_t)d->grid_w;
 }
 
+/* n random bf16 values in [-1, 1) from a counter-based stream (benchmark inputs). */
+void cd_attn_fill_bf16(uint16_t *p, size_t n, uint64_t seed);
+
 /* Backend entry points (inputs validated by the caller). */
 cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
                                 const void *k, const void *v, const float *sw, float *o,

@@ -19,7 +19,34 @@ typedef struct {
     int32_t out, in;
 } cd_weight;
 
-typedef struct cd_ops {
+/* The ops of the table, for capability and workspace questions (docs/backends.md). */
+typedef enum {
+    CD_OP_LINEAR = 0,
+    CD_OP_LN_MODULATE,
+    CD_OP_RMSNORM_HEADS,
+    CD_OP_GATE_ADD,
+    CD_OP_GELU_TANH,
+    CD_OP_SILU,
+    CD_OP_ROPE,
+    CD_OP_TO_HEADS,
+    CD_OP_FROM_HEADS,
+    CD_OP_ATTENTION,
+    CD_OP_ADD,
+    CD_OP_COPY_ROWS,
+    CD_OP_COUNT
+} cd_op_id;
+
+/* One op as a question to a backend: which op, on what. Unused fields are 0. */
+typedef struct {
+    cd_op_id op;
+    size_t n;                  /* rows (tokens) of the call */
+    int32_t in, out;           /* linear: widths */
+    cd_dtype wdtype;           /* linear: the weight's dtype */
+    const cd_attn_desc *attn;  /* attention: the call's description */
+} cd_op_desc;
+
+typedef struct cd_ops cd_ops;
+struct cd_ops {
     const char *name;
     /* y [n, out] = x [n, in] . W^T + b;  b [out] f32 or NULL. x and y do not alias. */
     cd_status (*linear)(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b,
@@ -44,9 +71,26 @@ typedef struct cd_ops {
                      size_t ntot, size_t t0);
     void (*from_heads)(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
                        int hd, float *rows);
-    /* One attention layer (see cd_attention_forward): q, k, v [NH, N, HD] f32. */
-    cd_status (*attention)(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                           const float *v, const float *spatial_weight, float *o, float *lse);
+    /* One attention layer (see cd_attention_forward): q, k, v [NH, N, HD] f32. `self` is the table
+     * it was called through, so that a decorator (patch parallelism: src/parallel/patch.c) finds
+     * its state; plain backends ignore it. Its scratch is the `workspace` of CD_OP_ATTENTION. */
+    cd_status (*attention)(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                           const float *k, const float *v, const float *spatial_weight, float *o,
+                           float *lse);
+
+    /* ---- capabilities and scratch: callers ask, never test which device this is ---- */
+    /* CD_OK if the backend runs d's op with d's dtypes and shapes, else CD_ERR_UNSUPPORTED with a
+     * one-line reason in ctx (e.g. a head_dim the GPU kernels are not built for, or a weight dtype
+     * the linear cannot take). */
+    cd_status (*supports)(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d);
+    /* Scratch bytes the op needs for d (0: none). `reserve` makes that much ready in ctx ahead of a
+     * forward, so that the forward itself never allocates (grow-only; owned by ctx). */
+    size_t (*workspace)(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d);
+    cd_status (*reserve)(cd_ctx *ctx, size_t bytes);
+    /* Benchmarks (cd_attention_time): times reps calls of the backend's own attention kernel on
+     * random bf16 inputs, t [reps] seconds each (after one warm-up call). NULL: no timer. */
+    cd_status (*time_attention)(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, int reps,
+                                double *t);
 
     /* ---- memory and data movement: the model touches activations only through these ---- */
     int host_memory; /* 1: the backend's memory is host memory (the CPU backends) */
@@ -61,10 +105,15 @@ typedef struct cd_ops {
     /* dst [rows, dst_ld] <- the first `cols` floats of each row of src [rows, src_ld] */
     void (*copy_rows)(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
                       size_t rows, size_t cols);
-} cd_ops;
+};
 
 const cd_ops *cd_ops_cpu_ref(void);  /* the oracle */
 const cd_ops *cd_ops_cpu(void);      /* the fast CPU backend */
+
+/* The backend registry (src/backend/registry.c): the table that computes on `dev`, with the device
+ * made ready in ctx (CUDA: opened once per context). CD_ERR_UNSUPPORTED with the reason when this
+ * build or machine cannot (no CUDA in the build, no GPU). */
+cd_status cd_backend_ops(cd_ctx *ctx, cd_device dev, const cd_ops **out);
 
 /* Host-side helpers (cheap, backend independent). */
 /* FLUX timestep embedding: t' = 1000 t; emb = [cos(t' f_i), sin(t' f_i)], f_i = exp(-ln(10000) i /

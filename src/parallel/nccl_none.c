@@ -24,9 +24,9 @@ cd_status cd_devcomm_wait(cd_ctx *ctx, cd_comm *c, const char *what) {
     (void)c; (void)what;
     return NO_NCCL(ctx);
 }
-cd_status cd_patch_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                  const float *v, const float *sw, float *o, float *lse) {
-    (void)d; (void)q; (void)k; (void)v; (void)sw; (void)o; (void)lse;
+cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                  const float *k, const float *v, const float *sw, float *o, float *lse) {
+    (void)self; (void)d; (void)q; (void)k; (void)v; (void)sw; (void)o; (void)lse;
     return NO_NCCL(ctx);
 }
 size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T, int radius,

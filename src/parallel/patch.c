@@ -13,18 +13,20 @@
  *  5. the text outputs are all-gathered and merged in rank order (identically on every rank): exact
  *     by log-sum-exp, approx (the paper's Eq. 7) by averaging.
  * Memory: O((band + 2 halo) x W x heads x head_dim) per rank in one grow-only block.
- * GPU ranks run the same algorithm on device buffers with the exchanges over NCCL (patch_cuda.cu,
- * ops table cd_patch_ops_cuda). */
+ * GPU ranks run the same algorithm on device buffers with the exchanges over NCCL (patch_cuda.cu).
+ * Both are decorators over the model's ops table (cd_patch_decorate). */
 #include "patch.h"
+#include "devcomm.h"
 #include "../ops/attn.h"
-#include "../backend/cuda/cuda.h"
+
+#include <stddef.h>
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static cd_status patch_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                 const float *v, const float *sw, float *o, float *lse);
+static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                 const float *k, const float *v, const float *sw, float *o, float *lse);
 
 cd_status cd_patch_create(cd_ctx *ctx, cd_comm *comm, cd_text_attention mode, cd_patch **out) {
     *out = NULL;
@@ -42,14 +44,6 @@ cd_status cd_patch_create(cd_ctx *ctx, cd_comm *comm, cd_text_attention mode, cd
         cd_patch_free(p);
         return cd_set_error(ctx, CD_ERR_OOM, "patch: out of memory");
     }
-    p->ops = *cd_ops_cpu();
-    p->ops.name = "cpu (patch parallel)";
-    p->ops.attention = patch_attention;
-    if (cd_ops_cuda()) { /* GPU ranks: patch_cuda.cu */
-        p->ops_cuda = *cd_ops_cuda();
-        p->ops_cuda.name = "cuda (patch parallel)";
-        p->ops_cuda.attention = cd_patch_cuda_attention;
-    }
     *out = p;
     return CD_OK;
 }
@@ -64,8 +58,41 @@ void cd_patch_free(cd_patch *p) {
     free(p);
 }
 
-const cd_ops *cd_patch_ops(cd_patch *p) { return &p->ops; }
-const cd_ops *cd_patch_ops_cuda(cd_patch *p) { return p->ops_cuda.attention ? &p->ops_cuda : NULL; }
+cd_patch *cd_patch_of(const cd_ops *decorated) {
+    return (cd_patch *)(void *)((char *)(uintptr_t)decorated - offsetof(cd_patch, ops));
+}
+
+/* Attention scratch of the decorated op for d (this rank's band, after cd_patch_split); the other
+ * ops need what the base needs. */
+static size_t patch_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
+    const cd_patch *p = cd_patch_of(self);
+    if (d->op != CD_OP_ATTENTION || !d->attn) return p->base->workspace(p->base, ctx, d);
+    const cd_attn_desc *a = d->attn;
+    if (!p->base->host_memory)
+        return cd_patch_cuda_scratch_bytes(p, a->heads, a->head_dim, a->text_len, a->radius, a->down);
+    return cd_patch_attn_scratch_floats(p, a->heads, a->head_dim, a->text_len, a->radius, a->down,
+                                        cd_ctx_threads(ctx)) * sizeof(float);
+}
+
+cd_status cd_patch_decorate(cd_ctx *ctx, cd_patch *p, const cd_ops *base, const cd_ops **out) {
+    *out = NULL;
+    if (!base->host_memory) { /* device buffers: halos over the device communicator */
+        if (!cd_devcomm_built())
+            return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                                "flux: patch parallelism on GPU ranks needs NCCL, and this build has "
+                                "none (nccl.h was not found under the CUDA toolkit, or NCCL=0); run "
+                                "the ranks on the CPU (--device cpu) or rebuild with NCCL");
+        const cd_status s = cd_devcomm_setup(ctx, p->comm); /* collective; once per communicator */
+        if (s) return s;
+    }
+    p->base = base;
+    p->ops = *base;
+    p->ops.name = base->host_memory ? "cpu (patch parallel)" : "cuda (patch parallel)";
+    p->ops.attention = base->host_memory ? patch_attention : cd_patch_cuda_attention;
+    p->ops.workspace = patch_workspace;
+    *out = &p->ops;
+    return CD_OK;
+}
 cd_comm *cd_patch_comm(cd_patch *p) { return p->comm; }
 const int *cd_patch_bands(const cd_patch *p) { return p->band; }
 
@@ -138,10 +165,10 @@ static float *need(cd_ctx *ctx, cd_patch *p, size_t floats) {
     return b;
 }
 
-static cd_status patch_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                 const float *v, const float *sw, float *o, float *lse) {
-    cd_patch *p = ctx->patch;
-    if (!p || d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
+static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                 const float *k, const float *v, const float *sw, float *o, float *lse) {
+    cd_patch *p = cd_patch_of(self);
+    if ( d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
         return cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention: called outside its forward");
     if (d->head_dim > 512)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "patch attention: head_dim %d > 512", d->head_dim);

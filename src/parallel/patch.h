@@ -14,8 +14,8 @@ typedef struct cd_patch {
     cd_comm *comm;
     cd_text_attention mode;
     int P, me;
-    cd_ops ops;        /* cd_ops_cpu() with attention replaced */
-    cd_ops ops_cuda;   /* cd_ops_cuda() with attention replaced (builds with CUDA) */
+    cd_ops ops;        /* the decorated table: `base` with attention and its workspace replaced */
+    const cd_ops *base;/* the backend the model computes on (cd_patch_decorate) */
     int H, W;          /* this run's grid */
     int *band;         /* [P + 1] */
     float *buf;        /* grow-only scratch of the CPU attention op */
@@ -41,11 +41,15 @@ void cd_patch_free(cd_patch *p);
  * a message when some rank would get no row. *y0, *y1: this rank's rows. */
 cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int down, int *y0,
                          int *y1);
-/* The ops table to run the forward with (the CPU ops; attention exchanges halos). ctx must carry
- * p in ctx->patch while it runs. */
-const cd_ops *cd_patch_ops(cd_patch *p);
-/* The same on GPU ranks: the CUDA ops with cd_patch_cuda_attention (NULL in builds without CUDA). */
-const cd_ops *cd_patch_ops_cuda(cd_patch *p);
+/* The decorator (docs/backends.md "Decorators"): the table to run the forward with is `base` with
+ * an attention op that exchanges halos and a workspace that counts the halo scratch. Host-memory
+ * backends exchange host buffers through the communicator (this file); device-memory backends
+ * exchange device buffers over the device communicator (devcomm.h: NCCL; patch_cuda.cu), which is
+ * set up here (collectively: every rank calls this) and fails with the reason when the build has
+ * none. *out points into p (valid until cd_patch_free). */
+cd_status cd_patch_decorate(cd_ctx *ctx, cd_patch *p, const cd_ops *base, const cd_ops **out);
+/* The decorated table's patch state. */
+cd_patch *cd_patch_of(const cd_ops *decorated);
 cd_comm *cd_patch_comm(cd_patch *p);
 /* Floats of CPU attention scratch the patch attention needs after cd_patch_split (reserve it before
  * the forward). */
@@ -57,8 +61,8 @@ const int *cd_patch_bands(const cd_patch *p);
 /* ---- GPU ranks (patch_cuda.cu in builds with CUDA and NCCL; nccl_none.c otherwise) ---- */
 /* The patch attention op on device f32 buffers (the CUDA ops' layout), halos and text partials
  * over NCCL (devcomm.h); the same algorithm as the CPU op (patch.c). */
-cd_status cd_patch_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                  const float *v, const float *sw, float *o, float *lse);
+cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                  const float *k, const float *v, const float *sw, float *o, float *lse);
 /* Device scratch bytes (cd_cuda_scratch) that op needs after cd_patch_split (reserve it before the
  * forward); 0 in builds without it. */
 size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T, int radius,

@@ -172,11 +172,11 @@ extern "C" size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int 
     return L.total;
 }
 
-extern "C" cd_status cd_patch_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                             const float *k, const float *v, const float *sw,
-                                             float *o, float *lse) {
-    cd_patch *p = (cd_patch *)ctx->patch;
-    if (!p || d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
+extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d,
+                                             const float *q, const float *k, const float *v,
+                                             const float *sw, float *o, float *lse) {
+    cd_patch *p = cd_patch_of(self);
+    if ( d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
         return cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention (cuda): called outside its forward");
     if (!ctx->cuda)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "patch attention (cuda): CUDA is not initialised");

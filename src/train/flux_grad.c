@@ -231,7 +231,7 @@ cd_status cd_flux_grad_forward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flu
         f->ln_modulate(ctx, x + T * D, L, (int)D, mimg, mimg + D, LN_EPS, y->xn1 + T * D);
         TRY(qkv(ctx, f, c, t, y, y->xn1 + T * D, L, T, N, &b->img.q, &b->img.k, &b->img.v, b->img.norm_q,
                 b->img.norm_k));
-        TRY(f->attention(ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse));
+        TRY(f->attention(f, ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse));
         f->from_heads(ctx, y->o, N, 0, N, c->heads, c->head_dim, y->attn);
         TRY(stream_fwd(ctx, f, c, t, y, &b->img, mimg, x + T * D, L, T));
         TRY(stream_fwd(ctx, f, c, t, y, &b->txt, mtxt, x, T, 0));
@@ -244,7 +244,7 @@ cd_status cd_flux_grad_forward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flu
         f->ln_modulate(ctx, x, N, (int)D, y->mod, y->mod + D, LN_EPS, y->xn1);
         TRY(qkv(ctx, f, c, t, y, y->xn1, N, 0, N, &b->q, &b->k, &b->v, b->norm_q, b->norm_k));
         TRY(lin(ctx, f, &b->mlp_in, y->xn1, N, y->mlp_pre));
-        TRY(f->attention(ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse));
+        TRY(f->attention(f, ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse));
         f->from_heads(ctx, y->o, N, 0, N, c->heads, c->head_dim, y->attn);
         float *cat = t->dbig; /* [N, D + F] = [attn | gelu(mlp)] */
         for (size_t r = 0; r < N; r++) {

@@ -1,6 +1,5 @@
 /* context.c — cd_ctx lifecycle, status strings, error messages, CPU feature detection. */
 #include "internal.h"
-#include "../backend/cuda/cuda.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +54,7 @@ static int cpu_has_bf16(void) {
     return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 }
 
-int cd_isa_supported(cd_isa isa) {
+static int hw_supports(cd_isa isa) {
     __builtin_cpu_init();
     switch (isa) {
     case CD_ISA_AUTO:
@@ -64,6 +63,50 @@ int cd_isa_supported(cd_isa isa) {
     case CD_ISA_AVX512: return cpu_has_avx512() && __builtin_cpu_supports("fma");
     default: return 0;
     }
+}
+
+/* CLEARDIT_ISA (docs/backends.md "Choosing and forcing kernels"): the one place every CPU kernel
+ * choice can be forced from. It caps what the library believes this CPU has, so that a machine
+ * with AVX-512 + AVX512_BF16 runs exactly what an older CPU would: "generic" (x86-64 baseline),
+ * "avx2" (AVX2 + FMA), "avx512" (AVX-512 without the AVX512_BF16 paths: f32 weight tiles in the
+ * linear, f32 dot products in attention), "avx512bf16" or "auto"/unset (everything present).
+ * Read on each call (getenv is cheap), so the library keeps no global state.
+ * 0: ok (*cap, *bf16 set); -1: not one of the names; -2: names a path this CPU lacks. */
+static int env_cap(cd_isa *cap, int *bf16) {
+    const char *e = getenv("CLEARDIT_ISA");
+    *cap = CD_ISA_AVX512;
+    *bf16 = 1;
+    if (!e || !*e || !strcmp(e, "auto")) return 0;
+    if (!strcmp(e, "generic")) *cap = CD_ISA_GENERIC, *bf16 = 0;
+    else if (!strcmp(e, "avx2")) *cap = CD_ISA_AVX2, *bf16 = 0;
+    else if (!strcmp(e, "avx512")) *bf16 = 0;
+    else if (strcmp(e, "avx512bf16")) return -1;
+    if (!hw_supports(*cap) || (*bf16 && !cpu_has_bf16())) return -2;
+    return 0;
+}
+
+const char *cd_isa_env_error(void) {
+    cd_isa cap;
+    int bf16;
+    switch (env_cap(&cap, &bf16)) {
+    case -1: return "CLEARDIT_ISA must be one of auto, generic, avx2, avx512, avx512bf16";
+    case -2: return "CLEARDIT_ISA names an instruction set this CPU does not have";
+    default: return NULL;
+    }
+}
+
+int cd_isa_supported(cd_isa isa) {
+    cd_isa cap;
+    int bf16;
+    if (env_cap(&cap, &bf16)) return isa == CD_ISA_AUTO || isa == CD_ISA_GENERIC;
+    return hw_supports(isa) && (isa == CD_ISA_AUTO || isa <= cap);
+}
+
+/* AVX512_BF16 kernels (the linear's BF16 GEMM, bf16 dot products in attention) for an isa. */
+static int bf16_usable(cd_isa isa) {
+    cd_isa cap;
+    int bf16;
+    return isa == CD_ISA_AVX512 && cpu_has_bf16() && env_cap(&cap, &bf16) == 0 && bf16;
 }
 
 cd_ctx_params cd_ctx_params_default(void) {
@@ -76,6 +119,7 @@ cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
     cd_ctx_params d = p ? *p : cd_ctx_params_default();
     if (d.threads < 0 || d.threads > 4096) return CD_ERR_INVALID_ARG;
     if ((int)d.isa < 0 || d.isa >= CD_ISA_COUNT) return CD_ERR_INVALID_ARG;
+    if (cd_isa_env_error()) return CD_ERR_INVALID_ARG;
     if (!cd_isa_supported(d.isa)) return CD_ERR_UNSUPPORTED;
     cd_ctx *c = calloc(1, sizeof *c);
     if (!c) return CD_ERR_OOM;
@@ -84,7 +128,7 @@ cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
               : cd_isa_supported(CD_ISA_AVX2)   ? CD_ISA_AVX2
                                                 : CD_ISA_GENERIC;
     c->isa = d.isa;
-    c->has_bf16 = (d.isa == CD_ISA_AVX512) && cpu_has_bf16();
+    c->has_bf16 = bf16_usable(d.isa);
 #ifdef _OPENMP
     c->threads = d.threads > 0 ? d.threads : omp_get_max_threads();
 #else
@@ -97,7 +141,7 @@ cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
 
 void cd_ctx_free(cd_ctx *ctx) {
     if (ctx) {
-        cd_cuda_release(ctx);
+        if (ctx->release_device) ctx->release_device(ctx);
         free(ctx->work);
     }
     free(ctx);
@@ -121,6 +165,7 @@ float *cd_ctx_work(cd_ctx *ctx, size_t floats) {
     return w;
 }
 const char *cd_ctx_error(const cd_ctx *ctx) { return ctx ? ctx->err : ""; }
+int cd_ctx_bf16(const cd_ctx *ctx) { return ctx->has_bf16; }
 cd_isa cd_ctx_isa(const cd_ctx *ctx) { return ctx->isa; }
 int cd_ctx_threads(const cd_ctx *ctx) { return ctx->threads; }
 

@@ -23,7 +23,7 @@ struct cd_ctx {
     float *work;          /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
     size_t work_cap;      /* floats */
     void *cuda;           /* CUDA backend state (struct cd_cuda), NULL until cd_cuda_init */
-    void *patch;          /* patch parallelism of the forward running now (struct cd_patch), or NULL */
+    void (*release_device)(cd_ctx *ctx); /* set by a backend that keeps state in ctx; cd_ctx_free calls it */
 };
 
 /* Scratch of at least `floats` floats, 64-byte aligned, owned by ctx (grow-only: a model reserves

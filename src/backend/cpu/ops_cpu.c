@@ -6,6 +6,7 @@
 #include "../../ops/ops.h"
 #include "ops_host_mem.h"
 #include "gemm_bf16.h"
+#include "../../ops/attn.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -165,6 +166,20 @@ static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *
     return cd_attention_forward(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
 }
 
+/* Scratch (ctx's work area): a BF16 linear converts CD_WTILE weight rows at a time to f32, or packs
+ * its input for the AVX512_BF16 GEMM; attention keeps per-thread strips (attn_cpu.c). */
+static size_t cpu_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
+    (void)self;
+    size_t floats = 0;
+    if (d->op == CD_OP_LINEAR && d->wdtype == CD_DTYPE_BF16) {
+        floats = ctx->has_bf16 ? cd_gemm_bf16_scratch_floats(d->n, d->in, ctx->threads)
+                               : (size_t)CD_WTILE * (size_t)d->in;
+    } else if (d->op == CD_OP_ATTENTION && d->attn) {
+        floats = cd_attn_cpu_scratch_floats(d->attn, ctx->threads);
+    }
+    return floats * sizeof(float);
+}
+
 /* Profiled entry points: each op's wall time is added to its class while ctx->profile is on. */
 #define PROF_VOID(name, cls, params, args)                                                      \
     static void prof_##name params {                                                            \
@@ -198,8 +213,9 @@ static cd_status prof_linear(cd_ctx *ctx, const float *x, size_t n, const cd_wei
     return s;
 }
 
-static cd_status prof_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                const float *v, const float *sw, float *o, float *lse) {
+static cd_status prof_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                const float *k, const float *v, const float *sw, float *o, float *lse) {
+    (void)self;
     CD_PROF_BEGIN(ctx);
     cd_status s = cpu_attention(ctx, d, q, k, v, sw, o, lse);
     CD_PROF_END(ctx, CD_PROF_ATTENTION);
@@ -207,8 +223,20 @@ static cd_status prof_attention(cd_ctx *ctx, const cd_attn_desc *d, const float 
 }
 
 static const cd_ops k_cpu = {
-    "cpu", prof_linear, prof_ln_modulate, prof_rmsnorm_heads, prof_gate_add,
-    prof_gelu_tanh, prof_silu, prof_rope, prof_to_heads, prof_from_heads, prof_attention, CD_HOST_MEM_OPS,
+    .name = "cpu",
+    .linear = prof_linear,
+    .ln_modulate = prof_ln_modulate,
+    .rmsnorm_heads = prof_rmsnorm_heads,
+    .gate_add = prof_gate_add,
+    .gelu_tanh = prof_gelu_tanh,
+    .silu = prof_silu,
+    .rope = prof_rope,
+    .to_heads = prof_to_heads,
+    .from_heads = prof_from_heads,
+    .attention = prof_attention,
+    .workspace = cpu_workspace,
+    .time_attention = cd_cpu_time_attention,
+    CD_HOST_MEM_OPS,
 };
 
 const cd_ops *cd_ops_cpu(void) { return &k_cpu; }

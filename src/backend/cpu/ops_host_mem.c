@@ -39,3 +39,19 @@ void cd_host_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src,
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (rows * cols >= ((size_t)1 << 16))
     for (size_t r = 0; r < rows; r++) memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(float));
 }
+
+cd_status cd_host_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
+    if (d->op < 0 || d->op >= CD_OP_COUNT)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: unknown op %d", self->name, (int)d->op);
+    if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_F32 && d->wdtype != CD_DTYPE_BF16)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: linear weights must be F32 or BF16, not %s",
+                            self->name, cd_dtype_name(d->wdtype));
+    if (d->op == CD_OP_ATTENTION && (!d->attn || cd_attn_validate(ctx, d->attn)))
+        return CD_ERR_UNSUPPORTED;
+    return CD_OK;
+}
+
+cd_status cd_host_reserve(cd_ctx *ctx, size_t bytes) {
+    if (bytes == 0) return CD_OK;
+    return cd_ctx_work(ctx, (bytes + sizeof(float) - 1) / sizeof(float)) ? CD_OK : CD_ERR_OOM;
+}

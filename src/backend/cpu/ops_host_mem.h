@@ -12,9 +12,19 @@ void cd_host_add(cd_ctx *ctx, float *x, const float *y, size_t n);
 void cd_host_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
                        size_t rows, size_t cols);
 
-/* The initializer of those members, after `attention` in a cd_ops literal. */
-#define CD_HOST_MEM_OPS \
-    1, cd_host_alloc, cd_host_free, cd_host_copy, cd_host_copy, cd_host_sync, cd_host_add, \
-    cd_host_copy_rows
+/* Capabilities of the CPU tables: linear weights F32 or BF16, every other op and shape. */
+cd_status cd_host_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d);
+/* Scratch of the CPU tables is ctx's work area (cd_ctx_work), shared by consecutive ops. */
+cd_status cd_host_reserve(cd_ctx *ctx, size_t bytes);
+
+/* The fast CPU table's attention timer (attn_time_cpu.c). */
+cd_status cd_cpu_time_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, int reps, double *t);
+
+/* The designated initializers of the members every CPU table shares. */
+#define CD_HOST_MEM_OPS                                                                         \
+    .supports = cd_host_supports, .reserve = cd_host_reserve, .host_memory = 1,                 \
+    .alloc = cd_host_alloc, .free = cd_host_free, .upload = cd_host_copy,                       \
+    .download = cd_host_copy, .sync = cd_host_sync, .add = cd_host_add,                         \
+    .copy_rows = cd_host_copy_rows
 
 #endif

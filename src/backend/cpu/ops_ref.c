@@ -103,14 +103,32 @@ static void ref_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0
             memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
 }
 
-static cd_status ref_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                               const float *v, const float *sw, float *o, float *lse) {
+static cd_status ref_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                               const float *k, const float *v, const float *sw, float *o, float *lse) {
+    (void)self;
     return cd_attention_reference(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
 }
 
+/* The reference computes in place or with memory of its own: no scratch to reserve. */
+static size_t ref_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
+    (void)self; (void)ctx; (void)d;
+    return 0;
+}
+
 static const cd_ops k_ref = {
-    "cpu-reference", ref_linear, ref_ln_modulate, ref_rmsnorm_heads, ref_gate_add,
-    ref_gelu_tanh, ref_silu, ref_rope, ref_to_heads, ref_from_heads, ref_attention, CD_HOST_MEM_OPS,
+    .name = "cpu-reference",
+    .linear = ref_linear,
+    .ln_modulate = ref_ln_modulate,
+    .rmsnorm_heads = ref_rmsnorm_heads,
+    .gate_add = ref_gate_add,
+    .gelu_tanh = ref_gelu_tanh,
+    .silu = ref_silu,
+    .rope = ref_rope,
+    .to_heads = ref_to_heads,
+    .from_heads = ref_from_heads,
+    .attention = ref_attention,
+    .workspace = ref_workspace,
+    CD_HOST_MEM_OPS,
 };
 
 const cd_ops *cd_ops_cpu_ref(void) { return &k_ref; }

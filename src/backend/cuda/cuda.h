@@ -94,6 +94,9 @@ cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d, const ui
                                     const uint16_t *d_ek, const uint16_t *d_ev, int64_t E,
                                     float *d_o, float *d_lse, int variant,
                                     const cd_cuda_attn_opts *opts);
+/* The table's time_attention (attn_time_cuda.cu): the kernels alone, timed with device events. */
+cd_status cd_cuda_time_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, int reps,
+                                 double *t);
 /* Names of the variants for reports: NULL past the last one. */
 const char *cd_cuda_attention_variant_name(int variant);
 

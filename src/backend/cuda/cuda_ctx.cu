@@ -124,6 +124,7 @@ extern "C" cd_status cd_cuda_init(cd_ctx *ctx) {
              cu->prop.major, cu->prop.minor, cu->prop.multiProcessorCount,
              cu->prop.totalGlobalMem / (1024.0 * kMiB));
     ctx->cuda = cu;
+    ctx->release_device = cd_cuda_release; /* cd_ctx_free releases the device state */
     return CD_OK;
 fail:
     destroy(cu);

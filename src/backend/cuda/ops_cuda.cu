@@ -12,6 +12,8 @@
  * (the ops return void) and reported at the next sync. */
 #include "cuda_internal.h"
 
+#include <string.h>
+
 #include <stdint.h>
 
 /* gemm_cuda.cu. C++ linkage on purpose: a signature that differs between the two files fails to
@@ -458,30 +460,73 @@ static void cuda_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const flo
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
-/* Positional (C++17 has no designated initializers): the order of struct cd_ops in ops.h. A
- * member added there would silently stay NULL here, hence the size check (19 pointer-sized
- * members; host_memory is padded to one). */
-static_assert(sizeof(cd_ops) == 19 * sizeof(void *), "struct cd_ops changed: update k_cuda");
-static const cd_ops k_cuda = {
-    "cuda",
-    cd_cuda_linear_op,  /* linear */
-    cuda_ln_modulate,   /* ln_modulate */
-    cuda_rmsnorm_heads, /* rmsnorm_heads */
-    cuda_gate_add,      /* gate_add */
-    cuda_gelu_tanh,     /* gelu_tanh */
-    cuda_silu,          /* silu */
-    cuda_rope,          /* rope */
-    cuda_to_heads,      /* to_heads */
-    cuda_from_heads,    /* from_heads */
-    cd_cuda_attention,  /* attention (attn_cuda.cu) */
-    0,                  /* host_memory */
-    cd_cuda_alloc,      /* alloc */
-    cd_cuda_free,       /* free */
-    cd_cuda_h2d,        /* upload */
-    cd_cuda_d2h,        /* download */
-    cd_cuda_sync,       /* sync */
-    cuda_add,           /* add */
-    cuda_copy_rows,     /* copy_rows */
-};
+static cd_status cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                const float *k, const float *v, const float *sw, float *o, float *lse) {
+    (void)self;
+    return cd_cuda_attention(ctx, d, q, k, v, sw, o, lse);
+}
 
-extern "C" const cd_ops *cd_ops_cuda(void) { return &k_cuda; }
+/* What the GPU kernels take: linear weights in BF16 (the tensor-core GEMM's input type; a model
+ * converts other dtypes when it copies its weights here), attention for the head dims the
+ * kernels are built for. */
+static cd_status cuda_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
+    (void)self;
+    if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_BF16)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda: linear weights must be BF16 on the GPU, not %s",
+                            cd_dtype_name(d->wdtype));
+    if (d->op == CD_OP_ATTENTION && (!d->attn || !cd_cuda_attention_supports(d->attn->head_dim)))
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "the CUDA attention kernels are built for head_dim 32, 64 and 128; this call has %d",
+                            d->attn ? d->attn->head_dim : 0);
+    if (d->op < 0 || d->op >= CD_OP_COUNT)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda: unknown op %d", (int)d->op);
+    return CD_OK;
+}
+
+/* Device scratch: the linear's bf16 copy of its input, attention's bf16 q/k/v and extra keys. */
+static size_t cuda_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
+    (void)self; (void)ctx;
+    if (d->op == CD_OP_LINEAR) return cd_cuda_linear_scratch(d->n, d->in);
+    if (d->op == CD_OP_ATTENTION && d->attn) return cd_cuda_attention_scratch(d->attn);
+    return 0;
+}
+
+static cd_status cuda_reserve(cd_ctx *ctx, size_t bytes) {
+    return cd_cuda_scratch(ctx, bytes) ? CD_OK : CD_ERR_OOM;
+}
+
+/* Filled member by member (C++17 has no designated initializers), so a member added to struct
+ * cd_ops is either set here or NULL, never shifted into the wrong slot. */
+static cd_ops make_table(void) {
+    cd_ops t;
+    memset(&t, 0, sizeof t);
+    t.name = "cuda";
+    t.linear = cd_cuda_linear_op;
+    t.ln_modulate = cuda_ln_modulate;
+    t.rmsnorm_heads = cuda_rmsnorm_heads;
+    t.gate_add = cuda_gate_add;
+    t.gelu_tanh = cuda_gelu_tanh;
+    t.silu = cuda_silu;
+    t.rope = cuda_rope;
+    t.to_heads = cuda_to_heads;
+    t.from_heads = cuda_from_heads;
+    t.attention = cuda_attention;
+    t.supports = cuda_supports;
+    t.workspace = cuda_workspace;
+    t.reserve = cuda_reserve;
+    t.time_attention = cd_cuda_time_attention;
+    t.host_memory = 0;
+    t.alloc = cd_cuda_alloc;
+    t.free = cd_cuda_free;
+    t.upload = cd_cuda_h2d;
+    t.download = cd_cuda_d2h;
+    t.sync = cd_cuda_sync;
+    t.add = cuda_add;
+    t.copy_rows = cuda_copy_rows;
+    return t;
+}
+
+extern "C" const cd_ops *cd_ops_cuda(void) {
+    static const cd_ops k_cuda = make_table(); /* thread-safe one-time initialization */
+    return &k_cuda;
+}
