@@ -12,10 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LN_EPS CD_FLUX_LN_EPS
-#define RMS_EPS CD_FLUX_RMS_EPS
-#define TEMB CD_FLUX_TEMB
-
 /* Arena layout, in floats, for N tokens. */
 static size_t arena_floats(const cd_flux_config *c, size_t N, size_t *off) {
     const size_t D = (size_t)c->hidden, F = (size_t)c->mlp_hidden, NH = (size_t)c->heads;
@@ -29,7 +25,7 @@ static size_t arena_floats(const cd_flux_config *c, size_t N, size_t *off) {
         N * (D + F),      /* cat */
         N * D,            /* y */
         D, 6 * D, D, D,   /* vec, mod, silu_vec, tmp */
-        2 * TEMB,         /* emb: timestep | guidance */
+        2 * CD_FLUX_TEMB,         /* emb: timestep | guidance */
         N * (size_t)c->head_dim, /* cs: [N, HD/2, 2] */
         N * 3,            /* ids */
     };
@@ -84,14 +80,14 @@ cd_status cd_flux_arena_init_ops(cd_ctx *ctx, const cd_ops *ops, const cd_flux_c
     }
     float *io = b + floats;
     a->in_img = io + ioff[0]; a->in_txt = io + ioff[1]; a->in_pooled = io + ioff[2]; a->out = io + ioff[3];
-    const size_t hf = 2 * TEMB + max_tokens * ((size_t)cfg->head_dim + 3) + 32;
+    const size_t hf = 2 * CD_FLUX_TEMB + max_tokens * ((size_t)cfg->head_dim + 3) + 32;
     a->host = aligned_alloc(64, ((hf * sizeof(float)) + 63) & ~(size_t)63);
     if (!a->host) {
         cd_flux_arena_free(a);
         return cd_set_error(ctx, CD_ERR_OOM, "flux: cannot allocate %zu MiB of host staging", (hf * 4) >> 20);
     }
     a->h_emb = a->host;
-    a->h_cs = a->host + 2 * TEMB;
+    a->h_cs = a->host + 2 * CD_FLUX_TEMB;
     a->h_ids = a->h_cs + (((size_t)cfg->head_dim * max_tokens + 15) & ~(size_t)15);
     return CD_OK;
 }
@@ -161,8 +157,8 @@ static cd_status project_qkv(cd_ctx *ctx, const cd_ops *ops, const cd_flux_confi
         keep(ctx, ops, y->qpre + t0 * D, qr, n, D);
         keep(ctx, ops, y->kpre + t0 * D, kr, n, D);
     }
-    ops->rmsnorm_heads(ctx, qr, n, c->heads, c->head_dim, norm_q, RMS_EPS);
-    ops->rmsnorm_heads(ctx, kr, n, c->heads, c->head_dim, norm_k, RMS_EPS);
+    ops->rmsnorm_heads(ctx, qr, n, c->heads, c->head_dim, norm_q, CD_FLUX_RMS_EPS);
+    ops->rmsnorm_heads(ctx, kr, n, c->heads, c->head_dim, norm_k, CD_FLUX_RMS_EPS);
     ops->rope(ctx, qr, n, c->heads, c->head_dim, a->cs + t0 * c->head_dim);
     ops->rope(ctx, kr, n, c->heads, c->head_dim, a->cs + t0 * c->head_dim);
     ops->to_heads(ctx, qr, n, c->heads, c->head_dim, hb->q, N, t0);
@@ -208,7 +204,7 @@ static cd_status stream_tail(cd_ctx *ctx, const cd_ops *ops, const cd_flux_confi
     ops->gate_add(ctx, x, mod + 2 * D, y1, n, (int)D);
     if (y) keep(ctx, ops, y->x_mid + t0 * D, x, n, D);
     float *xn2 = y ? y->xn2 + t0 * D : a->xn;
-    ops->ln_modulate(ctx, x, n, (int)D, mod + 3 * D, mod + 4 * D, LN_EPS, xn2);
+    ops->ln_modulate(ctx, x, n, (int)D, mod + 3 * D, mod + 4 * D, CD_FLUX_LN_EPS, xn2);
     float *hid = a->cat; /* [n, F] */
     if (y) { /* the record keeps the MLP hidden before GELU */
         TRY(lin(ctx, ops, &s->mlp0, xn2, n, y->mlp_pre + t0 * F));
@@ -258,12 +254,12 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
 
     /* conditioning vector: time (+ guidance) + pooled text; the sinusoidal embeddings are
      * computed on the host (emb = timestep | guidance) */
-    cd_timestep_embedding(p->timestep, TEMB, a->h_emb);
-    if (c->guidance) cd_timestep_embedding(p->guidance, TEMB, a->h_emb + TEMB);
-    TRY(ops->upload(ctx, a->emb, a->h_emb, (c->guidance ? 2 : 1) * TEMB * sizeof(float)));
+    cd_timestep_embedding(p->timestep, CD_FLUX_TEMB, a->h_emb);
+    if (c->guidance) cd_timestep_embedding(p->guidance, CD_FLUX_TEMB, a->h_emb + CD_FLUX_TEMB);
+    TRY(ops->upload(ctx, a->emb, a->h_emb, (c->guidance ? 2 : 1) * CD_FLUX_TEMB * sizeof(float)));
     TRY(embed(ctx, ops, &w->time_in1, &w->time_in2, a->emb, a->tmp, a->vec, tp ? tp->t_h : NULL));
     if (c->guidance) {
-        TRY(embed(ctx, ops, &w->guid_in1, &w->guid_in2, a->emb + TEMB, a->tmp, a->silu_vec,
+        TRY(embed(ctx, ops, &w->guid_in1, &w->guid_in2, a->emb + CD_FLUX_TEMB, a->tmp, a->silu_vec,
                   tp ? tp->g_h : NULL));
         ops->add(ctx, a->vec, a->silu_vec, D);
     }
@@ -273,8 +269,8 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
     ops->copy_rows(ctx, a->silu_vec, D, a->vec, D, 1, D);
     ops->silu(ctx, a->silu_vec, D); /* every modulation reads silu(vec) */
     if (tp) {
-        keep(ctx, ops, tp->temb, a->emb, 1, TEMB);
-        if (c->guidance) keep(ctx, ops, tp->g_temb, a->emb + TEMB, 1, TEMB);
+        keep(ctx, ops, tp->temb, a->emb, 1, CD_FLUX_TEMB);
+        if (c->guidance) keep(ctx, ops, tp->g_temb, a->emb + CD_FLUX_TEMB, 1, CD_FLUX_TEMB);
         keep(ctx, ops, tp->vec, a->vec, 1, D);
         keep(ctx, ops, tp->silu_vec, a->silu_vec, 1, D);
     }
@@ -282,7 +278,8 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
     /* RoPE table over the joint ids (text first), computed on the host in double; kept while the
      * ids and theta stay the same (every sampling step of an image) */
     const double theta = w->rope_theta * (p->rope_ntk > 0 ? p->rope_ntk : 1.0);
-    if (a->cs_n != N || a->cs_theta != theta || memcmp(a->cs_axes, w->rope_axes, sizeof a->cs_axes) || memcmp(a->h_ids, p->txt_ids, T * 3 * sizeof(float)) ||
+    if (a->cs_n != N || a->cs_theta != theta || memcmp(a->cs_axes, w->rope_axes, sizeof a->cs_axes) ||
+        memcmp(a->h_ids, p->txt_ids, T * 3 * sizeof(float)) ||
         memcmp(a->h_ids + T * 3, p->img_ids, L * 3 * sizeof(float))) {
         memcpy(a->h_ids, p->txt_ids, T * 3 * sizeof(float));
         memcpy(a->h_ids + T * 3, p->img_ids, L * 3 * sizeof(float));
@@ -309,11 +306,11 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
         float *xn_txt = y ? y->xn1 : a->xn, *xn_img = y ? y->xn1 + T * D : a->xn;
         if (y) keep(ctx, ops, y->x_in, a->x, N, D);
         TRY(lin(ctx, ops, &b->txt.mod, a->silu_vec, 1, mtxt));
-        ops->ln_modulate(ctx, txt, T, (int)D, mtxt, mtxt + D, LN_EPS, xn_txt);
+        ops->ln_modulate(ctx, txt, T, (int)D, mtxt, mtxt + D, CD_FLUX_LN_EPS, xn_txt);
         TRY(project_qkv(ctx, ops, c, a, xn_txt, T, 0, N, &b->txt.q, &b->txt.k, &b->txt.v,
                         b->txt.norm_q, b->txt.norm_k, &hb, y));
         TRY(lin(ctx, ops, &b->img.mod, a->silu_vec, 1, mimg));
-        ops->ln_modulate(ctx, img, L, (int)D, mimg, mimg + D, LN_EPS, xn_img);
+        ops->ln_modulate(ctx, img, L, (int)D, mimg, mimg + D, CD_FLUX_LN_EPS, xn_img);
         TRY(project_qkv(ctx, ops, c, a, xn_img, L, T, N, &b->img.q, &b->img.k, &b->img.v,
                         b->img.norm_q, b->img.norm_k, &hb, y));
         TRY(attend(ctx, ops, w, p, &hb, layer));
@@ -334,7 +331,7 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
         float *mod = y ? y->mod : a->mod, *xn = y ? y->xn1 : a->xn;
         if (y) keep(ctx, ops, y->x_in, a->x, N, D);
         TRY(lin(ctx, ops, &b->mod, a->silu_vec, 1, mod));
-        ops->ln_modulate(ctx, a->x, N, (int)D, mod, mod + D, LN_EPS, xn);
+        ops->ln_modulate(ctx, a->x, N, (int)D, mod, mod + D, CD_FLUX_LN_EPS, xn);
         TRY(project_qkv(ctx, ops, c, a, xn, N, 0, N, &b->q, &b->k, &b->v, b->norm_q, b->norm_k,
                         &hb, y));
         float *mlp = a->h; /* q/k/v rows are no longer needed once heads-major */
@@ -363,7 +360,7 @@ cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
     TRY(lin(ctx, ops, &w->final_shift, a->silu_vec, 1, mf));
     TRY(lin(ctx, ops, &w->final_scale, a->silu_vec, 1, mf + D));
     if (tp) keep(ctx, ops, tp->x_final, a->x, N, D);
-    ops->ln_modulate(ctx, img, L, (int)D, mf, mf + D, LN_EPS, xnf);
+    ops->ln_modulate(ctx, img, L, (int)D, mf, mf + D, CD_FLUX_LN_EPS, xnf);
     if (ops->host_memory) return lin(ctx, ops, &w->final_out, xnf, L, out);
     TRY(lin(ctx, ops, &w->final_out, xnf, L, a->out));
     return ops->download(ctx, out, a->out, L * (size_t)c->out_channels * sizeof(float));

@@ -14,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LN_EPS CD_FLUX_LN_EPS
-#define RMS_EPS CD_FLUX_RMS_EPS
-#define TEMB CD_FLUX_TEMB
-
 #define TRY(expr)                                                                               \
     do {                                                                                        \
         cd_status s_ = (expr);                                                                  \
@@ -70,9 +66,9 @@ static size_t work_layout(const cd_flux_config *c, size_t N, float *base, cd_flu
 #undef L_
     }
 #define T_(f) (*(base ? &t->tape.f : &dummy))
-    TAKE(T_(temb), TEMB);
+    TAKE(T_(temb), CD_FLUX_TEMB);
     TAKE(T_(t_h), D);
-    TAKE(T_(g_temb), TEMB);
+    TAKE(T_(g_temb), CD_FLUX_TEMB);
     TAKE(T_(g_h), D);
     TAKE(T_(p_h), D);
     TAKE(T_(vec), D);
@@ -164,8 +160,10 @@ static cd_status qkv_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_conf
     f->from_heads(ctx, t->dhead[3], N, r0, n, c->heads, c->head_dim, dv);
     b->rope_bwd(ctx, dq, n, c->heads, c->head_dim, t->tape.cs + r0 * HD);
     b->rope_bwd(ctx, dk, n, c->heads, c->head_dim, t->tape.cs + r0 * HD);
-    TRY(b->rmsnorm_heads_bwd(ctx, y->qpre + r0 * D, n, c->heads, c->head_dim, nq, RMS_EPS, dq, dq, (float *)gnq));
-    TRY(b->rmsnorm_heads_bwd(ctx, y->kpre + r0 * D, n, c->heads, c->head_dim, nk, RMS_EPS, dk, dk, (float *)gnk));
+    TRY(b->rmsnorm_heads_bwd(ctx, y->qpre + r0 * D, n, c->heads, c->head_dim, nq, CD_FLUX_RMS_EPS, dq, dq,
+                             (float *)gnq));
+    TRY(b->rmsnorm_heads_bwd(ctx, y->kpre + r0 * D, n, c->heads, c->head_dim, nk, CD_FLUX_RMS_EPS, dk, dk,
+                             (float *)gnk));
     TRY(lin_bwd(ctx, b, q, gq, xn, n, dq, dxn));
     TRY(lin_bwd(ctx, b, k, gk, xn, n, dk, tmp));
     add_to(dxn, tmp, n * D);
@@ -192,7 +190,8 @@ static cd_status stream_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_c
     TRY(lin_bwd(ctx, b, &s->mlp2, gs ? &gs->mlp2 : NULL, g, n, dy, dh));
     b->gelu_tanh_bwd(ctx, y->mlp_pre + r0 * F, dh, dh, n * F);
     TRY(lin_bwd(ctx, b, &s->mlp0, gs ? &gs->mlp0 : NULL, y->xn2 + r0 * D, n, dh, dy));
-    TRY(b->ln_modulate_bwd(ctx, y->x_mid + r0 * D, n, (int)D, mod + 4 * D, LN_EPS, dy, h, dm + 3 * D, dm + 4 * D));
+    TRY(b->ln_modulate_bwd(ctx, y->x_mid + r0 * D, n, (int)D, mod + 4 * D, CD_FLUX_LN_EPS, dy, h, dm + 3 * D,
+                           dm + 4 * D));
     add_to(dx, h, n * D);
     /* x_mid = x_in + g1 * y1, y1 = proj(attn) */
     TRY(b->gate_add_bwd(ctx, dx, y->y1 + r0 * D, mod + 2 * D, n, (int)D, dy, dm + 2 * D));
@@ -200,8 +199,9 @@ static cd_status stream_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_c
     return CD_OK;
 }
 
-static cd_status embed_bwd(cd_ctx *ctx, const cd_grad_ops *ops, cd_flux_grad_work *t, const cd_lin *l1, const cd_lin *l2,
-                           const cd_lin *g1, const cd_lin *g2, const float *x, const float *h, const float *dout) {
+static cd_status embed_bwd(cd_ctx *ctx, const cd_grad_ops *ops, cd_flux_grad_work *t, const cd_lin *l1,
+                           const cd_lin *l2, const cd_lin *g1, const cd_lin *g2, const float *x, const float *h,
+                           const float *dout) {
     const size_t H = (size_t)l1->w.out;
     float *s = t->drow[0], *dh = t->drow[1];
     memcpy(s, h, H * sizeof(float));
@@ -228,8 +228,8 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
     memset(dx, 0, N * D * sizeof(float));
     TRY(lin_bwd(ctx, b, &w->final_out, G(&g->final_out), t->tape.xn_final, L, dout, t->dxn));
     memset(t->dmod, 0, 2 * D * sizeof(float));
-    TRY(b->ln_modulate_bwd(ctx, t->tape.x_final + T * D, L, (int)D, t->tape.mod_final + D, LN_EPS, t->dxn, dx + T * D, t->dmod,
-                       t->dmod + D));
+    TRY(b->ln_modulate_bwd(ctx, t->tape.x_final + T * D, L, (int)D, t->tape.mod_final + D, CD_FLUX_LN_EPS, t->dxn,
+                           dx + T * D, t->dmod, t->dmod + D));
     TRY(mod_bwd(ctx, b, t, &w->final_shift, G(&g->final_shift), t->dmod));
     TRY(mod_bwd(ctx, b, t, &w->final_scale, G(&g->final_scale), t->dmod + D));
 
@@ -259,8 +259,8 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         b->gelu_tanh_bwd(ctx, y->mlp_pre, dmlp, dmlp, N * F);
         /* attention backward: d o (heads-major) -> dq, dk, dv */
         f->to_heads(ctx, da, N, c->heads, c->head_dim, t->dhead[0], N, 0);
-        TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, cd_flux_spatial(w, p, layer), y->o, y->lse, t->dhead[0], t->dhead[1],
-                          t->dhead[2], t->dhead[3], g && g->spatial_weight && p->down >= 2
+        TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, cd_flux_spatial(w, p, layer), y->o, y->lse, t->dhead[0],
+                          t->dhead[1], t->dhead[2], t->dhead[3], g && g->spatial_weight && p->down >= 2
                                                         ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
                                                         : NULL));
         float *dxn = t->dxn;
@@ -270,7 +270,7 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         TRY(qkv_bwd(ctx, ops, c, t, y, N, 0, N, &s->q, &s->k, &s->v, s->norm_q, s->norm_k, G(&gs->q), G(&gs->k),
                     G(&gs->v), G(gs->norm_q), G(gs->norm_k), y->xn1, dq_xn));
         add_to(dxn, dq_xn, N * D);
-        TRY(b->ln_modulate_bwd(ctx, y->x_in, N, (int)D, y->mod + D, LN_EPS, dxn, t->drow[0], dm, dm + D));
+        TRY(b->ln_modulate_bwd(ctx, y->x_in, N, (int)D, y->mod + D, CD_FLUX_LN_EPS, dxn, t->drow[0], dm, dm + D));
         add_to(dx, t->drow[0], N * D);
         TRY(mod_bwd(ctx, b, t, &s->mod, G(&gs->mod), dm));
     }
@@ -304,7 +304,8 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
             TRY(qkv_bwd(ctx, ops, c, t, y, n, r0, N, &s->q, &s->k, &s->v, s->norm_q, s->norm_k,
                         gs ? &gs->q : NULL, gs ? &gs->k : NULL, gs ? &gs->v : NULL, gs ? gs->norm_q : NULL,
                         gs ? gs->norm_k : NULL, y->xn1 + r0 * D, dxn));
-            TRY(b->ln_modulate_bwd(ctx, y->x_in + r0 * D, n, (int)D, mod + D, LN_EPS, dxn, t->drow[0], dms, dms + D));
+            TRY(b->ln_modulate_bwd(ctx, y->x_in + r0 * D, n, (int)D, mod + D, CD_FLUX_LN_EPS, dxn, t->drow[0], dms,
+                                   dms + D));
             add_to(dx + r0 * D, t->drow[0], n * D);
         }
         TRY(mod_bwd(ctx, b, t, &db->img.mod, G(&gd->img.mod), dm));
@@ -317,10 +318,11 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
     float *dv = t->dvec2;
     b->silu_bwd(ctx, t->tape.vec, t->dvec, dv, D);
     memcpy(t->dvec, dv, D * sizeof(float)); /* embed_bwd uses drow[0..1] and dvec2 is free again */
-    TRY(embed_bwd(ctx, ops, t, &w->time_in1, &w->time_in2, G(&g->time_in1), G(&g->time_in2), t->tape.temb, t->tape.t_h, t->dvec));
+    TRY(embed_bwd(ctx, ops, t, &w->time_in1, &w->time_in2, G(&g->time_in1), G(&g->time_in2), t->tape.temb,
+                  t->tape.t_h, t->dvec));
     if (c->guidance)
-        TRY(embed_bwd(ctx, ops, t, &w->guid_in1, &w->guid_in2, G(&g->guid_in1), G(&g->guid_in2), t->tape.g_temb, t->tape.g_h,
-                      t->dvec));
+        TRY(embed_bwd(ctx, ops, t, &w->guid_in1, &w->guid_in2, G(&g->guid_in1), G(&g->guid_in2), t->tape.g_temb,
+                      t->tape.g_h, t->dvec));
     return embed_bwd(ctx, ops, t, &w->vec_in1, &w->vec_in2, G(&g->vec_in1), G(&g->vec_in2), p->pooled, t->tape.p_h,
                      t->dvec);
 }

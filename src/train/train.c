@@ -187,7 +187,8 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
         cd_train_worker *k = &wk[i];
         cd_ctx_params cp = cd_ctx_params_default();
         cp.threads = 1;
-        if ((st = cd_ctx_create(&cp, &k->ctx)) || (st = cd_flux_grad_work_init(ctx, &task->cfg, task->tokens, &k->work)) ||
+        if ((st = cd_ctx_create(&cp, &k->ctx)) ||
+            (st = cd_flux_grad_work_init(ctx, &task->cfg, task->tokens, &k->work)) ||
             (task->tapes > 1 && (st = cd_flux_grad_work_init(ctx, &task->cfg, task->tokens, &k->work2))))
             goto done;
         k->grad = calloc(total, sizeof(float));
