@@ -313,15 +313,14 @@ static int bind_layout(cd_ctx *ctx, const flux_case *c, const char *layout, int 
 
 static cd_status run_once(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w, const flux_case *c,
                           int32_t radius, int32_t down, cd_flux_arena *a, run_rec *r) {
-    cd_flux_attn at = {radius, down, 0, 0};
-    cd_flux_inputs in = {c->img, c->txt, c->pooled, c->img_ids, c->txt_ids, c->timestep, c->guidance,
-                         c->L, c->T, c->H, c->W};
+    cd_flux_run_params in = {c->img, c->txt, c->pooled, c->img_ids, c->txt_ids, c->timestep, c->guidance,
+                             c->L, c->T, c->H, c->W, radius, down, NULL, 0, 0};
     cd_flux_probe probe = {on_block, r};
     r->seen = 0;
     for (size_t i = 0; i < (size_t)c->L * c->cfg.out_channels; i++) r->out[i] = NAN; /* no stale results */
     for (int b = 0; b < r->layers; b++)
         for (size_t i = 0; i < r->nd; i++) r->blocks[b][i] = NAN;
-    return cd_flux_forward(ctx, ops, w, &at, a, &in, r->out, &probe);
+    return cd_flux_forward(ctx, ops, w, &in, a, r->out, &probe, NULL);
 }
 
 typedef struct {
@@ -503,10 +502,9 @@ TEST(flux_clear_overlay_checks) {
     /* pooled attention without spatial weights */
     float in_img[16 * 16] = {0}, in_txt[5 * 32] = {0}, pooled[16] = {0}, ids[16 * 3] = {0}, tids[5 * 3] = {0};
     float out[16 * 16];
-    cd_flux_inputs in = {in_img, in_txt, pooled, ids, tids, 0.5f, 3.5f, 16, 5, 4, 4};
-    cd_flux_attn at = {2, 2, 0, 0};
+    cd_flux_run_params in = {in_img, in_txt, pooled, ids, tids, 0.5f, 3.5f, 16, 5, 4, 4, 2, 2, NULL, 0, 0};
     CHECK(cd_flux_arena_init(ctx, &cfg, 21, &a) == CD_OK, "arena");
-    EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &at, &a, &in, out, NULL) == CD_ERR_INVALID_ARG,
+    EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &in, &a, out, NULL, NULL) == CD_ERR_INVALID_ARG,
            "pooled attention ran without spatial weights");
     /* spatial weights for some layers only */
     snprintf(tmp, sizeof tmp, "/tmp/cleardit_flux_clear_%d.safetensors", (int)getpid());
@@ -535,10 +533,10 @@ TEST(flux_clear_overlay_checks) {
     EXPECT(tq && w.dbl[0].img.q.w.data == tq->data && w.dbl[0].txt.q.w.data != tq->data,
            "to_q not re-pointed to the CLEAR tensor (or the text stream touched)");
     EXPECT(w.spatial_weight && w.spatial_down == 2, "spatial weights: down %d", w.spatial_down);
-    EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &at, &a, &in, out, NULL) == CD_OK, "forward: %s",
+    EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &in, &a, out, NULL, NULL) == CD_OK, "forward: %s",
            cd_ctx_error(ctx));
-    at.down = 4;
-    EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &at, &a, &in, out, NULL) == CD_ERR_INVALID_ARG,
+    in.down = 4;
+    EXPECT(cd_flux_forward(ctx, cd_ops_cpu_ref(), &w, &in, &a, out, NULL, NULL) == CD_ERR_INVALID_ARG,
            "down 4 ran with d = 2 spatial weights");
 done:
     if (tmp[0]) remove(tmp);

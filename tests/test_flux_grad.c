@@ -55,7 +55,7 @@ static void run(const char *name, cd_grad_ops ops, double *out_err, double *grad
     cd_st_file *wf = NULL, *io = NULL;
     cd_param_list pl = {0};
     cd_flux_weights w = {0}, g = {0};
-    cd_flux_tape tape = {0};
+    cd_flux_grad_work work = {0};
     float *buf = NULL, *gbuf = NULL, *out = NULL;
     float *in_[8] = {0};
     float *H[64] = {0};
@@ -106,10 +106,10 @@ static void run(const char *name, cd_grad_ops ops, double *out_err, double *grad
         s = strchr(s, ',');
         if (s) s++;
     }
-    cd_flux_inputs in = {in_[0], in_[1], in_[2], in_[3], in_[4], in_[5][0], in_[6] ? in_[6][0] : 0.0f, L, T, gh, gw};
-    cd_flux_attn at = {radius, down, 0.0f, 0.0};
-    if (cd_flux_tape_init(ctx, &cfg, (size_t)(T + L), &tape) != CD_OK ||
-        cd_flux_grad_forward(ctx, &ops, &w, &at, &tape, &in, out) != CD_OK) {
+    const cd_flux_run_params in = {in_[0], in_[1], in_[2], in_[3], in_[4], in_[5][0], in_[6] ? in_[6][0] : 0.0f,
+                                   L, T, gh, gw, radius, down, NULL, 0, 0};
+    if (cd_flux_grad_work_init(ctx, &cfg, (size_t)(T + L), &work) != CD_OK ||
+        cd_flux_grad_forward(ctx, &ops, &w, &in, &work, out) != CD_OK) {
         test_fail(__FILE__, __LINE__, "forward: %s", cd_ctx_error(ctx));
         goto done;
     }
@@ -120,14 +120,14 @@ static void run(const char *name, cd_grad_ops ops, double *out_err, double *grad
         cd_flux_arena a;
         float *o2 = malloc((size_t)L * cfg.out_channels * sizeof(float));
         if (o2 && cd_flux_arena_init(ctx, &cfg, (size_t)(T + L), &a) == CD_OK) {
-            cd_status s = cd_flux_forward(ctx, ops.f, &w, &at, &a, &in, o2, NULL);
+            cd_status s = cd_flux_forward(ctx, ops.f, &w, &in, &a, o2, NULL, NULL);
             EXPECT(s == CD_OK && !memcmp(o2, out, (size_t)L * cfg.out_channels * sizeof(float)),
-                   "%s: the taped forward differs from model/flux.c's forward", name);
+                   "%s: the taped forward differs from the untaped one", name);
             cd_flux_arena_free(&a);
         }
         free(o2);
     }
-    if (cd_flux_grad_backward(ctx, &ops, &w, &at, &tape, &in, in_[7], (const float *const *)H, &g) != CD_OK) {
+    if (cd_flux_grad_backward(ctx, &ops, &w, &in, &work, in_[7], (const float *const *)H, &g) != CD_OK) {
         test_fail(__FILE__, __LINE__, "backward: %s", cd_ctx_error(ctx));
         goto done;
     }
@@ -152,7 +152,7 @@ done:
     for (int i = 0; i < 8; i++) free(in_[i]);
     for (int i = 0; i < 64; i++) free(H[i]);
     free(buf); free(gbuf); free(out);
-    cd_flux_tape_free(&tape);
+    cd_flux_grad_work_free(&work);
     cd_params_unbind(&w);
     cd_params_unbind(&g);
     cd_params_free(&pl);

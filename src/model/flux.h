@@ -1,14 +1,20 @@
 /* flux.h — the FLUX transformer: weights (pointers into the mapped checkpoint), the activation
- * arena, and the forward pass written once against the ops table (src/ops/ops.h).
+ * arena, the forward pass written once against the ops table (src/ops/ops.h), and the tape a
+ * training forward records for its backward (src/train/flux_grad.h).
  *
  * Internal layout: every projection is its own linear (q, k, v, proj_mlp split), whatever the
  * checkpoint stores: a BFL fused tensor is bound as row slices of itself (no copy). That also makes
- * loading CLEAR weights a matter of re-pointing the trained projections (spec/distill.md).
+ * loading CLEAR weights a matter of re-pointing the trained projections (docs/distillation.md).
  * Letters: L image tokens, T text tokens, N = T + L, D hidden, NH heads, HD head_dim, F mlp hidden. */
 #ifndef CD_FLUX_H
 #define CD_FLUX_H
 
 #include "../ops/ops.h"
+
+/* FLUX's fixed constants (docs/flux.md), shared by the forward and the backward. */
+#define CD_FLUX_LN_EPS 1e-6f   /* LayerNorm (no affine) before every modulation */
+#define CD_FLUX_RMS_EPS 1e-6f  /* per-head QK RMSNorm */
+#define CD_FLUX_TEMB 256       /* sinusoidal timestep / guidance embedding width */
 
 typedef struct {
     cd_weight w;     /* [out, in] */
@@ -50,14 +56,6 @@ typedef struct {
     const float *spatial_weight;        /* [depth + depth_single][down*down] or NULL (CLEAR) */
     int32_t spatial_down;               /* down of spatial_weight (0 when NULL) */
 } cd_flux_weights;
-
-/* Attention used by every layer of a forward. */
-typedef struct {
-    int32_t radius;   /* 0 = dense */
-    int32_t down;     /* >= 2: pooled keys (needs spatial_weight in the weights) */
-    float scale;      /* softmax scale; 0 = 1/sqrt(head_dim) */
-    double rope_ntk;  /* RoPE theta multiplier (NTK scaling); 0 or 1 = none */
-} cd_flux_attn;
 
 /* Activation arena for up to max_tokens = T + L tokens (one batch item); one allocation in the
  * memory of the ops table it was made for (host, or a device), plus, for a device, one small host
@@ -107,19 +105,6 @@ cd_status cd_flux_arena_init_ops(cd_ctx *ctx, const cd_ops *ops, const cd_flux_c
                                  size_t max_tokens, cd_flux_arena *a);
 void cd_flux_arena_free(cd_flux_arena *a);
 
-/* Inputs of one forward (one batch item). */
-typedef struct {
-    const float *img;       /* [L, in_channels] */
-    const float *txt;       /* [T, context_dim] */
-    const float *pooled;    /* [pooled_dim] */
-    const float *img_ids;   /* [L, 3] */
-    const float *txt_ids;   /* [T, 3] */
-    float timestep;         /* in [0, 1]; x1000 inside */
-    float guidance;         /* used when cfg.guidance; x1000 inside */
-    int32_t L, T;
-    int32_t grid_h, grid_w; /* image token grid (needed for CLEAR; L = grid_h * grid_w) */
-} cd_flux_inputs;
-
 /* Optional observer of the residual stream after every block (tests compare it per block with
  * the oracle): x [N, D], text rows first; block counts double blocks then single blocks. */
 typedef struct {
@@ -127,11 +112,53 @@ typedef struct {
     void *user;
 } cd_flux_probe;
 
-/* out [L, out_channels] (host memory; in->* are host arrays too). Never allocates (all scratch in
- * the arena and ctx's reserved work). The weights and the arena must live in ops's memory. probe
- * may be NULL; it is called after queued work finished, with x in ops's memory. */
+/* What a forward keeps for the backward of one layer (train/flux_grad.c), pointers into the tape's
+ * memory (allocated by its owner). Rows are [N, D] row-major, text first. */
+typedef struct {
+    float *x_in;            /* [N, D] residual stream entering the block */
+    float *mod;             /* [12D] double: img 6D | txt 6D; single: 3D */
+    float *xn1;             /* [N, D] modulated LayerNorm of x_in (input of q, k, v (, mlp_in)) */
+    float *qpre, *kpre;     /* [N, D] q, k projections before RMSNorm */
+    float *q, *k, *v;       /* [NH, N, HD] attention inputs (after RMSNorm and RoPE) */
+    float *o;               /* [NH, N, HD] */
+    float *lse;             /* [NH, N] */
+    float *attn;            /* [N, D] attention output rows (before the output projection) */
+    float *y1;              /* [N, D] double: proj(attn); single: out(cat) */
+    float *x_mid;           /* [N, D] double: residual after the attention branch (single: NULL) */
+    float *xn2;             /* [N, D] double: modulated LayerNorm of x_mid (single: NULL) */
+    float *mlp_pre;         /* [N, F] MLP hidden before GELU */
+    float *y2;              /* [N, D] double: MLP output (single: NULL) */
+} cd_flux_tape_layer;
+
+/* The activations a training forward records (llm.c style: the forward writes them, the backward
+ * reads them), in the memory of the forward's ops table; sized for max_tokens by its owner. */
+typedef struct {
+    size_t max_tokens;
+    size_t N;                   /* tokens of the last taped forward */
+    cd_flux_tape_layer *layer;  /* [depth + depth_single] */
+    float *temb, *g_temb;       /* [256] each: timestep, guidance sinusoidal embeddings */
+    float *t_h, *g_h, *p_h;     /* [D] each: the time, guidance, pooled embedders' hidden before SiLU */
+    float *vec, *silu_vec;      /* [D] conditioning vector, and silu of it (every modulation's input) */
+    float *cs;                  /* [N, HD] RoPE table */
+    float *x_final;             /* [N, D] residual stream after the last block */
+    float *mod_final;           /* [2D] final adaLN shift | scale */
+    float *xn_final;            /* [L, D] input of the output projection */
+} cd_flux_tape;
+
+/* The attention of every layer of a forward with p (dense: the image as one row of L tokens), and
+ * layer's spatial weights (pooled CLEAR keys), or NULL. */
+cd_attn_desc cd_flux_attn_desc(const cd_flux_config *c, const cd_flux_run_params *p);
+const float *cd_flux_spatial(const cd_flux_weights *w, const cd_flux_run_params *p, int layer);
+
+/* out [L, out_channels] (host memory; p's arrays are host arrays too) for one batch item, with the
+ * attention p->radius, p->down, p->attn_scale, p->rope_ntk in every layer (p->block_seconds is
+ * cd_flux_run's, unused here). Never allocates (all scratch in the arena and ctx's reserved work).
+ * The weights and the arena must live in ops's memory. probe may be NULL; it is called after
+ * queued work finished, with x in ops's memory. tape: NULL for inference; otherwise the forward
+ * also writes what the backward needs into it (the same ops on the same values: the output is
+ * bit-identical to the untaped forward's). */
 cd_status cd_flux_forward(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w,
-                          const cd_flux_attn *attn, cd_flux_arena *a, const cd_flux_inputs *in,
-                          float *out, const cd_flux_probe *probe);
+                          const cd_flux_run_params *p, cd_flux_arena *a, float *out,
+                          const cd_flux_probe *probe, cd_flux_tape *tape);
 
 #endif

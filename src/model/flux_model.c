@@ -318,14 +318,15 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
             return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
         m->pout_cap = Lloc * oc;
     }
-    const cd_flux_attn at = {p->radius, p->down, p->attn_scale, p->rope_ntk};
-    const cd_flux_inputs in = {p->img + (size_t)y0 * W * (size_t)c->in_channels, p->txt, p->pooled,
-                               p->img_ids + (size_t)y0 * W * 3, p->txt_ids, p->timestep, p->guidance,
-                               (int32_t)Lloc, p->T, y1 - y0, p->grid_w};
+    cd_flux_run_params in = *p; /* this rank's band of image rows */
+    in.img = p->img + (size_t)y0 * W * (size_t)c->in_channels;
+    in.img_ids = p->img_ids + (size_t)y0 * W * 3;
+    in.L = (int32_t)Lloc;
+    in.grid_h = y1 - y0;
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
-    s = cd_flux_forward(ctx, ops, model_weights(m), &at, &m->arena, &in, m->pout,
-                        p->block_seconds ? &probe : NULL);
+    s = cd_flux_forward(ctx, ops, model_weights(m), &in, &m->arena, m->pout,
+                        p->block_seconds ? &probe : NULL, NULL);
     if (s) return s;
     const int P = cd_comm_size(comm);
     const int *band = cd_patch_bands(m->patch);
@@ -358,14 +359,11 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
     const cd_ops *ops = model_ops(m);
     const cd_op_desc od = {.op = CD_OP_ATTENTION, .attn = &ad};
     if ((s = ops->reserve(ctx, ops->workspace(ops, ctx, &od)))) return s;
-    cd_flux_attn at = {p->radius, p->down, p->attn_scale, p->rope_ntk};
-    cd_flux_inputs in = {p->img, p->txt, p->pooled, p->img_ids, p->txt_ids, p->timestep,
-                         p->guidance, p->L, p->T, p->grid_h, p->grid_w};
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
     bt.t = cd_now();
-    return cd_flux_forward(ctx, ops, model_weights(m), &at, &m->arena, &in, out,
-                           p->block_seconds ? &probe : NULL);
+    return cd_flux_forward(ctx, ops, model_weights(m), p, &m->arena, out,
+                           p->block_seconds ? &probe : NULL, NULL);
 }
 
 /* ---- loading from a checkpoint --------------------------------------------------------------- */

@@ -62,14 +62,14 @@ static cd_status make_set(cd_ctx *ctx, const cd_flux_weights *w, const cd_distil
         if (!s && (!x || !v || !lat || !ids || !tids)) s = CD_ERR_OOM;
         if (!s) s = cd_flux_arena_init(wc, c, (size_t)(d->T + d->L), &a);
         if (!s) s = cd_flux_img_ids(wc, (size_t)d->gh, (size_t)d->gw, ids);
-        const cd_flux_attn at = {0, 0, 0.0f, 0.0};
         for (int64_t i = wi; i < d->n && !s; i += workers) {
             s = cd_noise_normal(wc, seed + (uint64_t)i, 0, LC, lat, 1);
             if (!s) s = cd_latent_pack(wc, lat, zc, lh, lw, x);
             const float *txt = d->txt + (size_t)i * d->T * c->context_dim, *pooled = d->pooled + (size_t)i * c->pooled_dim;
             for (int k = 0; k < dp->sample_steps && !s; k++) {
-                const cd_flux_inputs in = {x, txt, pooled, ids, tids, sched[k], 3.5f, d->L, d->T, d->gh, d->gw};
-                s = cd_flux_forward(wc, cd_ops_cpu(), w, &at, &a, &in, v, NULL);
+                const cd_flux_run_params in = {x, txt, pooled, ids, tids, sched[k], 3.5f, d->L, d->T, d->gh, d->gw,
+                                                0, 0, NULL, 0.0f, 0.0};
+                s = cd_flux_forward(wc, cd_ops_cpu(), w, &in, &a, v, NULL, NULL); /* dense */
                 if (!s) cd_euler_step(x, v, LC, sched[k], sched[k + 1]);
             }
             if (!s) memcpy(d->x0 + (size_t)i * LC, x, LC * sizeof(float));
@@ -121,7 +121,7 @@ static int load_set(cd_ctx *ctx, const char *path, dset *d, const cd_flux_config
 typedef struct {
     const dset *d;
     const cd_flux_weights *teacher;
-    cd_flux_attn at_s, at_t;
+    int32_t radius, down;       /* the student's attention (the teacher's is dense) */
     int distill;
     int layers[64], nl;         /* attention-distilled layers */
     uint64_t seed;
@@ -180,13 +180,16 @@ static cd_status ds_item(void *task, cd_train_worker *w, const cd_flux_weights *
     if (st) return st;
     const float *x0 = d->x0 + (size_t)idx * LC;
     for (size_t j = 0; j < LC; j++) s->xt[j] = (1.0f - tt) * x0[j] + tt * s->n[j];
-    const cd_flux_inputs in = {s->xt, d->txt + (size_t)idx * d->T * c->context_dim,
-                               d->pooled + (size_t)idx * c->pooled_dim, s->ids, s->tids, tt, 3.5f, d->L, d->T, d->gh,
-                               d->gw};
+    const cd_flux_run_params in_t = {s->xt, d->txt + (size_t)idx * d->T * c->context_dim,
+                                     d->pooled + (size_t)idx * c->pooled_dim, s->ids, s->tids, tt, 3.5f, d->L, d->T,
+                                     d->gh, d->gw, 0, 0, NULL, 0.0f, 0.0};
+    cd_flux_run_params in = in_t;
+    in.radius = t->radius;
+    in.down = t->down;
     const cd_grad_ops ops = cd_grad_ops_cpu();
-    if (t->distill && (st = cd_flux_grad_forward(w->ctx, &ops, t->teacher, &t->at_t, &w->tape2, &in, s->vt)))
+    if (t->distill && (st = cd_flux_grad_forward(w->ctx, &ops, t->teacher, &in_t, &w->work2, s->vt)))
         return st;
-    if ((st = cd_flux_grad_forward(w->ctx, &ops, weights, &t->at_s, &w->tape, &in, s->vs))) return st;
+    if ((st = cd_flux_grad_forward(w->ctx, &ops, weights, &in, &w->work, s->vs))) return st;
     const float inv = 1.0f / (float)(LC * (size_t)t->batch);
     double l_fm = 0, l_out = 0, l_att = 0;
     for (size_t j = 0; j < LC; j++) {
@@ -206,7 +209,7 @@ static cd_status ds_item(void *task, cd_train_worker *w, const cd_flux_weights *
         const float ainv = 1.0f / (float)(N * D * (size_t)t->nl * (size_t)t->batch);
         for (int i = 0; i < t->nl; i++) {
             const int l = t->layers[i];
-            const float *as = w->tape.layer[l].attn, *ad = w->tape2.layer[l].attn;
+            const float *as = w->work.tape.layer[l].attn, *ad = w->work2.tape.layer[l].attn;
             float *g = s->dattn[l];
             double e2 = 0;
             for (size_t j = 0; j < N * D; j++) {
@@ -220,7 +223,7 @@ static cd_status ds_item(void *task, cd_train_worker *w, const cd_flux_weights *
         dattn = (const float *const *)s->dattn;
     }
     w->loss += loss;
-    return cd_flux_grad_backward(w->ctx, &ops, weights, &t->at_s, &w->tape, &in, s->dout, dattn, &w->g);
+    return cd_flux_grad_backward(w->ctx, &ops, weights, &in, &w->work, s->dout, dattn, &w->g);
 }
 
 cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_params *p) {
@@ -291,8 +294,7 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
             (st = save_set(ctx, dp->cache, &d, &cfg, cmeta, 4)))
             goto done;
     }
-    ds_task t = {&d, &tw, {dp->radius, dp->down >= 2 ? dp->down : 0, 0.0f, 0.0}, {0, 0, 0.0f, 0.0}, dp->distill_terms,
-                 {0}, 0, p->seed, p->batch};
+    ds_task t = {&d, &tw, dp->radius, dp->down >= 2 ? dp->down : 0, dp->distill_terms, {0}, 0, p->seed, p->batch};
     for (int l = cfg.depth; l < cfg.depth + cfg.depth_single && t.nl < 64; l++)
         if ((l - cfg.depth) % 4 == 0) t.layers[t.nl++] = l;
     char rbuf[16], dbuf[16];

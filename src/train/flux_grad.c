@@ -1,6 +1,7 @@
-/* flux_grad.c — FLUX forward with a tape, and its backward (flux_grad.h). The forward repeats
- * model/flux.c's sequence of ops exactly (same ops, same order, same buffers' contents), keeping
- * each block's inputs and intermediates; the backward walks the blocks in reverse.
+/* flux_grad.c — the backward of the FLUX transformer (flux_grad.h), and its glue: the buffers one
+ * training forward + backward needs (the forward's arena, the tape, the backward's scratch) and
+ * the taped forward, which is model/flux.c's cd_flux_forward writing the tape. The backward walks
+ * the blocks in reverse, reading only the tape (and the inputs).
  *
  * Per block, forward (double block, stream s in {txt, img}; single blocks fuse the two):
  *   xn1 = (1 + sc1) LN(x) + sh1;  q, k, v = lin(xn1);  q, k <- RoPE(RMSNorm(q, k));
@@ -12,10 +13,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-#define LN_EPS 1e-6f
-#define RMS_EPS 1e-6f
-#define TEMB 256
 
 #define TRY(expr)                                                                               \
     do {                                                                                        \
@@ -31,19 +28,19 @@ cd_grad_ops cd_grad_ops_ref(void) {
     return (cd_grad_ops){cd_ops_cpu_ref(), cd_ops_bwd_cpu_ref(), cd_attention_backward_reference};
 }
 
-/* ---- the tape -------------------------------------------------------------------------------- */
+/* ---- the buffers ------------------------------------------------------------------------------ */
 
 static size_t a16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Lays out (or, with base == NULL, sizes) the tape for N tokens. */
-static size_t tape_layout(const cd_flux_config *c, size_t N, float *base, cd_flux_tape *t) {
+/* Lays out (or, with base == NULL, sizes) the tape and the backward's scratch for N tokens. */
+static size_t work_layout(const cd_flux_config *c, size_t N, float *base, cd_flux_grad_work *t) {
     const size_t D = (size_t)c->hidden, F = (size_t)c->mlp_hidden, NH = (size_t)c->heads;
     const size_t ND = N * D, HD = (size_t)c->head_dim;
     size_t off = 0;
 #define TAKE(p, n) do { if (base) (p) = base + off; off += a16(n); } while (0)
     float *dummy;
     for (int l = 0; l < c->depth + c->depth_single; l++) {
-        cd_tape_layer *y = base ? &t->layer[l] : NULL;
+        cd_flux_tape_layer *y = base ? &t->tape.layer[l] : NULL;
         const int dbl = l < c->depth;
 #define L_(f) (*(y ? &y->f : &dummy))
         TAKE(L_(x_in), ND);
@@ -68,197 +65,63 @@ static size_t tape_layout(const cd_flux_config *c, size_t N, float *base, cd_flu
         }
 #undef L_
     }
-#define T_(f) (*(base ? &t->f : &dummy))
-    TAKE(T_(temb), TEMB);
+#define T_(f) (*(base ? &t->tape.f : &dummy))
+    TAKE(T_(temb), CD_FLUX_TEMB);
     TAKE(T_(t_h), D);
-    TAKE(T_(g_temb), TEMB);
+    TAKE(T_(g_temb), CD_FLUX_TEMB);
     TAKE(T_(g_h), D);
     TAKE(T_(p_h), D);
     TAKE(T_(vec), D);
     TAKE(T_(silu_vec), D);
     TAKE(T_(cs), N * HD);
-    TAKE(T_(ids), N * 3);
     TAKE(T_(x_final), ND);
     TAKE(T_(mod_final), 2 * D);
     TAKE(T_(xn_final), ND);
-    TAKE(T_(dx), ND);
-    TAKE(T_(dxn), ND);
-    TAKE(T_(dtmp), N * (D + F));
-    TAKE(T_(dbig), N * (D + F));
-    for (int i = 0; i < 3; i++) TAKE(T_(drow[i]), ND);
-    for (int i = 0; i < 4; i++) TAKE(T_(dhead[i]), ND);
-    TAKE(T_(dmod), 12 * D);
-    TAKE(T_(dvec), D);
-    TAKE(T_(dvec2), D);
 #undef T_
+#define W_(f) (*(base ? &t->f : &dummy))
+    TAKE(W_(dx), ND);
+    TAKE(W_(dxn), ND);
+    TAKE(W_(dtmp), N * (D + F));
+    TAKE(W_(dbig), N * (D + F));
+    for (int i = 0; i < 3; i++) TAKE(W_(drow[i]), ND);
+    for (int i = 0; i < 4; i++) TAKE(W_(dhead[i]), ND);
+    TAKE(W_(dmod), 12 * D);
+    TAKE(W_(dvec), D);
+    TAKE(W_(dvec2), D);
+#undef W_
 #undef TAKE
     return off;
 }
 
-cd_status cd_flux_tape_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens, cd_flux_tape *t) {
+cd_status cd_flux_grad_work_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
+                                 cd_flux_grad_work *t) {
     memset(t, 0, sizeof *t);
-    const size_t floats = tape_layout(cfg, max_tokens, NULL, t);
-    t->layer = calloc((size_t)(cfg->depth + cfg->depth_single) + 1, sizeof *t->layer);
+    const size_t floats = work_layout(cfg, max_tokens, NULL, t);
+    t->tape.layer = calloc((size_t)(cfg->depth + cfg->depth_single) + 1, sizeof *t->tape.layer);
     t->block = aligned_alloc(64, a16(floats) * sizeof(float));
-    if (!t->layer || !t->block) {
-        cd_flux_tape_free(t);
+    if (!t->tape.layer || !t->block) {
+        cd_flux_grad_work_free(t);
         return cd_set_error(ctx, CD_ERR_OOM, "train: cannot allocate the activation tape (%zu MB for %zu tokens)",
                             floats * sizeof(float) >> 20, max_tokens);
     }
     t->bytes = floats * sizeof(float);
-    t->max_tokens = max_tokens;
-    tape_layout(cfg, max_tokens, t->block, t);
-    return CD_OK;
+    t->tape.max_tokens = max_tokens;
+    work_layout(cfg, max_tokens, t->block, t);
+    cd_status s = cd_flux_arena_init(ctx, cfg, max_tokens, &t->arena);
+    if (s) cd_flux_grad_work_free(t);
+    return s;
 }
 
-void cd_flux_tape_free(cd_flux_tape *t) {
+void cd_flux_grad_work_free(cd_flux_grad_work *t) {
+    cd_flux_arena_free(&t->arena);
     free(t->block);
-    free(t->layer);
+    free(t->tape.layer);
     memset(t, 0, sizeof *t);
 }
 
-/* ---- forward --------------------------------------------------------------------------------- */
-
-static cd_status lin(cd_ctx *ctx, const cd_ops *f, const cd_lin *l, const float *x, size_t n, float *y) {
-    return f->linear(ctx, x, n, &l->w, l->b, y);
-}
-
-/* q, k, v of n rows at token offset t0 into the layer's heads-major q, k, v (keeping q, k before
- * RMSNorm). Scratch: t->drow[0..2]. */
-static cd_status qkv(cd_ctx *ctx, const cd_ops *f, const cd_flux_config *c, cd_flux_tape *t, cd_tape_layer *y,
-                     const float *xn, size_t n, size_t t0, size_t N, const cd_lin *q, const cd_lin *k,
-                     const cd_lin *v, const float *nq, const float *nk) {
-    const size_t D = (size_t)c->hidden;
-    float *qr = t->drow[0], *kr = t->drow[1], *vr = t->drow[2];
-    TRY(lin(ctx, f, q, xn, n, qr));
-    TRY(lin(ctx, f, k, xn, n, kr));
-    TRY(lin(ctx, f, v, xn, n, vr));
-    memcpy(y->qpre + t0 * D, qr, n * D * sizeof(float));
-    memcpy(y->kpre + t0 * D, kr, n * D * sizeof(float));
-    f->rmsnorm_heads(ctx, qr, n, c->heads, c->head_dim, nq, RMS_EPS);
-    f->rmsnorm_heads(ctx, kr, n, c->heads, c->head_dim, nk, RMS_EPS);
-    f->rope(ctx, qr, n, c->heads, c->head_dim, t->cs + t0 * (size_t)c->head_dim);
-    f->rope(ctx, kr, n, c->heads, c->head_dim, t->cs + t0 * (size_t)c->head_dim);
-    f->to_heads(ctx, qr, n, c->heads, c->head_dim, y->q, N, t0);
-    f->to_heads(ctx, kr, n, c->heads, c->head_dim, y->k, N, t0);
-    f->to_heads(ctx, vr, n, c->heads, c->head_dim, y->v, N, t0);
-    return CD_OK;
-}
-
-static cd_attn_desc attn_desc(const cd_flux_config *c, const cd_flux_attn *at, const cd_flux_inputs *in) {
-    int gh = in->grid_h, gw = in->grid_w;
-    if (at->radius == 0 && (gh < 1 || gw < 1 || (int64_t)gh * gw != in->L)) {
-        gh = 1;
-        gw = in->L;
-    }
-    return (cd_attn_desc){c->heads, c->head_dim, in->T, gh, gw, at->radius, at->down, at->scale};
-}
-
-static const float *spatial(const cd_flux_weights *w, const cd_flux_attn *at, int layer) {
-    return (at->down >= 2 && w->spatial_weight) ? w->spatial_weight + (size_t)layer * at->down * at->down : NULL;
-}
-
-/* One stream's tail of a double block: rows r0..r0+n of x. */
-static cd_status stream_fwd(cd_ctx *ctx, const cd_ops *f, const cd_flux_config *c, cd_flux_tape *t,
-                            cd_tape_layer *y, const cd_flux_stream *s, const float *mod, float *x, size_t n,
-                            size_t r0) {
-    const size_t D = (size_t)c->hidden, F = (size_t)c->mlp_hidden;
-    TRY(lin(ctx, f, &s->proj, y->attn + r0 * D, n, y->y1 + r0 * D));
-    f->gate_add(ctx, x, mod + 2 * D, y->y1 + r0 * D, n, (int)D);
-    memcpy(y->x_mid + r0 * D, x, n * D * sizeof(float));
-    f->ln_modulate(ctx, x, n, (int)D, mod + 3 * D, mod + 4 * D, LN_EPS, y->xn2 + r0 * D);
-    float *hid = t->dbig; /* [n, F] */
-    TRY(lin(ctx, f, &s->mlp0, y->xn2 + r0 * D, n, y->mlp_pre + r0 * F));
-    memcpy(hid, y->mlp_pre + r0 * F, n * F * sizeof(float));
-    f->gelu_tanh(ctx, hid, n * F);
-    TRY(lin(ctx, f, &s->mlp2, hid, n, y->y2 + r0 * D));
-    f->gate_add(ctx, x, mod + 5 * D, y->y2 + r0 * D, n, (int)D);
-    return CD_OK;
-}
-
-static cd_status embed_fwd(cd_ctx *ctx, const cd_ops *f, const cd_lin *l1, const cd_lin *l2, const float *x,
-                           float *h, float *tmp, float *out) {
-    TRY(lin(ctx, f, l1, x, 1, h));
-    memcpy(tmp, h, (size_t)l1->w.out * sizeof(float));
-    f->silu(ctx, tmp, (size_t)l1->w.out);
-    return lin(ctx, f, l2, tmp, 1, out);
-}
-
 cd_status cd_flux_grad_forward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_weights *w,
-                               const cd_flux_attn *at, cd_flux_tape *t, const cd_flux_inputs *in, float *out) {
-    const cd_ops *f = ops->f;
-    const cd_flux_config *c = &w->cfg;
-    const size_t T = (size_t)in->T, L = (size_t)in->L, N = T + L, D = (size_t)c->hidden, F = (size_t)c->mlp_hidden;
-    if (N > t->max_tokens)
-        return cd_set_error(ctx, CD_ERR_SHAPE, "train: %zu tokens exceed the tape's %zu", N, t->max_tokens);
-    if (at->radius > 0 && (size_t)in->grid_h * (size_t)in->grid_w != L)
-        return cd_set_error(ctx, CD_ERR_SHAPE, "train: grid %dx%d does not hold %zu image tokens", in->grid_h,
-                            in->grid_w, L);
-    if (at->down >= 2 && (!w->spatial_weight || w->spatial_down != at->down))
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "train: pooled attention needs spatial weights of side %d",
-                            at->down);
-    t->N = N;
-    float *x = t->x_final, *tmp = t->dvec2, *tmp2 = t->dvec;
-    /* conditioning vector (model/flux.c's order of sums) */
-    cd_timestep_embedding(in->timestep, TEMB, t->temb);
-    TRY(embed_fwd(ctx, f, &w->time_in1, &w->time_in2, t->temb, t->t_h, tmp, t->vec));
-    if (c->guidance) {
-        cd_timestep_embedding(in->guidance, TEMB, t->g_temb);
-        TRY(embed_fwd(ctx, f, &w->guid_in1, &w->guid_in2, t->g_temb, t->g_h, tmp, tmp2));
-        for (size_t i = 0; i < D; i++) t->vec[i] += tmp2[i];
-    }
-    TRY(embed_fwd(ctx, f, &w->vec_in1, &w->vec_in2, in->pooled, t->p_h, tmp, tmp2));
-    for (size_t i = 0; i < D; i++) t->vec[i] += tmp2[i];
-    memcpy(t->silu_vec, t->vec, D * sizeof(float));
-    f->silu(ctx, t->silu_vec, D);
-    memcpy(t->ids, in->txt_ids, T * 3 * sizeof(float));
-    memcpy(t->ids + T * 3, in->img_ids, L * 3 * sizeof(float));
-    cd_rope_table(t->ids, N, w->rope_axes, w->rope_theta * (at->rope_ntk > 0 ? at->rope_ntk : 1.0), t->cs);
-    TRY(lin(ctx, f, &w->txt_in, in->txt, T, x));
-    TRY(lin(ctx, f, &w->img_in, in->img, L, x + T * D));
-    const cd_attn_desc d = attn_desc(c, at, in);
-
-    int layer = 0;
-    for (int bi = 0; bi < c->depth; bi++, layer++) {
-        const cd_flux_double *b = &w->dbl[bi];
-        cd_tape_layer *y = &t->layer[layer];
-        float *mimg = y->mod, *mtxt = y->mod + 6 * D;
-        memcpy(y->x_in, x, N * D * sizeof(float));
-        TRY(lin(ctx, f, &b->txt.mod, t->silu_vec, 1, mtxt));
-        f->ln_modulate(ctx, x, T, (int)D, mtxt, mtxt + D, LN_EPS, y->xn1);
-        TRY(qkv(ctx, f, c, t, y, y->xn1, T, 0, N, &b->txt.q, &b->txt.k, &b->txt.v, b->txt.norm_q, b->txt.norm_k));
-        TRY(lin(ctx, f, &b->img.mod, t->silu_vec, 1, mimg));
-        f->ln_modulate(ctx, x + T * D, L, (int)D, mimg, mimg + D, LN_EPS, y->xn1 + T * D);
-        TRY(qkv(ctx, f, c, t, y, y->xn1 + T * D, L, T, N, &b->img.q, &b->img.k, &b->img.v, b->img.norm_q,
-                b->img.norm_k));
-        TRY(f->attention(f, ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse));
-        f->from_heads(ctx, y->o, N, 0, N, c->heads, c->head_dim, y->attn);
-        TRY(stream_fwd(ctx, f, c, t, y, &b->img, mimg, x + T * D, L, T));
-        TRY(stream_fwd(ctx, f, c, t, y, &b->txt, mtxt, x, T, 0));
-    }
-    for (int bi = 0; bi < c->depth_single; bi++, layer++) {
-        const cd_flux_single *b = &w->sgl[bi];
-        cd_tape_layer *y = &t->layer[layer];
-        memcpy(y->x_in, x, N * D * sizeof(float));
-        TRY(lin(ctx, f, &b->mod, t->silu_vec, 1, y->mod));
-        f->ln_modulate(ctx, x, N, (int)D, y->mod, y->mod + D, LN_EPS, y->xn1);
-        TRY(qkv(ctx, f, c, t, y, y->xn1, N, 0, N, &b->q, &b->k, &b->v, b->norm_q, b->norm_k));
-        TRY(lin(ctx, f, &b->mlp_in, y->xn1, N, y->mlp_pre));
-        TRY(f->attention(f, ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse));
-        f->from_heads(ctx, y->o, N, 0, N, c->heads, c->head_dim, y->attn);
-        float *cat = t->dbig; /* [N, D + F] = [attn | gelu(mlp)] */
-        for (size_t r = 0; r < N; r++) {
-            memcpy(cat + r * (D + F), y->attn + r * D, D * sizeof(float));
-            memcpy(cat + r * (D + F) + D, y->mlp_pre + r * F, F * sizeof(float));
-            f->gelu_tanh(ctx, cat + r * (D + F) + D, F);
-        }
-        TRY(lin(ctx, f, &b->out, cat, N, y->y1));
-        f->gate_add(ctx, x, y->mod + 2 * D, y->y1, N, (int)D);
-    }
-    TRY(lin(ctx, f, &w->final_shift, t->silu_vec, 1, t->mod_final));
-    TRY(lin(ctx, f, &w->final_scale, t->silu_vec, 1, t->mod_final + D));
-    f->ln_modulate(ctx, x + T * D, L, (int)D, t->mod_final, t->mod_final + D, LN_EPS, t->xn_final);
-    return lin(ctx, f, &w->final_out, t->xn_final, L, out);
+                               const cd_flux_run_params *p, cd_flux_grad_work *t, float *out) {
+    return cd_flux_forward(ctx, ops->f, w, p, &t->arena, out, NULL, &t->tape);
 }
 
 /* ---- backward -------------------------------------------------------------------------------- */
@@ -275,17 +138,17 @@ static void add_to(float *a, const float *b, size_t n) {
 }
 
 /* Backward of one modulation linear: dmod [rows] -> d silu(vec) (accumulated into t->dvec). */
-static cd_status mod_bwd(cd_ctx *ctx, const cd_ops_bwd *b, cd_flux_tape *t, const cd_lin *l, const cd_lin *gl,
+static cd_status mod_bwd(cd_ctx *ctx, const cd_ops_bwd *b, cd_flux_grad_work *t, const cd_lin *l, const cd_lin *gl,
                          const float *dmod) {
-    TRY(lin_bwd(ctx, b, l, gl, t->silu_vec, 1, dmod, t->dvec2));
+    TRY(lin_bwd(ctx, b, l, gl, t->tape.silu_vec, 1, dmod, t->dvec2));
     add_to(t->dvec, t->dvec2, (size_t)l->w.in);
     return CD_OK;
 }
 
 /* Gradient of the q, k, v projections of rows r0..r0+n: from the heads-major dq, dk, dv
  * (t->dhead[1..3]) to d xn (overwritten into dxn rows). */
-static cd_status qkv_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_config *c, cd_flux_tape *t,
-                         const cd_tape_layer *y, size_t n, size_t r0, size_t N, const cd_lin *q, const cd_lin *k,
+static cd_status qkv_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_config *c, cd_flux_grad_work *t,
+                         const cd_flux_tape_layer *y, size_t n, size_t r0, size_t N, const cd_lin *q, const cd_lin *k,
                          const cd_lin *v, const float *nq, const float *nk, const cd_lin *gq, const cd_lin *gk,
                          const cd_lin *gv, const float *gnq, const float *gnk, const float *xn, float *dxn) {
     const size_t D = (size_t)c->hidden, HD = (size_t)c->head_dim;
@@ -295,10 +158,12 @@ static cd_status qkv_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_conf
     f->from_heads(ctx, t->dhead[1], N, r0, n, c->heads, c->head_dim, dq);
     f->from_heads(ctx, t->dhead[2], N, r0, n, c->heads, c->head_dim, dk);
     f->from_heads(ctx, t->dhead[3], N, r0, n, c->heads, c->head_dim, dv);
-    b->rope_bwd(ctx, dq, n, c->heads, c->head_dim, t->cs + r0 * HD);
-    b->rope_bwd(ctx, dk, n, c->heads, c->head_dim, t->cs + r0 * HD);
-    TRY(b->rmsnorm_heads_bwd(ctx, y->qpre + r0 * D, n, c->heads, c->head_dim, nq, RMS_EPS, dq, dq, (float *)gnq));
-    TRY(b->rmsnorm_heads_bwd(ctx, y->kpre + r0 * D, n, c->heads, c->head_dim, nk, RMS_EPS, dk, dk, (float *)gnk));
+    b->rope_bwd(ctx, dq, n, c->heads, c->head_dim, t->tape.cs + r0 * HD);
+    b->rope_bwd(ctx, dk, n, c->heads, c->head_dim, t->tape.cs + r0 * HD);
+    TRY(b->rmsnorm_heads_bwd(ctx, y->qpre + r0 * D, n, c->heads, c->head_dim, nq, CD_FLUX_RMS_EPS, dq, dq,
+                             (float *)gnq));
+    TRY(b->rmsnorm_heads_bwd(ctx, y->kpre + r0 * D, n, c->heads, c->head_dim, nk, CD_FLUX_RMS_EPS, dk, dk,
+                             (float *)gnk));
     TRY(lin_bwd(ctx, b, q, gq, xn, n, dq, dxn));
     TRY(lin_bwd(ctx, b, k, gk, xn, n, dk, tmp));
     add_to(dxn, tmp, n * D);
@@ -310,8 +175,8 @@ static cd_status qkv_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_conf
 /* Backward of a double block's stream tail (rows r0..r0+n): in: dx rows (grad of the block's
  * output); out: dx rows = grad of x_in's direct (residual) path + LN paths except LN1, and
  * d attn rows (t->dbig rows r0..) ; dmod chunks 2..5 (into dm). */
-static cd_status stream_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_config *c, cd_flux_tape *t,
-                            const cd_tape_layer *y, const cd_flux_stream *s, const cd_flux_stream *gs,
+static cd_status stream_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_config *c, cd_flux_grad_work *t,
+                            const cd_flux_tape_layer *y, const cd_flux_stream *s, const cd_flux_stream *gs,
                             const float *mod, float *dm, size_t n, size_t r0, float *dattn) {
     const size_t D = (size_t)c->hidden, F = (size_t)c->mlp_hidden;
     const cd_ops_bwd *b = ops->b;
@@ -325,7 +190,8 @@ static cd_status stream_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_c
     TRY(lin_bwd(ctx, b, &s->mlp2, gs ? &gs->mlp2 : NULL, g, n, dy, dh));
     b->gelu_tanh_bwd(ctx, y->mlp_pre + r0 * F, dh, dh, n * F);
     TRY(lin_bwd(ctx, b, &s->mlp0, gs ? &gs->mlp0 : NULL, y->xn2 + r0 * D, n, dh, dy));
-    TRY(b->ln_modulate_bwd(ctx, y->x_mid + r0 * D, n, (int)D, mod + 4 * D, LN_EPS, dy, h, dm + 3 * D, dm + 4 * D));
+    TRY(b->ln_modulate_bwd(ctx, y->x_mid + r0 * D, n, (int)D, mod + 4 * D, CD_FLUX_LN_EPS, dy, h, dm + 3 * D,
+                           dm + 4 * D));
     add_to(dx, h, n * D);
     /* x_mid = x_in + g1 * y1, y1 = proj(attn) */
     TRY(b->gate_add_bwd(ctx, dx, y->y1 + r0 * D, mod + 2 * D, n, (int)D, dy, dm + 2 * D));
@@ -333,8 +199,9 @@ static cd_status stream_bwd(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_c
     return CD_OK;
 }
 
-static cd_status embed_bwd(cd_ctx *ctx, const cd_grad_ops *ops, cd_flux_tape *t, const cd_lin *l1, const cd_lin *l2,
-                           const cd_lin *g1, const cd_lin *g2, const float *x, const float *h, const float *dout) {
+static cd_status embed_bwd(cd_ctx *ctx, const cd_grad_ops *ops, cd_flux_grad_work *t, const cd_lin *l1,
+                           const cd_lin *l2, const cd_lin *g1, const cd_lin *g2, const float *x, const float *h,
+                           const float *dout) {
     const size_t H = (size_t)l1->w.out;
     float *s = t->drow[0], *dh = t->drow[1];
     memcpy(s, h, H * sizeof(float));
@@ -347,22 +214,22 @@ static cd_status embed_bwd(cd_ctx *ctx, const cd_grad_ops *ops, cd_flux_tape *t,
 #define G(p) (g ? (p) : NULL)
 
 cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_weights *w,
-                                const cd_flux_attn *at, cd_flux_tape *t, const cd_flux_inputs *in,
+                                const cd_flux_run_params *p, cd_flux_grad_work *t,
                                 const float *dout, const float *const *dattn, cd_flux_weights *g) {
     const cd_ops *f = ops->f;
     const cd_ops_bwd *b = ops->b;
     const cd_flux_config *c = &w->cfg;
-    const size_t T = (size_t)in->T, L = (size_t)in->L, N = T + L, D = (size_t)c->hidden, F = (size_t)c->mlp_hidden;
-    if (N != t->N) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "train: backward without its forward");
-    const cd_attn_desc d = attn_desc(c, at, in);
+    const size_t T = (size_t)p->T, L = (size_t)p->L, N = T + L, D = (size_t)c->hidden, F = (size_t)c->mlp_hidden;
+    if (N != t->tape.N) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "train: backward without its forward");
+    const cd_attn_desc d = cd_flux_attn_desc(c, p);
     float *dx = t->dx;
     memset(t->dvec, 0, D * sizeof(float));
     /* final layer: out = final_out((1 + scale) LN(x_img) + shift) */
     memset(dx, 0, N * D * sizeof(float));
-    TRY(lin_bwd(ctx, b, &w->final_out, G(&g->final_out), t->xn_final, L, dout, t->dxn));
+    TRY(lin_bwd(ctx, b, &w->final_out, G(&g->final_out), t->tape.xn_final, L, dout, t->dxn));
     memset(t->dmod, 0, 2 * D * sizeof(float));
-    TRY(b->ln_modulate_bwd(ctx, t->x_final + T * D, L, (int)D, t->mod_final + D, LN_EPS, t->dxn, dx + T * D, t->dmod,
-                       t->dmod + D));
+    TRY(b->ln_modulate_bwd(ctx, t->tape.x_final + T * D, L, (int)D, t->tape.mod_final + D, CD_FLUX_LN_EPS, t->dxn,
+                           dx + T * D, t->dmod, t->dmod + D));
     TRY(mod_bwd(ctx, b, t, &w->final_shift, G(&g->final_shift), t->dmod));
     TRY(mod_bwd(ctx, b, t, &w->final_scale, G(&g->final_scale), t->dmod + D));
 
@@ -370,7 +237,7 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         const int bi = layer - c->depth;
         const cd_flux_single *s = &w->sgl[bi];
         cd_flux_single *gs = g ? &g->sgl[bi] : NULL;
-        const cd_tape_layer *y = &t->layer[layer];
+        const cd_flux_tape_layer *y = &t->tape.layer[layer];
         float *dm = t->dmod, *dy = t->dxn, *dcat = t->dtmp;
         memset(dm, 0, 3 * D * sizeof(float));
         TRY(b->gate_add_bwd(ctx, dx, y->y1, y->mod + 2 * D, N, (int)D, dy, dm + 2 * D));
@@ -392,9 +259,9 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         b->gelu_tanh_bwd(ctx, y->mlp_pre, dmlp, dmlp, N * F);
         /* attention backward: d o (heads-major) -> dq, dk, dv */
         f->to_heads(ctx, da, N, c->heads, c->head_dim, t->dhead[0], N, 0);
-        TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse, t->dhead[0], t->dhead[1],
-                          t->dhead[2], t->dhead[3], g && g->spatial_weight && at->down >= 2
-                                                        ? (float *)g->spatial_weight + (size_t)layer * at->down * at->down
+        TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, cd_flux_spatial(w, p, layer), y->o, y->lse, t->dhead[0],
+                          t->dhead[1], t->dhead[2], t->dhead[3], g && g->spatial_weight && p->down >= 2
+                                                        ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
                                                         : NULL));
         float *dxn = t->dxn;
         TRY(lin_bwd(ctx, b, &s->mlp_in, G(&gs->mlp_in), y->xn1, N, dmlp, dxn));
@@ -403,14 +270,14 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         TRY(qkv_bwd(ctx, ops, c, t, y, N, 0, N, &s->q, &s->k, &s->v, s->norm_q, s->norm_k, G(&gs->q), G(&gs->k),
                     G(&gs->v), G(gs->norm_q), G(gs->norm_k), y->xn1, dq_xn));
         add_to(dxn, dq_xn, N * D);
-        TRY(b->ln_modulate_bwd(ctx, y->x_in, N, (int)D, y->mod + D, LN_EPS, dxn, t->drow[0], dm, dm + D));
+        TRY(b->ln_modulate_bwd(ctx, y->x_in, N, (int)D, y->mod + D, CD_FLUX_LN_EPS, dxn, t->drow[0], dm, dm + D));
         add_to(dx, t->drow[0], N * D);
         TRY(mod_bwd(ctx, b, t, &s->mod, G(&gs->mod), dm));
     }
     for (int layer = c->depth - 1; layer >= 0; layer--) {
         const cd_flux_double *db = &w->dbl[layer];
         cd_flux_double *gd = g ? &g->dbl[layer] : NULL;
-        const cd_tape_layer *y = &t->layer[layer];
+        const cd_flux_tape_layer *y = &t->tape.layer[layer];
         const float *mimg = y->mod, *mtxt = y->mod + 6 * D;
         float *dm = t->dmod; /* img 6D | txt 6D */
         memset(dm, 0, 12 * D * sizeof(float));
@@ -421,9 +288,9 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         if (dattn && dattn[layer]) add_to(da, dattn[layer], N * D);
         /* heads-major d o in dbig [NH, N, HD] (dhead[1..3] receive dq, dk, dv) */
         f->to_heads(ctx, da, N, c->heads, c->head_dim, t->dbig, N, 0);
-        TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, spatial(w, at, layer), y->o, y->lse, t->dbig, t->dhead[1],
-                          t->dhead[2], t->dhead[3], g && g->spatial_weight && at->down >= 2
-                                                        ? (float *)g->spatial_weight + (size_t)layer * at->down * at->down
+        TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, cd_flux_spatial(w, p, layer), y->o, y->lse, t->dbig, t->dhead[1],
+                          t->dhead[2], t->dhead[3], g && g->spatial_weight && p->down >= 2
+                                                        ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
                                                         : NULL));
         /* per stream: q, k, v projections and LN1 */
         for (int si = 0; si < 2; si++) {
@@ -437,23 +304,25 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
             TRY(qkv_bwd(ctx, ops, c, t, y, n, r0, N, &s->q, &s->k, &s->v, s->norm_q, s->norm_k,
                         gs ? &gs->q : NULL, gs ? &gs->k : NULL, gs ? &gs->v : NULL, gs ? gs->norm_q : NULL,
                         gs ? gs->norm_k : NULL, y->xn1 + r0 * D, dxn));
-            TRY(b->ln_modulate_bwd(ctx, y->x_in + r0 * D, n, (int)D, mod + D, LN_EPS, dxn, t->drow[0], dms, dms + D));
+            TRY(b->ln_modulate_bwd(ctx, y->x_in + r0 * D, n, (int)D, mod + D, CD_FLUX_LN_EPS, dxn, t->drow[0], dms,
+                                   dms + D));
             add_to(dx + r0 * D, t->drow[0], n * D);
         }
         TRY(mod_bwd(ctx, b, t, &db->img.mod, G(&gd->img.mod), dm));
         TRY(mod_bwd(ctx, b, t, &db->txt.mod, G(&gd->txt.mod), dm + 6 * D));
     }
     /* input projections (their inputs need no gradient) */
-    if (T) TRY(lin_bwd(ctx, b, &w->txt_in, G(&g->txt_in), in->txt, T, dx, NULL));
-    TRY(lin_bwd(ctx, b, &w->img_in, G(&g->img_in), in->img, L, dx + T * D, NULL));
+    if (T) TRY(lin_bwd(ctx, b, &w->txt_in, G(&g->txt_in), p->txt, T, dx, NULL));
+    TRY(lin_bwd(ctx, b, &w->img_in, G(&g->img_in), p->img, L, dx + T * D, NULL));
     /* conditioning: d silu(vec) -> d vec -> every embedder */
     float *dv = t->dvec2;
-    b->silu_bwd(ctx, t->vec, t->dvec, dv, D);
+    b->silu_bwd(ctx, t->tape.vec, t->dvec, dv, D);
     memcpy(t->dvec, dv, D * sizeof(float)); /* embed_bwd uses drow[0..1] and dvec2 is free again */
-    TRY(embed_bwd(ctx, ops, t, &w->time_in1, &w->time_in2, G(&g->time_in1), G(&g->time_in2), t->temb, t->t_h, t->dvec));
+    TRY(embed_bwd(ctx, ops, t, &w->time_in1, &w->time_in2, G(&g->time_in1), G(&g->time_in2), t->tape.temb,
+                  t->tape.t_h, t->dvec));
     if (c->guidance)
-        TRY(embed_bwd(ctx, ops, t, &w->guid_in1, &w->guid_in2, G(&g->guid_in1), G(&g->guid_in2), t->g_temb, t->g_h,
-                      t->dvec));
-    return embed_bwd(ctx, ops, t, &w->vec_in1, &w->vec_in2, G(&g->vec_in1), G(&g->vec_in2), in->pooled, t->p_h,
+        TRY(embed_bwd(ctx, ops, t, &w->guid_in1, &w->guid_in2, G(&g->guid_in1), G(&g->guid_in2), t->tape.g_temb,
+                      t->tape.g_h, t->dvec));
+    return embed_bwd(ctx, ops, t, &w->vec_in1, &w->vec_in2, G(&g->vec_in1), G(&g->vec_in2), p->pooled, t->tape.p_h,
                      t->dvec);
 }

@@ -187,8 +187,9 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
         cd_train_worker *k = &wk[i];
         cd_ctx_params cp = cd_ctx_params_default();
         cp.threads = 1;
-        if ((st = cd_ctx_create(&cp, &k->ctx)) || (st = cd_flux_tape_init(ctx, &task->cfg, task->tokens, &k->tape)) ||
-            (task->tapes > 1 && (st = cd_flux_tape_init(ctx, &task->cfg, task->tokens, &k->tape2))))
+        if ((st = cd_ctx_create(&cp, &k->ctx)) ||
+            (st = cd_flux_grad_work_init(ctx, &task->cfg, task->tokens, &k->work)) ||
+            (task->tapes > 1 && (st = cd_flux_grad_work_init(ctx, &task->cfg, task->tokens, &k->work2))))
             goto done;
         k->grad = calloc(total, sizeof(float));
         if (!k->grad) {
@@ -260,8 +261,8 @@ done:
         cd_train_worker *k = &wk[i];
         if (task->worker_free) task->worker_free(task->task, k);
         cd_params_unbind(&k->g);
-        cd_flux_tape_free(&k->tape);
-        cd_flux_tape_free(&k->tape2);
+        cd_flux_grad_work_free(&k->work);
+        cd_flux_grad_work_free(&k->work2);
         free(k->grad);
         cd_ctx_free(k->ctx);
     }

@@ -23,8 +23,8 @@ typedef void (*cd_train_progress_fn)(void *user, int64_t step, int64_t steps, do
 /* What every worker owns; the task's per-worker scratch hangs off `scratch`. */
 typedef struct {
     cd_ctx *ctx;               /* single-threaded */
-    cd_flux_tape tape;
-    cd_flux_tape tape2;        /* a second tape for tasks that run two models (teacher + student) */
+    cd_flux_grad_work work;    /* the forward's arena, tape and the backward's scratch */
+    cd_flux_grad_work work2;   /* a second set for tasks that run two models (teacher + student) */
     float *grad;               /* [params total] */
     cd_flux_weights g;         /* bound to grad */
     void *scratch;

@@ -86,10 +86,10 @@ static cd_status fm_item(void *task, cd_train_worker *w, const cd_flux_weights *
     cd_latent_pack(NULL, s->noise, 1, IMG, IMG, s->n);
     for (int j = 0; j < TOKENS * CH; j++) s->xt[j] = (1.0f - t) * s->x0[j] + t * s->n[j];
     cd_fmnist_condition(ft->ds->labels[idx], s->txt, s->pooled);
-    const cd_flux_inputs in = {s->xt, s->txt, s->pooled, s->ids, s->tids, t, 0.0f, TOKENS, TXT, GRID, GRID};
-    const cd_flux_attn at = {0, 0, 0.0f, 0.0};
+    const cd_flux_run_params in = {s->xt, s->txt, s->pooled, s->ids, s->tids, t, 0.0f, TOKENS, TXT, GRID, GRID,
+                                   0, 0, NULL, 0.0f, 0.0};
     const cd_grad_ops ops = cd_grad_ops_cpu();
-    cd_status st = cd_flux_grad_forward(w->ctx, &ops, weights, &at, &w->tape, &in, s->out);
+    cd_status st = cd_flux_grad_forward(w->ctx, &ops, weights, &in, &w->work, s->out);
     if (st) return st;
     const float inv = 1.0f / (float)(TOKENS * CH * ft->batch);
     double l = 0;
@@ -99,7 +99,7 @@ static cd_status fm_item(void *task, cd_train_worker *w, const cd_flux_weights *
         s->dout[j] = 2.0f * e * inv;
     }
     w->loss += l / (TOKENS * CH);
-    return cd_flux_grad_backward(w->ctx, &ops, weights, &at, &w->tape, &in, s->dout, NULL, &w->g);
+    return cd_flux_grad_backward(w->ctx, &ops, weights, &in, &w->work, s->dout, NULL, &w->g);
 }
 
 cd_status cd_train_fmnist(cd_ctx *ctx, const cd_fmnist_params *fp, const cd_train_params *p) {
