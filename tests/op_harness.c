@@ -234,13 +234,19 @@ void oph_run_cpu(const oph_row *rows, size_t n, cd_isa isa) {
         EXPECT(cd_ctx_create(&p, &ctx) == CD_ERR_UNSUPPORTED && !ctx, "a context for %s on a CPU without it",
                cd_isa_name(isa));
         cd_ctx_free(ctx);
-        printf("  op harness cpu-%s: not run: this CPU lacks %s\n", cd_isa_name(isa), cd_isa_name(isa));
+        printf("  op harness cpu-%s: not run: this CPU lacks %s (cd_isa_supported)\n", cd_isa_name(isa), cd_isa_name(isa));
         return;
     }
     CHECK(cd_ctx_create(&p, &ctx) == CD_OK && cd_ctx_isa(ctx) == isa, "context for %s", cd_isa_name(isa));
-    snprintf(name, sizeof name, "cpu-%s%s", cd_isa_name(isa), ctx->has_bf16 ? " (AVX512_BF16 GEMM)" : "");
-    const oph_tables be = {name, cd_ops_cpu(), cd_ops_bwd_cpu(), ctx, ctx->has_bf16, 0};
-    run_rows(&be, rows, n, 0);
+    /* with AVX512_BF16 the BF16-weight linear has two paths: the bf16 GEMM, and (has_bf16 off)
+     * the f32 weight tiles every other CPU runs */
+    for (int bf16 = ctx->has_bf16; bf16 >= 0; bf16--) {
+        ctx->has_bf16 = bf16;
+        snprintf(name, sizeof name, "cpu-%s%s", cd_isa_name(isa),
+                 isa != CD_ISA_AVX512 ? "" : bf16 ? " (AVX512_BF16 GEMM)" : " (f32 weight tiles)");
+        const oph_tables be = {name, cd_ops_cpu(), cd_ops_bwd_cpu(), ctx, bf16, 0};
+        run_rows(&be, rows, n, 0);
+    }
     cd_ctx_free(ctx);
 }
 

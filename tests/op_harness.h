@@ -1,30 +1,33 @@
-/* op_harness.h — the one op harness (runner: op_harness.c; rows: test_ops_harness.c): every backend's ops table against the reference table
- * (cd_ops_cpu_ref / cd_ops_bwd_cpu_ref, the oracle), driven by a table of rows op x dtype x shape.
+/* op_harness.h — the one op harness (runner: op_harness.c; rows: test_ops_harness.c): every
+ * backend's ops table against the reference table (cd_ops_cpu_ref / cd_ops_bwd_cpu_ref, the
+ * oracle), driven by a table of rows op x dtype x shape.
  *
  * A backend is an ops table with its context: the fast CPU table under each ISA this CPU runs
- * (generic, AVX2, AVX-512, the last with the AVX512_BF16 GEMM where the CPU has it), and the CUDA
- * table when the build has CUDA and a device opens. For every row the harness
- *  1. calls the row's make(): it declares the op's buffers (random non-zero inputs, outputs, in-place
- *     buffers) with a relative-L2 tolerance for each output, derived from the dtype and the
- *     reduction length (oph_tol_f32, OPH_TOL_BF16);
+ * (generic, AVX2, AVX-512; the last twice where the CPU has AVX512_BF16: with the bf16 GEMM and
+ * with the f32 weight tiles), and the CUDA table when the build has CUDA and a device opens. For
+ * every row the harness
+ *  1. calls the row's make(): it declares the op's buffers (random non-zero inputs, outputs,
+ *     in-place buffers) with a relative-L2 tolerance for each output, derived from the dtype and
+ *     the reduction length (oph_tol_f32, OPH_TOL_BF16);
  *  2. runs the row's call() on the reference table with host copies;
- *  3. places every buffer in the backend's memory (its alloc/upload) one float past an aligned
- *     address (unless the row asks otherwise) with sentinels before and after, outputs poisoned
- *     with NaN, runs call() on the backend, downloads, and checks: outputs within tolerance of the
- *     reference (test_rel_l2: a NaN or infinity never passes), inputs unchanged, sentinels intact.
+ *  3. places every buffer in the backend's memory (its alloc/upload) one element past an aligned
+ *     address (unless make sets another offset) with sentinels before and after, outputs
+ *     poisoned with NaN, runs call() on the backend, downloads, and checks: outputs within
+ *     tolerance of the reference (test_rel_l2: a NaN or infinity never passes), inputs unchanged,
+ *     sentinels intact.
  * A backend that cannot run a row (CD_ERR_UNSUPPORTED, e.g. F32 weights on CUDA) is reported in
  * the summary line; the CPU backends must run every row.
  *
- * Adding an op (tests/test_ops_harness.c has the ops.h and ops_bwd.h rows; test_ops_ae.c may keep
- * its own table):
- *  - write make(c): read the shape from c->row->s[] (OPH_S(c, i)), declare buffers in the order call() wants
- *    them, e.g.
+ * Adding an op (tests/test_ops_harness.c has the ops.h and ops_bwd.h rows; another file may keep
+ * its own table, e.g. test_ops_ae.c):
+ *  - write make(c): read the shape from c->row->s[] (OPH_S(c, i)), declare the buffers in the
+ *    order call() takes them, e.g.
  *        float *x = oph_f32(c, "x", OPH_IN, n * dim, 1.0f);   // host copy, may be adjusted
  *        oph_out(c, "y", n * dim, oph_tol_f32(4, dim));
  *    and describe the shape in c->what;
- *  - write call(t, c, p): p[i] is buffer i in the memory of table t->ops; call the op through t;
+ *  - write call(t, c, p): p[i] is buffer i, in the memory of table t->ops; run the op through t;
  *  - add rows {"name", dtype, {shape...}, flags, make, call} to a table and run the table with
- *    oph_run_cpu(rows, n, isa) / oph_run_cuda(rows, n) from a TEST. */
+ *    oph_run_cpu(rows, n, isa) (one TEST per ISA) and oph_run_cuda(rows, n) from TESTs. */
 #ifndef CD_OP_HARNESS_H
 #define CD_OP_HARNESS_H
 
