@@ -12,7 +12,7 @@ make -j"$(nproc)" CUDA=1 all lab >/dev/null
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/rt"
-for b in cleardit test_cleardit lab_attention lab_ops; do
+for b in cleardit test_cleardit lab_attention; do
     cp "build/$b" "$stage/build/$b"
     strip --strip-debug "$stage/build/$b"
 done

@@ -3,7 +3,9 @@
 # one H100/H200:
 #  1. build: make CUDA=1 all lab (or --prebuilt F: unpack a bundle made by scripts/gpu-bundle.sh,
 #     for GPU machines without the project's build dependencies)
-#  2. the CUDA-vs-CPU op tests on random inputs (test_cleardit cuda; lab_ops)
+#  2. the CUDA tests (test_cleardit cuda: device, model, patch parallelism, CLI, and the op
+#     harness's CUDA rows) and the op harness on every backend of this machine (test_cleardit
+#     ops_harness: the CUDA table and the CPU tables under every ISA against the reference)
 #  3. the kernel lab: every attention kernel version validated against the CPU reference
 #  4. attention per layer for FLUX.1 shapes (24 x 128, T = 512) at 1024^2 .. 8192^2, dense and
 #     r = 8/16/32, every kernel version: time, useful TFLOP/s, % of the card's bf16 peak
@@ -65,7 +67,7 @@ export LD_LIBRARY_PATH
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
 step tests 90 env CLEARDIT_BIN=build/cleardit build/test_cleardit cuda
-step ops 45 build/lab_ops
+step ops 60 build/test_cleardit ops_harness
 if ! step lab_check 90 build/lab_attention --check; then
     # timing kernels that compute the wrong thing tells nothing: keep the device time for a rerun
     echo "gpu-check: the kernel lab's check failed; benchmarks skipped ($(( $(date +%s) - t0 )) s)"
