@@ -149,18 +149,42 @@ static void run_row(const oph_tables *ref, const oph_tables *be, const oph_row *
         }
         bp[i] = (char *)base[i] + (size_t)b->offset * esize(b);
     }
+    /* the contract first: may the backend run it, and with how much scratch */
+    cd_op_desc od;
+    cd_attn_desc oa;
+    int asked_no = 0;
+    size_t cap0 = 0;
+    if (ok && row->desc) {
+        row->desc(&c, &od, &oa);
+        asked_no = o->supports(o, be->ctx, &od) != CD_OK;
+        if (!asked_no && o->reserve(be->ctx, o->workspace(o, be->ctx, &od)) != CD_OK) {
+            test_fail(__FILE__, __LINE__, "%s %s %s: cannot reserve its workspace: %s", be_name, row->op, c.what,
+                      cd_ctx_error(be->ctx));
+            ok = 0;
+        }
+        if (o->host_memory) cap0 = be->ctx->work_cap;
+    }
     if (ok) {
         const cd_status s = row->call(be, &c, bp);
+        if (asked_no != (s == CD_ERR_UNSUPPORTED)) {
+            test_fail(__FILE__, __LINE__, "%s %s %s: supports says %s, the op returned %d (%s)", be_name, row->op,
+                      c.what, asked_no ? "no" : "yes", (int)s, cd_ctx_error(be->ctx));
+            ok = 0;
+        } else if (row->desc && o->host_memory && s == CD_OK && be->ctx->work_cap > cap0) {
+            test_fail(__FILE__, __LINE__, "%s %s %s: the op grew its scratch to %zu floats past its workspace (%zu)",
+                      be_name, row->op, c.what, be->ctx->work_cap, cap0);
+            ok = 0;
+        }
         /* a backend may not run every row (CUDA: F32 weights, head_dim 48); the refusal is
-         * reported in the summary line. (Once cd_ops says what it supports, ask it first.) */
-        if (s == CD_ERR_UNSUPPORTED && may_refuse) {
+         * reported in the summary line */
+        if (ok && s == CD_ERR_UNSUPPORTED && may_refuse) {
             st->refused++;
             const size_t l = strlen(st->refused_list);
             if (l + 1 < sizeof st->refused_list)
                 snprintf(st->refused_list + l, sizeof st->refused_list - l, "%s%s %s %s", l ? "; " : "", row->op,
                          row->dtype == OPH_BF16 ? "bf16" : "f32", c.what);
             ok = 0;
-        } else if (s != CD_OK) {
+        } else if (ok && s != CD_OK) {
             test_fail(__FILE__, __LINE__, "%s %s %s: status %d: %s", be_name, row->op, c.what, (int)s,
                       cd_ctx_error(be->ctx));
             ok = 0;
@@ -234,7 +258,8 @@ void oph_run_cpu(const oph_row *rows, size_t n, cd_isa isa) {
         EXPECT(cd_ctx_create(&p, &ctx) == CD_ERR_UNSUPPORTED && !ctx, "a context for %s on a CPU without it",
                cd_isa_name(isa));
         cd_ctx_free(ctx);
-        printf("  op harness cpu-%s: not run: this CPU lacks %s (cd_isa_supported)\n", cd_isa_name(isa), cd_isa_name(isa));
+        printf("  op harness cpu-%s: not run: this CPU lacks %s (cd_isa_supported%s)\n", cd_isa_name(isa),
+               cd_isa_name(isa), getenv("CLEARDIT_ISA") ? ", capped by CLEARDIT_ISA" : "");
         return;
     }
     CHECK(cd_ctx_create(&p, &ctx) == CD_OK && cd_ctx_isa(ctx) == isa, "context for %s", cd_isa_name(isa));
@@ -254,7 +279,8 @@ void oph_run_cuda(const oph_row *rows, size_t n) {
     cd_ctx *ctx = NULL;
     cd_ctx_params p = cd_ctx_params_default();
     CHECK(cd_ctx_create(&p, &ctx) == CD_OK, "context");
-    const cd_status s = cd_device_open(ctx, CD_DEVICE_CUDA);
+    const cd_ops *cuda = NULL;
+    const cd_status s = cd_backend_ops(ctx, CD_DEVICE_CUDA, &cuda);
     if (s != CD_OK) { /* no GPU: the failure must explain itself */
         const char *e = cd_ctx_error(ctx);
         EXPECT(s == CD_ERR_UNSUPPORTED, "cuda open: status %d (%s)", (int)s, e);
@@ -266,7 +292,7 @@ void oph_run_cuda(const oph_row *rows, size_t n) {
     }
     char name[160];
     snprintf(name, sizeof name, "cuda [%s]", cd_device_desc(ctx, CD_DEVICE_CUDA));
-    const oph_tables be = {name, cd_ops_cuda(), NULL, ctx, 1, 1};
+    const oph_tables be = {name, cuda, NULL, ctx, 1, 1};
     run_rows(&be, rows, n, 1);
     cd_ctx_free(ctx);
 }

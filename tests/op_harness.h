@@ -91,6 +91,11 @@ typedef struct oph_row {
     void (*make)(oph_case *c);
     /* runs the op through t on the buffers p[] (in t's memory), in make's order */
     cd_status (*call)(const oph_tables *t, const oph_case *c, void *const *p);
+    /* the op as a question to the table (ops.h cd_op_desc), for ops whose support or scratch
+     * depends on the call (linear, attention); NULL: every backend runs it without scratch. The
+     * harness asks `supports` first (a refusal is listed, and the op itself must then refuse
+     * too), reserves exactly `workspace`, and on host memory checks the op grew no scratch. */
+    void (*desc)(const oph_case *c, cd_op_desc *d, cd_attn_desc *attn_storage);
 } oph_row;
 
 /* shape entry i of the case's row, as a size */

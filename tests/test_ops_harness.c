@@ -34,6 +34,11 @@ static void mk_linear(oph_case *c) {
     oph_out(c, "y", n * out, bf && c->be->bf16_linear ? OPH_TOL_BF16 : oph_tol_f32(4, in));
     snprintf(c->what, sizeof c->what, "n=%zu in=%zu out=%zu%s", n, in, out, c->row->flags & OPH_BIAS ? " bias" : "");
 }
+static void desc_linear(const oph_case *c, cd_op_desc *d, cd_attn_desc *a) {
+    (void)a;
+    *d = (cd_op_desc){.op = CD_OP_LINEAR, .n = S(0), .in = c->row->s[1], .out = c->row->s[2],
+                      .wdtype = c->row->dtype == OPH_BF16 ? CD_DTYPE_BF16 : CD_DTYPE_F32};
+}
 static cd_status call_linear(const oph_tables *t, const oph_case *c, void *const *p) {
     const cd_weight w = {p[1], c->row->dtype == OPH_BF16 ? CD_DTYPE_BF16 : CD_DTYPE_F32, c->row->s[2], c->row->s[1]};
     return t->ops->linear(t->ctx, F(0), S(0), &w, c->row->flags & OPH_BIAS ? F(2) : NULL, F(3));
@@ -194,7 +199,11 @@ static void mk_attention(oph_case *c) {
 }
 static cd_status call_attention(const oph_tables *t, const oph_case *c, void *const *p) {
     const cd_attn_desc d = att_desc(c);
-    return t->ops->attention(t->ctx, &d, F(0), F(1), F(2), F(3), F(4), F(5));
+    return t->ops->attention(t->ops, t->ctx, &d, F(0), F(1), F(2), F(3), F(4), F(5));
+}
+static void desc_attention(const oph_case *c, cd_op_desc *d, cd_attn_desc *a) {
+    *a = att_desc(c);
+    *d = (cd_op_desc){.op = CD_OP_ATTENTION, .attn = a};
 }
 
 /* ---- the rows of ops_bwd.h (conventions there: dx overwritten, parameter gradients +=) -------- */
@@ -290,37 +299,38 @@ static cd_status call_sum_rows(const oph_tables *t, const oph_case *c, void *con
     return t->bwd->sum_rows(t->ctx, F(0), S(0), (int)S(1), F(1));
 }
 
-#define LIN(n, in, out, fl) {"linear", OPH_F32, {n, in, out}, fl, mk_linear, call_linear}, \
-                            {"linear", OPH_BF16, {n, in, out}, fl, mk_linear, call_linear}
-#define ATT(nh, hd, T, H, W, r, down) {"attention", OPH_F32, {nh, hd, T, H, W, r, down}, 0, mk_attention, call_attention}
-#define RMS(n, nh, hd) {"rmsnorm_heads", OPH_F32, {n, nh, hd}, 0, mk_rms, call_rms}
-#define BWD(op, s0, s1, s2, mk, call) {op, OPH_F32, {s0, s1, s2}, OPH_BWD, mk, call}
+#define LIN(n, in, out, fl) {"linear", OPH_F32, {n, in, out}, fl, mk_linear, call_linear, desc_linear}, \
+                            {"linear", OPH_BF16, {n, in, out}, fl, mk_linear, call_linear, desc_linear}
+#define ATT(nh, hd, T, H, W, r, down) \
+    {"attention", OPH_F32, {nh, hd, T, H, W, r, down}, 0, mk_attention, call_attention, desc_attention}
+#define RMS(n, nh, hd) {"rmsnorm_heads", OPH_F32, {n, nh, hd}, 0, mk_rms, call_rms, NULL}
+#define BWD(op, s0, s1, s2, mk, call) {op, OPH_F32, {s0, s1, s2}, OPH_BWD, mk, call, NULL}
 
 /* Shapes: odd row counts and widths that are no multiple of any SIMD width (8, 16), next to the
  * FLUX kinds (head_dim 64 and 128, widths a multiple of 64). */
 static const oph_row k_rows[] = {
     LIN(1, 7, 5, 0), LIN(1, 7, 5, OPH_BIAS), LIN(13, 64, 48, OPH_BIAS), LIN(37, 129, 300, 0),
     LIN(37, 129, 300, OPH_BIAS), LIN(5, 256, 513, OPH_BIAS), LIN(64, 96, 260, 0), LIN(300, 192, 72, OPH_BIAS),
-    {"ln_modulate", OPH_F32, {9, 1}, 0, mk_ln, call_ln},
-    {"ln_modulate", OPH_F32, {9, 7}, 0, mk_ln, call_ln},
-    {"ln_modulate", OPH_F32, {9, 384}, 0, mk_ln, call_ln},
-    {"ln_modulate", OPH_F32, {37, 1000}, OPH_INPLACE, mk_ln, call_ln},
-    {"ln_modulate", OPH_F32, {5, 70}, OPH_INPLACE, mk_ln, call_ln},
+    {"ln_modulate", OPH_F32, {9, 1}, 0, mk_ln, call_ln, NULL},
+    {"ln_modulate", OPH_F32, {9, 7}, 0, mk_ln, call_ln, NULL},
+    {"ln_modulate", OPH_F32, {9, 384}, 0, mk_ln, call_ln, NULL},
+    {"ln_modulate", OPH_F32, {37, 1000}, OPH_INPLACE, mk_ln, call_ln, NULL},
+    {"ln_modulate", OPH_F32, {5, 70}, OPH_INPLACE, mk_ln, call_ln, NULL},
     RMS(11, 3, 16), RMS(11, 3, 128), RMS(11, 3, 5), RMS(1, 1, 33), RMS(37, 24, 128),
-    {"gate_add", OPH_F32, {7, 45}, 0, mk_gate, call_gate}, {"gate_add", OPH_F32, {37, 192}, 0, mk_gate, call_gate},
-    {"gelu_tanh", OPH_F32, {1}, 0, mk_act, call_gelu}, {"gelu_tanh", OPH_F32, {17}, 0, mk_act, call_gelu},
-    {"gelu_tanh", OPH_F32, {1000}, 0, mk_act, call_gelu}, {"gelu_tanh", OPH_F32, {40001}, 0, mk_act, call_gelu},
-    {"silu", OPH_F32, {1}, 0, mk_act, call_silu}, {"silu", OPH_F32, {15}, 0, mk_act, call_silu},
-    {"silu", OPH_F32, {1000}, 0, mk_act, call_silu}, {"silu", OPH_F32, {40001}, 0, mk_act, call_silu},
-    {"rope", OPH_F32, {6, 2, 16}, 0, mk_rope, call_rope}, {"rope", OPH_F32, {37, 3, 64}, 0, mk_rope, call_rope},
-    {"rope", OPH_F32, {5, 1, 6}, 0, mk_rope, call_rope},
-    {"to_heads", OPH_F32, {37, 3, 64, 79, 5}, 0, mk_to_heads, call_to_heads},
-    {"to_heads", OPH_F32, {5, 1, 33, 9, 4}, 0, mk_to_heads, call_to_heads},
-    {"from_heads", OPH_F32, {12, 3, 64, 74, 3}, 0, mk_from_heads, call_from_heads},
-    {"from_heads", OPH_F32, {5, 1, 33, 9, 0}, 0, mk_from_heads, call_from_heads},
-    {"add", OPH_F32, {1}, 0, mk_add, call_add}, {"add", OPH_F32, {7101}, 0, mk_add, call_add},
-    {"copy_rows", OPH_F32, {36, 190, 192, 199}, 0, mk_copy_rows, call_copy_rows},
-    {"copy_rows", OPH_F32, {3, 1, 5, 2}, 0, mk_copy_rows, call_copy_rows},
+    {"gate_add", OPH_F32, {7, 45}, 0, mk_gate, call_gate, NULL}, {"gate_add", OPH_F32, {37, 192}, 0, mk_gate, call_gate, NULL},
+    {"gelu_tanh", OPH_F32, {1}, 0, mk_act, call_gelu, NULL}, {"gelu_tanh", OPH_F32, {17}, 0, mk_act, call_gelu, NULL},
+    {"gelu_tanh", OPH_F32, {1000}, 0, mk_act, call_gelu, NULL}, {"gelu_tanh", OPH_F32, {40001}, 0, mk_act, call_gelu, NULL},
+    {"silu", OPH_F32, {1}, 0, mk_act, call_silu, NULL}, {"silu", OPH_F32, {15}, 0, mk_act, call_silu, NULL},
+    {"silu", OPH_F32, {1000}, 0, mk_act, call_silu, NULL}, {"silu", OPH_F32, {40001}, 0, mk_act, call_silu, NULL},
+    {"rope", OPH_F32, {6, 2, 16}, 0, mk_rope, call_rope, NULL}, {"rope", OPH_F32, {37, 3, 64}, 0, mk_rope, call_rope, NULL},
+    {"rope", OPH_F32, {5, 1, 6}, 0, mk_rope, call_rope, NULL},
+    {"to_heads", OPH_F32, {37, 3, 64, 79, 5}, 0, mk_to_heads, call_to_heads, NULL},
+    {"to_heads", OPH_F32, {5, 1, 33, 9, 4}, 0, mk_to_heads, call_to_heads, NULL},
+    {"from_heads", OPH_F32, {12, 3, 64, 74, 3}, 0, mk_from_heads, call_from_heads, NULL},
+    {"from_heads", OPH_F32, {5, 1, 33, 9, 0}, 0, mk_from_heads, call_from_heads, NULL},
+    {"add", OPH_F32, {1}, 0, mk_add, call_add, NULL}, {"add", OPH_F32, {7101}, 0, mk_add, call_add, NULL},
+    {"copy_rows", OPH_F32, {36, 190, 192, 199}, 0, mk_copy_rows, call_copy_rows, NULL},
+    {"copy_rows", OPH_F32, {3, 1, 5, 2}, 0, mk_copy_rows, call_copy_rows, NULL},
     ATT(2, 64, 7, 13, 29, 0, 0), ATT(1, 32, 0, 5, 17, 0, 0), ATT(2, 128, 7, 13, 29, 3, 0),
     ATT(3, 64, 5, 12, 16, 4, 0), ATT(2, 32, 5, 20, 20, 16, 0), ATT(2, 128, 9, 16, 24, 5, 2),
     ATT(1, 64, 0, 16, 16, 4, 4), ATT(1, 128, 3, 9, 9, 100000, 0), ATT(2, 48, 3, 6, 7, 2, 0),
