@@ -242,32 +242,39 @@ static int run_and_write(attn_job *j, const cd_attn_desc *d, cd_dtype dt,
     return CLI_OK;
 }
 
-int cmd_attention(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *grid = NULL, *isa_name = "auto";
-    int64_t text_len = 0, radius = 0, down = 0, threads = 0;
-    double scale = 0.0;
-    int reference = 0, quiet = 0, help = 0;
+/* The command's flags, checked. */
+typedef struct {
+    const char *in, *out;
+    int64_t gh, gw, text_len, radius, down, threads;
+    double scale;
+    cd_isa isa;
+    int reference, quiet;
+} attn_args;
+
+/* Parses and checks every flag (the output path included) before any file is opened; with
+ * --help prints the usage and sets *help. Returns CLI_OK or CLI_BAD_INPUT (the error printed). */
+static int parse_args(int argc, char **argv, attn_args *a, int *help) {
+    const char *grid = NULL, *isa_name = "auto";
+    *a = (attn_args){0};
     cli_opt opts[] = {
-        {"--in", CLI_OPT_STRING, &in, 0, 0, 0, 0, 0},
-        {"--out", CLI_OPT_STRING, &out, 0, 0, 0, 0, 0},
+        {"--in", CLI_OPT_STRING, &a->in, 0, 0, 0, 0, 0},
+        {"--out", CLI_OPT_STRING, &a->out, 0, 0, 0, 0, 0},
         {"--grid", CLI_OPT_STRING, &grid, 0, 0, 0, 0, 0},
-        {"--text-len", CLI_OPT_INT, &text_len, 0, INT32_MAX, 0, 0, 0},
-        {"--radius", CLI_OPT_INT, &radius, INT32_MIN, INT32_MAX, 0, 0, 0}, /* sign checked below */
-        {"--down", CLI_OPT_INT, &down, INT32_MIN, INT32_MAX, 0, 0, 0},
-        {"--scale", CLI_OPT_FLOAT, &scale, 0, 0, 0.0, 1e30, 0},
-        {"--threads", CLI_OPT_INT, &threads, 0, 4096, 0, 0, 0},
+        {"--text-len", CLI_OPT_INT, &a->text_len, 0, INT32_MAX, 0, 0, 0},
+        {"--radius", CLI_OPT_INT, &a->radius, INT32_MIN, INT32_MAX, 0, 0, 0}, /* sign checked below */
+        {"--down", CLI_OPT_INT, &a->down, INT32_MIN, INT32_MAX, 0, 0, 0},
+        {"--scale", CLI_OPT_FLOAT, &a->scale, 0, 0, 0.0, 1e30, 0},
+        {"--threads", CLI_OPT_INT, &a->threads, 0, 4096, 0, 0, 0},
         {"--isa", CLI_OPT_STRING, &isa_name, 0, 0, 0, 0, 0},
-        {"--reference", CLI_OPT_SWITCH, &reference, 0, 0, 0, 0, 0},
-        {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+        {"--reference", CLI_OPT_SWITCH, &a->reference, 0, 0, 0, 0, 0},
+        {"--quiet", CLI_OPT_SWITCH, &a->quiet, 0, 0, 0, 0, 0},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
-    if (cli_parse_flags(CMD, argc, argv, opts, nopts, &help)) return CLI_BAD_INPUT;
-    if (help) {
+    if (cli_parse_flags(CMD, argc, argv, opts, nopts, help)) return CLI_BAD_INPUT;
+    if (*help) {
         fputs(k_usage, stdout);
         return CLI_OK;
     }
-
-    /* ---- flags ---- */
     static const char *const required[] = {"--in", "--out", "--grid", "--text-len"};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!cli_find_opt(opts, nopts, required[i])->seen) {
@@ -275,8 +282,7 @@ int cmd_attention(int argc, char **argv) {
                       required[i]);
             return CLI_BAD_INPUT;
         }
-    int64_t gh, gw;
-    int r = cli_parse_pair(grid, 1, 1 << 20, &gh, &gw);
+    int r = cli_parse_pair(grid, 1, 1 << 20, &a->gh, &a->gw);
     if (r) {
         cli_error(CMD, r == -1 ? "invalid --grid '%s': expected HxW, e.g. 64x64"
                                : "invalid --grid '%s': sides must be in 1..1048576", grid);
@@ -284,66 +290,71 @@ int cmd_attention(int argc, char **argv) {
     }
     const int has_radius = cli_find_opt(opts, nopts, "--radius")->seen;
     const int has_down = cli_find_opt(opts, nopts, "--down")->seen;
-    if (has_radius && radius <= 0) {
+    if (has_radius && a->radius <= 0) {
         cli_error(CMD, "--radius must be >= 1 (omit it for dense attention), got %lld",
-                  (long long)radius);
+                  (long long)a->radius);
         return CLI_BAD_INPUT;
     }
     if (has_down && !has_radius) {
         cli_error(CMD, "--down needs --radius (pooled keys are part of CLEAR)");
         return CLI_BAD_INPUT;
     }
-    if (has_down && down < 1) {
-        cli_error(CMD, "--down must be >= 1, got %lld", (long long)down);
+    if (has_down && a->down < 1) {
+        cli_error(CMD, "--down must be >= 1, got %lld", (long long)a->down);
         return CLI_BAD_INPUT;
     }
-    cd_isa isa;
-    if (!parse_isa(isa_name, &isa)) {
+    if (!parse_isa(isa_name, &a->isa)) {
         cli_error(CMD, "unknown --isa '%s' (expected auto, generic, avx2 or avx512)", isa_name);
         return CLI_BAD_INPUT;
     }
-    if (!cd_isa_supported(isa)) {
+    if (!cd_isa_supported(a->isa)) {
         cli_error(CMD, "--isa %s is not supported on this CPU", isa_name);
         return CLI_BAD_INPUT;
     }
-    if ((r = cli_check_output_path(CMD, out))) return r;
+    return cli_check_output_path(CMD, a->out);
+}
 
-    /* ---- input file and tensors ---- */
-    attn_job j = {0};
-    cd_ctx_params cp = {(int)threads, isa};
-    cd_status s = cd_ctx_create(&cp, &j.ctx);
+/* The context, the input file and its tensors, checked against the flags into *d (and the
+ * spatial weight with --down >= 2). Returns CLI_OK, or the exit code after printing why. */
+static int open_input(attn_job *j, const attn_args *a, cd_attn_desc *d, const cd_st_tensor *t[3]) {
+    cd_ctx_params cp = {(int)a->threads, a->isa};
+    cd_status s = cd_ctx_create(&cp, &j->ctx);
     if (s) {
         cli_error(CMD, "cannot create a context: %s", cd_status_str(s));
         return CLI_RUNTIME;
     }
-    int rc = CLI_BAD_INPUT;
-    s = cd_st_open(j.ctx, in, &j.in);
+    s = cd_st_open(j->ctx, a->in, &j->in);
     if (s) {
-        cli_error(CMD, "%s", cd_ctx_error(j.ctx)); /* names the file and the reason */
-        rc = s == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
-        goto done;
+        cli_error(CMD, "%s", cd_ctx_error(j->ctx)); /* names the file and the reason */
+        return s == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
     }
-    const cd_st_tensor *t[3];
-    if ((rc = check_qkv(in, j.in, t))) goto done;
-    cd_attn_desc d = {(int32_t)t[0]->shape[0], (int32_t)t[0]->shape[2], (int32_t)text_len,
-                      (int32_t)gh, (int32_t)gw, (int32_t)radius, (int32_t)down, (float)scale};
-    const int64_t want = text_len + gh * gw;
+    int rc = check_qkv(a->in, j->in, t);
+    if (rc) return rc;
+    *d = (cd_attn_desc){(int32_t)t[0]->shape[0], (int32_t)t[0]->shape[2], (int32_t)a->text_len,
+                        (int32_t)a->gh, (int32_t)a->gw, (int32_t)a->radius, (int32_t)a->down, (float)a->scale};
+    const int64_t want = a->text_len + a->gh * a->gw;
     if (t[0]->shape[1] != want) {
-        cli_error(CMD, "grid %lldx%lld + text %lld = %lld tokens but q has %lld", (long long)gh,
-                  (long long)gw, (long long)text_len, (long long)want, (long long)t[0]->shape[1]);
-        rc = CLI_BAD_INPUT;
-        goto done;
+        cli_error(CMD, "grid %lldx%lld + text %lld = %lld tokens but q has %lld", (long long)a->gh,
+                  (long long)a->gw, (long long)a->text_len, (long long)want, (long long)t[0]->shape[1]);
+        return CLI_BAD_INPUT;
     }
-    if (cd_attn_validate(j.ctx, &d)) { /* head counts, divisibility by --down, ... */
-        cli_error(CMD, "%s", cd_ctx_error(j.ctx));
-        rc = CLI_BAD_INPUT;
-        goto done;
+    if (cd_attn_validate(j->ctx, d)) { /* head counts, divisibility by --down, ... */
+        cli_error(CMD, "%s", cd_ctx_error(j->ctx));
+        return CLI_BAD_INPUT;
     }
-    if (d.down >= 2 && (rc = load_spatial_weight(j.ctx, in, j.in, d.down, &j.sw))) goto done;
+    if (d->down >= 2) return load_spatial_weight(j->ctx, a->in, j->in, d->down, &j->sw);
+    return CLI_OK;
+}
 
-    /* ---- compute and write ---- */
-    rc = run_and_write(&j, &d, t[0]->dtype, t, out, reference, quiet);
-done:
+int cmd_attention(int argc, char **argv) {
+    attn_args a;
+    int help = 0, rc = parse_args(argc, argv, &a, &help);
+    if (rc || help) return rc;
+    attn_job j = {0};
+    cd_attn_desc d;
+    const cd_st_tensor *t[3];
+    if ((rc = open_input(&j, &a, &d, t)) == CLI_OK)
+        rc = run_and_write(&j, &d, t[0]->dtype, t, a.out, a.reference, a.quiet);
     job_free(&j);
     return rc;
 }
