@@ -165,8 +165,11 @@ fuzz-run: fuzz
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/ build-fuzz/corpus
 
 # The kernel lab (lab/): each kernel version validated against the CPU reference, then timed
-# (needs a GPU; scripts/gpu-check.sh runs it).
-$(BUILD)/lab_attention: $(BUILD)/obj/lab/attention/lab_attention.o $(BUILD)/libcleardit.a
+# (needs a GPU; scripts/gpu-check.sh runs it). The versions that do not ship are compiled here
+# only (lab/attention/attn_lab.cu; attn_lab_none.c without CUDA).
+LAB_ATTN_OBJ = $(BUILD)/obj/lab/attention/lab_attention.o \
+               $(BUILD)/obj/lab/attention/$(if $(filter 1,$(CUDA)),attn_lab.o,attn_lab_none.o)
+$(BUILD)/lab_attention: $(LAB_ATTN_OBJ) $(BUILD)/libcleardit.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # (The ops tables against the reference are not lab code: the op harness in the test binary,
@@ -175,7 +178,8 @@ lab: $(BUILD)/lab_attention $(BUILD)/test_cleardit
 
 # The attention kernels' own source run on the CPU (lab/attention/emu_flash.cpp emulates the PTX
 # they use): a check of fragment layouts, indexing, masks and barriers that needs no GPU.
-$(BUILD)/emu_flash: lab/attention/emu_flash.cpp $(wildcard src/backend/cuda/attn_*.cuh) $(BUILD)/libcleardit.a
+$(BUILD)/emu_flash: lab/attention/emu_flash.cpp $(wildcard src/backend/cuda/attn_*.cuh lab/attention/attn_*.cuh) \
+                    $(BUILD)/libcleardit.a
 	g++ -std=c++17 -O2 -g -Wno-unknown-pragmas -Iinclude -Isrc/backend/cuda -fopenmp $< $(BUILD)/libcleardit.a -o $@ $(LDLIBS)
 
 emu-run: $(BUILD)/emu_flash
@@ -185,4 +189,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 .PHONY: all test sanitize bench bench-ckpt bench-linear fuzz fuzz-run lab emu-run clean
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(LAB_ATTN_OBJ:.o=.d)

@@ -1,5 +1,7 @@
-/* emu_flash.cpp — runs the attention kernels' own source (src/backend/cuda/attn_v2_flash.cuh,
- * attn_v3_flash.cuh and attn_v1_naive.cuh) on the CPU, without a GPU, and checks them against cd_attention_reference.
+/* emu_flash.cpp — runs the attention kernels' own source on the CPU, without a GPU, and checks
+ * them against cd_attention_reference: the shipped kernel (src/backend/cuda/attn_v2_flash.cuh with
+ * attn_flash_common.cuh) and the lab's versions (lab/attention/attn_v3_flash.cuh,
+ * attn_v1_naive.cuh).
  *
  * Every GPU thread of a CTA is a cooperative fiber (ucontext); the PTX wrappers of the flash
  * kernel are replaced (CD_FLASH_EMULATE) by warp-level emulations written from the PTX ISA:
@@ -205,7 +207,7 @@ static float __shfl_xor_sync(unsigned mask, float v, int off) {
     return r;
 }
 
-/* ---- the PTX wrappers (attn_v2_flash.cuh names them; declared in its namespace) ------- */
+/* ---- the PTX wrappers (attn_flash_common.cuh names them; declared in its namespace) --- */
 namespace cd_flash {
 uint16_t smem_storage[4 * 64 * (128 + 8)] __attribute__((aligned(128)));
 
@@ -351,7 +353,7 @@ uint16_t smem_storage[(4 * 64 + 256) * (128 + 8) + 512] __attribute__((aligned(1
 #include "attn_v3_flash.cuh"
 #undef smem
 
-/* ---- the launches (the same grid arithmetic as attn_cuda.cu) ----------------------------- */
+/* ---- the launches (the same grid arithmetic as attn_launch.cuh) ----------------------------- */
 template <int HD, int QR, int QC, bool PIPE = false>
 static void emu_flash(cd_attn_kparams p, int NH) {
     using C = cd_flash::Cfg<HD, QR, QC>;

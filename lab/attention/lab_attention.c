@@ -1,9 +1,10 @@
-/* lab_attention.c — the attention kernel lab (lab/attention/NOTES.md): every kernel version of
- * src/backend/cuda/attn_*.cuh validated against the CPU reference, then timed at FLUX.1 shapes.
+/* lab_attention.c — the attention kernel lab (lab/attention/NOTES.md): every kernel version
+ * (attn_lab.h: the shipped ones of src/backend/cuda/ and the lab's own, lab/attention/attn_*.cuh)
+ * validated against the CPU reference, then timed at FLUX.1 shapes.
  * Build: make lab (build/lab_attention); scripts/gpu-check.sh runs --check and --bench.
  *
  *   lab_attention --check
- *       every variant (cd_cuda_attention_variant_name) and the f32 op cd_cuda_attention on dense,
+ *       every variant (cd_lab_attention_variant_name) and the f32 op cd_cuda_attention on dense,
  *       CLEAR and pooled cases against cd_attention_reference on the same bf16-rounded inputs;
  *       one line per failing run, "N passed, N failed", exit 1 on any failure.
  *   lab_attention --bench [--sizes 1024,2048,4096,8192] [--radii 0,8,16,32]
@@ -13,7 +14,7 @@
  *   lab_attention --ratios [--sizes ...] [--radii ...]
  *       no GPU: the work the flash kernel's schedule computes (pairs, 16-key blocks per warp) and
  *       the bytes it streams, per tile shape, against the useful pairs (NOTES.md tables). */
-#include "../../src/backend/cuda/cuda.h"
+#include "attn_lab.h"
 #include "../../src/ops/attn.h"
 
 #include <math.h>
@@ -52,7 +53,7 @@ static int parse_list(const char *s, int *out, int max) {
 
 static int nvariants(void) {
     int n = 0;
-    while (cd_cuda_attention_variant_name(n)) n++;
+    while (cd_lab_attention_variant_name(n)) n++;
     return n;
 }
 
@@ -68,10 +69,10 @@ static int variant_warps(const char *name) {
     return -1;
 }
 static int variant_alias(int v) {
-    const char *name = cd_cuda_attention_variant_name(v);
+    const char *name = cd_lab_attention_variant_name(v);
     if (!name || strncmp(name, "default=", 8) != 0) return -1;
-    for (int i = 0; cd_cuda_attention_variant_name(i); i++)
-        if (i != v && !strcmp(cd_cuda_attention_variant_name(i), name + 8)) return i;
+    for (int i = 0; cd_lab_attention_variant_name(i); i++)
+        if (i != v && !strcmp(cd_lab_attention_variant_name(i), name + 8)) return i;
     return -1;
 }
 
@@ -82,8 +83,8 @@ static int same_kernel(int a, int b, int radius) {
     const int kb = variant_alias(b) >= 0 ? variant_alias(b) : b;
     if (ka == kb) return 1;
     if (radius != 0) return 0;
-    const int wa = variant_warps(cd_cuda_attention_variant_name(ka));
-    return wa > 0 && wa == variant_warps(cd_cuda_attention_variant_name(kb));
+    const int wa = variant_warps(cd_lab_attention_variant_name(ka));
+    return wa > 0 && wa == variant_warps(cd_lab_attention_variant_name(kb));
 }
 
 static void die(cd_ctx *ctx, const char *what) {
@@ -333,11 +334,11 @@ static int check_main(void) {
             if (run < 0)
                 s = cd_cuda_attention(ctx, &L->d, dqf, dkf, dvf, dsw, dout, dlse);
             else
-                s = cd_cuda_attention_bf16(ctx, &L->d, dqb, dkb, dvb, c->r > 0 ? dek : NULL,
-                                           c->r > 0 ? dev : NULL, L->E, dout,
-                                           want_lse ? dlse : NULL, run < nv ? run : 0);
+                s = cd_lab_attention_bf16(ctx, &L->d, dqb, dkb, dvb, c->r > 0 ? dek : NULL,
+                                          c->r > 0 ? dev : NULL, L->E, dout,
+                                          want_lse ? dlse : NULL, run < nv ? run : 0);
             if (s == CD_OK) s = cd_cuda_sync(ctx);
-            const char *path = run < 0 ? "f32-op" : run < nv ? cd_cuda_attention_variant_name(run)
+            const char *path = run < 0 ? "f32-op" : run < nv ? cd_lab_attention_variant_name(run)
                                                              : "default,lse=NULL";
             if (s != CD_OK) {
                 printf("FAIL %s %s: %s\n", desc, path, cd_ctx_error(ctx));
@@ -371,7 +372,7 @@ static int check_main(void) {
     }
     printf("worst errors over all cases (o rel L2 / worst row / |lse err|):\n");
     for (int v = 0; v <= nv; v++)
-        printf("  %-20s %.2e  %.2e  %.2e\n", v < nv ? cd_cuda_attention_variant_name(v) : "f32-op",
+        printf("  %-20s %.2e  %.2e  %.2e\n", v < nv ? cd_lab_attention_variant_name(v) : "f32-op",
                worst[v].rel, worst[v].row, worst[v].lse);
     printf("%d passed, %d failed\n", passed, failed);
     free(data);
@@ -423,8 +424,8 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
         for (int i = 0; i < nvs; i++)
             for (int r = 0; r <= 4; r += 4) {
                 d.radius = r;
-                if (cd_cuda_attention_bf16(ctx, &d, q, q, q, NULL, NULL, r ? T : 0, o, NULL,
-                                           vars[i]) ||
+                if (cd_lab_attention_bf16(ctx, &d, q, q, q, NULL, NULL, r ? T : 0, o, NULL,
+                                          vars[i]) ||
                     cd_cuda_sync(ctx))
                     die(ctx, "warm-up");
             }
@@ -470,7 +471,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
             int first_row = nrows;
             for (int vi = 0; vi < nvs; vi++) {
                 const int v = vars[vi];
-                const char *name = cd_cuda_attention_variant_name(v);
+                const char *name = cd_lab_attention_variant_name(v);
                 if (!strcmp(name, "naive") && S > 1024) continue;
                 /* a variant that runs the same kernel as one already timed: reuse its time */
                 int copied = 0;
@@ -486,8 +487,8 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     int reps = 0;
                     /* the first run is the warm-up at this size and the estimate */
                     if (cd_cuda_timer_start(ctx) ||
-                        cd_cuda_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0, dout,
-                                               dlse, v) ||
+                        cd_lab_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0, dout,
+                                              dlse, v) ||
                         cd_cuda_timer_stop(ctx, &t[0]))
                         die(ctx, name);
                     int want = (int)(budget / (t[0] > 1e-6 ? t[0] : 1e-6)) - 1;
@@ -496,8 +497,8 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     if (want < 1 && t[0] <= 1.0) want = 1;
                     for (int k = 0; k < want; k++) {
                         if (cd_cuda_timer_start(ctx) ||
-                            cd_cuda_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0,
-                                                   dout, dlse, v) ||
+                            cd_lab_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0,
+                                                  dout, dlse, v) ||
                             cd_cuda_timer_stop(ctx, &t[reps]))
                             die(ctx, name);
                         reps++;
@@ -524,7 +525,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                 char sp[16] = "-";
                 if (b->speedup > 0) snprintf(sp, sizeof sp, "%.2fx", b->speedup);
                 printf("%6d %6d %-18s %10.3f %9.1f %6.1f%% %8s %5d\n", b->size, b->radius,
-                       cd_cuda_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, sp,
+                       cd_lab_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, sp,
                        b->reps);
             }
             fflush(stdout);
@@ -540,12 +541,12 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
             const bench_row *best = NULL;
             for (int k = 0; k < nrows; k++)
                 if (rows[k].size == sizes[si] && rows[k].radius == radii[ri] &&
-                    strcmp(cd_cuda_attention_variant_name(rows[k].variant), "naive") &&
+                    strcmp(cd_lab_attention_variant_name(rows[k].variant), "naive") &&
                     (!best || rows[k].ms < best->ms))
                     best = &rows[k];
             if (best)
                 printf("  size %5d r %3d: %-18s %9.3f ms %7.1f TFLOP/s %5.1f%% of peak%s\n",
-                       sizes[si], radii[ri], cd_cuda_attention_variant_name(best->variant), best->ms,
+                       sizes[si], radii[ri], cd_lab_attention_variant_name(best->variant), best->ms,
                        best->tflops, best->pct, radii[ri] == 0 ? " (dense)" : "");
         }
 
@@ -565,7 +566,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     "\"ms\": %.4f, \"tflops\": %.2f, \"pct_peak\": %.2f, \"speedup_vs_dense\": %.3f, "
                     "\"reps\": %d}%s\n",
                     b->size, b->size / 16, b->radius, b->variant,
-                    cd_cuda_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, b->speedup,
+                    cd_lab_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, b->speedup,
                     b->reps, k + 1 < nrows ? "," : "");
         }
         fprintf(f, "  ]\n}\n");
@@ -577,7 +578,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
 }
 
 /* ======================================================================================== */
-/* --ratios: the flash kernel's schedule replayed on the CPU (attn_v2_flash.cuh ChunkIter and    */
+/* --ratios: the flash kernel's schedule replayed on the CPU (attn_flash_common.cuh ChunkIter and */
 /* the per-warp block range), for image queries                                              */
 /* ======================================================================================== */
 static void ratios_main(const int *sizes, int ns, const int *radii, int nr) {
@@ -707,7 +708,7 @@ int main(int argc, char **argv) {
             for (int k = 0; k < nvs; k++) vars[k] = k;
         }
         for (int k = 0; k < nvs; k++)
-            if (!cd_cuda_attention_variant_name(vars[k])) {
+            if (!cd_lab_attention_variant_name(vars[k])) {
                 fprintf(stderr, "lab_attention: unknown variant %d\n", vars[k]);
                 return 2;
             }

@@ -1,10 +1,8 @@
 /* attn_cuda.cu — the CUDA attention op (cuda.h "attention"): validation, bf16 conversion, the
- * image queries' extra keys (text keys, then pooled keys), and dispatch to the kernel versions of
- * the kernel lab (lab/attention/NOTES.md):
- *   attn_v1_naive.cuh  variant 1: one warp per query, f32, the mask as written in the spec;
- *   attn_v2_flash.cuh  variant 0 and 2..6: FlashAttention-2 on bf16 tensor cores with CLEAR image
- *                      tiles, one template per tile shape (table `k_variants` below);
- *   attn_v3_flash.cuh  variants 7..10: v2 with two m16 tiles (32 query rows) per warp.
+ * image queries' extra keys (text keys, then pooled keys), and the shipped kernel: v2 of the kernel
+ * lab with its pipelined full-chunk path (attn_v2_flash.cuh, "v2p"), at the two tile shapes that
+ * won on the H200 (lab/attention/NOTES.md, "v2p"; BENCHMARKS.md, gpu-check run 3). The lab's other
+ * versions (naive, v3, the other v2 tiles) are built and checked by the lab (lab/attention/).
  *
  * cd_cuda_attention_bf16_ex (patch parallelism, src/parallel/patch_cuda.cu) restricts the queries
  * and the text rows' keys through attn_kparams.cuh's options (dense_key0, img_row0/img_row1).
@@ -14,50 +12,30 @@
  * cd_cuda_attention uses this, so only pooled calls build an extra-key copy. */
 #include "cuda_internal.h"
 
-#include "attn_kparams.cuh"
-#include "attn_v1_naive.cuh"
+#include "attn_launch.cuh"
 #include "attn_v2_flash.cuh"
-#include "attn_v3_flash.cuh"
 
 #include <math.h>
 
 /* ---- variants ------------------------------------------------------------------------------- */
-/* kind 1 = naive; else the flash kernel with image tiles of qr x qc queries (v2: qr*qc/16 warps;
- * v3, mt = 2: qr*qc/32 warps); the dense rows (radius 0, and the text rows of CLEAR) use tiles of
- * qr*qc consecutive queries. mt = 0: v2. */
-struct cd_attn_variant {
-    const char *name;
-    int naive;
-    int qr, qc;
-    int mt; /* 0: v2; 1: v2 with the pipelined full-chunk path; 2: v3 (m16 tiles per warp) */
-};
-
-static const cd_attn_variant k_variants[] = {
-    {"default", 0, 2, 32, 1},    /* 0: by radius, see default_variant() */
-    {"naive", 1, 0, 0, 0},       /* 1 */
-    {"flash4x16", 0, 4, 16, 0},  /* 2: 4 warps, 64 queries */
-    {"flash8x16", 0, 8, 16, 0},  /* 3: 8 warps, 128 queries */
-    {"flash2x32", 0, 2, 32, 0},  /* 4: 4 warps */
-    {"flash1x64", 0, 1, 64, 0},  /* 5: 4 warps, row runs */
-    {"flash4x32", 0, 4, 32, 0},  /* 6: 8 warps */
-    /* v3 (attn_v3_flash.cuh): 32 query rows per warp; the lab parses "flash3_AxB" */
-    {"flash3_4x32", 0, 4, 32, 2}, /* 7: 4 warps, each one 32-wide tile row; dense 128 rows */
-    {"flash3_8x16", 0, 8, 16, 2}, /* 8: 4 warps, each two 16-wide tile rows */
-    {"flash3_2x32", 0, 2, 32, 2}, /* 9: 2 warps; dense 64 rows */
-    {"flash3_8x32", 0, 8, 32, 2}, /* 10: 8 warps; dense 256 rows */
-    /* v2 with the pipelined full-chunk path (PIPE in attn_v2_flash.cuh): mt = 1 */
-    {"flash2p_2x32", 0, 2, 32, 1}, /* 11 */
-    {"flash2p_4x16", 0, 4, 16, 1}, /* 12 */
+/* The shipped tile shapes of the v2p kernel (4 warps, 64 queries per CTA; the dense rows, radius
+ * 0 and the text rows of CLEAR, use tiles of 64 consecutive queries). Run 3 on the H200 (ms per
+ * layer, FLUX shapes): 2x32 fastest dense (4096^2 212.8 vs 4x16 222.3) and at r <= 16 (4096^2
+ * r = 8 9.32 vs 9.49), 4x16 at r = 32 (4096^2 26.8 vs 30.3: its narrower tile wastes less of each
+ * disc row). No other version or tile was fastest anywhere (lab/attention/NOTES.md). */
+static const char *const k_variants[] = {
+    "default",      /* 0: by radius, see default_variant() */
+    "flash2p_2x32", /* 1: launch_v2p<HD, 2, 32> */
+    "flash2p_4x16", /* 2: launch_v2p<HD, 4, 16> */
 };
 #define CD_ATTN_NVARIANTS ((int)(sizeof k_variants / sizeof k_variants[0]))
 
-/* Variant 0, chosen by measurement (H200, FLUX shapes, lab/attention/NOTES.md "v2p"): the
- * pipelined v2 kernel, 2x32 tiles (fastest dense and at r <= 16), 4x16 tiles from r = 24 on (at
- * r = 32 12-14% faster than 2x32: its smaller tile width wastes less of each disc row). */
-static int default_variant(const cd_attn_desc *d) { return d->radius >= 24 ? 12 : 11; }
+/* Variant 0: 2x32 tiles below r = 24, 4x16 from r = 24 on (r = 24 lies between the measured 16
+ * and 32). */
+static int default_variant(const cd_attn_desc *d) { return d->radius >= 24 ? 2 : 1; }
 
 extern "C" const char *cd_cuda_attention_variant_name(int variant) {
-    return variant >= 0 && variant < CD_ATTN_NVARIANTS ? k_variants[variant].name : NULL;
+    return variant >= 0 && variant < CD_ATTN_NVARIANTS ? k_variants[variant] : NULL;
 }
 
 extern "C" int cd_cuda_attention_supports(int head_dim) {
@@ -118,82 +96,15 @@ __global__ void cd_attn_extra_kernel(const float *__restrict__ k, const float *_
 }
 
 /* ---- launches ------------------------------------------------------------------------------- */
-static cd_status launch_failed(cd_ctx *ctx, struct cd_cuda *cu, const char *what) {
-    return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda attention: launch of the %s kernel failed: %s",
-                        what, cudaGetErrorString(cu->sticky));
+template <int HD, int QR, int QC>
+static cd_status launch_v2p(cd_ctx *ctx, const cd_attn_kparams &p, int NH) {
+    return cd_cuda_attn_flash<cd_flash::Cfg<HD, QR, QC>, QR, QC>(
+        ctx, cd_flash::cd_attn_flash_kernel<HD, QR, QC, true>, p, NH);
 }
 
 template <int HD>
-static cd_status launch_naive(cd_ctx *ctx, struct cd_cuda *cu, const cd_attn_kparams &p, int NH) {
-    const dim3 grid((unsigned)(((int64_t)p.N + CD_NAIVE_WARPS - 1) / CD_NAIVE_WARPS), (unsigned)NH);
-    cd_attn_naive_kernel<HD><<<grid, CD_NAIVE_WARPS * 32, 0, cu->stream>>>(p);
-    return cd_cuda_launch_ok(cu) ? CD_OK : launch_failed(ctx, cu, "naive attention");
-}
-
-/* MT = 0: the v2 kernel; 1: v2 with its pipelined full-chunk path; 2: the v3 kernel (2 m16 tiles
- * per warp) */
-template <int HD, int QR, int QC, int MT>
-struct flash_kernel {
-    using C = cd_flash::Cfg<HD, QR, QC>;
-    static constexpr void (*fn)(const cd_attn_kparams) = cd_flash::cd_attn_flash_kernel<HD, QR, QC>;
-};
-template <int HD, int QR, int QC>
-struct flash_kernel<HD, QR, QC, 1> {
-    using C = cd_flash::Cfg<HD, QR, QC>;
-    static constexpr void (*fn)(const cd_attn_kparams) = cd_flash::cd_attn_flash_kernel<HD, QR, QC, true>;
-};
-template <int HD, int QR, int QC>
-struct flash_kernel<HD, QR, QC, 2> {
-    using C = cd_flash3::Cfg<HD, QR, QC, 2>;
-    static constexpr void (*fn)(const cd_attn_kparams) = cd_flash3::cd_attn_flash3_kernel<HD, QR, QC, 2>;
-};
-
-template <int HD, int QR, int QC, int MT = 0>
-static cd_status launch_flash(cd_ctx *ctx, struct cd_cuda *cu, cd_attn_kparams p, int NH) {
-    using C = typename flash_kernel<HD, QR, QC, MT>::C;
-    const long long ctas = cd_attn_flash_grid(p, C::BM, QR, QC);
-    if (ctas > INT32_MAX)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                            "cuda attention: %lld query tiles exceed the grid limit",
-                            (long long)ctas);
-    if (ctas == 0) return CD_OK;
-
-    void (*kern)(const cd_attn_kparams) = flash_kernel<HD, QR, QC, MT>::fn;
-    if (C::SMEM > 48 * 1024) {
-        const cudaError_t e =
-            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError(); /* not a launch error: do not let it reach the next check */
-            return cd_set_error(ctx, CD_ERR_INTERNAL,
-                                "cuda attention: cannot allow %zu bytes of shared memory: %s",
-                                (size_t)C::SMEM, cudaGetErrorString(e));
-        }
-    }
-    kern<<<dim3((unsigned)ctas, (unsigned)NH), C::NT, C::SMEM, cu->stream>>>(p);
-    return cd_cuda_launch_ok(cu) ? CD_OK : launch_failed(ctx, cu, "flash attention");
-}
-
-template <int HD>
-static cd_status dispatch(cd_ctx *ctx, struct cd_cuda *cu, const cd_attn_kparams &p, int NH,
-                          const cd_attn_variant &v) {
-    if (v.naive) return launch_naive<HD>(ctx, cu, p, NH);
-    if (v.mt == 2) {
-        if (v.qr == 4 && v.qc == 32) return launch_flash<HD, 4, 32, 2>(ctx, cu, p, NH);
-        if (v.qr == 8 && v.qc == 16) return launch_flash<HD, 8, 16, 2>(ctx, cu, p, NH);
-        if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32, 2>(ctx, cu, p, NH);
-        if (v.qr == 8 && v.qc == 32) return launch_flash<HD, 8, 32, 2>(ctx, cu, p, NH);
-    } else if (v.mt == 1) {
-        if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32, 1>(ctx, cu, p, NH);
-        if (v.qr == 4 && v.qc == 16) return launch_flash<HD, 4, 16, 1>(ctx, cu, p, NH);
-    } else if (v.mt == 0) {
-        if (v.qr == 4 && v.qc == 16) return launch_flash<HD, 4, 16>(ctx, cu, p, NH);
-        if (v.qr == 8 && v.qc == 16) return launch_flash<HD, 8, 16>(ctx, cu, p, NH);
-        if (v.qr == 2 && v.qc == 32) return launch_flash<HD, 2, 32>(ctx, cu, p, NH);
-        if (v.qr == 1 && v.qc == 64) return launch_flash<HD, 1, 64>(ctx, cu, p, NH);
-        if (v.qr == 4 && v.qc == 32) return launch_flash<HD, 4, 32>(ctx, cu, p, NH);
-    }
-    return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda attention: no kernel for tile %dx%d (mt %d)",
-                        v.qr, v.qc, v.mt);
+static cd_status dispatch(cd_ctx *ctx, const cd_attn_kparams &p, int NH, int variant) {
+    return variant == 1 ? launch_v2p<HD, 2, 32>(ctx, p, NH) : launch_v2p<HD, 4, 16>(ctx, p, NH);
 }
 
 static int aligned(const void *ptr, size_t a) { return ((uintptr_t)ptr & (a - 1)) == 0; }
@@ -221,19 +132,12 @@ extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d,
     return cd_cuda_attention_bf16_ex(ctx, d, d_q, d_k, d_v, d_ek, d_ev, E, d_o, d_lse, variant, NULL);
 }
 
-extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d,
-                                               const uint16_t *d_q, const uint16_t *d_k,
-                                               const uint16_t *d_v, const uint16_t *d_ek,
-                                               const uint16_t *d_ev, int64_t E, float *d_o,
-                                               float *d_lse, int variant,
-                                               const cd_cuda_attn_opts *opts) {
+cd_status cd_cuda_attn_params(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
+                              const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
+                              const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse,
+                              const cd_cuda_attn_opts *opts, cd_attn_kparams *pp) {
     cd_status s = common_checks(ctx, d);
     if (s) return s;
-    struct cd_cuda *cu = cd_cuda_of(ctx);
-    if (variant < 0 || variant >= CD_ATTN_NVARIANTS)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "cuda attention: unknown variant %d (0..%d)", variant,
-                            CD_ATTN_NVARIANTS - 1);
     if (!d_q || !d_k || !d_v || !d_o)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "cuda attention: q, k, v and o must be non-NULL");
@@ -243,7 +147,7 @@ extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *
                             "cuda attention: q, k, v, ek, ev must be 16-byte aligned, o 8-byte");
 
     const int64_t N = (int64_t)cd_attn_tokens(d), HD = d->head_dim;
-    cd_attn_kparams p;
+    cd_attn_kparams &p = *pp;
     memset(&p, 0, sizeof p);
     p.q = d_q;
     p.k = d_k;
@@ -311,11 +215,28 @@ extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *
         }
     }
 
-    const cd_attn_variant &v = k_variants[variant == 0 ? default_variant(d) : variant];
+    return CD_OK;
+}
+
+extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d,
+                                               const uint16_t *d_q, const uint16_t *d_k,
+                                               const uint16_t *d_v, const uint16_t *d_ek,
+                                               const uint16_t *d_ev, int64_t E, float *d_o,
+                                               float *d_lse, int variant,
+                                               const cd_cuda_attn_opts *opts) {
+    cd_attn_kparams p;
+    cd_status s = cd_cuda_attn_params(ctx, d, d_q, d_k, d_v, d_ek, d_ev, E, d_o, d_lse, opts, &p);
+    if (s) return s;
+    if (variant < 0 || variant >= CD_ATTN_NVARIANTS)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "cuda attention: unknown variant %d (0..%d; the kernel lab's other "
+                            "versions are in lab/attention)",
+                            variant, CD_ATTN_NVARIANTS - 1);
+    if (variant == 0) variant = default_variant(d);
     switch (d->head_dim) {
-    case 32: return dispatch<32>(ctx, cu, p, d->heads, v);
-    case 64: return dispatch<64>(ctx, cu, p, d->heads, v);
-    default: return dispatch<128>(ctx, cu, p, d->heads, v);
+    case 32: return dispatch<32>(ctx, p, d->heads, variant);
+    case 64: return dispatch<64>(ctx, p, d->heads, variant);
+    default: return dispatch<128>(ctx, p, d->heads, variant);
     }
 }
 
@@ -355,7 +276,7 @@ extern "C" cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const
         cd_attn_extra_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, cu->stream>>>(
             d_k, d_v, d_sw, ekb, evb, d->heads, (int)N, d->text_len, d->grid_w, d->down,
             d->grid_w / d->down, (int)E, d->head_dim);
-        if (!cd_cuda_launch_ok(cu)) return launch_failed(ctx, cu, "pooled keys");
+        if (!cd_cuda_launch_ok(cu)) return cd_cuda_attn_launch_failed(ctx, cu, "pooled keys");
         ek = ekb;
         ev = evb;
     }

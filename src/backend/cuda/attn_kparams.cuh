@@ -1,5 +1,6 @@
-/* attn_kparams.cuh — what every attention kernel version (attn_v*_*.cuh) receives, and the small
- * device helpers they share. Private to attn_cuda.cu (patch_cuda.cu uses the bf16 helpers).
+/* attn_kparams.cuh — what every attention kernel version (attn_v*_*.cuh, here and in
+ * lab/attention/) receives, and the small device helpers they share. Private to the CUDA attention
+ * (attn_cuda.cu, the lab's attn_lab.cu; patch_cuda.cu uses the bf16 helpers).
  *
  * Layout (cuda.h "attention"): q, k, v bf16 [NH, N, HD], N = T + H*W (text first, image
  * row-major); ek, ev bf16 extra keys of the image queries (text keys, then pooled keys), head h
@@ -35,7 +36,7 @@ struct cd_attn_kparams {
     int img_row0, img_row1;
 };
 
-/* The flash launch's grid (host side; attn_cuda.cu and the emulator): sets p.n_dense_tiles and
+/* The flash launch's grid (host side; attn_launch.cuh and the emulator): sets p.n_dense_tiles and
  * p.tiles_x for tiles of BM dense rows / QR x QC image queries and returns the number of CTAs
  * per head (dense tiles first, then tiles_x image tiles per tile row). */
 static inline long long cd_attn_flash_grid(cd_attn_kparams &p, int BM, int QR, int QC) {

@@ -1,6 +1,9 @@
-/* attn_v2_flash.cuh — kernel lab version 2: FlashAttention-2 structure on bf16 tensor cores,
- * dense rows and CLEAR image tiles in one kernel (variant 0 and variants >= 2 are tile shapes of
- * this template; lab/attention/NOTES.md has the design notes and the numbers).
+/* attn_v2_flash.cuh — the shipped attention kernel (kernel lab version 2): FlashAttention-2
+ * structure on bf16 tensor cores, dense rows and CLEAR image tiles in one kernel. attn_cuda.cu
+ * ships it with the PIPE path at the tile shapes that won on the H200 (2x32 below r = 24, 4x16
+ * from r = 24); the kernel lab (lab/attention/) also builds its other tile shapes and the plain
+ * path. lab/attention/NOTES.md has the design notes and the numbers; the key schedule, the chunk
+ * loads and the PTX wrappers are in attn_flash_common.cuh, shared with the lab's versions.
  *
  * CTA = NW warps, NW = QR*QC/16, each warp owns 16 query rows (one m16 MMA tile), BM = 16*NW
  * queries. Grid (p.n_dense_tiles + image tiles, heads). A CTA either
@@ -40,148 +43,9 @@
 #ifndef CD_ATTN_V2_FLASH_CUH
 #define CD_ATTN_V2_FLASH_CUH
 
-#include "attn_kparams.cuh"
+#include "attn_flash_common.cuh" /* BN, PTX wrappers, Chunk, ChunkIter, load_chunk, Tile, stage_q */
 
 namespace cd_flash {
-
-constexpr int BN = 64; /* keys per chunk */
-
-/* The PTX wrappers. CD_FLASH_EMULATE: the host test harness lab/attention/emu_flash.cpp
- * supplies warp-level emulations of them instead, to run this exact kernel code on a CPU. */
-#ifndef CD_FLASH_EMULATE
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 bytes global -> shared; src_bytes 0 writes 16 zero bytes and reads nothing. */
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
-/* c += a * b, m16n8k16, bf16 inputs, f32 accumulators */
-/* The same MMA as a plain (non-volatile) asm: a pure register operation the compiler may
- * schedule around the (volatile) shared-memory loads; used by the PIPE path. */
-__device__ __forceinline__ void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                            uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* two f32 -> bf16x2 (round to nearest even), lo in the low half (the lower column index) */
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    uint32_t r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-/* 2^x; 2^-inf = +0 */
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-#endif /* CD_FLASH_EMULATE */
-
-/* One key chunk: n (1..64) consecutive keys at k/v (row stride HD). img: an image row chunk,
- * keys (ky, kx0 + c) for c < n; else extra (or dense) keys, no positional mask. */
-struct Chunk {
-    const uint16_t *k, *v;
-    int n, img, ky, kx0;
-};
-
-/* The CTA's key schedule (every thread runs an identical copy, so the loop is CTA-uniform). */
-template <int HD>
-struct ChunkIter {
-    const uint16_t *xk, *xv; /* phase 1: xcount keys, no mask */
-    int xcount, xpos;
-    const uint16_t *kh, *vh; /* phase 2: image key rows of the tile's disc union */
-    int img;                 /* 0: no phase 2 (dense tile) */
-    int ky, ky_hi, kx, kx_end; /* current key row, last key row, next column, last column */
-    int y0, y1, x0, x1, r, W, T;
-
-    /* first key row >= row with a non-empty run (always `row` itself, see the loop) */
-    __device__ __forceinline__ void set_row(int row) {
-        for (; row <= ky_hi; row++) {
-            const int dy = row < y0 ? y0 - row : (row > y1 ? row - y1 : 0); /* <= r - 1 */
-            const int hw = cd_dev_disc_halfwidth(r, dy);
-            if (hw < 0) continue;
-            kx = max(0, x0 - hw);
-            kx_end = min(W - 1, x1 + hw);
-            if (kx <= kx_end) break;
-        }
-        ky = row;
-    }
-
-    __device__ __forceinline__ bool next(Chunk &c) {
-        if (xpos < xcount) {
-            c.n = min(BN, xcount - xpos);
-            c.k = xk + (size_t)xpos * HD;
-            c.v = xv + (size_t)xpos * HD;
-            c.img = 0;
-            c.ky = 0;
-            c.kx0 = 0;
-            xpos += c.n;
-            return true;
-        }
-        if (!img || ky > ky_hi) return false;
-        c.n = min(BN, kx_end - kx + 1);
-        const size_t j = (size_t)T + (size_t)ky * (size_t)W + (size_t)kx;
-        c.k = kh + j * HD;
-        c.v = vh + j * HD;
-        c.img = 1;
-        c.ky = ky;
-        c.kx0 = kx;
-        kx += c.n;
-        if (kx > kx_end) set_row(ky + 1);
-        return true;
-    }
-};
-
-/* All threads: cp.async the chunk's rows [0, round16(n)) into sK/sV; rows >= n are zero. */
-template <int HD, int NT>
-__device__ __forceinline__ void load_chunk(const Chunk &c, uint16_t *sK, uint16_t *sV, int tid) {
-    constexpr int LD = HD + 8, CPR = HD / 8; /* 16-byte pieces per row */
-    const int rows = (c.n + 15) & ~15;
-    for (int pc = tid; pc < rows * CPR; pc += NT) {
-        const int row = pc / CPR, col = (pc % CPR) * 8;
-        const bool ok = row < c.n;
-        const size_t off = ok ? (size_t)row * HD + col : 0;
-        cp_async16(smem_addr(sK + row * LD + col), c.k + off, ok ? 16 : 0);
-        cp_async16(smem_addr(sV + row * LD + col), c.v + off, ok ? 16 : 0);
-    }
-}
 
 template <int HD, int QR, int QC>
 struct Cfg {
@@ -206,7 +70,7 @@ template <int HD, int QR, int QC, bool PIPE = false>
 __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     cd_attn_flash_kernel(const cd_attn_kparams p) {
     using C = Cfg<HD, QR, QC>;
-    constexpr int LD = C::LD, BM = C::BM, NT = C::NT;
+    constexpr int LD = C::LD, NT = C::NT;
     constexpr int KSTEPS = HD / 16; /* k16 steps of Q K^T; also 16-wide column pairs of O */
     constexpr int ONT = HD / 8;     /* n8 tiles of O */
 
@@ -220,27 +84,10 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     const int head = blockIdx.y;
     const size_t hoff = (size_t)head * (size_t)p.N * HD;
     const uint16_t *const qh = p.q + hoff;
-    const bool dense_tile = (int)blockIdx.x < p.n_dense_tiles;
-
-    /* tile origin */
-    long long q0 = 0; /* dense tile: first query */
-    int y0 = 0, x0 = 0;
-    if (dense_tile) {
-        q0 = (long long)blockIdx.x * BM;
-    } else {
-        const int it = (int)blockIdx.x - p.n_dense_tiles;
-        y0 = p.img_row0 + (it / p.tiles_x) * QR;
-        x0 = (it % p.tiles_x) * QC;
-    }
-    /* joint index of tile row i, or -1 when that query does not exist / is not ours */
-    auto qindex = [&](int i) -> long long {
-        if (dense_tile) {
-            const long long qi = q0 + i;
-            return qi < p.q_dense_end ? qi : -1;
-        }
-        const int qy = y0 + i / QC, qx = x0 + i % QC;
-        return (qy < p.img_row1 && qx < p.W) ? (long long)p.T + (long long)qy * p.W + qx : -1;
-    };
+    const Tile<QR, QC> tile(p); /* dense tile from q0, or image block at (y0, x0) */
+    const bool dense_tile = tile.dense;
+    const long long q0 = tile.q0;
+    const int y0 = tile.y0, x0 = tile.x0;
 
     /* ---- this warp's queries ---- */
     /* image tile: tile row wrow, columns [wx0, wx0 + 16); the thread's rows g, g+8 are the
@@ -253,46 +100,10 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
 
     /* ---- key schedule ---- */
     ChunkIter<HD> it;
-    it.img = 0;
-    it.xpos = 0;
-    it.kh = p.k + hoff;
-    it.vh = p.v + hoff;
-    it.ky = 0;
-    it.ky_hi = -1;
-    it.kx = 0;
-    it.kx_end = -1;
-    it.y0 = y0;
-    it.x0 = x0;
-    it.y1 = 0;
-    it.x1 = 0;
-    it.r = p.r;
-    it.W = p.W;
-    it.T = p.T;
-    if (dense_tile) {
-        it.xk = p.k + hoff + (size_t)p.dense_key0 * HD;
-        it.xv = p.v + hoff + (size_t)p.dense_key0 * HD;
-        it.xcount = p.N - p.dense_key0;
-    } else {
-        it.xk = p.ek + (size_t)head * (size_t)p.ek_hstride;
-        it.xv = p.ev + (size_t)head * (size_t)p.ek_hstride;
-        it.xcount = p.E;
-        it.img = 1;
-        it.y1 = min(y0 + QR, p.img_row1) - 1;
-        it.x1 = min(x0 + QC, p.W) - 1;
-        it.ky_hi = min(p.H - 1, it.y1 + (p.r - 1));
-        it.set_row(max(0, y0 - (p.r - 1)));
-    }
+    it.start(p, head, hoff, dense_tile, y0, x0, QR, QC);
 
     /* ---- prologue: Q tile and chunk 0 ---- */
-    {
-        constexpr int CPR = HD / 8;
-        for (int pc = tid; pc < BM * CPR; pc += NT) {
-            const int row = pc / CPR, col = (pc % CPR) * 8;
-            const long long qi = qindex(row);
-            const uint16_t *src = qi >= 0 ? qh + (size_t)qi * HD + col : qh;
-            cp_async16(smem_addr(sQ + row * LD + col), src, qi >= 0 ? 16 : 0);
-        }
-    }
+    stage_q<HD, QR, QC, NT>(tile, p, qh, sQ, tid);
     Chunk cur;
     bool has = it.next(cur);
     if (has) load_chunk<HD, NT>(cur, sK0, sV0, tid);
@@ -497,7 +308,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     }
 #pragma unroll
     for (int ri = 0; ri < 2; ri++) {
-        const long long qi = qindex(warp * 16 + g + 8 * ri);
+        const long long qi = tile.qindex(p, warp * 16 + g + 8 * ri);
         if (qi < 0) continue;
         const float inv = l[ri] > 0.0f ? 1.0f / l[ri] : 0.0f;
         float *orow = p.o + hoff + (size_t)qi * HD + 2 * t4;

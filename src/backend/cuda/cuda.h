@@ -69,8 +69,9 @@ cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *d_q
  * CLEAR: text queries see all N keys; an image query sees the E extra keys d_ek/d_ev [NH, E, HD]
  *   (text keys, then pooled keys when down >= 2) plus the image keys of its open disc.
  * o f32 [NH, N, HD], lse f32 [NH, N] (natural log; may be NULL).
- * variant: 0 = the default kernel; 1 = the naive lab kernel (lab/attention/v1); other values
- * select tile shapes of the CLEAR kernel (see attn_cuda.cu; CD_ERR_INVALID_ARG if unknown). */
+ * variant: 0 = the default kernel (its tile shape chosen by radius); 1, 2 force one of the two
+ * shipped tile shapes (cd_cuda_attention_variant_name; CD_ERR_INVALID_ARG past them). The kernel
+ * lab's other versions are built by the lab only (lab/attention/attn_lab.cu). */
 cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
                                  const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
                                  const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse,

@@ -1,4 +1,5 @@
-/* attn_v1_naive.cuh — kernel lab version 1 (variant 1): the obviously correct GPU attention.
+/* attn_v1_naive.cuh — kernel lab version 1 (variant 1, lab only): the obviously correct GPU
+ * attention.
  *
  * One warp per query, f32 math on the bf16 inputs, one online softmax over every allowed key in
  * natural-log units (expf, logf). Lane j holds channels j, j+32, ... of q and of the accumulator;
@@ -15,7 +16,7 @@
 #ifndef CD_ATTN_V1_NAIVE_CUH
 #define CD_ATTN_V1_NAIVE_CUH
 
-#include "attn_kparams.cuh"
+#include "../../src/backend/cuda/attn_kparams.cuh"
 
 #define CD_NAIVE_WARPS 8 /* queries (warps) per block */
 

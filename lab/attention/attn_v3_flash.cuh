@@ -1,7 +1,8 @@
-/* attn_v3_flash.cuh — kernel lab version 3: v2 (attn_v2_flash.cuh) with MT = 2 m16 tiles (32
- * query rows) per warp, so every K fragment (ldmatrix, S = Q K^T) and every V fragment
- * (ldmatrix.trans, O += P V) read from shared memory feeds MT MMAs instead of one: half the
- * shared-memory traffic per FLOP for K and V (lab/attention/NOTES.md, "v3").
+/* attn_v3_flash.cuh — kernel lab version 3 (lab only, lost to v2 on the H200): v2
+ * (src/backend/cuda/attn_v2_flash.cuh) with MT = 2 m16 tiles (32 query rows) per warp, so every K
+ * fragment (ldmatrix, S = Q K^T) and every V fragment (ldmatrix.trans, O += P V) read from shared
+ * memory feeds MT MMAs instead of one: half the shared-memory traffic per FLOP for K and V
+ * (lab/attention/NOTES.md, "v3").
  *
  * Same semantics, parameters and key schedule as v2 (dense rows over all keys; CLEAR image tiles
  * streaming the E extra keys, then the per-row disc unions with exact per-element masks; lse;
@@ -25,7 +26,7 @@
 #ifndef CD_ATTN_V3_FLASH_CUH
 #define CD_ATTN_V3_FLASH_CUH
 
-#include "attn_v2_flash.cuh" /* PTX wrappers, Chunk, ChunkIter (BN = 64), load_chunk */
+#include "../../src/backend/cuda/attn_flash_common.cuh" /* v2's schedule, loads, PTX wrappers */
 
 namespace cd_flash3 {
 
@@ -42,6 +43,8 @@ using cd_flash::load_chunk;
 using cd_flash::mma_bf16;
 using cd_flash::pack_bf16;
 using cd_flash::smem_addr;
+using cd_flash::stage_q;
+using cd_flash::Tile;
 
 template <int HD, int QR, int QC, int MT>
 struct Cfg {
@@ -65,7 +68,7 @@ template <int HD, int QR, int QC, int MT>
 __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
     cd_attn_flash3_kernel(const cd_attn_kparams p) {
     using C = Cfg<HD, QR, QC, MT>;
-    constexpr int LD = C::LD, BM = C::BM, NT = C::NT;
+    constexpr int LD = C::LD, NT = C::NT;
     constexpr int KSTEPS = HD / 16; /* k16 steps of Q K^T; also 16-wide column pairs of O */
     constexpr int ONT = HD / 8;     /* n8 tiles of O */
     constexpr int NB = BN / 16;     /* 16-key blocks per chunk */
@@ -81,28 +84,11 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
     const int head = blockIdx.y;
     const size_t hoff = (size_t)head * (size_t)p.N * HD;
     const uint16_t *const qh = p.q + hoff;
-    const bool dense_tile = (int)blockIdx.x < p.n_dense_tiles;
+    const Tile<QR, QC> tile(p); /* dense tile from q0, or image block at (y0, x0) */
+    const bool dense_tile = tile.dense;
+    const long long q0 = tile.q0;
+    const int y0 = tile.y0, x0 = tile.x0;
     const float sl2 = p.scale_log2; /* > 0 */
-
-    /* tile origin */
-    long long q0 = 0; /* dense tile: first query */
-    int y0 = 0, x0 = 0;
-    if (dense_tile) {
-        q0 = (long long)blockIdx.x * BM;
-    } else {
-        const int it = (int)blockIdx.x - p.n_dense_tiles;
-        y0 = p.img_row0 + (it / p.tiles_x) * QR;
-        x0 = (it % p.tiles_x) * QC;
-    }
-    /* joint index of tile query i, or -1 when that query does not exist / is not ours */
-    auto qindex = [&](int i) -> long long {
-        if (dense_tile) {
-            const long long qi = q0 + i;
-            return qi < p.q_dense_end ? qi : -1;
-        }
-        const int qy = y0 + i / QC, qx = x0 + i % QC;
-        return (qy < p.img_row1 && qx < p.W) ? (long long)p.T + (long long)qy * p.W + qx : -1;
-    };
 
     /* ---- key schedule (v2's ChunkIter), kept in shared memory and advanced by thread 0 only,
      * so its ~20 registers are not live across the compute: sCh[i % 3] describes chunk i (n = 0:
@@ -113,35 +99,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
     Chunk *const sCh = reinterpret_cast<Chunk *>(sIt + 1);
     if (tid == 0) {
         ChunkIter<HD> it;
-        it.img = 0;
-        it.xpos = 0;
-        it.kh = p.k + hoff;
-        it.vh = p.v + hoff;
-        it.ky = 0;
-        it.ky_hi = -1;
-        it.kx = 0;
-        it.kx_end = -1;
-        it.y0 = y0;
-        it.x0 = x0;
-        it.y1 = 0;
-        it.x1 = 0;
-        it.r = p.r;
-        it.W = p.W;
-        it.T = p.T;
-        if (dense_tile) {
-            it.xk = p.k + hoff + (size_t)p.dense_key0 * HD;
-            it.xv = p.v + hoff + (size_t)p.dense_key0 * HD;
-            it.xcount = p.N - p.dense_key0;
-        } else {
-            it.xk = p.ek + (size_t)head * (size_t)p.ek_hstride;
-            it.xv = p.ev + (size_t)head * (size_t)p.ek_hstride;
-            it.xcount = p.E;
-            it.img = 1;
-            it.y1 = min(y0 + QR, p.img_row1) - 1;
-            it.x1 = min(x0 + QC, p.W) - 1;
-            it.ky_hi = min(p.H - 1, it.y1 + (p.r - 1));
-            it.set_row(max(0, y0 - (p.r - 1)));
-        }
+        it.start(p, head, hoff, dense_tile, y0, x0, QR, QC);
 #pragma unroll
         for (int c = 0; c < 2; c++) {
             Chunk ch;
@@ -152,15 +110,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
     } /* tid == 0 */
 
     /* ---- prologue: Q tile and chunk 0 ---- */
-    {
-        constexpr int CPR = HD / 8;
-        for (int pc = tid; pc < BM * CPR; pc += NT) {
-            const int row = pc / CPR, col = (pc % CPR) * 8;
-            const long long qi = qindex(row);
-            const uint16_t *src = qi >= 0 ? qh + (size_t)qi * HD + col : qh;
-            cp_async16(smem_addr(sQ + row * LD + col), src, qi >= 0 ? 16 : 0);
-        }
-    }
+    stage_q<HD, QR, QC, NT>(tile, p, qh, sQ, tid);
     __syncthreads(); /* sCh[0], sCh[1] */
     {
         const Chunk c0 = sCh[0];
@@ -399,7 +349,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
         }
 #pragma unroll
         for (int ri = 0; ri < 2; ri++) {
-            const long long qi = qindex((warp * MT + j) * 16 + g + 8 * ri);
+            const long long qi = tile.qindex(p, (warp * MT + j) * 16 + g + 8 * ri);
             if (qi < 0) continue;
             /* l >= 1 (the row max contributes 2^0): the approximate division is within 2 ulp, and
              * has no slow-path subroutine (IEEE 1/l costs a call frame and a spill at HD 32) */
