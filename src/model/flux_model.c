@@ -36,49 +36,6 @@ static const cd_flux_weights *model_weights(const cd_flux_model *m) {
     return model_ops(m)->host_memory ? &m->w : &m->dw;
 }
 
-size_t cd_flux_list_linears(cd_flux_weights *w, cd_lin_ref *r) {
-    const cd_flux_config *c = &w->cfg;
-    const int32_t D = c->hidden, F = c->mlp_hidden;
-    size_t n = 0;
-#define ADD(L, O, I) do { if (r) r[n] = (cd_lin_ref){(L), (O), (I)}; n++; } while (0)
-    ADD(&w->img_in, D, c->in_channels);
-    ADD(&w->txt_in, D, c->context_dim);
-    ADD(&w->time_in1, D, 256);
-    ADD(&w->time_in2, D, D);
-    ADD(&w->vec_in1, D, c->pooled_dim);
-    ADD(&w->vec_in2, D, D);
-    if (c->guidance) {
-        ADD(&w->guid_in1, D, 256);
-        ADD(&w->guid_in2, D, D);
-    }
-    for (int i = 0; i < c->depth; i++) {
-        cd_flux_stream *s[2] = {r ? &w->dbl[i].img : NULL, r ? &w->dbl[i].txt : NULL};
-        for (int j = 0; j < 2; j++) {
-            ADD(s[j] ? &s[j]->mod : NULL, 6 * D, D);
-            ADD(s[j] ? &s[j]->q : NULL, D, D);
-            ADD(s[j] ? &s[j]->k : NULL, D, D);
-            ADD(s[j] ? &s[j]->v : NULL, D, D);
-            ADD(s[j] ? &s[j]->proj : NULL, D, D);
-            ADD(s[j] ? &s[j]->mlp0 : NULL, F, D);
-            ADD(s[j] ? &s[j]->mlp2 : NULL, D, F);
-        }
-    }
-    for (int i = 0; i < c->depth_single; i++) {
-        cd_flux_single *s = r ? &w->sgl[i] : NULL;
-        ADD(s ? &s->mod : NULL, 3 * D, D);
-        ADD(s ? &s->q : NULL, D, D);
-        ADD(s ? &s->k : NULL, D, D);
-        ADD(s ? &s->v : NULL, D, D);
-        ADD(s ? &s->mlp_in : NULL, F, D);
-        ADD(s ? &s->out : NULL, D, D + F);
-    }
-    ADD(&w->final_shift, D, D);
-    ADD(&w->final_scale, D, D);
-    ADD(&w->final_out, c->out_channels, D);
-#undef ADD
-    return n;
-}
-
 /* Uniform values with the given standard deviation, as f32 or bf16, from a counter-based
  * generator (any thread count gives the same weights). */
 static void fill_random(void *dst, int bf16, size_t n, double stddev, double mean, uint64_t seed,

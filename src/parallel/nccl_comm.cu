@@ -81,7 +81,7 @@ static cd_status settle(cd_ctx *ctx, cd_comm *c, nccl_state *st, ncclResult_t r,
 static cd_status state_of(cd_ctx *ctx, cd_comm *c, nccl_state **out, const char *what) {
     nccl_state *st = (nccl_state *)cd_comm_device_state(c);
     *out = st;
-    if (!ctx || !ctx->cuda)
+    if (!ctx || !ctx->dev_state)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "NCCL %s: the CUDA backend is not initialised", what);
     if (!st)
         return cd_set_error(ctx, CD_ERR_INTERNAL, "NCCL %s: no NCCL communicator (cd_devcomm_setup)", what);
@@ -96,7 +96,7 @@ cd_status cd_devcomm_setup(cd_ctx *ctx, cd_comm *c) {
         nccl_state *st;
         return state_of(ctx, c, &st, "set-up");
     }
-    if (!ctx || !ctx->cuda)
+    if (!ctx || !ctx->dev_state)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "NCCL: the CUDA backend is not initialised");
     const int P = cd_comm_size(c), me = cd_comm_rank(c);
     ncclUniqueId id;

@@ -178,7 +178,7 @@ extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, co
     cd_patch *p = cd_patch_of(self);
     if ( d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
         return cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention (cuda): called outside its forward");
-    if (!ctx->cuda)
+    if (!ctx->dev_state)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "patch attention (cuda): CUDA is not initialised");
     if (!cd_cuda_attention_supports(d->head_dim))
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "patch attention (cuda): head_dim %d is not supported",

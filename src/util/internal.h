@@ -22,7 +22,7 @@ struct cd_ctx {
     double prof[CD_PROF_COUNT];
     float *work;          /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
     size_t work_cap;      /* floats */
-    void *cuda;           /* CUDA backend state (struct cd_cuda), NULL until cd_cuda_init */
+    void *dev_state;      /* the opened device backend's state (CUDA: struct cd_cuda), or NULL */
     void (*release_device)(cd_ctx *ctx); /* set by a backend that keeps state in ctx; cd_ctx_free calls it */
 };
 

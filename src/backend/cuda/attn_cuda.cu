@@ -113,7 +113,7 @@ static int aligned(const void *ptr, size_t a) { return ((uintptr_t)ptr & (a - 1)
 static cd_status common_checks(cd_ctx *ctx, const cd_attn_desc *d) {
     cd_status s = cd_attn_validate(ctx, d);
     if (s) return s;
-    if (!ctx || !ctx->cuda)
+    if (!ctx || !ctx->dev_state)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "cuda attention: the CUDA backend is not initialised (cd_cuda_init)");
     if (!cd_cuda_attention_supports(d->head_dim))

@@ -20,7 +20,7 @@ static const double kMiB = 1024.0 * 1024.0;
 
 /* The state, or NULL with "not initialized" in ctx. */
 static struct cd_cuda *need(cd_ctx *ctx) {
-    if (ctx && ctx->cuda) return cd_cuda_of(ctx);
+    if (ctx && ctx->dev_state) return cd_cuda_of(ctx);
     cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda: not initialized");
     return NULL;
 }
@@ -77,7 +77,7 @@ extern "C" int cd_cuda_built(void) { return 1; }
 
 extern "C" cd_status cd_cuda_init(cd_ctx *ctx) {
     if (!ctx) return CD_ERR_INVALID_ARG;
-    if (ctx->cuda) return CD_OK;
+    if (ctx->dev_state) return CD_OK;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count <= 0) {
@@ -123,23 +123,23 @@ extern "C" cd_status cd_cuda_init(cd_ctx *ctx) {
     snprintf(cu->desc, sizeof cu->desc, "%s (sm_%d%d, %d SMs, %.1f GiB)", cu->prop.name,
              cu->prop.major, cu->prop.minor, cu->prop.multiProcessorCount,
              cu->prop.totalGlobalMem / (1024.0 * kMiB));
-    ctx->cuda = cu;
+    ctx->dev_state = cu;
     ctx->release_device = cd_cuda_release; /* cd_ctx_free releases the device state */
     return CD_OK;
 fail:
     destroy(cu);
-    ctx->cuda = NULL;
+    ctx->dev_state = NULL;
     return s;
 }
 
 extern "C" void cd_cuda_release(cd_ctx *ctx) {
-    if (!ctx || !ctx->cuda) return;
+    if (!ctx || !ctx->dev_state) return;
     destroy(cd_cuda_of(ctx));
-    ctx->cuda = NULL;
+    ctx->dev_state = NULL;
 }
 
 extern "C" const char *cd_cuda_device_desc(const cd_ctx *ctx) {
-    return ctx && ctx->cuda ? ((const struct cd_cuda *)ctx->cuda)->desc : "";
+    return ctx && ctx->dev_state ? ((const struct cd_cuda *)ctx->dev_state)->desc : "";
 }
 
 extern "C" cd_status cd_cuda_alloc(cd_ctx *ctx, size_t bytes, void **d_p) {
@@ -248,7 +248,7 @@ extern "C" cd_status cd_cuda_timer_stop(cd_ctx *ctx, double *seconds) {
 }
 
 extern "C" double cd_cuda_peak_bf16(cd_ctx *ctx) {
-    if (!ctx || !ctx->cuda) return 0.0;
+    if (!ctx || !ctx->dev_state) return 0.0;
     struct cd_cuda *cu = cd_cuda_of(ctx);
     /* Dense bf16 tensor-core FLOP per clock per SM: A100 (8.0) 1024 FMA = 2048 FLOP; H100/H200
      * (9.0) 4096; the consumer Ampere/Ada parts (8.6, 8.9) 1024 with f32 accumulation. */

@@ -22,7 +22,7 @@ struct cd_cuda {
     cudaError_t sticky;        /* first asynchronous error seen by a launch check, reported at sync */
 };
 
-static inline struct cd_cuda *cd_cuda_of(cd_ctx *ctx) { return (struct cd_cuda *)ctx->cuda; }
+static inline struct cd_cuda *cd_cuda_of(cd_ctx *ctx) { return (struct cd_cuda *)ctx->dev_state; }
 
 /* Records a launch error (cudaGetLastError) into cu->sticky; returns 0 if there was one. */
 static inline int cd_cuda_launch_ok(struct cd_cuda *cu) {

@@ -107,7 +107,7 @@ static int lt_pick(const struct cd_cuda *cu, const lt_call *c, cublasLtMatmulAlg
 /* The ops table's linear (ops_cuda.cu declares it; C++ linkage, see there). */
 cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
                             const float *b, float *y) {
-    if (!ctx || !ctx->cuda) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda: not initialized");
+    if (!ctx || !ctx->dev_state) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda: not initialized");
     struct cd_cuda *cu = cd_cuda_of(ctx);
     if (!w || !w->data) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda linear: no weight");
     if (w->dtype != CD_DTYPE_BF16)

@@ -24,7 +24,7 @@ cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weig
 #define BLOCK 256 /* threads per block of every kernel here (a multiple of 32) */
 
 static struct cd_cuda *need(cd_ctx *ctx) {
-    if (ctx && ctx->cuda) return cd_cuda_of(ctx);
+    if (ctx && ctx->dev_state) return cd_cuda_of(ctx);
     cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda: not initialized");
     return NULL;
 }
