@@ -240,7 +240,7 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
     d.gw = iw / 2;
     d.L = d.gh * d.gw;
     d.C = cfg.in_channels;
-    if (nprompts > cfg.context_dim || nprompts > cfg.pooled_dim || (dp->down >= 2 && (d.gh % dp->down || d.gw % dp->down))) {
+    if (!cd_prompts_fit(prompts, &cfg) || (dp->down >= 2 && (d.gh % dp->down || d.gw % dp->down))) {
         cd_flux_free(m);
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "distill: the prompt table or --down does not fit the model");
     }
