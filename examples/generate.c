@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
            (int)gp.width, (int)gp.height);
     rc = 0;
 done:
-    if (rc) fprintf(stderr, "example_generate: %s\n", rgb ? cd_ctx_error(ctx) : *cd_ctx_error(ctx) ? cd_ctx_error(ctx) : "out of memory");
+    if (rc) fprintf(stderr, "example_generate: %s\n", *cd_ctx_error(ctx) ? cd_ctx_error(ctx) : "out of memory");
     free(rgb);
     cd_pipeline_free(pl);
     cd_ctx_free(ctx);

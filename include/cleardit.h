@@ -578,7 +578,7 @@ typedef struct {
     int32_t upscale;           /* 1: init is resized (bicubic, as Pillow) to width x height */
     double strength;           /* (0, 1]; 0 = default: 0.6, 0.7 with upscale */
     double rope_ntk;           /* RoPE theta factor; 0 = default: 1, 10 with upscale */
-    int32_t proportional;      /* proportional attention scale: -1 = default (on with upscale) */
+    int32_t proportional;      /* proportional attention: 0 off, 1 on, -1 = default (on with upscale) */
     int32_t ae_tile;           /* autoencoder tiles in pixels (default 1024; 0 = never) */
     float ae_overlap;          /* tile overlap fraction (default 0.25) */
     cd_gen_progress_fn progress;   /* may be NULL */

@@ -190,7 +190,9 @@ cd_status cd_pipeline_check(cd_ctx *ctx, const cd_pipeline *pl, const cd_gen_par
         g.T = 1;
     }
     if (p.init) {
-        if (!pl->enc) return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "generate: image-to-image needs the encoder (open with encoder = 1 and an autoencoder)");
+        if (!pl->enc)
+            return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                                "generate: image-to-image needs the encoder (open with an autoencoder and encoder = 1)");
         g.init = probe;
     }
     return cd_generate_check(ctx, pl->m, pl->ae, &g);
