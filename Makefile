@@ -82,7 +82,7 @@ LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-all: $(BUILD)/cleardit $(BUILD)/test_cleardit $(MPI_TEST)
+all: $(BUILD)/cleardit $(BUILD)/test_cleardit $(BUILD)/example_generate $(MPI_TEST)
 
 $(BUILD)/obj/%_avx512.o: XFLAGS = $(ISA_AVX512)
 $(BUILD)/obj/%_avx2.o:   XFLAGS = $(ISA_AVX2)
@@ -97,23 +97,28 @@ $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libcleardit.a: $(LIB_OBJ) $(CU_OBJ)
+$(BUILD)/libcleardit.a: $(LIB_OBJ) $(CU_OBJ) $(BUILD)/obj/default_model.o
 	@rm -f $@
 	ar rcs $@ $^
 
-# The default model (trained by `cleardit train`, shipped in models/) is embedded in the CLI;
-# without the file the CLI builds with an empty one and says so when it is needed.
+# The default model (trained by `cleardit train`, shipped in models/) is embedded in the library
+# (src/pipeline/embedded.c); without the file the library builds with an empty one and says so
+# when it is needed.
 DEFAULT_MODEL ?= models/fmnist.safetensors
 DEFAULT_CLEAR ?= models/fmnist_clear.safetensors
 DEFAULT_MODEL_FILE = $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(BUILD)/no_default_model)
 DEFAULT_CLEAR_FILE = $(if $(wildcard $(DEFAULT_CLEAR)),$(DEFAULT_CLEAR),$(BUILD)/no_default_model)
 $(BUILD)/no_default_model:
 	@mkdir -p $(BUILD) && : > $@
-$(BUILD)/obj/default_model.o: src/cli/default_model.S $(DEFAULT_MODEL_FILE) $(DEFAULT_CLEAR_FILE)
+$(BUILD)/obj/default_model.o: src/pipeline/default_model.S $(DEFAULT_MODEL_FILE) $(DEFAULT_CLEAR_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) -c -DCD_DEFAULT_MODEL='"$(DEFAULT_MODEL_FILE)"' -DCD_DEFAULT_CLEAR='"$(DEFAULT_CLEAR_FILE)"' $< -o $@
 
-$(BUILD)/cleardit: $(CLI_OBJ) $(BUILD)/obj/default_model.o $(BUILD)/libcleardit.a
+$(BUILD)/cleardit: $(CLI_OBJ) $(BUILD)/libcleardit.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# examples/: programs that use include/cleardit.h alone (the tests run them).
+$(BUILD)/example_generate: $(BUILD)/obj/examples/generate.o $(BUILD)/libcleardit.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/test_cleardit: $(TEST_OBJ) $(BUILD)/libcleardit.a
@@ -124,7 +129,7 @@ $(BUILD)/test_mpi: $(BUILD)/obj/tests/mpi/test_patch.o $(BUILD)/libcleardit.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The tests find the CLI through CLEARDIT_BIN (CLI tests spawn it).
-test: $(BUILD)/cleardit $(BUILD)/test_cleardit
+test: $(BUILD)/cleardit $(BUILD)/test_cleardit $(BUILD)/example_generate
 	CLEARDIT_BIN=$(BUILD)/cleardit $(BUILD)/test_cleardit $(TESTS)
 
 sanitize:

@@ -32,7 +32,8 @@ typedef enum {
     CD_ERR_FORMAT,       /* a file is malformed */
     CD_ERR_NOT_FOUND,    /* a named tensor or file is missing */
     CD_ERR_UNSUPPORTED,  /* valid request this build or machine cannot serve */
-    CD_ERR_INTERNAL
+    CD_ERR_INTERNAL,
+    CD_ERR_CANCELLED     /* a progress callback asked to stop */
 } cd_status;
 
 const char *cd_status_str(cd_status s);
@@ -493,6 +494,117 @@ void cd_rgb8_to_image(const uint8_t *rgb, uint32_t width, uint32_t height, float
  * allocated. Results do not depend on the thread count. */
 cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t sh, uint8_t *dst,
                          uint32_t dw, uint32_t dh);
+
+/* ---- the pipeline: prompt -> image (pipeline/) ----------------------------------------------
+ * A FLUX transformer (+ its autoencoder, + optional CLEAR attention weights) ready on a device,
+ * and generation into an 8-bit RGB buffer: text-to-image, image-to-image (SDEdit: an init image
+ * re-noised to `strength` of the schedule) and the CLEAR paper's high-resolution path (an init
+ * image resized to the target size, then image-to-image with NTK RoPE, proportional attention
+ * and a static schedule shift). docs/flux.md describes the sampler; docs/clear.md the attention.
+ * The same parameters and seed give the same pixels for any thread count. */
+
+/* The model shipped with the project (models/fmnist.safetensors, a 28x28 Fashion-MNIST
+ * pixel-space model with a built-in prompt table, trained by `cleardit train`) and its distilled
+ * CLEAR weights, embedded in libcleardit.a when they existed at build time. */
+typedef enum { CD_EMBEDDED_MODEL = 0, CD_EMBEDDED_CLEAR } cd_embedded;
+int cd_embedded_available(cd_embedded which);   /* 1 when this build carries it */
+/* Stages it as an anonymous memory file and writes its path ("/proc/self/fd/N", Linux) into
+ * path[n] (n >= 32): a path every loader of this API accepts. *fd is the descriptor; close() it
+ * when nothing will open the path again (models loaded from it keep their mappings).
+ * CD_ERR_NOT_FOUND when this build does not carry it. */
+cd_status cd_embedded_open(cd_ctx *ctx, cd_embedded which, char *path, size_t n, int *fd);
+/* The radius and pooled-key side (0 = none) the embedded CLEAR weights were distilled for (their
+ * metadata). CD_ERR_NOT_FOUND when this build does not carry them. */
+cd_status cd_embedded_clear_attention(cd_ctx *ctx, int32_t *radius, int32_t *down);
+
+typedef struct cd_pipeline cd_pipeline;
+
+typedef struct {
+    const char *model;          /* FLUX transformer checkpoint (as cd_flux_load); NULL = embedded */
+    const char *ae;             /* autoencoder checkpoint (BFL or diffusers names); NULL = none
+                                   (pixel-space models; a latent-space model then cannot generate) */
+    const char *clear_weights;  /* CLEAR attention file re-pointing the trained projections; NULL = none */
+    int32_t embedded_clear;     /* 1: with model and clear_weights NULL, the embedded CLEAR weights */
+    int32_t encoder;            /* 1: also load the autoencoder's encoder (image-to-image, upscale) */
+    int32_t ae_groups;          /* GroupNorm groups of the autoencoder; 0 = 32 (FLUX's) */
+    int rope_axes[3];           /* as cd_flux_load_params: all 0 = from the checkpoint or FLUX's */
+    double rope_theta;          /* 0 = from the checkpoint or 10000 */
+    cd_device device;           /* where the transformer runs (the autoencoder runs on the CPU) */
+    cd_comm *comm;              /* NULL = one process; else patch parallelism over comm's ranks */
+    cd_text_attention text_attention;  /* with comm */
+} cd_pipeline_params;
+
+cd_pipeline_params cd_pipeline_params_default(void);   /* embedded model, CPU, no comm */
+/* Opens dev in ctx (cd_device_open), loads the transformer (and CLEAR weights), moves it to the
+ * device (cd_flux_set_device), splits it over comm (cd_flux_set_parallel; collective), loads the
+ * autoencoder's decoder (and encoder). *out = NULL on failure. ctx must outlive the pipeline. */
+cd_status cd_pipeline_open(cd_ctx *ctx, const cd_pipeline_params *p, cd_pipeline **out);
+void cd_pipeline_free(cd_pipeline *p);                  /* NULL-safe; does not free the comm */
+cd_flux_model *cd_pipeline_model(const cd_pipeline *p); /* owned by the pipeline */
+int cd_pipeline_has_ae(const cd_pipeline *p);
+/* A pixel-space model's native size (metadata "cleardit_image"): 1 when the model records one
+ * (w, h >= 2, or both 0 when malformed), 0 for a latent-space model. */
+int cd_pipeline_native_size(const cd_pipeline *p, int32_t *w, int32_t *h);
+/* The step-count policy when none is asked for: 32 for pixel-space models, 28 for guidance
+ * (dev-like) models, 4 for schnell-like ones. */
+int32_t cd_pipeline_default_steps(const cd_pipeline *p);
+/* The built-in prompt table (metadata "cleardit_prompts", comma-separated; prompt i conditions as
+ * a one-hot txt [1, context_dim] and pooled [pooled_dim], both 1 at index i): the raw table (NULL
+ * if none), its entry count, entry i copied into buf[n] (its length, -1 if out of range), and the
+ * index of a name (ASCII case ignored; -1 if unknown or beyond the model's widths). */
+const char *cd_pipeline_prompt_table(const cd_pipeline *p);
+int cd_pipeline_prompt_count(const cd_pipeline *p);
+int cd_pipeline_prompt_name(const cd_pipeline *p, int i, char *buf, size_t n);
+int cd_pipeline_prompt_find(const cd_pipeline *p, const char *name);
+
+/* After each Euler step i = 1..n (n = steps run; fewer than the schedule's for image-to-image)
+ * with the seconds since sampling began, and once more with i = n + 1 after decoding. Return 0 to
+ * go on, nonzero to stop: generation then fails with CD_ERR_CANCELLED. */
+typedef int (*cd_gen_progress_fn)(void *user, int step, int steps, double elapsed_s);
+
+/* Fields marked "0 = default" are filled by cd_pipeline_resolve. */
+typedef struct {
+    /* conditioning: a prompt of the model's table (by name, or by index when prompt is NULL), or
+     * embeddings (prompt NULL, prompt_index < 0) */
+    const char *prompt;
+    int32_t prompt_index;      /* -1 = none */
+    const float *txt;          /* [T, context_dim] (T5) */
+    int32_t T;
+    const float *pooled;       /* [pooled_dim] (CLIP) */
+    int32_t width, height;     /* pixels, multiples of 2 x the autoencoder's factor (16 for FLUX);
+                                  0 = the pixel-space model's native size, or the init image's */
+    int32_t steps;             /* schedule steps; 0 = cd_pipeline_default_steps */
+    float guidance;            /* distilled guidance of dev-like models (default 3.5) */
+    uint64_t seed;
+    int32_t radius, down;      /* attention: radius 0 = dense; >= 1 CLEAR; down >= 2 pooled keys */
+    int32_t shift;             /* resolution shift of the schedule: -1 auto (guidance models) */
+    double time_shift;         /* > 0: static shift factor instead; 0 = default (3 with upscale) */
+    /* image-to-image: init RGB8 [init_height, init_width, 3]; NULL = text-to-image */
+    const uint8_t *init;
+    uint32_t init_width, init_height;
+    int32_t upscale;           /* 1: init is resized (bicubic, as Pillow) to width x height */
+    double strength;           /* (0, 1]; 0 = default: 0.6, 0.7 with upscale */
+    double rope_ntk;           /* RoPE theta factor; 0 = default: 1, 10 with upscale */
+    int32_t proportional;      /* proportional attention: 0 off, 1 on, -1 = default (on with upscale) */
+    int32_t ae_tile;           /* autoencoder tiles in pixels (default 1024; 0 = never) */
+    float ae_overlap;          /* tile overlap fraction (default 0.25) */
+    cd_gen_progress_fn progress;   /* may be NULL */
+    void *user;
+} cd_gen_params;
+
+cd_gen_params cd_gen_params_default(void);
+/* Fills p's defaults for this pipeline (size, steps, strength, NTK factor, time shift,
+ * proportional attention); checks nothing else. */
+void cd_pipeline_resolve(const cd_pipeline *pl, cd_gen_params *p);
+/* The Euler steps p runs (p resolved): steps, or fewer for image-to-image; -1 if strength is bad. */
+int cd_gen_steps_run(const cd_gen_params *p);
+/* Checks p (resolved on a copy) against the pipeline without computing anything.
+ * CD_ERR_INVALID_ARG / CD_ERR_SHAPE / CD_ERR_UNSUPPORTED with a message in ctx. */
+cd_status cd_pipeline_check(cd_ctx *ctx, const cd_pipeline *pl, const cd_gen_params *p);
+/* Generates one image into rgb [height, width, 3] (width x height as resolved). rgb may be NULL
+ * on the ranks other than 0 of a patch-parallel pipeline: they run every step (the job needs
+ * them) but do not decode. */
+cd_status cd_pipeline_generate(cd_ctx *ctx, cd_pipeline *pl, const cd_gen_params *p, uint8_t *rgb);
 
 /* ---- profiling: time spent per op class while enabled (context-local) ---------------------- */
 typedef enum { CD_PROF_LINEAR = 0, CD_PROF_ATTENTION, CD_PROF_OTHER, CD_PROF_COUNT } cd_prof_class;

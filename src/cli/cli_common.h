@@ -122,8 +122,4 @@ typedef struct {
 } cli_train_prog;
 void cli_train_progress(void *user, int64_t step, int64_t steps, double loss, double grad_norm, double lr,
                         double elapsed_s);
-/* The default model's distilled CLEAR weights, likewise, with the radius and pooled-key side
- * they were distilled for (from their metadata). */
-int cli_default_clear(char *path, size_t n, int64_t *radius, int64_t *down);
-
 #endif

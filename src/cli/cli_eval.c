@@ -6,12 +6,11 @@
  * (src/train/metrics.h: scikit-image's definitions), class accuracy of all three under a small
  * Fashion-MNIST classifier (src/train/classifier.h; trained and cached on first use), the
  * attention FLOPs of one layer, and wall times; optionally PNG grids of the samples.
- * A thin layer: the library generates, measures and classifies; this file orders, prints and
- * writes. */
+ * A thin layer: the library generates (the public pipeline), measures and classifies; this file
+ * orders, prints and writes. */
 #include "cleardit.h"
 #include "cli.h"
 #include "cli_common.h"
-#include "../pipeline/generate.h"
 #include "../train/classifier.h"
 #include "../train/metrics.h"
 
@@ -91,7 +90,7 @@ enum { V_TEACHER, V_STUDENT, V_SWAP, V_COUNT };
 static const char *const k_vname[V_COUNT] = {"teacher", "student", "swap"};
 
 typedef struct {
-    cd_flux_model *m;      /* not owned by the swap (it shares the teacher) */
+    cd_pipeline *pl;       /* not owned by the swap (it shares the teacher's) */
     int32_t radius, down;
     uint8_t *img;          /* [prompts * per_class, h * w] grey */
     int32_t *pred;         /* [prompts * per_class] classifier labels */
@@ -111,18 +110,18 @@ static void prompts_free(prompt_table *t) {
     t->n = 0;
 }
 
-static int prompts_parse(const char *table, prompt_table *t) {
+/* The model's built-in prompt names (the library reads the table); -1 if there are none or too many. */
+static int prompts_get(const cd_pipeline *pl, prompt_table *t) {
     t->n = 0;
-    for (const char *s = table; *s;) {
-        const char *e = strchr(s, ',');
-        const size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (t->n == MAX_PROMPTS) return -1;
-        t->names[t->n] = strndup(s, len);
-        if (!t->names[t->n]) return -1;
+    const int n = cd_pipeline_prompt_count(pl);
+    if (n < 1 || n > MAX_PROMPTS) return -1;
+    for (int i = 0; i < n; i++) {
+        const int len = cd_pipeline_prompt_name(pl, i, NULL, 0);
+        if (len < 0 || !(t->names[i] = malloc((size_t)len + 1))) return -1;
         t->n++;
-        s = e ? e + 1 : s + len;
+        cd_pipeline_prompt_name(pl, i, t->names[i], (size_t)len + 1);
     }
-    return t->n > 0 ? 0 : -1;
+    return 0;
 }
 
 /* mkdir -p of the directory part of path (or of path itself when is_dir). */
@@ -219,41 +218,37 @@ static int get_classifier(cd_ctx *ctx, const char *given, const char *cache, con
 }
 
 /* Samples every (prompt, seed) of one variant into v->img. */
+/* One sample of variant v: prompt k of the table (one-hot, as `cleardit generate --prompt`). */
+static cd_gen_params eval_params(const variant *v, int k, int32_t w, int32_t h, int64_t steps) {
+    cd_gen_params gp = cd_gen_params_default();
+    gp.prompt_index = k;
+    gp.guidance = 0; /* as the swap and student were always sampled (pixel models have no guidance) */
+    gp.width = w;
+    gp.height = h;
+    gp.steps = (int32_t)steps;
+    gp.radius = v->radius;
+    gp.down = v->down;
+    return gp;
+}
+
+/* Samples every (prompt, seed) of one variant into v->img. */
 static int run_variant(cd_ctx *ctx, variant *v, int vi, const prompt_table *pt, int64_t per_class, int64_t seed0,
                        int64_t steps, int32_t w, int32_t h, int quiet) {
-    const cd_flux_config *c = cd_flux_model_config(v->m);
     const size_t hw = (size_t)w * h, total = (size_t)pt->n * (size_t)per_class;
-    float *txt = calloc((size_t)c->context_dim, sizeof(float)), *pooled = calloc((size_t)c->pooled_dim, sizeof(float));
-    float *image = malloc(3 * hw * sizeof(float));
     uint8_t *rgb = malloc(3 * hw);
     int rc = CLI_OK;
-    if (!txt || !pooled || !image || !rgb) {
+    if (!rgb) {
         cli_error(CMD, "out of memory");
-        rc = CLI_RUNTIME;
-        goto done;
+        return CLI_RUNTIME;
     }
     const int tty = isatty(2);
     const double t0 = cd_now();
     size_t done_n = 0;
     for (int k = 0; k < pt->n; k++) {
-        /* one-hot conditioning as `cleardit generate --prompt`: txt [1, context_dim], pooled */
-        memset(txt, 0, (size_t)c->context_dim * sizeof(float));
-        memset(pooled, 0, (size_t)c->pooled_dim * sizeof(float));
-        txt[k] = pooled[k] = 1.0f;
         for (int64_t s = 0; s < per_class; s++, done_n++) {
-            cd_generate_params gp = {0};
-            gp.txt = txt;
-            gp.T = 1;
-            gp.pooled = pooled;
-            gp.width = w;
-            gp.height = h;
-            gp.steps = (int32_t)steps;
+            cd_gen_params gp = eval_params(v, k, w, h, steps);
             gp.seed = (uint64_t)(seed0 + s);
-            gp.radius = v->radius;
-            gp.down = v->down;
-            gp.shift = -1;
-            gp.image = image;
-            const cd_status st = cd_generate(ctx, v->m, NULL, &gp, NULL);
+            const cd_status st = cd_pipeline_generate(ctx, v->pl, &gp, rgb);
             if (st != CD_OK) {
                 if (tty && !quiet) fputc('\n', stderr);
                 cli_error(CMD, "%s, prompt '%s', seed %lld: %s", k_vname[vi], pt->names[k], (long long)(seed0 + s),
@@ -261,7 +256,6 @@ static int run_variant(cd_ctx *ctx, variant *v, int vi, const prompt_table *pt, 
                 rc = (st == CD_ERR_INVALID_ARG || st == CD_ERR_SHAPE) ? CLI_BAD_INPUT : CLI_RUNTIME;
                 goto done;
             }
-            cd_image_to_rgb8(image, (uint32_t)w, (uint32_t)h, rgb);
             uint8_t *g = v->img + (size_t)(k * per_class + s) * hw;
             for (size_t i = 0; i < hw; i++) g[i] = rgb[3 * i]; /* grey: R = G = B */
             if (!quiet && (tty || (done_n + 1) % (total / 10 ? total / 10 : 1) == 0 || done_n + 1 == total)) {
@@ -274,7 +268,7 @@ static int run_variant(cd_ctx *ctx, variant *v, int vi, const prompt_table *pt, 
     if (tty && !quiet) fputc('\n', stderr);
     v->seconds = cd_now() - t0;
 done:
-    free(txt); free(pooled); free(image); free(rgb);
+    free(rgb);
     return rc;
 }
 
@@ -330,192 +324,185 @@ static int load_error(cd_ctx *ctx, cd_status st) {
     cli_error(CMD, "%s", cd_ctx_error(ctx));
     return st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
 }
+/* The flags, and the classifier cache path they resolve to. */
+typedef struct {
+    const char *model_p, *clear_p, *clf_p, *clf_out, *data, *grid_dir;
+    int64_t radius, down, per_class, steps, seed, threads;
+    int json, quiet, help;
+    char cache[4096];
+} eval_args;
 
-int cmd_eval(int argc, char **argv) {
-    const char *model_p = NULL, *clear_p = NULL, *clf_p = NULL, *clf_out = NULL, *data = NULL, *grid_dir = NULL;
-    int64_t radius = 0, down = 0, per_class = 20, steps = 32, seed = 0, threads = 0;
-    int json = 0, quiet = 0, help = 0;
+/* Everything one run measures. */
+typedef struct {
+    variant v[V_COUNT];
+    prompt_table pt;
+    int32_t w, h;
+    size_t nimg;
+    cd_classifier *clf;
+    int trained;
+    double clf_train_s, test_acc, total_s;
+    uint32_t test_n;
+    cd_attn_desc dd;
+    double f_dense, f_student, f_swap;
+} eval_run;
+
+/* Parses and checks the flags (files readable, the cache and grid paths usable). */
+static int parse_args(int argc, char **argv, eval_args *a) {
+    memset(a, 0, sizeof *a);
+    a->per_class = 20;
+    a->steps = 32;
     cli_opt opts[] = {
-        {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
-        {"--clear-weights", CLI_OPT_STRING, &clear_p, 0, 0, 0, 0, 0},
-        {"--radius", CLI_OPT_INT, &radius, 1, 1 << 20, 0, 0, 0},
-        {"--down", CLI_OPT_INT, &down, 2, 64, 0, 0, 0},
-        {"--per-class", CLI_OPT_INT, &per_class, 1, 100000, 0, 0, 0},
-        {"--steps", CLI_OPT_INT, &steps, 1, 10000, 0, 0, 0},
-        {"--seed", CLI_OPT_INT, &seed, 0, INT64_MAX / 2, 0, 0, 0},
-        {"--classifier", CLI_OPT_STRING, &clf_p, 0, 0, 0, 0, 0},
-        {"--classifier-out", CLI_OPT_STRING, &clf_out, 0, 0, 0, 0, 0},
-        {"--data", CLI_OPT_STRING, &data, 0, 0, 0, 0, 0},
-        {"--grid-dir", CLI_OPT_STRING, &grid_dir, 0, 0, 0, 0, 0},
-        {"--json", CLI_OPT_SWITCH, &json, 0, 0, 0, 0, 0},
-        {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
-        {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+        {"--model", CLI_OPT_STRING, &a->model_p, 0, 0, 0, 0, 0},
+        {"--clear-weights", CLI_OPT_STRING, &a->clear_p, 0, 0, 0, 0, 0},
+        {"--radius", CLI_OPT_INT, &a->radius, 1, 1 << 20, 0, 0, 0},
+        {"--down", CLI_OPT_INT, &a->down, 2, 64, 0, 0, 0},
+        {"--per-class", CLI_OPT_INT, &a->per_class, 1, 100000, 0, 0, 0},
+        {"--steps", CLI_OPT_INT, &a->steps, 1, 10000, 0, 0, 0},
+        {"--seed", CLI_OPT_INT, &a->seed, 0, INT64_MAX / 2, 0, 0, 0},
+        {"--classifier", CLI_OPT_STRING, &a->clf_p, 0, 0, 0, 0, 0},
+        {"--classifier-out", CLI_OPT_STRING, &a->clf_out, 0, 0, 0, 0, 0},
+        {"--data", CLI_OPT_STRING, &a->data, 0, 0, 0, 0, 0},
+        {"--grid-dir", CLI_OPT_STRING, &a->grid_dir, 0, 0, 0, 0, 0},
+        {"--json", CLI_OPT_SWITCH, &a->json, 0, 0, 0, 0, 0},
+        {"--threads", CLI_OPT_INT, &a->threads, 1, 4096, 0, 0, 0},
+        {"--quiet", CLI_OPT_SWITCH, &a->quiet, 0, 0, 0, 0, 0},
     };
-    if (cli_parse_flags(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &help)) return CLI_BAD_INPUT;
-    if (help) {
-        fputs(k_usage, stdout);
-        return CLI_OK;
-    }
-    if (!clear_p || !radius) {
+    if (cli_parse_flags(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &a->help)) return CLI_BAD_INPUT;
+    if (a->help) return CLI_OK;
+    if (!a->clear_p || !a->radius) {
         cli_error(CMD, "--clear-weights and --radius (>= 1) are required (see --help)");
         return CLI_BAD_INPUT;
     }
-    if (clf_p && clf_out) {
+    if (a->clf_p && a->clf_out) {
         cli_error(CMD, "--classifier and --classifier-out exclude each other");
         return CLI_BAD_INPUT;
     }
-    const char *files[] = {model_p, clear_p, clf_p};
+    const char *files[] = {a->model_p, a->clear_p, a->clf_p};
     for (int i = 0; i < 3; i++)
         if (files[i] && access(files[i], R_OK) != 0) {
             cli_error(CMD, "cannot read '%s': %s", files[i], strerror(errno));
             return CLI_BAD_INPUT;
         }
-    char cache[4096];
-    if (!clf_p) {
-        if (clf_out) snprintf(cache, sizeof cache, "%s", clf_out);
-        else if (default_cache(cache, sizeof cache)) {
+    if (!a->clf_p) {
+        if (a->clf_out) snprintf(a->cache, sizeof a->cache, "%s", a->clf_out);
+        else if (default_cache(a->cache, sizeof a->cache)) {
             cli_error(CMD, "neither HOME nor XDG_CACHE_HOME is set: pass --classifier or --classifier-out");
             return CLI_BAD_INPUT;
         }
         struct stat cs;
-        if (stat(cache, &cs) == 0 && S_ISDIR(cs.st_mode)) {
-            cli_error(CMD, "--classifier-out %s is a directory", cache);
+        if (stat(a->cache, &cs) == 0 && S_ISDIR(cs.st_mode)) {
+            cli_error(CMD, "--classifier-out %s is a directory", a->cache);
             return CLI_BAD_INPUT;
         }
     }
-    if (grid_dir && make_dirs(grid_dir, 1) != 0) {
-        cli_error(CMD, "--grid-dir %s: not a directory and cannot be created", grid_dir);
+    if (a->grid_dir && make_dirs(a->grid_dir, 1) != 0) {
+        cli_error(CMD, "--grid-dir %s: not a directory and cannot be created", a->grid_dir);
         return CLI_BAD_INPUT;
     }
-    char default_path[64];
-    if (!model_p) {
-        if (cli_default_model(default_path, sizeof default_path)) return CLI_RUNTIME;
-        model_p = default_path;
-    }
-    const char *model_name = model_p == default_path ? "the default model" : model_p;
-
-    const double t_all = cd_now();
-    cd_ctx_params cp = cd_ctx_params_default();
-    cp.threads = (int)threads;
-    cd_ctx *ctx = NULL;
-    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
-        cli_error(CMD, "cannot create a context");
+    if (!a->model_p && !cd_embedded_available(CD_EMBEDDED_MODEL)) {
+        cli_error(CMD, "this build has no default model (models/fmnist.safetensors was missing at build time): pass "
+                       "--model");
         return CLI_RUNTIME;
     }
-    variant v[V_COUNT];
-    memset(v, 0, sizeof v);
-    prompt_table pt = {{0}, 0};
-    cd_classifier *clf = NULL;
-    int rc = CLI_OK, trained = 0;
-    double clf_train_s = NAN, test_acc = NAN;
-    uint32_t test_n = 0;
+    return CLI_OK;
+}
+
+/* The teacher and student pipelines (the swap shares the teacher's), the prompt table and image
+ * size, the image buffers, and a check of each variant's settings before anything runs. */
+static int open_variants(cd_ctx *ctx, const eval_args *a, eval_run *e) {
+    const char *model_name = a->model_p ? a->model_p : "the default model";
+    cd_pipeline_params pp = cd_pipeline_params_default();
+    pp.model = a->model_p;
     cd_status st;
-    cd_flux_load_params lp = {{0, 0, 0}, 0, NULL};
-    if ((st = cd_flux_load(ctx, model_p, &lp, &v[V_TEACHER].m)) != CD_OK) {
-        rc = load_error(ctx, st);
-        goto done;
-    }
-    const char *table = cd_flux_model_meta(v[V_TEACHER].m, "cleardit_prompts");
-    const char *pixel = cd_flux_model_meta(v[V_TEACHER].m, "cleardit_image");
-    const cd_flux_config *c = cd_flux_model_config(v[V_TEACHER].m);
-    int32_t w = 0, h = 0;
-    if (!table || !pixel) {
+    variant *v = e->v;
+    if ((st = cd_pipeline_open(ctx, &pp, &v[V_TEACHER].pl)) != CD_OK) return load_error(ctx, st);
+    const cd_flux_config *c = cd_flux_model_config(cd_pipeline_model(v[V_TEACHER].pl));
+    if (!cd_pipeline_prompt_table(v[V_TEACHER].pl) || !cd_pipeline_native_size(v[V_TEACHER].pl, &e->w, &e->h)) {
         cli_error(CMD, "%s has no built-in prompt table (metadata cleardit_prompts and cleardit_image): eval needs a "
                        "pixel-space model from `cleardit train`", model_name);
-        rc = CLI_BAD_INPUT;
-        goto done;
+        return CLI_BAD_INPUT;
     }
-    if (prompts_parse(table, &pt) || pt.n > c->context_dim || pt.n > c->pooled_dim) {
-        cli_error(CMD, "%s: bad prompt table '%s'", model_name, table);
-        rc = CLI_BAD_INPUT;
-        goto done;
+    if (prompts_get(v[V_TEACHER].pl, &e->pt) || e->pt.n > c->context_dim || e->pt.n > c->pooled_dim) {
+        cli_error(CMD, "%s: bad prompt table '%s'", model_name, cd_pipeline_prompt_table(v[V_TEACHER].pl));
+        return CLI_BAD_INPUT;
     }
-    if (sscanf(pixel, "%dx%d", &w, &h) != 2 || w < 2 || h < 2 || w % 2 || h % 2 || w > 4096 || h > 4096) {
-        cli_error(CMD, "%s: bad image size '%s' in cleardit_image", model_name, pixel);
-        rc = CLI_BAD_INPUT;
-        goto done;
+    const int32_t w = e->w, h = e->h;
+    if (w < 2 || h < 2 || w % 2 || h % 2 || w > 4096 || h > 4096) {
+        cli_error(CMD, "%s: bad image size '%dx%d' in cleardit_image", model_name, (int)w, (int)h);
+        return CLI_BAD_INPUT;
     }
     if (w < 2 * CD_SSIM_RADIUS + 1 || h < 2 * CD_SSIM_RADIUS + 1) {
         cli_error(CMD, "%s: images of %dx%d are too small for SSIM (at least 11x11)", model_name, w, h);
-        rc = CLI_BAD_INPUT;
-        goto done;
+        return CLI_BAD_INPUT;
     }
-    lp.clear_weights = clear_p;
-    if ((st = cd_flux_load(ctx, model_p, &lp, &v[V_STUDENT].m)) != CD_OK) {
-        rc = load_error(ctx, st);
-        goto done;
-    }
-    if (down && cd_flux_model_clear_down(v[V_STUDENT].m) != down) {
-        cli_error(CMD, "--down %lld needs CLEAR weights with spatial_weight of side %lld (%s has %s)", (long long)down,
-                  (long long)down, clear_p, cd_flux_model_clear_down(v[V_STUDENT].m) ? "another side" : "none");
-        rc = CLI_BAD_INPUT;
-        goto done;
+    pp.clear_weights = a->clear_p;
+    if ((st = cd_pipeline_open(ctx, &pp, &v[V_STUDENT].pl)) != CD_OK) return load_error(ctx, st);
+    const int32_t have = cd_flux_model_clear_down(cd_pipeline_model(v[V_STUDENT].pl));
+    if (a->down && have != a->down) {
+        cli_error(CMD, "--down %lld needs CLEAR weights with spatial_weight of side %lld (%s has %s)",
+                  (long long)a->down, (long long)a->down, a->clear_p, have ? "another side" : "none");
+        return CLI_BAD_INPUT;
     }
     v[V_TEACHER].radius = 0;
-    v[V_STUDENT].radius = v[V_SWAP].radius = (int32_t)radius;
-    v[V_STUDENT].down = (int32_t)down;
-    v[V_SWAP].m = v[V_TEACHER].m;
-    const size_t hw = (size_t)w * h, nimg = (size_t)pt.n * (size_t)per_class;
+    v[V_STUDENT].radius = v[V_SWAP].radius = (int32_t)a->radius;
+    v[V_STUDENT].down = (int32_t)a->down;
+    v[V_SWAP].pl = v[V_TEACHER].pl;
+    const size_t hw = (size_t)w * h;
+    e->nimg = (size_t)e->pt.n * (size_t)a->per_class;
     for (int i = 0; i < V_COUNT; i++) {
         v[i].acc = NAN;
-        v[i].img = malloc(nimg * hw);
-        v[i].pred = malloc(nimg * sizeof(int32_t));
+        v[i].img = malloc(e->nimg * hw);
+        v[i].pred = malloc(e->nimg * sizeof(int32_t));
         if (!v[i].img || !v[i].pred) {
-            cli_error(CMD, "out of memory for %zu images", nimg);
-            rc = CLI_RUNTIME;
-            goto done;
+            cli_error(CMD, "out of memory for %zu images", e->nimg);
+            return CLI_RUNTIME;
         }
-        /* cheap check of each variant's settings before anything runs */
-        static const float dummy[1] = {0};
-        cd_generate_params gp = {0};
-        gp.txt = gp.pooled = dummy; /* not read by the check */
-        gp.T = 1;
-        gp.width = w;
-        gp.height = h;
-        gp.steps = (int32_t)steps;
-        gp.radius = v[i].radius;
-        gp.down = v[i].down;
-        gp.shift = -1;
-        if (cd_generate_check(ctx, v[i].m, NULL, &gp) != CD_OK) {
+        const cd_gen_params gp = eval_params(&v[i], 0, w, h, a->steps);
+        if (cd_pipeline_check(ctx, v[i].pl, &gp) != CD_OK) {
             cli_error(CMD, "%s: %s", k_vname[i], cd_ctx_error(ctx));
-            rc = CLI_BAD_INPUT;
-            goto done;
+            return CLI_BAD_INPUT;
         }
     }
-    /* the classifier (before sampling: a missing dataset fails fast) and its t10k accuracy */
-    if ((rc = get_classifier(ctx, clf_p, cache, data, quiet, &clf, &trained, &clf_train_s))) goto done;
-    {
-        cd_dataset te = {0};
-        if (cd_fmnist_load(ctx, data, "t10k", &te) == CD_OK) {
-            if (cd_clf_accuracy(ctx, clf, &te, &test_acc) == CD_OK) test_n = te.n;
-            else test_acc = NAN;
-        }
-        cd_dataset_free(&te);
-        if (!test_n) { /* recorded at training time */
-            cd_st_file *f = NULL;
-            const char *path = clf_p ? clf_p : cache;
-            if (cd_st_open(ctx, path, &f) == CD_OK && cd_st_meta(f, "test_accuracy"))
-                test_acc = strtod(cd_st_meta(f, "test_accuracy"), NULL);
-            cd_st_close(f);
-        }
+    return CLI_OK;
+}
+
+/* The classifier (before sampling: a missing dataset fails fast) and its t10k accuracy. */
+static int classifier_setup(cd_ctx *ctx, const eval_args *a, eval_run *e) {
+    int rc = get_classifier(ctx, a->clf_p, a->cache, a->data, a->quiet, &e->clf, &e->trained, &e->clf_train_s);
+    if (rc) return rc;
+    cd_dataset te = {0};
+    if (cd_fmnist_load(ctx, a->data, "t10k", &te) == CD_OK) {
+        if (cd_clf_accuracy(ctx, e->clf, &te, &e->test_acc) == CD_OK) e->test_n = te.n;
+        else e->test_acc = NAN;
     }
-    /* sampling */
-    for (int i = 0; i < V_COUNT; i++)
-        if ((rc = run_variant(ctx, &v[i], i, &pt, per_class, seed, steps, w, h, quiet))) goto done;
-    /* PSNR / SSIM against the teacher */
+    cd_dataset_free(&te);
+    if (!e->test_n) { /* recorded at training time */
+        cd_st_file *f = NULL;
+        const char *path = a->clf_p ? a->clf_p : a->cache;
+        if (cd_st_open(ctx, path, &f) == CD_OK && cd_st_meta(f, "test_accuracy"))
+            e->test_acc = strtod(cd_st_meta(f, "test_accuracy"), NULL);
+        cd_st_close(f);
+    }
+    return CLI_OK;
+}
+
+/* PSNR / SSIM against the teacher, class accuracy, attention FLOPs of one layer. */
+static int measure(cd_ctx *ctx, const eval_args *a, eval_run *e) {
+    variant *v = e->v;
+    const size_t nimg = e->nimg, hw = (size_t)e->w * e->h;
+    int rc = CLI_OK;
     double *ps = malloc(nimg * sizeof(double)), *ss = malloc(nimg * sizeof(double));
     if (!ps || !ss) {
         free(ps);
         free(ss);
         cli_error(CMD, "out of memory");
-        rc = CLI_RUNTIME;
-        goto done;
+        return CLI_RUNTIME;
     }
     for (int i = V_STUDENT; i < V_COUNT && !rc; i++) {
         for (size_t j = 0; j < nimg && !rc; j++) {
-            const uint8_t *a = v[V_TEACHER].img + j * hw, *b = v[i].img + j * hw;
-            ps[j] = cd_psnr_u8(a, b, hw);
-            if (cd_ssim_u8(ctx, a, b, w, h, &ss[j]) != CD_OK) {
+            const uint8_t *x = v[V_TEACHER].img + j * hw, *y = v[i].img + j * hw;
+            ps[j] = cd_psnr_u8(x, y, hw);
+            if (cd_ssim_u8(ctx, x, y, e->w, e->h, &ss[j]) != CD_OK) {
                 cli_error(CMD, "%s", cd_ctx_error(ctx));
                 rc = CLI_RUNTIME;
             }
@@ -525,139 +512,179 @@ int cmd_eval(int argc, char **argv) {
     }
     free(ps);
     free(ss);
-    if (rc) goto done;
+    if (rc) return rc;
     /* class accuracy: label = the prompt's Fashion-MNIST class */
-    int labels[MAX_PROMPTS], classifiable = clf->rows == h && clf->cols == w;
-    for (int k = 0; k < pt.n; k++) {
-        labels[k] = cd_fmnist_class_of(pt.names[k]);
+    const cd_classifier *clf = e->clf;
+    int labels[MAX_PROMPTS], classifiable = clf->rows == e->h && clf->cols == e->w;
+    for (int k = 0; k < e->pt.n; k++) {
+        labels[k] = cd_fmnist_class_of(e->pt.names[k]);
         if (labels[k] < 0 || labels[k] >= clf->classes) classifiable = 0;
     }
-    if (!classifiable && !quiet)
+    if (!classifiable && !a->quiet)
         fprintf(stderr, "cleardit eval: class accuracy not measured: the prompts are not all Fashion-MNIST classes or "
                         "the classifier takes %dx%d images\n", (int)clf->cols, (int)clf->rows);
     for (int i = 0; i < V_COUNT && classifiable; i++) {
         if (cd_clf_predict_u8(ctx, clf, v[i].img, nimg, v[i].pred) != CD_OK) {
             cli_error(CMD, "%s", cd_ctx_error(ctx));
-            rc = CLI_RUNTIME;
-            goto done;
+            return CLI_RUNTIME;
         }
         size_t all = 0;
-        for (int k = 0; k < pt.n; k++) {
+        for (int k = 0; k < e->pt.n; k++) {
             size_t ok = 0;
-            for (int64_t s = 0; s < per_class; s++) ok += v[i].pred[k * per_class + s] == labels[k];
-            v[i].class_acc[k] = (double)ok / (double)per_class;
+            for (int64_t s = 0; s < a->per_class; s++) ok += v[i].pred[k * a->per_class + s] == labels[k];
+            v[i].class_acc[k] = (double)ok / (double)a->per_class;
             all += ok;
         }
         v[i].acc = (double)all / (double)nimg;
     }
     /* attention FLOPs of one layer: the model's heads, its token grid + 1 text token */
-    cd_attn_desc dd = {c->heads, c->head_dim, 1, h / 2, w / 2, 0, 0, 0}, sd = dd, wd = dd;
-    sd.radius = wd.radius = (int32_t)radius;
-    sd.down = (int32_t)down;
-    const double f_dense = cd_attn_flops(&dd), f_student = cd_attn_flops(&sd), f_swap = cd_attn_flops(&wd);
-    /* grids */
-    for (int i = 0; i < V_COUNT && grid_dir; i++)
-        if ((rc = write_grid(ctx, grid_dir, &v[i], i, pt.n, per_class, w, h))) goto done;
-    const double total_s = cd_now() - t_all;
-    const char *clf_path = clf_p ? clf_p : cache;
-    char att[V_COUNT][64];
-    for (int i = 0; i < V_COUNT; i++) attention_name(&v[i], att[i], sizeof att[i]);
-    if (json) {
-        json_t *o = json_object(), *pr = json_array();
-        json_object_set_new(o, "model", json_string(model_p == default_path ? "(default)" : model_p));
-        json_object_set_new(o, "clear_weights", json_string(clear_p));
-        json_object_set_new(o, "radius", json_integer(radius));
-        json_object_set_new(o, "down", json_integer(down));
-        json_object_set_new(o, "steps", json_integer(steps));
-        json_object_set_new(o, "seed", json_integer(seed));
-        json_object_set_new(o, "per_class", json_integer(per_class));
-        for (int k = 0; k < pt.n; k++) json_array_append_new(pr, json_string(pt.names[k]));
-        json_object_set_new(o, "prompts", pr);
-        json_object_set_new(o, "width", json_integer(w));
-        json_object_set_new(o, "height", json_integer(h));
-        json_object_set_new(o, "images", json_integer((json_int_t)nimg));
-        json_object_set_new(o, "psnr_cap_db", json_real(CD_PSNR_CAP));
-        for (int i = 0; i < V_COUNT; i++) {
-            json_t *vo = json_object(), *pca = json_array();
-            json_object_set_new(vo, "attention", json_string(att[i]));
-            json_object_set_new(vo, "accuracy", jnum(v[i].acc));
-            for (int k = 0; k < pt.n; k++) json_array_append_new(pca, isfinite(v[i].acc) ? json_real(v[i].class_acc[k]) : json_null());
-            json_object_set_new(vo, "per_class_accuracy", pca);
-            json_object_set_new(vo, "seconds", json_real(v[i].seconds));
-            if (i != V_TEACHER) {
-                json_object_set_new(vo, "psnr", jstat(&v[i].psnr, 1));
-                json_object_set_new(vo, "ssim", jstat(&v[i].ssim, 0));
-            }
-            json_object_set_new(o, k_vname[i], vo);
+    const cd_flux_config *c = cd_flux_model_config(cd_pipeline_model(v[V_TEACHER].pl));
+    cd_attn_desc dd = {c->heads, c->head_dim, 1, e->h / 2, e->w / 2, 0, 0, 0}, sd = dd, wd = dd;
+    sd.radius = wd.radius = (int32_t)a->radius;
+    sd.down = (int32_t)a->down;
+    e->dd = dd;
+    e->f_dense = cd_attn_flops(&dd);
+    e->f_student = cd_attn_flops(&sd);
+    e->f_swap = cd_attn_flops(&wd);
+    return CLI_OK;
+}
+
+static int report_json(const eval_args *a, const eval_run *e, char att[V_COUNT][64]) {
+    const variant *v = e->v;
+    json_t *o = json_object(), *pr = json_array();
+    json_object_set_new(o, "model", json_string(a->model_p ? a->model_p : "(default)"));
+    json_object_set_new(o, "clear_weights", json_string(a->clear_p));
+    json_object_set_new(o, "radius", json_integer(a->radius));
+    json_object_set_new(o, "down", json_integer(a->down));
+    json_object_set_new(o, "steps", json_integer(a->steps));
+    json_object_set_new(o, "seed", json_integer(a->seed));
+    json_object_set_new(o, "per_class", json_integer(a->per_class));
+    for (int k = 0; k < e->pt.n; k++) json_array_append_new(pr, json_string(e->pt.names[k]));
+    json_object_set_new(o, "prompts", pr);
+    json_object_set_new(o, "width", json_integer(e->w));
+    json_object_set_new(o, "height", json_integer(e->h));
+    json_object_set_new(o, "images", json_integer((json_int_t)e->nimg));
+    json_object_set_new(o, "psnr_cap_db", json_real(CD_PSNR_CAP));
+    for (int i = 0; i < V_COUNT; i++) {
+        json_t *vo = json_object(), *pca = json_array();
+        json_object_set_new(vo, "attention", json_string(att[i]));
+        json_object_set_new(vo, "accuracy", jnum(v[i].acc));
+        for (int k = 0; k < e->pt.n; k++)
+            json_array_append_new(pca, isfinite(v[i].acc) ? json_real(v[i].class_acc[k]) : json_null());
+        json_object_set_new(vo, "per_class_accuracy", pca);
+        json_object_set_new(vo, "seconds", json_real(v[i].seconds));
+        if (i != V_TEACHER) {
+            json_object_set_new(vo, "psnr", jstat(&v[i].psnr, 1));
+            json_object_set_new(vo, "ssim", jstat(&v[i].ssim, 0));
         }
-        json_t *co = json_object();
-        json_object_set_new(co, "path", json_string(clf_path));
-        json_object_set_new(co, "trained", json_boolean(trained));
-        json_object_set_new(co, "train_seconds", jnum(clf_train_s));
-        json_object_set_new(co, "test_accuracy", jnum(test_acc));
-        json_object_set_new(co, "test_images", json_integer(test_n));
-        json_object_set_new(o, "classifier", co);
-        json_t *fo = json_object();
-        json_object_set_new(fo, "grid_h", json_integer(dd.grid_h));
-        json_object_set_new(fo, "grid_w", json_integer(dd.grid_w));
-        json_object_set_new(fo, "text_len", json_integer(dd.text_len));
-        json_object_set_new(fo, "heads", json_integer(dd.heads));
-        json_object_set_new(fo, "head_dim", json_integer(dd.head_dim));
-        json_object_set_new(fo, "dense", json_real(f_dense));
-        json_object_set_new(fo, "student", json_real(f_student));
-        json_object_set_new(fo, "swap", json_real(f_swap));
-        json_object_set_new(fo, "student_ratio", json_real(f_student / f_dense));
-        json_object_set_new(fo, "swap_ratio", json_real(f_swap / f_dense));
-        json_object_set_new(o, "attention_flops", fo);
-        json_object_set_new(o, "seconds_total", json_real(total_s));
-        char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        json_decref(o);
-        if (!s) {
-            cli_error(CMD, "out of memory");
-            rc = CLI_RUNTIME;
-            goto done;
-        }
-        printf("%s\n", s);
-        free(s);
-    } else {
-        printf("cleardit eval: %s vs CLEAR weights %s, radius %lld\n", model_name, clear_p, (long long)radius);
-        if (down) printf("  student pooled keys: down %lld (the swap has none)\n", (long long)down);
-        printf("  %d prompts x %lld seeds (%lld..%lld), %lld steps, %dx%d: %zu images per variant\n\n", pt.n,
-               (long long)per_class, (long long)seed, (long long)(seed + per_class - 1), (long long)steps, w, h, nimg);
-        printf("  %-8s %-20s %-22s %-20s %-9s %8s\n", "variant", "attention", "PSNR dB (mean +- std)",
-               "SSIM (mean +- std)", "accuracy", "seconds");
-        for (int i = 0; i < V_COUNT; i++) {
-            char p[48] = "-", s[48] = "-", a[16] = "-";
-            if (i != V_TEACHER) {
-                snprintf(p, sizeof p, "%.2f +- %.2f", v[i].psnr.mean, v[i].psnr.std);
-                snprintf(s, sizeof s, "%.4f +- %.4f", v[i].ssim.mean, v[i].ssim.std);
-            }
-            if (isfinite(v[i].acc)) snprintf(a, sizeof a, "%.1f%%", 100.0 * v[i].acc);
-            printf("  %-8s %-20s %-22s %-20s %-9s %8.1f\n", k_vname[i], att[i], p, s, a, v[i].seconds);
-        }
-        for (int i = V_STUDENT; i < V_COUNT; i++)
-            if (v[i].psnr.n_capped)
-                printf("  (%s: %zu image(s) identical to the teacher's, counted as %.0f dB)\n", k_vname[i],
-                       v[i].psnr.n_capped, CD_PSNR_CAP);
-        printf("\nclassifier: %s (%s", clf_path, trained ? "trained now" : "loaded");
-        if (isfinite(test_acc)) printf("; test accuracy %.2f%%%s", 100.0 * test_acc, test_n ? " on t10k" : ", recorded");
-        printf(")\n");
-        printf("attention FLOPs per layer (%dx%d grid + 1 text token, %d heads x %d): dense %.4g, student %.4g "
-               "(%.1f%%), swap %.4g (%.1f%%)\n",
-               dd.grid_h, dd.grid_w, dd.heads, dd.head_dim, f_dense, f_student, 100.0 * f_student / f_dense, f_swap,
-               100.0 * f_swap / f_dense);
-        printf("wall time: %.1f s total\n", total_s);
+        json_object_set_new(o, k_vname[i], vo);
     }
-    if (grid_dir && !quiet) fprintf(stderr, "cleardit eval: grids in %s (teacher.png, student.png, swap.png)\n", grid_dir);
+    json_t *co = json_object();
+    json_object_set_new(co, "path", json_string(a->clf_p ? a->clf_p : a->cache));
+    json_object_set_new(co, "trained", json_boolean(e->trained));
+    json_object_set_new(co, "train_seconds", jnum(e->clf_train_s));
+    json_object_set_new(co, "test_accuracy", jnum(e->test_acc));
+    json_object_set_new(co, "test_images", json_integer(e->test_n));
+    json_object_set_new(o, "classifier", co);
+    json_t *fo = json_object();
+    json_object_set_new(fo, "grid_h", json_integer(e->dd.grid_h));
+    json_object_set_new(fo, "grid_w", json_integer(e->dd.grid_w));
+    json_object_set_new(fo, "text_len", json_integer(e->dd.text_len));
+    json_object_set_new(fo, "heads", json_integer(e->dd.heads));
+    json_object_set_new(fo, "head_dim", json_integer(e->dd.head_dim));
+    json_object_set_new(fo, "dense", json_real(e->f_dense));
+    json_object_set_new(fo, "student", json_real(e->f_student));
+    json_object_set_new(fo, "swap", json_real(e->f_swap));
+    json_object_set_new(fo, "student_ratio", json_real(e->f_student / e->f_dense));
+    json_object_set_new(fo, "swap_ratio", json_real(e->f_swap / e->f_dense));
+    json_object_set_new(o, "attention_flops", fo);
+    json_object_set_new(o, "seconds_total", json_real(e->total_s));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    if (!s) {
+        cli_error(CMD, "out of memory");
+        return CLI_RUNTIME;
+    }
+    printf("%s\n", s);
+    free(s);
+    return CLI_OK;
+}
+
+static void report_text(const eval_args *a, const eval_run *e, char att[V_COUNT][64]) {
+    const variant *v = e->v;
+    printf("cleardit eval: %s vs CLEAR weights %s, radius %lld\n", a->model_p ? a->model_p : "the default model",
+           a->clear_p, (long long)a->radius);
+    if (a->down) printf("  student pooled keys: down %lld (the swap has none)\n", (long long)a->down);
+    printf("  %d prompts x %lld seeds (%lld..%lld), %lld steps, %dx%d: %zu images per variant\n\n", e->pt.n,
+           (long long)a->per_class, (long long)a->seed, (long long)(a->seed + a->per_class - 1), (long long)a->steps,
+           e->w, e->h, e->nimg);
+    printf("  %-8s %-20s %-22s %-20s %-9s %8s\n", "variant", "attention", "PSNR dB (mean +- std)",
+           "SSIM (mean +- std)", "accuracy", "seconds");
+    for (int i = 0; i < V_COUNT; i++) {
+        char p[48] = "-", s[48] = "-", acc[16] = "-";
+        if (i != V_TEACHER) {
+            snprintf(p, sizeof p, "%.2f +- %.2f", v[i].psnr.mean, v[i].psnr.std);
+            snprintf(s, sizeof s, "%.4f +- %.4f", v[i].ssim.mean, v[i].ssim.std);
+        }
+        if (isfinite(v[i].acc)) snprintf(acc, sizeof acc, "%.1f%%", 100.0 * v[i].acc);
+        printf("  %-8s %-20s %-22s %-20s %-9s %8.1f\n", k_vname[i], att[i], p, s, acc, v[i].seconds);
+    }
+    for (int i = V_STUDENT; i < V_COUNT; i++)
+        if (v[i].psnr.n_capped)
+            printf("  (%s: %zu image(s) identical to the teacher's, counted as %.0f dB)\n", k_vname[i],
+                   v[i].psnr.n_capped, CD_PSNR_CAP);
+    printf("\nclassifier: %s (%s", a->clf_p ? a->clf_p : a->cache, e->trained ? "trained now" : "loaded");
+    if (isfinite(e->test_acc))
+        printf("; test accuracy %.2f%%%s", 100.0 * e->test_acc, e->test_n ? " on t10k" : ", recorded");
+    printf(")\n");
+    printf("attention FLOPs per layer (%dx%d grid + 1 text token, %d heads x %d): dense %.4g, student %.4g "
+           "(%.1f%%), swap %.4g (%.1f%%)\n",
+           e->dd.grid_h, e->dd.grid_w, e->dd.heads, e->dd.head_dim, e->f_dense, e->f_student,
+           100.0 * e->f_student / e->f_dense, e->f_swap, 100.0 * e->f_swap / e->f_dense);
+    printf("wall time: %.1f s total\n", e->total_s);
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    if (a.help) {
+        fputs(k_usage, stdout);
+        return CLI_OK;
+    }
+    const double t_all = cd_now();
+    cd_ctx_params cp = cd_ctx_params_default();
+    cp.threads = (int)a.threads;
+    cd_ctx *ctx = NULL;
+    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
+        cli_error(CMD, "cannot create a context");
+        return CLI_RUNTIME;
+    }
+    eval_run e;
+    memset(&e, 0, sizeof e);
+    e.clf_train_s = e.test_acc = NAN;
+    if ((rc = open_variants(ctx, &a, &e)) || (rc = classifier_setup(ctx, &a, &e))) goto done;
+    for (int i = 0; i < V_COUNT; i++) /* sampling */
+        if ((rc = run_variant(ctx, &e.v[i], i, &e.pt, a.per_class, a.seed, a.steps, e.w, e.h, a.quiet))) goto done;
+    if ((rc = measure(ctx, &a, &e))) goto done;
+    for (int i = 0; i < V_COUNT && a.grid_dir; i++)
+        if ((rc = write_grid(ctx, a.grid_dir, &e.v[i], i, e.pt.n, a.per_class, e.w, e.h))) goto done;
+    e.total_s = cd_now() - t_all;
+    char att[V_COUNT][64];
+    for (int i = 0; i < V_COUNT; i++) attention_name(&e.v[i], att[i], sizeof att[i]);
+    if (a.json) rc = report_json(&a, &e, att);
+    else report_text(&a, &e, att);
+    if (!rc && a.grid_dir && !a.quiet)
+        fprintf(stderr, "cleardit eval: grids in %s (teacher.png, student.png, swap.png)\n", a.grid_dir);
 done:
     for (int i = 0; i < V_COUNT; i++) {
-        free(v[i].img);
-        free(v[i].pred);
+        free(e.v[i].img);
+        free(e.v[i].pred);
     }
-    cd_flux_free(v[V_TEACHER].m);
-    cd_flux_free(v[V_STUDENT].m);
-    cd_clf_free(clf);
-    prompts_free(&pt);
+    cd_pipeline_free(e.v[V_TEACHER].pl);
+    cd_pipeline_free(e.v[V_STUDENT].pl);
+    cd_clf_free(e.clf);
+    prompts_free(&e.pt);
     cd_ctx_free(ctx);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* cli_forward.c — `cleardit forward`: one FLUX transformer forward on inputs from a safetensors
  * file, dense or CLEAR attention, output written atomically. Validates every input against the
- * model before running; a thin layer over cd_flux_load / cd_flux_run. */
+ * model before running; a thin layer over cd_pipeline_open (load, device, parallel) / cd_flux_run. */
 #include "cleardit.h"
 #include "cli.h"
 #include "cli_common.h"
@@ -96,197 +96,233 @@ static int64_t batch_of(const input *in, const char *name, int64_t d1, int64_t d
     return b;
 }
 
-int cmd_forward(int argc, char **argv) {
-    const char *model_p = NULL, *in_p = NULL, *out_p = NULL, *mode = NULL, *clear_p = NULL, *axes_s = NULL,
-               *device_s = NULL, *par_s = NULL, *text_s = NULL;
-    int64_t radius = 0, down = 0, threads = 0;
-    double theta = 0, ctimeout = 300;
-    int verbose = 0, quiet = 0, help = 0;
+/* The flags. */
+typedef struct {
+    const char *model_p, *in_p, *out_p, *mode, *clear_p, *axes_s, *device_s, *par_s, *text_s;
+    int64_t radius, down, threads;
+    double theta, ctimeout;
+    int verbose, quiet, help, clear, dev, text_mode, rope_axes[3];
+} fwd_args;
+
+/* The inputs, converted, with the sizes and grid they imply. */
+typedef struct {
+    input img, txt, pooled, iid, tid, ts, gd;
+    int64_t B, L, T, gh, gw;
+    int grid_ok;
+} fwd_inputs;
+
+static int parse_args(int argc, char **argv, fwd_args *a) {
+    memset(a, 0, sizeof *a);
+    a->ctimeout = 300;
     cli_opt opts[] = {
-        {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
-        {"--inputs", CLI_OPT_STRING, &in_p, 0, 0, 0, 0, 0},
-        {"--out", CLI_OPT_STRING, &out_p, 0, 0, 0, 0, 0},
-        {"--attention", CLI_OPT_STRING, &mode, 0, 0, 0, 0, 0},
-        {"--radius", CLI_OPT_INT, &radius, 1, 1 << 20, 0, 0, 0},
-        {"--down", CLI_OPT_INT, &down, 2, 64, 0, 0, 0},
-        {"--clear-weights", CLI_OPT_STRING, &clear_p, 0, 0, 0, 0, 0},
-        {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
-        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
-        {"--parallel", CLI_OPT_STRING, &par_s, 0, 0, 0, 0, 0},
-        {"--text-attention", CLI_OPT_STRING, &text_s, 0, 0, 0, 0, 0},
-        {"--comm-timeout", CLI_OPT_FLOAT, &ctimeout, 0, 0, 0.1, 1e6, 0},
-        {"--rope-axes", CLI_OPT_STRING, &axes_s, 0, 0, 0, 0, 0},
-        {"--rope-theta", CLI_OPT_FLOAT, &theta, 0, 0, 1e-6, 1e12, 0},
-        {"--verbose", CLI_OPT_SWITCH, &verbose, 0, 0, 0, 0, 0},
-        {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+        {"--model", CLI_OPT_STRING, &a->model_p, 0, 0, 0, 0, 0},
+        {"--inputs", CLI_OPT_STRING, &a->in_p, 0, 0, 0, 0, 0},
+        {"--out", CLI_OPT_STRING, &a->out_p, 0, 0, 0, 0, 0},
+        {"--attention", CLI_OPT_STRING, &a->mode, 0, 0, 0, 0, 0},
+        {"--radius", CLI_OPT_INT, &a->radius, 1, 1 << 20, 0, 0, 0},
+        {"--down", CLI_OPT_INT, &a->down, 2, 64, 0, 0, 0},
+        {"--clear-weights", CLI_OPT_STRING, &a->clear_p, 0, 0, 0, 0, 0},
+        {"--threads", CLI_OPT_INT, &a->threads, 1, 4096, 0, 0, 0},
+        {"--device", CLI_OPT_STRING, &a->device_s, 0, 0, 0, 0, 0},
+        {"--parallel", CLI_OPT_STRING, &a->par_s, 0, 0, 0, 0, 0},
+        {"--text-attention", CLI_OPT_STRING, &a->text_s, 0, 0, 0, 0, 0},
+        {"--comm-timeout", CLI_OPT_FLOAT, &a->ctimeout, 0, 0, 0.1, 1e6, 0},
+        {"--rope-axes", CLI_OPT_STRING, &a->axes_s, 0, 0, 0, 0, 0},
+        {"--rope-theta", CLI_OPT_FLOAT, &a->theta, 0, 0, 1e-6, 1e12, 0},
+        {"--verbose", CLI_OPT_SWITCH, &a->verbose, 0, 0, 0, 0, 0},
+        {"--quiet", CLI_OPT_SWITCH, &a->quiet, 0, 0, 0, 0, 0},
     };
-    if (cli_parse_flags("forward", argc, argv, opts, sizeof opts / sizeof opts[0], &help))
-        return CLI_BAD_INPUT;
-    if (help) {
-        fputs(k_usage, stdout);
-        return CLI_OK;
-    }
-    if (!model_p || !in_p || !out_p) {
+    if (cli_parse_flags("forward", argc, argv, opts, sizeof opts / sizeof opts[0], &a->help)) return CLI_BAD_INPUT;
+    if (a->help) return CLI_OK;
+    if (!a->model_p || !a->in_p || !a->out_p) {
         cli_error("forward", "--model, --inputs and --out are required (see --help)");
         return CLI_BAD_INPUT;
     }
-    cd_flux_load_params lp = {{0, 0, 0}, theta, clear_p};
-    int clear = 0;
-    if (cli_attention_opts("forward", mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;
-    if (cli_check_output_path("forward", out_p)) return CLI_BAD_INPUT;
-    if (par_s && !clear) {
+    if (cli_attention_opts("forward", a->mode, a->radius, a->down, a->axes_s, &a->clear, a->rope_axes))
+        return CLI_BAD_INPUT;
+    if (cli_check_output_path("forward", a->out_p)) return CLI_BAD_INPUT;
+    if (a->par_s && !a->clear) {
         cli_error("forward", "--parallel patch needs CLEAR attention (--attention clear / --radius R): with dense "
                   "attention every image token needs every key on every process");
         return CLI_BAD_INPUT;
     }
+    if (cli_parse_device("forward", a->device_s, &a->dev)) return CLI_BAD_INPUT;
+    if (cli_parse_parallel("forward", a->par_s, a->text_s, &a->text_mode)) return CLI_BAD_INPUT;
+    return CLI_OK;
+}
 
-    int dev = 0, text_mode = 0;
-    if (cli_parse_device("forward", device_s, &dev)) return CLI_BAD_INPUT;
-    if (cli_parse_parallel("forward", par_s, text_s, &text_mode)) return CLI_BAD_INPUT;
+/* Reads and checks the inputs against the model: shapes, batch sizes, the grid of img_ids. */
+static int read_inputs(cd_ctx *ctx, const cd_st_file *inf, const cd_flux_config *c, const fwd_args *a, int quiet,
+                       fwd_inputs *in) {
+    int rc;
+    if ((rc = load_input(ctx, inf, "img", 1, &in->img)) || (rc = load_input(ctx, inf, "txt", 1, &in->txt)) ||
+        (rc = load_input(ctx, inf, "pooled", 1, &in->pooled)) || (rc = load_input(ctx, inf, "img_ids", 1, &in->iid)) ||
+        (rc = load_input(ctx, inf, "txt_ids", 1, &in->tid)) || (rc = load_input(ctx, inf, "timestep", 1, &in->ts)) ||
+        (rc = load_input(ctx, inf, "guidance", c->guidance, &in->gd)))
+        return rc;
+    int64_t L = 0, T = 0, L2 = 0, T2 = 0;
+    const int64_t B = batch_of(&in->img, "img", 0, c->in_channels, &L);
+    const int64_t Bt = B < 0 ? -1 : batch_of(&in->txt, "txt", 0, c->context_dim, &T);
+    const int64_t Bp = Bt < 0 ? -1 : batch_of(&in->pooled, "pooled", c->pooled_dim, 0, NULL);
+    if (B < 0 || Bt < 0 || Bp < 0 || batch_of(&in->iid, "img_ids", L, 3, &L2) < 0 ||
+        batch_of(&in->tid, "txt_ids", T, 3, &T2) < 0)
+        return CLI_BAD_INPUT;
+    if (in->iid.t->ndim != 2 || in->tid.t->ndim != 2) {
+        cli_error("forward", "inputs: img_ids and txt_ids are [L, 3] and [T, 3] (shared by the batch)");
+        return CLI_BAD_INPUT;
+    }
+    const input *ts = &in->ts, *gd = &in->gd;
+    if (Bt != B || Bp != B || (int64_t)cd_st_numel(ts->t) != B || (gd->t && (int64_t)cd_st_numel(gd->t) != B)) {
+        cli_error("forward", "inputs: batch sizes differ (img %lld, txt %lld, pooled %lld, timestep %llu%s)",
+                  (long long)B, (long long)Bt, (long long)Bp, (unsigned long long)cd_st_numel(ts->t),
+                  gd->t ? ", guidance too" : "");
+        return CLI_BAD_INPUT;
+    }
+    if (!c->guidance && gd->t && !quiet)
+        fprintf(stderr, "cleardit forward: note: the model has no guidance embedder; 'guidance' is ignored\n");
+    /* the image grid from img_ids: (., row, col) must enumerate a full rectangle row-major */
+    const float *ids = in->iid.f;
+    int64_t gw = 0;
+    for (int64_t i = 0; i < L; i++)
+        if ((int64_t)ids[i * 3 + 2] + 1 > gw) gw = (int64_t)ids[i * 3 + 2] + 1;
+    int64_t gh = gw > 0 ? L / gw : 0;
+    int grid_ok = gw > 0 && gh * gw == L;
+    for (int64_t i = 0; i < L && grid_ok; i++)
+        grid_ok = ids[i * 3 + 1] == (float)(i / gw) && ids[i * 3 + 2] == (float)(i % gw);
+    if (a->clear && !grid_ok) {
+        cli_error("forward", "inputs: img_ids are not a full H x W grid in row-major order (token i must "
+                  "sit at row i / W, column i %% W); CLEAR needs the grid");
+        return CLI_BAD_INPUT;
+    }
+    in->B = B, in->L = L, in->T = T, in->gh = gh, in->gw = gw, in->grid_ok = grid_ok;
+    return CLI_OK;
+}
+
+/* Writes out [B?, L, out_channels] with the run's settings as metadata (rank 0) and reports. */
+static int write_output(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const fwd_inputs *in, const float *out,
+                        int rank, int quiet, int verbose, double secs) {
+    const cd_flux_config *c = cd_flux_model_config(m);
+    char mbuf[64], rbuf[32], dbuf[32], ax[32];
+    int axes[3];
+    double th;
+    const char *src;
+    cd_flux_model_rope(m, axes, &th, &src);
+    snprintf(mbuf, sizeof mbuf, "%s", a->clear ? "clear" : "dense");
+    snprintf(rbuf, sizeof rbuf, "%lld", (long long)a->radius);
+    snprintf(dbuf, sizeof dbuf, "%lld", (long long)a->down);
+    snprintf(ax, sizeof ax, "%d,%d,%d", axes[0], axes[1], axes[2]);
+    const char *meta[] = {"producer", "cleardit forward", "attention", mbuf, "radius", rbuf,
+                          "down", dbuf, "rope_axes", ax};
+    cd_st_out o = {"out", CD_DTYPE_F32, in->B > 1 || in->img.t->ndim == 3 ? 3 : 2, {0}, out};
+    if (o.ndim == 3) {
+        o.shape[0] = in->B; o.shape[1] = in->L; o.shape[2] = c->out_channels;
+    } else {
+        o.shape[0] = in->L; o.shape[1] = c->out_channels;
+    }
+    if (rank == 0 && cd_st_write(ctx, a->out_p, &o, 1, meta, 5) != CD_OK) {
+        cli_error("forward", "%s", cd_ctx_error(ctx));
+        return CLI_RUNTIME;
+    }
+    if (!quiet)
+        fprintf(stderr, "cleardit forward: %lld x (%lld image + %lld text tokens), %s%s, %.3f s -> %s\n",
+                (long long)in->B, (long long)in->L, (long long)in->T, a->clear ? "CLEAR r=" : "dense",
+                a->clear ? rbuf : "", secs, a->out_p);
+    if (verbose) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        fprintf(stderr, "  model      hidden %d, %d x %d heads, %d double + %d single blocks%s\n", c->hidden,
+                c->heads, c->head_dim, c->depth, c->depth_single, c->guidance ? ", guidance" : "");
+        fprintf(stderr, "  rope       axes %s, theta %g (from %s)\n", ax, th, src);
+        fprintf(stderr, "  memory     weights %.1f MB (mapped), arena %.1f MB, peak RSS %.1f MB\n",
+                cd_flux_weight_bytes(m) / 1e6, cd_flux_arena_bytes(m) / 1e6, ru.ru_maxrss / 1024.0);
+    }
+    return CLI_OK;
+}
+
+/* Every batch entry through the transformer, timed. */
+static int run_batch(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const fwd_inputs *in, float *out,
+                     double *secs) {
+    const cd_flux_config *c = cd_flux_model_config(m);
+    const size_t per = (size_t)in->L * (size_t)c->out_channels, L = (size_t)in->L, T = (size_t)in->T;
+    const double t0 = cli_now();
+    for (int64_t b = 0; b < in->B; b++) {
+        cd_flux_run_params p = {in->img.f + (size_t)b * L * c->in_channels, in->txt.f + (size_t)b * T * c->context_dim,
+                                in->pooled.f + (size_t)b * c->pooled_dim, in->iid.f, in->tid.f, in->ts.f[b],
+                                in->gd.f ? in->gd.f[b] : 0.0f, (int32_t)L, (int32_t)T,
+                                (int32_t)(in->grid_ok ? in->gh : 1), (int32_t)(in->grid_ok ? in->gw : in->L),
+                                a->clear ? (int32_t)a->radius : 0, (int32_t)a->down, NULL, 0, 0};
+        const cd_status st = cd_flux_run(ctx, m, &p, out + (size_t)b * per);
+        if (st != CD_OK) {
+            cli_error("forward", "%s", cd_ctx_error(ctx));
+            return (st == CD_ERR_OOM || st == CD_ERR_INTERNAL) ? CLI_RUNTIME : CLI_BAD_INPUT;
+        }
+    }
+    *secs = cli_now() - t0;
+    return CLI_OK;
+}
+
+int cmd_forward(int argc, char **argv) {
+    fwd_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    if (a.help) {
+        fputs(k_usage, stdout);
+        return CLI_OK;
+    }
     cd_ctx_params cp = cd_ctx_params_default();
-    cp.threads = (int)threads;
+    cp.threads = (int)a.threads;
     cd_ctx *ctx = NULL;
     if (cd_ctx_create(&cp, &ctx) != CD_OK) {
         cli_error("forward", "cannot create a context");
         return CLI_RUNTIME;
     }
     cd_comm *comm = NULL; /* --parallel patch: MPI's world; rank 0 writes */
-    int rank = 0, prc;
-    if (par_s && (prc = cli_parallel_start("forward", ctx, argc, argv, ctimeout, &comm))) {
+    if (a.par_s && (rc = cli_parallel_start("forward", ctx, argc, argv, a.ctimeout, &comm))) {
         cd_ctx_free(ctx);
-        return prc;
+        return rc;
     }
-    if (comm && (rank = cd_comm_rank(comm)) != 0) quiet = 1, verbose = 0;
-    cd_flux_model *m = NULL;
+    const int rank = comm ? cd_comm_rank(comm) : 0, quiet = a.quiet || rank, verbose = a.verbose && !rank;
+    cd_pipeline *pl = NULL;
     cd_st_file *inf = NULL;
-    input img = {0}, txt = {0}, pooled = {0}, iid = {0}, tid = {0}, ts = {0}, gd = {0};
+    fwd_inputs in;
+    memset(&in, 0, sizeof in);
     float *out = NULL;
-    int rc = CLI_OK;
-    const double t0 = (double)clock() / CLOCKS_PER_SEC;
-    (void)t0;
-    if (comm && dev == CD_DEVICE_CUDA) cli_pick_gpu();
-    if ((rc = cli_open_device("forward", ctx, dev))) goto done;
-    cd_status st = cd_flux_load(ctx, model_p, &lp, &m);
-    if (st == CD_OK) st = cd_flux_set_device(ctx, m, (cd_device)dev);
-    if (st == CD_OK && comm) st = cd_flux_set_parallel(ctx, m, comm, (cd_text_attention)text_mode);
+    double secs = 0;
+    if (comm && a.dev == CD_DEVICE_CUDA) cli_pick_gpu();
+    if ((rc = cli_open_device("forward", ctx, a.dev))) goto done;
+    cd_pipeline_params pp = cd_pipeline_params_default(); /* the transformer alone */
+    pp.model = a.model_p;
+    pp.clear_weights = a.clear_p;
+    memcpy(pp.rope_axes, a.rope_axes, sizeof pp.rope_axes);
+    pp.rope_theta = a.theta;
+    pp.device = (cd_device)a.dev;
+    pp.comm = comm;
+    pp.text_attention = (cd_text_attention)a.text_mode;
+    cd_status st = cd_pipeline_open(ctx, &pp, &pl);
     if (st != CD_OK) {
         cli_error("forward", "%s", cd_ctx_error(ctx));
         rc = st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
         goto done;
     }
-    const cd_flux_config *c = cd_flux_model_config(m);
-    if (cd_st_open(ctx, in_p, &inf) != CD_OK) {
+    cd_flux_model *m = cd_pipeline_model(pl);
+    if (cd_st_open(ctx, a.in_p, &inf) != CD_OK) {
         cli_error("forward", "%s", cd_ctx_error(ctx));
         rc = CLI_BAD_INPUT;
         goto done;
     }
-    if ((rc = load_input(ctx, inf, "img", 1, &img)) || (rc = load_input(ctx, inf, "txt", 1, &txt)) ||
-        (rc = load_input(ctx, inf, "pooled", 1, &pooled)) || (rc = load_input(ctx, inf, "img_ids", 1, &iid)) ||
-        (rc = load_input(ctx, inf, "txt_ids", 1, &tid)) || (rc = load_input(ctx, inf, "timestep", 1, &ts)) ||
-        (rc = load_input(ctx, inf, "guidance", c->guidance, &gd)))
-        goto done;
-    int64_t L = 0, T = 0, L2 = 0, T2 = 0;
-    const int64_t B = batch_of(&img, "img", 0, c->in_channels, &L);
-    const int64_t Bt = B < 0 ? -1 : batch_of(&txt, "txt", 0, c->context_dim, &T);
-    const int64_t Bp = Bt < 0 ? -1 : batch_of(&pooled, "pooled", c->pooled_dim, 0, NULL);
-    if (B < 0 || Bt < 0 || Bp < 0 || batch_of(&iid, "img_ids", L, 3, &L2) < 0 ||
-        batch_of(&tid, "txt_ids", T, 3, &T2) < 0) {
-        rc = CLI_BAD_INPUT;
-        goto done;
-    }
-    if (iid.t->ndim != 2 || tid.t->ndim != 2) {
-        cli_error("forward", "inputs: img_ids and txt_ids are [L, 3] and [T, 3] (shared by the batch)");
-        rc = CLI_BAD_INPUT;
-        goto done;
-    }
-    if (Bt != B || Bp != B || (int64_t)cd_st_numel(ts.t) != B || (gd.t && (int64_t)cd_st_numel(gd.t) != B)) {
-        cli_error("forward", "inputs: batch sizes differ (img %lld, txt %lld, pooled %lld, timestep %llu%s)",
-                  (long long)B, (long long)Bt, (long long)Bp, (unsigned long long)cd_st_numel(ts.t),
-                  gd.t ? ", guidance too" : "");
-        rc = CLI_BAD_INPUT;
-        goto done;
-    }
-    if (!c->guidance && gd.t && !quiet)
-        fprintf(stderr, "cleardit forward: note: the model has no guidance embedder; 'guidance' is ignored\n");
-    /* the image grid from img_ids: (., row, col) must enumerate a full rectangle row-major */
-    int64_t gw = 0;
-    for (int64_t i = 0; i < L; i++)
-        if ((int64_t)iid.f[i * 3 + 2] + 1 > gw) gw = (int64_t)iid.f[i * 3 + 2] + 1;
-    int64_t gh = gw > 0 ? L / gw : 0;
-    int grid_ok = gw > 0 && gh * gw == L;
-    for (int64_t i = 0; i < L && grid_ok; i++)
-        grid_ok = iid.f[i * 3 + 1] == (float)(i / gw) && iid.f[i * 3 + 2] == (float)(i % gw);
-    if (clear && !grid_ok) {
-        cli_error("forward", "inputs: img_ids are not a full H x W grid in row-major order (token i must "
-                  "sit at row i / W, column i %% W); CLEAR needs the grid");
-        rc = CLI_BAD_INPUT;
-        goto done;
-    }
-    const size_t per = (size_t)L * (size_t)c->out_channels;
-    out = malloc(per * (size_t)B * sizeof(float) + 1);
+    if ((rc = read_inputs(ctx, inf, cd_flux_model_config(m), &a, quiet, &in))) goto done;
+    out = malloc((size_t)in.L * (size_t)cd_flux_model_config(m)->out_channels * (size_t)in.B * sizeof(float) + 1);
     if (!out) {
         cli_error("forward", "out of memory for the output");
         rc = CLI_RUNTIME;
         goto done;
     }
-    struct timespec a0, a1;
-    clock_gettime(CLOCK_MONOTONIC, &a0);
-    for (int64_t b = 0; b < B; b++) {
-        cd_flux_run_params p = {img.f + (size_t)b * L * c->in_channels, txt.f + (size_t)b * T * c->context_dim,
-                                pooled.f + (size_t)b * c->pooled_dim, iid.f, tid.f, ts.f[b], gd.f ? gd.f[b] : 0.0f,
-                                (int32_t)L, (int32_t)T, (int32_t)(grid_ok ? gh : 1), (int32_t)(grid_ok ? gw : L),
-                                clear ? (int32_t)radius : 0, (int32_t)down, NULL, 0, 0};
-        st = cd_flux_run(ctx, m, &p, out + (size_t)b * per);
-        if (st != CD_OK) {
-            cli_error("forward", "%s", cd_ctx_error(ctx));
-            rc = (st == CD_ERR_OOM || st == CD_ERR_INTERNAL) ? CLI_RUNTIME : CLI_BAD_INPUT;
-            goto done;
-        }
-    }
-    clock_gettime(CLOCK_MONOTONIC, &a1);
-    {
-        char mbuf[64], rbuf[32], dbuf[32], ax[32];
-        int axes[3];
-        double th;
-        const char *src;
-        cd_flux_model_rope(m, axes, &th, &src);
-        snprintf(mbuf, sizeof mbuf, "%s", clear ? "clear" : "dense");
-        snprintf(rbuf, sizeof rbuf, "%lld", (long long)radius);
-        snprintf(dbuf, sizeof dbuf, "%lld", (long long)down);
-        snprintf(ax, sizeof ax, "%d,%d,%d", axes[0], axes[1], axes[2]);
-        const char *meta[] = {"producer", "cleardit forward", "attention", mbuf, "radius", rbuf,
-                              "down", dbuf, "rope_axes", ax};
-        cd_st_out o = {"out", CD_DTYPE_F32, B > 1 || img.t->ndim == 3 ? 3 : 2, {0}, out};
-        if (o.ndim == 3) {
-            o.shape[0] = B; o.shape[1] = L; o.shape[2] = c->out_channels;
-        } else {
-            o.shape[0] = L; o.shape[1] = c->out_channels;
-        }
-        if (rank == 0 && cd_st_write(ctx, out_p, &o, 1, meta, 5) != CD_OK) {
-            cli_error("forward", "%s", cd_ctx_error(ctx));
-            rc = CLI_RUNTIME;
-            goto done;
-        }
-        const double secs = (a1.tv_sec - a0.tv_sec) + 1e-9 * (a1.tv_nsec - a0.tv_nsec);
-        if (!quiet)
-            fprintf(stderr, "cleardit forward: %lld x (%lld image + %lld text tokens), %s%s, %.3f s -> %s\n",
-                    (long long)B, (long long)L, (long long)T, clear ? "CLEAR r=" : "dense", clear ? rbuf : "",
-                    secs, out_p);
-        if (verbose) {
-            struct rusage ru;
-            getrusage(RUSAGE_SELF, &ru);
-            fprintf(stderr, "  model      hidden %d, %d x %d heads, %d double + %d single blocks%s\n", c->hidden,
-                    c->heads, c->head_dim, c->depth, c->depth_single, c->guidance ? ", guidance" : "");
-            fprintf(stderr, "  rope       axes %s, theta %g (from %s)\n", ax, th, src);
-            fprintf(stderr, "  memory     weights %.1f MB (mapped), arena %.1f MB, peak RSS %.1f MB\n",
-                    cd_flux_weight_bytes(m) / 1e6, cd_flux_arena_bytes(m) / 1e6, ru.ru_maxrss / 1024.0);
-        }
-    }
+    if (!(rc = run_batch(ctx, m, &a, &in, out, &secs))) rc = write_output(ctx, m, &a, &in, out, rank, quiet, verbose, secs);
 done:
-    free(img.f); free(txt.f); free(pooled.f); free(iid.f); free(tid.f); free(ts.f); free(gd.f);
+    free(in.img.f); free(in.txt.f); free(in.pooled.f); free(in.iid.f); free(in.tid.f); free(in.ts.f); free(in.gd.f);
     free(out);
     cd_st_close(inf);
-    cd_flux_free(m);
+    cd_pipeline_free(pl);
     cli_parallel_end(comm, rc); /* on an error: ends the whole job, no rank left waiting */
     cd_ctx_free(ctx);
     return rc;

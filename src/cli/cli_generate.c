@@ -1,16 +1,15 @@
 /* cli_generate.c — `cleardit generate`: text-to-image with a FLUX transformer and the FLUX
- * autoencoder's decoder, from precomputed prompt embeddings (txt [T, ctx], pooled [P]). Validates
- * every input before sampling; the PNG is written atomically with the parameters in a text chunk.
- * A thin layer over cd_generate (src/pipeline/generate.h). */
+ * autoencoder's decoder, from precomputed prompt embeddings (txt [T, ctx], pooled [P]) or a prompt
+ * of the model's built-in table. Validates every input before sampling; the PNG is written
+ * atomically with the parameters in a text chunk. Argument parsing over the public pipeline
+ * (cd_pipeline_open / cd_pipeline_generate, include/cleardit.h). */
 #include "cleardit.h"
 #include "cli.h"
 #include "cli_common.h"
-#include "../pipeline/generate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 static const char *k_usage =
@@ -98,17 +97,27 @@ static const char *k_usage =
 
 #define CMD "generate"
 
+/* The flags, as parsed, and what the checks derive from them. */
+typedef struct {
+    const char *par_s, *text_s, *device_s, *model_p, *ae_p, *emb_p, *out_p, *mode, *clear_p, *axes_s, *init_p,
+        *upscale_p, *prompt;
+    int64_t width, height, steps, seed, radius, down, threads, ae_tile, ae_groups;
+    double guidance, theta, strength, ntk, tshift, overlap, ctimeout;
+    int quiet, help, prop_on, prop_off, strength_seen;
+    int clear, embedded_clear, dev, text_mode, rope_axes[3];
+} gen_args;
+
 typedef struct {
     int tty;
     double last_print;
 } progress_state;
 
-static void on_progress(void *user, int step, int steps, double el) {
+static int on_progress(void *user, int step, int steps, double el) {
     progress_state *ps = user;
     if (step > steps) { /* decoded */
         if (ps->tty) fputc('\n', stderr);
         fprintf(stderr, "cleardit generate: decoded, %.2f s total\n", el);
-        return;
+        return 0;
     }
     const double ips = el > 0 ? step / el : 0, eta = ips > 0 ? (steps - step) / ips : 0;
     if (ps->tty) {
@@ -121,10 +130,9 @@ static void on_progress(void *user, int step, int steps, double el) {
         fprintf(stderr, "cleardit generate: step %d/%d, %.2f it/s, ETA %.1f s\n", step, steps, ips, eta);
     }
     fflush(stderr);
+    return 0;
 }
 
-/* Reads tensor `name` of f, which must be [d0, d1] (d1 > 0 = required width; a leading batch
- * dimension of 1 is allowed) or, with d1 == 0, [P] (or [1, P]) with P == want0 when want0 > 0. */
 static int read_embed(cd_ctx *ctx, const cd_st_file *f, const char *path, const char *name, int rank,
                       int64_t want_last, int64_t *rows, float **out) {
     const cd_st_tensor *t = cd_st_find(f, name);
@@ -157,85 +165,26 @@ static int read_embed(cd_ctx *ctx, const cd_st_file *f, const char *path, const 
     return CLI_OK;
 }
 
-/* Loads the init / upscale image as planar [-1, 1] floats of width x height (resized when
- * `resize`), or prints why not. */
-static int load_init(cd_ctx *ctx, const char *path, int resize, int64_t *width, int64_t *height, float **img) {
-    uint8_t *rgb = NULL, *rs = NULL;
-    uint32_t w = 0, h = 0;
-    if (cd_png_read(ctx, path, &rgb, &w, &h) != CD_OK) {
+/* Reads the init / upscale image (8-bit RGB, *rgb malloc'd) and checks its size against the
+ * request (an init image sets the size when none is given), or prints why not. */
+static int load_init(cd_ctx *ctx, const char *path, int resize, int64_t *width, int64_t *height, uint8_t **rgb,
+                     uint32_t *w, uint32_t *h) {
+    if (cd_png_read(ctx, path, rgb, w, h) != CD_OK) {
         cli_error(CMD, "%s", cd_ctx_error(ctx));
         return CLI_BAD_INPUT;
     }
-    int rc = CLI_OK;
-    if (!resize) {
-        if (!*width) *width = w;
-        if (!*height) *height = h;
-        if ((int64_t)w != *width || (int64_t)h != *height) {
-            cli_error(CMD, "--init-image %s is %ux%u, not the requested %lldx%lld (use --upscale-from to resize)",
-                      path, w, h, (long long)*width, (long long)*height);
-            rc = CLI_BAD_INPUT;
-            goto done;
-        }
-        if (w % 16 || h % 16) {
-            cli_error(CMD, "--init-image %s is %ux%u; image-to-image needs sides that are multiples of 16", path, w, h);
-            rc = CLI_BAD_INPUT;
-            goto done;
-        }
-    }
-    const size_t n = (size_t)*width * (size_t)*height;
-    if (resize && ((int64_t)w != *width || (int64_t)h != *height)) {
-        rs = malloc(n * 3);
-        if (!rs) {
-            cli_error(CMD, "out of memory resizing %s", path);
-            rc = CLI_RUNTIME;
-            goto done;
-        }
-        if (cd_rgb8_resize(ctx, rgb, w, h, rs, (uint32_t)*width, (uint32_t)*height) != CD_OK) {
-            cli_error(CMD, "%s: %s", path, cd_ctx_error(ctx));
-            rc = CLI_RUNTIME;
-            goto done;
-        }
-    }
-    *img = malloc(n * 3 * sizeof(float));
-    if (!*img) {
-        cli_error(CMD, "out of memory for the init image");
-        rc = CLI_RUNTIME;
-        goto done;
-    }
-    cd_rgb8_to_image(rs ? rs : rgb, (uint32_t)*width, (uint32_t)*height, *img);
-done:
-    free(rgb);
-    free(rs);
-    return rc;
-}
-
-/* One-hot conditioning for a model with a built-in prompt table (metadata "cleardit_prompts",
- * comma-separated): txt [1, context_dim] and pooled [pooled_dim] select the prompt's index. */
-static int prompt_condition(const cd_flux_model *m, const char *name, const char *prompt, float **txt, float **pooled) {
-    const char *table = cd_flux_model_meta(m, "cleardit_prompts");
-    const cd_flux_config *c = cd_flux_model_config(m);
-    if (!table) {
-        cli_error(CMD, "%s has no built-in prompts: use --prompt-embeds", name);
+    if (resize) return CLI_OK; /* resized to the target by the library */
+    if (!*width) *width = *w;
+    if (!*height) *height = *h;
+    if ((int64_t)*w != *width || (int64_t)*h != *height) {
+        cli_error(CMD, "--init-image %s is %ux%u, not the requested %lldx%lld (use --upscale-from to resize)", path,
+                  *w, *h, (long long)*width, (long long)*height);
         return CLI_BAD_INPUT;
     }
-    int idx = -1, k = 0;
-    for (const char *s = table; *s; k++) {
-        const char *e = strchr(s, ',');
-        const size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (strlen(prompt) == len && !strncasecmp(prompt, s, len)) idx = k;
-        s = e ? e + 1 : s + len;
-    }
-    if (idx < 0 || idx >= c->context_dim || idx >= c->pooled_dim) {
-        cli_error(CMD, "unknown prompt '%s'; %s knows: %s", prompt, name, table);
+    if (*w % 16 || *h % 16) {
+        cli_error(CMD, "--init-image %s is %ux%u; image-to-image needs sides that are multiples of 16", path, *w, *h);
         return CLI_BAD_INPUT;
     }
-    *txt = calloc((size_t)c->context_dim, sizeof(float));
-    *pooled = calloc((size_t)c->pooled_dim, sizeof(float));
-    if (!*txt || !*pooled) {
-        cli_error(CMD, "out of memory");
-        return CLI_RUNTIME;
-    }
-    (*txt)[idx] = (*pooled)[idx] = 1.0f;
     return CLI_OK;
 }
 
@@ -245,306 +194,319 @@ static int load_error(cd_ctx *ctx, cd_status st) {
     return st == CD_ERR_OOM ? CLI_RUNTIME : CLI_BAD_INPUT;
 }
 
-int cmd_generate(int argc, char **argv) {
-    const char *par_s = NULL, *text_s = NULL, *device_s = NULL, *model_p = NULL, *ae_p = NULL, *emb_p = NULL, *out_p = NULL, *mode = NULL,
-               *clear_p = NULL, *axes_s = NULL, *init_p = NULL, *upscale_p = NULL, *prompt = NULL;
-    int64_t width = 0, height = 0, steps = 0, seed = 0, radius = 0, down = 0, threads = 0,
-            ae_tile = 1024, ae_groups = 32;
-    double guidance = 3.5, theta = 0, strength = 0, ntk = 0, tshift = 0, overlap = 0.25, ctimeout = 300;
-    int quiet = 0, help = 0, prop_on = 0, prop_off = 0;
+/* Parses argv into a (defaults first). Returns a CLI code; a->help when --help was given. */
+static int parse_args(int argc, char **argv, gen_args *a) {
+    memset(a, 0, sizeof *a);
+    a->ae_tile = 1024;
+    a->ae_groups = 32;
+    a->guidance = 3.5;
+    a->overlap = 0.25;
+    a->ctimeout = 300;
     cli_opt opts[] = {
-        {"--model", CLI_OPT_STRING, &model_p, 0, 0, 0, 0, 0},
-        {"--ae", CLI_OPT_STRING, &ae_p, 0, 0, 0, 0, 0},
-        {"--prompt-embeds", CLI_OPT_STRING, &emb_p, 0, 0, 0, 0, 0},
-        {"--prompt", CLI_OPT_STRING, &prompt, 0, 0, 0, 0, 0},
-        {"--width", CLI_OPT_INT, &width, 1, 65536, 0, 0, 0},
-        {"--height", CLI_OPT_INT, &height, 1, 65536, 0, 0, 0},
-        {"--out", CLI_OPT_STRING, &out_p, 0, 0, 0, 0, 0},
-        {"--steps", CLI_OPT_INT, &steps, 1, 10000, 0, 0, 0},
-        {"--guidance", CLI_OPT_FLOAT, &guidance, 0, 0, 0, 1000, 0},
-        {"--seed", CLI_OPT_INT, &seed, 0, INT64_MAX, 0, 0, 0},
-        {"--attention", CLI_OPT_STRING, &mode, 0, 0, 0, 0, 0},
-        {"--radius", CLI_OPT_INT, &radius, 1, 1 << 20, 0, 0, 0},
-        {"--down", CLI_OPT_INT, &down, 2, 64, 0, 0, 0},
-        {"--clear-weights", CLI_OPT_STRING, &clear_p, 0, 0, 0, 0, 0},
-        {"--init-image", CLI_OPT_STRING, &init_p, 0, 0, 0, 0, 0},
-        {"--upscale-from", CLI_OPT_STRING, &upscale_p, 0, 0, 0, 0, 0},
-        {"--strength", CLI_OPT_FLOAT, &strength, 0, 0, 1e-9, 1, 0},
-        {"--ntk-factor", CLI_OPT_FLOAT, &ntk, 0, 0, 1e-6, 1e6, 0},
-        {"--proportional-attention", CLI_OPT_SWITCH, &prop_on, 0, 0, 0, 0, 0},
-        {"--no-proportional-attention", CLI_OPT_SWITCH, &prop_off, 0, 0, 0, 0, 0},
-        {"--time-shift", CLI_OPT_FLOAT, &tshift, 0, 0, 1e-6, 1e6, 0},
-        {"--ae-tile", CLI_OPT_INT, &ae_tile, 0, 65536, 0, 0, 0},
-        {"--ae-overlap", CLI_OPT_FLOAT, &overlap, 0, 0, 0.01, 0.75, 0},
-        {"--ae-groups", CLI_OPT_INT, &ae_groups, 1, 4096, 0, 0, 0},
-        {"--rope-axes", CLI_OPT_STRING, &axes_s, 0, 0, 0, 0, 0},
-        {"--rope-theta", CLI_OPT_FLOAT, &theta, 0, 0, 1e-6, 1e12, 0},
-        {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
-        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
-        {"--parallel", CLI_OPT_STRING, &par_s, 0, 0, 0, 0, 0},
-        {"--text-attention", CLI_OPT_STRING, &text_s, 0, 0, 0, 0, 0},
-        {"--comm-timeout", CLI_OPT_FLOAT, &ctimeout, 0, 0, 0.1, 1e6, 0},
-        {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
+        {"--model", CLI_OPT_STRING, &a->model_p, 0, 0, 0, 0, 0},
+        {"--ae", CLI_OPT_STRING, &a->ae_p, 0, 0, 0, 0, 0},
+        {"--prompt-embeds", CLI_OPT_STRING, &a->emb_p, 0, 0, 0, 0, 0},
+        {"--prompt", CLI_OPT_STRING, &a->prompt, 0, 0, 0, 0, 0},
+        {"--width", CLI_OPT_INT, &a->width, 1, 65536, 0, 0, 0},
+        {"--height", CLI_OPT_INT, &a->height, 1, 65536, 0, 0, 0},
+        {"--out", CLI_OPT_STRING, &a->out_p, 0, 0, 0, 0, 0},
+        {"--steps", CLI_OPT_INT, &a->steps, 1, 10000, 0, 0, 0},
+        {"--guidance", CLI_OPT_FLOAT, &a->guidance, 0, 0, 0, 1000, 0},
+        {"--seed", CLI_OPT_INT, &a->seed, 0, INT64_MAX, 0, 0, 0},
+        {"--attention", CLI_OPT_STRING, &a->mode, 0, 0, 0, 0, 0},
+        {"--radius", CLI_OPT_INT, &a->radius, 1, 1 << 20, 0, 0, 0},
+        {"--down", CLI_OPT_INT, &a->down, 2, 64, 0, 0, 0},
+        {"--clear-weights", CLI_OPT_STRING, &a->clear_p, 0, 0, 0, 0, 0},
+        {"--init-image", CLI_OPT_STRING, &a->init_p, 0, 0, 0, 0, 0},
+        {"--upscale-from", CLI_OPT_STRING, &a->upscale_p, 0, 0, 0, 0, 0},
+        {"--strength", CLI_OPT_FLOAT, &a->strength, 0, 0, 1e-9, 1, 0},
+        {"--ntk-factor", CLI_OPT_FLOAT, &a->ntk, 0, 0, 1e-6, 1e6, 0},
+        {"--proportional-attention", CLI_OPT_SWITCH, &a->prop_on, 0, 0, 0, 0, 0},
+        {"--no-proportional-attention", CLI_OPT_SWITCH, &a->prop_off, 0, 0, 0, 0, 0},
+        {"--time-shift", CLI_OPT_FLOAT, &a->tshift, 0, 0, 1e-6, 1e6, 0},
+        {"--ae-tile", CLI_OPT_INT, &a->ae_tile, 0, 65536, 0, 0, 0},
+        {"--ae-overlap", CLI_OPT_FLOAT, &a->overlap, 0, 0, 0.01, 0.75, 0},
+        {"--ae-groups", CLI_OPT_INT, &a->ae_groups, 1, 4096, 0, 0, 0},
+        {"--rope-axes", CLI_OPT_STRING, &a->axes_s, 0, 0, 0, 0, 0},
+        {"--rope-theta", CLI_OPT_FLOAT, &a->theta, 0, 0, 1e-6, 1e12, 0},
+        {"--threads", CLI_OPT_INT, &a->threads, 1, 4096, 0, 0, 0},
+        {"--device", CLI_OPT_STRING, &a->device_s, 0, 0, 0, 0, 0},
+        {"--parallel", CLI_OPT_STRING, &a->par_s, 0, 0, 0, 0, 0},
+        {"--text-attention", CLI_OPT_STRING, &a->text_s, 0, 0, 0, 0, 0},
+        {"--comm-timeout", CLI_OPT_FLOAT, &a->ctimeout, 0, 0, 0.1, 1e6, 0},
+        {"--quiet", CLI_OPT_SWITCH, &a->quiet, 0, 0, 0, 0, 0},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
-    const int prc = cli_parse_flags_o(CMD, argc, argv, opts, nopts, &help);
-    if (prc) return prc;
-    if (help) {
-        fputs(k_usage, stdout);
-        return CLI_OK;
-    }
-    const int i2i = init_p || upscale_p;
-    if (!out_p || (!emb_p && !prompt)) {
-        cli_error(CMD, "-o and --prompt or --prompt-embeds are required (see --help)");
+    const int prc = cli_parse_flags_o(CMD, argc, argv, opts, nopts, &a->help);
+    a->strength_seen = cli_find_opt(opts, nopts, "--strength")->seen;
+    return prc;
+}
+
+/* The flag combinations, before anything is loaded. Prints the error; returns a CLI code. */
+static int check_args(cd_ctx *ctx, gen_args *a) {
+    const int i2i = a->init_p || a->upscale_p;
+    const char *bad = NULL;
+    if (!a->out_p || (!a->emb_p && !a->prompt)) bad = "-o and --prompt or --prompt-embeds are required (see --help)";
+    else if (a->emb_p && a->prompt) bad = "--prompt and --prompt-embeds exclude each other";
+    else if (a->model_p && a->ae_p && !i2i && (!a->width || !a->height))
+        bad = "--width and --height are required for a latent model (see --help)";
+    else if (a->init_p && a->upscale_p) bad = "--init-image and --upscale-from exclude each other";
+    else if (a->upscale_p && (!a->width || !a->height)) bad = "--upscale-from needs the target --width and --height";
+    else if (!i2i && a->strength_seen) bad = "--strength needs --init-image or --upscale-from";
+    else if (a->prop_on && a->prop_off) bad = "--proportional-attention and --no-proportional-attention exclude each other";
+    if (bad) {
+        cli_error(CMD, "%s", bad);
         return CLI_BAD_INPUT;
     }
-    if (emb_p && prompt) {
-        cli_error(CMD, "--prompt and --prompt-embeds exclude each other");
+    if ((a->width && a->width % 16) || (a->height && a->height % 16)) {
+        cli_error(CMD, "--width and --height must be multiples of 16 (got %lldx%lld)", (long long)a->width,
+                  (long long)a->height);
         return CLI_BAD_INPUT;
     }
-    if (model_p && ae_p && !i2i && (!width || !height)) {
-        cli_error(CMD, "--width and --height are required for a latent model (see --help)");
+    if (a->ae_tile && a->ae_tile % 32) {
+        cli_error(CMD, "--ae-tile must be 0 or a multiple of 32 (got %lld)", (long long)a->ae_tile);
         return CLI_BAD_INPUT;
     }
-    if (init_p && upscale_p) {
-        cli_error(CMD, "--init-image and --upscale-from exclude each other");
-        return CLI_BAD_INPUT;
-    }
-    if (upscale_p && (!width || !height)) {
-        cli_error(CMD, "--upscale-from needs the target --width and --height");
-        return CLI_BAD_INPUT;
-    }
-    if (!i2i && cli_find_opt(opts, nopts, "--strength")->seen) {
-        cli_error(CMD, "--strength needs --init-image or --upscale-from");
-        return CLI_BAD_INPUT;
-    }
-    if (prop_on && prop_off) {
-        cli_error(CMD, "--proportional-attention and --no-proportional-attention exclude each other");
-        return CLI_BAD_INPUT;
-    }
-    if ((width && width % 16) || (height && height % 16)) {
-        cli_error(CMD, "--width and --height must be multiples of 16 (got %lldx%lld)", (long long)width,
-                  (long long)height);
-        return CLI_BAD_INPUT;
-    }
-    if (ae_tile && ae_tile % 32) {
-        cli_error(CMD, "--ae-tile must be 0 or a multiple of 32 (got %lld)", (long long)ae_tile);
-        return CLI_BAD_INPUT;
-    }
-    /* defaults: the reference high-resolution settings for --upscale-from */
-    if (!strength) strength = upscale_p ? 0.7 : 0.6;
-    if (!ntk) ntk = upscale_p ? 10.0 : 1.0;
-    if (!tshift && upscale_p) tshift = 3.0;
-    const int prop = prop_on || (upscale_p && !prop_off);
     /* the default model with CLEAR attention uses its own distilled weights and radius */
-    char clear_path[64];
-    if (!model_p && !clear_p && ((mode && !strcmp(mode, "clear")) || radius)) {
-        int64_t r0 = 0, d0 = 0;
-        if (cli_default_clear(clear_path, sizeof clear_path, &r0, &d0)) return CLI_RUNTIME;
-        clear_p = clear_path;
-        if (!radius) radius = r0;
-        if (!down && d0 >= 2) down = d0;
+    if (!a->model_p && !a->clear_p && ((a->mode && !strcmp(a->mode, "clear")) || a->radius)) {
+        int32_t r0 = 0, d0 = 0;
+        if (!cd_embedded_available(CD_EMBEDDED_CLEAR)) {
+            cli_error(CMD, "this build has no CLEAR weights for the default model (models/fmnist_clear.safetensors "
+                           "was missing at build time): pass --clear-weights and --radius");
+            return CLI_RUNTIME;
+        }
+        if (cd_embedded_clear_attention(ctx, &r0, &d0) != CD_OK) {
+            cli_error(CMD, "%s", cd_ctx_error(ctx));
+            return CLI_RUNTIME;
+        }
+        a->embedded_clear = 1;
+        if (!a->radius) a->radius = r0;
+        if (!a->down && d0 >= 2) a->down = d0;
     }
-    cd_flux_load_params lp = {{0, 0, 0}, theta, clear_p};
-    int clear = 0;
-    if (cli_attention_opts(CMD, mode, radius, down, axes_s, &clear, lp.rope_axes)) return CLI_BAD_INPUT;
-    if (cli_check_output_path(CMD, out_p)) return CLI_BAD_INPUT;
-    if (par_s && !clear) {
+    if (cli_attention_opts(CMD, a->mode, a->radius, a->down, a->axes_s, &a->clear, a->rope_axes)) return CLI_BAD_INPUT;
+    if (cli_check_output_path(CMD, a->out_p)) return CLI_BAD_INPUT;
+    if (a->par_s && !a->clear) {
         cli_error(CMD, "--parallel patch needs CLEAR attention (--attention clear / --radius R): with dense "
                   "attention every image token needs every key on every process");
         return CLI_BAD_INPUT;
     }
-    if ((emb_p && access(emb_p, R_OK) != 0) || (ae_p && access(ae_p, R_OK) != 0)) {
-        const char *bad = emb_p && access(emb_p, R_OK) != 0 ? emb_p : ae_p;
-        cli_error(CMD, "cannot read '%s'", bad);
+    if ((a->emb_p && access(a->emb_p, R_OK) != 0) || (a->ae_p && access(a->ae_p, R_OK) != 0)) {
+        cli_error(CMD, "cannot read '%s'", a->emb_p && access(a->emb_p, R_OK) != 0 ? a->emb_p : a->ae_p);
         return CLI_BAD_INPUT;
     }
-    char default_path[64];
-    if (!model_p) { /* the model this project trained, embedded in the binary */
-        if (cli_default_model(default_path, sizeof default_path)) return CLI_RUNTIME;
-        model_p = default_path;
-    }
-
-    int dev = 0, text_mode = 0;
-    if (cli_parse_device(CMD, device_s, &dev)) return CLI_BAD_INPUT;
-    if (cli_parse_parallel(CMD, par_s, text_s, &text_mode)) return CLI_BAD_INPUT;
-    cd_ctx_params cp = cd_ctx_params_default();
-    cp.threads = (int)threads;
-    cd_ctx *ctx = NULL;
-    int rc = CLI_OK;
-    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
-        cli_error(CMD, "cannot create a context");
+    if (!a->model_p && !cd_embedded_available(CD_EMBEDDED_MODEL)) {
+        cli_error(CMD, "this build has no default model (models/fmnist.safetensors was missing at build time): pass "
+                       "--model");
         return CLI_RUNTIME;
     }
-    cd_comm *comm = NULL; /* --parallel patch: MPI's world */
-    int rank = 0;
-    if (par_s && (rc = cli_parallel_start(CMD, ctx, argc, argv, ctimeout, &comm))) {
-        cd_ctx_free(ctx);
-        return rc;
+    if (cli_parse_device(CMD, a->device_s, &a->dev)) return CLI_BAD_INPUT;
+    if (cli_parse_parallel(CMD, a->par_s, a->text_s, &a->text_mode)) return CLI_BAD_INPUT;
+    return CLI_OK;
+}
+
+/* The model's conditioning and size: a prompt of its table or the embeddings file; a pixel-space
+ * model's native size. Fills gp; *txt / *pooled / *ef are the caller's to free. */
+static int condition(cd_ctx *ctx, const cd_pipeline *pl, const gen_args *a, cd_gen_params *gp, float **txt,
+                     float **pooled, cd_st_file **ef) {
+    const char *name = a->model_p ? a->model_p : "the default model";
+    int32_t nw, nh;
+    const int pixel = cd_pipeline_native_size(pl, &nw, &nh);
+    if (!a->ae_p && !pixel) {
+        cli_error(CMD, "--ae is required: %s is a latent-space model", name);
+        return CLI_BAD_INPUT;
     }
-    if (comm && (rank = cd_comm_rank(comm)) != 0) quiet = 1; /* rank 0 speaks and writes */
-    cd_flux_model *m = NULL;
-    cd_ae_decoder *ae = NULL;
-    cd_ae_encoder *enc = NULL;
-    cd_st_file *ef = NULL;
-    float *txt = NULL, *pooled = NULL, *init = NULL;
-    uint8_t *rgb = NULL;
-    cd_status st;
-    /* cheap checks first: the init image and the embeddings, before the model loads */
-    if (i2i && (rc = load_init(ctx, init_p ? init_p : upscale_p, upscale_p != NULL, &width, &height, &init)))
-        goto done;
-    if (comm && dev == CD_DEVICE_CUDA) cli_pick_gpu();
-    if ((rc = cli_open_device(CMD, ctx, dev))) goto done;
-    if ((st = cd_flux_load(ctx, model_p, &lp, &m)) != CD_OK ||
-        (st = cd_flux_set_device(ctx, m, (cd_device)dev)) != CD_OK ||
-        (comm && (st = cd_flux_set_parallel(ctx, m, comm, (cd_text_attention)text_mode)) != CD_OK)) {
-        rc = load_error(ctx, st);
-        goto done;
+    cd_pipeline_resolve(pl, gp); /* the native size, the model's steps, the img2img defaults */
+    if (!a->ae_p && (!gp->width || !gp->height || gp->width % 2 || gp->height % 2)) {
+        cli_error(CMD, "pixel-space model: --width and --height must be even (got %lldx%lld)",
+                  (long long)gp->width, (long long)gp->height);
+        return CLI_BAD_INPUT;
     }
-    const cd_flux_config *c = cd_flux_model_config(m);
-    const char *pixel = cd_flux_model_meta(m, "cleardit_image");
-    if (!ae_p && !pixel) {
-        cli_error(CMD, "--ae is required: %s is a latent-space model", model_p == default_path ? "the default model" : model_p);
-        rc = CLI_BAD_INPUT;
-        goto done;
+    if (!a->ae_p && (a->init_p || a->upscale_p)) {
+        cli_error(CMD, "--init-image and --upscale-from need a latent model with --ae");
+        return CLI_BAD_INPUT;
     }
-    if (!ae_p) { /* pixel space: the model's native size unless asked otherwise */
-        int pw = 0, ph = 0;
-        if (sscanf(pixel, "%dx%d", &pw, &ph) != 2 || pw < 2 || ph < 2) pw = ph = 0;
-        if (!width) width = pw;
-        if (!height) height = ph;
-        if (!width || !height || width % 2 || height % 2) {
-            cli_error(CMD, "pixel-space model: --width and --height must be even (got %lldx%lld)", (long long)width,
-                      (long long)height);
-            rc = CLI_BAD_INPUT;
-            goto done;
+    if (a->prompt) {
+        if (!cd_pipeline_prompt_table(pl)) {
+            cli_error(CMD, "%s has no built-in prompts: use --prompt-embeds", name);
+            return CLI_BAD_INPUT;
         }
-        if (i2i) {
-            cli_error(CMD, "--init-image and --upscale-from need a latent model with --ae");
-            rc = CLI_BAD_INPUT;
-            goto done;
+        if (cd_pipeline_prompt_find(pl, a->prompt) < 0) {
+            cli_error(CMD, "unknown prompt '%s'; %s knows: %s", a->prompt, name, cd_pipeline_prompt_table(pl));
+            return CLI_BAD_INPUT;
         }
+        gp->prompt = a->prompt;
+        return CLI_OK;
     }
+    const cd_flux_config *c = cd_flux_model_config(cd_pipeline_model(pl));
     int64_t T = 0;
-    if (prompt) {
-        if ((rc = prompt_condition(m, model_p == default_path ? "the default model" : model_p, prompt, &txt, &pooled)))
-            goto done;
-        T = 1;
-    } else {
-        if (cd_st_open(ctx, emb_p, &ef) != CD_OK) {
-            cli_error(CMD, "%s", cd_ctx_error(ctx));
-            rc = CLI_BAD_INPUT;
-            goto done;
-        }
-        if ((rc = read_embed(ctx, ef, emb_p, "txt", 2, c->context_dim, &T, &txt)) ||
-            (rc = read_embed(ctx, ef, emb_p, "pooled", 1, c->pooled_dim, NULL, &pooled)))
-            goto done;
-    }
-    if (T > 65536) {
-        cli_error(CMD, "%s: 'txt' has %lld tokens (at most 65536)", emb_p, (long long)T);
-        rc = CLI_BAD_INPUT;
-        goto done;
-    }
-    if (ae_p && ((st = cd_ae_decoder_load(ctx, ae_p, (int)ae_groups, &ae)) != CD_OK ||
-                 (i2i && (st = cd_ae_encoder_load(ctx, ae_p, (int)ae_groups, &enc)) != CD_OK))) {
-        rc = load_error(ctx, st);
-        goto done;
-    }
-    if (!steps) steps = pixel ? 32 : c->guidance ? 28 : 4;
-    progress_state ps = {isatty(2), 0};
-    cd_generate_params gp = {0};
-    gp.txt = txt;
-    gp.T = (int32_t)T;
-    gp.pooled = pooled;
-    gp.width = (int32_t)width;
-    gp.height = (int32_t)height;
-    gp.steps = (int32_t)steps;
-    gp.guidance = (float)guidance;
-    gp.seed = (uint64_t)seed;
-    gp.radius = clear ? (int32_t)radius : 0;
-    gp.down = (int32_t)down;
-    gp.shift = -1;
-    gp.time_shift = tshift;
-    gp.enc = enc;
-    gp.init = init;
-    gp.strength = strength;
-    gp.rope_ntk = ntk;
-    gp.proportional = prop;
-    gp.ae_tile = (int32_t)ae_tile;
-    gp.ae_overlap = (float)overlap;
-    gp.progress = quiet ? NULL : on_progress;
-    gp.user = &ps;
-    if (cd_generate_check(ctx, m, ae, &gp) != CD_OK) {
+    int rc;
+    if (cd_st_open(ctx, a->emb_p, ef) != CD_OK) {
         cli_error(CMD, "%s", cd_ctx_error(ctx));
-        rc = CLI_BAD_INPUT;
-        goto done;
+        return CLI_BAD_INPUT;
     }
-    if (down && cd_flux_model_clear_down(m) != down) {
+    if ((rc = read_embed(ctx, *ef, a->emb_p, "txt", 2, c->context_dim, &T, txt)) ||
+        (rc = read_embed(ctx, *ef, a->emb_p, "pooled", 1, c->pooled_dim, NULL, pooled)))
+        return rc;
+    if (T > 65536) {
+        cli_error(CMD, "%s: 'txt' has %lld tokens (at most 65536)", a->emb_p, (long long)T);
+        return CLI_BAD_INPUT;
+    }
+    gp->txt = *txt;
+    gp->T = (int32_t)T;
+    gp->pooled = *pooled;
+    return CLI_OK;
+}
+
+/* The parameters as a one-line summary (the PNG's text chunk and the last stderr line). */
+static void summarize(const gen_args *a, const cd_pipeline *pl, const cd_gen_params *gp, int nranks, char *summary,
+                      size_t n) {
+    char att[64], extra[1400] = "", gbuf[48] = "", pbuf[160] = "";
+    if (a->clear && a->down) snprintf(att, sizeof att, "clear r=%lld down=%lld", (long long)a->radius, (long long)a->down);
+    else if (a->clear) snprintf(att, sizeof att, "clear r=%lld", (long long)a->radius);
+    else snprintf(att, sizeof att, "dense");
+    if (cd_flux_model_config(cd_pipeline_model(pl))->guidance) snprintf(gbuf, sizeof gbuf, " guidance=%g", a->guidance);
+    size_t e = 0;
+    if (a->init_p || a->upscale_p)
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " %s=%s strength=%g",
+                              a->upscale_p ? "upscale_from" : "init_image", a->upscale_p ? a->upscale_p : a->init_p,
+                              gp->strength);
+    if (gp->rope_ntk != 1.0 && e < sizeof extra)
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " ntk_factor=%g", gp->rope_ntk);
+    if (gp->proportional && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " proportional_attention=1");
+    if (gp->time_shift > 0 && e < sizeof extra)
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " time_shift=%g", gp->time_shift);
+    if (nranks && e < sizeof extra)
+        snprintf(extra + e, sizeof extra - e, " parallel=patch/%d text_attention=%s", nranks,
+                 a->text_mode == CD_TEXT_APPROX ? "approx" : "exact");
+    if (a->prompt) snprintf(pbuf, sizeof pbuf, " prompt=%s", a->prompt);
+    snprintf(summary, n, "seed=%lld steps=%lld size=%lldx%lld%s%s attention=%s%s model=%s", (long long)a->seed,
+             (long long)gp->steps, (long long)gp->width, (long long)gp->height, pbuf, gbuf, att, extra,
+             a->model_p ? a->model_p : "(default)");
+    for (char *s = summary; *s; s++)
+        if (*s == '\n' || *s == '\r') *s = ' ';
+}
+
+/* Checks gp against the pipeline, generates and (rank 0) writes the PNG. */
+static int run(cd_ctx *ctx, cd_pipeline *pl, const gen_args *a, cd_gen_params *gp, cd_comm *comm, int quiet) {
+    const int rank = comm ? cd_comm_rank(comm) : 0;
+    if (cd_pipeline_check(ctx, pl, gp) != CD_OK) {
+        cli_error(CMD, "%s", cd_ctx_error(ctx));
+        return CLI_BAD_INPUT;
+    }
+    const int32_t have = cd_flux_model_clear_down(cd_pipeline_model(pl));
+    if (a->down && have != a->down) {
         cli_error(CMD, "--down %lld needs CLEAR weights with spatial_weight of side %lld (the model has %s)",
-                  (long long)down, (long long)down, cd_flux_model_clear_down(m) ? "another side" : "none");
-        rc = CLI_BAD_INPUT;
-        goto done;
+                  (long long)a->down, (long long)a->down, have ? "another side" : "none");
+        return CLI_BAD_INPUT;
     }
-    rgb = malloc((size_t)width * (size_t)height * 3);
-    if (!rgb) {
+    uint8_t *rgb = rank == 0 ? malloc((size_t)gp->width * (size_t)gp->height * 3) : NULL;
+    if (rank == 0 && !rgb) {
         cli_error(CMD, "out of memory for the image");
-        rc = CLI_RUNTIME;
-        goto done;
+        return CLI_RUNTIME;
     }
-    if (i2i && !quiet)
+    if ((a->init_p || a->upscale_p) && !quiet)
         fprintf(stderr, "cleardit generate: %s: %d of %lld steps at strength %g\n",
-                upscale_p ? "upscale" : "image-to-image", cd_generate_steps_run(&gp), (long long)steps, strength);
-    /* ranks other than 0 stop at the latent: only rank 0 decodes and writes (the latent is at
-     * most 3 values per pixel: z <= 3 x upscale^2 for every autoencoder and pixel model) */
-    float *lat_only = rank != 0 ? malloc((size_t)width * (size_t)height * 3 * sizeof(float)) : NULL;
-    if (rank != 0) gp.latent = lat_only;
-    st = rank != 0 && !lat_only ? cd_set_error(ctx, CD_ERR_OOM, "out of memory")
-                                : cd_generate(ctx, m, ae, &gp, rank == 0 ? rgb : NULL);
-    free(lat_only);
+                a->upscale_p ? "upscale" : "image-to-image", cd_gen_steps_run(gp), (long long)gp->steps, gp->strength);
+    progress_state ps = {isatty(2), 0};
+    gp->progress = quiet ? NULL : on_progress;
+    gp->user = &ps;
+    int rc = CLI_OK;
+    const cd_status st = cd_pipeline_generate(ctx, pl, gp, rgb);
     if (st != CD_OK) {
         if (ps.tty && !quiet) fputc('\n', stderr);
         cli_error(CMD, "%s", cd_ctx_error(ctx));
         rc = (st == CD_ERR_INVALID_ARG || st == CD_ERR_SHAPE) ? CLI_BAD_INPUT : CLI_RUNTIME;
-        goto done;
-    }
-    {
-        char summary[2048], att[64], extra[1400] = "";
-        if (clear && down) snprintf(att, sizeof att, "clear r=%lld down=%lld", (long long)radius, (long long)down);
-        else if (clear) snprintf(att, sizeof att, "clear r=%lld", (long long)radius);
-        else snprintf(att, sizeof att, "dense");
-        char gbuf[48] = "";
-        if (c->guidance) snprintf(gbuf, sizeof gbuf, " guidance=%g", guidance);
-        size_t e = 0;
-        if (i2i)
-            e += (size_t)snprintf(extra + e, sizeof extra - e, " %s=%s strength=%g",
-                                  upscale_p ? "upscale_from" : "init_image", upscale_p ? upscale_p : init_p, strength);
-        if (ntk != 1.0 && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " ntk_factor=%g", ntk);
-        if (prop && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " proportional_attention=1");
-        if (tshift > 0 && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " time_shift=%g", tshift);
-        if (comm && e < sizeof extra)
-            snprintf(extra + e, sizeof extra - e, " parallel=patch/%d text_attention=%s", cd_comm_size(comm),
-                     text_mode == CD_TEXT_APPROX ? "approx" : "exact");
-        char pbuf[160] = "";
-        if (prompt) snprintf(pbuf, sizeof pbuf, " prompt=%s", prompt);
-        snprintf(summary, sizeof summary, "seed=%lld steps=%lld size=%lldx%lld%s%s attention=%s%s model=%s",
-                 (long long)seed, (long long)steps, (long long)width, (long long)height, pbuf, gbuf, att, extra,
-                 model_p == default_path ? "(default)" : model_p);
-        for (char *s = summary; *s; s++)
-            if (*s == '\n' || *s == '\r') *s = ' ';
+    } else {
+        char summary[2048];
+        summarize(a, pl, gp, comm ? cd_comm_size(comm) : 0, summary, sizeof summary);
         const char *text[] = {"cleardit", summary, "Software", "cleardit " CLEARDIT_VERSION};
-        if (rank == 0 && cd_png_write(ctx, out_p, rgb, (uint32_t)width, (uint32_t)height, text, 2) != CD_OK) {
+        if (rank == 0 && cd_png_write(ctx, a->out_p, rgb, (uint32_t)gp->width, (uint32_t)gp->height, text, 2) != CD_OK) {
             cli_error(CMD, "%s", cd_ctx_error(ctx));
             rc = CLI_RUNTIME;
-            goto done;
+        } else if (!quiet) {
+            fprintf(stderr, "cleardit generate: %s -> %s\n", summary, a->out_p);
         }
-        if (!quiet) fprintf(stderr, "cleardit generate: %s -> %s\n", summary, out_p);
     }
+    free(rgb);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    if (a.help) {
+        fputs(k_usage, stdout);
+        return CLI_OK;
+    }
+    cd_ctx_params cp = cd_ctx_params_default();
+    cp.threads = (int)a.threads;
+    cd_ctx *ctx = NULL;
+    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
+        cli_error(CMD, "cannot create a context");
+        return CLI_RUNTIME;
+    }
+    if ((rc = check_args(ctx, &a))) {
+        cd_ctx_free(ctx);
+        return rc;
+    }
+    cd_comm *comm = NULL; /* --parallel patch: MPI's world; rank 0 speaks and writes */
+    if (a.par_s && (rc = cli_parallel_start(CMD, ctx, argc, argv, a.ctimeout, &comm))) {
+        cd_ctx_free(ctx);
+        return rc;
+    }
+    const int quiet = a.quiet || (comm && cd_comm_rank(comm) != 0);
+    cd_pipeline *pl = NULL;
+    cd_st_file *ef = NULL;
+    float *txt = NULL, *pooled = NULL;
+    uint8_t *init = NULL;
+    uint32_t iw = 0, ih = 0;
+    cd_status st;
+    /* cheap checks first: the init image, before the model loads */
+    if ((a.init_p || a.upscale_p) &&
+        (rc = load_init(ctx, a.init_p ? a.init_p : a.upscale_p, a.upscale_p != NULL, &a.width, &a.height, &init, &iw, &ih)))
+        goto done;
+    if (comm && a.dev == CD_DEVICE_CUDA) cli_pick_gpu();
+    if ((rc = cli_open_device(CMD, ctx, a.dev))) goto done;
+    cd_pipeline_params pp = cd_pipeline_params_default();
+    pp.model = a.model_p;
+    pp.ae = a.ae_p;
+    pp.clear_weights = a.clear_p;
+    pp.embedded_clear = a.embedded_clear;
+    pp.encoder = init != NULL;
+    pp.ae_groups = (int32_t)a.ae_groups;
+    memcpy(pp.rope_axes, a.rope_axes, sizeof pp.rope_axes);
+    pp.rope_theta = a.theta;
+    pp.device = (cd_device)a.dev;
+    pp.comm = comm;
+    pp.text_attention = (cd_text_attention)a.text_mode;
+    if ((st = cd_pipeline_open(ctx, &pp, &pl)) != CD_OK) {
+        rc = load_error(ctx, st);
+        goto done;
+    }
+    cd_gen_params gp = cd_gen_params_default();
+    gp.width = (int32_t)a.width;
+    gp.height = (int32_t)a.height;
+    gp.steps = (int32_t)a.steps;
+    gp.guidance = (float)a.guidance;
+    gp.seed = (uint64_t)a.seed;
+    gp.radius = a.clear ? (int32_t)a.radius : 0;
+    gp.down = (int32_t)a.down;
+    gp.time_shift = a.tshift;
+    gp.init = init;
+    gp.init_width = iw;
+    gp.init_height = ih;
+    gp.upscale = a.upscale_p != NULL;
+    gp.strength = a.strength;
+    gp.rope_ntk = a.ntk;
+    gp.proportional = a.prop_on ? 1 : a.prop_off ? 0 : -1;
+    gp.ae_tile = (int32_t)a.ae_tile;
+    gp.ae_overlap = (float)a.overlap;
+    if (!(rc = condition(ctx, pl, &a, &gp, &txt, &pooled, &ef))) rc = run(ctx, pl, &a, &gp, comm, quiet);
 done:
-    free(txt); free(pooled); free(rgb); free(init);
+    free(txt); free(pooled); free(init);
     cd_st_close(ef);
-    cd_ae_decoder_free(ae);
-    cd_ae_encoder_free(enc);
-    cd_flux_free(m);
+    cd_pipeline_free(pl);
     cli_parallel_end(comm, rc); /* on an error: ends the whole job, no rank left waiting */
     cd_ctx_free(ctx);
     return rc;

@@ -137,6 +137,11 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
         if ((st = cd_flux_run(ctx, m, &rp, v))) goto done;
         cd_euler_step(x, v, n, sched[i], sched[i + 1]);
         if (p->progress) p->progress(p->user, i + 1 - start, p->steps - start, now_s() - t0);
+        if (p->cancel && *p->cancel) {
+            st = cd_set_error(ctx, CD_ERR_CANCELLED, "generate: cancelled after step %d of %d", i + 1 - start,
+                              p->steps - start);
+            goto done;
+        }
     }
     if ((st = cd_latent_unpack(ctx, x, zc, lh, lw, lat))) goto done;
     if (p->latent) memcpy(p->latent, lat, n * sizeof(float));
@@ -149,6 +154,7 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     }
     if (rgb) cd_image_to_rgb8(img, (uint32_t)p->width, (uint32_t)p->height, rgb);
     if (p->progress) p->progress(p->user, p->steps - start + 1, p->steps - start, now_s() - t0);
+    if (p->cancel && *p->cancel) st = cd_set_error(ctx, CD_ERR_CANCELLED, "generate: cancelled after decoding");
 done:
     free(sched); free(lat); free(x); free(v); free(iid); free(tid); free(enc);
     if (img != p->image) free(img);

@@ -60,6 +60,7 @@ typedef struct {
     float *latent;         /* optional [z, h/up, w/up]: the final latent (before decoding) */
     cd_generate_progress_fn progress;  /* may be NULL */
     void *user;
+    const int *cancel;     /* optional: nonzero after a progress call stops with CD_ERR_CANCELLED */
 } cd_generate_params;
 
 /* Checks p against the model and autoencoder(s) without computing anything (sizes, channel

@@ -2,6 +2,7 @@
  * engine (train.h) on the CLEAR subset of a student that starts as the teacher. */
 #include "distill.h"
 #include "../model/flux_load.h"
+#include "../pipeline/prompts.h"
 #include "../pipeline/sampler.h"
 
 #include <math.h>
@@ -24,12 +25,6 @@ static void dset_free(dset *d) {
 
 /* ---- the self-distillation set ---------------------------------------------------------------- */
 
-static int count_prompts(const char *table) {
-    int k = table && *table ? 1 : 0;
-    for (const char *s = table; s && *s; s++) k += *s == ',';
-    return k;
-}
-
 /* Samples the set with the teacher (weights w, f32), workers in parallel over samples. */
 static cd_status make_set(cd_ctx *ctx, const cd_flux_weights *w, const cd_distill_params *dp, uint64_t seed,
                           int workers, int nprompts, dset *d) {
@@ -42,9 +37,7 @@ static cd_status make_set(cd_ctx *ctx, const cd_flux_weights *w, const cd_distil
                                     CD_FLUX_MAX_SHIFT, sched);
     for (int64_t i = 0; i < d->n && !st; i++) { /* conditioning: one-hot prompt i mod K */
         float *t = d->txt + (size_t)i * d->T * c->context_dim, *p = d->pooled + (size_t)i * c->pooled_dim;
-        memset(t, 0, (size_t)d->T * c->context_dim * sizeof(float));
-        memset(p, 0, (size_t)c->pooled_dim * sizeof(float));
-        t[i % nprompts] = p[i % nprompts] = 1.0f;
+        cd_prompts_onehot(c, (int)(i % nprompts), t, p); /* d->T is 1 */
     }
     cd_status *wst = calloc((size_t)workers, sizeof *wst);
     if (!wst) st = cd_set_error(ctx, CD_ERR_OOM, "distill: out of memory");
@@ -233,16 +226,16 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
     cd_status st = cd_flux_load(ctx, dp->teacher, NULL, &m);
     if (st) return st;
     const cd_flux_config cfg = *cd_flux_model_config(m);
-    const char *prompts = cd_flux_model_meta(m, "cleardit_prompts"), *image = cd_flux_model_meta(m, "cleardit_image");
+    const char *prompts = cd_prompts_table(m);
     int iw = 0, ih = 0;
-    if (!prompts || !image || sscanf(image, "%dx%d", &iw, &ih) != 2 || iw < 2 || ih < 2 || iw % 2 || ih % 2 ||
+    if (!prompts || !cd_prompts_image_size(m, &iw, &ih) || iw < 2 || ih < 2 || iw % 2 || ih % 2 ||
         (cfg.in_channels != 4 && cfg.in_channels != 12)) {
         cd_flux_free(m);
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
                             "distill: %s has no built-in prompt table and pixel size (metadata cleardit_prompts, "
                             "cleardit_image): it cannot sample its own distillation set", dp->teacher);
     }
-    const int nprompts = count_prompts(prompts);
+    const int nprompts = cd_prompts_count(prompts);
     dset d = {0};
     d.n = dp->samples;
     d.T = 1;
@@ -250,7 +243,7 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
     d.gw = iw / 2;
     d.L = d.gh * d.gw;
     d.C = cfg.in_channels;
-    if (nprompts > cfg.context_dim || nprompts > cfg.pooled_dim || (dp->down >= 2 && (d.gh % dp->down || d.gw % dp->down))) {
+    if (!cd_prompts_fit(prompts, &cfg) || (dp->down >= 2 && (d.gh % dp->down || d.gw % dp->down))) {
         cd_flux_free(m);
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "distill: the prompt table or --down does not fit the model");
     }

@@ -19,6 +19,7 @@ const char *cd_status_str(cd_status s) {
     case CD_ERR_NOT_FOUND: return "not found";
     case CD_ERR_UNSUPPORTED: return "unsupported";
     case CD_ERR_INTERNAL: return "internal error";
+    case CD_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

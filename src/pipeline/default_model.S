@@ -1,6 +1,6 @@
 /* default_model.S — the shipped default model's bytes and its distilled CLEAR weights
  * (CD_DEFAULT_MODEL / CD_DEFAULT_CLEAR, set by the Makefile: models/fmnist.safetensors and
- * models/fmnist_clear.safetensors, or an empty file when absent) in the CLI's read-only data. */
+ * models/fmnist_clear.safetensors, or an empty file when absent) in the library's read-only data (embedded.c). */
     .section .rodata
     .balign 64
     .global cd_default_model_start
