@@ -6,6 +6,7 @@
 #include "../../ops/ops.h"
 #include "ops_host_mem.h"
 #include "gemm_bf16.h"
+#include "conv_cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -209,6 +210,7 @@ static cd_status prof_attention(cd_ctx *ctx, const cd_attn_desc *d, const float 
 static const cd_ops k_cpu = {
     "cpu", prof_linear, prof_ln_modulate, prof_rmsnorm_heads, prof_gate_add,
     prof_gelu_tanh, prof_silu, prof_rope, prof_to_heads, prof_from_heads, prof_attention, CD_HOST_MEM_OPS,
+    cd_cpu_conv2d, cd_cpu_group_norm, cd_cpu_transpose,
 };
 
 const cd_ops *cd_ops_cpu(void) { return &k_cpu; }

@@ -18,6 +18,12 @@
  * link instead of misbehaving. */
 cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
                             const float *b, float *y);
+/* conv_cuda.cu (same linkage rule): the autoencoder's ops. */
+cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
+                         const float *b, int acc, float *y);
+void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
+                        const float *b, float eps, int silu, float *y);
+void cd_cuda_transpose(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y);
 
 #define BLOCK 256 /* threads per block of every kernel here (a multiple of 32) */
 
@@ -459,9 +465,9 @@ static void cuda_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const flo
 /* ---- the table ------------------------------------------------------------------------------ */
 
 /* Positional (C++17 has no designated initializers): the order of struct cd_ops in ops.h. A
- * member added there would silently stay NULL here, hence the size check (19 pointer-sized
+ * member added there would silently stay NULL here, hence the size check (22 pointer-sized
  * members; host_memory is padded to one). */
-static_assert(sizeof(cd_ops) == 19 * sizeof(void *), "struct cd_ops changed: update k_cuda");
+static_assert(sizeof(cd_ops) == 22 * sizeof(void *), "struct cd_ops changed: update k_cuda");
 static const cd_ops k_cuda = {
     "cuda",
     cd_cuda_linear_op,  /* linear */
@@ -482,6 +488,9 @@ static const cd_ops k_cuda = {
     cd_cuda_sync,       /* sync */
     cuda_add,           /* add */
     cuda_copy_rows,     /* copy_rows */
+    cd_cuda_conv2d,     /* conv2d (conv_cuda.cu) */
+    cd_cuda_group_norm, /* group_norm */
+    cd_cuda_transpose,  /* transpose */
 };
 
 extern "C" const cd_ops *cd_ops_cuda(void) { return &k_cuda; }
