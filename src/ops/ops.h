@@ -1,4 +1,5 @@
-/* ops.h — the ops table: every tensor op the FLUX transformer forward needs, with its shapes.
+/* ops.h — the ops table: every tensor op the FLUX transformer and autoencoder forwards need, with
+ * their shapes.
  * The model is written once against this table; backends implement it (cpu reference: plain
  * loops with double accumulation, the oracle; cpu fast: OpenBLAS + SIMD + OpenMP; later CUDA).
  * Activations are f32; weights are F32 or BF16 (as stored in the checkpoint).

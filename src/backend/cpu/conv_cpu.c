@@ -35,35 +35,43 @@ static size_t col_floats(const cd_conv_desc *d) {
 size_t cd_cpu_conv2d_workspace_bytes(const cd_conv_desc *d) { return col_floats(d) * sizeof(float); }
 
 /* col [K, rows * Wo] for output rows r0 .. r0 + rows of d (K = cin k k, tap-major as the weight's
- * [cout, cin, k, k] rows): the (upsampled, padded) input under every tap; zero in the padding. */
+ * [cout, cin, k, k] rows): the (upsampled, padded) input under every tap; zero in the padding.
+ * The shape is copied into locals: with -fno-strict-aliasing the stores could alias *d. */
 static void im2col(int threads, const cd_conv_desc *d, const float *x, int r0, int rows, float *col) {
     const int k = d->k, s = d->stride, up = d->up != 0, Wo = cd_conv_out_w(d);
-    const int Hu = d->H << up, Wu = d->W << up, kk2 = k * k;
+    const int H = d->H, W = d->W, Hu = H << up, Wu = W << up, kk2 = k * k, pl = d->pad[0], pt = d->pad[2];
     const size_t K = (size_t)d->cin * kk2, np = (size_t)rows * Wo;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t kk = 0; kk < K; kk++) {
         const int ci = (int)(kk / kk2), ky = (int)(kk % kk2) / k, kx = (int)(kk % kk2) % k;
-        const float *xc = x + (size_t)ci * d->H * d->W;
+        const float *xc = x + (size_t)ci * H * W;
         float *dst = col + kk * np;
+        /* output columns whose input column ix = ox s + kx - pl lies inside [0, Wu) */
+        const int off = kx - pl;
+        int lo = off >= 0 ? 0 : (-off + s - 1) / s, hi = Wu - 1 - off < 0 ? 0 : (Wu - 1 - off) / s + 1;
+        if (hi > Wo) hi = Wo;
+        if (lo > hi) lo = hi;
         for (int r = 0; r < rows; r++) {
-            const int iy = (r0 + r) * s + ky - d->pad[2];
+            const int iy = (r0 + r) * s + ky - pt;
             float *o = dst + (size_t)r * Wo;
             if (iy < 0 || iy >= Hu) {
                 memset(o, 0, (size_t)Wo * sizeof(float));
                 continue;
             }
-            const float *xr = xc + (size_t)(iy >> up) * d->W;
-            for (int ox = 0; ox < Wo; ox++) {
-                const int ix = ox * s + kx - d->pad[0];
-                o[ox] = ix < 0 || ix >= Wu ? 0.0f : xr[ix >> up];
-            }
+            const float *xr = xc + (size_t)(iy >> up) * W;
+            for (int ox = 0; ox < lo; ox++) o[ox] = 0.0f;
+            if (s == 1 && !up)
+                memcpy(o + lo, xr + lo + off, (size_t)(hi - lo) * sizeof(float));
+            else
+                for (int ox = lo; ox < hi; ox++) o[ox] = xr[(ox * s + off) >> up];
+            for (int ox = hi; ox < Wo; ox++) o[ox] = 0.0f;
         }
     }
 }
 
-/* y [cout, np] (row stride ld) = b (or += b when acc): the sgemm then accumulates onto it. */
-static void put_bias(int threads, float *y, int cout, size_t np, size_t ld, const float *b, int acc) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (np * (size_t)cout >= ((size_t)1 << 15))
+/* y [cout, np] (row stride ld) = b (or += b when acc): the sgemm then accumulates onto it. One
+ * thread: a fill is memory-bound, and waking the team per conv cost more than it saved. */
+static void put_bias(float *y, int cout, size_t np, size_t ld, const float *b, int acc) {
     for (int co = 0; co < cout; co++) {
         float *yc = y + (size_t)co * ld;
         const float v = b ? b[co] : 0.0f;
@@ -83,7 +91,7 @@ cd_status cd_cpu_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, cons
     const size_t K = (size_t)d->cin * d->k * d->k, ld = (size_t)Ho * Wo;
     const int threads = ctx->threads;
     if (direct_1x1(d)) {
-        put_bias(threads, y, cout, ld, ld, b, acc);
+        put_bias(y, cout, ld, ld, b, acc);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, d->cin, 1.0f, w, d->cin,
                     x, (int)ld, 1.0f, y, (int)ld);
         return CD_OK;
@@ -99,7 +107,7 @@ cd_status cd_cpu_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, cons
         const size_t np = (size_t)rows * Wo;
         im2col(threads, d, x, r0, rows, col);
         float *yb = y + (size_t)r0 * Wo;
-        put_bias(threads, yb, cout, np, ld, b, acc);
+        put_bias(yb, cout, np, ld, b, acc);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, (int)K, 1.0f, w, (int)K,
                     col, (int)np, 1.0f, yb, (int)ld);
     }
