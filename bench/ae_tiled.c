@@ -14,8 +14,10 @@
  * resident high-water mark (/proc/self/clear_refs 5), decodes, and prints the wall time, the
  * decode's peak RSS (VmHWM after the reset), the process peak (getrusage ru_maxrss, what
  * /usr/bin/time -v reports) and the memory the code should need: output + latent + the tile's
- * run scratch (cd_ae_decode_scratch: 3 activation buffers + im2col band) + the tile and strips
- * + the f32 weights (an upper bound: not every activation buffer is filled at full width).
+ * run scratch (cd_ae_decode_scratch: 3 activation buffers + the mid attention's q, k, v, o) + the
+ * tile and strips + the f32 weights (an upper bound: not every activation buffer is filled at
+ * full width); the convolutions' im2col band (at most 64 MB) is the context's work area, not
+ * counted.
  * Not a test: tests do not time things. */
 #include "cleardit.h"
 #include "../src/model/ae.h"

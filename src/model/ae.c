@@ -1,15 +1,12 @@
-/* ae.c — the FLUX autoencoder decoder and encoder (ae.h): weight binding from BFL or diffusers names, and the
- * f32 forward with plain loops + OpenMP, OpenBLAS sgemm for the convolutions (3x3 through an
- * im2col band, 1x1 directly) and cd_attention_forward for the mid-block attention.
- * cd_ae_decode / cd_ae_encode size their scratch (cd_ae_*_scratch), allocate it and call
- * cd_ae_*_run, which the tiled paths (ae_tile.c) call per tile on one scratch block.
+/* ae.c — the FLUX autoencoder decoder and encoder (ae.h): weight binding from BFL or diffusers
+ * names into one f32 host arena, and the placement of that arena in an ops table's memory
+ * (cd_ae_*_set_ops). The forward is ae_run.c, the tiled calls ae_tile.c.
  *
- * ref: spec/flux.md section 6; BFL flux/modules/autoencoder.py (Encoder, Decoder, ResnetBlock,
- * AttnBlock, Downsample, Upsample); diffusers AutoencoderKL.encode / decode (numerically the same). */
+ * ref: docs/flux.md (the autoencoder); BFL flux/modules/autoencoder.py; diffusers AutoencoderKL. */
 #include "ae.h"
 #include "../io/layout.h"
+#include "../ops/ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,8 +182,40 @@ static void bind_encoder(binder *b, cd_ae_encoder *ae) {
     take_conv(b, "encoder.conv_out", 2 * c->z_channels, cin, 3, &ae->conv_out_w, &ae->conv_out_b);
 }
 
+/* The weights' copy in ops's memory: none for host memory, else one block uploaded from the arena
+ * (replacing a copy in another table's memory). */
+static cd_status place(cd_ctx *ctx, const cd_ops *ops, const float *arena, size_t floats,
+                       const cd_ops **cur_ops, cd_ctx **dev_ctx, float **dev) {
+    if (!ops) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: no ops table");
+    if (ops == *cur_ops) return CD_OK;
+    void *p = NULL;
+    if (!ops->host_memory) {
+        cd_status s = ops->alloc(ctx, floats * sizeof(float), &p);
+        if (!s) s = ops->upload(ctx, p, arena, floats * sizeof(float));
+        if (!s) s = ops->sync(ctx);
+        if (s) {
+            ops->free(ctx, p);
+            return s;
+        }
+    }
+    if (*dev) (*cur_ops)->free(*dev_ctx, *dev);
+    *cur_ops = ops;
+    *dev = p;
+    *dev_ctx = ctx;
+    return CD_OK;
+}
+
+cd_status cd_ae_decoder_set_ops(cd_ctx *ctx, cd_ae_decoder *ae, const cd_ops *ops) {
+    return place(ctx, ops, ae->arena, ae->arena_floats, &ae->ops, &ae->dev_ctx, &ae->dev);
+}
+
+cd_status cd_ae_encoder_set_ops(cd_ctx *ctx, cd_ae_encoder *ae, const cd_ops *ops) {
+    return place(ctx, ops, ae->arena, ae->arena_floats, &ae->ops, &ae->dev_ctx, &ae->dev);
+}
+
 void cd_ae_decoder_free(cd_ae_decoder *ae) {
     if (!ae) return;
+    if (ae->dev) ae->ops->free(ae->dev_ctx, ae->dev);
     free(ae->arena);
     free(ae->blocks);
     free(ae);
@@ -279,6 +308,7 @@ static cd_status decoder_make(cd_ctx *ctx, const cd_ckpt *ck, const cd_ae_config
     }
     ae->cfg = cfg;
     ae->groups = groups;
+    ae->ops = cd_ops_cpu();
     binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK, seed};
     ae->arena = malloc(total * sizeof(float));
     ae->blocks = calloc((size_t)cfg.n_mult * (size_t)(cfg.num_res_blocks + 1), sizeof *ae->blocks);
@@ -307,6 +337,7 @@ cd_status cd_ae_decoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_de
 
 void cd_ae_encoder_free(cd_ae_encoder *ae) {
     if (!ae) return;
+    if (ae->dev) ae->ops->free(ae->dev_ctx, ae->dev);
     free(ae->arena);
     free(ae->blocks);
     free(ae);
@@ -327,6 +358,7 @@ cd_status cd_ae_encoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_e
     }
     ae->cfg = cfg;
     ae->groups = groups;
+    ae->ops = cd_ops_cpu();
     binder b = {ctx, ck, bfl, &plan, NULL, 0, total, CD_OK, 0};
     ae->arena = malloc(total * sizeof(float));
     ae->blocks = calloc((size_t)cfg.n_mult * (size_t)cfg.num_res_blocks, sizeof *ae->blocks);
@@ -355,347 +387,3 @@ cd_status cd_ae_encoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_en
 
 int cd_ae_upscale(const cd_ae_decoder *ae) { return 1 << (ae->cfg.n_mult - 1); }
 int cd_ae_downscale(const cd_ae_encoder *ae) { return 1 << (ae->cfg.n_mult - 1); }
-
-/* ---- ops ------------------------------------------------------------------------------------ */
-
-/* y [C, n] = GroupNorm(x) (G groups of C/G channels, eps 1e-6, affine), then SiLU when silu.
- * Statistics in double, two passes. y may equal x. */
-static void group_norm(int threads, const float *x, int C, size_t n, int G, const float *gw,
-                       const float *gb, int silu, float *y) {
-    const int cg = C / G;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int g = 0; g < G; g++) {
-        const float *xg = x + (size_t)g * cg * n;
-        const size_t m = (size_t)cg * n;
-        double s = 0;
-        for (size_t i = 0; i < m; i++) s += xg[i];
-        const double mean = s / (double)m;
-        double v = 0;
-        for (size_t i = 0; i < m; i++) {
-            const double d = xg[i] - mean;
-            v += d * d;
-        }
-        const float rstd = (float)(1.0 / sqrt(v / (double)m + (double)CD_AE_EPS));
-        const float fm = (float)mean;
-        for (int c = g * cg; c < (g + 1) * cg; c++) {
-            const float a = gw[c] * rstd, bb = gb[c] - fm * a;
-            const float *xc = x + (size_t)c * n;
-            float *yc = y + (size_t)c * n;
-            for (size_t i = 0; i < n; i++) {
-                float t = xc[i] * a + bb;
-                if (silu) t = t / (1.0f + expf(-t));
-                yc[i] = t;
-            }
-        }
-    }
-}
-
-/* Largest im2col band, in floats. */
-#ifndef COL_BUDGET
-#define COL_BUDGET ((size_t)1 << 24) /* tests may build with a tiny one to exercise the bands */
-#endif
-
-/* y [cout, Ho, Wo] = conv3x3 of x [cin, H, W] + b, by mode:
- *    0: pad 1, stride 1 (Ho = H, Wo = W);
- *    1: of x upsampled by nearest x2, pad 1, stride 1 (Ho = 2H, Wo = 2W) — Upsample;
- *   -1: of x padded with zeros by (left 0, right 1, top 0, bottom 1), pad 0, stride 2
- *       (H, W even: Ho = H/2, Wo = W/2) — the encoder's Downsample.
- * im2col by bands of output rows into col, then sgemm. */
-static void conv3x3(int threads, const float *x, int cin, int H, int W, int mode, const float *w,
-                    const float *b, int cout, float *y, float *col, size_t col_cap) {
-    const int down = mode < 0, up = mode > 0;
-    const int Ho = down ? H / 2 : H << up, Wo = down ? W / 2 : W << up;
-    const size_t K = (size_t)cin * 9;
-    int band = (int)(col_cap / (K * (size_t)Wo));
-    if (band < 1) band = 1;
-    if (band > Ho) band = Ho;
-    for (int r0 = 0; r0 < Ho; r0 += band) {
-        const int rows = r0 + band <= Ho ? band : Ho - r0;
-        const size_t np = (size_t)rows * Wo;
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (size_t kk = 0; kk < K; kk++) {
-            const int ci = (int)(kk / 9), dy = (int)(kk % 9) / 3 - 1, dx = (int)(kk % 3) - 1;
-            const float *xc = x + (size_t)ci * H * W;
-            float *dst = col + kk * np;
-            if (down) {
-                const int ky = dy + 1, kx = dx + 1;
-                for (int r = 0; r < rows; r++) {
-                    const int uy = 2 * (r0 + r) + ky;
-                    float *d = dst + (size_t)r * Wo;
-                    if (uy >= H) {
-                        memset(d, 0, (size_t)Wo * sizeof(float));
-                        continue;
-                    }
-                    const float *xr = xc + (size_t)uy * W;
-                    for (int ox = 0; ox < Wo; ox++) {
-                        const int ux = 2 * ox + kx;
-                        d[ox] = ux < W ? xr[ux] : 0.0f;
-                    }
-                }
-                continue;
-            }
-            for (int r = 0; r < rows; r++) {
-                const int uy = r0 + r + dy;
-                float *d = dst + (size_t)r * Wo;
-                if (uy < 0 || uy >= Ho) {
-                    memset(d, 0, (size_t)Wo * sizeof(float));
-                    continue;
-                }
-                const float *xr = xc + (size_t)(uy >> up) * W;
-                for (int ox = 0; ox < Wo; ox++) {
-                    const int ux = ox + dx;
-                    d[ox] = ux < 0 || ux >= Wo ? 0.0f : xr[ux >> up];
-                }
-            }
-        }
-        float *yb = y + (size_t)r0 * Wo;
-        const size_t ld = (size_t)Ho * Wo;
-        for (int co = 0; co < cout; co++)
-            for (size_t i = 0; i < np; i++) yb[co * ld + i] = b[co];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, (int)K, 1.0f, w, (int)K,
-                    col, (int)np, 1.0f, yb, (int)ld);
-    }
-}
-
-/* y [cout, n] = w [cout, cin] x [cin, n] + b (+ y when acc). */
-static void conv1x1(const float *x, int cin, size_t n, const float *w, const float *b, int cout,
-                    int acc, float *y) {
-    if (!acc)
-        for (int co = 0; co < cout; co++)
-            for (size_t i = 0; i < n; i++) y[co * n + i] = b[co];
-    else
-        for (int co = 0; co < cout; co++)
-            for (size_t i = 0; i < n; i++) y[co * n + i] += b[co];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)n, cin, 1.0f, w, cin, x, (int)n,
-                1.0f, y, (int)n);
-}
-
-/* Working state of one decode or encode. */
-typedef struct {
-    int threads, G;
-    float *cur, *a, *b;   /* activation buffers; cur holds the stream */
-    float *col;
-    size_t col_cap;
-    int H, W;
-} run;
-
-static void swap(float **p, float **q) {
-    float *t = *p;
-    *p = *q;
-    *q = t;
-}
-
-/* cur [cin, H, W] <- ResnetBlock(cur) [cout, H, W]. */
-static void resnet(run *r, const cd_ae_resnet *p) {
-    const size_t n = (size_t)r->H * r->W;
-    group_norm(r->threads, r->cur, p->cin, n, r->G, p->n1w, p->n1b, 1, r->a);
-    conv3x3(r->threads, r->a, p->cin, r->H, r->W, 0, p->c1w, p->c1b, p->cout, r->b, r->col, r->col_cap);
-    group_norm(r->threads, r->b, p->cout, n, r->G, p->n2w, p->n2b, 1, r->b);
-    conv3x3(r->threads, r->b, p->cout, r->H, r->W, 0, p->c2w, p->c2b, p->cout, r->a, r->col, r->col_cap);
-    /* a = h; stream = skip + h */
-    if (p->skw) {
-        conv1x1(r->cur, p->cin, n, p->skw, p->skb, p->cout, 1, r->a);
-        swap(&r->cur, &r->a);
-    } else {
-        float *c = r->cur;
-        const float *h = r->a;
-        const size_t m = (size_t)p->cout * n;
-#pragma omp parallel for num_threads(r->threads) schedule(static)
-        for (size_t i = 0; i < m; i++) c[i] += h[i];
-    }
-}
-
-/* Adds bias[c] to every row of t [n, C]. */
-static void add_cols(int threads, float *t, size_t n, int C, const float *bias) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        for (int c = 0; c < C; c++) t[i * C + c] += bias[c];
-}
-
-/* cur [C, H, W] += proj_out(attention(q, k, v of GroupNorm(cur))): one head of C channels over the
- * H*W positions, scale 1/sqrt(C). q, k, v, o token-major [H*W, C], in a, b and col. */
-static cd_status attention(cd_ctx *ctx, run *r, const cd_ae_attn *ae, int C, float *q, float *k,
-                           float *v, float *o) {
-    const size_t n = (size_t)r->H * r->W;
-    float *hn = r->a;
-    group_norm(r->threads, r->cur, C, n, r->G, ae->an_w, ae->an_b, 0, hn);
-    const struct { const float *w, *b; float *t; } p[3] = {{ae->q_w, ae->q_b, q}, {ae->k_w, ae->k_b, k},
-                                                            {ae->v_w, ae->v_b, v}};
-    for (int i = 0; i < 3; i++) { /* t [n, C] = hn^T W^T + b */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)n, C, C, 1.0f, hn, (int)n, p[i].w, C,
-                    0.0f, p[i].t, C);
-        add_cols(r->threads, p[i].t, n, C, p[i].b);
-    }
-    cd_attn_desc d = {1, C, 0, r->H, r->W, 0, 0, 1.0f / sqrtf((float)C)};
-    cd_status s = cd_attention_forward(ctx, &d, CD_DTYPE_F32, q, k, v, NULL, o, NULL);
-    if (s) return s;
-    /* cur [C, n] += Wo o^T + bo */
-    for (int c = 0; c < C; c++)
-        for (size_t i = 0; i < n; i++) r->cur[c * n + i] += ae->o_b[c];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, (int)n, C, 1.0f, ae->o_w, C, o, C, 1.0f,
-                r->cur, (int)n);
-    return CD_OK;
-}
-
-/* ---- scratch sizing and the forward passes on caller-provided scratch ---------------------- */
-
-/* The im2col band: the whole largest image if it fits COL_BUDGET, else bands of rows (at least
- * one row of `row` floats); the mid attention's q, k, v, o (`attn` floats) share it. Monotone in
- * the image size, as the activation size is, so that one tile-sized scratch serves every smaller
- * tile (ae_tile.c). */
-static size_t col_floats(size_t row, size_t rows, size_t attn) {
-    size_t col = row * rows;
-    if (col > COL_BUDGET) col = row > COL_BUDGET ? row : COL_BUDGET;
-    return col < attn ? attn : col;
-}
-
-cd_ae_scratch cd_ae_decode_scratch(const cd_ae_decoder *ae, int h, int w) {
-    const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult;
-    /* Largest activation: at upscale step k (level n-1-k) the stream has the level's channels and
-     * the previous level's (conv_in / mid at k = 0). */
-    size_t big = 0;
-    int maxc = c->z_channels;
-    for (int k = 0; k < n; k++) {
-        const int lvl = n - 1 - k;
-        int cm = c->ch * c->ch_mult[lvl];
-        const int prev = k == 0 ? c->z_channels : c->ch * c->ch_mult[lvl + 1];
-        if (prev > cm) cm = prev;
-        if (k == n - 1 && c->out_channels > cm) cm = c->out_channels;
-        if (cm > maxc) maxc = cm;
-        const size_t e = (size_t)cm * ((size_t)h << k) * ((size_t)w << k);
-        if (e > big) big = e;
-    }
-    const int ctop = c->ch * c->ch_mult[n - 1];
-    const size_t attn = 4 * (size_t)h * w * ctop; /* q, k, v, o at k = 0 */
-    const size_t row = (size_t)maxc * 9 * ((size_t)w << (n - 1));
-    return (cd_ae_scratch){big, col_floats(row, (size_t)h << (n - 1), attn)};
-}
-
-cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W) {
-    const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult, dn = 1 << (n - 1);
-    /* Largest activation: at level lvl (H >> lvl, W >> lvl) the stream has the level's channels
-     * and the previous level's (ch, conv_in's, at level 0); the last level also holds 2 z. */
-    size_t big = 0;
-    int maxc = c->in_channels > c->ch ? c->in_channels : c->ch;
-    for (int lvl = 0; lvl < n; lvl++) {
-        int cm = c->ch * c->ch_mult[lvl];
-        const int prev = lvl == 0 ? c->ch : c->ch * c->ch_mult[lvl - 1];
-        if (prev > cm) cm = prev;
-        if (lvl == n - 1 && 2 * c->z_channels > cm) cm = 2 * c->z_channels;
-        if (cm > maxc) maxc = cm;
-        const size_t e = (size_t)cm * (size_t)(H >> lvl) * (size_t)(W >> lvl);
-        if (e > big) big = e;
-    }
-    const int ctop = c->ch * c->ch_mult[n - 1];
-    const size_t attn = 4 * (size_t)(H / dn) * (W / dn) * ctop;
-    const size_t row = (size_t)maxc * 9 * (size_t)W;
-    return (cd_ae_scratch){big, col_floats(row, (size_t)H, attn)};
-}
-
-/* The run state on mem [3 * sc.act + sc.col]. */
-static run run_on(const cd_ctx *ctx, int G, cd_ae_scratch sc, float *mem, int H, int W) {
-    return (run){cd_ctx_threads(ctx), G, mem, mem + sc.act, mem + 2 * sc.act, mem + 3 * sc.act, sc.col,
-                 H, W};
-}
-
-cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
-                           cd_ae_scratch sc, float *mem, float *out) {
-    const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult;
-    const int ctop = c->ch * c->ch_mult[n - 1];
-    run r = run_on(ctx, ae->groups, sc, mem, h, w);
-    /* The latent's scale and shift (ae.h): zz = z / 0.3611 + 0.1159, in b. */
-    const size_t nz = (size_t)c->z_channels * h * w;
-    for (size_t i = 0; i < nz; i++) r.b[i] = z[i] / CD_AE_SCALE + CD_AE_SHIFT;
-    conv3x3(r.threads, r.b, c->z_channels, h, w, 0, ae->conv_in_w, ae->conv_in_b, ctop, r.cur, r.col,
-            r.col_cap);
-    resnet(&r, &ae->mid1);
-    const size_t nc = (size_t)h * w * ctop;
-    cd_status s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
-    if (s) return s;
-    resnet(&r, &ae->mid2);
-    const int nb = c->num_res_blocks + 1;
-    int cc = ctop;
-    for (int lvl = n - 1; lvl >= 0; lvl--) {
-        for (int j = 0; j < nb; j++) resnet(&r, &ae->blocks[lvl * nb + j]);
-        cc = ae->blocks[lvl * nb + nb - 1].cout;
-        if (lvl) {
-            conv3x3(r.threads, r.cur, cc, r.H, r.W, 1, ae->up_w[lvl], ae->up_b[lvl], cc, r.a, r.col,
-                    r.col_cap);
-            swap(&r.cur, &r.a);
-            r.H *= 2;
-            r.W *= 2;
-        }
-    }
-    group_norm(r.threads, r.cur, cc, (size_t)r.H * r.W, r.G, ae->norm_out_w, ae->norm_out_b, 1, r.a);
-    conv3x3(r.threads, r.a, cc, r.H, r.W, 0, ae->conv_out_w, ae->conv_out_b, c->out_channels, out, r.col,
-            r.col_cap);
-    return CD_OK;
-}
-
-cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out) {
-    const int n = ae->cfg.n_mult;
-    if (h < 1 || w < 1 || ((int64_t)h << (n - 1)) > 65536 || ((int64_t)w << (n - 1)) > 65536)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: latent %dx%d out of range", h, w);
-    const cd_ae_scratch sc = cd_ae_decode_scratch(ae, h, w);
-    float *mem = malloc(cd_ae_scratch_floats(sc) * sizeof(float));
-    if (!mem) return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory decoding %dx%d", h, w);
-    const cd_status s = cd_ae_decode_run(ctx, ae, z, h, w, sc, mem, out);
-    free(mem);
-    return s;
-}
-
-cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
-                           cd_ae_scratch sc, float *mem, int raw, float *out) {
-    const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult, dn = 1 << (n - 1);
-    const int ctop = c->ch * c->ch_mult[n - 1];
-    const int h = H / dn, w = W / dn;
-    run r = run_on(ctx, ae->groups, sc, mem, H, W);
-    conv3x3(r.threads, img, c->in_channels, H, W, 0, ae->conv_in_w, ae->conv_in_b, c->ch, r.cur, r.col,
-            r.col_cap);
-    const int nb = c->num_res_blocks;
-    for (int lvl = 0; lvl < n; lvl++) {
-        for (int j = 0; j < nb; j++) resnet(&r, &ae->blocks[lvl * nb + j]);
-        if (lvl != n - 1) {
-            const int cc = ae->blocks[lvl * nb + nb - 1].cout;
-            conv3x3(r.threads, r.cur, cc, r.H, r.W, -1, ae->down_w[lvl], ae->down_b[lvl], cc, r.a,
-                    r.col, r.col_cap);
-            swap(&r.cur, &r.a);
-            r.H /= 2;
-            r.W /= 2;
-        }
-    }
-    resnet(&r, &ae->mid1);
-    const size_t nc = (size_t)h * w * ctop;
-    cd_status s = attention(ctx, &r, &ae->attn, ctop, r.col, r.col + nc, r.col + 2 * nc, r.col + 3 * nc);
-    if (s) return s;
-    resnet(&r, &ae->mid2);
-    group_norm(r.threads, r.cur, ctop, (size_t)h * w, r.G, ae->norm_out_w, ae->norm_out_b, 1, r.a);
-    conv3x3(r.threads, r.a, ctop, h, w, 0, ae->conv_out_w, ae->conv_out_b, 2 * c->z_channels, r.b,
-            r.col, r.col_cap);
-    /* mean = the first z_channels channels; z = scale * (mean - shift) (ae.h), or the mean itself
-     * (raw: tiles are blended before the scale and shift, as diffusers blends the moments) */
-    const size_t nz = (size_t)c->z_channels * h * w;
-    if (raw)
-        memcpy(out, r.b, nz * sizeof(float));
-    else
-        for (size_t i = 0; i < nz; i++) out[i] = CD_AE_SCALE * (r.b[i] - CD_AE_SHIFT);
-    return CD_OK;
-}
-
-cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, float *out) {
-    const int dn = cd_ae_downscale(ae);
-    if (H < 1 || W < 1 || H > 65536 || W > 65536 || H % dn || W % dn)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "ae: image %dx%d: height and width must be positive multiples of %d "
-                            "(at most 65536)", H, W, dn);
-    const cd_ae_scratch sc = cd_ae_encode_scratch(ae, H, W);
-    float *mem = malloc(cd_ae_scratch_floats(sc) * sizeof(float));
-    if (!mem) return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory encoding %dx%d", H, W);
-    const cd_status s = cd_ae_encode_run(ctx, ae, img, H, W, sc, mem, 0, out);
-    free(mem);
-    return s;
-}

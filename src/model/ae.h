@@ -1,4 +1,4 @@
-/* ae.h — library-private: the FLUX autoencoder (spec/flux.md section 6), f32: decoder and encoder.
+/* ae.h — library-private: the FLUX autoencoder (docs/flux.md), f32: decoder and encoder.
  *
  *   z [z_channels, h, w] -> z / 0.3611 + 0.1159 -> conv_in -> mid (ResnetBlock, single-head
  *   attention over h*w, ResnetBlock) -> levels n-1 .. 0 (num_res_blocks + 1 ResnetBlocks each,
@@ -10,8 +10,13 @@
  * infers, and every tensor is found under its diffusers name, in a BFL checkpoint through the
  * layout plan of io/layout_ae.c (the table `cleardit convert` uses). Every weight is copied to f32
  * at bind time (the checkpoint may be closed afterwards). The decoder and the encoder are bound
-separately (each binding ignores the other part), and share every building block (conv3x3,
-GroupNorm, ResnetBlock, mid-block attention).
+ * separately (each binding ignores the other part), and share every building block (conv3x3,
+ * GroupNorm, ResnetBlock, mid-block attention).
+ *
+ * Each runs on the ops table it holds (ae->ops: the fast CPU table after binding; another through
+ * cd_ae_*_set_ops, which uploads the weights once into that table's memory when it is not the
+ * host's). The forward (ae_run.c) uses the table's conv2d, group_norm, add, transpose, linear and
+ * attention only.
  *
  * ENCODER: image [in_channels, H, W] in [-1, 1] (H, W multiples of 2^(n-1)) -> conv_in -> levels
  *   0 .. n-1 (num_res_blocks ResnetBlocks each, a Downsample = zero pad (0,1,0,1) + conv3x3
@@ -27,6 +32,8 @@ GroupNorm, ResnetBlock, mid-block attention).
 #define CD_AE_H
 
 #include "../util/internal.h"
+
+struct cd_ops;
 
 /* The latent's scale and shift of FLUX.1 (BFL AutoEncoderParams scale_factor / shift_factor,
  * diffusers' vae.config scaling_factor / shift_factor): cd_ae_decode decodes
@@ -56,8 +63,11 @@ typedef struct cd_ae_decoder {
     cd_ae_resnet *blocks;     /* level lvl, block j at [lvl * (num_res_blocks + 1) + j] */
     const float *up_w[8], *up_b[8];   /* upsample conv of level lvl >= 1 */
     const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;
-    float *arena;             /* every weight, f32 */
+    float *arena;             /* every weight, f32 (host); the pointers above point into it */
     size_t arena_floats;
+    const struct cd_ops *ops; /* the table it runs on (cd_ops_cpu() after binding) */
+    float *dev;               /* the arena's copy in ops's memory; NULL for host memory */
+    cd_ctx *dev_ctx;          /* the context dev was allocated with */
 } cd_ae_decoder;
 
 /* Binds the decoder of checkpoint ck (layout CD_LAYOUT_AE_BFL or CD_LAYOUT_AE_DIFFUSERS, by
@@ -71,14 +81,20 @@ void cd_ae_decoder_free(cd_ae_decoder *ae);
 cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed,
                                cd_ae_decoder **out);
 
+/* Runs the decoder on ops from now on: uploads its weights into ops's memory once when that is
+ * not host memory (freeing a previous device copy). ctx must outlive the decoder's copy (it frees
+ * it). No-op when ops is already the decoder's table. */
+cd_status cd_ae_decoder_set_ops(cd_ctx *ctx, cd_ae_decoder *ae, const struct cd_ops *ops);
+
 /* Output height/width factor: 2^(n_mult - 1) (FLUX: 8). */
 int cd_ae_upscale(const cd_ae_decoder *ae);
 
-/* z [z_channels, h, w] f32 (the sampler's latent, BEFORE scale and shift: they are applied here)
- * -> out [out_channels, h * up, w * up] f32 (up = cd_ae_upscale; values around [-1, 1]).
- * Scratch is allocated per call (cd_ae_decode_scratch: three activation buffers of the largest
- * stage plus an im2col band of at most 16M floats); the attention is cd_attention_forward (O(h*w)
- * memory). For large images see cd_ae_decode_tiled. */
+/* z [z_channels, h, w] f32 host (the sampler's latent, BEFORE scale and shift: they are applied
+ * here) -> out [out_channels, h * up, w * up] f32 host (up = cd_ae_upscale; values around [-1, 1]).
+ * Scratch is allocated per call in ae->ops's memory (cd_ae_decode_scratch: three activation
+ * buffers of the largest stage plus the mid attention's q, k, v, o, and the input and output);
+ * the convolutions' own scratch (im2col bands on the CPU) is the context's work area. For large
+ * images see cd_ae_decode_tiled. */
 cd_status cd_ae_decode(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, float *out);
 
 /* The encoder: blocks of level lvl at [lvl * num_res_blocks + j]; down_* of levels < n-1. */
@@ -93,6 +109,9 @@ typedef struct cd_ae_encoder {
     const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;  /* conv_out: 2 z channels */
     float *arena;
     size_t arena_floats;
+    const struct cd_ops *ops; /* as the decoder's */
+    float *dev;
+    cd_ctx *dev_ctx;
 } cd_ae_encoder;
 
 /* As the decoder's: binds the encoder of ck (every channel count, ch included, must be divisible
@@ -100,6 +119,7 @@ typedef struct cd_ae_encoder {
 cd_status cd_ae_encoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_encoder **out);
 cd_status cd_ae_encoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_encoder **out);
 void cd_ae_encoder_free(cd_ae_encoder *ae);
+cd_status cd_ae_encoder_set_ops(cd_ctx *ctx, cd_ae_encoder *ae, const struct cd_ops *ops);
 
 /* Input height/width divisor: 2^(n_mult - 1) (FLUX: 8). */
 int cd_ae_downscale(const cd_ae_encoder *ae);
@@ -154,22 +174,24 @@ cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *
 cd_status cd_ae_tiling_check(cd_ctx *ctx, const cd_ae_tiling *t, int f);
 
 /* Scratch of one untiled decode or encode, in floats: three activation buffers of `act` floats
- * (the largest stage) and an im2col band of `col` floats that the mid attention's q, k, v, o
- * share. Both grow with the image, so the size for the largest tile serves every smaller tile. */
+ * (the largest stage) and the mid attention's q, k, v, o (`attn` floats). Both grow with the
+ * image, so the size for the largest tile serves every smaller tile. */
 typedef struct {
-    size_t act, col;
+    size_t act, attn;
 } cd_ae_scratch;
 
-static inline size_t cd_ae_scratch_floats(cd_ae_scratch s) { return 3 * s.act + s.col; }
+static inline size_t cd_ae_scratch_floats(cd_ae_scratch s) { return 3 * s.act + s.attn; }
 cd_ae_scratch cd_ae_decode_scratch(const cd_ae_decoder *ae, int h, int w);
 cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W);
 
-/* cd_ae_decode / cd_ae_encode on caller-provided scratch mem [cd_ae_scratch_floats(sc)], sc at
- * least the size for (h, w) / (H, W); arguments are not checked (the callers do). raw: out is the
- * encoder's mean before the latent's scale and shift. */
-cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
+/* The forward on caller-provided scratch mem [cd_ae_scratch_floats(sc)], sc at least the size for
+ * (h, w) / (H, W); every pointer in ae->ops's memory; arguments are not checked (the callers do).
+ * Decode: zz [z_channels, h, w] is the latent AFTER scale and shift (z / 0.3611 + 0.1159) -> out
+ * [out_channels, h up, w up]. Encode: img [in_channels, H, W] -> out [2 z_channels, H / down,
+ * W / down], the moments (mean first, before the latent's scale and shift; then logvar). */
+cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz, int h, int w,
                            cd_ae_scratch sc, float *mem, float *out);
 cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
-                           cd_ae_scratch sc, float *mem, int raw, float *out);
+                           cd_ae_scratch sc, float *mem, float *out);
 
 #endif

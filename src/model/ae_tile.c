@@ -13,8 +13,12 @@
  *
  * Everything below works in OUTPUT units (pixels when decoding, latent cells when encoding):
  * tile side T (S, resp. L), blend extent be, crop rl = T - be, which is also the stride (checked),
- * so tile (ti, tj) covers out rows ti * rl .. + min(T, OH - ti * rl) and its crop lands there. */
+ * so tile (ti, tj) covers out rows ti * rl .. + min(T, OH - ti * rl) and its crop lands there.
+ *
+ * Tiles are cut, blended and cropped on the host; each runs in the autoencoder's ops memory
+ * (uploaded in, downloaded out: plain copies on the CPU backends). */
 #include "ae.h"
+#include "../ops/ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -125,30 +129,52 @@ static cd_status geometry(cd_ctx *ctx, const cd_ae_tiling *t, int f, int enc, in
     return CD_OK;
 }
 
-/* One allocation for a tiled call: the run scratch, the input tile (in_floats), the output tile
- * and the strips of g (set up here). NULL (with the error set) when out of memory. */
-static float *alloc_tiler(cd_ctx *ctx, tiler *g, cd_ae_scratch sc, size_t in_floats, float **in_tile,
-                          float **out_tile, float **scratch) {
+/* The buffers of a tiled call: on the host one block for the input tile (in_floats), the output
+ * tile and the strips of g (set up here); in ops's memory one block for the run scratch, the input
+ * tile and the run's output (run_out floats). CD_OK or the error, with nothing left allocated. */
+typedef struct {
+    float *host, *in, *out;         /* host block, its input and output tiles */
+    float *dev, *din, *dout, *scr;  /* ops's block: input, run output, run scratch */
+} tile_mem;
+
+static cd_status alloc_tiler(cd_ctx *ctx, const cd_ops *ops, tiler *g, cd_ae_scratch sc,
+                             size_t in_floats, size_t run_out, tile_mem *m) {
+    memset(m, 0, sizeof *m);
     const int Th = imin(g->T, g->OH);
     g->Tw = imin(g->T, g->OW);
     const int ncol = (g->OW + g->rl - 1) / g->rl;
     const size_t tile = (size_t)g->C * Th * g->Tw;
     const size_t vs = (size_t)ncol * g->C * g->be * g->Tw, hs = (size_t)g->C * Th * g->be;
     const size_t scr = cd_ae_scratch_floats(sc);
-    float *mem = malloc((scr + in_floats + tile + vs + hs) * sizeof(float));
+    m->host = malloc((in_floats + tile + vs + hs) * sizeof(float));
     g->vh = calloc((size_t)ncol, sizeof(int));
-    if (!mem || !g->vh) {
-        free(mem);
+    if (!m->host || !g->vh) {
+        free(m->host);
         free(g->vh);
-        cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory for a %dx%d tiled output", g->OH, g->OW);
-        return NULL;
+        return cd_set_error(ctx, CD_ERR_OOM, "ae: out of memory for a %dx%d tiled output", g->OH, g->OW);
     }
-    *scratch = mem;
-    *in_tile = mem + scr;
-    *out_tile = *in_tile + in_floats;
-    g->vs = *out_tile + tile;
+    void *p = NULL;
+    const cd_status s = ops->alloc(ctx, (scr + in_floats + run_out) * sizeof(float), &p);
+    if (s) {
+        free(m->host);
+        free(g->vh);
+        return s;
+    }
+    m->in = m->host;
+    m->out = m->in + in_floats;
+    g->vs = m->out + tile;
     g->hs = g->vs + vs;
-    return mem;
+    m->dev = p;
+    m->scr = m->dev;
+    m->din = m->scr + scr;
+    m->dout = m->din + in_floats;
+    return CD_OK;
+}
+
+static void free_tiler(cd_ctx *ctx, const cd_ops *ops, tiler *g, tile_mem *m) {
+    ops->free(ctx, m->dev);
+    free(m->host);
+    free(g->vh);
 }
 
 /* dst [C, th, tw] = src [C, H, W] at (i, j). */
@@ -173,21 +199,25 @@ cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: latent %dx%d out of range", h, w);
     tiler g = {.threads = cd_ctx_threads(ctx), .C = ae->cfg.out_channels, .T = S, .be = be, .rl = rl,
                .OH = h * up, .OW = w * up, .latent = 0};
-    float *zt, *img, *scratch;
+    const cd_ops *ops = ae->ops;
     const cd_ae_scratch sc = cd_ae_decode_scratch(ae, imin(L, h), imin(L, w));
-    float *mem = alloc_tiler(ctx, &g, sc, (size_t)zc * imin(L, h) * imin(L, w), &zt, &img, &scratch);
-    if (!mem) return CD_ERR_OOM;
+    const size_t nzt = (size_t)zc * imin(L, h) * imin(L, w);
+    tile_mem m;
+    if ((s = alloc_tiler(ctx, ops, &g, sc, nzt, (size_t)g.C * imin(S, g.OH) * imin(S, g.OW), &m))) return s;
     for (int ti = 0; ti * ov < h && !s; ti++) {
         const int i = ti * ov, th = imin(L, h - i);
         for (int tj = 0; tj * ov < w && !s; tj++) {
             const int j = tj * ov, tw = imin(L, w - j);
-            crop_in(z, zc, h, w, i, j, th, tw, zt);                  /* zt [zc, th, tw] */
-            s = cd_ae_decode_run(ctx, ae, zt, th, tw, sc, scratch, img); /* img [C, th up, tw up] */
-            if (!s) blend_tile(&g, ti, tj, img, th * up, tw * up, out);
+            const size_t nin = (size_t)zc * th * tw, nout = (size_t)g.C * th * up * tw * up;
+            crop_in(z, zc, h, w, i, j, th, tw, m.in); /* [zc, th, tw] */
+            for (size_t e = 0; e < nin; e++) m.in[e] = m.in[e] / CD_AE_SCALE + CD_AE_SHIFT; /* ae.h */
+            s = ops->upload(ctx, m.din, m.in, nin * sizeof(float));
+            if (!s) s = cd_ae_decode_run(ctx, ae, m.din, th, tw, sc, m.scr, m.dout); /* [C, th up, tw up] */
+            if (!s) s = ops->download(ctx, m.out, m.dout, nout * sizeof(float));
+            if (!s) blend_tile(&g, ti, tj, m.out, th * up, tw * up, out);
         }
     }
-    free(mem);
-    free(g.vh);
+    free_tiler(ctx, ops, &g, &m);
     return s;
 }
 
@@ -207,21 +237,25 @@ cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *
     /* ov is a multiple of dn (geometry) and so is H: every tile's sides are multiples of dn */
     tiler g = {.threads = cd_ctx_threads(ctx), .C = ae->cfg.z_channels, .T = S / dn, .be = be,
                .rl = rl, .OH = H / dn, .OW = W / dn, .latent = 1};
-    float *xt, *lat, *scratch;
+    const cd_ops *ops = ae->ops;
     const cd_ae_scratch sc = cd_ae_encode_scratch(ae, imin(S, H), imin(S, W));
-    float *mem = alloc_tiler(ctx, &g, sc, (size_t)cin * imin(S, H) * imin(S, W), &xt, &lat, &scratch);
-    if (!mem) return CD_ERR_OOM;
+    const size_t nxt = (size_t)cin * imin(S, H) * imin(S, W);
+    tile_mem m;
+    if ((s = alloc_tiler(ctx, ops, &g, sc, nxt, 2 * (size_t)g.C * imin(S / dn, g.OH) * imin(S / dn, g.OW), &m)))
+        return s;
     for (int ti = 0; ti * ov < H && !s; ti++) {
         const int i = ti * ov, th = imin(S, H - i);
         for (int tj = 0; tj * ov < W && !s; tj++) {
             const int j = tj * ov, tw = imin(S, W - j);
-            crop_in(img, cin, H, W, i, j, th, tw, xt);                     /* xt [cin, th, tw] */
-            s = cd_ae_encode_run(ctx, ae, xt, th, tw, sc, scratch, 1, lat); /* mean [z, th/dn, tw/dn] */
-            if (!s) blend_tile(&g, ti, tj, lat, th / dn, tw / dn, out);
+            crop_in(img, cin, H, W, i, j, th, tw, m.in); /* [cin, th, tw] */
+            s = ops->upload(ctx, m.din, m.in, (size_t)cin * th * tw * sizeof(float));
+            if (!s) s = cd_ae_encode_run(ctx, ae, m.din, th, tw, sc, m.scr, m.dout); /* moments */
+            /* the mean [z, th/dn, tw/dn]: the moments' first z channels */
+            if (!s) s = ops->download(ctx, m.out, m.dout, (size_t)g.C * (th / dn) * (tw / dn) * sizeof(float));
+            if (!s) blend_tile(&g, ti, tj, m.out, th / dn, tw / dn, out);
         }
     }
-    free(mem);
-    free(g.vh);
+    free_tiler(ctx, ops, &g, &m);
     return s;
 }
 

@@ -1,4 +1,5 @@
-/* ops.h — the ops table: every tensor op the FLUX transformer forward needs, with its shapes.
+/* ops.h — the ops table: every tensor op the FLUX transformer and autoencoder forwards need, with
+ * their shapes.
  * The model is written once against this table; backends implement it (cpu reference: plain
  * loops with double accumulation, the oracle; cpu fast: OpenBLAS + SIMD + OpenMP; later CUDA).
  * Activations are f32; weights are F32 or BF16 (as stored in the checkpoint).
@@ -11,6 +12,26 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* A 2D convolution of one image, channels first (the autoencoder's; docs/flux.md):
+ * x [cin, H, W] -> (nearest x2 upsample when up: [cin, 2H, 2W]) -> zero padding pad = (left, right,
+ * top, bottom) -> k x k kernel at stride `stride` -> y [cout, Ho, Wo] (cd_conv_out_h / _w).
+ * Weights w [cout, cin, k, k] f32 (PyTorch layout), bias [cout] f32 or NULL. The autoencoder uses
+ * 3x3 pad 1 stride 1 (up 0 or 1), 3x3 pad (0,1,0,1) stride 2 (Downsample) and 1x1 pad 0 stride 1. */
+typedef struct {
+    int32_t cin, H, W;  /* input, before the upsample */
+    int32_t cout, k;    /* k = 1 or 3 (any k >= 1 is computed) */
+    int32_t stride;     /* >= 1 */
+    int32_t up;         /* 1: the input is upsampled nearest x2 first (fused, never materialized) */
+    int32_t pad[4];     /* left, right, top, bottom, >= 0 */
+} cd_conv_desc;
+
+static inline int32_t cd_conv_out_h(const cd_conv_desc *d) {
+    return (int32_t)(((int64_t)d->H * (1 + (d->up != 0)) + d->pad[2] + d->pad[3] - d->k) / d->stride + 1);
+}
+static inline int32_t cd_conv_out_w(const cd_conv_desc *d) {
+    return (int32_t)(((int64_t)d->W * (1 + (d->up != 0)) + d->pad[0] + d->pad[1] - d->k) / d->stride + 1);
+}
 
 /* A linear layer's weight, PyTorch layout [out, in] row-major. */
 typedef struct {
@@ -33,6 +54,9 @@ typedef enum {
     CD_OP_ATTENTION,
     CD_OP_ADD,
     CD_OP_COPY_ROWS,
+    CD_OP_CONV2D,
+    CD_OP_GROUP_NORM,
+    CD_OP_TRANSPOSE,
     CD_OP_COUNT
 } cd_op_id;
 
@@ -43,6 +67,7 @@ typedef struct {
     int32_t in, out;           /* linear: widths */
     cd_dtype wdtype;           /* linear: the weight's dtype */
     const cd_attn_desc *attn;  /* attention: the call's description */
+    const cd_conv_desc *conv;  /* conv2d: the call's description */
 } cd_op_desc;
 
 typedef struct cd_ops cd_ops;
@@ -105,6 +130,18 @@ struct cd_ops {
     /* dst [rows, dst_ld] <- the first `cols` floats of each row of src [rows, src_ld] */
     void (*copy_rows)(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
                       size_t rows, size_t cols);
+
+    /* ---- the autoencoder's ops: images channel-major [C, H, W] ---- */
+    /* y [cout, Ho, Wo] = conv(x) + b (see cd_conv_desc); acc: y += conv(x) + b instead. x and y do
+     * not alias. Scratch (im2col bands on the CPU) comes from the context's work area. */
+    cd_status (*conv2d)(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
+                        const float *b, int acc, float *y);
+    /* y [C, n] = GroupNorm(x [C, n]) over G groups of C/G consecutive channels (n = H*W; biased
+     * variance, eps inside the sqrt) * w[C] + b[C], then SiLU when silu. C % G == 0; y may equal x. */
+    void (*group_norm)(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
+                       const float *b, float eps, int silu, float *y);
+    /* y [cols, rows] = x [rows, cols] transposed (channel-major <-> token-major). No aliasing. */
+    void (*transpose)(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y);
 };
 
 const cd_ops *cd_ops_cpu_ref(void);  /* the oracle */

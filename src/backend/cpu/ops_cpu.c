@@ -7,6 +7,7 @@
 #include "ops_host_mem.h"
 #include "gemm_bf16.h"
 #include "../../ops/attn.h"
+#include "conv_cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -176,6 +177,8 @@ static size_t cpu_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d
                                : (size_t)CD_WTILE * (size_t)d->in;
     } else if (d->op == CD_OP_ATTENTION && d->attn) {
         floats = cd_attn_cpu_scratch_floats(d->attn, ctx->threads);
+    } else if (d->op == CD_OP_CONV2D && d->conv) {
+        return cd_cpu_conv2d_workspace_bytes(d->conv);
     }
     return floats * sizeof(float);
 }
@@ -236,6 +239,9 @@ static const cd_ops k_cpu = {
     .attention = prof_attention,
     .workspace = cpu_workspace,
     .time_attention = cd_cpu_time_attention,
+    .conv2d = cd_cpu_conv2d,
+    .group_norm = cd_cpu_group_norm,
+    .transpose = cd_cpu_transpose,
     CD_HOST_MEM_OPS,
 };
 

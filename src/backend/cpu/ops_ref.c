@@ -109,6 +109,61 @@ static cd_status ref_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_de
     return cd_attention_reference(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
 }
 
+/* Direct convolution: every output a double sum over cin x k x k taps of the (upsampled, padded)
+ * input; taps outside the input are the zero padding. */
+static cd_status ref_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
+                            const float *b, int acc, float *y) {
+    (void)ctx;
+    const int Ho = cd_conv_out_h(d), Wo = cd_conv_out_w(d), k = d->k, up = d->up != 0;
+    const int Hu = d->H << up, Wu = d->W << up;
+    for (int co = 0; co < d->cout; co++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                double s = b ? b[co] : 0.0;
+                for (int ci = 0; ci < d->cin; ci++)
+                    for (int ky = 0; ky < k; ky++) {
+                        const int iy = oy * d->stride + ky - d->pad[2];
+                        if (iy < 0 || iy >= Hu) continue;
+                        for (int kx = 0; kx < k; kx++) {
+                            const int ix = ox * d->stride + kx - d->pad[0];
+                            if (ix < 0 || ix >= Wu) continue;
+                            s += (double)w[(((size_t)co * d->cin + ci) * k + ky) * k + kx] *
+                                 x[((size_t)ci * d->H + (iy >> up)) * d->W + (ix >> up)];
+                        }
+                    }
+                float *yo = y + ((size_t)co * Ho + oy) * Wo + ox;
+                *yo = (float)(acc ? *yo + s : s);
+            }
+    return CD_OK;
+}
+
+static void ref_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
+                           const float *b, float eps, int silu, float *y) {
+    (void)ctx;
+    const int cg = C / G;
+    const size_t m = (size_t)cg * n;
+    for (int g = 0; g < G; g++) {
+        const float *xg = x + (size_t)g * m;
+        double mean = 0, var = 0;
+        for (size_t i = 0; i < m; i++) mean += xg[i];
+        mean /= (double)m;
+        for (size_t i = 0; i < m; i++) var += (xg[i] - mean) * (xg[i] - mean);
+        const double inv = 1.0 / sqrt(var / (double)m + eps);
+        for (int c = g * cg; c < (g + 1) * cg; c++)
+            for (size_t i = 0; i < n; i++) {
+                double t = (x[(size_t)c * n + i] - mean) * inv * w[c] + b[c];
+                if (silu) t = t / (1.0 + exp(-t));
+                y[(size_t)c * n + i] = (float)t;
+            }
+    }
+}
+
+static void ref_transpose(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y) {
+    (void)ctx;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) y[c * rows + r] = x[r * cols + c];
+}
+
 /* The reference computes in place or with memory of its own: no scratch to reserve. */
 static size_t ref_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
     (void)self; (void)ctx; (void)d;
@@ -128,6 +183,9 @@ static const cd_ops k_ref = {
     .from_heads = ref_from_heads,
     .attention = ref_attention,
     .workspace = ref_workspace,
+    .conv2d = ref_conv2d,
+    .group_norm = ref_group_norm,
+    .transpose = ref_transpose,
     CD_HOST_MEM_OPS,
 };
 

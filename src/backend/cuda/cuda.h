@@ -46,10 +46,13 @@ void cd_cuda_f32_to_bf16(cd_ctx *ctx, const float *d_src, uint16_t *d_dst, size_
 void cd_cuda_bf16_to_f32(cd_ctx *ctx, const uint16_t *d_src, float *d_dst, size_t n);
 
 /* The ops table (ops.h) on device pointers: activations f32 in device memory, linear weights BF16
- * in device memory (cd_weight.data is a device pointer), biases/norm scales f32 device arrays. */
+ * (the transformer's) or F32 (the autoencoder's attention) in device memory (cd_weight.data is a
+ * device pointer), biases/norm scales and conv weights f32 device arrays. */
 const cd_ops *cd_ops_cuda(void);
 /* Device scratch bytes the cuda linear needs for n rows of width `in` (bf16 copy of x). */
 size_t cd_cuda_linear_scratch(size_t n, int in);
+/* Device scratch bytes the cuda conv2d needs for d (conv_cuda.cu; 0: the direct kernel). */
+size_t cd_cuda_conv2d_workspace_bytes(const cd_conv_desc *d);
 
 /* ---- attention (attn_cuda.cu) --------------------------------------------------------------- */
 /* head_dim values the kernels are built for (32, 64, 128). */

@@ -2,7 +2,7 @@
  *
  * x (f32) is converted to bf16 in the context's scratch, then one cublasLtMatmul with bf16 A/B,
  * f32 C/D, f32 accumulation (CUBLAS_COMPUTE_32F) and f32 alpha/beta, the bias added by the
- * epilogue. cuBLASLt is column-major, so every row-major matrix is read as its transpose:
+ * epilogue. F32 weights (the autoencoder's attention) take x as it is: A/B f32, same call. cuBLASLt is column-major, so every row-major matrix is read as its transpose:
  *   A = W: row-major [out, in] = column-major in x out (ld in), used transposed: op(A) is out x in;
  *   B = x: row-major [n, in]   = column-major in x n   (ld in), not transposed;
  *   D = y: row-major [n, out]  = column-major out x n  (ld out) = op(A) . B, m = out, k = in.
@@ -59,7 +59,8 @@ static void lt_release(lt_call *c) {
 
 /* Sets up the descriptors for the shapes and pointers of the call (bias: NULL for no epilogue). */
 static cublasStatus_t lt_setup(lt_call *c, const struct cd_cuda *cu, size_t n, int in, int out,
-                               const void *w, const void *xb, const float *bias, const float *y) {
+                               const void *w, const void *xb, const float *bias, const float *y,
+                               cudaDataType_t abt) {
     cublasStatus_t s;
     const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     if ((s = cublasLtMatmulDescCreate(&c->op, CUBLAS_COMPUTE_32F, CUDA_R_32F)) != CUBLAS_STATUS_SUCCESS)
@@ -75,8 +76,8 @@ static cublasStatus_t lt_setup(lt_call *c, const struct cd_cuda *cu, size_t n, i
             return s;
     }
     /* Layouts describe the matrices as stored (column-major, before op()): see the top. */
-    if ((s = cublasLtMatrixLayoutCreate(&c->la, CUDA_R_16BF, (uint64_t)in, (uint64_t)out, in)) ||
-        (s = cublasLtMatrixLayoutCreate(&c->lb, CUDA_R_16BF, (uint64_t)in, (uint64_t)n, in)) ||
+    if ((s = cublasLtMatrixLayoutCreate(&c->la, abt, (uint64_t)in, (uint64_t)out, in)) ||
+        (s = cublasLtMatrixLayoutCreate(&c->lb, abt, (uint64_t)in, (uint64_t)n, in)) ||
         (s = cublasLtMatrixLayoutCreate(&c->ld, CUDA_R_32F, (uint64_t)out, (uint64_t)n, out)))
         return s;
     const uint64_t ws = cu->lt_ws_bytes;
@@ -110,8 +111,9 @@ cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weig
     if (!ctx || !ctx->dev_state) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda: not initialized");
     struct cd_cuda *cu = cd_cuda_of(ctx);
     if (!w || !w->data) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda linear: no weight");
-    if (w->dtype != CD_DTYPE_BF16)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda linear: weights must be BF16 on the device");
+    if (w->dtype != CD_DTYPE_BF16 && w->dtype != CD_DTYPE_F32)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda linear: weights must be BF16 or F32 on the device");
+    const cudaDataType_t ab = w->dtype == CD_DTYPE_F32 ? CUDA_R_32F : CUDA_R_16BF;
     const int in = w->in, out = w->out;
     if (in <= 0 || out <= 0)
         return cd_set_error(ctx, CD_ERR_SHAPE, "cuda linear: weight shape [%d, %d]", out, in);
@@ -120,21 +122,25 @@ cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weig
     if (!cd_mul_ok(n, (size_t)in, &nin) || !cd_mul_ok(n, (size_t)out, &nout))
         return cd_set_error(ctx, CD_ERR_SHAPE, "cuda linear: n=%zu rows overflow", n);
 
-    uint16_t *xb = (uint16_t *)cd_cuda_scratch(ctx, cd_cuda_linear_scratch(n, in));
-    if (!xb) return CD_ERR_OOM; /* the scratch set the message */
-    cd_cuda_f32_to_bf16(ctx, x, xb, nin);
+    const void *xb = x;
+    if (ab == CUDA_R_16BF) {
+        uint16_t *xh = (uint16_t *)cd_cuda_scratch(ctx, cd_cuda_linear_scratch(n, in));
+        if (!xh) return CD_ERR_OOM; /* the scratch set the message */
+        cd_cuda_f32_to_bf16(ctx, x, xh, nin);
+        xb = xh;
+    }
 
     lt_call c;
     memset(&c, 0, sizeof c);
     cublasLtMatmulAlgo_t algo;
     const float *bias = b;
-    cublasStatus_t s = lt_setup(&c, cu, n, in, out, w->data, xb, bias, y);
+    cublasStatus_t s = lt_setup(&c, cu, n, in, out, w->data, xb, bias, y, ab);
     int ok = s == CUBLAS_STATUS_SUCCESS && lt_pick(cu, &c, &algo);
     if (!ok && bias) { /* no algorithm with the bias epilogue: plain product, then the bias kernel */
         lt_release(&c);
         memset(&c, 0, sizeof c);
         bias = NULL;
-        s = lt_setup(&c, cu, n, in, out, w->data, xb, NULL, y);
+        s = lt_setup(&c, cu, n, in, out, w->data, xb, NULL, y, ab);
         ok = s == CUBLAS_STATUS_SUCCESS && lt_pick(cu, &c, &algo);
     }
     if (!ok) {

@@ -20,6 +20,12 @@
  * link instead of misbehaving. */
 cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
                             const float *b, float *y);
+/* conv_cuda.cu (same linkage rule): the autoencoder's ops. */
+cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
+                         const float *b, int acc, float *y);
+void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
+                        const float *b, float eps, int silu, float *y);
+void cd_cuda_transpose(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y);
 
 #define BLOCK 256 /* threads per block of every kernel here (a multiple of 32) */
 
@@ -471,8 +477,8 @@ static cd_status cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_d
  * kernels are built for. */
 static cd_status cuda_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
     (void)self;
-    if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_BF16)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda: linear weights must be BF16 on the GPU, not %s",
+    if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_BF16 && d->wdtype != CD_DTYPE_F32)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda: linear weights must be BF16 or F32 on the GPU, not %s",
                             cd_dtype_name(d->wdtype));
     if (d->op == CD_OP_ATTENTION && (!d->attn || !cd_cuda_attention_supports(d->attn->head_dim)))
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
@@ -488,6 +494,7 @@ static size_t cuda_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *
     (void)self; (void)ctx;
     if (d->op == CD_OP_LINEAR) return cd_cuda_linear_scratch(d->n, d->in);
     if (d->op == CD_OP_ATTENTION && d->attn) return cd_cuda_attention_scratch(d->attn);
+    if (d->op == CD_OP_CONV2D && d->conv) return cd_cuda_conv2d_workspace_bytes(d->conv);
     return 0;
 }
 
@@ -523,6 +530,9 @@ static cd_ops make_table(void) {
     t.sync = cd_cuda_sync;
     t.add = cuda_add;
     t.copy_rows = cuda_copy_rows;
+    t.conv2d = cd_cuda_conv2d; /* conv_cuda.cu */
+    t.group_norm = cd_cuda_group_norm;
+    t.transpose = cd_cuda_transpose;
     return t;
 }
 

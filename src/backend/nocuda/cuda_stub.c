@@ -25,6 +25,7 @@ void cd_cuda_f32_to_bf16(cd_ctx *ctx, const float *s, uint16_t *d, size_t n) { (
 void cd_cuda_bf16_to_f32(cd_ctx *ctx, const uint16_t *s, float *d, size_t n) { (void)ctx; (void)s; (void)d; (void)n; }
 const cd_ops *cd_ops_cuda(void) { return NULL; }
 size_t cd_cuda_linear_scratch(size_t n, int in) { (void)n; (void)in; return 0; }
+size_t cd_cuda_conv2d_workspace_bytes(const cd_conv_desc *d) { (void)d; return 0; }
 int cd_cuda_attention_supports(int head_dim) { (void)head_dim; return 0; }
 size_t cd_cuda_attention_scratch(const cd_attn_desc *d) { (void)d; return 0; }
 cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
