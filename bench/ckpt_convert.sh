@@ -26,7 +26,7 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/cd_ckpt_bench.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT INT TERM
 
 python3 - "$DIR" "$DEPTH" "$SINGLE" <<'EOF'
-# BFL names and shapes of spec/flux.md section 2 (hidden 3072, mlp 12288, in/out 64, T5 4096,
+# BFL names and shapes of docs/flux.md section 2 (hidden 3072, mlp 12288, in/out 64, T5 4096,
 # CLIP 768, guidance embedder), BF16.
 import json, os, struct, sys
 d, depth, single = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 
 def allowed_pairs(T, H, W, r):
-    """Exact (query, key) pairs of one head: dense N^2; CLEAR as spec/clear.md."""
+    """Exact (query, key) pairs of one head: dense N^2; CLEAR as docs/clear.md."""
     N = T + H * W
     if r == 0:
         return N * N

@@ -5,7 +5,7 @@ inputs of the regression test (tests/fuzz_regressions/). Deterministic; the outp
   python3 fuzz/make_corpus.py        # from the repository root; rewrites both directories
 
 Seeds are small valid and malformed safetensors files (one per malformed class of
-spec/safetensors.md) and checkpoint indexes (*.json) naming the shards that fuzz_safetensors.c
+docs/safetensors.md) and checkpoint indexes (*.json) naming the shards that fuzz_safetensors.c
 creates at start-up: a.safetensors (x: F32 [2], y: BF16 [3]) and b.safetensors (z: F16 [1]).
 In tests/fuzz_regressions/ a file named ok-* must be accepted, every other one rejected."""
 import json

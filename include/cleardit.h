@@ -255,7 +255,7 @@ typedef enum {
     CD_LAYOUT_FLUX_DIFFUSERS,  /* FluxTransformer2DModel names (transformer_blocks.N.attn.to_q ...) */
     CD_LAYOUT_AE_BFL,          /* FLUX autoencoder, BFL names (decoder.up.N.block.M ...) */
     CD_LAYOUT_AE_DIFFUSERS,    /* AutoencoderKL names (decoder.up_blocks.N.resnets.M ...) */
-    CD_LAYOUT_CLEAR,           /* CLEAR attention weights only (diffusers names, spec/distill.md) */
+    CD_LAYOUT_CLEAR,           /* CLEAR attention weights only (diffusers names, docs/distillation.md) */
     CD_LAYOUT_COUNT
 } cd_layout;
 
@@ -345,7 +345,7 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
  * from a diffusers config.json beside the checkpoint (axes_dims_rope), else the safetensors
  * metadata ("rope_axes" = "16,56,56", "rope_theta"), else p->rope_axes/rope_theta when set, else
  * FLUX's (16, 56, 56) and 10000 when head_dim is 128; otherwise it is an error. With
- * p->clear_weights, a CLEAR attention file re-points the trained projections (spec/distill.md). */
+ * p->clear_weights, a CLEAR attention file re-points the trained projections (docs/distillation.md). */
 typedef struct {
     int rope_axes[3];           /* all 0 = not given */
     double rope_theta;          /* 0 = not given */
@@ -387,7 +387,7 @@ typedef struct {
     int32_t L, T, grid_h, grid_w;
     int32_t radius, down;   /* attention of every layer: 0 = dense; CLEAR radius, pooled factor */
     double *block_seconds;  /* optional [depth + depth_single]: wall time of each block */
-    /* High-resolution extras of the CLEAR reference pipeline (spec/clear.md), 0 = off: */
+    /* High-resolution extras of the CLEAR reference pipeline (docs/clear.md), 0 = off: */
     float attn_scale;       /* softmax scale of every layer; 0 = 1/sqrt(head_dim) (see cd_flux_proportional_scale) */
     double rope_ntk;        /* NTK RoPE: theta * rope_ntk (the reference high-res path uses 10) */
 } cd_flux_run_params;
@@ -403,7 +403,7 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
 /* ---- patch parallelism: one image across processes (parallel/) -------------------------------
  * Rank i of P owns a horizontal band of the image token rows; linears, norms and MLPs run on its
  * own tokens (and the text tokens, which every rank holds), and each CLEAR attention layer needs
- * only r - 1 rows of keys/values from its neighbours (a halo; spec/clear.md). MPI builds only (the
+ * only r - 1 rows of keys/values from its neighbours (a halo; docs/clear.md). MPI builds only (the
  * Makefile finds OpenMPI); otherwise cd_comm_init fails with CD_ERR_UNSUPPORTED. GPU ranks (a model
  * on CD_DEVICE_CUDA) exchange their device buffers over NCCL (builds with CUDA and NCCL), one GPU
  * per rank. */

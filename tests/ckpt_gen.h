@@ -1,7 +1,7 @@
 /* ckpt_gen.h — test helpers: small FLUX-shaped checkpoints with real key names and random values.
  *
  * The name lists here are written independently of the library's layout tables (src/io/
- * layout_*.c): straight from spec/flux.md sections 2 and 6 and BFL's module code (model.py,
+ * layout_*.c): straight from docs/flux.md sections 2 and 6 and BFL's module code (model.py,
  * layers.py, autoencoder.py), so that a wrong rule in the library shows up as a mismatch. They
  * produce BFL names only; diffusers files come from the library's converter (whose mapping is
  * checked independently by the diffusers oracle, tests/test_layout_oracle.c). */

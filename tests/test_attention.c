@@ -371,7 +371,7 @@ TEST(attn_disc_halfwidth_definition) {
                    (long long)dy, cd_disc_halfwidth(r, dy), (long long)want);
         }
     EXPECT(cd_disc_halfwidth(3000000, 0) == 2999999, "large radius");
-    /* interior key counts from spec/clear.md */
+    /* interior key counts from docs/clear.md */
     const int64_t rs[3] = {8, 16, 32}, want[3] = {193, 793, 3205};
     for (int i = 0; i < 3; i++) {
         int64_t n = 0;

@@ -1,7 +1,7 @@
 /* test_attn_bwd.c — the attention backward (cd_attention_backward and its reference), dense,
  * CLEAR and pooled CLEAR:
  *  a) the reference against central finite differences of L = sum(dout * O), O from a float64
- *     forward written here (its own mask, from spec/clear.md), on tiny shapes, for q, k, v and
+ *     forward written here (its own mask, from docs/clear.md), on tiny shapes, for q, k, v and
  *     spatial_weight;
  *  b) the fast backward against the reference on random inputs for every SIMD path this machine
  *     runs (dense, CLEAR, pooled, T = 0, 1 x W grids, huge r, head_dim 1..128, several chunks
@@ -98,7 +98,7 @@ static int prob_random(prob *p, const cd_attn_desc *d, float amp, unsigned long 
     return 1;
 }
 
-/* The mask, written from spec/clear.md: may query i see joint key j (j >= N: pooled)? */
+/* The mask, written from docs/clear.md: may query i see joint key j (j >= N: pooled)? */
 static int sees(const prob *p, int i, int j) {
     const int T = p->d.text_len, W = p->d.grid_w;
     if (j >= p->N) return p->DF && i >= T;

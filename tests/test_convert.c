@@ -1,7 +1,7 @@
 /* test_convert.c — cd_ckpt_convert on small FLUX-shaped checkpoints (tests/ckpt_gen.c):
  *  - BFL -> diffusers -> BFL and diffusers -> BFL -> diffusers give back the same bytes, for the
  *    transformer and the autoencoder, in F32, BF16 and F16;
- *  - the BFL <-> diffusers correspondences written out by hand from spec/flux.md (qkv chunks,
+ *  - the BFL <-> diffusers correspondences written out by hand from docs/flux.md (qkv chunks,
  *    linear1 = q|k|v|mlp, the swapped final adaLN halves, reversed decoder levels, 1x1 convs as
  *    linears) hold element for element;
  *  - a CLEAR merge changes exactly the trained slices (every byte of every other tensor is the
@@ -109,7 +109,7 @@ static int rows_equal(const cd_st_tensor *a, int64_t row, const cd_st_tensor *b)
            !memcmp((const uint8_t *)a->data + (uint64_t)row * row_bytes, b->data, b->nbytes);
 }
 
-/* The correspondences of spec/flux.md section 3, written out by hand for block 0. */
+/* The correspondences of docs/flux.md section 3, written out by hand for block 0. */
 TEST(convert_flux_mapping_by_hand) {
     fixture f;
     CHECK(fx_init(&f), "fixture");
@@ -230,7 +230,7 @@ TEST(convert_ae_roundtrip_and_mapping) {
 
 /* ---- CLEAR merge -------------------------------------------------------------------------- */
 
-/* What a merged BFL tensor must be: the base, with the CLEAR slices of spec/distill.md written
+/* What a merged BFL tensor must be: the base, with the CLEAR slices of docs/distillation.md written
  * over it. Returns a malloc'd copy of the expected bytes. */
 static uint8_t *expected_bfl(const cd_st_tensor *base, const cd_ckpt *clear, int64_t D) {
     uint8_t *e = malloc(base->nbytes ? base->nbytes : 1);

@@ -1,5 +1,5 @@
 /* test_flops.c — the exact pair/FLOP counter (cd_attn_pairs, cd_attn_flops) against the dense
- * closed form, the CLEAR paper's published cells (spec/clear.md), and an independent O(N^2)
+ * closed form, the CLEAR paper's published cells (docs/clear.md), and an independent O(N^2)
  * brute force over the mask definition on small grids. */
 #include "test.h"
 
@@ -14,7 +14,7 @@ static cd_attn_desc flux(int width_px, int height_px, int text, int radius, int 
     return d;
 }
 
-/* The mask, literally (spec/clear.md "Who may attend to whom"): text query rows and text key
+/* The mask, literally (docs/clear.md "Who may attend to whom"): text query rows and text key
  * columns are dense; image-image pairs need (qy-ky)^2 + (qx-kx)^2 < r^2 (open disc, clipped at
  * the border simply by not existing); image queries additionally see all (H/d)*(W/d) pooled keys
  * when d >= 2. radius 0 = dense. */
@@ -64,7 +64,7 @@ TEST(flops_dense_closed_form) {
     }
 }
 
-/* Cells of the paper's efficiency table quoted in spec/clear.md and spec/distill.md (T = 512). */
+/* Cells of the paper's efficiency table quoted in docs/clear.md and docs/distillation.md (T = 512). */
 TEST(flops_paper_cells) {
     cd_attn_desc d1024 = flux(1024, 1024, 512, 0, 0);
     EXPECT(gflops_1dp(&d1024, "260.9"), "1024^2 dense: %.4f GFLOPs, paper 260.9",
@@ -75,7 +75,7 @@ TEST(flops_paper_cells) {
     cd_attn_desc c8k = flux(8192, 8192, 512, 8, 0);
     EXPECT(gflops_1dp(&c8k, "3915.4"), "8192^2 r=8: %.4f GFLOPs, paper 3915.4",
            cd_attn_flops(&c8k) / 1e9);
-    /* the paper's 1024^2 column as quoted in spec/distill.md (attention GFLOPs/layer) */
+    /* the paper's 1024^2 column as quoted in docs/distillation.md (attention GFLOPs/layer) */
     const struct { int r; const char *want; } c1k[] = {{8, "63.5"}, {16, "86.6"}, {32, "154.1"}};
     for (size_t i = 0; i < 3; i++) {
         cd_attn_desc c = flux(1024, 1024, 512, c1k[i].r, 0);

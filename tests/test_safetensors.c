@@ -1,6 +1,6 @@
 /* test_safetensors.c — the safetensors reader, writer and f32 conversion: byte-exact round trips
  * for many dtypes, unaligned tensors, atomic-write failure behaviour, every malformed-file case
- * of spec/safetensors.md (built by hand, byte by byte) each with its own message, every dtype of
+ * of docs/safetensors.md (built by hand, byte by byte) each with its own message, every dtype of
  * the spec, metadata value types, rank 0 and empty tensors, offsets above 2^32 (sparse file),
  * known float8/16 values, and the fuzzer's regression inputs (tests/fuzz_regressions/). The bf16
  * conversion is tested in test_st_bf16.c. */
@@ -642,7 +642,7 @@ static cd_status open_msg(const char *path, char *msg, size_t cap) {
 #define E1(name, dt, shape, b, e) \
     "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
 
-/* Every class of malformed file that spec/safetensors.md and issue 3 list. For each: the reason
+/* Every class of malformed file that docs/safetensors.md and issue 3 list. For each: the reason
  * keyword, the tensor the message must name (NULL: none), and no other class's keyword may
  * appear in its message, so each class is told apart by its message alone. */
 TEST(st_malformed_classes_have_distinct_messages) {

@@ -103,7 +103,7 @@ TEST(sampler_schedule_oracle) {
 
 TEST(sampler_schedule_values_and_errors) {
     float t[5];
-    /* mu: 256 tokens -> 0.5, 4096 -> 1.15 (spec/flux.md section 5) */
+    /* mu: 256 tokens -> 0.5, 4096 -> 1.15 (docs/flux.md section 5) */
     EXPECT(fabs(cd_flux_schedule_mu(256, 0.5, 1.15) - 0.5) < 1e-15, "mu(256)");
     EXPECT(fabs(cd_flux_schedule_mu(4096, 0.5, 1.15) - 1.15) < 1e-15, "mu(4096)");
     CHECK(cd_flux_schedule(NULL, 4, 1, 0, 0.5, 1.15, t) == CD_OK, "linear schedule");

@@ -4,7 +4,7 @@
  * One warp per query, f32 math on the bf16 inputs, one online softmax over every allowed key in
  * natural-log units (expf, logf). Lane j holds channels j, j+32, ... of q and of the accumulator;
  * a score is a warp sum (butterfly, so every lane holds the same value and every branch below is
- * warp-uniform). The mask is written as the definition (spec/clear.md), not with half-widths:
+ * warp-uniform). The mask is written as the definition (docs/clear.md), not with half-widths:
  *   - dense (r == 0) and text queries: all N keys of k/v (text queries never see pooled keys);
  *   - image query (qy, qx): the E extra keys (text, then pooled) of ek/ev, then every image key
  *     (ky, kx) of the bounding square |ky-qy| <= r-1, |kx-qx| <= r-1 with dy^2 + dx^2 < r^2

@@ -19,7 +19,7 @@ static const char *k_usage =
     "                        [--save-every N] [--state FILE] [--resume] [--workers W] [--seed S]\n"
     "                        [--log FILE] [--quiet]\n"
     "\n"
-    "CLEAR distillation (the paper's recipe, spec/distill.md): the teacher (dense attention) samples\n"
+    "CLEAR distillation (the paper's recipe, docs/distillation.md): the teacher (dense attention) samples\n"
     "its own training set (N images over its built-in prompts, cached in --cache), then a student\n"
     "that starts as the teacher with CLEAR attention of radius R trains only its attention\n"
     "projections (image-stream q, k, v, out of double blocks; q, k, v of single blocks; the pooled\n"

@@ -1,6 +1,6 @@
 /* cli_flops.c — `cleardit flops`: exact forward FLOPs of one FLUX.1 attention layer (24 heads x
  * 128 head_dim) at a pixel resolution, dense vs CLEAR, from the library's pair counter
- * (cd_attn_pairs / cd_attn_flops; spec/clear.md "Exact FLOP accounting"). */
+ * (cd_attn_pairs / cd_attn_flops; docs/clear.md "Exact FLOP accounting"). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

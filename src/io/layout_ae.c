@@ -3,7 +3,7 @@
  * (convert_ldm_vae_checkpoint in diffusers/loaders/single_file_utils.py), as one set of rules
  * used in both directions (layout.h), plus the config inference from tensor shapes.
  *
- * ref: spec/flux.md section 6. The correspondences:
+ * ref: docs/flux.md section 6. The correspondences:
  *   encoder.down.i.block.j          <-> encoder.down_blocks.i.resnets.j
  *   encoder.down.i.downsample.conv  <-> encoder.down_blocks.i.downsamplers.0.conv
  *   decoder.up.(n-1-i).block.j      <-> decoder.up_blocks.i.resnets.j      (order reversed)

@@ -1,5 +1,5 @@
 /* layout_clear.c — CLEAR attention files: the tensors a distilled CLEAR checkpoint holds
- * (diffusers names only; spec/distill.md), their expected set for a config, the config
+ * (diffusers names only; docs/distillation.md), their expected set for a config, the config
  * inference (hidden size, how many double/single blocks, the spatial_weight form), and the
  * name test that tells a CLEAR file from a full diffusers transformer (layout_inspect.c).
  *

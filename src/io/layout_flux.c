@@ -3,7 +3,7 @@
  * diffusers/loaders/single_file_utils.py), as ONE table of rules used in both directions
  * (layout.h), plus the config inference from tensor shapes.
  *
- * ref: spec/flux.md sections 2 and 3. Every Linear has a bias (qkv_bias=True). The LayerNorms
+ * ref: docs/flux.md sections 2 and 3. Every Linear has a bias (qkv_bias=True). The LayerNorms
  * have no affine parameters, so they hold no tensors. */
 #include "layout.h"
 

@@ -1,5 +1,5 @@
 /* safetensors.c — the safetensors reader: maps a file read-only, validates the header against
- * every rule of spec/safetensors.md ("Reference validation" and "Checklist for the C loader")
+ * every rule of docs/safetensors.md ("What the reader checks")
  * and answers queries (count, at, find, meta). The writer is safetensors_write.c, element
  * conversion is convert.c.
  *
@@ -304,7 +304,7 @@ static cd_status parse_header(const st_parse *p, cd_st_file *f) {
     json_t *root = json_loadb(hdr, (size_t)n, JSON_REJECT_DUPLICATES, &je);
     if (!root && json_error_code(&je) == json_error_duplicate_key) {
         /* The reference reader keeps the last of duplicate keys; the README forbids them, and
-         * two parsers that disagree on which one wins are an attack (spec/safetensors.md). */
+         * two parsers that disagree on which one wins are an attack (docs/safetensors.md). */
         char tok[CD_ST_PRINT_MAX];
         return st_fail(p, NULL, CD_ERR_FORMAT, "duplicate key %s in the header (at header byte %d)",
                        cd_st_json_near(je.text, tok, sizeof tok), je.position);

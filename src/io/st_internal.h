@@ -10,7 +10,7 @@
 #error "cleardit's safetensors code assumes a little-endian host"
 #endif
 
-/* Limits of the format (spec/safetensors.md). The header cap is the reference reader's
+/* Limits of the format (docs/safetensors.md). The header cap is the reference reader's
  * MAX_HEADER_SIZE; the tensor-count and name caps bound the work a hostile header can cause. */
 #define CD_ST_MAX_HEADER   100000000ull
 #define CD_ST_MAX_TENSORS  1000000u

@@ -1,7 +1,7 @@
 /* flux_load.c — binds a FLUX checkpoint (BFL or diffusers names) to cd_flux_weights: projections
  * point into the mapped tensors (row slices of BFL's fused qkv / linear1 / final adaLN), biases and
  * norm scales are converted to f32 in one arena, CLEAR attention weights re-point the trained
- * projections (spec/distill.md). Canonical names are diffusers' (one tensor per projection); in a
+ * projections (docs/distillation.md). Canonical names are diffusers' (one tensor per projection); in a
  * BFL checkpoint each is found through the layout plan of io/layout_flux.c, the same table that
  * `cleardit convert` uses. */
 #include "flux_load.h"

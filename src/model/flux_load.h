@@ -16,7 +16,7 @@ cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg
                        cd_flux_weights *w, cd_flux_store *store);
 void cd_flux_store_free(cd_flux_store *s);
 
-/* Overlays a CLEAR attention checkpoint (diffusers names, spec/distill.md) on bound weights w:
+/* Overlays a CLEAR attention checkpoint (diffusers names, docs/distillation.md) on bound weights w:
  * re-points the image-stream to_q/to_k/to_v/to_out.0 of every double block and the to_q/to_k/to_v
  * of every single block (weight and bias, all required) to clear's tensors, and loads the
  * per-layer `...attn.processor.spatial_weight` (all layers or none; d x d elements, e.g. the

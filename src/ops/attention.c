@@ -1,5 +1,5 @@
 /* attention.c — the attention op's public entry points: validation, exact pair/FLOP counting
- * (spec/clear.md "Exact FLOP accounting") and dispatch to the reference or fast CPU kernels. */
+ * (docs/clear.md "Exact FLOP accounting") and dispatch to the reference or fast CPU kernels. */
 #include "attn.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* patch.c — patch parallelism of the FLUX forward (cd_flux_set_parallel; spec/clear.md, "Multi-device
+/* patch.c — patch parallelism of the FLUX forward (cd_flux_set_parallel; docs/clear.md, "Multi-device
  * patch parallelism"). Rank i owns image token rows [band[i], band[i+1]) and all T text tokens; the
  * model runs its ordinary forward over [text | own rows] with this file's ops table, whose attention
  * op makes the layer exact for the own rows:

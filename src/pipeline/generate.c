@@ -1,5 +1,5 @@
 /* generate.c — sampling: [encode init ->] noise -> pack -> Euler over the FLUX schedule ->
- * unpack -> autoencoder decode -> RGB8 (generate.h, spec/flux.md section 5). */
+ * unpack -> autoencoder decode -> RGB8 (generate.h, docs/flux.md section 5). */
 #include "generate.h"
 #include "sampler.h"
 #include "../util/internal.h"

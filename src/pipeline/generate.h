@@ -1,4 +1,4 @@
-/* generate.h — sampling (spec/flux.md section 5), library-private.
+/* generate.h — sampling (docs/flux.md section 5), library-private.
  *
  * Text-to-image: Gaussian noise from a seed in the latent layout [z, h, w] (cd_noise_normal),
  * packed to tokens, `steps` Euler steps of the FLUX transformer over the flow-matching schedule,

@@ -1,6 +1,6 @@
 /* sampler.c — FLUX sampling helpers: schedule, counter-based Gaussian noise (Philox4x32-10 +
  * Box-Muller), latent pack/unpack and position ids, the Euler step. See sampler.h for the exact
- * contracts; spec/flux.md section 5 for the model-side definitions. */
+ * contracts; docs/flux.md section 5 for the model-side definitions. */
 #include "sampler.h"
 
 #include "../util/internal.h"

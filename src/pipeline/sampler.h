@@ -1,4 +1,4 @@
-/* sampler.h — FLUX sampling helpers (spec/flux.md section 5): the timestep schedule, deterministic
+/* sampler.h — FLUX sampling helpers (docs/flux.md section 5): the timestep schedule, deterministic
  * Gaussian noise, latent packing and the Euler step. Internal (not installed); the CLI and tests
  * include it directly. No globals; every function that can fail returns cd_status with a message
  * in ctx (ctx may be NULL).

@@ -1,4 +1,4 @@
-/* distill.h — CLEAR distillation (spec/distill.md) with the training engine, library-private.
+/* distill.h — CLEAR distillation (docs/distillation.md) with the training engine, library-private.
  *
  * 1. The self-distillation set: the teacher (dense attention) samples `samples` images from its
  *    own prompt table (class i mod K, seed + i; Euler over the model's schedule), kept as the final

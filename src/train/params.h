@@ -3,7 +3,7 @@
  * cd_flux_weights to a buffer makes the forward run on it (params) or makes the backward write
  * into it (gradients: the same struct, same offsets). Saved files use these names, so
  * cd_flux_load reads them back (the diffusers layout), and CLEAR files are the subset that
- * spec/distill.md trains.
+ * docs/distillation.md trains.
  *
  * The final adaLN is one tensor "norm_out.linear" [2D, D] in diffusers' order (scale rows, then
  * shift rows); final_scale / final_shift are bound as its halves. */
@@ -27,7 +27,7 @@ typedef struct {
     int32_t ndim;
     int64_t shape[7];
     size_t offset, numel;   /* in floats, into the buffer */
-    int clear;              /* 1: trained by CLEAR distillation (spec/distill.md) */
+    int clear;              /* 1: trained by CLEAR distillation (docs/distillation.md) */
 } cd_param;
 
 typedef struct {

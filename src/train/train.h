@@ -39,7 +39,7 @@ typedef struct {
     int rope_axes[3];
     double rope_theta;
     const float *init;                  /* initial parameters laid out by cd_params_list (NULL: cd_params_init) */
-    int clear_only;                     /* train only the CLEAR subset (spec/distill.md); others frozen */
+    int clear_only;                     /* train only the CLEAR subset (docs/distillation.md); others frozen */
     size_t tokens;                      /* the tapes' size */
     int tapes;                          /* 1 or 2 */
     /* per worker: allocate / free the task's scratch */

@@ -12,7 +12,7 @@ with tensors q, k, v, (spatial_weight), o, lse and metadata grid_h, grid_w, text
 scale ("0" = 1/sqrt(head_dim)), dtype, generator, torch_version. `--check` recomputes everything and
 compares with the files on disk instead of writing (exit 1 on a difference).
 
-The oracle is written from /work/shared/spec/clear.md and the CLEAR reference code (its FlexAttention
+The oracle is written from docs/clear.md and the CLEAR reference code (its FlexAttention
 mask_mod and its pooled-key reshape), not from cleardit's C code:
   - the boolean mask [N, N + P] is the reference's mask_mod evaluated on every (q_idx, kv_idx) pair,
     and is asserted equal to a second, structural construction (text rows / text columns / disc

@@ -6,7 +6,7 @@
 Runs inside tests/oracle/.venv (venv_bootstrap.py: torch, safetensors, numpy, diffusers). For each
 case below it
   1. draws every weight of a tiny FLUX transformer (float32, fixed-seed torch.Generator) as a
-     BFL-named state dict (spec/flux.md section 2: fused img_attn.qkv / txt_attn.qkv, linear1 =
+     BFL-named state dict (docs/flux.md section 2: fused img_attn.qkv / txt_attn.qkv, linear1 =
      q|k|v|mlp rows, final_layer.adaLN_modulation.1 = shift|scale rows);
   2. converts it with diffusers' own convert_flux_transformer_checkpoint_to_diffusers (single-file
      loader). That function hard-codes FLUX's inner_dim = 3072 for the single-block linear1 split;

@@ -1,7 +1,7 @@
 /* attn_bwd.h — private contract of the attention backward (src/ops/attention_bwd.c dispatches to
  * the two CPU backends below; inputs are validated there).
  *
- * Math (spec/clear.md masks; k', v' = the joint keys/values, pooled ones appended for image
+ * Math (docs/clear.md masks; k', v' = the joint keys/values, pooled ones appended for image
  * queries when down >= 2):
  *   P_ij = exp(scale q_i.k'_j - lse_i)  (allowed pairs only)    D_i = dout_i . o_i
  *   dP_ij = dout_i . v'_j                dS_ij = P_ij (dP_ij - D_i)

@@ -1,5 +1,5 @@
 /* attn_bwd_ref.c — reference attention backward: plain loops, double accumulation, the mask
- * written out as the definition in spec/clear.md says it (the same predicate as attn_ref.c).
+ * written out as the definition in docs/clear.md says it (the same predicate as attn_ref.c).
  * The oracle the fast backward (attn_bwd_cpu.c) is tested against. O(N^2) time, O(N * HD) memory
  * (double accumulators of dk', dv' for the N + pooled keys of one head): for test-sized inputs.
  * The formulas are in attn_bwd.h. */

@@ -1,7 +1,7 @@
 /* attn_cpu.c — the fast CPU attention driver: groups the queries into 16-lane jobs, lists each
  * job's keys as contiguous segments, and runs the ISA's strip kernel over them on OpenMP threads.
  *
- * Which keys a job touches (spec/clear.md):
+ * Which keys a job touches (docs/clear.md):
  *  - dense, and CLEAR text rows: 64 or 128 consecutive queries (4 or 8 strips of 16 sharing every
  *    key chunk) over one segment of all N keys.
  *  - CLEAR image queries: a 4x4 tile of the grid (rows ty0.., columns tx0..). Its keys: the T text

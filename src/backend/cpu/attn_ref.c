@@ -1,5 +1,5 @@
 /* attn_ref.c — reference attention: plain loops, double accumulation, the mask written out as
- * the definition in spec/clear.md says it. The oracle every fast kernel is tested against; it is
+ * the definition in docs/clear.md says it. The oracle every fast kernel is tested against; it is
  * O(N) memory but O(N^2) time, so it is meant for test-sized inputs. */
 #include "../../ops/attn.h"
 
