@@ -151,11 +151,11 @@ static void run_row(const oph_tables *ref, const oph_tables *be, const oph_row *
     }
     /* the contract first: may the backend run it, and with how much scratch */
     cd_op_desc od;
-    cd_attn_desc oa;
+    oph_desc_storage ost;
     int asked_no = 0;
     size_t cap0 = 0;
     if (ok && row->desc) {
-        row->desc(&c, &od, &oa);
+        row->desc(&c, &od, &ost);
         asked_no = o->supports(o, be->ctx, &od) != CD_OK;
         if (!asked_no && o->reserve(be->ctx, o->workspace(o, be->ctx, &od)) != CD_OK) {
             test_fail(__FILE__, __LINE__, "%s %s %s: cannot reserve its workspace: %s", be_name, row->op, c.what,
@@ -175,7 +175,7 @@ static void run_row(const oph_tables *ref, const oph_tables *be, const oph_row *
                       be_name, row->op, c.what, be->ctx->work_cap, cap0);
             ok = 0;
         }
-        /* a backend may not run every row (CUDA: F32 weights, head_dim 48); the refusal is
+        /* a backend may not run every row (CUDA: head_dim 48); the refusal is
          * reported in the summary line */
         if (ok && s == CD_ERR_UNSUPPORTED && may_refuse) {
             st->refused++;

@@ -15,19 +15,21 @@
  *     poisoned with NaN, runs call() on the backend, downloads, and checks: outputs within
  *     tolerance of the reference (test_rel_l2: a NaN or infinity never passes), inputs unchanged,
  *     sentinels intact.
- * A backend that cannot run a row (CD_ERR_UNSUPPORTED, e.g. F32 weights on CUDA) is reported in
+ * A backend that cannot run a row (CD_ERR_UNSUPPORTED, e.g. head_dim 48 on CUDA) is reported in
  * the summary line; the CPU backends must run every row.
  *
- * Adding an op (tests/test_ops_harness.c has the ops.h and ops_bwd.h rows; another file may keep
- * its own table, e.g. test_ops_ae.c):
+ * Adding an op (tests/test_ops_harness.c holds the rows of every op of ops.h and ops_bwd.h, the
+ * autoencoder's conv2d, group_norm and transpose included):
  *  - write make(c): read the shape from c->row->s[] (OPH_S(c, i)), declare the buffers in the
  *    order call() takes them, e.g.
  *        float *x = oph_f32(c, "x", OPH_IN, n * dim, 1.0f);   // host copy, may be adjusted
  *        oph_out(c, "y", n * dim, oph_tol_f32(4, dim));
  *    and describe the shape in c->what;
  *  - write call(t, c, p): p[i] is buffer i, in the memory of table t->ops; run the op through t;
- *  - add rows {"name", dtype, {shape...}, flags, make, call} to a table and run the table with
- *    oph_run_cpu(rows, n, isa) (one TEST per ISA) and oph_run_cuda(rows, n) from TESTs. */
+ *  - if the op's support or scratch depends on the call, write desc(c, d, st): fill d (ops.h
+ *    cd_op_desc), pointing its attn / conv at st's storage;
+ *  - add rows {"name", dtype, {shape...}, flags, make, call, desc} to k_rows there (its TESTs run
+ *    the table with oph_run_cpu(rows, n, isa), one per ISA, and oph_run_cuda(rows, n)). */
 #ifndef CD_OP_HARNESS_H
 #define CD_OP_HARNESS_H
 
@@ -42,9 +44,10 @@ typedef enum { OPH_F32, OPH_BF16 } oph_dtype; /* of the row's weights; activatio
 
 enum {
     OPH_MAX_BUFS = 10,
-    OPH_BIAS = 1,    /* row flag: linear with a bias */
+    OPH_BIAS = 1,    /* row flag: linear or conv2d with a bias */
     OPH_INPLACE = 2, /* row flag: the op's output is its input */
     OPH_BWD = 4,     /* row flag: an op of the backward table (ops_bwd.h) */
+    OPH_ACC = 8,     /* row flag: conv2d accumulates into y */
 };
 
 /* relative L2 tolerance of an f32 result summing K terms: mult * FLT_EPSILON * sqrt(K) (random
@@ -73,6 +76,12 @@ typedef struct {
     void *host;     /* contents before the op (OPH_OUT: NULL) */
 } oph_buf;
 
+/* Storage a row's desc() points its cd_op_desc into (it lives as long as the question). */
+typedef struct {
+    cd_attn_desc attn;
+    cd_conv_desc conv;
+} oph_desc_storage;
+
 struct oph_row;
 typedef struct oph_case {
     const struct oph_row *row;
@@ -86,16 +95,16 @@ typedef struct oph_case {
 typedef struct oph_row {
     const char *op;
     oph_dtype dtype;
-    int s[8];  /* the shape; its meaning is the make function's */
-    int flags; /* OPH_BIAS, OPH_INPLACE */
+    int s[12]; /* the shape; its meaning is the make function's */
+    int flags; /* OPH_BIAS, OPH_INPLACE, OPH_BWD, OPH_ACC */
     void (*make)(oph_case *c);
     /* runs the op through t on the buffers p[] (in t's memory), in make's order */
     cd_status (*call)(const oph_tables *t, const oph_case *c, void *const *p);
     /* the op as a question to the table (ops.h cd_op_desc), for ops whose support or scratch
-     * depends on the call (linear, attention); NULL: every backend runs it without scratch. The
-     * harness asks `supports` first (a refusal is listed, and the op itself must then refuse
-     * too), reserves exactly `workspace`, and on host memory checks the op grew no scratch. */
-    void (*desc)(const oph_case *c, cd_op_desc *d, cd_attn_desc *attn_storage);
+     * depends on the call (linear, attention, conv2d); NULL: every backend runs it without
+     * scratch. The harness asks `supports` first (a refusal is listed, and the op itself must then
+     * refuse too), reserves exactly `workspace`, and on host memory checks the op grew no scratch. */
+    void (*desc)(const oph_case *c, cd_op_desc *d, oph_desc_storage *st);
 } oph_row;
 
 /* shape entry i of the case's row, as a size */

@@ -20,8 +20,15 @@
  * A tile covering the input (and tile 0, and no tiling struct) gives cd_ae_decode / cd_ae_encode's
  * result bit for bit; a tile that is negative or not a multiple of the factor, an overlap outside
  * (0, 1), or a (tile, overlap) pair whose stride is not its crop is CD_ERR_INVALID_ARG.
+ * The decoder on other ops tables (it is written once against the table): a tiny random decoder on
+ * the reference table against the fast CPU table (relative L2 < 1e-4: double against f32 sums
+ * through a few dozen layers), and on the CUDA table against the fast CPU one, untiled and tiled
+ * (2e-2: the mid attention rounds q, k, v and P to bf16 on the GPU, 2^-9 each; without a GPU the
+ * test checks that the device refuses with a reason). The ops themselves, on every table against
+ * the reference: the op harness (tests/test_ops_harness.c).
  * CD_AE_VERBOSE=1 prints the errors. Run from the repository root (make test does). */
 #include "test.h"
+#include "../src/backend/cuda/cuda.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -382,5 +389,65 @@ done:
     cd_ae_decoder_free(dec);
     cd_ae_encoder_free(enc);
     cd_st_close(f);
+    cd_ctx_free(ctx);
+}
+
+/* ---- the decoder on other ops tables ------------------------------------------------------- */
+TEST(ae_decoder_reference_vs_fast_table) {
+    cd_ctx *ctx = NULL;
+    cd_ctx_params p = cd_ctx_params_default();
+    p.threads = 2;
+    CHECK(cd_ctx_create(&p, &ctx) == CD_OK, "context");
+    const cd_ae_config cfg = {3, 3, 8, {1, 2}, 2, 1, 4, 0, 1};
+    cd_ae_decoder *ae = NULL;
+    CHECK(cd_ae_decoder_random(ctx, &cfg, 4, 9, &ae) == CD_OK, "%s", cd_ctx_error(ctx));
+    const int h = 3, w = 5, n = 3 * h * 2 * w * 2;
+    float *z = test_rand_floats((size_t)4 * h * w, 1.0f, 3), *a = malloc(n * sizeof(float)),
+          *b = malloc(n * sizeof(float));
+    CHECK(z && a && b, "alloc");
+    EXPECT(cd_ae_decode(ctx, ae, z, h, w, a) == CD_OK, "fast: %s", cd_ctx_error(ctx));
+    EXPECT(cd_ae_decoder_set_ops(ctx, ae, cd_ops_cpu_ref()) == CD_OK && ae->ops == cd_ops_cpu_ref(),
+           "set_ops: %s", cd_ctx_error(ctx));
+    EXPECT(cd_ae_decode(ctx, ae, z, h, w, b) == CD_OK, "reference: %s", cd_ctx_error(ctx));
+    const double e = test_rel_l2(a, b, (size_t)n);
+    EXPECT(e < 1e-4, "decoder on the reference table: relative L2 %.3g", e);
+    free(z); free(a); free(b);
+    cd_ae_decoder_free(ae);
+    cd_ctx_free(ctx);
+}
+
+/* Mid attention head_dim 16 x 2 = 32, which the CUDA attention supports. */
+TEST(cuda_ae_decoder_vs_cpu) {
+    cd_ctx *ctx = NULL;
+    cd_ctx_params p = cd_ctx_params_default();
+    CHECK(cd_ctx_create(&p, &ctx) == CD_OK, "context");
+    const cd_ops *cuda = NULL;
+    const cd_status s = cd_backend_ops(ctx, CD_DEVICE_CUDA, &cuda);
+    if (s != CD_OK) { /* no GPU: the refusal must explain itself */
+        const char *e = cd_ctx_error(ctx);
+        EXPECT(s == CD_ERR_UNSUPPORTED, "cuda open: status %d (%s)", (int)s, e);
+        EXPECT(cd_cuda_built() ? strstr(e, "CUDA") != NULL : strstr(e, "no CUDA support") != NULL,
+               "unhelpful message: '%s'", e);
+        cd_ctx_free(ctx);
+        return;
+    }
+    const cd_ae_config cfg = {3, 3, 16, {1, 2}, 2, 1, 4, 0, 1};
+    cd_ae_decoder *ae = NULL;
+    CHECK(cd_ae_decoder_random(ctx, &cfg, 4, 9, &ae) == CD_OK, "%s", cd_ctx_error(ctx));
+    const int h = 9, w = 7, n = 3 * h * 2 * w * 2;
+    float *z = test_rand_floats((size_t)4 * h * w, 1.0f, 3), *a = malloc(n * sizeof(float)),
+          *b = malloc(n * sizeof(float));
+    CHECK(z && a && b, "alloc");
+    const cd_ae_tiling t = {8, 0.5f};
+    for (int tiled = 0; tiled < 2; tiled++) {
+        EXPECT(cd_ae_decoder_set_ops(ctx, ae, cd_ops_cpu()) == CD_OK, "%s", cd_ctx_error(ctx));
+        EXPECT(cd_ae_decode_tiled(ctx, ae, z, h, w, tiled ? &t : NULL, a) == CD_OK, "cpu: %s", cd_ctx_error(ctx));
+        EXPECT(cd_ae_decoder_set_ops(ctx, ae, cuda) == CD_OK && ae->dev, "set_ops: %s", cd_ctx_error(ctx));
+        EXPECT(cd_ae_decode_tiled(ctx, ae, z, h, w, tiled ? &t : NULL, b) == CD_OK, "cuda: %s", cd_ctx_error(ctx));
+        const double e = test_rel_l2(b, a, (size_t)n);
+        EXPECT(e < 2e-2, "decoder on CUDA (tiled %d): relative L2 %.3g", tiled, e);
+    }
+    free(z); free(a); free(b);
+    cd_ae_decoder_free(ae);
     cd_ctx_free(ctx);
 }

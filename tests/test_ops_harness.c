@@ -1,12 +1,16 @@
 /* test_ops_harness.c — the op harness's rows (op_harness.h: how it works and how to add an op)
- * for every op of src/ops/ops.h and src/ops/ops_bwd.h: the fast CPU tables under every ISA
- * this CPU runs, and the CUDA table where a GPU opens, against the reference tables.
+ * for every op of src/ops/ops.h (the autoencoder's conv2d, group_norm and transpose included) and
+ * src/ops/ops_bwd.h: the fast CPU tables under every ISA this CPU runs, and the CUDA table where
+ * a GPU opens, against the reference tables.
  *
  * Tolerances (relative L2 over the whole output, test_rel_l2): f32 results that sum K terms get
  * oph_tol_f32(mult, K) = mult FLT_EPSILON sqrt(K) with mult 4 (products and sums in another order)
  * or 16 for the activations, whose fast paths approximate exp/tanh (SIMD polynomials, CUDA's
- * expf/tanhf: a few ulp each); permutations and copies are exact (0). Measured on AVX2 and
- * generic: every f32 error is below 0.15 of its tolerance (about one ulp in relative L2).
+ * expf/tanhf: a few ulp each); permutations and copies are exact (0). A conv2d output sums
+ * K = cin k k taps, the bias and (accumulating) the value it adds onto; a normalization (LayerNorm
+ * over dim, GroupNorm over its group's C/G H W values) gets the K of its statistics, GroupNorm with
+ * SiLU the activation's 16 on top. Measured on AVX2 and generic: every f32 error is below 0.15
+ * of its tolerance (about one ulp in relative L2).
  * Backends that round operands to bf16 (unit roundoff 2^-9: the AVX512_BF16 linear and CUDA's
  * linear round x; CUDA's attention rounds the probabilities before P.V and its pooled keys) get
  * 2^-8 (OPH_TOL_BF16), 2.5 times that for the attention output. Attention inputs are bf16
@@ -34,8 +38,8 @@ static void mk_linear(oph_case *c) {
     oph_out(c, "y", n * out, bf && c->be->bf16_linear ? OPH_TOL_BF16 : oph_tol_f32(4, in));
     snprintf(c->what, sizeof c->what, "n=%zu in=%zu out=%zu%s", n, in, out, c->row->flags & OPH_BIAS ? " bias" : "");
 }
-static void desc_linear(const oph_case *c, cd_op_desc *d, cd_attn_desc *a) {
-    (void)a;
+static void desc_linear(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    (void)st;
     *d = (cd_op_desc){.op = CD_OP_LINEAR, .n = S(0), .in = c->row->s[1], .out = c->row->s[2],
                       .wdtype = c->row->dtype == OPH_BF16 ? CD_DTYPE_BF16 : CD_DTYPE_F32};
 }
@@ -201,9 +205,81 @@ static cd_status call_attention(const oph_tables *t, const oph_case *c, void *co
     const cd_attn_desc d = att_desc(c);
     return t->ops->attention(t->ops, t->ctx, &d, F(0), F(1), F(2), F(3), F(4), F(5));
 }
-static void desc_attention(const oph_case *c, cd_op_desc *d, cd_attn_desc *a) {
-    *a = att_desc(c);
-    *d = (cd_op_desc){.op = CD_OP_ATTENTION, .attn = a};
+static void desc_attention(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    st->attn = att_desc(c);
+    *d = (cd_op_desc){.op = CD_OP_ATTENTION, .attn = &st->attn};
+}
+
+/* ---- the autoencoder's ops of ops.h ----------------------------------------------------------- */
+/* conv2d s = {cin, H, W, cout, k, stride, up, pad left, right, top, bottom}: x, w, b, y (in and
+ * out with OPH_ACC; b unused without OPH_BIAS) */
+static cd_conv_desc conv_desc(const oph_case *c) {
+    const int *s = c->row->s;
+    const cd_conv_desc d = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], {s[7], s[8], s[9], s[10]}};
+    return d;
+}
+static void mk_conv(oph_case *c) {
+    const cd_conv_desc d = conv_desc(c);
+    const int acc = (c->row->flags & OPH_ACC) != 0, bias = (c->row->flags & OPH_BIAS) != 0;
+    const size_t K = (size_t)d.cin * d.k * d.k, nout = (size_t)d.cout * cd_conv_out_h(&d) * cd_conv_out_w(&d);
+    oph_f32(c, "x", OPH_IN, (size_t)d.cin * d.H * d.W, 1.5f);
+    oph_f32(c, "w", OPH_IN, (size_t)d.cout * K, 0.5f);
+    oph_f32(c, "b", OPH_IN, (size_t)d.cout, 1.0f);
+    const double tol = oph_tol_f32(4, K + bias + acc); /* the taps, the bias, the value accumulated onto */
+    if (acc) {
+        oph_f32(c, "y", OPH_INOUT, nout, 1.0f);
+        oph_set_tol(c, tol);
+    } else {
+        oph_out(c, "y", nout, tol);
+    }
+    snprintf(c->what, sizeof c->what, "%dx%dx%d->%d k=%d stride=%d pad=(%d,%d,%d,%d)%s%s%s", d.cin, d.H, d.W,
+             d.cout, d.k, d.stride, d.pad[0], d.pad[1], d.pad[2], d.pad[3], d.up ? " up x2" : "",
+             bias ? " bias" : "", acc ? " acc" : "");
+}
+static void desc_conv(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    st->conv = conv_desc(c);
+    *d = (cd_op_desc){.op = CD_OP_CONV2D, .conv = &st->conv};
+}
+static cd_status call_conv(const oph_tables *t, const oph_case *c, void *const *p) {
+    const cd_conv_desc d = conv_desc(c);
+    return t->ops->conv2d(t->ctx, &d, F(0), F(1), c->row->flags & OPH_BIAS ? F(2) : NULL,
+                          (c->row->flags & OPH_ACC) != 0, F(3));
+}
+
+/* group_norm s = {C, H, W, G, silu}: x (in place with OPH_INPLACE), w (around 1), b[, y]; group 0
+ * has a mean far from 0 (cancellation) */
+static void mk_gn(oph_case *c) {
+    const size_t C = S(0), n = S(1) * S(2), G = S(3), m = C / G * n;
+    const int inplace = c->row->flags & OPH_INPLACE, silu = c->row->s[4];
+    float *x = oph_f32(c, "x", inplace ? OPH_INOUT : OPH_IN, C * n, 2.0f);
+    for (size_t i = 0; x && i < m; i++) x[i] += 4.0f;
+    /* a normalization over the group's m values, as ln_modulate's over dim; SiLU adds an
+     * activation's approximated exp */
+    const double tol = oph_tol_f32(4, m) + (silu ? oph_tol_f32(16, 1) : 0);
+    if (inplace) oph_set_tol(c, tol);
+    float *w = oph_f32(c, "w", OPH_IN, C, 0.5f);
+    for (size_t i = 0; w && i < C; i++) w[i] += 1.0f;
+    oph_f32(c, "b", OPH_IN, C, 1.0f);
+    if (!inplace) oph_out(c, "y", C * n, tol);
+    snprintf(c->what, sizeof c->what, "C=%zu G=%zu %zux%zu%s%s", C, G, S(1), S(2), silu ? " silu" : "",
+             inplace ? " in place" : "");
+}
+static cd_status call_gn(const oph_tables *t, const oph_case *c, void *const *p) {
+    const int inplace = c->row->flags & OPH_INPLACE;
+    t->ops->group_norm(t->ctx, F(0), (int)S(0), S(1) * S(2), (int)S(3), F(1), F(2), 1e-6f, c->row->s[4],
+                       inplace ? F(0) : F(3));
+    return CD_OK;
+}
+
+/* transpose s = {rows, cols}: x, y (values moved: exact) */
+static void mk_transpose(oph_case *c) {
+    oph_f32(c, "x", OPH_IN, S(0) * S(1), 1.0f);
+    oph_out(c, "y", S(0) * S(1), 0);
+    snprintf(c->what, sizeof c->what, "%zux%zu", S(0), S(1));
+}
+static cd_status call_transpose(const oph_tables *t, const oph_case *c, void *const *p) {
+    t->ops->transpose(t->ctx, F(0), S(0), S(1), F(1));
+    return CD_OK;
 }
 
 /* ---- the rows of ops_bwd.h (conventions there: dx overwritten, parameter gradients +=) -------- */
@@ -305,6 +381,10 @@ static cd_status call_sum_rows(const oph_tables *t, const oph_case *c, void *con
     {"attention", OPH_F32, {nh, hd, T, H, W, r, down}, 0, mk_attention, call_attention, desc_attention}
 #define RMS(n, nh, hd) {"rmsnorm_heads", OPH_F32, {n, nh, hd}, 0, mk_rms, call_rms, NULL}
 #define BWD(op, s0, s1, s2, mk, call) {op, OPH_F32, {s0, s1, s2}, OPH_BWD, mk, call, NULL}
+#define CONV(ci, h, w, co, k, st, up, l, r, t, b, fl) \
+    {"conv2d", OPH_F32, {ci, h, w, co, k, st, up, l, r, t, b}, fl, mk_conv, call_conv, desc_conv}
+#define GN(C, H, W, G, silu, fl) {"group_norm", OPH_F32, {C, H, W, G, silu}, fl, mk_gn, call_gn, NULL}
+#define TR(rows, cols) {"transpose", OPH_F32, {rows, cols}, 0, mk_transpose, call_transpose, NULL}
 
 /* Shapes: odd row counts and widths that are no multiple of any SIMD width (8, 16), next to the
  * FLUX kinds (head_dim 64 and 128, widths a multiple of 64). */
@@ -334,6 +414,19 @@ static const oph_row k_rows[] = {
     ATT(2, 64, 7, 13, 29, 0, 0), ATT(1, 32, 0, 5, 17, 0, 0), ATT(2, 128, 7, 13, 29, 3, 0),
     ATT(3, 64, 5, 12, 16, 4, 0), ATT(2, 32, 5, 20, 20, 16, 0), ATT(2, 128, 9, 16, 24, 5, 2),
     ATT(1, 64, 0, 16, 16, 4, 4), ATT(1, 128, 3, 9, 9, 100000, 0), ATT(2, 48, 3, 6, 7, 2, 0),
+    /* the autoencoder's: 3x3 pad 1 (one input row; the fused nearest x2 upsample), the
+     * Downsample's 3x3 stride 2 pad (0,1,0,1) on odd and even sides, 1x1 (one sgemm on the
+     * input; accumulating, as the resnet shortcut; strided and padded), and a conv whose im2col
+     * (K Ho Wo = 576 x 200 x 200 > 2^24 floats) runs in bands of output rows */
+    CONV(5, 7, 9, 11, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS), CONV(3, 1, 13, 6, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
+    CONV(3, 5, 7, 6, 3, 1, 1, 1, 1, 1, 1, OPH_BIAS), CONV(7, 9, 11, 5, 3, 2, 0, 0, 1, 0, 1, OPH_BIAS),
+    CONV(6, 8, 6, 9, 3, 2, 0, 0, 1, 0, 1, OPH_BIAS), CONV(4, 6, 5, 3, 3, 1, 0, 1, 1, 1, 1, OPH_ACC),
+    CONV(13, 5, 3, 7, 1, 1, 0, 0, 0, 0, 0, OPH_BIAS), CONV(9, 7, 5, 12, 1, 1, 0, 0, 0, 0, 0, OPH_BIAS | OPH_ACC),
+    CONV(3, 7, 9, 5, 1, 2, 0, 1, 0, 0, 1, OPH_BIAS), CONV(40, 33, 17, 37, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
+    CONV(64, 200, 200, 1, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
+    GN(12, 7, 9, 3, 0, 0), GN(12, 5, 3, 4, 1, OPH_INPLACE), GN(10, 3, 7, 10, 1, 0), GN(6, 11, 1, 1, 0, OPH_INPLACE),
+    GN(24, 7, 13, 6, 0, OPH_INPLACE), GN(24, 7, 13, 6, 1, OPH_INPLACE),
+    TR(7, 13), TR(33, 65), TR(1, 5), TR(24, 91),
     BWD("linear_bwd", 37, 96, 80, mk_linear_bwd, call_linear_bwd),
     BWD("linear_bwd", 5, 3, 7, mk_linear_bwd, call_linear_bwd),
     BWD("ln_modulate_bwd", 37, 96, 0, mk_ln_bwd, call_ln_bwd),

@@ -2,7 +2,7 @@
  * in the context's work area) + OpenBLAS sgemm, a 1x1 stride-1 unpadded conv as one sgemm on the
  * input itself; GroupNorm with statistics in double and the affine (+ SiLU) in f32; a blocked
  * transpose. OpenMP over channels, groups and blocks. Tested against ops_ref.c
- * (tests/test_ops_ae.c).
+ * (tests/test_ops_harness.c).
  *
  * The sgemm calls keep OpenBLAS's own thread count (no cd_blas_threads_push): OpenBLAS sums in
  * another order on one thread (its small-matrix kernels) than on several, and the autoencoder's

@@ -1,6 +1,6 @@
 /* conv_cuda.cu — the autoencoder's ops on the GPU (ops.h: conv2d, group_norm, transpose), f32 on
  * device buffers queued on the context's stream. Plain, correct kernels (measured speed is for
- * later; the reference is ops_ref.c, the check tests/test_cuda_ae.c on a lent GPU):
+ * later; the reference is ops_ref.c, the check tests/test_ops_harness.c on a lent GPU):
  *   conv2d: direct, one thread per output element (co, oy, ox), f32 accumulation over
  *     cin x k x k taps of the (upsampled, padded) input read through the index map, no scratch;
  *   group_norm: one block per group: double sums of x and x^2, then the affine (+ SiLU) in f32;
