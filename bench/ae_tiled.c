@@ -63,20 +63,26 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    gen_ae_cfg c = {.in = 3, .out = 3, .ch = 16, .mult = {1, 2, 4, 4}, .n_mult = 4, .nrb = 2, .z = 16,
-                    .enc = 0, .dec = 1};
+    gen_ae_cfg c = {
+        .in = 3, .out = 3, .ch = 16, .mult = {1, 2, 4, 4}, .n_mult = 4, .nrb = 2, .z = 16, .enc = 0, .dec = 1};
     int groups = 8, threads = 2, pos[2], npos = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--ch") && i + 1 < argc) c.ch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--nrb") && i + 1 < argc) c.nrb = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--groups") && i + 1 < argc) groups = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--ch") && i + 1 < argc)
+            c.ch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--nrb") && i + 1 < argc)
+            c.nrb = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--groups") && i + 1 < argc)
+            groups = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mult") && i + 1 < argc) {
             c.n_mult = 0;
             for (char *q = strtok(argv[++i], ","); q && c.n_mult < 8; q = strtok(NULL, ","))
                 c.mult[c.n_mult++] = atoi(q);
-        } else if (argv[i][0] != '-' && npos < 2) pos[npos++] = atoi(argv[i]);
-        else usage();
+        } else if (argv[i][0] != '-' && npos < 2)
+            pos[npos++] = atoi(argv[i]);
+        else
+            usage();
     }
     if (npos != 2 || c.n_mult < 1) usage();
     const int size = pos[0], tile = pos[1], up = 1 << (c.n_mult - 1);
@@ -121,8 +127,8 @@ int main(int argc, char **argv) {
     double need = (double)(nout + nz + cd_ae_scratch_floats(sc) + ae->arena_floats) * 4;
     if (tile && h > L) {
         const int be = tile / 4, T = tile, ncol = (size + T - be - 1) / (T - be);
-        need += 4.0 * ((double)c.out * T * T + (double)c.z * L * L + (double)ncol * c.out * be * T +
-                       (double)c.out * T * be);
+        need += 4.0 *
+                ((double)c.out * T * T + (double)c.z * L * L + (double)ncol * c.out * be * T + (double)c.out * T * be);
     }
     const double base = hwm_bytes();
     const int reset = reset_hwm();
@@ -150,9 +156,8 @@ int main(int argc, char **argv) {
     if (tile) printf("%d", tile);
     printf(", %d threads: %.1f s, decode peak RSS %.0f MiB%s (before: %.0f), process peak %.0f MiB, "
            "expected %.0f MiB (weights %.0f MiB, scratch %.0f MiB); mean |out| %.4g, non-finite %zu\n",
-           threads, dt, peak / MiB, reset ? "" : " (no reset: process peak)", base / MiB,
-           (double)ru.ru_maxrss / 1024.0, need / MiB, (double)ae->arena_floats * 4 / MiB,
-           (double)cd_ae_scratch_floats(sc) * 4 / MiB,
+           threads, dt, peak / MiB, reset ? "" : " (no reset: process peak)", base / MiB, (double)ru.ru_maxrss / 1024.0,
+           need / MiB, (double)ae->arena_floats * 4 / MiB, (double)cd_ae_scratch_floats(sc) * 4 / MiB,
            sum / (double)nout, bad);
     free(z);
     free(out);

@@ -52,8 +52,7 @@ static size_t write_sparse(const char *path, int n, uint64_t *file_size) {
         len += (size_t)snprintf(h + len, cap - len,
                                 ",\"model.diffusion_model.double_blocks.%d.img_mlp.%d.weight\":"
                                 "{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[%llu,%llu]}",
-                                i / 2, i % 2, (long long)rows, (long long)cols,
-                                (unsigned long long)(nb * (uint64_t)i),
+                                i / 2, i % 2, (long long)rows, (long long)cols, (unsigned long long)(nb * (uint64_t)i),
                                 (unsigned long long)(nb * (uint64_t)(i + 1)));
     len += (size_t)snprintf(h + len, cap - len, "}");
     *file_size = 8 + len + nb * (uint64_t)n;
@@ -74,8 +73,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc && n_sizes < 16; i++) sizes[n_sizes++] = atof(argv[i]);
     cd_ctx *ctx;
     if (cd_ctx_create(NULL, &ctx) != CD_OK) return 1;
-    printf("%10s %8s %10s %12s %12s %14s\n", "file GB", "tensors", "header KB", "open ms med",
-           "open ms min", "RSS growth KB");
+    printf("%10s %8s %10s %12s %12s %14s\n", "file GB", "tensors", "header KB", "open ms med", "open ms min",
+           "RSS growth KB");
     int rc = 0;
     for (int s = 0; s < n_sizes; s++) {
         char path[512];
@@ -109,8 +108,8 @@ int main(int argc, char **argv) {
         unlink(path);
         if (rc) break;
         qsort(t, 5, sizeof t[0], cmp_double);
-        printf("%10.1f %8d %10.1f %12.2f %12.2f %14llu\n", (double)fsize / 1e9, n, hlen / 1024.0,
-               t[2], t[0], (unsigned long long)(grow >> 10));
+        printf("%10.1f %8d %10.1f %12.2f %12.2f %14llu\n", (double)fsize / 1e9, n, hlen / 1024.0, t[2], t[0],
+               (unsigned long long)(grow >> 10));
     }
     cd_ctx_free(ctx);
     return rc;

@@ -20,9 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { unsigned long long s; } rng;
+typedef struct {
+    unsigned long long s;
+} rng;
 static float rnd_f(rng *r) { /* xorshift64*, uniform in [-1, 1) */
-    r->s ^= r->s >> 12; r->s ^= r->s << 25; r->s ^= r->s >> 27;
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
     return (float)((double)((r->s * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
 }
 
@@ -34,8 +38,8 @@ static int cmp_double(const void *a, const void *b) {
 typedef cd_status (*linear_fn)(cd_ctx *, const float *, size_t, const cd_weight *, const float *, float *);
 
 /* Median seconds of 3 calls after one warm-up; < 0 on error. */
-static double time_it(linear_fn f, cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                      const float *b, float *y) {
+static double time_it(linear_fn f, cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b,
+                      float *y) {
     if (f(ctx, x, n, w, b, y) != CD_OK) {
         fprintf(stderr, "error: %s\n", cd_ctx_error(ctx));
         return -1;
@@ -50,8 +54,7 @@ static double time_it(linear_fn f, cd_ctx *ctx, const float *x, size_t n, const 
     return t[1];
 }
 
-static cd_status ops_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                            const float *b, float *y) {
+static cd_status ops_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     return cd_ops_cpu()->linear(ctx, x, n, w, b, y);
 }
 
@@ -88,8 +91,8 @@ static int run_shape(cd_ctx *ctx, size_t n, int in, int out) {
         if (fabs(e) > emax) emax = fabs(e);
     }
     const double fl = 2.0 * (double)n * in * out * 1e-9;
-    printf("| %5zu | %5d | %5d | %7.1f | %7.1f | %7.1f | %6.3f | %8.2e | %8.2e |\n", n, in, out, fl / tf,
-           fl / tt, fl / td, tt / td, sqrt(se / sr), emax / sqrt(sr / (double)ny));
+    printf("| %5zu | %5d | %5d | %7.1f | %7.1f | %7.1f | %6.3f | %8.2e | %8.2e |\n", n, in, out, fl / tf, fl / tt,
+           fl / td, tt / td, sqrt(se / sr), emax / sqrt(sr / (double)ny));
     fflush(stdout);
     rc = 0;
 done:
@@ -116,8 +119,8 @@ int main(int argc, char **argv) {
     if (argc > first) {
         for (int i = first; i < argc; i++) {
             long long n, in, out;
-            if (sscanf(argv[i], "%lld,%lld,%lld", &n, &in, &out) != 3 || n < 1 || in < 1 || out < 1 ||
-                in > 1 << 20 || out > 1 << 20) {
+            if (sscanf(argv[i], "%lld,%lld,%lld", &n, &in, &out) != 3 || n < 1 || in < 1 || out < 1 || in > 1 << 20 ||
+                out > 1 << 20) {
                 fprintf(stderr, "bad shape '%s' (want n,in,out)\n", argv[i]);
                 rc = 1;
                 break;

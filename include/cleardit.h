@@ -25,15 +25,15 @@ extern "C" {
 /* ---- status ------------------------------------------------------------------------------ */
 typedef enum {
     CD_OK = 0,
-    CD_ERR_INVALID_ARG,  /* a parameter is out of range or inconsistent */
-    CD_ERR_SHAPE,        /* tensor shapes do not match what the operation needs */
-    CD_ERR_OOM,          /* an allocation failed */
-    CD_ERR_IO,           /* open/read/write/rename failed */
-    CD_ERR_FORMAT,       /* a file is malformed */
-    CD_ERR_NOT_FOUND,    /* a named tensor or file is missing */
-    CD_ERR_UNSUPPORTED,  /* valid request this build or machine cannot serve */
+    CD_ERR_INVALID_ARG, /* a parameter is out of range or inconsistent */
+    CD_ERR_SHAPE,       /* tensor shapes do not match what the operation needs */
+    CD_ERR_OOM,         /* an allocation failed */
+    CD_ERR_IO,          /* open/read/write/rename failed */
+    CD_ERR_FORMAT,      /* a file is malformed */
+    CD_ERR_NOT_FOUND,   /* a named tensor or file is missing */
+    CD_ERR_UNSUPPORTED, /* valid request this build or machine cannot serve */
     CD_ERR_INTERNAL,
-    CD_ERR_CANCELLED     /* a progress callback asked to stop */
+    CD_ERR_CANCELLED /* a progress callback asked to stop */
 } cd_status;
 
 const char *cd_status_str(cd_status s);
@@ -65,16 +65,16 @@ typedef enum {
     CD_DTYPE_COUNT
 } cd_dtype;
 
-const char *cd_dtype_name(cd_dtype t);     /* "F32", "BF16", ... (safetensors spelling) */
-int cd_dtype_bits(cd_dtype t);             /* storage bits per element */
+const char *cd_dtype_name(cd_dtype t); /* "F32", "BF16", ... (safetensors spelling) */
+int cd_dtype_bits(cd_dtype t);         /* storage bits per element */
 
 /* ---- context ------------------------------------------------------------------------------ */
 /* Instruction-set path for the CPU kernels. AUTO picks the best this machine supports. */
 typedef enum {
     CD_ISA_AUTO = 0,
-    CD_ISA_GENERIC,   /* portable C (GCC vector extensions at the x86-64 baseline) */
-    CD_ISA_AVX2,      /* AVX2 + FMA */
-    CD_ISA_AVX512,    /* AVX-512 F/BW/DQ/VL (+ AVX512_BF16 when present) */
+    CD_ISA_GENERIC, /* portable C (GCC vector extensions at the x86-64 baseline) */
+    CD_ISA_AVX2,    /* AVX2 + FMA */
+    CD_ISA_AVX512,  /* AVX-512 F/BW/DQ/VL (+ AVX512_BF16 when present) */
     CD_ISA_COUNT
 } cd_isa;
 
@@ -90,24 +90,24 @@ const char *cd_isa_env_error(void);
 typedef struct cd_ctx cd_ctx;
 
 typedef struct {
-    int threads;   /* 0 = OpenMP default (all cores) */
-    cd_isa isa;    /* CD_ISA_AUTO unless testing a specific path */
+    int threads; /* 0 = OpenMP default (all cores) */
+    cd_isa isa;  /* CD_ISA_AUTO unless testing a specific path */
 } cd_ctx_params;
 
 cd_ctx_params cd_ctx_params_default(void);
-cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out);  /* out = NULL on failure */
+cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out); /* out = NULL on failure */
 void cd_ctx_free(cd_ctx *ctx);
-const char *cd_ctx_error(const cd_ctx *ctx);   /* last error message, "" if none */
-cd_isa cd_ctx_isa(const cd_ctx *ctx);          /* the path actually used (never AUTO) */
-int cd_ctx_threads(const cd_ctx *ctx);         /* threads actually used */
-int cd_ctx_bf16(const cd_ctx *ctx);            /* 1 if the AVX512_BF16 kernels are in use */
+const char *cd_ctx_error(const cd_ctx *ctx); /* last error message, "" if none */
+cd_isa cd_ctx_isa(const cd_ctx *ctx);        /* the path actually used (never AUTO) */
+int cd_ctx_threads(const cd_ctx *ctx);       /* threads actually used */
+int cd_ctx_bf16(const cd_ctx *ctx);          /* 1 if the AVX512_BF16 kernels are in use */
 
 /* ---- devices ------------------------------------------------------------------------------ */
 /* Where models and attention layers compute. CUDA needs a build with nvcc (make finds it) and an
  * NVIDIA GPU of compute capability >= 8.0 (sm_80 and sm_90 code is built). */
 typedef enum { CD_DEVICE_CPU = 0, CD_DEVICE_CUDA, CD_DEVICE_COUNT } cd_device;
 
-const char *cd_device_name(cd_device d);   /* "cpu", "cuda" */
+const char *cd_device_name(cd_device d); /* "cpu", "cuda" */
 /* Makes `dev` ready in ctx (CUDA: device 0, its stream and libraries, once per context). CPU always
  * succeeds; CUDA fails with CD_ERR_UNSUPPORTED and the reason (this build has no CUDA support, no
  * usable GPU or driver, a GPU older than sm_80). */
@@ -129,14 +129,14 @@ double cd_device_peak_flops(cd_ctx *ctx, cd_device dev);
  *                         are appended for image queries only.
  *  scale == 0           : 1/sqrt(head_dim). */
 typedef struct {
-    int32_t heads;      /* NH >= 1 */
-    int32_t head_dim;   /* HD >= 1 (64 and 128 are the fast shapes) */
-    int32_t text_len;   /* T >= 0 */
-    int32_t grid_h;     /* H >= 1 */
-    int32_t grid_w;     /* W >= 1 */
-    int32_t radius;     /* 0 = dense */
-    int32_t down;       /* 0 or 1 = no pooling */
-    float scale;        /* 0 = 1/sqrt(head_dim) */
+    int32_t heads;    /* NH >= 1 */
+    int32_t head_dim; /* HD >= 1 (64 and 128 are the fast shapes) */
+    int32_t text_len; /* T >= 0 */
+    int32_t grid_h;   /* H >= 1 */
+    int32_t grid_w;   /* W >= 1 */
+    int32_t radius;   /* 0 = dense */
+    int32_t down;     /* 0 or 1 = no pooling */
+    float scale;      /* 0 = 1/sqrt(head_dim) */
 } cd_attn_desc;
 
 /* Checks a descriptor; fills ctx's error and returns CD_ERR_INVALID_ARG when it is not usable. */
@@ -151,21 +151,18 @@ double cd_attn_flops(const cd_attn_desc *d);
  * spatial_weight: [DF, DF] f32 when d->down >= 2, else ignored (may be NULL).
  * o:   [NH, N, HD] f32.   lse: [NH, N] f32 natural-log sum of exp of the scaled scores (may be NULL).
  * Fast kernels (OpenMP threads, SIMD path of ctx), f32 accumulation, O(N) extra memory. */
-cd_status cd_attention_forward(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dtype,
-                               const void *q, const void *k, const void *v,
-                               const float *spatial_weight, float *o, float *lse);
+cd_status cd_attention_forward(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dtype, const void *q, const void *k,
+                               const void *v, const float *spatial_weight, float *o, float *lse);
 
 /* Seconds of one attention layer d on dev: the median of `reps` timed calls after one warm-up, on
  * random inputs (uniform, never zeros) resident on the device. CUDA: bf16 q/k/v in device memory,
  * the kernels alone (pooled keys prepared once), timed with device events; CPU: cd_attention_forward
  * with BF16 inputs. Memory O(N * heads * head_dim). */
-cd_status cd_attention_time(cd_ctx *ctx, cd_device dev, const cd_attn_desc *d, int reps,
-                            double *seconds);
+cd_status cd_attention_time(cd_ctx *ctx, cd_device dev, const cd_attn_desc *d, int reps, double *seconds);
 
 /* Same contract, plain loops with double accumulation: the oracle of the fast kernels. */
-cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dtype,
-                                 const void *q, const void *k, const void *v,
-                                 const float *spatial_weight, float *o, float *lse);
+cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dtype, const void *q, const void *k,
+                                 const void *v, const float *spatial_weight, float *o, float *lse);
 
 /* Backward of one attention layer (training / distillation), same masks and scale as the forward.
  * All f32: q, k, v, o, dout [NH, N, HD]; lse [NH, N] exactly as cd_attention_forward writes it
@@ -176,17 +173,14 @@ cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt
  * flow back into dk/dv of the image tokens of each cell and into dspatial_weight.
  * P is recomputed from lse (no O(N^2) memory: scratch is O(N * HD) plus per-thread tiles, from the
  * context's work area). Results do not depend on the thread count (fixed reduction order). */
-cd_status cd_attention_backward(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                const float *v, const float *spatial_weight, const float *o,
-                                const float *lse, const float *dout, float *dq, float *dk,
-                                float *dv, float *dspatial_weight);
+cd_status cd_attention_backward(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                                const float *spatial_weight, const float *o, const float *lse, const float *dout,
+                                float *dq, float *dk, float *dv, float *dspatial_weight);
 
 /* Same contract, plain loops with double accumulation: the oracle of cd_attention_backward. */
-cd_status cd_attention_backward_reference(cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                          const float *k, const float *v,
-                                          const float *spatial_weight, const float *o,
-                                          const float *lse, const float *dout, float *dq,
-                                          float *dk, float *dv, float *dspatial_weight);
+cd_status cd_attention_backward_reference(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                          const float *v, const float *spatial_weight, const float *o, const float *lse,
+                                          const float *dout, float *dq, float *dk, float *dv, float *dspatial_weight);
 
 /* ---- safetensors: hardened reader (io/safetensors.c), atomic writer --------------------- */
 #define CD_MAX_DIMS 8
@@ -196,7 +190,7 @@ typedef struct {
     cd_dtype dtype;
     int32_t ndim;
     int64_t shape[CD_MAX_DIMS];
-    const void *data;      /* points into the mapped file; NOT necessarily aligned */
+    const void *data; /* points into the mapped file; NOT necessarily aligned */
     uint64_t nbytes;
 } cd_st_tensor;
 
@@ -207,8 +201,8 @@ cd_status cd_st_open(cd_ctx *ctx, const char *path, cd_st_file **out);
 void cd_st_close(cd_st_file *f);
 size_t cd_st_count(const cd_st_file *f);
 const cd_st_tensor *cd_st_at(const cd_st_file *f, size_t i);
-const cd_st_tensor *cd_st_find(const cd_st_file *f, const char *name);   /* NULL if absent */
-const char *cd_st_meta(const cd_st_file *f, const char *key);            /* NULL if absent */
+const cd_st_tensor *cd_st_find(const cd_st_file *f, const char *name); /* NULL if absent */
+const char *cd_st_meta(const cd_st_file *f, const char *key);          /* NULL if absent */
 
 /* Converts a tensor's elements to f32 (F32/BF16/F16/F8_E4M3/F8_E5M2 sources). dst holds numel. */
 cd_status cd_st_to_f32(cd_ctx *ctx, const cd_st_tensor *t, float *dst);
@@ -222,13 +216,13 @@ typedef struct {
     cd_dtype dtype;
     int32_t ndim;
     int64_t shape[CD_MAX_DIMS];
-    const void *data;      /* numel * bits / 8 bytes */
+    const void *data; /* numel * bits / 8 bytes */
 } cd_st_out;
 
 /* Writes a safetensors file atomically (temp file in the same directory, fsync, rename).
  * meta: n_meta (key, value) string pairs as meta[2i], meta[2i+1]; may be NULL when n_meta == 0. */
-cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
-                      const char *const *meta, size_t n_meta);
+cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n, const char *const *meta,
+                      size_t n_meta);
 
 /* ---- checkpoints: one file, a sharded index, or a directory (io/ckpt.c) --------------------- */
 /* A checkpoint is the union of the tensors of one .safetensors file, of the shards listed by a
@@ -241,58 +235,58 @@ typedef struct cd_ckpt cd_ckpt;
 cd_status cd_ckpt_open(cd_ctx *ctx, const char *path, cd_ckpt **out);
 void cd_ckpt_close(cd_ckpt *c);
 size_t cd_ckpt_count(const cd_ckpt *c);
-const cd_st_tensor *cd_ckpt_at(const cd_ckpt *c, size_t i);   /* name = stripped key */
+const cd_st_tensor *cd_ckpt_at(const cd_ckpt *c, size_t i); /* name = stripped key */
 const cd_st_tensor *cd_ckpt_find(const cd_ckpt *c, const char *name);
-size_t cd_ckpt_files(const cd_ckpt *c);                        /* number of .safetensors files */
+size_t cd_ckpt_files(const cd_ckpt *c); /* number of .safetensors files */
 const char *cd_ckpt_file(const cd_ckpt *c, size_t i);
-const char *cd_ckpt_prefix(const cd_ckpt *c);                  /* the stripped prefix, "" if none */
-const char *cd_ckpt_meta(const cd_ckpt *c, const char *key);   /* metadata of the first file */
+const char *cd_ckpt_prefix(const cd_ckpt *c);                /* the stripped prefix, "" if none */
+const char *cd_ckpt_meta(const cd_ckpt *c, const char *key); /* metadata of the first file */
 
 /* ---- layouts and configs (io/layout_*.c) ---------------------------------------------------- */
 typedef enum {
     CD_LAYOUT_UNKNOWN = 0,
-    CD_LAYOUT_FLUX_BFL,        /* FLUX transformer, BFL names (double_blocks.N.img_attn.qkv ...) */
-    CD_LAYOUT_FLUX_DIFFUSERS,  /* FluxTransformer2DModel names (transformer_blocks.N.attn.to_q ...) */
-    CD_LAYOUT_AE_BFL,          /* FLUX autoencoder, BFL names (decoder.up.N.block.M ...) */
-    CD_LAYOUT_AE_DIFFUSERS,    /* AutoencoderKL names (decoder.up_blocks.N.resnets.M ...) */
-    CD_LAYOUT_CLEAR,           /* CLEAR attention weights only (diffusers names, docs/distillation.md) */
+    CD_LAYOUT_FLUX_BFL,       /* FLUX transformer, BFL names (double_blocks.N.img_attn.qkv ...) */
+    CD_LAYOUT_FLUX_DIFFUSERS, /* FluxTransformer2DModel names (transformer_blocks.N.attn.to_q ...) */
+    CD_LAYOUT_AE_BFL,         /* FLUX autoencoder, BFL names (decoder.up.N.block.M ...) */
+    CD_LAYOUT_AE_DIFFUSERS,   /* AutoencoderKL names (decoder.up_blocks.N.resnets.M ...) */
+    CD_LAYOUT_CLEAR,          /* CLEAR attention weights only (diffusers names, docs/distillation.md) */
     CD_LAYOUT_COUNT
 } cd_layout;
 
-const char *cd_layout_name(cd_layout l);   /* "flux-bfl", "flux-diffusers", "ae-bfl", ... */
+const char *cd_layout_name(cd_layout l); /* "flux-bfl", "flux-diffusers", "ae-bfl", ... */
 
 /* FLUX transformer hyper-parameters, inferred from tensor shapes alone. */
 typedef struct {
-    int32_t hidden;          /* 3072 */
-    int32_t heads;           /* 24 (hidden / head_dim; head_dim from the q/k norm scale) */
-    int32_t head_dim;        /* 128 */
-    int32_t depth;           /* double-stream blocks, 19 */
-    int32_t depth_single;    /* single-stream blocks, 38 */
-    int32_t in_channels;     /* 64 */
-    int32_t out_channels;    /* 64 */
-    int32_t context_dim;     /* 4096 (T5) */
-    int32_t pooled_dim;      /* 768 (CLIP) */
-    int32_t mlp_hidden;      /* 12288 */
-    int32_t guidance;        /* 1: guidance embedder present (dev-like), 0: schnell-like */
+    int32_t hidden;       /* 3072 */
+    int32_t heads;        /* 24 (hidden / head_dim; head_dim from the q/k norm scale) */
+    int32_t head_dim;     /* 128 */
+    int32_t depth;        /* double-stream blocks, 19 */
+    int32_t depth_single; /* single-stream blocks, 38 */
+    int32_t in_channels;  /* 64 */
+    int32_t out_channels; /* 64 */
+    int32_t context_dim;  /* 4096 (T5) */
+    int32_t pooled_dim;   /* 768 (CLIP) */
+    int32_t mlp_hidden;   /* 12288 */
+    int32_t guidance;     /* 1: guidance embedder present (dev-like), 0: schnell-like */
 } cd_flux_config;
 
 /* FLUX autoencoder hyper-parameters, inferred from tensor shapes alone. */
 typedef struct {
-    int32_t in_channels;     /* 3 */
-    int32_t out_channels;    /* 3 */
-    int32_t ch;              /* 128 */
-    int32_t ch_mult[8];      /* 1, 2, 4, 4 */
-    int32_t n_mult;          /* 4 */
-    int32_t num_res_blocks;  /* 2 (decoder blocks per level: num_res_blocks + 1) */
-    int32_t z_channels;      /* 16 */
+    int32_t in_channels;    /* 3 */
+    int32_t out_channels;   /* 3 */
+    int32_t ch;             /* 128 */
+    int32_t ch_mult[8];     /* 1, 2, 4, 4 */
+    int32_t n_mult;         /* 4 */
+    int32_t num_res_blocks; /* 2 (decoder blocks per level: num_res_blocks + 1) */
+    int32_t z_channels;     /* 16 */
     int32_t has_encoder, has_decoder;
 } cd_ae_config;
 
 /* A CLEAR attention file: which layers it carries and its down-sampling factor. */
 typedef struct {
-    int32_t depth, depth_single;  /* blocks with trained slices */
+    int32_t depth, depth_single; /* blocks with trained slices */
     int32_t hidden;
-    int32_t down;                 /* spatial_weight side, 0 if none */
+    int32_t down; /* spatial_weight side, 0 if none */
 } cd_clear_config;
 
 /* What a checkpoint is: its layout, the inferred config, and how its tensors compare with the
@@ -300,15 +294,15 @@ typedef struct {
  * listed separately). */
 typedef struct {
     cd_layout layout;
-    cd_flux_config flux;     /* valid for the FLUX layouts */
-    cd_ae_config ae;         /* valid for the AE layouts */
-    cd_clear_config clear;   /* valid for CD_LAYOUT_CLEAR; for the FLUX layouts only .down is
+    cd_flux_config flux;   /* valid for the FLUX layouts */
+    cd_ae_config ae;       /* valid for the AE layouts */
+    cd_clear_config clear; /* valid for CD_LAYOUT_CLEAR; for the FLUX layouts only .down is
                                 set: the side of carried spatial_weight tensors (0 if none) */
     size_t n_unknown, n_missing, n_bad_shape;
-    char **unknown, **missing, **bad_shape;  /* names (bad_shape: "name: got [..] want [..]") */
-    uint64_t params;         /* total elements */
-    uint64_t bytes;          /* total data bytes */
-    uint64_t dtype_count[CD_DTYPE_COUNT];  /* tensors per dtype */
+    char **unknown, **missing, **bad_shape; /* names (bad_shape: "name: got [..] want [..]") */
+    uint64_t params;                        /* total elements */
+    uint64_t bytes;                         /* total data bytes */
+    uint64_t dtype_count[CD_DTYPE_COUNT];   /* tensors per dtype */
 } cd_ckpt_info;
 
 cd_status cd_ckpt_inspect(cd_ctx *ctx, const cd_ckpt *c, cd_ckpt_info *info);
@@ -321,15 +315,14 @@ void cd_ckpt_info_free(cd_ckpt_info *info);
  * spatial_weight tensors, if any, are carried under their diffusers names
  * ("[single_]transformer_blocks.N.attn.processor.spatial_weight") in either layout. Streams:
  * peak memory is about one output tensor, not the checkpoint. Atomic like cd_st_write. */
-cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to,
-                          cd_dtype dtype, const cd_ckpt *merge_clear);
+cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to, cd_dtype dtype,
+                          const cd_ckpt *merge_clear);
 
 /* The same, calling progress(user, bytes written, total bytes) after each output tensor (the
  * library never prints; the CLI turns this into its progress lines). progress may be NULL. */
 typedef void (*cd_progress_fn)(void *user, uint64_t done_bytes, uint64_t total_bytes);
-cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *out_path,
-                                   cd_layout to, cd_dtype dtype, const cd_ckpt *merge_clear,
-                                   cd_progress_fn progress, void *user);
+cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to, cd_dtype dtype,
+                                   const cd_ckpt *merge_clear, cd_progress_fn progress, void *user);
 
 /* ---- the FLUX transformer (model/) ---------------------------------------------------------- */
 typedef struct cd_flux_model cd_flux_model;
@@ -337,9 +330,8 @@ typedef struct cd_flux_model cd_flux_model;
 /* A model with random weights of the given config (F32 or BF16), for benchmarks and tests:
  * linears ~ N(0, 1/in) scaled, biases small, norm scales around 1. rope_axes {16,56,56}-like
  * must sum to head_dim. */
-cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype,
-                         const int rope_axes[3], double rope_theta, uint64_t seed,
-                         cd_flux_model **out);
+cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype, const int rope_axes[3],
+                         double rope_theta, uint64_t seed, cd_flux_model **out);
 /* Loads a FLUX transformer from a checkpoint (file, sharded index or directory; BFL or diffusers
  * names; config inferred from the shapes). RoPE axes/theta are not stored in weights: they come
  * from a diffusers config.json beside the checkpoint (axes_dims_rope), else the safetensors
@@ -347,18 +339,17 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
  * FLUX's (16, 56, 56) and 10000 when head_dim is 128; otherwise it is an error. With
  * p->clear_weights, a CLEAR attention file re-points the trained projections (docs/distillation.md). */
 typedef struct {
-    int rope_axes[3];           /* all 0 = not given */
-    double rope_theta;          /* 0 = not given */
-    const char *clear_weights;  /* NULL = none */
+    int rope_axes[3];          /* all 0 = not given */
+    double rope_theta;         /* 0 = not given */
+    const char *clear_weights; /* NULL = none */
 } cd_flux_load_params;
 
-cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params *p,
-                       cd_flux_model **out);
+cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params *p, cd_flux_model **out);
 const cd_flux_config *cd_flux_model_config(const cd_flux_model *m);
 /* The RoPE axes/theta in use and where they came from ("config.json", "metadata", "flags",
  * "FLUX default"). */
 void cd_flux_model_rope(const cd_flux_model *m, int axes[3], double *theta, const char **source);
-int32_t cd_flux_model_clear_down(const cd_flux_model *m);   /* spatial_weight side, 0 if none */
+int32_t cd_flux_model_clear_down(const cd_flux_model *m); /* spatial_weight side, 0 if none */
 /* A metadata value of the model's checkpoint (NULL if absent or a random model), e.g. the
  * "cleardit_prompts" table of the models `cleardit train` writes. */
 const char *cd_flux_model_meta(const cd_flux_model *m, const char *key);
@@ -377,19 +368,19 @@ size_t cd_flux_weight_bytes(const cd_flux_model *m);
 size_t cd_flux_arena_bytes(const cd_flux_model *m);
 
 typedef struct {
-    const float *img;       /* [L, in_channels] */
-    const float *txt;       /* [T, context_dim] */
-    const float *pooled;    /* [pooled_dim] */
-    const float *img_ids;   /* [L, 3] */
-    const float *txt_ids;   /* [T, 3] */
-    float timestep;         /* in [0, 1] (x1000 inside, as diffusers) */
-    float guidance;         /* guidance models only (x1000 inside) */
+    const float *img;     /* [L, in_channels] */
+    const float *txt;     /* [T, context_dim] */
+    const float *pooled;  /* [pooled_dim] */
+    const float *img_ids; /* [L, 3] */
+    const float *txt_ids; /* [T, 3] */
+    float timestep;       /* in [0, 1] (x1000 inside, as diffusers) */
+    float guidance;       /* guidance models only (x1000 inside) */
     int32_t L, T, grid_h, grid_w;
-    int32_t radius, down;   /* attention of every layer: 0 = dense; CLEAR radius, pooled factor */
-    double *block_seconds;  /* optional [depth + depth_single]: wall time of each block */
+    int32_t radius, down;  /* attention of every layer: 0 = dense; CLEAR radius, pooled factor */
+    double *block_seconds; /* optional [depth + depth_single]: wall time of each block */
     /* High-resolution extras of the CLEAR reference pipeline (docs/clear.md), 0 = off: */
-    float attn_scale;       /* softmax scale of every layer; 0 = 1/sqrt(head_dim) (see cd_flux_proportional_scale) */
-    double rope_ntk;        /* NTK RoPE: theta * rope_ntk (the reference high-res path uses 10) */
+    float attn_scale; /* softmax scale of every layer; 0 = 1/sqrt(head_dim) (see cd_flux_proportional_scale) */
+    double rope_ntk;  /* NTK RoPE: theta * rope_ntk (the reference high-res path uses 10) */
 } cd_flux_run_params;
 
 /* "Proportional attention" scale of the CLEAR high-resolution pipeline:
@@ -409,7 +400,7 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
  * per rank. */
 typedef struct cd_comm cd_comm;
 
-int cd_comm_available(void);               /* 1 when this build has MPI */
+int cd_comm_available(void); /* 1 when this build has MPI */
 /* MPI_Init (argc/argv may be NULL) and the world communicator; once per process. */
 cd_status cd_comm_init(cd_ctx *ctx, int *argc, char ***argv, cd_comm **out);
 /* A communicator of this process alone (size 1, rank 0; no MPI, in every build): collectives are
@@ -425,10 +416,10 @@ void cd_comm_set_timeout(cd_comm *c, double seconds);
 cd_status cd_comm_check_same(cd_ctx *ctx, cd_comm *c, const void *data, size_t n, const char *what);
 /* Ends the whole job (MPI_Abort): for a rank that cannot go on while others may be waiting. */
 void cd_comm_abort(cd_comm *c, int code);
-void cd_comm_free(cd_comm *c);             /* MPI_Finalize; NULL-safe */
+void cd_comm_free(cd_comm *c); /* MPI_Finalize; NULL-safe */
 typedef struct {
     uint64_t bytes_sent, bytes_received, messages;
-    double wait_seconds;                   /* time spent blocked in waits */
+    double wait_seconds; /* time spent blocked in waits */
 } cd_comm_stats;
 void cd_comm_stats_get(const cd_comm *c, cd_comm_stats *s);
 void cd_comm_stats_reset(cd_comm *c);
@@ -459,8 +450,8 @@ cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_
  * text[2i+1] (may be NULL when n_text == 0), stored before the image data: ASCII values as tEXt,
  * other UTF-8 values as iTXt. Keys: 1-79 printable ASCII characters without leading, trailing or
  * double spaces, unique; values: UTF-8, at most 1 MiB; at most 256 pairs. */
-cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32_t width,
-                       uint32_t height, const char *const *text, size_t n_text);
+cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32_t width, uint32_t height,
+                       const char *const *text, size_t n_text);
 /* Reads any PNG (gray, gray+alpha, palette, RGB, RGBA; 1-16 bits; interlaced or not) as 8-bit
  * RGB into *rgb (malloc'd; the caller frees it with free()). Gray is replicated to R = G = B,
  * 16-bit samples are scaled to 8 bits with rounding (v * 255 / 65535), and alpha (an alpha
@@ -469,8 +460,7 @@ cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32
  * *width = *height = 0 and ctx's error names the file: CD_ERR_NOT_FOUND (no such file),
  * CD_ERR_IO (unreadable, a directory), CD_ERR_FORMAT (not a PNG, truncated, corrupt),
  * CD_ERR_UNSUPPORTED (beyond the size limits). */
-cd_status cd_png_read(cd_ctx *ctx, const char *path, uint8_t **rgb, uint32_t *width,
-                      uint32_t *height);
+cd_status cd_png_read(cd_ctx *ctx, const char *path, uint8_t **rgb, uint32_t *width, uint32_t *height);
 /* The value of the first text chunk (tEXt, zTXt or iTXt, before or after the image data) whose
  * key is `key`, as a malloc'd UTF-8 string (tEXt/zTXt Latin-1 converted; iTXt as stored) that
  * the caller frees. Decodes the whole file (so a corrupt image is an error). CD_ERR_NOT_FOUND
@@ -492,8 +482,8 @@ void cd_rgb8_to_image(const uint8_t *rgb, uint32_t width, uint32_t height, float
  * order (io/resize.c). Sizes as cd_png_read; same size copies. src and dst must not overlap.
  * CD_ERR_INVALID_ARG on bad arguments, CD_ERR_OOM when the intermediate buffers cannot be
  * allocated. Results do not depend on the thread count. */
-cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t sh, uint8_t *dst,
-                         uint32_t dw, uint32_t dh);
+cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t sh, uint8_t *dst, uint32_t dw,
+                         uint32_t dh);
 
 /* ---- the pipeline: prompt -> image (pipeline/) ----------------------------------------------
  * A FLUX transformer (+ its autoencoder, + optional CLEAR attention weights) ready on a device,
@@ -507,7 +497,7 @@ cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t 
  * pixel-space model with a built-in prompt table, trained by `cleardit train`) and its distilled
  * CLEAR weights, embedded in libcleardit.a when they existed at build time. */
 typedef enum { CD_EMBEDDED_MODEL = 0, CD_EMBEDDED_CLEAR } cd_embedded;
-int cd_embedded_available(cd_embedded which);   /* 1 when this build carries it */
+int cd_embedded_available(cd_embedded which); /* 1 when this build carries it */
 /* Stages it as an anonymous memory file and writes its path ("/proc/self/fd/N", Linux) into
  * path[n] (n >= 32): a path every loader of this API accepts. *fd is the descriptor; close() it
  * when nothing will open the path again (models loaded from it keep their mappings).
@@ -520,21 +510,21 @@ cd_status cd_embedded_clear_attention(cd_ctx *ctx, int32_t *radius, int32_t *dow
 typedef struct cd_pipeline cd_pipeline;
 
 typedef struct {
-    const char *model;          /* FLUX transformer checkpoint (as cd_flux_load); NULL = embedded */
-    const char *ae;             /* autoencoder checkpoint (BFL or diffusers names); NULL = none
+    const char *model;                /* FLUX transformer checkpoint (as cd_flux_load); NULL = embedded */
+    const char *ae;                   /* autoencoder checkpoint (BFL or diffusers names); NULL = none
                                    (pixel-space models; a latent-space model then cannot generate) */
-    const char *clear_weights;  /* CLEAR attention file re-pointing the trained projections; NULL = none */
-    int32_t embedded_clear;     /* 1: with model and clear_weights NULL, the embedded CLEAR weights */
-    int32_t encoder;            /* 1: also load the autoencoder's encoder (image-to-image, upscale) */
-    int32_t ae_groups;          /* GroupNorm groups of the autoencoder; 0 = 32 (FLUX's) */
-    int rope_axes[3];           /* as cd_flux_load_params: all 0 = from the checkpoint or FLUX's */
-    double rope_theta;          /* 0 = from the checkpoint or 10000 */
-    cd_device device;           /* where the transformer runs (the autoencoder runs on the CPU) */
-    cd_comm *comm;              /* NULL = one process; else patch parallelism over comm's ranks */
-    cd_text_attention text_attention;  /* with comm */
+    const char *clear_weights;        /* CLEAR attention file re-pointing the trained projections; NULL = none */
+    int32_t embedded_clear;           /* 1: with model and clear_weights NULL, the embedded CLEAR weights */
+    int32_t encoder;                  /* 1: also load the autoencoder's encoder (image-to-image, upscale) */
+    int32_t ae_groups;                /* GroupNorm groups of the autoencoder; 0 = 32 (FLUX's) */
+    int rope_axes[3];                 /* as cd_flux_load_params: all 0 = from the checkpoint or FLUX's */
+    double rope_theta;                /* 0 = from the checkpoint or 10000 */
+    cd_device device;                 /* where the transformer runs (the autoencoder runs on the CPU) */
+    cd_comm *comm;                    /* NULL = one process; else patch parallelism over comm's ranks */
+    cd_text_attention text_attention; /* with comm */
 } cd_pipeline_params;
 
-cd_pipeline_params cd_pipeline_params_default(void);   /* embedded model, CPU, no comm */
+cd_pipeline_params cd_pipeline_params_default(void); /* embedded model, CPU, no comm */
 /* Opens dev in ctx (cd_device_open), loads the transformer (and CLEAR weights), moves it to the
  * device (cd_flux_set_device), splits it over comm (cd_flux_set_parallel; collective), loads the
  * autoencoder's decoder (and encoder). *out = NULL on failure. ctx must outlive the pipeline. */
@@ -567,28 +557,28 @@ typedef struct {
     /* conditioning: a prompt of the model's table (by name, or by index when prompt is NULL), or
      * embeddings (prompt NULL, prompt_index < 0) */
     const char *prompt;
-    int32_t prompt_index;      /* -1 = none */
-    const float *txt;          /* [T, context_dim] (T5) */
+    int32_t prompt_index; /* -1 = none */
+    const float *txt;     /* [T, context_dim] (T5) */
     int32_t T;
-    const float *pooled;       /* [pooled_dim] (CLIP) */
-    int32_t width, height;     /* pixels, multiples of 2 x the autoencoder's factor (16 for FLUX);
+    const float *pooled;   /* [pooled_dim] (CLIP) */
+    int32_t width, height; /* pixels, multiples of 2 x the autoencoder's factor (16 for FLUX);
                                   0 = the pixel-space model's native size, or the init image's */
-    int32_t steps;             /* schedule steps; 0 = cd_pipeline_default_steps */
-    float guidance;            /* distilled guidance of dev-like models (default 3.5) */
+    int32_t steps;         /* schedule steps; 0 = cd_pipeline_default_steps */
+    float guidance;        /* distilled guidance of dev-like models (default 3.5) */
     uint64_t seed;
-    int32_t radius, down;      /* attention: radius 0 = dense; >= 1 CLEAR; down >= 2 pooled keys */
-    int32_t shift;             /* resolution shift of the schedule: -1 auto (guidance models) */
-    double time_shift;         /* > 0: static shift factor instead; 0 = default (3 with upscale) */
+    int32_t radius, down; /* attention: radius 0 = dense; >= 1 CLEAR; down >= 2 pooled keys */
+    int32_t shift;        /* resolution shift of the schedule: -1 auto (guidance models) */
+    double time_shift;    /* > 0: static shift factor instead; 0 = default (3 with upscale) */
     /* image-to-image: init RGB8 [init_height, init_width, 3]; NULL = text-to-image */
     const uint8_t *init;
     uint32_t init_width, init_height;
-    int32_t upscale;           /* 1: init is resized (bicubic, as Pillow) to width x height */
-    double strength;           /* (0, 1]; 0 = default: 0.6, 0.7 with upscale */
-    double rope_ntk;           /* RoPE theta factor; 0 = default: 1, 10 with upscale */
-    int32_t proportional;      /* proportional attention: 0 off, 1 on, -1 = default (on with upscale) */
-    int32_t ae_tile;           /* autoencoder tiles in pixels (default 1024; 0 = never) */
-    float ae_overlap;          /* tile overlap fraction (default 0.25) */
-    cd_gen_progress_fn progress;   /* may be NULL */
+    int32_t upscale;             /* 1: init is resized (bicubic, as Pillow) to width x height */
+    double strength;             /* (0, 1]; 0 = default: 0.6, 0.7 with upscale */
+    double rope_ntk;             /* RoPE theta factor; 0 = default: 1, 10 with upscale */
+    int32_t proportional;        /* proportional attention: 0 off, 1 on, -1 = default (on with upscale) */
+    int32_t ae_tile;             /* autoencoder tiles in pixels (default 1024; 0 = never) */
+    float ae_overlap;            /* tile overlap fraction (default 0.25) */
+    cd_gen_progress_fn progress; /* may be NULL */
     void *user;
 } cd_gen_params;
 
@@ -608,7 +598,7 @@ cd_status cd_pipeline_generate(cd_ctx *ctx, cd_pipeline *pl, const cd_gen_params
 
 /* ---- profiling: time spent per op class while enabled (context-local) ---------------------- */
 typedef enum { CD_PROF_LINEAR = 0, CD_PROF_ATTENTION, CD_PROF_OTHER, CD_PROF_COUNT } cd_prof_class;
-void cd_ctx_profile(cd_ctx *ctx, int enable);          /* enabling also resets the counters */
+void cd_ctx_profile(cd_ctx *ctx, int enable); /* enabling also resets the counters */
 double cd_ctx_profile_seconds(const cd_ctx *ctx, cd_prof_class c);
 
 /* ---- machine ------------------------------------------------------------------------------ */

@@ -28,8 +28,7 @@ static unsigned long long name_seed(const char *s, unsigned long long seed) {
     return h;
 }
 
-gen_tensor *gen_add(gen_list *l, const char *name, int32_t ndim, int64_t d0, int64_t d1,
-                    int64_t d2, int64_t d3) {
+gen_tensor *gen_add(gen_list *l, const char *name, int32_t ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     const int64_t d[4] = {d0, d1, d2, d3};
     return gen_add_shape(l, name, ndim, d);
 }
@@ -76,8 +75,7 @@ int gen_remove(gen_list *l, const char *name) {
     return 1;
 }
 
-__attribute__((format(printf, 2, 3)))
-static const char *nm(char *buf, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static const char *nm(char *buf, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, 160, fmt, ap);
@@ -210,7 +208,8 @@ void gen_clear(gen_list *l, int hidden, int depth, int depth_single, int down, i
         const char *pre = pass ? "single_transformer_blocks" : "transformer_blocks";
         for (int i = 0; i < n; i++) {
             for (int k = 0; k < (pass ? 3 : 4); k++) linear(l, nm(p, "%s.%d.attn.%s", pre, i, proj[k]), hidden, hidden);
-            if (down) gen_add_shape(l, nm(b, "%s.%d.attn.processor.spatial_weight", pre, i), flat ? 2 : 7, flat ? sq : ref);
+            if (down)
+                gen_add_shape(l, nm(b, "%s.%d.attn.processor.spatial_weight", pre, i), flat ? 2 : 7, flat ? sq : ref);
         }
     }
 }
@@ -229,17 +228,23 @@ void gen_cast(gen_list *l, cd_dtype dtype) {
             memcpy(&f, t->data + 4 * k, 4);
             uint16_t h;
             switch (dtype) {
-            case CD_DTYPE_BF16: h = cd_f32_to_bf16(f); memcpy(d + 2 * k, &h, 2); break;
-            case CD_DTYPE_F16: /* finite: exponent field 0..30 */
-                do h = (uint16_t)test_rng_u64(&r); while (((h >> 10) & 0x1f) == 0x1f);
-                memcpy(d + 2 * k, &h, 2);
-                break;
-            case CD_DTYPE_F8_E4M3: /* no NaN (S.1111.111) */
-                do d[k] = (uint8_t)test_rng_u64(&r); while ((d[k] & 0x7f) == 0x7f);
-                break;
-            default: /* F8_E5M2: finite */
-                do d[k] = (uint8_t)test_rng_u64(&r); while (((d[k] >> 2) & 0x1f) == 0x1f);
-                break;
+                case CD_DTYPE_BF16:
+                    h = cd_f32_to_bf16(f);
+                    memcpy(d + 2 * k, &h, 2);
+                    break;
+                case CD_DTYPE_F16: /* finite: exponent field 0..30 */
+                    do h = (uint16_t)test_rng_u64(&r);
+                    while (((h >> 10) & 0x1f) == 0x1f);
+                    memcpy(d + 2 * k, &h, 2);
+                    break;
+                case CD_DTYPE_F8_E4M3: /* no NaN (S.1111.111) */
+                    do d[k] = (uint8_t)test_rng_u64(&r);
+                    while ((d[k] & 0x7f) == 0x7f);
+                    break;
+                default: /* F8_E5M2: finite */
+                    do d[k] = (uint8_t)test_rng_u64(&r);
+                    while (((d[k] >> 2) & 0x1f) == 0x1f);
+                    break;
             }
         }
         free(t->data);

@@ -34,17 +34,16 @@ typedef struct {
     gen_tensor *t;
     size_t n, cap;
     unsigned long long seed;
-    int no_data;       /* 1: gen_add records names and shapes only (data NULL) */
+    int no_data; /* 1: gen_add records names and shapes only (data NULL) */
 } gen_list;
 
 void gen_init(gen_list *l, unsigned long long seed);
 void gen_free(gen_list *l);
 /* Adds an F32 tensor of uniform [-1, 1) values (drawn from the list's seed and the name). */
-gen_tensor *gen_add(gen_list *l, const char *name, int32_t ndim, int64_t d0, int64_t d1,
-                    int64_t d2, int64_t d3);
+gen_tensor *gen_add(gen_list *l, const char *name, int32_t ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 gen_tensor *gen_add_shape(gen_list *l, const char *name, int32_t ndim, const int64_t *shape);
 gen_tensor *gen_find(gen_list *l, const char *name);
-int gen_remove(gen_list *l, const char *name);  /* 1 if it was there */
+int gen_remove(gen_list *l, const char *name); /* 1 if it was there */
 
 /* BFL FLUX transformer / autoencoder tensors; a CLEAR file (diffusers names, as the reference
  * trainer saves them; down 0 = no spatial_weight, else [1,1,1,d,1,d,1] per layer like the

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { GUARD = 16 };            /* sentinel elements after every buffer */
-#define SENT_F32 0x7b5a1234u    /* sentinel bit patterns (a plain float and a bf16) */
+enum { GUARD = 16 };         /* sentinel elements after every buffer */
+#define SENT_F32 0x7b5a1234u /* sentinel bit patterns (a plain float and a bf16) */
 #define SENT_BF16 0x7b5au
-#define POISON_F32 0x7fc0dead  /* NaN: an output element never written fails */
+#define POISON_F32 0x7fc0dead /* NaN: an output element never written fails */
 
 /* ---- buffer declarations (make functions) ------------------------------------------------- */
 static oph_buf *add_buf(oph_case *c, const char *name, oph_role role, size_t n, int bf16) {
@@ -60,7 +60,7 @@ void oph_set_tol(oph_case *c, double tol) {
 /* ---- the runner ----------------------------------------------------------------------------- */
 typedef struct {
     int rows, refused, skipped;
-    double worst;        /* largest error / tolerance */
+    double worst; /* largest error / tolerance */
     char worst_what[160];
     char refused_list[1024];
 } oph_stats;
@@ -119,8 +119,12 @@ static void run_row(const oph_tables *ref, const oph_tables *be, const oph_row *
     for (int i = 0; ok && i < c.nbuf; i++) {
         const oph_buf *b = &c.buf[i];
         rp[i] = malloc(b->count * esize(b) + 64);
-        if (!rp[i]) { ok = 0; break; }
-        if (b->host) memcpy(rp[i], b->host, b->count * esize(b));
+        if (!rp[i]) {
+            ok = 0;
+            break;
+        }
+        if (b->host)
+            memcpy(rp[i], b->host, b->count * esize(b));
         else
             for (size_t j = 0; j < b->count; j++) memcpy((char *)rp[i] + j * 4, &(uint32_t){POISON_F32}, 4);
     }
@@ -268,7 +272,9 @@ void oph_run_cpu(const oph_row *rows, size_t n, cd_isa isa) {
     for (int bf16 = ctx->has_bf16; bf16 >= 0; bf16--) {
         ctx->has_bf16 = bf16;
         snprintf(name, sizeof name, "cpu-%s%s", cd_isa_name(isa),
-                 isa != CD_ISA_AVX512 ? "" : bf16 ? " (AVX512_BF16 GEMM)" : " (f32 weight tiles)");
+                 isa != CD_ISA_AVX512 ? ""
+                 : bf16               ? " (AVX512_BF16 GEMM)"
+                                      : " (f32 weight tiles)");
         const oph_tables be = {name, cd_ops_cpu(), cd_ops_bwd_cpu(), ctx, bf16, 0};
         run_rows(&be, rows, n, 0);
     }

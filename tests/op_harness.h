@@ -58,22 +58,22 @@ static inline double oph_tol_f32(double mult, size_t K) { return mult * FLT_EPSI
 
 /* The tables a backend answers for, with its context and its precision. */
 typedef struct oph_tables {
-    const char *name;      /* "cpu-avx2", "cuda", ... */
+    const char *name; /* "cpu-avx2", "cuda", ... */
     const cd_ops *ops;
     const cd_ops_bwd *bwd; /* NULL: the backend has no backward table (its rows are skipped) */
     cd_ctx *ctx;
-    int bf16_linear;       /* a BF16-weight linear rounds x to bf16 (AVX512_BF16 GEMM, CUDA) */
-    int bf16_attention;    /* attention multiplies bf16 operands (CUDA) */
+    int bf16_linear;    /* a BF16-weight linear rounds x to bf16 (AVX512_BF16 GEMM, CUDA) */
+    int bf16_attention; /* attention multiplies bf16 operands (CUDA) */
 } oph_tables;
 
 typedef struct {
     const char *name;
-    size_t count;   /* elements */
-    int bf16;       /* 1: bf16 bit patterns (uint16_t), 0: f32 */
+    size_t count; /* elements */
+    int bf16;     /* 1: bf16 bit patterns (uint16_t), 0: f32 */
     oph_role role;
-    int offset;     /* elements between an aligned address and the buffer (default 1) */
-    double tol;     /* outputs: relative L2 tolerance */
-    void *host;     /* contents before the op (OPH_OUT: NULL) */
+    int offset; /* elements between an aligned address and the buffer (default 1) */
+    double tol; /* outputs: relative L2 tolerance */
+    void *host; /* contents before the op (OPH_OUT: NULL) */
 } oph_buf;
 
 /* Storage a row's desc() points its cd_op_desc into (it lives as long as the question). */
@@ -85,11 +85,11 @@ typedef struct {
 struct oph_row;
 typedef struct oph_case {
     const struct oph_row *row;
-    const oph_tables *be;  /* the backend under test (make may read its precision) */
+    const oph_tables *be; /* the backend under test (make may read its precision) */
     oph_buf buf[OPH_MAX_BUFS];
     int nbuf;
     unsigned long long seed;
-    char what[128];        /* the shape, for messages */
+    char what[128]; /* the shape, for messages */
 } oph_case;
 
 typedef struct oph_row {

@@ -9,24 +9,30 @@
 #include "../src/model/flux_load.h"
 #include "../src/pipeline/sampler.h"
 
-typedef struct { int H, W, T, radius, down; } patch_shape;
+typedef struct {
+    int H, W, T, radius, down;
+} patch_shape;
 
 typedef struct {
     cd_flux_model *m;
     float *img, *txt, *pooled, *sw, *ids, *tids;
-    cd_flux_run_params p;  /* the forward's parameters over the buffers above */
-    size_t nout;           /* output floats: L x 16 */
+    cd_flux_run_params p; /* the forward's parameters over the buffers above */
+    size_t nout;          /* output floats: L x 16 */
 } patch_problem;
 
 static inline void patch_problem_free(patch_problem *pp) {
     cd_flux_free(pp->m);
-    free(pp->img); free(pp->txt); free(pp->pooled); free(pp->sw); free(pp->ids); free(pp->tids);
+    free(pp->img);
+    free(pp->txt);
+    free(pp->pooled);
+    free(pp->sw);
+    free(pp->ids);
+    free(pp->tids);
     memset(pp, 0, sizeof *pp);
 }
 
 /* CD_OK, or the failing status with ctx's error (nothing is kept then). */
-static inline cd_status patch_problem_make(cd_ctx *ctx, const patch_shape *c, cd_dtype wdtype,
-                                           patch_problem *pp) {
+static inline cd_status patch_problem_make(cd_ctx *ctx, const patch_shape *c, cd_dtype wdtype, patch_problem *pp) {
     static const cd_flux_config cfg = {64, 2, 32, 1, 2, 16, 16, 32, 24, 128, 1};
     static const int axes[3] = {8, 12, 12};
     const int L = c->H * c->W;
@@ -52,8 +58,8 @@ static inline cd_status patch_problem_make(cd_ctx *ctx, const patch_shape *c, cd
         w->spatial_weight = pp->sw;
         w->spatial_down = c->down;
     }
-    pp->p = (cd_flux_run_params){pp->img, pp->txt, pp->pooled, pp->ids, pp->tids, 0.6f, 3.0f, L, c->T,
-                                 c->H, c->W, c->radius, c->down, NULL, 0, 0};
+    pp->p = (cd_flux_run_params){pp->img, pp->txt, pp->pooled, pp->ids,   pp->tids, 0.6f, 3.0f, L,
+                                 c->T,    c->H,    c->W,       c->radius, c->down,  NULL, 0,    0};
     pp->nout = (size_t)L * 16;
     return CD_OK;
 }

@@ -10,40 +10,41 @@
 typedef void (*test_fn)(void);
 void test_register(const char *name, const char *file, test_fn fn);
 /* Records a failure of the running test (first message kept, all counted). */
-void test_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int test_failed(void); /* 1 once the running test has failed */
 
-#define TEST(name)                                                                              \
-    static void name(void);                                                                     \
-    __attribute__((constructor)) static void reg_##name(void) {                                 \
-        test_register(#name, __FILE__, name);                                                   \
-    }                                                                                           \
+#define TEST(name)                                                                                      \
+    static void name(void);                                                                             \
+    __attribute__((constructor)) static void reg_##name(void) { test_register(#name, __FILE__, name); } \
     static void name(void)
 
 /* CHECK(cond, fmt, ...) — on false: record and return from the test function. */
-#define CHECK(cond, ...)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            test_fail(__FILE__, __LINE__, __VA_ARGS__);                                         \
-            return;                                                                             \
-        }                                                                                       \
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (!(cond)) {                                  \
+            test_fail(__FILE__, __LINE__, __VA_ARGS__); \
+            return;                                     \
+        }                                               \
     } while (0)
 
 /* EXPECT(cond, fmt, ...) — on false: record and continue. */
-#define EXPECT(cond, ...)                                                                       \
-    do {                                                                                        \
-        if (!(cond)) test_fail(__FILE__, __LINE__, __VA_ARGS__);                                \
+#define EXPECT(cond, ...)                                        \
+    do {                                                         \
+        if (!(cond)) test_fail(__FILE__, __LINE__, __VA_ARGS__); \
     } while (0)
 
 /* Deterministic random numbers for test inputs (xorshift64*), never all zeros. */
-typedef struct { unsigned long long s; } test_rng;
+typedef struct {
+    unsigned long long s;
+} test_rng;
 static inline test_rng test_rng_seed(unsigned long long seed) {
     test_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull};
     return r;
 }
 static inline unsigned long long test_rng_u64(test_rng *r) {
-    r->s ^= r->s >> 12; r->s ^= r->s << 25; r->s ^= r->s >> 27;
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
     return r->s * 0x2545F4914F6CDD1Dull;
 }
 /* uniform in [-1, 1) */

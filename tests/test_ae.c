@@ -55,7 +55,6 @@ static float *load(cd_ctx *ctx, cd_st_file *f, const char *name, const cd_st_ten
     return p;
 }
 
-
 static void one_case(cd_ctx *ctx, const char *name) {
     char path[256];
     snprintf(path, sizeof path, AE_DIR "/%s_io.safetensors", name);
@@ -83,8 +82,8 @@ static void one_case(cd_ctx *ctx, const char *name) {
         const int up = cd_ae_upscale(ae);
         if (ae->cfg.z_channels != tz->shape[0] || ae->cfg.out_channels != ti->shape[0] ||
             (int64_t)h * up != ti->shape[1] || (int64_t)w * up != ti->shape[2]) {
-            test_fail(__FILE__, __LINE__, "%s: config (z %d, out %d, x%d) does not fit the fixture",
-                      path, ae->cfg.z_channels, ae->cfg.out_channels, up);
+            test_fail(__FILE__, __LINE__, "%s: config (z %d, out %d, x%d) does not fit the fixture", path,
+                      ae->cfg.z_channels, ae->cfg.out_channels, up);
             cd_ae_decoder_free(ae);
             goto done;
         }
@@ -120,8 +119,8 @@ TEST(ae_decoder_refuses) {
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
     cd_ae_decoder *ae = (cd_ae_decoder *)1;
     /* 32 groups (the default) do not divide the tiny decoder's 4 channels */
-    EXPECT(cd_ae_decoder_load(ctx, AE_DIR "/ae2_g4_3x5_diffusers.safetensors", 0, &ae) ==
-               CD_ERR_INVALID_ARG && !ae, "default 32 groups on 4 channels accepted");
+    EXPECT(cd_ae_decoder_load(ctx, AE_DIR "/ae2_g4_3x5_diffusers.safetensors", 0, &ae) == CD_ERR_INVALID_ARG && !ae,
+           "default 32 groups on 4 channels accepted");
     EXPECT(strstr(cd_ctx_error(ctx), "GroupNorm"), "message: %s", cd_ctx_error(ctx));
     ae = (cd_ae_decoder *)1;
     EXPECT(cd_ae_decoder_load(ctx, "tests/fixtures/layout/flux_bfl.safetensors", 4, &ae) != CD_OK && !ae,
@@ -140,8 +139,7 @@ static void one_encode(cd_ctx *ctx, const char *name) {
     const int groups = g ? atoi(g) : 0;
     float *outs[2] = {NULL, NULL};
     if (!x || !lat || !g || tx->ndim != 3 || tl->ndim != 3) {
-        test_fail(__FILE__, __LINE__, "%s: needs x [c,H,W], latent [z,h,w] and num_groups (%s)", path,
-                  AE_REGEN);
+        test_fail(__FILE__, __LINE__, "%s: needs x [c,H,W], latent [z,h,w] and num_groups (%s)", path, AE_REGEN);
         goto done;
     }
     const int H = (int)tx->shape[1], W = (int)tx->shape[2];
@@ -157,8 +155,8 @@ static void one_encode(cd_ctx *ctx, const char *name) {
         const int dn = cd_ae_downscale(ae);
         if (ae->cfg.z_channels != tl->shape[0] || ae->cfg.in_channels != tx->shape[0] ||
             (int64_t)H != tl->shape[1] * dn || (int64_t)W != tl->shape[2] * dn) {
-            test_fail(__FILE__, __LINE__, "%s: config (z %d, in %d, /%d) does not fit the fixture",
-                      path, ae->cfg.z_channels, ae->cfg.in_channels, dn);
+            test_fail(__FILE__, __LINE__, "%s: config (z %d, in %d, /%d) does not fit the fixture", path,
+                      ae->cfg.z_channels, ae->cfg.in_channels, dn);
             cd_ae_encoder_free(ae);
             goto done;
         }
@@ -176,8 +174,7 @@ static void one_encode(cd_ctx *ctx, const char *name) {
         const int bad[4][2] = {{H - 1, W}, {H, W + 1}, {0, W}, {H, -dn}};
         for (int i = 0; i < 4; i++) {
             s = cd_ae_encode(ctx, ae, x, bad[i][0], bad[i][1], outs[l]);
-            EXPECT(s == CD_ERR_INVALID_ARG, "%s: %dx%d image accepted (%d)", path, bad[i][0], bad[i][1],
-                   (int)s);
+            EXPECT(s == CD_ERR_INVALID_ARG, "%s: %dx%d image accepted (%d)", path, bad[i][0], bad[i][1], (int)s);
             EXPECT(strstr(cd_ctx_error(ctx), "multiples"), "message: %s", cd_ctx_error(ctx));
         }
         cd_ae_encoder_free(ae);
@@ -203,8 +200,8 @@ TEST(ae_encoder_refuses) {
     cd_ctx *ctx = NULL;
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
     cd_ae_encoder *ae = (cd_ae_encoder *)1;
-    EXPECT(cd_ae_encoder_load(ctx, AE_DIR "/ae2_g4_3x5_bfl.safetensors", 0, &ae) == CD_ERR_INVALID_ARG &&
-               !ae, "default 32 groups on 4 channels accepted");
+    EXPECT(cd_ae_encoder_load(ctx, AE_DIR "/ae2_g4_3x5_bfl.safetensors", 0, &ae) == CD_ERR_INVALID_ARG && !ae,
+           "default 32 groups on 4 channels accepted");
     EXPECT(strstr(cd_ctx_error(ctx), "GroupNorm"), "message: %s", cd_ctx_error(ctx));
     ae = (cd_ae_encoder *)1;
     EXPECT(cd_ae_encoder_load(ctx, "tests/fixtures/layout/flux_bfl.safetensors", 4, &ae) != CD_OK && !ae,
@@ -214,7 +211,7 @@ TEST(ae_encoder_refuses) {
 
 /* ---- tiled ---------------------------------------------------------------------------------- */
 
-#define GUARD 64              /* floats after every tiled output that must stay untouched */
+#define GUARD 64 /* floats after every tiled output that must stay untouched */
 #define GUARD_VAL 12345.0f
 
 static int guard_ok(const float *p) {
@@ -231,15 +228,14 @@ static float *alloc_guarded(size_t n) {
 }
 
 /* out [n + GUARD] (status s, 2 threads) vs the oracle ref [n]; out1 (status s1, 1 thread) equal. */
-static void verdict(cd_ctx *ctx, const char *name, const char *what, const cd_ae_tiling *t, cd_status s,
-                    cd_status s1, const float *out, const float *out1, const float *ref, size_t n) {
+static void verdict(cd_ctx *ctx, const char *name, const char *what, const cd_ae_tiling *t, cd_status s, cd_status s1,
+                    const float *out, const float *out1, const float *ref, size_t n) {
     EXPECT(s == CD_OK && s1 == CD_OK, "%s: tiled %s: %s", name, what, cd_ctx_error(ctx));
     if (s || s1) return;
     const double e = test_rel_l2(out, ref, n);
     if (getenv("CD_AE_VERBOSE"))
         printf("  %s tile %d overlap %g: %s rel L2 %.3g\n", name, t->tile, t->overlap, what, e);
-    EXPECT(e < AE_TOL, "%s tile %d overlap %g: %s relative L2 %.3g >= %g", name, t->tile, t->overlap,
-           what, e, AE_TOL);
+    EXPECT(e < AE_TOL, "%s tile %d overlap %g: %s relative L2 %.3g >= %g", name, t->tile, t->overlap, what, e, AE_TOL);
     EXPECT(guard_ok(out + n) && guard_ok(out1 + n), "%s: tiled %s wrote past its output", name, what);
     EXPECT(!memcmp(out, out1, n * sizeof(float)), "%s: 1 and 2 threads %s differently", name, what);
 }
@@ -253,8 +249,7 @@ static void one_tiled(cd_ctx *ctx, cd_ctx *ctx1, const char *name) {
     CHECK(cd_st_open(ctx, path, &f) == CD_OK, "%s: %s (%s)", path, cd_ctx_error(ctx), AE_REGEN);
     const cd_st_tensor *tz = NULL, *tx = NULL;
     float *z = load(ctx, f, "z", &tz), *x = load(ctx, f, "x", &tx), *ref = NULL;
-    const char *g = cd_st_meta(f, "num_groups"), *tile = cd_st_meta(f, "tile"),
-               *ovs = cd_st_meta(f, "overlaps");
+    const char *g = cd_st_meta(f, "num_groups"), *tile = cd_st_meta(f, "tile"), *ovs = cd_st_meta(f, "overlaps");
     cd_ae_decoder *dec = NULL;
     cd_ae_encoder *enc = NULL;
     float *img = NULL, *img1 = NULL, *lat = NULL, *lat1 = NULL;
@@ -328,15 +323,14 @@ TEST(ae_tiled_untiled_and_refusals) {
     cd_ctx *ctx = NULL;
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
     cd_st_file *f = NULL;
-    CHECK(cd_st_open(ctx, AE_DIR "/ae3_g2_4x4_io.safetensors", &f) == CD_OK, "%s (%s)",
-          cd_ctx_error(ctx), AE_REGEN);
+    CHECK(cd_st_open(ctx, AE_DIR "/ae3_g2_4x4_io.safetensors", &f) == CD_OK, "%s (%s)", cd_ctx_error(ctx), AE_REGEN);
     const cd_st_tensor *tz = NULL, *tx = NULL;
     float *z = load(ctx, f, "z", &tz), *x = load(ctx, f, "x", &tx);
     cd_ae_decoder *dec = NULL;
     cd_ae_encoder *enc = NULL;
     const char *path = AE_DIR "/ae3_g2_4x4_diffusers.safetensors";
-    EXPECT(z && x && !cd_ae_decoder_load(ctx, path, 2, &dec) && !cd_ae_encoder_load(ctx, path, 2, &enc),
-           "%s: %s", path, cd_ctx_error(ctx));
+    EXPECT(z && x && !cd_ae_decoder_load(ctx, path, 2, &dec) && !cd_ae_encoder_load(ctx, path, 2, &enc), "%s: %s", path,
+           cd_ctx_error(ctx));
     if (!dec || !enc || !z || !x) goto done;
     const int h = (int)tz->shape[1], w = (int)tz->shape[2], H = (int)tx->shape[1], W = (int)tx->shape[2];
     const size_t nimg = (size_t)3 * H * W, nlat = (size_t)cd_st_numel(tz);
@@ -361,26 +355,25 @@ TEST(ae_tiled_untiled_and_refusals) {
     /* refused, even where the input would not be tiled: not a multiple of 4, negative, overlap
      * out of (0, 1), and tile 24 = 6 latent cells at 0.25 (stride int(4.5) = 4 cells = 16 px,
      * crop 24 - 6 = 18 px; encoding: stride 18 px is no multiple of 4) */
-    const struct { cd_ae_tiling t; const char *msg; } bad[] = {
-        {{6, 0.25f}, "multiple"},  {{-8, 0.25f}, "multiple"}, {{8, 1.0f}, "overlap"},
-        {{8, -0.25f}, "overlap"},  {{24, 0.0f}, "crop"},      {{8, NAN}, "overlap"}};
+    const struct {
+        cd_ae_tiling t;
+        const char *msg;
+    } bad[] = {{{6, 0.25f}, "multiple"}, {{-8, 0.25f}, "multiple"}, {{8, 1.0f}, "overlap"},
+               {{8, -0.25f}, "overlap"}, {{24, 0.0f}, "crop"},      {{8, NAN}, "overlap"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         for (size_t k = 0; k < nimg; k++) b[k] = GUARD_VAL;
         cd_status s = cd_ae_decode_tiled(ctx, dec, z, h, w, &bad[i].t, b);
-        EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), bad[i].msg),
-               "decode tile %d overlap %g: %d (%s)", bad[i].t.tile, bad[i].t.overlap, (int)s,
-               cd_ctx_error(ctx));
+        EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), bad[i].msg), "decode tile %d overlap %g: %d (%s)",
+               bad[i].t.tile, bad[i].t.overlap, (int)s, cd_ctx_error(ctx));
         s = cd_ae_encode_tiled(ctx, enc, x, H, W, &bad[i].t, b);
-        EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), bad[i].msg),
-               "encode tile %d overlap %g: %d (%s)", bad[i].t.tile, bad[i].t.overlap, (int)s,
-               cd_ctx_error(ctx));
+        EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), bad[i].msg), "encode tile %d overlap %g: %d (%s)",
+               bad[i].t.tile, bad[i].t.overlap, (int)s, cd_ctx_error(ctx));
         EXPECT(guard_ok(b) && b[nimg - 1] == GUARD_VAL, "a refused tiling wrote the output");
         if (getenv("CD_AE_VERBOSE")) printf("  refused: %s\n", cd_ctx_error(ctx));
     }
     /* a tiled encode still requires sides that are multiples of 4 */
     const cd_ae_tiling t8 = {8, 0.25f};
-    EXPECT(cd_ae_encode_tiled(ctx, enc, x, H - 2, W, &t8, b) == CD_ERR_INVALID_ARG, "%dx%d accepted",
-           H - 2, W);
+    EXPECT(cd_ae_encode_tiled(ctx, enc, x, H - 2, W, &t8, b) == CD_ERR_INVALID_ARG, "%dx%d accepted", H - 2, W);
     free(a);
     free(b);
 done:
@@ -406,12 +399,14 @@ TEST(ae_decoder_reference_vs_fast_table) {
           *b = malloc(n * sizeof(float));
     CHECK(z && a && b, "alloc");
     EXPECT(cd_ae_decode(ctx, ae, z, h, w, a) == CD_OK, "fast: %s", cd_ctx_error(ctx));
-    EXPECT(cd_ae_decoder_set_ops(ctx, ae, cd_ops_cpu_ref()) == CD_OK && ae->ops == cd_ops_cpu_ref(),
-           "set_ops: %s", cd_ctx_error(ctx));
+    EXPECT(cd_ae_decoder_set_ops(ctx, ae, cd_ops_cpu_ref()) == CD_OK && ae->ops == cd_ops_cpu_ref(), "set_ops: %s",
+           cd_ctx_error(ctx));
     EXPECT(cd_ae_decode(ctx, ae, z, h, w, b) == CD_OK, "reference: %s", cd_ctx_error(ctx));
     const double e = test_rel_l2(a, b, (size_t)n);
     EXPECT(e < 1e-4, "decoder on the reference table: relative L2 %.3g", e);
-    free(z); free(a); free(b);
+    free(z);
+    free(a);
+    free(b);
     cd_ae_decoder_free(ae);
     cd_ctx_free(ctx);
 }
@@ -447,7 +442,9 @@ TEST(cuda_ae_decoder_vs_cpu) {
         const double e = test_rel_l2(b, a, (size_t)n);
         EXPECT(e < 2e-2, "decoder on CUDA (tiled %d): relative L2 %.3g", tiled, e);
     }
-    free(z); free(a); free(b);
+    free(z);
+    free(a);
+    free(b);
     cd_ae_decoder_free(ae);
     cd_ctx_free(ctx);
 }

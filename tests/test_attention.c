@@ -28,10 +28,10 @@ typedef struct {
 
 typedef struct {
     cd_attn_desc d;
-    size_t N, n;      /* tokens, elements of q */
-    float *qf, *kf, *vf, *sw;   /* f32 inputs */
-    uint16_t *qb, *kb, *vb;     /* bf16 copies */
-    float *qr, *kr, *vr;        /* bf16 copies widened to f32 (inputs of the bf16 reference) */
+    size_t N, n;              /* tokens, elements of q */
+    float *qf, *kf, *vf, *sw; /* f32 inputs */
+    uint16_t *qb, *kb, *vb;   /* bf16 copies */
+    float *qr, *kr, *vr;      /* bf16 copies widened to f32 (inputs of the bf16 reference) */
 } inputs;
 
 static double cd_attn_desc_scale(const cd_attn_desc *d) {
@@ -44,9 +44,16 @@ static cd_attn_desc desc_of(const shape *s) {
 }
 
 static void inputs_free(inputs *in) {
-    free(in->qf); free(in->kf); free(in->vf); free(in->sw);
-    free(in->qb); free(in->kb); free(in->vb);
-    free(in->qr); free(in->kr); free(in->vr);
+    free(in->qf);
+    free(in->kf);
+    free(in->vf);
+    free(in->sw);
+    free(in->qb);
+    free(in->kb);
+    free(in->vb);
+    free(in->qr);
+    free(in->kr);
+    free(in->vr);
 }
 
 static int inputs_make(inputs *in, const shape *s, unsigned long long seed) {
@@ -80,10 +87,14 @@ static int inputs_make(inputs *in, const shape *s, unsigned long long seed) {
 }
 
 /* Output buffers with sentinel guards on both sides. */
-typedef struct { float *o_all, *lse_all, *o, *lse; size_t no, nl; } outbuf;
+typedef struct {
+    float *o_all, *lse_all, *o, *lse;
+    size_t no, nl;
+} outbuf;
 
 static int outbuf_make(outbuf *b, size_t no, size_t nl) {
-    b->no = no; b->nl = nl;
+    b->no = no;
+    b->nl = nl;
     b->o_all = malloc((no + 2 * GUARD) * sizeof(float));
     b->lse_all = malloc((nl + 2 * GUARD) * sizeof(float));
     if (!b->o_all || !b->lse_all) return 0;
@@ -95,12 +106,15 @@ static int outbuf_make(outbuf *b, size_t no, size_t nl) {
 }
 static int guards_ok(const outbuf *b) {
     for (size_t i = 0; i < GUARD; i++)
-        if (b->o_all[i] != SENTINEL || b->o_all[GUARD + b->no + i] != SENTINEL ||
-            b->lse_all[i] != SENTINEL || b->lse_all[GUARD + b->nl + i] != SENTINEL)
+        if (b->o_all[i] != SENTINEL || b->o_all[GUARD + b->no + i] != SENTINEL || b->lse_all[i] != SENTINEL ||
+            b->lse_all[GUARD + b->nl + i] != SENTINEL)
             return 0;
     return 1;
 }
-static void outbuf_free(outbuf *b) { free(b->o_all); free(b->lse_all); }
+static void outbuf_free(outbuf *b) {
+    free(b->o_all);
+    free(b->lse_all);
+}
 
 /* Largest L2 norm of a head_dim row. */
 static double max_row_norm(const float *x, size_t n, int hd) {
@@ -120,8 +134,8 @@ static double max_abs(const float *x, size_t n) {
 }
 
 /* Compares got against ref with the derived tolerance; reports the worst element. */
-static int compare(const char *what, const cd_attn_desc *d, const float *got, const float *ref,
-                   size_t n, double scale_ref, size_t L, double M, char *msg, size_t msglen) {
+static int compare(const char *what, const cd_attn_desc *d, const float *got, const float *ref, size_t n,
+                   double scale_ref, size_t L, double M, char *msg, size_t msglen) {
     const double u = 1.0 / 16777216.0;
     const double tol = 32.0 * u * (sqrt((double)L) + M) * scale_ref;
     double worst = 0;
@@ -133,14 +147,17 @@ static int compare(const char *what, const cd_attn_desc *d, const float *got, co
         }
         double e = fabs((double)got[i] - ref[i]);
         if (what[0] == 'l') e /= 1.0 + fabs(ref[i]);
-        if (e > worst) { worst = e; wi = i; }
+        if (e > worst) {
+            worst = e;
+            wi = i;
+        }
     }
     if (worst > tol) {
         snprintf(msg, msglen,
                  "%s mismatch: |err| %.3g > tol %.3g at %zu (got %.8g ref %.8g) heads=%d hd=%d T=%d "
                  "grid=%dx%d r=%d down=%d",
-                 what, worst, tol, wi, got[wi], ref[wi], d->heads, d->head_dim, d->text_len,
-                 d->grid_h, d->grid_w, d->radius, d->down);
+                 what, worst, tol, wi, got[wi], ref[wi], d->heads, d->head_dim, d->text_len, d->grid_h, d->grid_w,
+                 d->radius, d->down);
         return 0;
     }
     return 1;
@@ -154,20 +171,28 @@ static int check_shape(const shape *s, cd_isa isa, int threads, cd_dtype dt, cha
     int ok = 0;
     cd_ctx_params p = {threads, isa};
     if (!inputs_make(&in, s, 1000 + (unsigned long long)s->H * 31 + s->W * 7 + s->r + s->hd) ||
-        !outbuf_make(&fast, in.n, (size_t)s->heads * in.N) ||
-        !outbuf_make(&ref, in.n, (size_t)s->heads * in.N) || cd_ctx_create(&p, &ctx) != CD_OK) {
+        !outbuf_make(&fast, in.n, (size_t)s->heads * in.N) || !outbuf_make(&ref, in.n, (size_t)s->heads * in.N) ||
+        cd_ctx_create(&p, &ctx) != CD_OK) {
         snprintf(msg, ml, "setup failed");
         goto done;
     }
     const int b = dt == CD_DTYPE_BF16;
-    cd_status st = cd_attention_forward(ctx, &in.d, dt, b ? (void *)in.qb : in.qf,
-                                        b ? (void *)in.kb : in.kf, b ? (void *)in.vb : in.vf, in.sw,
-                                        fast.o, fast.lse);
-    if (st != CD_OK) { snprintf(msg, ml, "fast: %s", cd_ctx_error(ctx)); goto done; }
-    st = cd_attention_reference(ctx, &in.d, CD_DTYPE_F32, b ? in.qr : in.qf, b ? in.kr : in.kf,
-                                b ? in.vr : in.vf, in.sw, ref.o, ref.lse);
-    if (st != CD_OK) { snprintf(msg, ml, "ref: %s", cd_ctx_error(ctx)); goto done; }
-    if (!guards_ok(&fast)) { snprintf(msg, ml, "fast kernel wrote outside its outputs"); goto done; }
+    cd_status st = cd_attention_forward(ctx, &in.d, dt, b ? (void *)in.qb : in.qf, b ? (void *)in.kb : in.kf,
+                                        b ? (void *)in.vb : in.vf, in.sw, fast.o, fast.lse);
+    if (st != CD_OK) {
+        snprintf(msg, ml, "fast: %s", cd_ctx_error(ctx));
+        goto done;
+    }
+    st = cd_attention_reference(ctx, &in.d, CD_DTYPE_F32, b ? in.qr : in.qf, b ? in.kr : in.kf, b ? in.vr : in.vf,
+                                in.sw, ref.o, ref.lse);
+    if (st != CD_OK) {
+        snprintf(msg, ml, "ref: %s", cd_ctx_error(ctx));
+        goto done;
+    }
+    if (!guards_ok(&fast)) {
+        snprintf(msg, ml, "fast kernel wrote outside its outputs");
+        goto done;
+    }
     const size_t L = (size_t)s->hd + in.N + (size_t)s->H * s->W;
     const double vmax = max_abs(b ? in.vr : in.vf, in.n);
     const double M = cd_attn_desc_scale(&in.d) * max_row_norm(b ? in.qr : in.qf, in.n, s->hd) *
@@ -184,33 +209,33 @@ done:
 
 static const shape k_shapes[] = {
     /* heads hd  T   H   W   r  down scale amp */
-    {2, 64, 7, 9, 13, 3, 0, 0, 1},      /* odd grid, borders */
-    {1, 128, 0, 5, 5, 2, 0, 0, 1},      /* T = 0 */
-    {2, 128, 16, 16, 16, 8, 0, 0, 1},   /* FLUX-like */
-    {1, 64, 5, 1, 40, 4, 0, 0, 1},      /* 1 x N */
-    {1, 64, 3, 40, 1, 5, 0, 0, 1},      /* N x 1 */
-    {1, 64, 4, 3, 4, 8, 0, 0, 1},       /* grid smaller than the disc */
-    {1, 64, 0, 6, 7, 1, 0, 0, 1},       /* r = 1: only itself + text */
-    {3, 32, 10, 6, 8, 4, 2, 0, 1},      /* pooled, d = 2 */
-    {2, 64, 8, 8, 12, 5, 4, 0, 1},      /* pooled, d = 4 */
-    {1, 80, 9, 7, 10, 3, 0, 0, 1},      /* generic head_dim */
-    {1, 1, 3, 4, 5, 2, 0, 0, 1},        /* head_dim 1 */
-    {2, 64, 5, 6, 7, 0, 0, 0, 1},       /* dense */
-    {1, 128, 20, 17, 19, 0, 0, 0, 1},   /* dense, > 256 keys: several chunks */
-    {1, 64, 300, 4, 4, 3, 0, 0, 1},     /* text longer than a chunk */
-    {1, 64, 5, 4, 37, 6, 0, 0, 1},      /* several strips per row, partial last strip */
-    {1, 64, 0, 30, 30, 20, 0, 0, 1},    /* a strip's disc spans several chunks */
-    {1, 16, 2, 9, 11, 3, 0, 1.0f, 3},   /* sharp softmax: one wrong key shows */
-    {1, 64, 6, 10, 22, 4, 2, 0.5f, 2},  /* sharp + pooled */
-    {2, 128, 12, 8, 8, 6, 0, 0, 30},    /* huge scores (|s| ~ 100s): stability */
+    {2, 64, 7, 9, 13, 3, 0, 0, 1},     /* odd grid, borders */
+    {1, 128, 0, 5, 5, 2, 0, 0, 1},     /* T = 0 */
+    {2, 128, 16, 16, 16, 8, 0, 0, 1},  /* FLUX-like */
+    {1, 64, 5, 1, 40, 4, 0, 0, 1},     /* 1 x N */
+    {1, 64, 3, 40, 1, 5, 0, 0, 1},     /* N x 1 */
+    {1, 64, 4, 3, 4, 8, 0, 0, 1},      /* grid smaller than the disc */
+    {1, 64, 0, 6, 7, 1, 0, 0, 1},      /* r = 1: only itself + text */
+    {3, 32, 10, 6, 8, 4, 2, 0, 1},     /* pooled, d = 2 */
+    {2, 64, 8, 8, 12, 5, 4, 0, 1},     /* pooled, d = 4 */
+    {1, 80, 9, 7, 10, 3, 0, 0, 1},     /* generic head_dim */
+    {1, 1, 3, 4, 5, 2, 0, 0, 1},       /* head_dim 1 */
+    {2, 64, 5, 6, 7, 0, 0, 0, 1},      /* dense */
+    {1, 128, 20, 17, 19, 0, 0, 0, 1},  /* dense, > 256 keys: several chunks */
+    {1, 64, 300, 4, 4, 3, 0, 0, 1},    /* text longer than a chunk */
+    {1, 64, 5, 4, 37, 6, 0, 0, 1},     /* several strips per row, partial last strip */
+    {1, 64, 0, 30, 30, 20, 0, 0, 1},   /* a strip's disc spans several chunks */
+    {1, 16, 2, 9, 11, 3, 0, 1.0f, 3},  /* sharp softmax: one wrong key shows */
+    {1, 64, 6, 10, 22, 4, 2, 0.5f, 2}, /* sharp + pooled */
+    {2, 128, 12, 8, 8, 6, 0, 0, 30},   /* huge scores (|s| ~ 100s): stability */
 };
 
 static void run_all(cd_isa isa, cd_dtype dt) {
     if (!cd_isa_supported(isa)) return; /* that path cannot run here; others cover the logic */
     char msg[512];
     for (size_t i = 0; i < sizeof k_shapes / sizeof k_shapes[0]; i++)
-        EXPECT(check_shape(&k_shapes[i], isa, 2, dt, msg, sizeof msg), "%s/%s shape %zu: %s",
-               cd_isa_name(isa), cd_dtype_name(dt), i, msg);
+        EXPECT(check_shape(&k_shapes[i], isa, 2, dt, msg, sizeof msg), "%s/%s shape %zu: %s", cd_isa_name(isa),
+               cd_dtype_name(dt), i, msg);
 }
 
 TEST(attn_generic_f32) { run_all(CD_ISA_GENERIC, CD_DTYPE_F32); }
@@ -237,19 +262,26 @@ TEST(attn_huge_radius_equals_dense) {
           "setup");
     cd_attn_desc dense = in.d;
     dense.radius = 0;
-    EXPECT(cd_attention_reference(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, a.o, a.lse) == CD_OK, "ref clear");
-    EXPECT(cd_attention_reference(ctx, &dense, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, b.o, b.lse) == CD_OK, "ref dense");
-    EXPECT(cd_attention_forward(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, c.o, c.lse) == CD_OK, "fast clear");
+    EXPECT(cd_attention_reference(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, a.o, a.lse) == CD_OK,
+           "ref clear");
+    EXPECT(cd_attention_reference(ctx, &dense, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, b.o, b.lse) == CD_OK,
+           "ref dense");
+    EXPECT(cd_attention_forward(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, c.o, c.lse) == CD_OK,
+           "fast clear");
     for (size_t i = 0; i < in.n; i++) {
         EXPECT(a.o[i] == b.o[i], "reference CLEAR(r huge) != dense at %zu: %g vs %g", i, a.o[i], b.o[i]);
         if (test_failed()) break;
     }
     char msg[256];
     EXPECT(compare("o", &in.d, c.o, b.o, in.n, max_abs(in.vf, in.n), 64 + in.N,
-                   cd_attn_desc_scale(&in.d) * max_row_norm(in.qf, in.n, 64) * max_row_norm(in.kf, in.n, 64), msg, sizeof msg), "%s", msg);
+                   cd_attn_desc_scale(&in.d) * max_row_norm(in.qf, in.n, 64) * max_row_norm(in.kf, in.n, 64), msg,
+                   sizeof msg),
+           "%s", msg);
     EXPECT(cd_attn_pairs(&in.d) == (uint64_t)in.N * in.N, "pairs(r huge) != N^2");
     cd_ctx_free(ctx);
-    outbuf_free(&a); outbuf_free(&b); outbuf_free(&c);
+    outbuf_free(&a);
+    outbuf_free(&b);
+    outbuf_free(&c);
     inputs_free(&in);
 }
 
@@ -261,13 +293,19 @@ static void gathered_case(const shape *s, unsigned long long seed) {
     cd_ctx *ctx = NULL;
     const int hd = s->hd, NP = s->down ? (s->H / s->down) * (s->W / s->down) : 0;
     float *gk = NULL, *gv = NULL, *gq = NULL, *go = NULL, *gl = NULL;
-    if (!inputs_make(&in, s, seed) || !outbuf_make(&ref, in.n, in.N) || cd_ctx_create(NULL, &ctx) != CD_OK)
-        goto out;
+    if (!inputs_make(&in, s, seed) || !outbuf_make(&ref, in.n, in.N) || cd_ctx_create(NULL, &ctx) != CD_OK) goto out;
     const size_t cap = (in.N + NP) * hd;
-    gk = malloc(sizeof(float) * cap); gv = malloc(sizeof(float) * cap); gq = malloc(sizeof(float) * cap);
-    go = malloc(sizeof(float) * cap); gl = malloc(sizeof(float) * (in.N + NP));
-    if (!gk || !gv || !gq || !go || !gl) { test_fail(__FILE__, __LINE__, "alloc"); goto out; }
-    EXPECT(cd_attention_reference(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, in.sw, ref.o, ref.lse) == CD_OK, "ref");
+    gk = malloc(sizeof(float) * cap);
+    gv = malloc(sizeof(float) * cap);
+    gq = malloc(sizeof(float) * cap);
+    go = malloc(sizeof(float) * cap);
+    gl = malloc(sizeof(float) * (in.N + NP));
+    if (!gk || !gv || !gq || !go || !gl) {
+        test_fail(__FILE__, __LINE__, "alloc");
+        goto out;
+    }
+    EXPECT(cd_attention_reference(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, in.sw, ref.o, ref.lse) == CD_OK,
+           "ref");
     for (int qi = s->T; qi < (int)in.N && !test_failed(); qi += 5) {
         const int qy = (qi - s->T) / s->W, qx = (qi - s->T) % s->W;
         int n = 0;
@@ -298,10 +336,15 @@ static void gathered_case(const shape *s, unsigned long long seed) {
         for (int c = 0; c < hd; c++)
             EXPECT(fabsf(go[c] - ref.o[(size_t)qi * hd + c]) <= 1e-6f * (1 + fabsf(go[c])),
                    "query %d channel %d: CLEAR ref %g, gathered dense %g", qi, c, ref.o[(size_t)qi * hd + c], go[c]);
-        EXPECT(fabsf(gl[0] - ref.lse[qi]) <= 1e-6f * (1 + fabsf(gl[0])), "lse query %d: %g vs %g", qi, ref.lse[qi], gl[0]);
+        EXPECT(fabsf(gl[0] - ref.lse[qi]) <= 1e-6f * (1 + fabsf(gl[0])), "lse query %d: %g vs %g", qi, ref.lse[qi],
+               gl[0]);
     }
 out:
-    free(gk); free(gv); free(gq); free(go); free(gl);
+    free(gk);
+    free(gv);
+    free(gq);
+    free(go);
+    free(gl);
     cd_ctx_free(ctx);
     outbuf_free(&ref);
     inputs_free(&in);
@@ -321,13 +364,16 @@ TEST(attn_deterministic_across_threads) {
     cd_ctx *c1 = NULL, *c2 = NULL;
     cd_ctx_params p1 = {1, CD_ISA_AUTO}, p2 = {2, CD_ISA_AUTO};
     CHECK(inputs_make(&in, &s, 5) && outbuf_make(&a, in.n, 3 * in.N) && outbuf_make(&b, in.n, 3 * in.N) &&
-              cd_ctx_create(&p1, &c1) == CD_OK && cd_ctx_create(&p2, &c2) == CD_OK, "setup");
+              cd_ctx_create(&p1, &c1) == CD_OK && cd_ctx_create(&p2, &c2) == CD_OK,
+          "setup");
     EXPECT(cd_attention_forward(c1, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, a.o, a.lse) == CD_OK, "1 thread");
     EXPECT(cd_attention_forward(c2, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, b.o, b.lse) == CD_OK, "2 threads");
     EXPECT(!memcmp(a.o, b.o, in.n * sizeof(float)) && !memcmp(a.lse, b.lse, 3 * in.N * sizeof(float)),
            "outputs differ between 1 and 2 threads");
-    cd_ctx_free(c1); cd_ctx_free(c2);
-    outbuf_free(&a); outbuf_free(&b);
+    cd_ctx_free(c1);
+    cd_ctx_free(c2);
+    outbuf_free(&a);
+    outbuf_free(&b);
     inputs_free(&in);
 }
 
@@ -335,15 +381,14 @@ TEST(attn_rejects_bad_descriptors) {
     cd_ctx *ctx = NULL;
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
     float buf[4 * 64] = {1};
-    const struct { cd_attn_desc d; const char *needle; } bad[] = {
-        {{1, 64, 0, 2, 2, -1, 0, 0}, "radius"},
-        {{1, 64, 0, 6, 6, 3, 4, 0}, "divisible"},
-        {{1, 64, 0, 4, 4, 0, 2, 0}, "need CLEAR"},
-        {{0, 64, 0, 2, 2, 1, 0, 0}, "heads"},
-        {{1, 0, 0, 2, 2, 1, 0, 0}, "head_dim"},
-        {{1, 64, -1, 2, 2, 1, 0, 0}, "text length"},
-        {{1, 64, 0, 0, 2, 1, 0, 0}, "grid"},
-        {{1, 64, 0, 2, 2, 1, 0, -1.0f}, "scale"},
+    const struct {
+        cd_attn_desc d;
+        const char *needle;
+    } bad[] = {
+        {{1, 64, 0, 2, 2, -1, 0, 0}, "radius"},    {{1, 64, 0, 6, 6, 3, 4, 0}, "divisible"},
+        {{1, 64, 0, 4, 4, 0, 2, 0}, "need CLEAR"}, {{0, 64, 0, 2, 2, 1, 0, 0}, "heads"},
+        {{1, 0, 0, 2, 2, 1, 0, 0}, "head_dim"},    {{1, 64, -1, 2, 2, 1, 0, 0}, "text length"},
+        {{1, 64, 0, 0, 2, 1, 0, 0}, "grid"},       {{1, 64, 0, 2, 2, 1, 0, -1.0f}, "scale"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cd_status st = cd_attention_forward(ctx, &bad[i].d, CD_DTYPE_F32, buf, buf, buf, NULL, buf, NULL);
@@ -367,8 +412,8 @@ TEST(attn_disc_halfwidth_definition) {
         for (int64_t dy = -r - 1; dy <= r + 1; dy++) {
             int64_t want = -1;
             for (int64_t dx = 0; dx * dx + dy * dy < r * r; dx++) want = dx;
-            EXPECT(cd_disc_halfwidth(r, dy) == want, "r=%lld dy=%lld: %d != %lld", (long long)r,
-                   (long long)dy, cd_disc_halfwidth(r, dy), (long long)want);
+            EXPECT(cd_disc_halfwidth(r, dy) == want, "r=%lld dy=%lld: %d != %lld", (long long)r, (long long)dy,
+                   cd_disc_halfwidth(r, dy), (long long)want);
         }
     EXPECT(cd_disc_halfwidth(3000000, 0) == 2999999, "large radius");
     /* interior key counts from docs/clear.md */
@@ -390,7 +435,8 @@ TEST(attn_large_dense_vs_covering_clear) {
     outbuf a = {0}, b = {0};
     cd_ctx *ctx = NULL;
     CHECK(inputs_make(&in, &s, 77) && outbuf_make(&a, in.n, in.N) && outbuf_make(&b, in.n, in.N) &&
-              cd_ctx_create(NULL, &ctx) == CD_OK, "setup");
+              cd_ctx_create(NULL, &ctx) == CD_OK,
+          "setup");
     cd_attn_desc cover = in.d;
     cover.radius = 90 + 92;
     EXPECT(cd_attention_forward(ctx, &in.d, CD_DTYPE_F32, in.qf, in.kf, in.vf, NULL, a.o, a.lse) == CD_OK, "dense");
@@ -401,6 +447,7 @@ TEST(attn_large_dense_vs_covering_clear) {
     EXPECT(compare("o", &in.d, a.o, b.o, in.n, 2 * max_abs(in.vf, in.n), 128 + in.N, M, msg, sizeof msg), "%s", msg);
     EXPECT(compare("lse", &in.d, a.lse, b.lse, in.N, 2.0, 128 + in.N, M, msg, sizeof msg), "%s", msg);
     cd_ctx_free(ctx);
-    outbuf_free(&a); outbuf_free(&b);
+    outbuf_free(&a);
+    outbuf_free(&b);
     inputs_free(&in);
 }

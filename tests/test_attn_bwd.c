@@ -50,14 +50,20 @@
 
 typedef struct {
     cd_attn_desc d;
-    int N, NP, NK, DF;   /* tokens, pooled tokens, keys of an image row (N + NP) */
-    double scale;        /* the library's: f32 1/sqrt(HD) unless given */
-    size_t n, nl;        /* elements of q (and of every [NH, N, HD] tensor), of lse */
+    int N, NP, NK, DF; /* tokens, pooled tokens, keys of an image row (N + NP) */
+    double scale;      /* the library's: f32 1/sqrt(HD) unless given */
+    size_t n, nl;      /* elements of q (and of every [NH, N, HD] tensor), of lse */
     float *q, *k, *v, *sw, *dout, *o, *lse;
 } prob;
 
 static void prob_free(prob *p) {
-    free(p->q); free(p->k); free(p->v); free(p->sw); free(p->dout); free(p->o); free(p->lse);
+    free(p->q);
+    free(p->k);
+    free(p->v);
+    free(p->sw);
+    free(p->dout);
+    free(p->o);
+    free(p->lse);
     memset(p, 0, sizeof *p);
 }
 
@@ -93,8 +99,7 @@ static int prob_random(prob *p, const cd_attn_desc *d, float amp, unsigned long 
         p->v[i] = test_rng_f(&g);
         p->dout[i] = test_rng_f(&g);
     }
-    for (int i = 0; i < p->DF * p->DF; i++)
-        p->sw[i] = (1.0f + 0.5f * test_rng_f(&g)) / (float)(p->DF * p->DF);
+    for (int i = 0; i < p->DF * p->DF; i++) p->sw[i] = (1.0f + 0.5f * test_rng_f(&g)) / (float)(p->DF * p->DF);
     return 1;
 }
 
@@ -123,13 +128,16 @@ static void joint64(const prob *p, const double *x, const double *sw, int h, dou
 }
 
 /* float64 forward: o [NH, N, HD], lse [NH, N] (either may be NULL); returns sum(dout * o). */
-static double fwd64(const prob *p, const double *q, const double *k, const double *v,
-                    const double *sw, const double *dout, double *o, double *lse) {
+static double fwd64(const prob *p, const double *q, const double *k, const double *v, const double *sw,
+                    const double *dout, double *o, double *lse) {
     const int HD = p->d.head_dim, N = p->N, NK = p->NK;
     double *kk = malloc(sizeof(double) * (size_t)NK * HD), *vv = malloc(sizeof(double) * (size_t)NK * HD);
     double *s = malloc(sizeof(double) * NK), *acc = malloc(sizeof(double) * HD);
     double loss = 0.0;
-    if (!kk || !vv || !s || !acc) { loss = NAN; goto out; }
+    if (!kk || !vv || !s || !acc) {
+        loss = NAN;
+        goto out;
+    }
     for (int h = 0; h < p->d.heads; h++) {
         joint64(p, k, sw, h, kk);
         joint64(p, v, sw, h, vv);
@@ -160,7 +168,10 @@ static double fwd64(const prob *p, const double *q, const double *k, const doubl
         }
     }
 out:
-    free(kk); free(vv); free(s); free(acc);
+    free(kk);
+    free(vv);
+    free(s);
+    free(acc);
     return loss;
 }
 
@@ -182,7 +193,12 @@ static int prob_exact_forward(prob *p) {
         for (size_t i = 0; i < p->n; i++) p->o[i] = (float)o[i];
         for (size_t i = 0; i < p->nl; i++) p->lse[i] = (float)lse[i];
     }
-    free(q); free(k); free(v); free(sw); free(o); free(lse);
+    free(q);
+    free(k);
+    free(v);
+    free(sw);
+    free(o);
+    free(lse);
     return ok;
 }
 
@@ -193,7 +209,11 @@ typedef struct {
     double unit; /* u (HD + L + M) */
 } mags;
 
-static void mags_free(mags *m) { free(m->dq); free(m->dk); free(m->dv); }
+static void mags_free(mags *m) {
+    free(m->dq);
+    free(m->dk);
+    free(m->dv);
+}
 
 static int mags_compute(const prob *p, mags *mg) {
     const int HD = p->d.head_dim, N = p->N, NK = p->NK, T = p->d.text_len, W = p->d.grid_w, DF = p->DF;
@@ -207,8 +227,7 @@ static int mags_compute(const prob *p, mags *mg) {
     double *kk = malloc(sizeof(double) * (size_t)NK * HD), *vv = malloc(sizeof(double) * (size_t)NK * HD);
     double *mk = malloc(sizeof(double) * (size_t)NK * HD), *mv = malloc(sizeof(double) * (size_t)NK * HD);
     int *cnt = calloc((size_t)NK, sizeof(int));
-    int ok = mg->dq && mg->dk && mg->dv && q && k && v && g && (!DF || sw) && o && lse && kk && vv &&
-             mk && mv && cnt;
+    int ok = mg->dq && mg->dk && mg->dv && q && k && v && g && (!DF || sw) && o && lse && kk && vv && mk && mv && cnt;
     if (!ok) goto out;
     fwd64(p, q, k, v, sw, NULL, o, lse);
     double L = 0, M = 0;
@@ -226,7 +245,8 @@ static int mags_compute(const prob *p, mags *mg) {
                 nd += g[row + c] * g[row + c];
                 no += o[row + c] * o[row + c];
             }
-            nd = sqrt(nd); no = sqrt(no);
+            nd = sqrt(nd);
+            no = sqrt(no);
             int nkeys = 0;
             for (int j = 0; j < NK; j++) {
                 if (!sees(p, i, j)) continue;
@@ -270,8 +290,18 @@ static int mags_compute(const prob *p, mags *mg) {
     }
     mg->unit = U32 * (HD + L + M);
 out:
-    free(q); free(k); free(v); free(g); free(sw); free(o); free(lse); free(kk); free(vv); free(mk);
-    free(mv); free(cnt);
+    free(q);
+    free(k);
+    free(v);
+    free(g);
+    free(sw);
+    free(o);
+    free(lse);
+    free(kk);
+    free(vv);
+    free(mk);
+    free(mv);
+    free(cnt);
     if (!ok) mags_free(mg);
     return ok;
 }
@@ -282,8 +312,8 @@ out:
  * *ratio (max-ed). 0 with a message on failure. */
 static double g_worst_rel; /* verbose report: worst max|got - want| / max|want| of a tensor */
 
-static int cmp_grad(const char *what, const float *got, const double *want, const double *mag,
-                    size_t n, double unit, double extra, double *ratio, char *msg, size_t ml) {
+static int cmp_grad(const char *what, const float *got, const double *want, const double *mag, size_t n, double unit,
+                    double extra, double *ratio, char *msg, size_t ml) {
     double worst = 0, emax = 0, wmax = 0;
     size_t wi = 0;
     for (size_t i = 0; i < n; i++) {
@@ -295,21 +325,23 @@ static int cmp_grad(const char *what, const float *got, const double *want, cons
         }
         const double tol = TOLF * unit * mag[i] + extra + 1e-30;
         const double r = fabs((double)got[i] - want[i]) / tol;
-        if (r > worst) { worst = r; wi = i; }
+        if (r > worst) {
+            worst = r;
+            wi = i;
+        }
     }
     if (ratio && worst > *ratio) *ratio = worst;
     if (wmax > 0 && emax / wmax > g_worst_rel) g_worst_rel = emax / wmax;
     if (worst > 1.0) {
-        snprintf(msg, ml, "%s[%zu]: got %.9g, want %.9g (|err| %.3g, %.2f x tol %.3g)", what, wi,
-                 got[wi], want[wi], fabs((double)got[wi] - want[wi]), worst,
-                 TOLF * unit * mag[wi] + extra);
+        snprintf(msg, ml, "%s[%zu]: got %.9g, want %.9g (|err| %.3g, %.2f x tol %.3g)", what, wi, got[wi], want[wi],
+                 fabs((double)got[wi] - want[wi]), worst, TOLF * unit * mag[wi] + extra);
         return 0;
     }
     return 1;
 }
 
-static int cmp_grad_f(const char *what, const float *got, const float *want, const double *mag,
-                      size_t n, double unit, double extra, double *ratio, char *msg, size_t ml) {
+static int cmp_grad_f(const char *what, const float *got, const float *want, const double *mag, size_t n, double unit,
+                      double extra, double *ratio, char *msg, size_t ml) {
     double *w = to64(want, n);
     int ok = w && cmp_grad(what, got, w, mag, n, unit, extra, ratio, msg, ml);
     free(w);
@@ -370,13 +402,12 @@ static void dsw_added(const grads *g, double *out) {
 
 static cd_status run_bwd(cd_ctx *ctx, const prob *p, int ref, grads *g) {
     return (ref ? cd_attention_backward_reference : cd_attention_backward)(
-        ctx, &p->d, p->q, p->k, p->v, p->sw, p->o, p->lse, p->dout, g->dq, g->dk, g->dv,
-        p->DF ? g->dsw : NULL);
+        ctx, &p->d, p->q, p->k, p->v, p->sw, p->o, p->lse, p->dout, g->dq, g->dk, g->dv, p->DF ? g->dsw : NULL);
 }
 
 /* Compares g (dsw: what it added) with the wanted gradients (want_dsw: added) within the bound. */
-static int cmp_all(const grads *g, const float *wq, const float *wk, const float *wv,
-                   const double *want_dsw, const mags *mg, double *ratio, char *msg, size_t ml) {
+static int cmp_all(const grads *g, const float *wq, const float *wk, const float *wv, const double *want_dsw,
+                   const mags *mg, double *ratio, char *msg, size_t ml) {
     if (!cmp_grad_f("dq", g->dq, wq, mg->dq, g->n, mg->unit, 0, ratio, msg, ml) ||
         !cmp_grad_f("dk", g->dk, wk, mg->dk, g->n, mg->unit, 0, ratio, msg, ml) ||
         !cmp_grad_f("dv", g->dv, wv, mg->dv, g->n, mg->unit, 0, ratio, msg, ml))
@@ -390,8 +421,8 @@ static int cmp_all(const grads *g, const float *wq, const float *wk, const float
             const double e = fabs(added[i] - want_dsw[i]);
             if (ratio && e / tol > *ratio) *ratio = e / tol;
             if (e > tol) {
-                snprintf(msg, ml, "dspatial_weight[%zu]: added %.9g, want %.9g (tol %.3g)", i,
-                         added[i], want_dsw[i], tol);
+                snprintf(msg, ml, "dspatial_weight[%zu]: added %.9g, want %.9g (tol %.3g)", i, added[i], want_dsw[i],
+                         tol);
                 return 0;
             }
         }
@@ -411,7 +442,9 @@ static cd_ctx *make_ctx(int threads, cd_isa isa) {
 
 /* ---- a) reference vs finite differences ------------------------------------------------ */
 
-typedef struct { int nh, hd, T, H, W, r, down; } fd_shape;
+typedef struct {
+    int nh, hd, T, H, W, r, down;
+} fd_shape;
 
 static int fd_case(const fd_shape *s, unsigned long long seed, double *ratio, char *msg, size_t ml) {
     cd_attn_desc d = {s->nh, s->hd, s->T, s->H, s->W, s->r, s->down, 0.0f};
@@ -432,7 +465,9 @@ static int fd_case(const fd_shape *s, unsigned long long seed, double *ratio, ch
         snprintf(msg, ml, "reference: %s", cd_ctx_error(ctx));
         goto out;
     }
-    x[0] = to64(p.q, p.n); x[1] = to64(p.k, p.n); x[2] = to64(p.v, p.n);
+    x[0] = to64(p.q, p.n);
+    x[1] = to64(p.k, p.n);
+    x[2] = to64(p.v, p.n);
     x[3] = p.DF ? to64(p.sw, (size_t)p.DF * p.DF) : NULL;
     double *gd = to64(p.dout, p.n);
     fd = malloc(sizeof(double) * p.n);
@@ -471,8 +506,7 @@ static int fd_case(const fd_shape *s, unsigned long long seed, double *ratio, ch
                 const double e = fabs(added[i] - fd[i]);
                 if (e / tol > *ratio) *ratio = e / tol;
                 if (e > tol) {
-                    snprintf(msg, ml, "dspatial_weight[%zu]: %.9g vs finite difference %.9g", i,
-                             added[i], fd[i]);
+                    snprintf(msg, ml, "dspatial_weight[%zu]: %.9g vs finite difference %.9g", i, added[i], fd[i]);
                     ok = 0;
                 }
             }
@@ -495,11 +529,11 @@ out:
 
 TEST(attn_bwd_reference_vs_finite_differences) {
     static const fd_shape shapes[] = {
-        {2, 4, 2, 3, 4, 0, 0},  /* dense */
-        {1, 8, 3, 4, 4, 2, 0},  /* CLEAR r = 2 */
-        {1, 6, 3, 3, 4, 2, 0},  /* CLEAR r = 2 on 3 x 4 */
-        {2, 4, 2, 4, 4, 2, 2},  /* pooled r = 2, d = 2 (dspatial_weight too) */
-        {1, 5, 3, 4, 4, 2, 2},  /* pooled, odd head_dim */
+        {2, 4, 2, 3, 4, 0, 0}, /* dense */
+        {1, 8, 3, 4, 4, 2, 0}, /* CLEAR r = 2 */
+        {1, 6, 3, 3, 4, 2, 0}, /* CLEAR r = 2 on 3 x 4 */
+        {2, 4, 2, 4, 4, 2, 2}, /* pooled r = 2, d = 2 (dspatial_weight too) */
+        {1, 5, 3, 4, 4, 2, 2}, /* pooled, odd head_dim */
     };
     double ratio = 0;
     g_worst_rel = 0;
@@ -507,33 +541,37 @@ TEST(attn_bwd_reference_vs_finite_differences) {
         char msg[512];
         EXPECT(fd_case(&shapes[i], 100 + i, &ratio, msg, sizeof msg), "shape %zu: %s", i, msg);
     }
-    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  finite differences: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
+    if (getenv("CD_ATTN_BWD_VERBOSE"))
+        printf("  finite differences: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
 }
 
 /* ---- b) fast vs reference -------------------------------------------------------------- */
 
-typedef struct { int nh, hd, T, H, W, r, down; float scale, amp; } rshape;
+typedef struct {
+    int nh, hd, T, H, W, r, down;
+    float scale, amp;
+} rshape;
 
 static const rshape k_rshapes[] = {
-    {2, 64, 5, 6, 7, 0, 0, 0, 1.0f},       /* dense */
-    {2, 64, 7, 12, 13, 0, 0, 0, 1.0f},     /* dense, 163 tokens: several strips and chunks */
-    {2, 64, 5, 7, 10, 3, 0, 0, 1.0f},      /* CLEAR r = 3 */
-    {2, 32, 4, 6, 8, 2, 2, 0, 1.0f},       /* pooled r = 2, d = 2 */
-    {1, 16, 3, 6, 9, 4, 3, 0, 1.5f},       /* pooled d = 3 */
-    {2, 48, 70, 12, 12, 3, 2, 0, 1.0f},    /* T = 70 (two text strips), pooled, 36 pooled keys */
-    {1, 16, 0, 5, 6, 3, 0, 0, 1.0f},       /* T = 0 */
-    {1, 64, 2, 1, 20, 3, 0, 0, 1.0f},      /* 1 x 20 grid */
-    {1, 64, 0, 20, 1, 3, 0, 0, 1.0f},      /* 20 x 1 grid */
-    {2, 32, 3, 4, 5, 1000, 0, 0, 1.0f},    /* r huge: disc covers the grid */
-    {1, 32, 3, 4, 6, 1000, 2, 0, 1.0f},    /* r huge, pooled */
-    {1, 128, 3, 8, 9, 4, 0, 0, 1.0f},      /* head_dim 128 */
-    {1, 128, 2, 4, 4, 0, 0, 0, 1.0f},      /* dense head_dim 128 */
-    {1, 1, 2, 3, 5, 2, 0, 0, 2.0f},        /* head_dim 1 */
-    {1, 13, 3, 5, 5, 1, 0, 0, 1.0f},       /* r = 1 (only the token itself), odd head_dim */
-    {1, 24, 4, 9, 11, 5, 0, 0.3f, 3.0f},   /* explicit scale, peaky softmax */
-    {1, 64, 9, 16, 16, 8, 4, 0, 1.0f},     /* r = 8, d = 4 (the released configuration) */
-    {1, 16, 2, 18, 20, 3, 2, 0, 1.0f},     /* 90 pooled keys: two pooled strips */
-    {1, 200, 2, 3, 3, 2, 0, 0, 1.0f},      /* head_dim 200 (generic register tiles) */
+    {2, 64, 5, 6, 7, 0, 0, 0, 1.0f},     /* dense */
+    {2, 64, 7, 12, 13, 0, 0, 0, 1.0f},   /* dense, 163 tokens: several strips and chunks */
+    {2, 64, 5, 7, 10, 3, 0, 0, 1.0f},    /* CLEAR r = 3 */
+    {2, 32, 4, 6, 8, 2, 2, 0, 1.0f},     /* pooled r = 2, d = 2 */
+    {1, 16, 3, 6, 9, 4, 3, 0, 1.5f},     /* pooled d = 3 */
+    {2, 48, 70, 12, 12, 3, 2, 0, 1.0f},  /* T = 70 (two text strips), pooled, 36 pooled keys */
+    {1, 16, 0, 5, 6, 3, 0, 0, 1.0f},     /* T = 0 */
+    {1, 64, 2, 1, 20, 3, 0, 0, 1.0f},    /* 1 x 20 grid */
+    {1, 64, 0, 20, 1, 3, 0, 0, 1.0f},    /* 20 x 1 grid */
+    {2, 32, 3, 4, 5, 1000, 0, 0, 1.0f},  /* r huge: disc covers the grid */
+    {1, 32, 3, 4, 6, 1000, 2, 0, 1.0f},  /* r huge, pooled */
+    {1, 128, 3, 8, 9, 4, 0, 0, 1.0f},    /* head_dim 128 */
+    {1, 128, 2, 4, 4, 0, 0, 0, 1.0f},    /* dense head_dim 128 */
+    {1, 1, 2, 3, 5, 2, 0, 0, 2.0f},      /* head_dim 1 */
+    {1, 13, 3, 5, 5, 1, 0, 0, 1.0f},     /* r = 1 (only the token itself), odd head_dim */
+    {1, 24, 4, 9, 11, 5, 0, 0.3f, 3.0f}, /* explicit scale, peaky softmax */
+    {1, 64, 9, 16, 16, 8, 4, 0, 1.0f},   /* r = 8, d = 4 (the released configuration) */
+    {1, 16, 2, 18, 20, 3, 2, 0, 1.0f},   /* 90 pooled keys: two pooled strips */
+    {1, 200, 2, 3, 3, 2, 0, 0, 1.0f},    /* head_dim 200 (generic register tiles) */
 };
 
 /* One shape: the forward's o/lse and the reference once, then the fast backward on every SIMD
@@ -548,8 +586,8 @@ static void fast_vs_ref(size_t idx, const rshape *s, double *ratio, int *paths) 
     memset(&gr, 0, sizeof gr);
     memset(&mg, 0, sizeof mg);
     cd_ctx *ctx = make_ctx(2, CD_ISA_AUTO);
-    int ok = ctx && prob_random(&p, &d, s->amp, 7 + (unsigned long long)s->hd * 31 + s->W) &&
-             grads_alloc(&gr, &p) && mags_compute(&p, &mg);
+    int ok = ctx && prob_random(&p, &d, s->amp, 7 + (unsigned long long)s->hd * 31 + s->W) && grads_alloc(&gr, &p) &&
+             mags_compute(&p, &mg);
     EXPECT(ok, "shape %zu: setup failed", idx);
     if (ok && (cd_attention_forward(ctx, &p.d, CD_DTYPE_F32, p.q, p.k, p.v, p.sw, p.o, p.lse) != CD_OK ||
                run_bwd(ctx, &p, 1, &gr) != CD_OK)) {
@@ -566,11 +604,11 @@ static void fast_vs_ref(size_t idx, const rshape *s, double *ratio, int *paths) 
         grads gf;
         memset(&gf, 0, sizeof gf);
         if (!c || !grads_alloc(&gf, &p) || run_bwd(c, &p, 0, &gf) != CD_OK)
-            test_fail(__FILE__, __LINE__, "%s shape %zu: call failed: %s", cd_isa_name(isas[j]),
-                      idx, c ? cd_ctx_error(c) : "context");
+            test_fail(__FILE__, __LINE__, "%s shape %zu: call failed: %s", cd_isa_name(isas[j]), idx,
+                      c ? cd_ctx_error(c) : "context");
         else
-            EXPECT(cmp_all(&gf, gr.dq, gr.dk, gr.dv, want_dsw, &mg, ratio, msg, sizeof msg),
-                   "%s shape %zu: %s", cd_isa_name(isas[j]), idx, msg);
+            EXPECT(cmp_all(&gf, gr.dq, gr.dk, gr.dv, want_dsw, &mg, ratio, msg, sizeof msg), "%s shape %zu: %s",
+                   cd_isa_name(isas[j]), idx, msg);
         grads_free(&gf);
         cd_ctx_free(c);
     }
@@ -584,10 +622,10 @@ TEST(attn_bwd_fast_vs_reference) {
     double ratio = 0;
     int paths = 0;
     g_worst_rel = 0;
-    for (size_t i = 0; i < sizeof k_rshapes / sizeof k_rshapes[0]; i++)
-        fast_vs_ref(i, &k_rshapes[i], &ratio, &paths);
+    for (size_t i = 0; i < sizeof k_rshapes / sizeof k_rshapes[0]; i++) fast_vs_ref(i, &k_rshapes[i], &ratio, &paths);
     EXPECT(paths >= 2, "only %d SIMD path(s) ran", paths);
-    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  fast vs reference: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
+    if (getenv("CD_ATTN_BWD_VERBOSE"))
+        printf("  fast vs reference: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
 }
 
 /* The reference with a disc covering the grid runs the same loops as dense: same bits. */
@@ -599,8 +637,8 @@ TEST(attn_bwd_reference_huge_radius_is_dense) {
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     cd_ctx *ctx = make_ctx(1, CD_ISA_AUTO);
-    int ok = ctx && prob_random(&p, &dd, 1.0f, 5) && prob_exact_forward(&p) && grads_alloc(&a, &p) &&
-             grads_alloc(&b, &p);
+    int ok =
+        ctx && prob_random(&p, &dd, 1.0f, 5) && prob_exact_forward(&p) && grads_alloc(&a, &p) && grads_alloc(&b, &p);
     if (ok) {
         EXPECT(run_bwd(ctx, &p, 1, &a) == CD_OK, "dense: %s", cd_ctx_error(ctx));
         p.d = dc;
@@ -617,9 +655,7 @@ TEST(attn_bwd_reference_huge_radius_is_dense) {
 
 /* ---- c) PyTorch autograd fixtures ------------------------------------------------------ */
 
-static int bwd_cmp_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int bwd_cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int bwd_list(char **names, int cap) {
     DIR *dir = opendir(BWD_FIXTURE_DIR);
@@ -654,7 +690,10 @@ typedef struct {
 
 static void bfix_free(bfix *x) {
     prob_free(&x->p);
-    free(x->dq); free(x->dk); free(x->dv); free(x->dsw);
+    free(x->dq);
+    free(x->dk);
+    free(x->dv);
+    free(x->dsw);
     memset(x, 0, sizeof *x);
 }
 
@@ -688,21 +727,26 @@ static int bfix_load(cd_ctx *ctx, const char *path, bfix *x, char *msg, size_t m
         snprintf(msg, ml, "metadata or q malformed (not written by attention_bwd_fixtures.py?)");
         goto out;
     }
-    x->p.d = (cd_attn_desc){(int32_t)tq->shape[0], (int32_t)tq->shape[2], T, H, W, r, down,
-                            (float)strtod(sc, NULL)};
+    x->p.d = (cd_attn_desc){(int32_t)tq->shape[0], (int32_t)tq->shape[2], T, H, W, r, down, (float)strtod(sc, NULL)};
     x->pairs = strtoull(pairs, NULL, 10);
-    if (!prob_alloc(&x->p)) { snprintf(msg, ml, "out of memory"); goto out; }
+    if (!prob_alloc(&x->p)) {
+        snprintf(msg, ml, "out of memory");
+        goto out;
+    }
     const size_t n = x->p.n, nw = (size_t)x->p.DF * x->p.DF;
-    x->dq = malloc(n * 4); x->dk = malloc(n * 4); x->dv = malloc(n * 4);
+    x->dq = malloc(n * 4);
+    x->dk = malloc(n * 4);
+    x->dv = malloc(n * 4);
     x->dsw = malloc((nw ? nw : 1) * 4);
-    if (!x->dq || !x->dk || !x->dv || !x->dsw) { snprintf(msg, ml, "out of memory"); goto out; }
-    ok = take(f, "q", n, x->p.q, msg, ml) && take(f, "k", n, x->p.k, msg, ml) &&
-         take(f, "v", n, x->p.v, msg, ml) && take(f, "dout", n, x->p.dout, msg, ml) &&
-         take(f, "o", n, x->p.o, msg, ml) && take(f, "lse", x->p.nl, x->p.lse, msg, ml) &&
-         take(f, "dq", n, x->dq, msg, ml) && take(f, "dk", n, x->dk, msg, ml) &&
-         take(f, "dv", n, x->dv, msg, ml) &&
-         (!nw || (take(f, "spatial_weight", nw, x->p.sw, msg, ml) &&
-                  take(f, "dspatial_weight", nw, x->dsw, msg, ml)));
+    if (!x->dq || !x->dk || !x->dv || !x->dsw) {
+        snprintf(msg, ml, "out of memory");
+        goto out;
+    }
+    ok = take(f, "q", n, x->p.q, msg, ml) && take(f, "k", n, x->p.k, msg, ml) && take(f, "v", n, x->p.v, msg, ml) &&
+         take(f, "dout", n, x->p.dout, msg, ml) && take(f, "o", n, x->p.o, msg, ml) &&
+         take(f, "lse", x->p.nl, x->p.lse, msg, ml) && take(f, "dq", n, x->dq, msg, ml) &&
+         take(f, "dk", n, x->dk, msg, ml) && take(f, "dv", n, x->dv, msg, ml) &&
+         (!nw || (take(f, "spatial_weight", nw, x->p.sw, msg, ml) && take(f, "dspatial_weight", nw, x->dsw, msg, ml)));
 out:
     cd_st_close(f);
     if (!ok) bfix_free(x);
@@ -711,19 +755,20 @@ out:
 
 /* One backend (isa / ref) on fixture x, with o/lse from the fixture (lib = 0) or from
  * cd_attention_forward (lib = 1). */
-static int bfix_check(bfix *x, const mags *mg, cd_isa isa, int ref, int lib, double *ratio,
-                      char *msg, size_t ml) {
+static int bfix_check(bfix *x, const mags *mg, cd_isa isa, int ref, int lib, double *ratio, char *msg, size_t ml) {
     prob p = x->p; /* shallow: o/lse replaced below when lib */
     float *o = NULL, *lse = NULL;
     grads g;
     cd_ctx *ctx = make_ctx(2, isa);
     int ok = 0;
-    if (!ctx || !grads_alloc(&g, &p)) { snprintf(msg, ml, "setup failed"); goto out; }
+    if (!ctx || !grads_alloc(&g, &p)) {
+        snprintf(msg, ml, "setup failed");
+        goto out;
+    }
     if (lib) {
         o = malloc(p.n * 4);
         lse = malloc(p.nl * 4);
-        if (!o || !lse ||
-            cd_attention_forward(ctx, &p.d, CD_DTYPE_F32, p.q, p.k, p.v, p.sw, o, lse) != CD_OK) {
+        if (!o || !lse || cd_attention_forward(ctx, &p.d, CD_DTYPE_F32, p.q, p.k, p.v, p.sw, o, lse) != CD_OK) {
             snprintf(msg, ml, "forward failed: %s", cd_ctx_error(ctx));
             goto out;
         }
@@ -748,10 +793,9 @@ out:
 TEST(attn_bwd_oracle_fixtures) {
     char *names[64];
     int n = bwd_list(names, 64);
-    CHECK(n >= 0, "fixture directory %s not found (run from the repository root; " BWD_REGEN ")",
-          BWD_FIXTURE_DIR);
-    EXPECT(n >= BWD_MIN_FIXTURES, "only %d fixtures in %s, expected >= %d: " BWD_REGEN, n,
-           BWD_FIXTURE_DIR, BWD_MIN_FIXTURES);
+    CHECK(n >= 0, "fixture directory %s not found (run from the repository root; " BWD_REGEN ")", BWD_FIXTURE_DIR);
+    EXPECT(n >= BWD_MIN_FIXTURES, "only %d fixtures in %s, expected >= %d: " BWD_REGEN, n, BWD_FIXTURE_DIR,
+           BWD_MIN_FIXTURES);
     cd_ctx *ctx = make_ctx(1, CD_ISA_AUTO);
     static const cd_isa isas[] = {CD_ISA_GENERIC, CD_ISA_AVX2, CD_ISA_AVX512};
     double ratio = 0;
@@ -770,31 +814,31 @@ TEST(attn_bwd_oracle_fixtures) {
             test_fail(__FILE__, __LINE__, "%s: out of memory", path);
             continue;
         }
-        EXPECT(cd_attn_pairs(&x.p.d) == x.pairs, "%s: cd_attn_pairs %llu != %llu in the fixture's mask",
-               names[i], (unsigned long long)cd_attn_pairs(&x.p.d), x.pairs);
+        EXPECT(cd_attn_pairs(&x.p.d) == x.pairs, "%s: cd_attn_pairs %llu != %llu in the fixture's mask", names[i],
+               (unsigned long long)cd_attn_pairs(&x.p.d), x.pairs);
         for (int lib = 0; lib < 2; lib++) {
             EXPECT(bfix_check(&x, &mg, CD_ISA_AUTO, 1, lib, &ratio, msg, sizeof msg),
                    "%s [reference, o/lse from %s]: %s", names[i], lib ? "the library" : "the fixture", msg);
             for (size_t j = 0; j < sizeof isas / sizeof isas[0]; j++)
                 if (cd_isa_supported(isas[j]))
-                    EXPECT(bfix_check(&x, &mg, isas[j], 0, lib, &ratio, msg, sizeof msg),
-                           "%s [%s, o/lse from %s]: %s", names[i], cd_isa_name(isas[j]),
-                           lib ? "the library" : "the fixture", msg);
+                    EXPECT(bfix_check(&x, &mg, isas[j], 0, lib, &ratio, msg, sizeof msg), "%s [%s, o/lse from %s]: %s",
+                           names[i], cd_isa_name(isas[j]), lib ? "the library" : "the fixture", msg);
         }
         mags_free(&mg);
         bfix_free(&x);
     }
     for (int i = 0; i < n; i++) free(names[i]);
     cd_ctx_free(ctx);
-    if (getenv("CD_ATTN_BWD_VERBOSE")) printf("  autograd fixtures: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
+    if (getenv("CD_ATTN_BWD_VERBOSE"))
+        printf("  autograd fixtures: worst err/tol %.3g, worst max|err|/max|g| %.3g\n", ratio, g_worst_rel);
 }
 
 /* ---- d) determinism, errors ------------------------------------------------------------ */
 
 TEST(attn_bwd_deterministic_across_threads) {
     static const cd_attn_desc ds[] = {
-        {3, 64, 70, 12, 12, 3, 2, 0.0f},  /* pooled CLEAR, two text strips */
-        {2, 32, 5, 10, 13, 0, 0, 0.0f},   /* dense, 135 tokens */
+        {3, 64, 70, 12, 12, 3, 2, 0.0f}, /* pooled CLEAR, two text strips */
+        {2, 32, 5, 10, 13, 0, 0, 0.0f},  /* dense, 135 tokens */
         {1, 16, 3, 9, 7, 4, 0, 0.0f},
     };
     for (size_t c = 0; c < sizeof ds / sizeof ds[0]; c++) {
@@ -805,13 +849,11 @@ TEST(attn_bwd_deterministic_across_threads) {
         cd_ctx *ctx[3] = {make_ctx(1, CD_ISA_AUTO), make_ctx(2, CD_ISA_AUTO), make_ctx(3, CD_ISA_AUTO)};
         ok = ok && ctx[0] && ctx[1] && ctx[2] &&
              cd_attention_forward(ctx[0], &p.d, CD_DTYPE_F32, p.q, p.k, p.v, p.sw, p.o, p.lse) == CD_OK;
-        for (int t = 0; t < 3 && ok; t++)
-            ok = grads_alloc(&g[t], &p) && run_bwd(ctx[t], &p, 0, &g[t]) == CD_OK;
+        for (int t = 0; t < 3 && ok; t++) ok = grads_alloc(&g[t], &p) && run_bwd(ctx[t], &p, 0, &g[t]) == CD_OK;
         EXPECT(ok, "case %zu: setup or call failed", c);
         for (int t = 1; t < 3 && ok; t++)
             EXPECT(!memcmp(g[0].dq, g[t].dq, p.n * 4) && !memcmp(g[0].dk, g[t].dk, p.n * 4) &&
-                       !memcmp(g[0].dv, g[t].dv, p.n * 4) &&
-                       !memcmp(g[0].dsw, g[t].dsw, g[0].nw * 4),
+                       !memcmp(g[0].dv, g[t].dv, p.n * 4) && !memcmp(g[0].dsw, g[t].dsw, g[0].nw * 4),
                    "case %zu: gradients on 1 and %d threads differ", c, t + 1);
         for (int t = 0; t < 3; t++) {
             grads_free(&g[t]);
@@ -850,7 +892,12 @@ TEST(attn_bwd_bad_arguments) {
     cd_attn_desc plain = {1, 4, 1, 2, 2, 2, 0, 0.0f};
     float q[20], k[20], v[20], o[20], lse[5], g[20], dq[20], dk[20], dv[20];
     test_rng r = test_rng_seed(3);
-    for (int i = 0; i < 20; i++) { q[i] = test_rng_f(&r); k[i] = test_rng_f(&r); v[i] = test_rng_f(&r); g[i] = test_rng_f(&r); }
+    for (int i = 0; i < 20; i++) {
+        q[i] = test_rng_f(&r);
+        k[i] = test_rng_f(&r);
+        v[i] = test_rng_f(&r);
+        g[i] = test_rng_f(&r);
+    }
     EXPECT(cd_attention_forward(ctx, &plain, CD_DTYPE_F32, q, k, v, NULL, o, lse) == CD_OK, "forward");
     EXPECT(cd_attention_backward(ctx, &plain, q, k, v, NULL, o, lse, g, dq, dk, dv, NULL) == CD_OK,
            "no pooling, NULL weights: %s", cd_ctx_error(ctx));
@@ -873,12 +920,8 @@ static int cmp_dbl(const void *a, const void *b) {
 
 static void bench_run(int threads) {
     static const cd_attn_desc ds[] = {
-        {4, 64, 16, 32, 32, 0, 0, 0.0f},
-        {4, 64, 16, 32, 32, 8, 0, 0.0f},
-        {4, 64, 16, 32, 32, 8, 4, 0.0f},
-        {4, 64, 16, 64, 64, 8, 0, 0.0f},
-        {4, 64, 16, 64, 64, 8, 4, 0.0f},
-        {4, 64, 16, 64, 64, 0, 0, 0.0f},
+        {4, 64, 16, 32, 32, 0, 0, 0.0f}, {4, 64, 16, 32, 32, 8, 0, 0.0f}, {4, 64, 16, 32, 32, 8, 4, 0.0f},
+        {4, 64, 16, 64, 64, 8, 0, 0.0f}, {4, 64, 16, 64, 64, 8, 4, 0.0f}, {4, 64, 16, 64, 64, 0, 0, 0.0f},
     };
     cd_ctx *ctx = make_ctx(threads, CD_ISA_AUTO);
     CHECK(ctx, "context");
@@ -897,7 +940,10 @@ static void bench_run(int threads) {
             double t1 = now_s();
             ok = ok && run_bwd(ctx, &p, 0, &g) == CD_OK;
             double t2 = now_s();
-            if (rep >= 0) { tf[rep] = t1 - t0; tb[rep] = t2 - t1; }
+            if (rep >= 0) {
+                tf[rep] = t1 - t0;
+                tb[rep] = t2 - t1;
+            }
         }
         EXPECT(ok, "shape %zu: %s", c, cd_ctx_error(ctx));
         if (ok) {
@@ -905,9 +951,12 @@ static void bench_run(int threads) {
             qsort(tb, 7, sizeof(double), cmp_dbl);
             char name[64];
             int len = snprintf(name, sizeof name, "%dx%d ", ds[c].grid_h, ds[c].grid_w);
-            if (!ds[c].radius) snprintf(name + len, sizeof name - len, "dense");
-            else if (ds[c].down < 2) snprintf(name + len, sizeof name - len, "r=%d", ds[c].radius);
-            else snprintf(name + len, sizeof name - len, "r=%d d=%d", ds[c].radius, ds[c].down);
+            if (!ds[c].radius)
+                snprintf(name + len, sizeof name - len, "dense");
+            else if (ds[c].down < 2)
+                snprintf(name + len, sizeof name - len, "r=%d", ds[c].radius);
+            else
+                snprintf(name + len, sizeof name - len, "r=%d d=%d", ds[c].radius, ds[c].down);
             printf("  %-22s %10.2f %10.2f %8.2f\n", name, tf[3] * 1e3, tb[3] * 1e3, tb[3] / tf[3]);
         }
         grads_free(&g);

@@ -45,13 +45,21 @@ static const double U = 1.0 / 16777216.0;
 #define REGEN "run 'python3 tests/oracle/bwd_fixtures.py' from the repository root"
 
 /* ---- allocation bag: every buffer of a test, freed at once --------------------------------- */
-typedef struct { void *p[256]; int n; } bag;
+typedef struct {
+    void *p[256];
+    int n;
+} bag;
 static void *bget(bag *b, size_t bytes) {
     void *p = b->n < 256 ? malloc(bytes + GUARD * sizeof(double)) : NULL;
-    if (!p) { fprintf(stderr, "test_bwd: out of memory\n"); abort(); }
+    if (!p) {
+        fprintf(stderr, "test_bwd: out of memory\n");
+        abort();
+    }
     return b->p[b->n++] = p;
 }
-static void bfree(bag *b) { while (b->n) free(b->p[--b->n]); }
+static void bfree(bag *b) {
+    while (b->n) free(b->p[--b->n]);
+}
 static float *rf(bag *b, size_t n, double amp, double off, test_rng *g) {
     float *p = bget(b, n * sizeof(float));
     for (size_t i = 0; i < n; i++) p[i] = (float)(off + amp * test_rng_f(g));
@@ -83,8 +91,7 @@ static int guard_ok(const float *p, size_t n) {
 
 /* worst |got - (base + want)| / (u (|base| + mag)) over n entries (base may be NULL); INFINITY for
  * a NaN or a written guard. */
-static double ulps(const float *got, const float *base, const double *want, const double *mag,
-                   size_t n) {
+static double ulps(const float *got, const float *base, const double *want, const double *mag, size_t n) {
     double w = 0;
     if (!guard_ok(got, n)) return INFINITY;
     for (size_t i = 0; i < n; i++) {
@@ -97,8 +104,8 @@ static double ulps(const float *got, const float *base, const double *want, cons
 }
 
 /* ---- float64 forwards ---------------------------------------------------------------------- */
-static void f64_linear(const double *x, size_t n, const double *w, const double *b, int in,
-                       int out, double *y) { /* y [n, out] = x [n, in] w^T [in, out] + b */
+static void f64_linear(const double *x, size_t n, const double *w, const double *b, int in, int out,
+                       double *y) { /* y [n, out] = x [n, in] w^T [in, out] + b */
     for (size_t r = 0; r < n; r++)
         for (int o = 0; o < out; o++) {
             double s = b[o];
@@ -113,8 +120,7 @@ static void f64_ln_mod(const double *x, size_t n, int dim, const double *sh, con
         double m = 0, var = 0;
         for (int i = 0; i < dim; i++) m += v[i] / dim;
         for (int i = 0; i < dim; i++) var += (v[i] - m) * (v[i] - m) / dim;
-        for (int i = 0; i < dim; i++)
-            y[r * dim + i] = (1 + sc[i]) * (v[i] - m) / sqrt(var + EPS) + sh[i];
+        for (int i = 0; i < dim; i++) y[r * dim + i] = (1 + sc[i]) * (v[i] - m) / sqrt(var + EPS) + sh[i];
     }
 }
 static void f64_rms(const double *x, size_t rows, int hd, const double *w, double *y) {
@@ -141,8 +147,8 @@ static void f64_rope(const double *x, size_t n, int nh, int hd, const double *cs
  * a = 0: the gradient. a = 1: its magnitude (every term summed as |term|, every difference of
  * terms as a sum). Parameter gradients are plain (overwritten) here. */
 #define P(v) (a ? fabs(v) : (v))
-static void b64_linear(int a, const double *x, size_t n, const double *w, int in, int out,
-                       const double *dy, double *dx, double *dw, double *db) {
+static void b64_linear(int a, const double *x, size_t n, const double *w, int in, int out, const double *dy, double *dx,
+                       double *dw, double *db) {
     for (size_t r = 0; r < n; r++) /* dx [n, in] = dy w */
         for (int i = 0; i < in; i++) {
             double s = 0;
@@ -160,8 +166,8 @@ static void b64_linear(int a, const double *x, size_t n, const double *w, int in
         db[o] = s;
     }
 }
-static void b64_ln(int a, const double *x, size_t n, int dim, const double *sc, const double *dy,
-                   double *dx, double *dsh, double *dsc) {
+static void b64_ln(int a, const double *x, size_t n, int dim, const double *sc, const double *dy, double *dx,
+                   double *dsh, double *dsc) {
     const double S = a ? 1 : -1;
     for (int i = 0; i < dim; i++) dsh[i] = dsc[i] = 0;
     for (size_t r = 0; r < n; r++) {
@@ -177,12 +183,11 @@ static void b64_ln(int a, const double *x, size_t n, int dim, const double *sc, 
             dsc[i] += P(g0[i] * (v[i] - m) * inv);
         }
         for (int i = 0; i < dim; i++) /* inv (g - mean g - xhat mean(g xhat)) */
-            dx[r * dim + i] = inv * (P((1 + sc[i]) * g0[i]) + S * sg / dim +
-                                     S * P((v[i] - m) * inv) * sgx / dim);
+            dx[r * dim + i] = inv * (P((1 + sc[i]) * g0[i]) + S * sg / dim + S * P((v[i] - m) * inv) * sgx / dim);
     }
 }
-static void b64_rms(int a, const double *x, size_t rows, int hd, const double *w, const double *dy,
-                    double *dx, double *dw) {
+static void b64_rms(int a, const double *x, size_t rows, int hd, const double *w, const double *dy, double *dx,
+                    double *dw) {
     const double S = a ? 1 : -1;
     for (int i = 0; i < hd; i++) dw[i] = 0;
     for (size_t r = 0; r < rows; r++) {
@@ -199,8 +204,8 @@ static void b64_rms(int a, const double *x, size_t rows, int hd, const double *w
         }
     }
 }
-static void b64_gate(int a, const double *dout, const double *y, const double *gate, size_t n,
-                     int dim, double *dy, double *dgate) {
+static void b64_gate(int a, const double *dout, const double *y, const double *gate, size_t n, int dim, double *dy,
+                     double *dgate) {
     for (int i = 0; i < dim; i++) dgate[i] = 0;
     for (size_t r = 0; r < n; r++)
         for (int i = 0; i < dim; i++) {
@@ -229,33 +234,36 @@ static void b64_rope(int a, const double *g, size_t n, int nh, int hd, const dou
 }
 #undef P
 
-
 /* ---- a) the float64 formulas against finite differences ----------------------------------- */
 enum { OP_LINEAR, OP_LN, OP_RMS, OP_GATE, OP_GELU, OP_SILU, OP_ROPE };
 typedef struct {
     int op;
-    double *p[3];      /* the differentiated inputs (see fd_loss) */
+    double *p[3]; /* the differentiated inputs (see fd_loss) */
     size_t np[3];
-    size_t n;          /* rows (head rows for OP_RMS, elements for the activations) */
-    int d0, d1;        /* linear in, out; ln dim; rms HD; gate dim; rope NH, HD */
-    const double *cs;  /* rope table [n, HD/2, 2] */
-    double *y;         /* forward output [ny] */
-    const double *G;   /* upstream gradient [ny]: L = sum y G */
+    size_t n;         /* rows (head rows for OP_RMS, elements for the activations) */
+    int d0, d1;       /* linear in, out; ln dim; rms HD; gate dim; rope NH, HD */
+    const double *cs; /* rope table [n, HD/2, 2] */
+    double *y;        /* forward output [ny] */
+    const double *G;  /* upstream gradient [ny]: L = sum y G */
     size_t ny;
 } fd_op;
 
 static double fd_loss(fd_op *o) {
     double **p = o->p;
     switch (o->op) {
-    case OP_LINEAR: f64_linear(p[0], o->n, p[1], p[2], o->d0, o->d1, o->y); break;
-    case OP_LN: f64_ln_mod(p[0], o->n, o->d0, p[1], p[2], o->y); break;
-    case OP_RMS: f64_rms(p[0], o->n, o->d0, p[1], o->y); break;
-    case OP_GATE: /* out = x + gate y */
-        for (size_t i = 0; i < o->ny; i++) o->y[i] = p[0][i] + p[2][i % o->d0] * p[1][i];
-        break;
-    case OP_GELU: for (size_t i = 0; i < o->ny; i++) o->y[i] = f64_gelu(p[0][i]); break;
-    case OP_SILU: for (size_t i = 0; i < o->ny; i++) o->y[i] = f64_silu(p[0][i]); break;
-    case OP_ROPE: f64_rope(p[0], o->n, o->d0, o->d1, o->cs, o->y); break;
+        case OP_LINEAR: f64_linear(p[0], o->n, p[1], p[2], o->d0, o->d1, o->y); break;
+        case OP_LN: f64_ln_mod(p[0], o->n, o->d0, p[1], p[2], o->y); break;
+        case OP_RMS: f64_rms(p[0], o->n, o->d0, p[1], o->y); break;
+        case OP_GATE: /* out = x + gate y */
+            for (size_t i = 0; i < o->ny; i++) o->y[i] = p[0][i] + p[2][i % o->d0] * p[1][i];
+            break;
+        case OP_GELU:
+            for (size_t i = 0; i < o->ny; i++) o->y[i] = f64_gelu(p[0][i]);
+            break;
+        case OP_SILU:
+            for (size_t i = 0; i < o->ny; i++) o->y[i] = f64_silu(p[0][i]);
+            break;
+        case OP_ROPE: f64_rope(p[0], o->n, o->d0, o->d1, o->cs, o->y); break;
     }
     long double L = 0;
     for (size_t i = 0; i < o->ny; i++) L += (long double)o->y[i] * o->G[i];
@@ -350,19 +358,23 @@ TEST(bwd_formulas_vs_finite_differences) {
  * file's formulas, or of the torch fixtures) within C u mag, and returns the worst ratio
  * err / (u mag). Accumulated outputs start from random non-zero values and overwritten ones from
  * NaN; a second run with dx aliasing dy and the parameter gradients NULL must give dx bit for bit. */
-typedef struct { const cd_ops_bwd *B; cd_ctx *ctx; test_rng *g; bag *b; } env;
+typedef struct {
+    const cd_ops_bwd *B;
+    cd_ctx *ctx;
+    test_rng *g;
+    bag *b;
+} env;
 
-static double check_linear(env *e, size_t n, int in, int out, const float *x, const float *w,
-                           const float *dy, const double *wdx, const double *wdw, const double *wdb,
-                           double *gemm_worst) {
+static double check_linear(env *e, size_t n, int in, int out, const float *x, const float *w, const float *dy,
+                           const double *wdx, const double *wdw, const double *wdb, double *gemm_worst) {
     bag *b = e->b;
     const size_t nx = n * in, nw = (size_t)out * in;
     double *mdx = d64(b, nx), *mdw = d64(b, nw), *mdb = d64(b, out);
     b64_linear(1, to64(b, x, nx), n, to64(b, w, nw), in, out, to64(b, dy, n * out), mdx, mdw, mdb);
     float *dx = outbuf(b, nx, NAN), *w0 = rf(b, nw, 1, 0, e->g), *b0 = rf(b, out, 1, 0, e->g);
     float *dw = copyf(b, w0, nw), *db = copyf(b, b0, out);
-    EXPECT(e->B->linear_bwd(e->ctx, x, n, w, in, out, dy, dx, dw, db) == CD_OK, "%s linear_bwd: %s",
-           e->B->name, cd_ctx_error(e->ctx));
+    EXPECT(e->B->linear_bwd(e->ctx, x, n, w, in, out, dy, dx, dw, db) == CD_OK, "%s linear_bwd: %s", e->B->name,
+           cd_ctx_error(e->ctx));
     const int fast = e->B == cd_ops_bwd_cpu(); /* sgemm: C = 2 sqrt(K) + 8 */
     *gemm_worst = fmax(ulps(dx, NULL, wdx, mdx, nx) / (fast ? 2 * sqrt(out) + 8 : 1),
                        ulps(dw, w0, wdw, mdw, nw) / (fast ? 2 * sqrt((double)n) + 8 : 1));
@@ -374,8 +386,8 @@ static double check_linear(env *e, size_t n, int in, int out, const float *x, co
     return ulps(db, b0, wdb, mdb, out);
 }
 
-static double check_ln(env *e, size_t n, int dim, const float *x, const float *sc, const float *dy,
-                       const double *wdx, const double *wsh, const double *wsc) {
+static double check_ln(env *e, size_t n, int dim, const float *x, const float *sc, const float *dy, const double *wdx,
+                       const double *wsh, const double *wsc) {
     bag *b = e->b;
     const size_t nd = n * dim;
     double *mdx = d64(b, nd), *msh = d64(b, dim), *msc = d64(b, dim);
@@ -385,14 +397,15 @@ static double check_ln(env *e, size_t n, int dim, const float *x, const float *s
     EXPECT(e->B->ln_modulate_bwd(e->ctx, x, n, dim, sc, EPS, dy, dx, dsh, dsc) == CD_OK &&
                e->B->ln_modulate_bwd(e->ctx, x, n, dim, sc, EPS, al, al, NULL, NULL) == CD_OK,
            "%s ln_modulate_bwd failed", e->B->name);
-    EXPECT(!memcmp(al, dx, nd * sizeof(float)) && guard_ok(al, nd), "%s ln_modulate_bwd: aliased "
-           "or NULL run differs", e->B->name);
-    return fmax(ulps(dx, NULL, wdx, mdx, nd),
-                fmax(ulps(dsh, sh0, wsh, msh, dim), ulps(dsc, sc0, wsc, msc, dim)));
+    EXPECT(!memcmp(al, dx, nd * sizeof(float)) && guard_ok(al, nd),
+           "%s ln_modulate_bwd: aliased "
+           "or NULL run differs",
+           e->B->name);
+    return fmax(ulps(dx, NULL, wdx, mdx, nd), fmax(ulps(dsh, sh0, wsh, msh, dim), ulps(dsc, sc0, wsc, msc, dim)));
 }
 
-static double check_rms(env *e, size_t n, int nh, int hd, const float *x, const float *w,
-                        const float *dy, const double *wdx, const double *wdw) {
+static double check_rms(env *e, size_t n, int nh, int hd, const float *x, const float *w, const float *dy,
+                        const double *wdx, const double *wdw) {
     bag *b = e->b;
     const size_t nd = n * nh * hd;
     double *mdx = d64(b, nd), *mdw = d64(b, hd);
@@ -402,14 +415,16 @@ static double check_rms(env *e, size_t n, int nh, int hd, const float *x, const 
     EXPECT(e->B->rmsnorm_heads_bwd(e->ctx, x, n, nh, hd, w, EPS, dy, dx, dw) == CD_OK &&
                e->B->rmsnorm_heads_bwd(e->ctx, x, n, nh, hd, w, EPS, al, al, NULL) == CD_OK,
            "%s rmsnorm_heads_bwd failed", e->B->name);
-    EXPECT(!memcmp(al, dx, nd * sizeof(float)) && guard_ok(al, nd), "%s rmsnorm_heads_bwd: aliased "
-           "or NULL run differs", e->B->name);
+    EXPECT(!memcmp(al, dx, nd * sizeof(float)) && guard_ok(al, nd),
+           "%s rmsnorm_heads_bwd: aliased "
+           "or NULL run differs",
+           e->B->name);
     return fmax(ulps(dx, NULL, wdx, mdx, nd), ulps(dw, w0, wdw, mdw, hd));
 }
 
 /* dout: the gradient of gate_add's output; want: wdy = gate dout, wdg = sum dout y */
-static double check_gate(env *e, size_t n, int dim, const float *dout, const float *y,
-                         const float *gate, const double *wdy, const double *wdg) {
+static double check_gate(env *e, size_t n, int dim, const float *dout, const float *y, const float *gate,
+                         const double *wdy, const double *wdg) {
     bag *b = e->b;
     const size_t nd = n * dim;
     double *mdy = d64(b, nd), *mdg = d64(b, dim);
@@ -432,19 +447,18 @@ static double torch_gelu_err(double x) { return 0x1p-50 * (1 + fabs(x) * (1 + 3 
  * factor of exp's argument; both have the denormal floor 2^-126 |dy| + 2^-149 (an f32 e = exp(z)
  * overflowing where the true f' is a denormal; the final rounding of a denormal); want_torch:
  * want is PyTorch's gelu derivative (torch_gelu_err more). */
-static double check_act(env *e, int silu, size_t m, const float *x, const float *dy,
-                        const double *wdx, int want_torch) {
+static double check_act(env *e, int silu, size_t m, const float *x, const float *dy, const double *wdx,
+                        int want_torch) {
     bag *b = e->b;
     double *mag = d64(b, m);
     const int fast = e->B == cd_ops_bwd_cpu();
     for (size_t i = 0; i < m; i++) {
         const double v = x[i], z = silu ? v : 2 * GK * (v + GA * v * v * v), d = fabs((double)dy[i]);
-        mag[i] = d * (silu ? d64_silu(1, v) : d64_gelu(1, v)) * (fast ? 1 + fabs(z) : 1) +
-                 0x1p-102 * d + 0x1p-125 + (want_torch && !silu ? torch_gelu_err(v) / U * d : 0);
+        mag[i] = d * (silu ? d64_silu(1, v) : d64_gelu(1, v)) * (fast ? 1 + fabs(z) : 1) + 0x1p-102 * d + 0x1p-125 +
+                 (want_torch && !silu ? torch_gelu_err(v) / U * d : 0);
     }
     float *dx = outbuf(b, m, NAN), *al = copyf(b, dy, m);
-    void (*fn)(cd_ctx *, const float *, const float *, float *, size_t) =
-        silu ? e->B->silu_bwd : e->B->gelu_tanh_bwd;
+    void (*fn)(cd_ctx *, const float *, const float *, float *, size_t) = silu ? e->B->silu_bwd : e->B->gelu_tanh_bwd;
     fn(e->ctx, x, dy, dx, m);
     fn(e->ctx, x, al, al, m);
     EXPECT(!memcmp(al, dx, m * sizeof(float)), "%s %s: aliased run differs", e->B->name,
@@ -452,8 +466,7 @@ static double check_act(env *e, int silu, size_t m, const float *x, const float 
     return ulps(dx, NULL, wdx, mag, m);
 }
 
-static double check_rope(env *e, size_t n, int nh, int hd, const float *cs, const float *dy,
-                         const double *wdx) {
+static double check_rope(env *e, size_t n, int nh, int hd, const float *cs, const float *dy, const double *wdx) {
     bag *b = e->b;
     const size_t nd = n * nh * hd;
     double *mag = d64(b, nd);
@@ -481,18 +494,17 @@ static double check_sum_rows(env *e, size_t n, int dim, const float *dy, const d
 
 /* Allowed C (see the header comment) per op, [reference, fast]. */
 enum { K_LIN_DB, K_LIN_GEMM, K_LN, K_RMS, K_GATE, K_GELU, K_SILU, K_ROPE, K_SUM, K_N };
-static const char *k_names[K_N] = {"linear db", "linear dx dw", "ln_modulate", "rmsnorm_heads",
-                                   "gate_add", "gelu_tanh", "silu", "rope", "sum_rows"};
+static const char *k_names[K_N] = {"linear db", "linear dx dw", "ln_modulate", "rmsnorm_heads", "gate_add",
+                                   "gelu_tanh", "silu",         "rope",        "sum_rows"};
 #define R1 1.001 /* one rounding (<= u |want| <= u mag) plus double-precision noise */
-static const double k_allow[K_N][2] = {{R1, 4}, {R1, 1}, {R1, 4}, {R1, 4}, {R1, 4},
-                                       {R1, 8}, {R1, 8}, {R1, 3}, {R1, 4}};
+static const double k_allow[K_N][2] = {{R1, 4}, {R1, 1}, {R1, 4}, {R1, 4}, {R1, 4}, {R1, 8}, {R1, 8}, {R1, 3}, {R1, 4}};
 
 static void report(const char *what, const cd_ops_bwd *B, const double *worst, double extra) {
     const int fast = B == cd_ops_bwd_cpu();
     for (int k = 0; k < K_N; k++) {
         if (worst[k] < 0) continue; /* not run */
-        EXPECT(worst[k] <= k_allow[k][fast] + extra, "%s, %s %s: error %.3g u mag > %g", what,
-               B->name, k_names[k], worst[k], k_allow[k][fast] + extra);
+        EXPECT(worst[k] <= k_allow[k][fast] + extra, "%s, %s %s: error %.3g u mag > %g", what, B->name, k_names[k],
+               worst[k], k_allow[k][fast] + extra);
         if (getenv("CD_BWD_VERBOSE"))
             printf("  %-10s %-13s %-14s %.3g (allowed %g)\n", what, B->name, k_names[k], worst[k],
                    k_allow[k][fast] + extra);
@@ -505,7 +517,10 @@ static void random_case(size_t n, int nh, int hd, int in, int out, unsigned long
     test_rng g = test_rng_seed(seed);
     cd_ctx *ctx = NULL;
     cd_ctx_params cp = {2, CD_ISA_AUTO};
-    if (cd_ctx_create(&cp, &ctx) != CD_OK) { test_fail(__FILE__, __LINE__, "ctx"); return; }
+    if (cd_ctx_create(&cp, &ctx) != CD_OK) {
+        test_fail(__FILE__, __LINE__, "ctx");
+        return;
+    }
     const int dim = nh * hd;
     const size_t nd = n * dim;
     /* inputs: LN rows with an offset mean, activations over [-6, 6] plus tails */
@@ -523,8 +538,8 @@ static void random_case(size_t n, int nh, int hd, int in, int out, unsigned long
     /* float64 gradients */
     double *ex = to64(&b, x, nd), *edy = to64(&b, dy, nd), *ey = to64(&b, y, nd);
     double *ldx = d64(&b, n * in), *ldw = d64(&b, (size_t)out * in), *ldb = d64(&b, out);
-    b64_linear(0, to64(&b, lx, n * in), n, to64(&b, lw, (size_t)out * in), in, out,
-               to64(&b, ldy, n * out), ldx, ldw, ldb);
+    b64_linear(0, to64(&b, lx, n * in), n, to64(&b, lw, (size_t)out * in), in, out, to64(&b, ldy, n * out), ldx, ldw,
+               ldb);
     double *ndx = d64(&b, nd), *nsh = d64(&b, dim), *nsc = d64(&b, dim);
     b64_ln(0, ex, n, dim, to64(&b, sc, dim), edy, ndx, nsh, nsc);
     double *rdx = d64(&b, nd), *rdw = d64(&b, hd);
@@ -554,11 +569,11 @@ static void random_case(size_t n, int nh, int hd, int in, int out, unsigned long
     }
     /* argument errors and empty inputs */
     float dbz[1] = {1.5f};
-    EXPECT(cd_ops_bwd_cpu()->linear_bwd(ctx, lx, n, lw, 0, out, ldy, NULL, NULL, NULL) ==
-               CD_ERR_INVALID_ARG, "in = 0 accepted");
+    EXPECT(cd_ops_bwd_cpu()->linear_bwd(ctx, lx, n, lw, 0, out, ldy, NULL, NULL, NULL) == CD_ERR_INVALID_ARG,
+           "in = 0 accepted");
     EXPECT(cd_ops_bwd_cpu()->linear_bwd(ctx, lx, 0, lw, in, 1, ldy, NULL, NULL, dbz) == CD_OK &&
-               cd_ops_bwd_cpu_ref()->linear_bwd(ctx, lx, 0, lw, in, 1, ldy, NULL, NULL, dbz) ==
-                   CD_OK && dbz[0] == 1.5f, "n = 0: status or accumulator changed");
+               cd_ops_bwd_cpu_ref()->linear_bwd(ctx, lx, 0, lw, in, 1, ldy, NULL, NULL, dbz) == CD_OK && dbz[0] == 1.5f,
+           "n = 0: status or accumulator changed");
     cd_ctx_free(ctx);
     bfree(&b);
 }
@@ -637,7 +652,7 @@ TEST(bwd_torch_fixtures) {
         const size_t n = (size_t)meta_int(f, "n");
         const int in = meta_int(f, "in"), out = meta_int(f, "out"), dim = meta_int(f, "dim");
         const int nh = meta_int(f, "heads"), hd = meta_int(f, "head_dim");
-        double fw = 0, ff = 0;           /* forward ratio; f64 formulas vs torch */
+        double fw = 0, ff = 0; /* forward ratio; f64 formulas vs torch */
         double w[2][K_N];
         for (int k = 0; k < K_N; k++) w[0][k] = w[1][k] = -1;
         if (fi == 0) { /* linear */
@@ -651,9 +666,11 @@ TEST(bwd_torch_fixtures) {
             fw = fwd_vs(yl, y, ny, NULL, 0);
             double *a[2][3];
             for (int m = 0; m < 2; m++) {
-                a[m][0] = d64(&b, nx); a[m][1] = d64(&b, nw); a[m][2] = d64(&b, out);
-                b64_linear(m, to64(&b, x, nx), n, to64(&b, wt, nw), in, out, to64(&b, dy, ny),
-                           a[m][0], a[m][1], a[m][2]);
+                a[m][0] = d64(&b, nx);
+                a[m][1] = d64(&b, nw);
+                a[m][2] = d64(&b, out);
+                b64_linear(m, to64(&b, x, nx), n, to64(&b, wt, nw), in, out, to64(&b, dy, ny), a[m][0], a[m][1],
+                           a[m][2]);
             }
             ff = fmax(f64_vs(a[0][0], dx, a[1][0], nx),
                       fmax(f64_vs(a[0][1], dw, a[1][1], nw), f64_vs(a[0][2], db, a[1][2], out)));
@@ -672,9 +689,10 @@ TEST(bwd_torch_fixtures) {
             fw = fwd_vs(yl, y, nd, NULL, 0);
             double *a[2][3];
             for (int m = 0; m < 2; m++) {
-                a[m][0] = d64(&b, nd); a[m][1] = d64(&b, dim); a[m][2] = d64(&b, dim);
-                b64_ln(m, to64(&b, x, nd), n, dim, to64(&b, sc, dim), to64(&b, dy, nd), a[m][0],
-                       a[m][1], a[m][2]);
+                a[m][0] = d64(&b, nd);
+                a[m][1] = d64(&b, dim);
+                a[m][2] = d64(&b, dim);
+                b64_ln(m, to64(&b, x, nd), n, dim, to64(&b, sc, dim), to64(&b, dy, nd), a[m][0], a[m][1], a[m][2]);
             }
             ff = fmax(f64_vs(a[0][0], dx, a[1][0], nd),
                       fmax(f64_vs(a[0][1], dsh, a[1][1], dim), f64_vs(a[0][2], dsc, a[1][2], dim)));
@@ -691,7 +709,8 @@ TEST(bwd_torch_fixtures) {
             fw = fwd_vs(yl, y, nd, NULL, 0);
             double *a[2][2];
             for (int m = 0; m < 2; m++) {
-                a[m][0] = d64(&b, nd); a[m][1] = d64(&b, hd);
+                a[m][0] = d64(&b, nd);
+                a[m][1] = d64(&b, hd);
                 b64_rms(m, to64(&b, x, nd), n * nh, hd, to64(&b, wt, hd), to64(&b, dy, nd), a[m][0], a[m][1]);
             }
             ff = fmax(f64_vs(a[0][0], dx, a[1][0], nd), f64_vs(a[0][1], dw, a[1][1], hd));
@@ -711,7 +730,8 @@ TEST(bwd_torch_fixtures) {
             for (size_t i = 0; i < nd; i++) EXPECT(gx[i] == dout[i], "torch grad_x != dout at %zu", i);
             double *a[2][2];
             for (int m = 0; m < 2; m++) {
-                a[m][0] = d64(&b, nd); a[m][1] = d64(&b, dim);
+                a[m][0] = d64(&b, nd);
+                a[m][1] = d64(&b, dim);
                 b64_gate(m, to64(&b, dout, nd), to64(&b, y, nd), to64(&b, gt, dim), n, dim, a[m][0], a[m][1]);
             }
             ff = fmax(f64_vs(a[0][0], gy, a[1][0], nd), f64_vs(a[0][1], gg, a[1][1], dim));
@@ -735,7 +755,7 @@ TEST(bwd_torch_fixtures) {
                 float *yl = copyf(&b, x, m);
                 (si ? F->silu : F->gelu_tanh)(ctx, yl, m);
                 fw = fmax(fw, fwd_vs(yl, y, m, x, si ? 0 : 0x1p-50)); /* torch: 0.5 x (1 + t) */
-                for (size_t i = 0; i < m; i++) { /* 1e-12 mag, plus torch's gelu error */
+                for (size_t i = 0; i < m; i++) {                      /* 1e-12 mag, plus torch's gelu error */
                     const double d = si ? d64_silu(0, x[i]) : d64_gelu(0, x[i]), ady = fabs((double)dy[i]);
                     const double mg = (si ? d64_silu(1, x[i]) : d64_gelu(1, x[i])) * ady +
                                       (si ? 0 : 1e12 * torch_gelu_err(x[i]) * ady) + 1e-300;
@@ -754,13 +774,12 @@ TEST(bwd_torch_fixtures) {
             double *y = fx64(&b, f, "y", nd), *dx = fx64(&b, f, "dx", nd);
             int axes[3] = {0, 0, 0};
             const char *ax = cd_st_meta(f, "rope_axes");
-            EXPECT(ax && sscanf(ax, "%d,%d,%d", &axes[0], &axes[1], &axes[2]) == 3 &&
-                       axes[0] + axes[1] + axes[2] == hd, "rope_axes metadata");
+            EXPECT(ax && sscanf(ax, "%d,%d,%d", &axes[0], &axes[1], &axes[2]) == 3 && axes[0] + axes[1] + axes[2] == hd,
+                   "rope_axes metadata");
             float *ct = outbuf(&b, n * hd, NAN);
             cd_rope_table(ids, n, axes, (double)meta_int(f, "rope_theta"), ct);
             for (size_t i = 0; i < n * (size_t)hd; i++)
-                EXPECT(fabsf(ct[i] - cs[i]) <= 0x1p-23f, "cd_rope_table %zu: %.9g vs diffusers %.9g",
-                       i, ct[i], cs[i]);
+                EXPECT(fabsf(ct[i] - cs[i]) <= 0x1p-23f, "cd_rope_table %zu: %.9g vs diffusers %.9g", i, ct[i], cs[i]);
             float *yl = copyf(&b, x, nd);
             F->rope(ctx, yl, n, nh, hd, cs);
             fw = fwd_vs(yl, y, nd, NULL, 0);
@@ -776,8 +795,8 @@ TEST(bwd_torch_fixtures) {
         EXPECT(fw <= R1, "%s: forward op vs torch %.3g (u |y|)", files[fi], fw);
         EXPECT(ff <= 1e-12, "%s: float64 formulas vs torch %.3g (mag)", files[fi], ff);
         if (getenv("CD_BWD_VERBOSE"))
-            printf("  torch %-13s forward %.3g (allowed %g), f64 formulas %.3g (allowed 1e-12)\n",
-                   files[fi], fw, R1, ff);
+            printf("  torch %-13s forward %.3g (allowed %g), f64 formulas %.3g (allowed 1e-12)\n", files[fi], fw, R1,
+                   ff);
         report(files[fi], cd_ops_bwd_cpu_ref(), w[0], 0);
         report(files[fi], cd_ops_bwd_cpu(), w[1], 0);
         cd_st_close(f);
@@ -834,10 +853,14 @@ TEST(bwd_fast_thread_invariance) {
     bag b = {0};
     test_rng g = test_rng_seed(404);
     const float *in[10];
-    in[0] = rf(&b, DND, 3, 0.2, &g); in[1] = rf(&b, DND, 1, 0, &g); in[2] = rf(&b, DND, 1, 0, &g);
-    in[3] = rf(&b, DD, 0.3, 0, &g); in[4] = rf(&b, DHD, 0.2, 1, &g);
+    in[0] = rf(&b, DND, 3, 0.2, &g);
+    in[1] = rf(&b, DND, 1, 0, &g);
+    in[2] = rf(&b, DND, 1, 0, &g);
+    in[3] = rf(&b, DD, 0.3, 0, &g);
+    in[4] = rf(&b, DHD, 0.2, 1, &g);
     in[5] = rf(&b, (size_t)DN * DHD, 1, 0, &g); /* any (c, s) pairs will do here */
-    in[6] = rf(&b, (size_t)DN * DIN, 1, 0, &g); in[7] = rf(&b, (size_t)DOUT * DIN, 0.06, 0, &g);
+    in[6] = rf(&b, (size_t)DN * DIN, 1, 0, &g);
+    in[7] = rf(&b, (size_t)DOUT * DIN, 0.06, 0, &g);
     in[8] = rf(&b, (size_t)DN * DOUT, 1, 0, &g);
     /* sum_rows' input: dy with +-1e20 in column 0 of the first rows of blocks 0 and 1 (32 rows
      * each): the f64 sum then depends on the order of the partials, so that a reduction whose
@@ -860,8 +883,8 @@ TEST(bwd_fast_thread_invariance) {
         size_t first = nv;
         for (size_t i = 0; i < nv && first == nv; i++)
             if (memcmp(&v[0][i], &v[k][i], sizeof(float))) first = i;
-        EXPECT(first == nv, "%d threads differ from 1 thread at %zu of %zu (%.9g vs %.9g)", th[k],
-               first, nv, first < nv ? v[k][first] : 0.0f, first < nv ? v[0][first] : 0.0f);
+        EXPECT(first == nv, "%d threads differ from 1 thread at %zu of %zu (%.9g vs %.9g)", th[k], first, nv,
+               first < nv ? v[k][first] : 0.0f, first < nv ? v[0][first] : 0.0f);
     }
     for (size_t i = 0; i < nv; i++) EXPECT(v[0][i] == v[0][i], "NaN at %zu", i);
     EXPECT(!memcmp(gm[1], gm[3], ng * sizeof(float)), "sgemm dx/dw not repeatable on 2 threads");

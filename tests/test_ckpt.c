@@ -17,8 +17,7 @@
 static int tmp_dir(char *dir, size_t cap) { return tmp_dir_tag(dir, cap, "ck"); }
 
 /* Writes tensors named names[0..n) (F32 [2], values {i, -i} + base) to path with cd_st_write. */
-static int write_shard(const char *path, const char *const *names, size_t n, float base,
-                       const char *meta_value) {
+static int write_shard(const char *path, const char *const *names, size_t n, float base, const char *meta_value) {
     cd_ctx *ctx;
     if (cd_ctx_create(NULL, &ctx) != CD_OK) return 0;
     float v[16][2];
@@ -52,8 +51,7 @@ static void expect_ckpt_error(const char *path, cd_status want, const char *cons
     cd_status s = cd_ckpt_open(ctx, path, &c);
     const char *msg = cd_ctx_error(ctx);
     if (s != want)
-        test_fail(__FILE__, line, "status %s, want %s (message: %s)", cd_status_str(s),
-                  cd_status_str(want), msg);
+        test_fail(__FILE__, line, "status %s, want %s (message: %s)", cd_status_str(s), cd_status_str(want), msg);
     else if (c != NULL)
         test_fail(__FILE__, line, "open failed but *out is not NULL");
     else if (strchr(msg, '\n'))
@@ -66,7 +64,7 @@ static void expect_ckpt_error(const char *path, cd_status want, const char *cons
     if (s == CD_OK) cd_ckpt_close(c);
     cd_ctx_free(ctx);
 }
-#define EXPECT_CKPT_BAD(path, status, ...)                                                        \
+#define EXPECT_CKPT_BAD(path, status, ...) \
     expect_ckpt_error(path, status, (const char *const[]){__VA_ARGS__, NULL}, __LINE__)
 
 /* ---- the three forms ------------------------------------------------------------------------ */
@@ -88,7 +86,8 @@ TEST(ckpt_single_file) {
     EXPECT(m && !strcmp(m, "one"), "meta");
     /* sorted by name */
     EXPECT(!strcmp(cd_ckpt_at(c, 0)->name, "a.b") && !strcmp(cd_ckpt_at(c, 1)->name, "m") &&
-           !strcmp(cd_ckpt_at(c, 2)->name, "z.w"), "order");
+               !strcmp(cd_ckpt_at(c, 2)->name, "z.w"),
+           "order");
     EXPECT(cd_ckpt_at(c, 3) == NULL, "at(count)");
     const cd_st_tensor *t = cd_ckpt_find(c, "z.w");
     CHECK(t, "find z.w");
@@ -100,8 +99,7 @@ TEST(ckpt_single_file) {
 
     /* the directory holding it */
     CHECK(cd_ckpt_open(ctx, dir, &c) == CD_OK, "open dir: %s", cd_ctx_error(ctx));
-    EXPECT(cd_ckpt_count(c) == 3 && !strcmp(cd_ckpt_file(c, 0), p), "dir form: %s",
-           cd_ckpt_file(c, 0));
+    EXPECT(cd_ckpt_count(c) == 3 && !strcmp(cd_ckpt_file(c, 0), p), "dir form: %s", cd_ckpt_file(c, 0));
     cd_ckpt_close(c);
     cd_ctx_free(ctx);
     cd_ckpt_close(NULL);
@@ -121,13 +119,12 @@ static int make_sharded(const char *dir, const char *index_json) {
            write_text(join(p, sizeof p, dir, "m.safetensors.index.json"), index_json);
 }
 
-static const char k_index[] =
-    "{\"metadata\": {\"total_size\": 40},\n \"weight_map\": {\n"
-    "  \"a.first\": \"m-00002-of-00003.safetensors\",\n"
-    "  \"transformer_blocks.0.attn.to_k.weight\": \"m-00002-of-00003.safetensors\",\n"
-    "  \"transformer_blocks.0.attn.to_q.weight\": \"m-00001-of-00003.safetensors\",\n"
-    "  \"transformer_blocks.1.attn.to_q.weight\": \"m-00003-of-00003.safetensors\",\n"
-    "  \"x_embedder.weight\": \"m-00001-of-00003.safetensors\"}}\n";
+static const char k_index[] = "{\"metadata\": {\"total_size\": 40},\n \"weight_map\": {\n"
+                              "  \"a.first\": \"m-00002-of-00003.safetensors\",\n"
+                              "  \"transformer_blocks.0.attn.to_k.weight\": \"m-00002-of-00003.safetensors\",\n"
+                              "  \"transformer_blocks.0.attn.to_q.weight\": \"m-00001-of-00003.safetensors\",\n"
+                              "  \"transformer_blocks.1.attn.to_q.weight\": \"m-00003-of-00003.safetensors\",\n"
+                              "  \"x_embedder.weight\": \"m-00001-of-00003.safetensors\"}}\n";
 
 TEST(ckpt_sharded_index) {
     char dir[64], p[160];
@@ -147,10 +144,12 @@ TEST(ckpt_sharded_index) {
             EXPECT(!strcmp(cd_ckpt_file(c, i), want), "file %zu = %s", i, cd_ckpt_file(c, i));
         }
         for (size_t i = 1; i < 5; i++)
-            EXPECT(strcmp(cd_ckpt_at(c, i - 1)->name, cd_ckpt_at(c, i)->name) < 0,
-                   "not sorted at %zu", i);
+            EXPECT(strcmp(cd_ckpt_at(c, i - 1)->name, cd_ckpt_at(c, i)->name) < 0, "not sorted at %zu", i);
         EXPECT(!strcmp(cd_ckpt_at(c, 0)->name, "a.first"), "first %s", cd_ckpt_at(c, 0)->name);
-        static const struct { const char *name; float v; } k[] = {
+        static const struct {
+            const char *name;
+            float v;
+        } k[] = {
             {"transformer_blocks.0.attn.to_q.weight", 100}, {"x_embedder.weight", 101},
             {"transformer_blocks.0.attn.to_k.weight", 200}, {"a.first", 201},
             {"transformer_blocks.1.attn.to_q.weight", 300},
@@ -158,8 +157,8 @@ TEST(ckpt_sharded_index) {
         for (int i = 0; i < 5; i++) {
             const cd_st_tensor *t = cd_ckpt_find(c, k[i].name);
             float v[2] = {0, 0};
-            EXPECT(t && cd_st_to_f32(ctx, t, v) == CD_OK && v[0] == k[i].v && v[1] == -k[i].v,
-                   "%s = %g", k[i].name, v[0]);
+            EXPECT(t && cd_st_to_f32(ctx, t, v) == CD_OK && v[0] == k[i].v && v[1] == -k[i].v, "%s = %g", k[i].name,
+                   v[0]);
         }
         EXPECT(!strcmp(cd_ckpt_prefix(c), ""), "prefix '%s'", cd_ckpt_prefix(c));
         const char *m = cd_ckpt_meta(c, "shard");
@@ -178,13 +177,13 @@ TEST(ckpt_prefix_stripping) {
         const char *prefix; /* expected stripped prefix */
     } k[] = {
         {{"model.diffusion_model.img_in.weight", "model.diffusion_model.txt_in.weight",
-          "model.diffusion_model.double_blocks.0.img_attn.qkv.weight"}, "model.diffusion_model."},
-        {{"diffusion_model.img_in.weight", "diffusion_model.x", "diffusion_model.y"},
-         "diffusion_model."},
+          "model.diffusion_model.double_blocks.0.img_attn.qkv.weight"},
+         "model.diffusion_model."},
+        {{"diffusion_model.img_in.weight", "diffusion_model.x", "diffusion_model.y"}, "diffusion_model."},
         {{"model.a", "model.b", "model.c.d"}, "model."},
         {{"transformer.a", "transformer.b", "transformer.c"}, "transformer."},
-        {{"first_stage_model.decoder.conv_in.weight", "first_stage_model.encoder.x",
-          "first_stage_model.y"}, "first_stage_model."},
+        {{"first_stage_model.decoder.conv_in.weight", "first_stage_model.encoder.x", "first_stage_model.y"},
+         "first_stage_model."},
         /* not every key has it: nothing stripped */
         {{"model.diffusion_model.a", "first_stage_model.b", "model.diffusion_model.c"}, ""},
         {{"model.a", "modelb", "model.c"}, ""},
@@ -203,8 +202,8 @@ TEST(ckpt_prefix_stripping) {
         CHECK(write_shard(p, k[i].names, 3, 0, NULL), "write %zu", i);
         cd_ckpt *c;
         CHECK(cd_ckpt_open(ctx, p, &c) == CD_OK, "open %zu: %s", i, cd_ctx_error(ctx));
-        EXPECT(!strcmp(cd_ckpt_prefix(c), k[i].prefix), "case %zu: prefix '%s', want '%s'", i,
-               cd_ckpt_prefix(c), k[i].prefix);
+        EXPECT(!strcmp(cd_ckpt_prefix(c), k[i].prefix), "case %zu: prefix '%s', want '%s'", i, cd_ckpt_prefix(c),
+               k[i].prefix);
         const size_t len = strlen(k[i].prefix);
         for (int j = 0; j < 3; j++) {
             const char *stripped = k[i].names[j] + len;
@@ -226,18 +225,17 @@ TEST(ckpt_prefix_across_shards) {
     const char *a[] = {"model.diffusion_model.img_in.weight"};
     const char *b[] = {"model.diffusion_model.final_layer.linear.weight"};
     CHECK(write_shard(join(p, sizeof p, dir, "a.safetensors"), a, 1, 1, NULL) &&
-          write_shard(join(p, sizeof p, dir, "b.safetensors"), b, 1, 2, NULL) &&
-          write_text(join(p, sizeof p, dir, "x.safetensors.index.json"),
-                     "{\"weight_map\":{\"model.diffusion_model.img_in.weight\":\"a.safetensors\","
-                     "\"model.diffusion_model.final_layer.linear.weight\":\"b.safetensors\"}}"),
+              write_shard(join(p, sizeof p, dir, "b.safetensors"), b, 1, 2, NULL) &&
+              write_text(join(p, sizeof p, dir, "x.safetensors.index.json"),
+                         "{\"weight_map\":{\"model.diffusion_model.img_in.weight\":\"a.safetensors\","
+                         "\"model.diffusion_model.final_layer.linear.weight\":\"b.safetensors\"}}"),
           "write");
     cd_ctx *ctx;
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
     cd_ckpt *c;
     CHECK(cd_ckpt_open(ctx, p, &c) == CD_OK, "open: %s", cd_ctx_error(ctx));
     EXPECT(!strcmp(cd_ckpt_prefix(c), "model.diffusion_model."), "prefix '%s'", cd_ckpt_prefix(c));
-    EXPECT(cd_ckpt_find(c, "img_in.weight") && cd_ckpt_find(c, "final_layer.linear.weight"),
-           "stripped names");
+    EXPECT(cd_ckpt_find(c, "img_in.weight") && cd_ckpt_find(c, "final_layer.linear.weight"), "stripped names");
     cd_ckpt_close(c);
     cd_ctx_free(ctx);
     tmp_rm(dir);
@@ -261,31 +259,31 @@ TEST(ckpt_directory_forms) {
     /* diffusers pipeline root: only subdirectories hold models */
     join(d, sizeof d, dir, "pipe");
     CHECK(mkdir(d, 0755) == 0 && mkdir(join(p, sizeof p, d, "transformer"), 0755) == 0 &&
-          mkdir(join(p, sizeof p, d, "vae"), 0755) == 0 &&
-          mkdir(join(p, sizeof p, d, "text_encoder"), 0755) == 0, "mkdir pipe");
+              mkdir(join(p, sizeof p, d, "vae"), 0755) == 0 && mkdir(join(p, sizeof p, d, "text_encoder"), 0755) == 0,
+          "mkdir pipe");
     CHECK(write_text(join(p, sizeof p, d, "model_index.json"), "{}"), "model_index.json");
-    EXPECT_CKPT_BAD(d, CD_ERR_NOT_FOUND, "diffusers pipeline", "transformer/ subdirectory",
-                    "vae/ subdirectory");
-    CHECK(write_shard(join(p, sizeof p, d, "transformer/diffusion_pytorch_model.safetensors"),
-                      names, 1, 0, NULL), "write transformer");
-    CHECK(cd_ckpt_open(ctx, join(p, sizeof p, d, "transformer"), &c) == CD_OK, "transformer: %s",
-          cd_ctx_error(ctx));
+    EXPECT_CKPT_BAD(d, CD_ERR_NOT_FOUND, "diffusers pipeline", "transformer/ subdirectory", "vae/ subdirectory");
+    CHECK(write_shard(join(p, sizeof p, d, "transformer/diffusion_pytorch_model.safetensors"), names, 1, 0, NULL),
+          "write transformer");
+    CHECK(cd_ckpt_open(ctx, join(p, sizeof p, d, "transformer"), &c) == CD_OK, "transformer: %s", cd_ctx_error(ctx));
     cd_ckpt_close(c);
     join(d, sizeof d, dir, "vaeonly");
     CHECK(mkdir(d, 0755) == 0 && mkdir(join(p, sizeof p, d, "vae"), 0755) == 0, "mkdir");
     cd_status s = cd_ckpt_open(ctx, d, &c);
-    EXPECT(s == CD_ERR_NOT_FOUND && strstr(cd_ctx_error(ctx), "vae/") &&
-           !strstr(cd_ctx_error(ctx), "transformer"), "vae only: %s", cd_ctx_error(ctx));
+    EXPECT(s == CD_ERR_NOT_FOUND && strstr(cd_ctx_error(ctx), "vae/") && !strstr(cd_ctx_error(ctx), "transformer"),
+           "vae only: %s", cd_ctx_error(ctx));
 
     /* several candidates: listed, sorted */
     join(d, sizeof d, dir, "two");
     CHECK(mkdir(d, 0755) == 0, "mkdir");
     CHECK(write_shard(join(p, sizeof p, d, "b.safetensors"), names, 1, 0, NULL) &&
-          write_shard(join(p, sizeof p, d, "a.safetensors"), names, 1, 0, NULL), "write");
-    EXPECT_CKPT_BAD(d, CD_ERR_INVALID_ARG, d, "several .safetensors files",
-                    "(a.safetensors, b.safetensors)", "pass one of them");
+              write_shard(join(p, sizeof p, d, "a.safetensors"), names, 1, 0, NULL),
+          "write");
+    EXPECT_CKPT_BAD(d, CD_ERR_INVALID_ARG, d, "several .safetensors files", "(a.safetensors, b.safetensors)",
+                    "pass one of them");
     CHECK(write_text(join(p, sizeof p, d, "x.safetensors.index.json"), "{}") &&
-          write_text(join(p, sizeof p, d, "y.safetensors.index.json"), "{}"), "write");
+              write_text(join(p, sizeof p, d, "y.safetensors.index.json"), "{}"),
+          "write");
     EXPECT_CKPT_BAD(d, CD_ERR_INVALID_ARG, "several checkpoint indexes",
                     "(x.safetensors.index.json, y.safetensors.index.json)");
 
@@ -293,7 +291,8 @@ TEST(ckpt_directory_forms) {
     join(d, sizeof d, dir, "sharded");
     CHECK(mkdir(d, 0755) == 0 && make_sharded(d, k_index), "sharded");
     CHECK(write_text(join(p, sizeof p, d, ".hidden.safetensors.index.json"), "junk") &&
-          write_text(join(p, sizeof p, d, "README.md"), "hi"), "extras");
+              write_text(join(p, sizeof p, d, "README.md"), "hi"),
+          "extras");
     CHECK(cd_ckpt_open(ctx, d, &c) == CD_OK, "sharded dir: %s", cd_ctx_error(ctx));
     EXPECT(cd_ckpt_files(c) == 3 && cd_ckpt_count(c) == 5, "sharded dir content");
     cd_ckpt_close(c);
@@ -325,34 +324,33 @@ TEST(ckpt_index_errors) {
     CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
     const char *sa[] = {"x", "y"}, *sb[] = {"z"}, *sc[] = {"x"};
     CHECK(write_shard(join(p, sizeof p, dir, "A.safetensors"), sa, 2, 0, NULL) &&
-          write_shard(join(p, sizeof p, dir, "B.safetensors"), sb, 1, 0, NULL) &&
-          write_shard(join(p, sizeof p, dir, "C.safetensors"), sc, 1, 0, NULL), "shards");
-    CHECK(write_text(join(p, sizeof p, dir, "T.safetensors"), "not a safetensors file at all"),
-          "bad shard");
+              write_shard(join(p, sizeof p, dir, "B.safetensors"), sb, 1, 0, NULL) &&
+              write_shard(join(p, sizeof p, dir, "C.safetensors"), sc, 1, 0, NULL),
+          "shards");
+    CHECK(write_text(join(p, sizeof p, dir, "T.safetensors"), "not a safetensors file at all"), "bad shard");
     static const struct {
         const char *index;
         cd_status s;
         const char *kw;
     } k[] = {
-        {"{\"weight_map\":{\"x\":\"B.safetensors\",\"y\":\"A.safetensors\",\"z\":\"B.safetensors\"}}",
-         CD_ERR_FORMAT, "index says 'x' is in shard 'B.safetensors' but it is in shard 'A.safetensors'"},
+        {"{\"weight_map\":{\"x\":\"B.safetensors\",\"y\":\"A.safetensors\",\"z\":\"B.safetensors\"}}", CD_ERR_FORMAT,
+         "index says 'x' is in shard 'B.safetensors' but it is in shard 'A.safetensors'"},
         {"{\"weight_map\":{\"x\":\"A.safetensors\",\"y\":\"A.safetensors\",\"q\":\"B.safetensors\","
          "\"z\":\"B.safetensors\"}}",
          CD_ERR_FORMAT, "index says 'q' is in shard 'B.safetensors' but it is not in any shard"},
-        {"{\"weight_map\":{\"x\":\"A.safetensors\",\"z\":\"B.safetensors\"}}",
-         CD_ERR_FORMAT, "shard 'A.safetensors' holds tensor 'y' that the index's weight_map does not list"},
-        {"{\"weight_map\":{\"x\":\"A.safetensors\",\"y\":\"A.safetensors\",\"w\":\"C.safetensors\"}}",
-         CD_ERR_FORMAT, "tensor 'x' is in two shards: 'A.safetensors' and 'C.safetensors'"},
-        {"{\"weight_map\":{\"x\":\"A.safetensors\",\"v\":\"D.safetensors\"}}",
-         CD_ERR_NOT_FOUND, "shard 'D.safetensors' listed in the weight_map cannot be opened"},
-        {"{\"weight_map\":{\"x\":\"T.safetensors\"}}",
-         CD_ERR_FORMAT, "bad shard: "},
-        {"{\"weight_map\":{\"x\":\"../A.safetensors\"}}",
-         CD_ERR_FORMAT, "weight_map shard '../A.safetensors' of 'x' is not a relative path"},
-        {"{\"weight_map\":{\"x\":\"/tmp/A.safetensors\"}}",
-         CD_ERR_FORMAT, "is not a relative path inside the index's directory"},
-        {"{\"weight_map\":{\"x\":\"pytorch_model-00001-of-00002.bin\"}}",
-         CD_ERR_UNSUPPORTED, "is not a .safetensors file"},
+        {"{\"weight_map\":{\"x\":\"A.safetensors\",\"z\":\"B.safetensors\"}}", CD_ERR_FORMAT,
+         "shard 'A.safetensors' holds tensor 'y' that the index's weight_map does not list"},
+        {"{\"weight_map\":{\"x\":\"A.safetensors\",\"y\":\"A.safetensors\",\"w\":\"C.safetensors\"}}", CD_ERR_FORMAT,
+         "tensor 'x' is in two shards: 'A.safetensors' and 'C.safetensors'"},
+        {"{\"weight_map\":{\"x\":\"A.safetensors\",\"v\":\"D.safetensors\"}}", CD_ERR_NOT_FOUND,
+         "shard 'D.safetensors' listed in the weight_map cannot be opened"},
+        {"{\"weight_map\":{\"x\":\"T.safetensors\"}}", CD_ERR_FORMAT, "bad shard: "},
+        {"{\"weight_map\":{\"x\":\"../A.safetensors\"}}", CD_ERR_FORMAT,
+         "weight_map shard '../A.safetensors' of 'x' is not a relative path"},
+        {"{\"weight_map\":{\"x\":\"/tmp/A.safetensors\"}}", CD_ERR_FORMAT,
+         "is not a relative path inside the index's directory"},
+        {"{\"weight_map\":{\"x\":\"pytorch_model-00001-of-00002.bin\"}}", CD_ERR_UNSUPPORTED,
+         "is not a .safetensors file"},
         {"{\"weight_map\":{\"x\":3}}", CD_ERR_FORMAT, "weight_map value of 'x' is not a string"},
         {"{\"weight_map\":{}}", CD_ERR_FORMAT, "index 'weight_map' is empty"},
         {"{\"weight_map\":[\"A.safetensors\"]}", CD_ERR_FORMAT, "index 'weight_map' is not an object"},
@@ -363,8 +361,7 @@ TEST(ckpt_index_errors) {
         {"{\"weight_map\":{\"x\":\"A.safetensors\",", CD_ERR_FORMAT, "index is not valid JSON"},
         {"{\"weight_map\":{\"x\":\"A.safetensors\",\"x\":\"A.safetensors\"}}", CD_ERR_FORMAT,
          "duplicate key \"x\" in the index"},
-        {"{\"weight_map\":{\"x\xff\":\"A.safetensors\"}}", CD_ERR_FORMAT,
-         "index is not valid UTF-8"},
+        {"{\"weight_map\":{\"x\xff\":\"A.safetensors\"}}", CD_ERR_FORMAT, "index is not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         snprintf(q, sizeof q, "case%02zu.safetensors.index.json", i);
@@ -382,8 +379,8 @@ TEST(ckpt_index_errors) {
         cd_ckpt *c;
         snprintf(q, sizeof q, "case%02d.safetensors.index.json", 5);
         EXPECT(cd_ckpt_open(ctx, join(p, sizeof p, dir, q), &c) == CD_ERR_FORMAT &&
-               strstr(cd_ctx_error(ctx), "/T.safetensors: header length") , "bad shard: %s",
-               cd_ctx_error(ctx));
+                   strstr(cd_ctx_error(ctx), "/T.safetensors: header length"),
+               "bad shard: %s", cd_ctx_error(ctx));
         cd_ctx_free(ctx);
     }
     tmp_rm(dir);
@@ -404,16 +401,14 @@ static uint64_t write_sparse_ckpt(const char *path, int n, int64_t rows, int64_t
         len += (size_t)snprintf(h + len, cap - len,
                                 ",\"model.diffusion_model.double_blocks.%d.img_mlp.%d.weight\":"
                                 "{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[%llu,%llu]}",
-                                i / 2, i % 2, (long long)rows, (long long)cols,
-                                (unsigned long long)(nb * (uint64_t)i),
+                                i / 2, i % 2, (long long)rows, (long long)cols, (unsigned long long)(nb * (uint64_t)i),
                                 (unsigned long long)(nb * (uint64_t)(i + 1)));
     len += (size_t)snprintf(h + len, cap - len, "}");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     uint64_t size = 8 + len + nb * (uint64_t)n;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)len >> (8 * i));
-    int ok = fd >= 0 && write(fd, len8, 8) == 8 && write(fd, h, len) == (ssize_t)len &&
-             ftruncate(fd, (off_t)size) == 0;
+    int ok = fd >= 0 && write(fd, len8, 8) == 8 && write(fd, h, len) == (ssize_t)len && ftruncate(fd, (off_t)size) == 0;
     if (fd >= 0) ok = close(fd) == 0 && ok;
     free(h);
     return ok ? size : 0;
@@ -428,8 +423,10 @@ TEST(ckpt_open_reads_no_tensor_data) {
     CHECK(size > (4ull << 30), "cannot create the sparse file %s", p);
     struct stat st;
     CHECK(stat(p, &st) == 0, "stat");
-    EXPECT((uint64_t)st.st_blocks * 512 < (16u << 20), "test premise: the file is not sparse "
-           "(%llu bytes allocated)", (unsigned long long)st.st_blocks * 512);
+    EXPECT((uint64_t)st.st_blocks * 512 < (16u << 20),
+           "test premise: the file is not sparse "
+           "(%llu bytes allocated)",
+           (unsigned long long)st.st_blocks * 512);
     cd_ctx *ctx;
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
     const uint64_t rss0 = rss_bytes();
@@ -442,15 +439,14 @@ TEST(ckpt_open_reads_no_tensor_data) {
         EXPECT(!strcmp(cd_ckpt_prefix(c), "model.diffusion_model."), "prefix");
         uint64_t total = 0;
         for (size_t i = 0; i < cd_ckpt_count(c); i++) total += cd_ckpt_at(c, i)->nbytes;
-        EXPECT(total == 76ull * 9216 * 3072 * 2, "bytes %llu",
-               (unsigned long long)total);
+        EXPECT(total == 76ull * 9216 * 3072 * 2, "bytes %llu", (unsigned long long)total);
         const cd_st_tensor *last = cd_ckpt_find(c, "double_blocks.37.img_mlp.1.weight");
         EXPECT(last && last->nbytes == 9216ull * 3072 * 2, "last tensor");
         cd_ckpt_close(c);
     }
     cd_ctx_free(ctx);
     /* The header is ~9 KB; everything else would be tensor data pulled in by the open. */
-    EXPECT(rss0 && rss1 >= rss0 ? rss1 - rss0 < (4u << 20) : 1,
-           "opening a 4.3 GB checkpoint grew RSS by %llu KB", (unsigned long long)(rss1 - rss0) >> 10);
+    EXPECT(rss0 && rss1 >= rss0 ? rss1 - rss0 < (4u << 20) : 1, "opening a 4.3 GB checkpoint grew RSS by %llu KB",
+           (unsigned long long)(rss1 - rss0) >> 10);
     tmp_rm(dir);
 }

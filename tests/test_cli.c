@@ -56,7 +56,8 @@ static int write_random(const char *path, const spec_t *s, size_t n, uint64_t se
         bufs[i] = b;
         for (uint64_t k = 0; k < numel; k++) {
             float f = test_rng_f(&rng);
-            if (s[i].dtype == CD_DTYPE_F32) memcpy(b + 4 * k, &f, 4);
+            if (s[i].dtype == CD_DTYPE_F32)
+                memcpy(b + 4 * k, &f, 4);
             else if (s[i].dtype == CD_DTYPE_BF16) {
                 uint16_t h = cd_f32_to_bf16(f);
                 memcpy(b + 2 * k, &h, 2);
@@ -68,7 +69,8 @@ static int write_random(const char *path, const spec_t *s, size_t n, uint64_t se
         for (int d = 0; d < s[i].ndim; d++) out[i].shape[d] = s[i].shape[d];
     }
     cd_ctx *ctx;
-    if (cd_ctx_create(NULL, &ctx) != CD_OK) ok = 0;
+    if (cd_ctx_create(NULL, &ctx) != CD_OK)
+        ok = 0;
     else {
         ok = cd_st_write(ctx, path, out, n, NULL, 0) == CD_OK;
         cd_ctx_free(ctx);
@@ -78,8 +80,7 @@ static int write_random(const char *path, const spec_t *s, size_t n, uint64_t se
 }
 
 /* q, k, v [heads, T+H*W, hd] of one dtype, plus spatial_weight [df, df] (F32) when df >= 2. */
-static int write_qkv(const char *path, cd_dtype dt, int heads, int ntok, int hd, int df,
-                     uint64_t seed) {
+static int write_qkv(const char *path, cd_dtype dt, int heads, int ntok, int hd, int df, uint64_t seed) {
     spec_t s[4] = {
         {"q", dt, 3, {heads, ntok, hd}},
         {"k", dt, 3, {heads, ntok, hd}},
@@ -99,19 +100,17 @@ TEST(cli_main_usage_and_version) {
     EXPECT(strstr(r.err, "usage: cleardit") && !r.out[0], "no args: usage on stderr only");
 
     RUN(&r, "frobnicate");
-    EXPECT(r.code == 2 && strstr(r.err, "unknown command 'frobnicate'") &&
-           strstr(r.err, "usage: cleardit"), "unknown command: %d %s", r.code, r.err);
+    EXPECT(r.code == 2 && strstr(r.err, "unknown command 'frobnicate'") && strstr(r.err, "usage: cleardit"),
+           "unknown command: %d %s", r.code, r.err);
     RUN(&r, "--help");
     EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit") && !r.err[0], "--help: %d", r.code);
-    EXPECT(strstr(r.out, "flops") && strstr(r.out, "attention") && strstr(r.out, "bench"),
-           "--help lists the commands");
+    EXPECT(strstr(r.out, "flops") && strstr(r.out, "attention") && strstr(r.out, "bench"), "--help lists the commands");
     RUN(&r, "help");
     EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit"), "help: %d", r.code);
     RUN(&r, "help", "flops");
     EXPECT(r.code == 0 && strstr(r.out, "usage: cleardit flops"), "help flops: %d", r.code);
     RUN(&r, "--version");
-    EXPECT(r.code == 0 && !strcmp(r.out, "cleardit " CLEARDIT_VERSION "\n"), "--version: %s",
-           r.out);
+    EXPECT(r.code == 0 && !strcmp(r.out, "cleardit " CLEARDIT_VERSION "\n"), "--version: %s", r.out);
 
     /* every subcommand: --help on stdout, exit 0 */
     const char *cmds[] = {"flops", "attention", "bench"};
@@ -130,8 +129,7 @@ TEST(cli_flops_table_and_json) {
     RUN(&r, "flops", "--width", "1024", "--height", "1024");
     EXPECT(r.code == 0 && !r.err[0], "table: exit %d %s", r.code, r.err);
     EXPECT(strstr(r.out, "260.9"), "1024^2 dense must print 260.9: %s", r.out);
-    EXPECT(strstr(r.out, "4608") && strstr(r.out, "4096") && strstr(r.out, "512"),
-           "token counts: %s", r.out);
+    EXPECT(strstr(r.out, "4608") && strstr(r.out, "4096") && strstr(r.out, "512"), "token counts: %s", r.out);
     EXPECT(!strstr(r.out, "CLEAR"), "no CLEAR row without --radius");
 
     RUN(&r, "flops", "--width=8192", "--height=8192", "--radius", "8");
@@ -144,32 +142,34 @@ TEST(cli_flops_table_and_json) {
     json_error_t je;
     json_t *j = json_loads(r.out, 0, &je);
     CHECK(j && json_is_object(j), "stdout is not one JSON object: %s (%s)", r.out, je.text);
-    EXPECT(fabs(json_number_value(json_object_get(j, "dense_gflops")) - 260.9) < 0.05,
-           "dense_gflops %g", json_number_value(json_object_get(j, "dense_gflops")));
+    EXPECT(fabs(json_number_value(json_object_get(j, "dense_gflops")) - 260.9) < 0.05, "dense_gflops %g",
+           json_number_value(json_object_get(j, "dense_gflops")));
     EXPECT(json_is_null(json_object_get(j, "clear_gflops")), "clear_gflops must be null");
     EXPECT(json_integer_value(json_object_get(j, "grid_h")) == 64 &&
-           json_integer_value(json_object_get(j, "grid_w")) == 64 &&
-           json_integer_value(json_object_get(j, "text_len")) == 512 &&
-           json_integer_value(json_object_get(j, "width")) == 1024 &&
-           json_integer_value(json_object_get(j, "dense_pairs")) == 4608ll * 4608,
+               json_integer_value(json_object_get(j, "grid_w")) == 64 &&
+               json_integer_value(json_object_get(j, "text_len")) == 512 &&
+               json_integer_value(json_object_get(j, "width")) == 1024 &&
+               json_integer_value(json_object_get(j, "dense_pairs")) == 4608ll * 4608,
            "json fields: %s", r.out);
     json_decref(j);
 
     /* non-square: grid_h from the height, grid_w from the width; custom text length */
-    RUN(&r, "flops", "--width", "2048", "--height", "1024", "--radius", "16", "--down", "4",
-        "--text-len", "256", "--json");
+    RUN(&r, "flops", "--width", "2048", "--height", "1024", "--radius", "16", "--down", "4", "--text-len", "256",
+        "--json");
     CHECK(r.code == 0, "json clear: exit %d %s", r.code, r.err);
     j = json_loads(r.out, 0, &je);
     CHECK(j, "json: %s", je.text);
     cd_attn_desc d = {24, 128, 256, 64, 128, 16, 4, 0.0f};
     EXPECT(json_integer_value(json_object_get(j, "grid_h")) == 64 &&
-           json_integer_value(json_object_get(j, "grid_w")) == 128, "grid from height x width");
-    EXPECT((uint64_t)json_integer_value(json_object_get(j, "clear_pairs")) == cd_attn_pairs(&d),
-           "clear_pairs");
+               json_integer_value(json_object_get(j, "grid_w")) == 128,
+           "grid from height x width");
+    EXPECT((uint64_t)json_integer_value(json_object_get(j, "clear_pairs")) == cd_attn_pairs(&d), "clear_pairs");
     EXPECT(fabs(json_real_value(json_object_get(j, "clear_gflops")) - cd_attn_flops(&d) / 1e9) <
-               1e-9 * cd_attn_flops(&d) / 1e9, "clear_gflops in full precision");
+               1e-9 * cd_attn_flops(&d) / 1e9,
+           "clear_gflops in full precision");
     EXPECT(json_integer_value(json_object_get(j, "radius")) == 16 &&
-           json_integer_value(json_object_get(j, "down")) == 4, "radius/down");
+               json_integer_value(json_object_get(j, "down")) == 4,
+           "radius/down");
     json_decref(j);
 }
 
@@ -198,8 +198,7 @@ TEST(cli_flops_bad_input) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         CHECK(run_cli(cases[i].args, &r), "run");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
-        EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i,
-               cases[i].phrase, r.err);
+        EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
         EXPECT(one_error_line(r.err, "flops"), "case %zu: not one error line: %s", i, r.err);
         EXPECT(!r.out[0], "case %zu: stdout not empty", i);
     }
@@ -210,8 +209,8 @@ TEST(cli_flops_bad_input) {
 /* Runs the CLI on IN and compares OUT's o/lse with cd_attention_reference in this process:
  * exactly with --reference (same code, same inputs), else within atol 1e-5 + rtol 1e-4 (fast
  * f32 kernels vs the double-accumulating reference). */
-static void check_attention_case(cd_dtype dt, int heads, int H, int W, int T, int hd, int radius,
-                                 int down, const char *scale, int use_ref, int line) {
+static void check_attention_case(cd_dtype dt, int heads, int H, int W, int T, int hd, int radius, int down,
+                                 const char *scale, int use_ref, int line) {
     cli_env e;
     if (!env_init(&e)) {
         test_fail(__FILE__, line, "mkdtemp");
@@ -287,10 +286,10 @@ static void check_attention_case(cd_dtype dt, int heads, int H, int W, int T, in
         test_fail(__FILE__, line, "output tensors o/lse missing or misshapen");
         goto done;
     }
-    const char *mg = cd_st_meta(fout, "grid"), *mr = cd_st_meta(fout, "radius"),
-               *mt = cd_st_meta(fout, "text_len"), *md = cd_st_meta(fout, "down");
-    if (!mg || strcmp(mg, grid) || !mr || strcmp(mr, rad) || !mt || strcmp(mt, tl) || !md ||
-        strcmp(md, dn) || !cd_st_meta(fout, "scale"))
+    const char *mg = cd_st_meta(fout, "grid"), *mr = cd_st_meta(fout, "radius"), *mt = cd_st_meta(fout, "text_len"),
+               *md = cd_st_meta(fout, "down");
+    if (!mg || strcmp(mg, grid) || !mr || strcmp(mr, rad) || !mt || strcmp(mt, tl) || !md || strcmp(md, dn) ||
+        !cd_st_meta(fout, "scale"))
         test_fail(__FILE__, line, "metadata grid/radius/text_len/down/scale wrong");
 
     /* the oracle, in process, on the same input bytes */
@@ -330,9 +329,7 @@ static void check_attention_case(cd_dtype dt, int heads, int H, int W, int T, in
         if (!(err <= tol)) bad++;
         if (!isfinite(got)) bad++;
     }
-    if (bad)
-        test_fail(__FILE__, line, "%zu values differ from the reference (max |diff| of o %.3g)",
-                  bad, worst);
+    if (bad) test_fail(__FILE__, line, "%zu values differ from the reference (max |diff| of o %.3g)", bad, worst);
 done:
     free(q);
     free(k);
@@ -351,12 +348,12 @@ done:
 TEST(cli_attention_matches_reference) {
     /* dtype, heads, H, W, T, hd, radius, down, scale, --reference */
     ATTN_CASE(CD_DTYPE_F32, 2, 5, 7, 3, 16, 3, 0, NULL, 0);
-    ATTN_CASE(CD_DTYPE_F32, 2, 5, 7, 3, 64, 0, 0, NULL, 0);       /* dense */
+    ATTN_CASE(CD_DTYPE_F32, 2, 5, 7, 3, 64, 0, 0, NULL, 0); /* dense */
     ATTN_CASE(CD_DTYPE_BF16, 2, 5, 7, 3, 16, 3, 0, NULL, 0);
     ATTN_CASE(CD_DTYPE_BF16, 2, 5, 7, 3, 64, 2, 0, "0.3", 0);
-    ATTN_CASE(CD_DTYPE_F32, 2, 4, 8, 5, 64, 3, 2, NULL, 0);       /* pooled keys */
-    ATTN_CASE(CD_DTYPE_BF16, 2, 4, 8, 0, 16, 2, 4, NULL, 0);      /* no text, pooling */
-    ATTN_CASE(CD_DTYPE_F32, 2, 5, 7, 3, 16, 3, 0, NULL, 1);       /* --reference: bit-exact */
+    ATTN_CASE(CD_DTYPE_F32, 2, 4, 8, 5, 64, 3, 2, NULL, 0);  /* pooled keys */
+    ATTN_CASE(CD_DTYPE_BF16, 2, 4, 8, 0, 16, 2, 4, NULL, 0); /* no text, pooling */
+    ATTN_CASE(CD_DTYPE_F32, 2, 5, 7, 3, 16, 3, 0, NULL, 1);  /* --reference: bit-exact */
     ATTN_CASE(CD_DTYPE_BF16, 2, 4, 8, 5, 64, 3, 2, NULL, 1);
 }
 
@@ -367,13 +364,14 @@ TEST(cli_attention_bf16_spatial_weight) {
     char in[160], out[160];
     snprintf(in, sizeof in, "%s/in.safetensors", e.dir);
     snprintf(out, sizeof out, "%s/out.safetensors", e.dir);
-    spec_t s[4] = {{"q", CD_DTYPE_F32, 3, {1, 18, 8}}, {"k", CD_DTYPE_F32, 3, {1, 18, 8}},
+    spec_t s[4] = {{"q", CD_DTYPE_F32, 3, {1, 18, 8}},
+                   {"k", CD_DTYPE_F32, 3, {1, 18, 8}},
                    {"v", CD_DTYPE_F32, 3, {1, 18, 8}},
                    {"spatial_weight", CD_DTYPE_BF16, 2, {2, 2}}};
     CHECK(write_random(in, s, 4, 3), "write");
     cli_run r;
-    RUN(&r, "attention", "--in", in, "--out", out, "--grid", "4x4", "--text-len", "2",
-        "--radius", "2", "--down", "2", "--quiet");
+    RUN(&r, "attention", "--in", in, "--out", out, "--grid", "4x4", "--text-len", "2", "--radius", "2", "--down", "2",
+        "--quiet");
     EXPECT(r.code == 0 && !r.err[0], "exit %d: %s", r.code, r.err);
     EXPECT(exists(out), "no output");
     env_free(&e);
@@ -385,33 +383,37 @@ TEST(cli_attention_bad_input) {
     cli_env e;
     CHECK(env_init(&e), "mkdtemp");
     char good[160], sw[160], out[160], p[16][160];
-    snprintf(good, sizeof good, "%s/good.safetensors", e.dir);   /* 2 x 38 x 16: grid 5x7 + 3 */
-    snprintf(sw, sizeof sw, "%s/sw.safetensors", e.dir);         /* 2 x 37 x 16 + sw [2,2] */
+    snprintf(good, sizeof good, "%s/good.safetensors", e.dir); /* 2 x 38 x 16: grid 5x7 + 3 */
+    snprintf(sw, sizeof sw, "%s/sw.safetensors", e.dir);       /* 2 x 37 x 16 + sw [2,2] */
     snprintf(out, sizeof out, "%s/out.safetensors", e.dir);
     CHECK(write_qkv(good, CD_DTYPE_F32, 2, 38, 16, 0, 1), "write good");
     CHECK(write_qkv(sw, CD_DTYPE_F32, 2, 37, 16, 2, 2), "write sw");
     const spec_t no_v[] = {{"q", CD_DTYPE_F32, 3, {2, 38, 16}}, {"k", CD_DTYPE_F32, 3, {2, 38, 16}}};
-    const spec_t rank2[] = {{"q", CD_DTYPE_F32, 2, {76, 16}}, {"k", CD_DTYPE_F32, 3, {2, 38, 16}},
-                            {"v", CD_DTYPE_F32, 3, {2, 38, 16}}};
-    const spec_t kshape[] = {{"q", CD_DTYPE_F32, 3, {2, 38, 16}}, {"k", CD_DTYPE_F32, 3, {2, 38, 8}},
-                             {"v", CD_DTYPE_F32, 3, {2, 38, 16}}};
-    const spec_t f16[] = {{"q", CD_DTYPE_F16, 3, {2, 38, 16}}, {"k", CD_DTYPE_F16, 3, {2, 38, 16}},
-                          {"v", CD_DTYPE_F16, 3, {2, 38, 16}}};
-    const spec_t mixed[] = {{"q", CD_DTYPE_F32, 3, {2, 38, 16}}, {"k", CD_DTYPE_BF16, 3, {2, 38, 16}},
-                            {"v", CD_DTYPE_F32, 3, {2, 38, 16}}};
-    const spec_t t70[] = {{"q", CD_DTYPE_F32, 3, {2, 70, 16}}, {"k", CD_DTYPE_F32, 3, {2, 70, 16}},
-                          {"v", CD_DTYPE_F32, 3, {2, 70, 16}}};
-    const spec_t sw3[] = {{"q", CD_DTYPE_F32, 3, {2, 37, 16}}, {"k", CD_DTYPE_F32, 3, {2, 37, 16}},
+    const spec_t rank2[] = {
+        {"q", CD_DTYPE_F32, 2, {76, 16}}, {"k", CD_DTYPE_F32, 3, {2, 38, 16}}, {"v", CD_DTYPE_F32, 3, {2, 38, 16}}};
+    const spec_t kshape[] = {
+        {"q", CD_DTYPE_F32, 3, {2, 38, 16}}, {"k", CD_DTYPE_F32, 3, {2, 38, 8}}, {"v", CD_DTYPE_F32, 3, {2, 38, 16}}};
+    const spec_t f16[] = {
+        {"q", CD_DTYPE_F16, 3, {2, 38, 16}}, {"k", CD_DTYPE_F16, 3, {2, 38, 16}}, {"v", CD_DTYPE_F16, 3, {2, 38, 16}}};
+    const spec_t mixed[] = {
+        {"q", CD_DTYPE_F32, 3, {2, 38, 16}}, {"k", CD_DTYPE_BF16, 3, {2, 38, 16}}, {"v", CD_DTYPE_F32, 3, {2, 38, 16}}};
+    const spec_t t70[] = {
+        {"q", CD_DTYPE_F32, 3, {2, 70, 16}}, {"k", CD_DTYPE_F32, 3, {2, 70, 16}}, {"v", CD_DTYPE_F32, 3, {2, 70, 16}}};
+    const spec_t sw3[] = {{"q", CD_DTYPE_F32, 3, {2, 37, 16}},
+                          {"k", CD_DTYPE_F32, 3, {2, 37, 16}},
                           {"v", CD_DTYPE_F32, 3, {2, 37, 16}},
                           {"spatial_weight", CD_DTYPE_F32, 2, {3, 3}}};
-    const spec_t swint[] = {{"q", CD_DTYPE_F32, 3, {2, 37, 16}}, {"k", CD_DTYPE_F32, 3, {2, 37, 16}},
+    const spec_t swint[] = {{"q", CD_DTYPE_F32, 3, {2, 37, 16}},
+                            {"k", CD_DTYPE_F32, 3, {2, 37, 16}},
                             {"v", CD_DTYPE_F32, 3, {2, 37, 16}},
                             {"spatial_weight", CD_DTYPE_I32, 2, {2, 2}}};
-    const spec_t heads0[] = {{"q", CD_DTYPE_F32, 3, {0, 38, 16}}, {"k", CD_DTYPE_F32, 3, {0, 38, 16}},
-                             {"v", CD_DTYPE_F32, 3, {0, 38, 16}}};
-    struct { const spec_t *s; size_t n; } files[] = {
-        {no_v, 2}, {rank2, 3}, {kshape, 3}, {f16, 3}, {mixed, 3}, {t70, 3}, {sw3, 4}, {swint, 4},
-        {heads0, 3},
+    const spec_t heads0[] = {
+        {"q", CD_DTYPE_F32, 3, {0, 38, 16}}, {"k", CD_DTYPE_F32, 3, {0, 38, 16}}, {"v", CD_DTYPE_F32, 3, {0, 38, 16}}};
+    struct {
+        const spec_t *s;
+        size_t n;
+    } files[] = {
+        {no_v, 2}, {rank2, 3}, {kshape, 3}, {f16, 3}, {mixed, 3}, {t70, 3}, {sw3, 4}, {swint, 4}, {heads0, 3},
     };
     const size_t nfiles = sizeof files / sizeof files[0];
     for (size_t i = 0; i < nfiles; i++) {
@@ -439,13 +441,11 @@ TEST(cli_attention_bad_input) {
         {{BASE(p[2]), "--grid", "5x7", "--text-len", "3"}, "must share one shape"},
         {{BASE(p[3]), "--grid", "5x7", "--text-len", "3"}, "dtype F16; need F32 or BF16"},
         {{BASE(p[4]), "--grid", "5x7", "--text-len", "3"}, "must share one dtype"},
-        {{BASE(p[5]), "--grid", "8x8", "--text-len", "4"},
-         "grid 8x8 + text 4 = 68 tokens but q has 70"},
+        {{BASE(p[5]), "--grid", "8x8", "--text-len", "4"}, "grid 8x8 + text 4 = 68 tokens but q has 70"},
         {{BASE(good), "--grid", "5x7", "--text-len", "4"}, "grid 5x7 + text 4 = 39 tokens but q has 38"},
         {{BASE(p[6]), "--grid", "4x8", "--text-len", "5", "--radius", "3", "--down", "2"},
          "'spatial_weight' has shape [3, 3]"},
-        {{BASE(p[7]), "--grid", "4x8", "--text-len", "5", "--radius", "3", "--down", "2"},
-         "cannot convert dtype I32"},
+        {{BASE(p[7]), "--grid", "4x8", "--text-len", "5", "--radius", "3", "--down", "2"}, "cannot convert dtype I32"},
         {{BASE(p[8]), "--grid", "5x7", "--text-len", "3"}, "heads and head_dim must be >= 1"},
         {{BASE(garbage), "--grid", "5x7", "--text-len", "3"}, "garbage.safetensors: header"},
         {{BASE(missing), "--grid", "5x7", "--text-len", "3"}, "missing.safetensors: cannot open"},
@@ -454,15 +454,12 @@ TEST(cli_attention_bad_input) {
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--radius", "3", "--down", "2"},
          "not divisible by down factor 2"},
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--down", "2"}, "--down needs --radius"},
-        {{BASE(good), "--grid", "5x7", "--text-len", "3", "--radius", "3", "--down", "0"},
-         "--down must be >= 1"},
+        {{BASE(good), "--grid", "5x7", "--text-len", "3", "--radius", "3", "--down", "0"}, "--down must be >= 1"},
         {{BASE(good), "--grid", "4x8", "--text-len", "6", "--radius", "3", "--down", "2"},
          "no tensor 'spatial_weight'"},
-        {{BASE(good), "--grid", "5x7", "--text-len", "3", "--radius", "12abc"},
-         "invalid value '12abc' for --radius"},
+        {{BASE(good), "--grid", "5x7", "--text-len", "3", "--radius", "12abc"}, "invalid value '12abc' for --radius"},
         {{BASE(good), "--grid", "5x7", "--text-len", "-1"}, "out of range"},
-        {{BASE(good), "--grid", "5x7", "--text-len", "3", "--threads", "99999999999999999999"},
-         "out of range"},
+        {{BASE(good), "--grid", "5x7", "--text-len", "3", "--threads", "99999999999999999999"}, "out of range"},
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--threads", "5000"}, "out of range"},
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--scale", "-1"}, "out of range"},
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--scale", "nan"}, "invalid value 'nan'"},
@@ -474,16 +471,11 @@ TEST(cli_attention_bad_input) {
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--radius"}, "missing value for --radius"},
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "--bogus", "1"}, "unknown option '--bogus'"},
         {{BASE(good), "--grid", "5x7", "--text-len", "3", "stray"}, "unexpected argument 'stray'"},
-        {{"attention", "--in", good, "--grid", "5x7", "--text-len", "3"},
-         "missing required option --out"},
-        {{"attention", "--in", good, "--out", out, "--text-len", "3"},
-         "missing required option --grid"},
-        {{"attention", "--in", "--out", out, "--grid", "5x7", "--text-len", "3"},
-         "missing value for --in"},
-        {{"attention", "--in", good, "--out", nodir, "--grid", "5x7", "--text-len", "3"},
-         "does not exist"},
-        {{"attention", "--in", good, "--out", e.dir, "--grid", "5x7", "--text-len", "3"},
-         "is a directory"},
+        {{"attention", "--in", good, "--grid", "5x7", "--text-len", "3"}, "missing required option --out"},
+        {{"attention", "--in", good, "--out", out, "--text-len", "3"}, "missing required option --grid"},
+        {{"attention", "--in", "--out", out, "--grid", "5x7", "--text-len", "3"}, "missing value for --in"},
+        {{"attention", "--in", good, "--out", nodir, "--grid", "5x7", "--text-len", "3"}, "does not exist"},
+        {{"attention", "--in", good, "--out", e.dir, "--grid", "5x7", "--text-len", "3"}, "is a directory"},
     };
 #undef BASE
     cli_run *r = malloc(sizeof *r);
@@ -492,14 +484,12 @@ TEST(cli_attention_bad_input) {
             test_fail(__FILE__, __LINE__, "cannot run %s", cli_bin());
             break;
         }
-        EXPECT(r->code == 2, "case %zu (%s): exit %d, stderr %s", i, cases[i].phrase, r->code,
-               r->err);
-        EXPECT(strstr(r->err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i,
-               cases[i].phrase, r->err);
+        EXPECT(r->code == 2, "case %zu (%s): exit %d, stderr %s", i, cases[i].phrase, r->code, r->err);
+        EXPECT(strstr(r->err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r->err);
         EXPECT(one_error_line(r->err, "attention"), "case %zu: not one error line: %s", i, r->err);
         EXPECT(!exists(out), "case %zu (%s): output file exists", i, cases[i].phrase);
-        EXPECT(dir_count(e.dir) == nin, "case %zu (%s): %d entries in the directory, want %d", i,
-               cases[i].phrase, dir_count(e.dir), nin);
+        EXPECT(dir_count(e.dir) == nin, "case %zu (%s): %d entries in the directory, want %d", i, cases[i].phrase,
+               dir_count(e.dir), nin);
     }
     free(r);
     env_free(&e);
@@ -509,8 +499,8 @@ TEST(cli_attention_bad_input) {
 
 TEST(cli_bench_small_case_json) {
     cli_run r;
-    RUN(&r, "bench", "attention", "--grid", "8x12", "--radius", "3", "--heads", "2",
-        "--head-dim", "16", "--text-len", "5", "--repeat", "1", "--json");
+    RUN(&r, "bench", "attention", "--grid", "8x12", "--radius", "3", "--heads", "2", "--head-dim", "16", "--text-len",
+        "5", "--repeat", "1", "--json");
     EXPECT(r.code == 0, "exit %d: %s", r.code, r.err);
     json_error_t je;
     json_t *j = json_loads(r.out, 0, &je);
@@ -550,8 +540,7 @@ TEST(cli_bench_bad_input) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         CHECK(run_cli(cases[i].args, &r), "run");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
-        EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i,
-               cases[i].phrase, r.err);
+        EXPECT(strstr(r.err, cases[i].phrase), "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
         EXPECT(one_error_line(r.err, "bench"), "case %zu: not one error line: %s", i, r.err);
     }
 }

@@ -53,9 +53,7 @@ static int env_init(env *e) {
     return ok;
 }
 
-static void env_free(env *e) {
-    tmp_rm(e->dir);
-}
+static void env_free(env *e) { tmp_rm(e->dir); }
 
 #define N_INPUTS 4
 
@@ -78,8 +76,7 @@ TEST(cli_inspect_text) {
 
     RUN(r, "inspect", e.ae, "--tensors");
     EXPECT(r->code == 0 && strstr(r->out, "layout       ae-bfl\n") &&
-               strstr(r->out, "ch 8, ch_mult [1, 2], num_res_blocks 1, z 4") &&
-               strstr(r->out, "tensor list\n") &&
+               strstr(r->out, "ch 8, ch_mult [1, 2], num_res_blocks 1, z 4") && strstr(r->out, "tensor list\n") &&
                strstr(r->out, "decoder.mid.attn_1.q.weight") && strstr(r->out, "F32         [16, 16, 1, 1]"),
            "ae --tensors:\n%s", r->out);
 
@@ -160,22 +157,22 @@ TEST(cli_inspect_bad_input) {
     fputs("not a safetensors file at all", f);
     fclose(f);
     RUN(r, "inspect", junk);
-    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "junk.safetensors"),
-           "junk: %d %s", r->code, r->err);
+    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "junk.safetensors"), "junk: %d %s",
+           r->code, r->err);
     RUN(r, "inspect", "/nonexistent/x.safetensors");
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect"), "missing file: %d %s", r->code, r->err);
     RUN(r, "inspect");
     EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "expected a checkpoint path"),
            "no path: %s", r->err);
     RUN(r, "inspect", e.bfl, e.ae);
-    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "unexpected argument"),
-           "two paths: %s", r->err);
+    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "unexpected argument"), "two paths: %s",
+           r->err);
     RUN(r, "inspect", e.bfl, "--bogus");
-    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "unknown option '--bogus'"),
-           "bogus: %s", r->err);
+    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") && strstr(r->err, "unknown option '--bogus'"), "bogus: %s",
+           r->err);
     RUN(r, "inspect", "--help");
-    EXPECT(r->code == 0 && !strncmp(r->out, "usage: cleardit inspect PATH [--json] [--tensors]", 49),
-           "help: %s", r->out);
+    EXPECT(r->code == 0 && !strncmp(r->out, "usage: cleardit inspect PATH [--json] [--tensors]", 49), "help: %s",
+           r->out);
     RUN(r, "help", "inspect");
     EXPECT(r->code == 0 && strstr(r->out, "usage: cleardit inspect"), "help inspect");
     RUN(r, "inspect", "--", e.bfl); /* "--" ends the options */
@@ -222,8 +219,8 @@ TEST(cli_convert_matches_the_library) {
         args[n] = NULL;
         CHECK(run_cli(args, r), "run");
         EXPECT(r->code == 0 && !r->err[0], "case %zu: exit %d: %s", k, r->code, r->err);
-        EXPECT(!cd_ckpt_convert(ctx, in, lib, cases[k].to, cases[k].dt, cases[k].merge ? cl : NULL),
-               "library: %s", cd_ctx_error(ctx));
+        EXPECT(!cd_ckpt_convert(ctx, in, lib, cases[k].to, cases[k].dt, cases[k].merge ? cl : NULL), "library: %s",
+               cd_ctx_error(ctx));
         EXPECT(gen_files_equal(e.out, lib), "case %zu: CLI and library outputs differ", k);
     }
     unlink(lib);
@@ -303,8 +300,7 @@ TEST(cli_convert_progress_lines) {
     gen_free(&l);
     RUN(r, "convert", path, e.out, "--layout", "diffusers");
     EXPECT(r->code == 0, "exit %d: %s", r->code, r->err);
-    EXPECT(strstr(r->err, "cleardit convert: 100%") && strstr(r->err, "GB") &&
-               strstr(r->err, "(flux-bfl) -> "),
+    EXPECT(strstr(r->err, "cleardit convert: 100%") && strstr(r->err, "GB") && strstr(r->err, "(flux-bfl) -> "),
            "progress:\n%s", r->err);
     free(r);
     env_free(&e);

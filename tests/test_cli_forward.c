@@ -31,7 +31,8 @@ static double rel_l2(const char *out, const char *io, const char *want) {
         }
         res = sqrt(num / den);
     }
-    free(fx); free(fy);
+    free(fx);
+    free(fy);
 done:
     cd_st_close(a);
     cd_st_close(b);
@@ -42,7 +43,9 @@ TEST(cli_forward_matches_diffusers) {
     char dir[] = "/tmp/cdfwdXXXXXX", out[96];
     CHECK(mkdtemp(dir), "mkdtemp");
     snprintf(out, sizeof out, "%s/out.safetensors", dir);
-    const struct { const char *model, *extra[8], *want; } cases[] = {
+    const struct {
+        const char *model, *extra[8], *want;
+    } cases[] = {
         {FX "dev_h32_sq4x4_bfl.safetensors", {NULL}, "out_dense"},
         {FX "dev_h32_sq4x4_diffusers.safetensors", {"--radius", "2", NULL}, "out_clear_r2"},
         {FX "dev_h32_sq4x4_bfl.safetensors",
@@ -51,7 +54,7 @@ TEST(cli_forward_matches_diffusers) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *args[20] = {"forward", "--model", cases[i].model, "--inputs", FX "dev_h32_sq4x4_io.safetensors",
-                                "--out", out, "--rope-axes", "4,6,6", "--quiet"};
+                                "--out",   out,       "--rope-axes",  "4,6,6",    "--quiet"};
         int n = 10;
         for (int j = 0; cases[i].extra[j]; j++) args[n++] = cases[i].extra[j];
         cli_run r;
@@ -92,18 +95,29 @@ TEST(cli_forward_bad_input) {
     snprintf(io3, sizeof io3, "%s/bad_ids.safetensors", dir);
     float img[16 * 15], ids[16 * 3];
     for (int i = 0; i < 16 * 15; i++) img[i] = 0.01f * i;
-    for (int i = 0; i < 16; i++) { ids[i * 3] = 0; ids[i * 3 + 1] = (float)(i % 4); ids[i * 3 + 2] = (float)(i / 4) * 0; }
+    for (int i = 0; i < 16; i++) {
+        ids[i * 3] = 0;
+        ids[i * 3 + 1] = (float)(i % 4);
+        ids[i * 3 + 2] = (float)(i / 4) * 0;
+    }
     cd_st_out bad_img = {"img", CD_DTYPE_F32, 2, {16, 15}, img}, bad_ids = {"img_ids", CD_DTYPE_F32, 2, {16, 3}, ids};
     CHECK(write_io(io1, "pooled", NULL) && write_io(io2, NULL, &bad_img) && write_io(io3, NULL, &bad_ids), "write");
     const char *M = FX "dev_h32_sq4x4_bfl.safetensors", *IN = FX "dev_h32_sq4x4_io.safetensors";
-    const struct { const char *args[16]; const char *phrase; } cases[] = {
+    const struct {
+        const char *args[16];
+        const char *phrase;
+    } cases[] = {
         {{"forward", "--model", M, "--inputs", IN, "--out", out}, "RoPE axes"},
         {{"forward", "--model", M, "--inputs", io1, "--out", out, "--rope-axes", "4,6,6"}, "missing tensor 'pooled'"},
         {{"forward", "--model", M, "--inputs", io2, "--out", out, "--rope-axes", "4,6,6"}, "'img'"},
-        {{"forward", "--model", M, "--inputs", io3, "--out", out, "--rope-axes", "4,6,6", "--radius", "2"}, "not a full H x W grid"},
-        {{"forward", "--model", M, "--inputs", IN, "--out", out, "--rope-axes", "4,6,6", "--radius", "2", "--down", "2"}, "spatial"},
+        {{"forward", "--model", M, "--inputs", io3, "--out", out, "--rope-axes", "4,6,6", "--radius", "2"},
+         "not a full H x W grid"},
+        {{"forward", "--model", M, "--inputs", IN, "--out", out, "--rope-axes", "4,6,6", "--radius", "2", "--down",
+          "2"},
+         "spatial"},
         {{"forward", "--model", M, "--inputs", IN, "--out", out, "--rope-axes", "4,6,6", "--radius", "2",
-          "--clear-weights", FX "dev_h32x4_6x4_clear.safetensors"}, "clear"},
+          "--clear-weights", FX "dev_h32x4_6x4_clear.safetensors"},
+         "clear"},
         {{"forward", "--model", IN, "--inputs", IN, "--out", out, "--rope-axes", "4,6,6"}, "not a FLUX transformer"},
         {{"forward", "--model", "/nonexistent.safetensors", "--inputs", IN, "--out", out}, "nonexistent"},
         {{"forward", "--model", M, "--inputs", IN, "--out", out, "--rope-axes", "4,6,7"}, "sum to head_dim"},
@@ -117,14 +131,17 @@ TEST(cli_forward_bad_input) {
         cli_run r;
         CHECK(run_cli(cases[i].args, &r), "spawn");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
-        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
+        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase,
+               r.err);
         EXPECT(!strncmp(r.err, "cleardit forward: error: ", 25) && strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
                "case %zu: not one error line: %s", i, r.err);
         struct stat st;
         EXPECT(stat(out, &st) != 0, "case %zu left an output file", i);
         unlink(out);
     }
-    unlink(io1); unlink(io2); unlink(io3);
+    unlink(io1);
+    unlink(io2);
+    unlink(io3);
     EXPECT(rmdir(dir) == 0, "temp files left in %s", dir);
 }
 
@@ -149,8 +166,10 @@ TEST(cli_forward_batch) {
         CHECK(bufs[i] && cd_st_to_f32(NULL, t, bufs[i]) == CD_OK, "read %s", batched[i]);
         memcpy(bufs[i] + k, bufs[i], k * sizeof(float));
         o[n] = (cd_st_out){t->name, CD_DTYPE_F32, t->ndim + (i < 3), {2}, bufs[i]};
-        if (i < 3) memcpy(o[n].shape + 1, t->shape, sizeof(int64_t) * (size_t)t->ndim);
-        else o[n].shape[0] = 2;
+        if (i < 3)
+            memcpy(o[n].shape + 1, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        else
+            o[n].shape[0] = 2;
         n++;
     }
     for (int i = 0; i < 2; i++) {
@@ -160,13 +179,15 @@ TEST(cli_forward_batch) {
         n++;
     }
     CHECK(cd_st_write(NULL, io, o, n, NULL, 0) == CD_OK, "write batch");
-    const char *args[] = {"forward", "--model", FX "dev_h32_sq4x4_bfl.safetensors", "--inputs", io, "--out", out,
-                          "--rope-axes", "4,6,6", "--quiet", NULL};
+    const char *args[] = {
+        "forward", "--model", FX "dev_h32_sq4x4_bfl.safetensors", "--inputs", io, "--out", out, "--rope-axes", "4,6,6",
+        "--quiet", NULL};
     cli_run r;
     CHECK(run_cli(args, &r), "spawn");
     EXPECT(r.code == 0, "exit %d: %s", r.code, r.err);
     cd_st_file *g = NULL, *want = NULL;
-    CHECK(cd_st_open(NULL, out, &g) == CD_OK && cd_st_open(NULL, FX "dev_h32_sq4x4_io.safetensors", &want) == CD_OK, "read out");
+    CHECK(cd_st_open(NULL, out, &g) == CD_OK && cd_st_open(NULL, FX "dev_h32_sq4x4_io.safetensors", &want) == CD_OK,
+          "read out");
     const cd_st_tensor *y = cd_st_find(g, "out"), *w = cd_st_find(want, "out_dense");
     CHECK(y && w && y->ndim == 3 && y->shape[0] == 2 && cd_st_numel(y) == 2 * cd_st_numel(w), "out shape");
     const size_t k = cd_st_numel(w);
@@ -180,9 +201,13 @@ TEST(cli_forward_batch) {
         }
         EXPECT(sqrt(num / den) < 1e-5, "batch item %d: relative L2 %g", b, sqrt(num / den));
     }
-    free(fy); free(fw);
+    free(fy);
+    free(fw);
     for (int i = 0; i < 5; i++) free(bufs[i]);
-    cd_st_close(f); cd_st_close(g); cd_st_close(want);
-    unlink(out); unlink(io);
+    cd_st_close(f);
+    cd_st_close(g);
+    cd_st_close(want);
+    unlink(out);
+    unlink(io);
     rmdir(dir);
 }

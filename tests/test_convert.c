@@ -76,7 +76,8 @@ static void roundtrip_flux(const gen_flux_cfg *cfg, cd_dtype dt) {
     cd_ckpt *dif = bfl ? fx_convert(&f, bfl, "dif.safetensors", CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, NULL) : NULL;
     cd_ckpt *back = dif ? fx_convert(&f, dif, "back.safetensors", CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL) : NULL;
     cd_ckpt *same = bfl ? fx_convert(&f, bfl, "same.safetensors", CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL) : NULL;
-    cd_ckpt *dif2 = back ? fx_convert(&f, back, "dif2.safetensors", CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, NULL) : NULL;
+    cd_ckpt *dif2 =
+        back ? fx_convert(&f, back, "dif2.safetensors", CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, NULL) : NULL;
     if (bfl && back && same && dif2) {
         EXPECT(!gen_ckpt_equal(bfl, back, why, sizeof why), "BFL -> diffusers -> BFL: %s", why);
         EXPECT(gen_files_equal(fx_path(&f, "back.safetensors", a), fx_path(&f, "same.safetensors", b)),
@@ -122,7 +123,7 @@ TEST(convert_flux_mapping_by_hand) {
     if (d) {
         static const struct {
             const char *bfl;
-            int64_t row;  /* in units: 0 1 2 = x D; 3 = 3D */
+            int64_t row; /* in units: 0 1 2 = x D; 3 = 3D */
             const char *dif;
         } map[] = {
             {"img_in.weight", 0, "x_embedder.weight"},
@@ -213,12 +214,11 @@ TEST(convert_ae_roundtrip_and_mapping) {
         };
         for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
             const cd_st_tensor *x = cd_ckpt_find(b, pairs[i][0]), *y = cd_ckpt_find(d, pairs[i][1]);
-            EXPECT(x && y && x->nbytes == y->nbytes && !memcmp(x->data, y->data, x->nbytes),
-                   "%s != %s", pairs[i][0], pairs[i][1]);
+            EXPECT(x && y && x->nbytes == y->nbytes && !memcmp(x->data, y->data, x->nbytes), "%s != %s", pairs[i][0],
+                   pairs[i][1]);
         }
         const cd_st_tensor *q = cd_ckpt_find(d, "decoder.mid_block.attentions.0.to_q.weight");
-        EXPECT(q && q->ndim == 2 && q->shape[0] == 32 && q->shape[1] == 32,
-               "1x1 conv [32,32,1,1] -> linear [32,32]");
+        EXPECT(q && q->ndim == 2 && q->shape[0] == 32 && q->shape[1] == 32, "1x1 conv [32,32,1,1] -> linear [32,32]");
     }
     cd_ckpt_close(d2);
     cd_ckpt_close(back);
@@ -291,15 +291,14 @@ TEST(convert_merge_clear_writes_exactly_the_trained_slices) {
             free(e);
         }
         /* qkv w+b and proj w+b per double block, linear1 w+b per single block */
-        EXPECT(changed == 4 * (size_t)k_small.depth + 2 * (size_t)k_small.depth_single,
-               "%zu tensors changed", changed);
+        EXPECT(changed == 4 * (size_t)k_small.depth + 2 * (size_t)k_small.depth_single, "%zu tensors changed", changed);
         /* diffusers output: CLEAR tensors where CLEAR has them, the plain conversion elsewhere */
         EXPECT(cd_ckpt_count(md) == cd_ckpt_count(d0), "same diffusers set");
         for (size_t i = 0; i < cd_ckpt_count(d0); i++) {
             const cd_st_tensor *t = cd_ckpt_at(d0, i), *m = cd_ckpt_find(md, t->name);
             const cd_st_tensor *c = cd_ckpt_find(clear, t->name), *want = c ? c : t;
-            EXPECT(m && m->nbytes == want->nbytes && !memcmp(m->data, want->data, m->nbytes),
-                   "merged diffusers %s", t->name);
+            EXPECT(m && m->nbytes == want->nbytes && !memcmp(m->data, want->data, m->nbytes), "merged diffusers %s",
+                   t->name);
         }
         EXPECT(gen_files_equal(fx_path(&f, "mb.safetensors", a), fx_path(&f, "mdb.safetensors", b)),
                "merge-to-BFL and merge-to-diffusers-then-BFL differ");
@@ -337,17 +336,15 @@ static void merge_spatial(int flat) {
             const cd_st_tensor *c = cd_ckpt_at(clear, i);
             if (!strstr(c->name, "spatial_weight")) continue;
             const cd_st_tensor *m = cd_ckpt_find(mb, c->name), *d = cd_ckpt_find(md, c->name);
-            EXPECT(m && d && m->ndim == c->ndim && d->ndim == c->ndim &&
-                       !memcmp(m->shape, c->shape, sizeof c->shape) &&
+            EXPECT(m && d && m->ndim == c->ndim && d->ndim == c->ndim && !memcmp(m->shape, c->shape, sizeof c->shape) &&
                        !memcmp(m->data, c->data, c->nbytes) && !memcmp(d->data, c->data, c->nbytes),
                    "%s carried under its diffusers name, in its shape", c->name);
         }
         cd_ckpt_info info;
         EXPECT(!cd_ckpt_inspect(f.ctx, mb, &info), "inspect");
-        EXPECT(info.layout == CD_LAYOUT_FLUX_BFL && !info.n_unknown && !info.n_missing &&
-                   !info.n_bad_shape && info.clear.down == 2,
-               "merged BFL: %s, %zu unknown, down %d", cd_layout_name(info.layout), info.n_unknown,
-               info.clear.down);
+        EXPECT(info.layout == CD_LAYOUT_FLUX_BFL && !info.n_unknown && !info.n_missing && !info.n_bad_shape &&
+                   info.clear.down == 2,
+               "merged BFL: %s, %zu unknown, down %d", cd_layout_name(info.layout), info.n_unknown, info.clear.down);
         cd_ckpt_info_free(&info);
         EXPECT(gen_files_equal(fx_path(&f, "mb.safetensors", a), fx_path(&f, "mb2.safetensors", b)),
                "merged BFL -> diffusers -> BFL differs");
@@ -357,8 +354,10 @@ static void merge_spatial(int flat) {
         gen_clear(&c2, k_small.hidden, k_small.depth, k_small.depth_single, 2, !flat);
         cd_ckpt *clear2 = fx_write_open(&f, &c2, "clear2.safetensors");
         cd_ckpt *m3 = clear2 ? fx_convert(&f, mb, "m3.safetensors", CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, clear2) : NULL;
-        const cd_st_tensor *x = m3 ? cd_ckpt_find(m3, "single_transformer_blocks.2.attn.processor.spatial_weight") : NULL;
-        const cd_st_tensor *y = clear2 ? cd_ckpt_find(clear2, "single_transformer_blocks.2.attn.processor.spatial_weight") : NULL;
+        const cd_st_tensor *x =
+            m3 ? cd_ckpt_find(m3, "single_transformer_blocks.2.attn.processor.spatial_weight") : NULL;
+        const cd_st_tensor *y =
+            clear2 ? cd_ckpt_find(clear2, "single_transformer_blocks.2.attn.processor.spatial_weight") : NULL;
         EXPECT(x && y && x->ndim == y->ndim && !memcmp(x->data, y->data, y->nbytes), "re-merge");
         /* ... but not spatial weights of another side */
         gen_list c3;
@@ -413,7 +412,7 @@ static uint16_t ref_bf16(float x) {
     const uint16_t hi = (uint16_t)(lo + 1); /* next away from zero (may become inf) */
     const double dl = fabs((double)x - (double)bits_f32((uint32_t)lo << 16));
     const double dh = fabs((double)bits_f32((uint32_t)hi << 16) - (double)x);
-    if (isinf(bits_f32((uint32_t)hi << 16)))  /* inf is "one ulp up" */
+    if (isinf(bits_f32((uint32_t)hi << 16)))       /* inf is "one ulp up" */
         return dl < ldexp(1.0, 127 - 8) ? lo : hi; /* half an ulp of the top binade */
     if (dl != dh) return dl < dh ? lo : hi;
     return (lo & 1) ? hi : lo;
@@ -438,11 +437,11 @@ static double src_value(const cd_st_tensor *t, size_t i) {
     uint16_t h;
     float f;
     switch (t->dtype) {
-    case CD_DTYPE_F32: memcpy(&f, p + 4 * i, 4); return f;
-    case CD_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return bits_f32((uint32_t)h << 16);
-    case CD_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return ref_f16(h);
-    case CD_DTYPE_F8_E4M3: return ref_e4m3(p[i]);
-    default: return ref_e5m2(p[i]);
+        case CD_DTYPE_F32: memcpy(&f, p + 4 * i, 4); return f;
+        case CD_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return bits_f32((uint32_t)h << 16);
+        case CD_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return ref_f16(h);
+        case CD_DTYPE_F8_E4M3: return ref_e4m3(p[i]);
+        default: return ref_e5m2(p[i]);
     }
 }
 
@@ -480,11 +479,10 @@ TEST(convert_dtype_bf16_rounds_to_nearest_even) {
     gen_flux_bfl(&l, &wide);
     /* special values at the start of img_in.weight: ties both ways, near-overflow, inf, NaN,
      * signed zero, subnormals, and values with random low bits everywhere else */
-    static const uint32_t special[] = {
-        0x3f808000, 0x3f818000, 0x3f80c000, 0x3f807fff, 0xbf808000, 0xbf818000, 0x7f7fffff,
-        0x7f7f7fff, 0x7f7f8000, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00001, 0xffa00000,
-        0x00000000, 0x80000000, 0x00000001, 0x00008000, 0x00018000, 0x807fffff, 0x00800000,
-        0x3f800001, 0x477fe000, 0x33800000};
+    static const uint32_t special[] = {0x3f808000, 0x3f818000, 0x3f80c000, 0x3f807fff, 0xbf808000, 0xbf818000,
+                                       0x7f7fffff, 0x7f7f7fff, 0x7f7f8000, 0xff7fffff, 0x7f800000, 0xff800000,
+                                       0x7fc00001, 0xffa00000, 0x00000000, 0x80000000, 0x00000001, 0x00008000,
+                                       0x00018000, 0x807fffff, 0x00800000, 0x3f800001, 0x477fe000, 0x33800000};
     gen_tensor *t = gen_find(&l, "img_in.weight");
     CHECK(t, "find");
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) memcpy(t->data + 4 * i, &special[i], 4);
@@ -494,8 +492,8 @@ TEST(convert_dtype_bf16_rounds_to_nearest_even) {
     cd_ckpt *bfb = bf ? fx_convert(&f, bf, "bfb.safetensors", CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL) : NULL;
     cd_ckpt *widened = bfb ? fx_convert(&f, bfb, "w.safetensors", CD_LAYOUT_FLUX_BFL, CD_DTYPE_F32, NULL) : NULL;
     if (bfb && widened) {
-        check_dtype(in, bfb, CD_DTYPE_BF16);       /* F32 -> BF16 */
-        check_dtype(bfb, widened, CD_DTYPE_F32);   /* BF16 -> F32, exact */
+        check_dtype(in, bfb, CD_DTYPE_BF16);     /* F32 -> BF16 */
+        check_dtype(bfb, widened, CD_DTYPE_F32); /* BF16 -> F32, exact */
         const cd_st_tensor *w = cd_ckpt_find(bfb, "img_in.weight");
         uint16_t h[3];
         memcpy(h, w->data, sizeof h);
@@ -563,8 +561,7 @@ TEST(convert_merge_clear_takes_the_base_dtype) {
         }
         EXPECT(bad == 0, "%zu rounded CLEAR values differ", bad);
         const size_t mlp_off = (size_t)(3 * D * D * 2); /* the mlp rows are the base's bytes */
-        EXPECT(!memcmp((const uint8_t *)qkv->data + mlp_off, (const uint8_t *)b->data + mlp_off,
-                       qkv->nbytes - mlp_off),
+        EXPECT(!memcmp((const uint8_t *)qkv->data + mlp_off, (const uint8_t *)b->data + mlp_off, qkv->nbytes - mlp_off),
                "mlp rows changed");
     }
     cd_ckpt_close(m);
@@ -584,8 +581,7 @@ static void expect_fail(const fixture *f, cd_status s, cd_status want, int files
     EXPECT(s == want, "status %d (want %d): %s", (int)s, (int)want, msg);
     EXPECT(strstr(msg, frag1) && (!frag2 || strstr(msg, frag2)), "message: %s", msg);
     EXPECT(!strchr(msg, '\n'), "one line: %s", msg);
-    EXPECT(dir_count(f->dir) == files, "%d files in the directory, want %d",
-           dir_count(f->dir), files);
+    EXPECT(dir_count(f->dir) == files, "%d files in the directory, want %d", dir_count(f->dir), files);
 }
 
 TEST(convert_errors_have_messages_and_leave_nothing) {
@@ -599,10 +595,10 @@ TEST(convert_errors_have_messages_and_leave_nothing) {
     gen_init(&bad, 85);
     gen_flux_bfl(&l, &k_small);
     gen_ae_bfl(&ae, &k_ae);
-    gen_clear(&cl, 128, k_small.depth, k_small.depth_single, 0, 0);     /* wrong hidden */
-    gen_clear(&cl2, k_small.hidden, 1, k_small.depth_single, 0, 0);     /* wrong depth */
+    gen_clear(&cl, 128, k_small.depth, k_small.depth_single, 0, 0); /* wrong hidden */
+    gen_clear(&cl2, k_small.hidden, 1, k_small.depth_single, 0, 0); /* wrong depth */
     gen_flux_bfl(&bad, &k_small);
-    gen_tensor *it = gen_find(&bad, "img_in.bias");                  /* an I32 tensor */
+    gen_tensor *it = gen_find(&bad, "img_in.bias"); /* an I32 tensor */
     CHECK(it, "find");
     it->dtype = CD_DTYPE_I32;
     cd_ckpt *base = fx_write_open(&f, &l, "base.safetensors");
@@ -616,32 +612,32 @@ TEST(convert_errors_have_messages_and_leave_nothing) {
     fx_path(&f, "out.safetensors", out);
     cd_ctx *ctx = f.ctx;
 
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, c1),
-                CD_ERR_SHAPE, n, "hidden 128", "hidden 64");
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, c2),
-                CD_ERR_SHAPE, n, "1 double + 3 single", "2 double + 3 single");
-    expect_fail(&f, cd_ckpt_convert(ctx, a, out, CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, NULL),
-                CD_ERR_INVALID_ARG, n, "cannot convert ae-bfl to flux-diffusers", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_AE_BFL, CD_DTYPE_COUNT, NULL),
-                CD_ERR_INVALID_ARG, n, "cannot convert flux-bfl to ae-bfl", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, a, out, CD_LAYOUT_AE_DIFFUSERS, CD_DTYPE_COUNT, c1),
-                CD_ERR_INVALID_ARG, n, "merges into a FLUX transformer", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, c1, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL),
-                CD_ERR_INVALID_ARG, n, "is a CLEAR file", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, base),
-                CD_ERR_INVALID_ARG, n, "not a CLEAR file", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_CLEAR, CD_DTYPE_COUNT, NULL),
-                CD_ERR_INVALID_ARG, n, "target layout", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_F16, NULL),
-                CD_ERR_INVALID_ARG, n, "F32 or BF16", NULL);
-    expect_fail(&f, cd_ckpt_convert(ctx, ib, out, CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_BF16, NULL),
-                CD_ERR_UNSUPPORTED, n, "img_in.bias", "cannot convert I32 to BF16");
-    expect_fail(&f, cd_ckpt_convert(ctx, base, "/nonexistent-cd-dir/out.safetensors", CD_LAYOUT_FLUX_BFL,
-                                    CD_DTYPE_COUNT, NULL),
-                CD_ERR_IO, n, "cannot create a temporary file", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, c1), CD_ERR_SHAPE, n,
+                "hidden 128", "hidden 64");
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, c2), CD_ERR_SHAPE, n,
+                "1 double + 3 single", "2 double + 3 single");
+    expect_fail(&f, cd_ckpt_convert(ctx, a, out, CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, NULL), CD_ERR_INVALID_ARG, n,
+                "cannot convert ae-bfl to flux-diffusers", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_AE_BFL, CD_DTYPE_COUNT, NULL), CD_ERR_INVALID_ARG, n,
+                "cannot convert flux-bfl to ae-bfl", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, a, out, CD_LAYOUT_AE_DIFFUSERS, CD_DTYPE_COUNT, c1), CD_ERR_INVALID_ARG, n,
+                "merges into a FLUX transformer", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, c1, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL), CD_ERR_INVALID_ARG, n,
+                "is a CLEAR file", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, base), CD_ERR_INVALID_ARG, n,
+                "not a CLEAR file", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_CLEAR, CD_DTYPE_COUNT, NULL), CD_ERR_INVALID_ARG, n,
+                "target layout", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_F16, NULL), CD_ERR_INVALID_ARG, n,
+                "F32 or BF16", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, ib, out, CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_BF16, NULL), CD_ERR_UNSUPPORTED, n,
+                "img_in.bias", "cannot convert I32 to BF16");
+    expect_fail(
+        &f, cd_ckpt_convert(ctx, base, "/nonexistent-cd-dir/out.safetensors", CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL),
+        CD_ERR_IO, n, "cannot create a temporary file", NULL);
     fx_path(&f, "base.safetensors/x", out); /* a directory component that is a file */
-    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL),
-                CD_ERR_IO, n, "cannot create a temporary file", NULL);
+    expect_fail(&f, cd_ckpt_convert(ctx, base, out, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL), CD_ERR_IO, n,
+                "cannot create a temporary file", NULL);
     /* keeping the dtype, the I32 tensor is copied as it is */
     cd_ckpt *ok = fx_convert(&f, ib, "ok.safetensors", CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_COUNT, NULL);
     EXPECT(ok && cd_ckpt_find(ok, "x_embedder.bias")->dtype == CD_DTYPE_I32, "I32 kept");
@@ -655,15 +651,14 @@ TEST(convert_errors_have_messages_and_leave_nothing) {
     gen_ae_bfl(&w, &wide);
     cd_ckpt *wc = fx_write_open(&f, &w, "wide.safetensors");
     cd_ckpt_info info;
-    EXPECT(wc && !cd_ckpt_inspect(ctx, wc, &info) && info.layout == CD_LAYOUT_AE_BFL &&
-               !info.n_missing && !info.n_unknown && !info.n_bad_shape && info.ae.ch == 8 &&
-               info.ae.ch_mult[0] == 2,
+    EXPECT(wc && !cd_ckpt_inspect(ctx, wc, &info) && info.layout == CD_LAYOUT_AE_BFL && !info.n_missing &&
+               !info.n_unknown && !info.n_bad_shape && info.ae.ch == 8 && info.ae.ch_mult[0] == 2,
            "wide AE inspects clean");
     cd_ckpt_info_free(&info);
     fx_path(&f, "out.safetensors", out);
     if (wc)
-        expect_fail(&f, cd_ckpt_convert(ctx, wc, out, CD_LAYOUT_AE_DIFFUSERS, CD_DTYPE_COUNT, NULL),
-                    CD_ERR_UNSUPPORTED, n + 2, "ch_mult[0] = 2", "AutoencoderKL");
+        expect_fail(&f, cd_ckpt_convert(ctx, wc, out, CD_LAYOUT_AE_DIFFUSERS, CD_DTYPE_COUNT, NULL), CD_ERR_UNSUPPORTED,
+                    n + 2, "ch_mult[0] = 2", "AutoencoderKL");
     cd_ckpt_close(wc);
     gen_free(&w);
 
@@ -704,8 +699,8 @@ TEST(convert_reports_progress_and_writes_in_plan_order) {
     cd_ckpt *in = fx_write_open(&f, &l, "in.safetensors");
     char out[160];
     prog p = {0, 0, 0, 1};
-    CHECK(in && !cd_ckpt_convert_progress(f.ctx, in, fx_path(&f, "out.safetensors", out),
-                                          CD_LAYOUT_FLUX_DIFFUSERS, CD_DTYPE_BF16, NULL, on_prog, &p),
+    CHECK(in && !cd_ckpt_convert_progress(f.ctx, in, fx_path(&f, "out.safetensors", out), CD_LAYOUT_FLUX_DIFFUSERS,
+                                          CD_DTYPE_BF16, NULL, on_prog, &p),
           "convert: %s", cd_ctx_error(f.ctx));
     cd_ckpt *o = gen_open(f.ctx, out);
     cd_ckpt_info info;

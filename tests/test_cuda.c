@@ -87,8 +87,14 @@ TEST(cuda_bf16_conversions) {
         for (int i = 0; i < N; i++) bad += got[i] != want[i] || memcmp(&back[i], &wantb[i], 4) != 0;
         EXPECT(bad == 0, "offset %d: %d of %d conversions differ from the host's", off, bad, N);
     }
-    free(h); free(back); free(wantb); free(want); free(got);
-    cd_cuda_free(ctx, ds); cd_cuda_free(ctx, dd); cd_cuda_free(ctx, db);
+    free(h);
+    free(back);
+    free(wantb);
+    free(want);
+    free(got);
+    cd_cuda_free(ctx, ds);
+    cd_cuda_free(ctx, dd);
+    cd_cuda_free(ctx, db);
     cd_ctx_free(ctx);
 }
 
@@ -100,7 +106,8 @@ TEST(cuda_flux_model) {
     const int axes[3] = {16, 24, 24};
     const int G = 12, T = 9, L = G * G;
     cd_flux_model *m = NULL;
-    float *img = test_rand_floats((size_t)L * 16, 1.0f, 7), *txt = test_rand_floats((size_t)T * 48, 1.0f, 8), *pooled = test_rand_floats(24, 1.0f, 9);
+    float *img = test_rand_floats((size_t)L * 16, 1.0f, 7), *txt = test_rand_floats((size_t)T * 48, 1.0f, 8),
+          *pooled = test_rand_floats(24, 1.0f, 9);
     float *ids = malloc((size_t)L * 3 * 4), *tids = calloc((size_t)T * 3, 4);
     float *o_cpu = malloc((size_t)L * 16 * 4), *o_gpu = malloc((size_t)L * 16 * 4);
     CHECK(img && txt && pooled && ids && tids && o_cpu && o_gpu, "setup");
@@ -127,7 +134,13 @@ TEST(cuda_flux_model) {
     EXPECT(cd_flux_set_device(ctx, m, CD_DEVICE_CUDA) == CD_ERR_UNSUPPORTED && strstr(cd_ctx_error(ctx), "head_dim"),
            "head_dim 48 on cuda: %s", cd_ctx_error(ctx));
     cd_flux_free(m);
-    free(img); free(txt); free(pooled); free(ids); free(tids); free(o_cpu); free(o_gpu);
+    free(img);
+    free(txt);
+    free(pooled);
+    free(ids);
+    free(tids);
+    free(o_cpu);
+    free(o_gpu);
     cd_ctx_free(ctx);
 }
 
@@ -191,7 +204,9 @@ TEST(cuda_patch_single_rank) {
         }
         EXPECT(cd_flux_set_parallel(ctx, pp.m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
         patch_problem_free(&pp);
-        free(ref); free(par); free(again);
+        free(ref);
+        free(par);
+        free(again);
     }
     cd_comm_free(comm);
     cd_ctx_free(ctx);

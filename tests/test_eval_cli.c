@@ -189,8 +189,8 @@ TEST(eval_cli_end_to_end) {
            "a model as the classifier: exit %d: %s", r.code, r.err);
     char other[160];
     snprintf(other, sizeof other, "%s/other.safetensors", dir);
-    RUN(&r, "eval", "--model", model, "--clear-weights", clear, "--radius", "3", "--data", nodata,
-        "--classifier-out", other);
+    RUN(&r, "eval", "--model", model, "--clear-weights", clear, "--radius", "3", "--data", nodata, "--classifier-out",
+        other);
     EXPECT(r.code == 2 && one_error_line(r.err, "eval"), "no dataset: exit %d: %s", r.code, r.err);
     RUN(&r, "eval", "--model", model, "--clear-weights", clear, "--radius", "3", "--down", "2", "--classifier", clf);
     EXPECT(r.code == 2 && one_error_line(r.err, "eval") && strstr(r.err, "spatial_weight"),

@@ -62,9 +62,7 @@ static inline int write_bytes(const char *path, const void *buf, size_t len) {
     return fclose(f) == 0 && w == len;
 }
 
-static inline int write_text(const char *path, const char *text) {
-    return write_bytes(path, text, strlen(text));
-}
+static inline int write_text(const char *path, const char *text) { return write_bytes(path, text, strlen(text)); }
 
 static inline long file_size(const char *path) {
     struct stat st;
@@ -72,8 +70,7 @@ static inline long file_size(const char *path) {
 }
 
 /* Writes [u64 hlen][header][data_len bytes of 0x5a] with an explicit header length field. */
-static inline int write_st_raw(const char *path, uint64_t hlen, const char *header,
-                               size_t data_len) {
+static inline int write_st_raw(const char *path, uint64_t hlen, const char *header, size_t data_len) {
     size_t h = strlen(header), total = 8 + h + data_len;
     unsigned char *buf = malloc(total);
     if (!buf) return 0;

@@ -50,37 +50,36 @@ static int gflops_1dp(const cd_attn_desc *d, const char *want) {
 }
 
 TEST(flops_dense_closed_form) {
-    const int sizes[][3] = {{512, 512, 512},   {1024, 1024, 512}, {768, 1344, 512},
-                            {2048, 2048, 512}, {4096, 4096, 256}, {8192, 8192, 512},
-                            {16, 16, 0},       {1024, 1024, 0}};
+    const int sizes[][3] = {{512, 512, 512},   {1024, 1024, 512}, {768, 1344, 512}, {2048, 2048, 512},
+                            {4096, 4096, 256}, {8192, 8192, 512}, {16, 16, 0},      {1024, 1024, 0}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         cd_attn_desc d = flux(sizes[i][0], sizes[i][1], sizes[i][2], 0, 0);
         const uint64_t n = (uint64_t)sizes[i][2] + (uint64_t)(sizes[i][0] / 16) * (sizes[i][1] / 16);
-        EXPECT(cd_attn_pairs(&d) == n * n, "%dx%d: pairs %llu, want %llu", sizes[i][0],
-               sizes[i][1], (unsigned long long)cd_attn_pairs(&d), (unsigned long long)(n * n));
+        EXPECT(cd_attn_pairs(&d) == n * n, "%dx%d: pairs %llu, want %llu", sizes[i][0], sizes[i][1],
+               (unsigned long long)cd_attn_pairs(&d), (unsigned long long)(n * n));
         /* exact in double: n^2 * 12288 < 2^53 for these sizes */
-        EXPECT(cd_attn_flops(&d) == (double)(n * n) * 4.0 * 3072.0, "%dx%d: flops %.17g",
-               sizes[i][0], sizes[i][1], cd_attn_flops(&d));
+        EXPECT(cd_attn_flops(&d) == (double)(n * n) * 4.0 * 3072.0, "%dx%d: flops %.17g", sizes[i][0], sizes[i][1],
+               cd_attn_flops(&d));
     }
 }
 
 /* Cells of the paper's efficiency table quoted in docs/clear.md and docs/distillation.md (T = 512). */
 TEST(flops_paper_cells) {
     cd_attn_desc d1024 = flux(1024, 1024, 512, 0, 0);
-    EXPECT(gflops_1dp(&d1024, "260.9"), "1024^2 dense: %.4f GFLOPs, paper 260.9",
-           cd_attn_flops(&d1024) / 1e9);
+    EXPECT(gflops_1dp(&d1024, "260.9"), "1024^2 dense: %.4f GFLOPs, paper 260.9", cd_attn_flops(&d1024) / 1e9);
     cd_attn_desc d8k = flux(8192, 8192, 512, 0, 0);
-    EXPECT(gflops_1dp(&d8k, "847726.7"), "8192^2 dense: %.4f GFLOPs, paper 847726.7",
-           cd_attn_flops(&d8k) / 1e9);
+    EXPECT(gflops_1dp(&d8k, "847726.7"), "8192^2 dense: %.4f GFLOPs, paper 847726.7", cd_attn_flops(&d8k) / 1e9);
     cd_attn_desc c8k = flux(8192, 8192, 512, 8, 0);
-    EXPECT(gflops_1dp(&c8k, "3915.4"), "8192^2 r=8: %.4f GFLOPs, paper 3915.4",
-           cd_attn_flops(&c8k) / 1e9);
+    EXPECT(gflops_1dp(&c8k, "3915.4"), "8192^2 r=8: %.4f GFLOPs, paper 3915.4", cd_attn_flops(&c8k) / 1e9);
     /* the paper's 1024^2 column as quoted in docs/distillation.md (attention GFLOPs/layer) */
-    const struct { int r; const char *want; } c1k[] = {{8, "63.5"}, {16, "86.6"}, {32, "154.1"}};
+    const struct {
+        int r;
+        const char *want;
+    } c1k[] = {{8, "63.5"}, {16, "86.6"}, {32, "154.1"}};
     for (size_t i = 0; i < 3; i++) {
         cd_attn_desc c = flux(1024, 1024, 512, c1k[i].r, 0);
-        EXPECT(gflops_1dp(&c, c1k[i].want), "1024^2 r=%d: %.4f GFLOPs, paper %s", c1k[i].r,
-               cd_attn_flops(&c) / 1e9, c1k[i].want);
+        EXPECT(gflops_1dp(&c, c1k[i].want), "1024^2 r=%d: %.4f GFLOPs, paper %s", c1k[i].r, cd_attn_flops(&c) / 1e9,
+               c1k[i].want);
     }
     /* "reduces attention computations by 99.5%" */
     char red[16];
@@ -112,11 +111,10 @@ TEST(flops_pairs_match_brute_force) {
     /* H, W, T, r, d: 1xN and Nx1 strips, grids smaller than the disc, r = 1 and 2, odd sizes,
      * pooled keys, text-only-free sequences, and radii covering the whole grid. */
     const int64_t cases[][5] = {
-        {1, 17, 0, 3, 0},  {1, 1, 0, 1, 0},   {17, 1, 5, 4, 0},  {1, 31, 2, 40, 0},
-        {3, 3, 2, 10, 0},  {2, 5, 1, 100, 0}, {6, 8, 4, 1, 0},   {6, 8, 4, 2, 0},
-        {5, 7, 3, 3, 0},   {9, 11, 7, 5, 0},  {12, 9, 0, 7, 3},  {8, 12, 6, 5, 2},
-        {8, 8, 4, 3, 4},   {16, 16, 16, 8, 4}, {10, 10, 0, 6, 5}, {4, 6, 3, 1, 2},
-        {7, 7, 1, 4, 7},   {13, 5, 9, 3, 1},  {20, 3, 2, 11, 0}, {15, 14, 3, 9, 0},
+        {1, 17, 0, 3, 0},         {1, 1, 0, 1, 0},          {17, 1, 5, 4, 0},  {1, 31, 2, 40, 0},  {3, 3, 2, 10, 0},
+        {2, 5, 1, 100, 0},        {6, 8, 4, 1, 0},          {6, 8, 4, 2, 0},   {5, 7, 3, 3, 0},    {9, 11, 7, 5, 0},
+        {12, 9, 0, 7, 3},         {8, 12, 6, 5, 2},         {8, 8, 4, 3, 4},   {16, 16, 16, 8, 4}, {10, 10, 0, 6, 5},
+        {4, 6, 3, 1, 2},          {7, 7, 1, 4, 7},          {13, 5, 9, 3, 1},  {20, 3, 2, 11, 0},  {15, 14, 3, 9, 0},
         {4, 4, 0, 1000000000, 0}, {6, 4, 5, 2000000000, 2}, {24, 24, 8, 8, 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -125,8 +123,8 @@ TEST(flops_pairs_match_brute_force) {
         const int d = (int)cases[i][4];
         cd_attn_desc desc = {2, 16, T, H, W, (int32_t)r, d, 0.0f};
         const uint64_t got = cd_attn_pairs(&desc), want = brute_pairs(H, W, T, r, d);
-        EXPECT(got == want, "H=%d W=%d T=%d r=%lld d=%d: cd_attn_pairs %llu, brute force %llu", H,
-               W, T, (long long)r, d, (unsigned long long)got, (unsigned long long)want);
+        EXPECT(got == want, "H=%d W=%d T=%d r=%lld d=%d: cd_attn_pairs %llu, brute force %llu", H, W, T, (long long)r,
+               d, (unsigned long long)got, (unsigned long long)want);
     }
 }
 
@@ -136,17 +134,15 @@ TEST(flops_huge_radius_is_dense) {
         cd_attn_desc dense = {24, 128, grids[i][2], grids[i][0], grids[i][1], 0, 0, 0.0f};
         cd_attn_desc wide = dense;
         wide.radius = INT32_MAX;
-        EXPECT(cd_attn_pairs(&wide) == cd_attn_pairs(&dense), "%dx%d T=%d: r=max %llu vs dense %llu",
-               grids[i][0], grids[i][1], grids[i][2], (unsigned long long)cd_attn_pairs(&wide),
+        EXPECT(cd_attn_pairs(&wide) == cd_attn_pairs(&dense), "%dx%d T=%d: r=max %llu vs dense %llu", grids[i][0],
+               grids[i][1], grids[i][2], (unsigned long long)cd_attn_pairs(&wide),
                (unsigned long long)cd_attn_pairs(&dense));
         /* the smallest covering radius: distance^2 <= (H-1)^2 + (W-1)^2 < r^2 */
         int64_t h = grids[i][0] - 1, w = grids[i][1] - 1, r = 1;
         while (r * r <= h * h + w * w) r++;
         wide.radius = (int32_t)r;
-        EXPECT(cd_attn_pairs(&wide) == cd_attn_pairs(&dense), "smallest covering radius %lld",
-               (long long)r);
+        EXPECT(cd_attn_pairs(&wide) == cd_attn_pairs(&dense), "smallest covering radius %lld", (long long)r);
         wide.radius = (int32_t)(r - 1); /* one less misses the opposite corners */
-        EXPECT(cd_attn_pairs(&wide) < cd_attn_pairs(&dense), "radius %lld must not cover",
-               (long long)(r - 1));
+        EXPECT(cd_attn_pairs(&wide) < cd_attn_pairs(&dense), "radius %lld must not cover", (long long)(r - 1));
     }
 }

@@ -35,9 +35,7 @@
 #define TOL_FAST 1e-5
 #define TOL_REF 2e-6
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Sorted case names (files <case>_io.safetensors); -1 if the directory is missing. */
 static int list_cases(char **names, int cap) {
@@ -74,8 +72,7 @@ static float *afloats(size_t n) {
 }
 
 /* A tensor of the io file as an aligned f32 copy with the expected element count, or NULL. */
-static float *load_f32(cd_ctx *ctx, const cd_st_file *f, const char *name, size_t numel, char *msg,
-                       size_t ml) {
+static float *load_f32(cd_ctx *ctx, const cd_st_file *f, const char *name, size_t numel, char *msg, size_t ml) {
     const cd_st_tensor *t = cd_st_find(f, name);
     if (!t) {
         snprintf(msg, ml, "tensor '%s' missing", name);
@@ -94,13 +91,12 @@ static float *load_f32(cd_ctx *ctx, const cd_st_file *f, const char *name, size_
     return p;
 }
 
-
 typedef struct {
     char name[64];
     int32_t radius, down;
-    int clear;          /* weights: 1 = base + CLEAR overlay */
-    float **blocks;     /* oracle [layers][N * D] */
-    float *out;         /* oracle [L, out] */
+    int clear;      /* weights: 1 = base + CLEAR overlay */
+    float **blocks; /* oracle [layers][N * D] */
+    float *out;     /* oracle [L, out] */
 } variant;
 
 typedef struct {
@@ -116,7 +112,11 @@ typedef struct {
 } flux_case;
 
 static void case_free(flux_case *c) {
-    free(c->img); free(c->txt); free(c->pooled); free(c->img_ids); free(c->txt_ids);
+    free(c->img);
+    free(c->txt);
+    free(c->pooled);
+    free(c->img_ids);
+    free(c->txt_ids);
     for (int i = 0; i < c->nv; i++) {
         if (c->v[i].blocks)
             for (int b = 0; b < c->layers; b++) free(c->v[i].blocks[b]);
@@ -148,8 +148,8 @@ static int case_load(cd_ctx *ctx, const char *name, flux_case *c, char *msg, siz
         !meta_i32(f, "depth_single", &g->depth_single) || !meta_i32(f, "in_channels", &g->in_channels) ||
         !meta_i32(f, "out_channels", &g->out_channels) || !meta_i32(f, "context_dim", &g->context_dim) ||
         !meta_i32(f, "pooled_dim", &g->pooled_dim) || !meta_i32(f, "mlp_hidden", &g->mlp_hidden) ||
-        !meta_i32(f, "guidance", &g->guidance) || !meta_i32(f, "grid_h", &c->H) ||
-        !meta_i32(f, "grid_w", &c->W) || !meta_i32(f, "text_len", &c->T)) {
+        !meta_i32(f, "guidance", &g->guidance) || !meta_i32(f, "grid_h", &c->H) || !meta_i32(f, "grid_w", &c->W) ||
+        !meta_i32(f, "text_len", &c->T)) {
         snprintf(msg, ml, "config metadata missing or malformed");
         goto out;
     }
@@ -209,7 +209,10 @@ static int case_load(cd_ctx *ctx, const char *name, flux_case *c, char *msg, siz
         snprintf(key, sizeof key, "out_%s", tok);
         if (!(v->out = load_f32(ctx, f, key, (size_t)c->L * g->out_channels, msg, ml))) goto out;
         v->blocks = calloc((size_t)c->layers, sizeof *v->blocks);
-        if (!v->blocks) { snprintf(msg, ml, "out of memory"); goto out; }
+        if (!v->blocks) {
+            snprintf(msg, ml, "out of memory");
+            goto out;
+        }
         for (int b = 0; b < c->layers; b++) {
             snprintf(key, sizeof key, "x_block_%d_%s", b, tok);
             if (!(v->blocks[b] = load_f32(ctx, f, key, (size_t)c->N * D, msg, ml))) goto out;
@@ -282,8 +285,8 @@ static void bound_free(bound *b) {
     memset(b, 0, sizeof *b);
 }
 
-static int bind_layout(cd_ctx *ctx, const flux_case *c, const char *layout, int bfl,
-                       const cd_ckpt *clear, bound *b, char *msg, size_t ml) {
+static int bind_layout(cd_ctx *ctx, const flux_case *c, const char *layout, int bfl, const cd_ckpt *clear, bound *b,
+                       char *msg, size_t ml) {
     memset(b, 0, sizeof *b);
     char path[512];
     snprintf(path, sizeof path, "%s/%s_%s.safetensors", FLUX_DIR, c->name, layout);
@@ -311,10 +314,10 @@ static int bind_layout(cd_ctx *ctx, const flux_case *c, const char *layout, int 
     return 1;
 }
 
-static cd_status run_once(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w, const flux_case *c,
-                          int32_t radius, int32_t down, cd_flux_arena *a, run_rec *r) {
-    cd_flux_run_params in = {c->img, c->txt, c->pooled, c->img_ids, c->txt_ids, c->timestep, c->guidance,
-                             c->L, c->T, c->H, c->W, radius, down, NULL, 0, 0};
+static cd_status run_once(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *w, const flux_case *c, int32_t radius,
+                          int32_t down, cd_flux_arena *a, run_rec *r) {
+    cd_flux_run_params in = {c->img, c->txt, c->pooled, c->img_ids, c->txt_ids, c->timestep, c->guidance, c->L,
+                             c->T,   c->H,   c->W,      radius,     down,       NULL,        0,           0};
     cd_flux_probe probe = {on_block, r};
     r->seen = 0;
     for (size_t i = 0; i < (size_t)c->L * c->cfg.out_channels; i++) r->out[i] = NAN; /* no stale results */
@@ -324,12 +327,12 @@ static cd_status run_once(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights 
 }
 
 typedef struct {
-    const char *label;   /* "reference", "cpu/avx2", ... */
+    const char *label; /* "reference", "cpu/avx2", ... */
     const cd_ops *ops;
     cd_isa isa;
     double tol;
     int threads;
-    int light;           /* only the last variant, BFL-bound: one forward (see below) */
+    int light; /* only the last variant, BFL-bound: one forward (see below) */
 } path_t;
 
 static void check_case(const char *name, int first) {
@@ -367,8 +370,8 @@ static void check_case(const char *name, int first) {
         test_fail(__FILE__, __LINE__, "%s: %s", name, msg);
         goto done;
     }
-    if (cd_flux_arena_init(ctx, &c.cfg, (size_t)c.N, &arena) != CD_OK ||
-        !rec_init(&r1, c.layers, nd, nout) || !rec_init(&r2, c.layers, nd, nout)) {
+    if (cd_flux_arena_init(ctx, &c.cfg, (size_t)c.N, &arena) != CD_OK || !rec_init(&r1, c.layers, nd, nout) ||
+        !rec_init(&r2, c.layers, nd, nout)) {
         test_fail(__FILE__, __LINE__, "%s: setup failed", name);
         goto done;
     }
@@ -383,8 +386,7 @@ static void check_case(const char *name, int first) {
     static const cd_isa isas[] = {CD_ISA_GENERIC, CD_ISA_AVX2, CD_ISA_AVX512};
     static const char *const isa_labels[] = {"cpu/generic", "cpu/avx2", "cpu/avx512"};
     for (int i = 0; i < 3; i++)
-        if (cd_isa_supported(isas[i]))
-            paths[np++] = (path_t){isa_labels[i], cd_ops_cpu(), isas[i], TOL_FAST, 1, 0};
+        if (cd_isa_supported(isas[i])) paths[np++] = (path_t){isa_labels[i], cd_ops_cpu(), isas[i], TOL_FAST, 1, 0};
     if (first) paths[np++] = (path_t){"cpu/auto x2", cd_ops_cpu(), CD_ISA_AUTO, TOL_FAST, 2, 1};
 
     for (int p = 0; p < np; p++) {
@@ -406,21 +408,19 @@ static void check_case(const char *name, int first) {
             const int32_t radius = v ? v->radius : 2 * (c.H + c.W), down = v ? v->down : 0;
             const char *vname = v ? v->name : "covering-disc";
             const int use_clear = v && v->clear;
-            cd_status s1 = run_once(pc, paths[p].ops, use_clear ? &bb.wc : &bb.w, &c, radius, down,
-                                    &arena, &r1);
-            cd_status s2 = s1 || light ? s1
-                                       : run_once(pc, paths[p].ops, use_clear ? &bd.wc : &bd.w, &c,
-                                                  radius, down, &arena, &r2);
+            cd_status s1 = run_once(pc, paths[p].ops, use_clear ? &bb.wc : &bb.w, &c, radius, down, &arena, &r1);
+            cd_status s2 = s1 || light
+                               ? s1
+                               : run_once(pc, paths[p].ops, use_clear ? &bd.wc : &bd.w, &c, radius, down, &arena, &r2);
             if (s1 || s2) {
-                test_fail(__FILE__, __LINE__, "%s/%s [%s]: forward failed: %s", name, vname,
-                          paths[p].label, cd_ctx_error(pc));
+                test_fail(__FILE__, __LINE__, "%s/%s [%s]: forward failed: %s", name, vname, paths[p].label,
+                          cd_ctx_error(pc));
                 continue;
             }
-            EXPECT(r1.seen == c.layers && (light || r2.seen == c.layers),
-                   "%s/%s [%s]: probe saw %d/%d of %d blocks", name, vname, paths[p].label, r1.seen,
-                   r2.seen, c.layers);
-            EXPECT(light || rec_equal(&r1, &r2, nout),
-                   "%s/%s [%s]: BFL-bound and diffusers-bound models differ", name, vname, paths[p].label);
+            EXPECT(r1.seen == c.layers && (light || r2.seen == c.layers), "%s/%s [%s]: probe saw %d/%d of %d blocks",
+                   name, vname, paths[p].label, r1.seen, r2.seen, c.layers);
+            EXPECT(light || rec_equal(&r1, &r2, nout), "%s/%s [%s]: BFL-bound and diffusers-bound models differ", name,
+                   vname, paths[p].label);
             double worst = 0;
             int wb = -1;
             char line[512];
@@ -428,14 +428,17 @@ static void check_case(const char *name, int first) {
             for (int b = 0; b < c.layers; b++) {
                 const double e = test_rel_l2(r1.blocks[b], want->blocks[b], nd);
                 if (pos < (int)sizeof line - 16) pos += snprintf(line + pos, sizeof line - pos, " %.1e", e);
-                if (!(e <= worst)) { worst = e; wb = b; }
+                if (!(e <= worst)) {
+                    worst = e;
+                    wb = b;
+                }
             }
             const double eo = test_rel_l2(r1.out, want->out, nout);
             if (verbose) printf("%s | out %.1e\n", line, eo);
-            EXPECT(worst <= paths[p].tol, "%s/%s [%s]: block %d relative L2 error %.3g > %.1g", name,
-                   vname, paths[p].label, wb, worst, paths[p].tol);
-            EXPECT(eo <= paths[p].tol, "%s/%s [%s]: output relative L2 error %.3g > %.1g", name, vname,
-                   paths[p].label, eo, paths[p].tol);
+            EXPECT(worst <= paths[p].tol, "%s/%s [%s]: block %d relative L2 error %.3g > %.1g", name, vname,
+                   paths[p].label, wb, worst, paths[p].tol);
+            EXPECT(eo <= paths[p].tol, "%s/%s [%s]: output relative L2 error %.3g > %.1g", name, vname, paths[p].label,
+                   eo, paths[p].tol);
         }
         cd_ctx_free(pc);
     }

@@ -63,10 +63,10 @@ static void run(const char *name, cd_grad_ops ops, double *out_err, double *grad
         test_fail(__FILE__, __LINE__, "%s (%s)", cd_ctx_error(ctx), GRAD_REGEN);
         goto done;
     }
-    const cd_flux_config cfg = {meta_i(io, "hidden"), meta_i(io, "heads"), meta_i(io, "head_dim"),
-                                meta_i(io, "depth"), meta_i(io, "depth_single"), meta_i(io, "in_channels"),
-                                meta_i(io, "out_channels"), meta_i(io, "context_dim"), meta_i(io, "pooled_dim"),
-                                meta_i(io, "mlp_hidden"), meta_i(io, "guidance")};
+    const cd_flux_config cfg = {meta_i(io, "hidden"),       meta_i(io, "heads"),        meta_i(io, "head_dim"),
+                                meta_i(io, "depth"),        meta_i(io, "depth_single"), meta_i(io, "in_channels"),
+                                meta_i(io, "out_channels"), meta_i(io, "context_dim"),  meta_i(io, "pooled_dim"),
+                                meta_i(io, "mlp_hidden"),   meta_i(io, "guidance")};
     const int T = meta_i(io, "text_len"), gh = meta_i(io, "grid_h"), gw = meta_i(io, "grid_w");
     const int radius = meta_i(io, "radius"), down = meta_i(io, "down"), L = gh * gw;
     const int layers = cfg.depth + cfg.depth_single;
@@ -107,7 +107,8 @@ static void run(const char *name, cd_grad_ops ops, double *out_err, double *grad
         if (s) s++;
     }
     const cd_flux_run_params in = {in_[0], in_[1], in_[2], in_[3], in_[4], in_[5][0], in_[6] ? in_[6][0] : 0.0f,
-                                   L, T, gh, gw, radius, down, NULL, 0, 0};
+                                   L,      T,      gh,     gw,     radius, down,      NULL,
+                                   0,      0};
     if (cd_flux_grad_work_init(ctx, &cfg, (size_t)(T + L), &work) != CD_OK ||
         cd_flux_grad_forward(ctx, &ops, &w, &in, &work, out) != CD_OK) {
         test_fail(__FILE__, __LINE__, "forward: %s", cd_ctx_error(ctx));
@@ -151,7 +152,9 @@ static void run(const char *name, cd_grad_ops ops, double *out_err, double *grad
 done:
     for (int i = 0; i < 8; i++) free(in_[i]);
     for (int i = 0; i < 64; i++) free(H[i]);
-    free(buf); free(gbuf); free(out);
+    free(buf);
+    free(gbuf);
+    free(out);
     cd_flux_grad_work_free(&work);
     cd_params_unbind(&w);
     cd_params_unbind(&g);

@@ -23,7 +23,10 @@ static void gemm_case(cd_ctx *ctx, int n, int in, int out, int bias, unsigned lo
     float *x = malloc(nx * sizeof(float)), *b = malloc((size_t)out * sizeof(float));
     float *y = malloc((ny + 16) * sizeof(float));
     uint16_t *wb = malloc(nw * sizeof(uint16_t));
-    if (!x || !b || !y || !wb) { test_fail(__FILE__, __LINE__, "setup"); goto done; }
+    if (!x || !b || !y || !wb) {
+        test_fail(__FILE__, __LINE__, "setup");
+        goto done;
+    }
     test_rng g = test_rng_seed(seed);
     for (size_t i = 0; i < nx; i++) x[i] = test_rng_f(&g);
     for (size_t i = 0; i < nw; i++) wb[i] = cd_f32_to_bf16(0.5f * test_rng_f(&g));
@@ -45,8 +48,8 @@ static void gemm_case(cd_ctx *ctx, int n, int in, int out, int bias, unsigned lo
             const double tol = 8 * U * sqrt((double)in) * mag + 8 * U * (bias ? fabs(b[o]) : 0);
             const double e = fabs((double)y[(size_t)r * out + o] - acc);
             if (!(e <= tol)) {
-                test_fail(__FILE__, __LINE__, "gemm_bf16 n=%d in=%d out=%d bias=%d: y[%d][%d] %.9g vs %.9g (tol %g)",
-                          n, in, out, bias, r, o, y[(size_t)r * out + o], acc, tol);
+                test_fail(__FILE__, __LINE__, "gemm_bf16 n=%d in=%d out=%d bias=%d: y[%d][%d] %.9g vs %.9g (tol %g)", n,
+                          in, out, bias, r, o, y[(size_t)r * out + o], acc, tol);
                 break;
             }
         }
@@ -68,9 +71,9 @@ static void gemm_bf16_shapes(void) {
         for (size_t bb = 0; bb < sizeof ins / sizeof *ins && !test_failed(); bb++)
             for (size_t o = 0; o < sizeof outs / sizeof *outs && !test_failed(); o++, seed++)
                 gemm_case(seed & 1 ? c2 : c1, ns[a], ins[bb], outs[o], (int)(seed % 3 != 0), seed);
-    if (!test_failed()) gemm_case(c2, 3, 3075, 37, 1, 101);   /* gemv: odd in beyond 32-chunks */
-    if (!test_failed()) gemm_case(c2, 33, 3073, 70, 1, 102);  /* two k blocks, the 2nd of 1 pair */
-    if (!test_failed()) gemm_case(c1, 20, 6150, 33, 0, 103);  /* three k blocks, 1 thread */
+    if (!test_failed()) gemm_case(c2, 3, 3075, 37, 1, 101);    /* gemv: odd in beyond 32-chunks */
+    if (!test_failed()) gemm_case(c2, 33, 3073, 70, 1, 102);   /* two k blocks, the 2nd of 1 pair */
+    if (!test_failed()) gemm_case(c1, 20, 6150, 33, 0, 103);   /* three k blocks, 1 thread */
     if (!test_failed()) gemm_case(c2, 1401, 3074, 19, 1, 104); /* two row groups, 1-row tail tile */
     cd_ctx_free(c1);
     cd_ctx_free(c2);

@@ -58,17 +58,20 @@ static int setup(gen_files *f) {
 }
 
 static void teardown(gen_files *f) {
-    unlink(f->model); unlink(f->ae); unlink(f->emb); unlink(f->out);
+    unlink(f->model);
+    unlink(f->ae);
+    unlink(f->emb);
+    unlink(f->out);
     rmdir(f->dir);
 }
 
 /* Runs generate with the common arguments plus extra (NULL-terminated); returns the pixels of
  * the PNG (NULL if the run failed) and removes it. */
-static uint8_t *gen(const gen_files *f, const char *seed, const char *threads, const char *const *extra,
-                    cli_run *r) {
-    const char *args[40] = {"generate", "--model", f->model, "--ae", f->ae, "--prompt-embeds", f->emb,
-                            "--width", "64", "--height", "48", "--steps", "2", "--seed", seed,
-                            "--threads", threads, "--rope-axes", "4,6,6", "-o", f->out};
+static uint8_t *gen(const gen_files *f, const char *seed, const char *threads, const char *const *extra, cli_run *r) {
+    const char *args[40] = {"generate", "--model", f->model, "--ae",      f->ae,   "--prompt-embeds",
+                            f->emb,     "--width", "64",     "--height",  "48",    "--steps",
+                            "2",        "--seed",  seed,     "--threads", threads, "--rope-axes",
+                            "4,6,6",    "-o",      f->out};
     int n = 21;
     for (int i = 0; extra && extra[i]; i++) args[n++] = extra[i];
     if (!run_cli(args, r) || r->code != 0) return NULL;
@@ -93,7 +96,8 @@ static void expect_bad_cases(const bad_case *cases, size_t n, const char *out) {
         cli_run r;
         CHECK(run_cli(cases[i].args, &r), "spawn");
         EXPECT(r.code == 2, "case %zu: exit %d (%s)", i, r.code, r.err);
-        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase, r.err);
+        EXPECT(strcasestr(r.err, cases[i].phrase) != NULL, "case %zu: stderr lacks '%s': %s", i, cases[i].phrase,
+               r.err);
         EXPECT(one_error_line(r.err, "generate"), "case %zu: not one error line: %s", i, r.err);
         struct stat st;
         EXPECT(stat(out, &st) != 0, "case %zu left a PNG", i);
@@ -130,7 +134,12 @@ TEST(generate_deterministic) {
     uint8_t *g = gen(&f, "5", "2", q, &r);
     EXPECT(g && r.err[0] == 0 && r.out[0] == 0, "--quiet printed: %s", r.err);
     if (g) EXPECT(!memcmp(a, g, n), "--quiet changed the pixels");
-    free(a); free(b); free(c); free(d); free(e); free(g);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(e);
+    free(g);
     teardown(&f);
 }
 
@@ -138,8 +147,8 @@ TEST(generate_png_metadata) {
     gen_files f;
     CHECK(setup(&f), "cannot write the test checkpoints");
     cli_run r;
-    RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--width", "32", "--height",
-        "16", "--steps", "1", "--seed", "42", "--rope-axes", "4,6,6", "--quiet", "--out", f.out);
+    RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--width", "32", "--height", "16",
+        "--steps", "1", "--seed", "42", "--rope-axes", "4,6,6", "--quiet", "--out", f.out);
     CHECK(r.code == 0, "exit %d: %s", r.code, r.err);
     uint8_t *rgb = NULL;
     uint32_t w = 0, h = 0;
@@ -164,30 +173,40 @@ TEST(generate_bad_input) {
     CHECK(write_emb(nopooled, 5, 32, 24, 1) && write_emb(narrow, 5, 31, 24, 0), "write embeddings");
     const char *M = f.model, *A = f.ae, *E = f.emb, *O = f.out;
     const bad_case cases[] = {
-        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "40", "--height", "32",
-          "--rope-axes", "4,6,6", "-o", O}, "multiples of 16"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "40", "--height", "32", "--rope-axes",
+          "4,6,6", "-o", O},
+         "multiples of 16"},
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", nopooled, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "-o", O}, "missing tensor 'pooled'"},
+          "--rope-axes", "4,6,6", "-o", O},
+         "missing tensor 'pooled'"},
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", narrow, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "-o", O}, "width 31"},
-        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "-o", "/nonexistent/dir/o.png"}, "does not exist"},
-        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "-o", f.dir}, "directory"},
-        {{"generate", "--model", M, "--ae", M, "--prompt-embeds", E, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "-o", O}, "autoencoder"},
-        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
-          "-o", O}, "RoPE axes"},
-        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "--attention", "clear", "-o", O}, "needs --radius"},
-        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32",
-          "--rope-axes", "4,6,6", "--radius", "1", "--down", "2", "-o", O}, "spatial_weight"},
+          "--rope-axes", "4,6,6", "-o", O},
+         "width 31"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32", "--rope-axes",
+          "4,6,6", "-o", "/nonexistent/dir/o.png"},
+         "does not exist"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32", "--rope-axes",
+          "4,6,6", "-o", f.dir},
+         "directory"},
+        {{"generate", "--model", M, "--ae", M, "--prompt-embeds", E, "--width", "32", "--height", "32", "--rope-axes",
+          "4,6,6", "-o", O},
+         "autoencoder"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32", "-o", O},
+         "RoPE axes"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32", "--rope-axes",
+          "4,6,6", "--attention", "clear", "-o", O},
+         "needs --radius"},
+        {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "--height", "32", "--rope-axes",
+          "4,6,6", "--radius", "1", "--down", "2", "-o", O},
+         "spatial_weight"},
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--width", "32", "-o", O}, "required"},
         {{"generate", "--model", M, "--ae", A, "--prompt-embeds", "/nonexistent.safetensors", "--width", "32",
-          "--height", "32", "-o", O}, "nonexistent"},
+          "--height", "32", "-o", O},
+         "nonexistent"},
     };
     expect_bad_cases(cases, sizeof cases / sizeof cases[0], O);
-    unlink(nopooled); unlink(narrow);
+    unlink(nopooled);
+    unlink(narrow);
     teardown(&f);
     struct stat st;
     EXPECT(stat(f.dir, &st) != 0, "files left in %s", f.dir);
@@ -235,9 +254,9 @@ TEST(generate_img2img_and_upscale) {
     free(t1);
     free(t2);
     /* upscale 64x48 -> 128x96 with CLEAR; the PNG records the high-resolution settings */
-    RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--upscale-from", init,
-        "--width", "128", "--height", "96", "--steps", "3", "--radius", "2", "--rope-axes", "4,6,6",
-        "--threads", "2", "-o", f.out);
+    RUN(&r, "generate", "--model", f.model, "--ae", f.ae, "--prompt-embeds", f.emb, "--upscale-from", init, "--width",
+        "128", "--height", "96", "--steps", "3", "--radius", "2", "--rope-axes", "4,6,6", "--threads", "2", "-o",
+        f.out);
     CHECK(r.code == 0, "upscale: exit %d: %s", r.code, r.err);
     uint8_t *u = NULL;
     uint32_t w = 0, h = 0;
@@ -252,7 +271,12 @@ TEST(generate_img2img_and_upscale) {
     free(v);
     unlink(f.out);
     unlink(init);
-    free(t2i); free(a); free(b); free(c); free(d); free(e);
+    free(t2i);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(e);
     teardown(&f);
 }
 
@@ -264,7 +288,8 @@ TEST(generate_img2img_bad_input) {
     snprintf(odd, sizeof odd, "%s/odd.png", f.dir);
     uint8_t px[64 * 48 * 3];
     for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 37u + 11u);
-    CHECK(cd_png_write(NULL, init, px, 64, 48, NULL, 0) == CD_OK && cd_png_write(NULL, odd, px, 40, 24, NULL, 0) == CD_OK,
+    CHECK(cd_png_write(NULL, init, px, 64, 48, NULL, 0) == CD_OK &&
+              cd_png_write(NULL, odd, px, 40, 24, NULL, 0) == CD_OK,
           "write PNGs");
     const char *M = f.model, *A = f.ae, *E = f.emb, *O = f.out;
 #define BASE "generate", "--model", M, "--ae", A, "--prompt-embeds", E, "--rope-axes", "4,6,6", "-o", O
@@ -284,7 +309,8 @@ TEST(generate_img2img_bad_input) {
     };
 #undef BASE
     expect_bad_cases(cases, sizeof cases / sizeof cases[0], O);
-    unlink(init); unlink(odd);
+    unlink(init);
+    unlink(odd);
     teardown(&f);
 }
 
@@ -329,8 +355,8 @@ TEST(generate_default_model) {
     EXPECT(strstr(v, "attention=clear r=3") && strstr(v, "model=(default)") && strstr(v, "prompt=Sneaker"), "'%s'", v);
     free(v);
     RUN(&r, "generate", "--prompt", "hat", "-o", a);
-    EXPECT(r.code == 2 && strstr(r.err, "unknown prompt 'hat'") && strstr(r.err, "ankle boot"), "exit %d: %s",
-           r.code, r.err);
+    EXPECT(r.code == 2 && strstr(r.err, "unknown prompt 'hat'") && strstr(r.err, "ankle boot"), "exit %d: %s", r.code,
+           r.err);
     unlink(a);
     unlink(b);
     rmdir(dir);

@@ -111,7 +111,12 @@ static void run_case(const char *name, int perturb, double *err) {
     }
     *err = dmax / vmax;
 done:
-    free(txt); free(pooled); free(noise); free(want); free(init); free(got);
+    free(txt);
+    free(pooled);
+    free(noise);
+    free(want);
+    free(init);
+    free(got);
     cd_ae_encoder_free(enc);
     cd_ae_decoder_free(dec);
     cd_flux_free(m);

@@ -24,8 +24,8 @@ static inline int write_idx(const char *path, const uint8_t *data, const uint32_
 
 /* The split's pair as Fashion-MNIST names it: dir/<split>-images-idx3-ubyte.gz with n 28x28
  * images and dir/<split>-labels-idx1-ubyte.gz with their n labels. */
-static inline int write_idx_split(const char *dir, const char *split, const uint8_t *img,
-                                  const uint8_t *lab, uint32_t n) {
+static inline int write_idx_split(const char *dir, const char *split, const uint8_t *img, const uint8_t *lab,
+                                  uint32_t n) {
     char p[512];
     const uint32_t di[3] = {n, 28, 28}, dl[1] = {n};
     snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", dir, split);

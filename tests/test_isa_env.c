@@ -13,14 +13,18 @@
 static char *swap_env(const char *v) {
     const char *old = getenv("CLEARDIT_ISA");
     char *copy = old ? strdup(old) : NULL;
-    if (v) setenv("CLEARDIT_ISA", v, 1);
-    else unsetenv("CLEARDIT_ISA");
+    if (v)
+        setenv("CLEARDIT_ISA", v, 1);
+    else
+        unsetenv("CLEARDIT_ISA");
     return copy;
 }
 
 static void restore_env(char *old) {
-    if (old) setenv("CLEARDIT_ISA", old, 1);
-    else unsetenv("CLEARDIT_ISA");
+    if (old)
+        setenv("CLEARDIT_ISA", old, 1);
+    else
+        unsetenv("CLEARDIT_ISA");
     free(old);
 }
 
@@ -67,8 +71,8 @@ TEST(isa_env_caps_contexts) {
             }
         } else {
             /* this CPU lacks the path: refused with a reason, never silently another path */
-            EXPECT(s != CD_OK && !ctx && cd_isa_env_error(), "CLEARDIT_ISA=%s on a CPU without it: %d",
-                   rows[i].env, (int)s);
+            EXPECT(s != CD_OK && !ctx && cd_isa_env_error(), "CLEARDIT_ISA=%s on a CPU without it: %d", rows[i].env,
+                   (int)s);
         }
         cd_ctx_free(ctx);
         restore_env(old);
@@ -89,8 +93,8 @@ TEST(isa_env_bad_value) {
     restore_env(old);
     /* the CLI reports the path it runs */
     old = swap_env("generic");
-    RUN(&r, "bench", "attention", "--grid", "8x8", "--text-len", "4", "--radius", "2", "--heads", "1",
-        "--head-dim", "32", "--repeat", "1");
+    RUN(&r, "bench", "attention", "--grid", "8x8", "--text-len", "4", "--radius", "2", "--heads", "1", "--head-dim",
+        "32", "--repeat", "1");
     EXPECT(r.code == 0 && strstr(r.out, "generic path"), "bench attention under CLEARDIT_ISA=generic: exit %d: %s%s",
            r.code, r.out, r.err);
     restore_env(old);

@@ -23,14 +23,13 @@ static const gen_flux_cfg k_flux[] = {
     {128, 16, 1, 2, 16, 8, 32, 24, 384, 0}, /* out != in, mlp ratio 3 */
 };
 
-static const gen_ae_cfg k_ae[] = {
-    /* in, out, ch, mult, n_mult, nrb, z, enc, dec */
-    {3, 3, 8, {1, 2, 4, 4}, 4, 2, 16, 1, 1},
-    {3, 3, 16, {1, 2}, 2, 1, 4, 1, 1},
-    {3, 3, 32, {1, 1, 2}, 3, 2, 4, 1, 1},
-    {4, 3, 8, {1, 3}, 2, 3, 16, 1, 1},
-    {3, 3, 8, {1, 2, 2}, 3, 1, 4, 0, 1}, /* decoder only (e.g. a decode-only export) */
-    {3, 3, 8, {1, 2, 2}, 3, 1, 4, 1, 0}, /* encoder only */
+static const gen_ae_cfg k_ae[] =
+    {
+        /* in, out, ch, mult, n_mult, nrb, z, enc, dec */
+        {3, 3, 8, {1, 2, 4, 4}, 4, 2, 16, 1, 1}, {3, 3, 16, {1, 2}, 2, 1, 4, 1, 1},
+        {3, 3, 32, {1, 1, 2}, 3, 2, 4, 1, 1},    {4, 3, 8, {1, 3}, 2, 3, 16, 1, 1},
+        {3, 3, 8, {1, 2, 2}, 3, 1, 4, 0, 1}, /* decoder only (e.g. a decode-only export) */
+        {3, 3, 8, {1, 2, 2}, 3, 1, 4, 1, 0}, /* encoder only */
 };
 
 static size_t gen_params(const gen_list *l) {
@@ -40,24 +39,21 @@ static size_t gen_params(const gen_list *l) {
 }
 
 static int flux_cfg_eq(const cd_flux_config *f, const gen_flux_cfg *c) {
-    return f->hidden == c->hidden && f->head_dim == c->head_dim &&
-           f->heads == c->hidden / c->head_dim && f->depth == c->depth &&
-           f->depth_single == c->depth_single && f->in_channels == c->in &&
+    return f->hidden == c->hidden && f->head_dim == c->head_dim && f->heads == c->hidden / c->head_dim &&
+           f->depth == c->depth && f->depth_single == c->depth_single && f->in_channels == c->in &&
            f->out_channels == c->out && f->context_dim == c->ctx && f->pooled_dim == c->vec &&
            f->mlp_hidden == c->mlp && f->guidance == c->guidance;
 }
 
 static int ae_cfg_eq(const cd_ae_config *a, const gen_ae_cfg *c) {
-    int eq = a->ch == c->ch && a->n_mult == c->n_mult && a->num_res_blocks == c->nrb &&
-             a->z_channels == c->z && a->has_encoder == c->enc && a->has_decoder == c->dec &&
-             a->in_channels == (c->enc ? c->in : 0) && a->out_channels == (c->dec ? c->out : 0);
+    int eq = a->ch == c->ch && a->n_mult == c->n_mult && a->num_res_blocks == c->nrb && a->z_channels == c->z &&
+             a->has_encoder == c->enc && a->has_decoder == c->dec && a->in_channels == (c->enc ? c->in : 0) &&
+             a->out_channels == (c->dec ? c->out : 0);
     for (int i = 0; i < c->n_mult && eq; i++) eq = a->ch_mult[i] == c->mult[i];
     return eq;
 }
 
-static int clean(const cd_ckpt_info *i) {
-    return !i->n_unknown && !i->n_missing && !i->n_bad_shape;
-}
+static int clean(const cd_ckpt_info *i) { return !i->n_unknown && !i->n_missing && !i->n_bad_shape; }
 
 static const char *first_issue(const cd_ckpt_info *i) {
     return i->n_missing ? i->missing[0] : i->n_unknown ? i->unknown[0] : i->n_bad_shape ? i->bad_shape[0] : "";
@@ -85,12 +81,12 @@ TEST(layout_flux_config_inferred_bfl_and_diffusers) {
         if (c) {
             EXPECT(info.layout == CD_LAYOUT_FLUX_BFL, "case %zu: layout %s", k, cd_layout_name(info.layout));
             EXPECT(flux_cfg_eq(&info.flux, &k_flux[k]),
-                   "case %zu: config hidden %d hd %d depth %d/%d in %d out %d ctx %d vec %d mlp %d g %d",
-                   k, info.flux.hidden, info.flux.head_dim, info.flux.depth, info.flux.depth_single,
-                   info.flux.in_channels, info.flux.out_channels, info.flux.context_dim,
-                   info.flux.pooled_dim, info.flux.mlp_hidden, info.flux.guidance);
-            EXPECT(clean(&info), "case %zu: %zu unknown %zu missing %zu bad (%s)", k, info.n_unknown,
-                   info.n_missing, info.n_bad_shape, first_issue(&info));
+                   "case %zu: config hidden %d hd %d depth %d/%d in %d out %d ctx %d vec %d mlp %d g %d", k,
+                   info.flux.hidden, info.flux.head_dim, info.flux.depth, info.flux.depth_single, info.flux.in_channels,
+                   info.flux.out_channels, info.flux.context_dim, info.flux.pooled_dim, info.flux.mlp_hidden,
+                   info.flux.guidance);
+            EXPECT(clean(&info), "case %zu: %zu unknown %zu missing %zu bad (%s)", k, info.n_unknown, info.n_missing,
+                   info.n_bad_shape, first_issue(&info));
             EXPECT(info.params == gen_params(&l) && info.bytes == 4 * gen_params(&l) &&
                        info.dtype_count[CD_DTYPE_F32] == l.n,
                    "case %zu: params %llu bytes %llu", k, (unsigned long long)info.params,
@@ -137,16 +133,16 @@ TEST(layout_ae_config_inferred_bfl_and_diffusers) {
         if (!c) break;
         EXPECT(info.layout == CD_LAYOUT_AE_BFL, "case %zu: layout %s", k, cd_layout_name(info.layout));
         EXPECT(ae_cfg_eq(&info.ae, &k_ae[k]),
-               "case %zu: ch %d n %d [%d %d %d %d] nrb %d z %d enc %d dec %d in %d out %d", k,
-               info.ae.ch, info.ae.n_mult, info.ae.ch_mult[0], info.ae.ch_mult[1],
-               info.ae.ch_mult[2], info.ae.ch_mult[3], info.ae.num_res_blocks, info.ae.z_channels,
-               info.ae.has_encoder, info.ae.has_decoder, info.ae.in_channels, info.ae.out_channels);
-        EXPECT(clean(&info), "case %zu: %zu unknown %zu missing %zu bad (%s)", k, info.n_unknown,
-               info.n_missing, info.n_bad_shape, first_issue(&info));
+               "case %zu: ch %d n %d [%d %d %d %d] nrb %d z %d enc %d dec %d in %d out %d", k, info.ae.ch,
+               info.ae.n_mult, info.ae.ch_mult[0], info.ae.ch_mult[1], info.ae.ch_mult[2], info.ae.ch_mult[3],
+               info.ae.num_res_blocks, info.ae.z_channels, info.ae.has_encoder, info.ae.has_decoder,
+               info.ae.in_channels, info.ae.out_channels);
+        EXPECT(clean(&info), "case %zu: %zu unknown %zu missing %zu bad (%s)", k, info.n_unknown, info.n_missing,
+               info.n_bad_shape, first_issue(&info));
         cd_ckpt_info_free(&info);
         snprintf(conv, sizeof conv, "%s/dif.safetensors", dir);
-        EXPECT(!cd_ckpt_convert(ctx, c, conv, CD_LAYOUT_AE_DIFFUSERS, CD_DTYPE_COUNT, NULL),
-               "case %zu: convert: %s", k, cd_ctx_error(ctx));
+        EXPECT(!cd_ckpt_convert(ctx, c, conv, CD_LAYOUT_AE_DIFFUSERS, CD_DTYPE_COUNT, NULL), "case %zu: convert: %s", k,
+               cd_ctx_error(ctx));
         cd_ckpt *d = gen_open(ctx, conv);
         EXPECT(d && !cd_ckpt_inspect(ctx, d, &info), "inspect diffusers");
         if (d) {
@@ -171,8 +167,8 @@ static int has_name(char **v, size_t n, const char *s) {
 }
 
 /* Writes l, inspects it, and checks the three lists against the expected single entries. */
-static void check_damage(const gen_list *l, cd_layout layout, const char *unknown,
-                         const char *missing, const char *bad) {
+static void check_damage(const gen_list *l, cd_layout layout, const char *unknown, const char *missing,
+                         const char *bad) {
     char dir[64], path[128];
     CHECK(tmp_dir_tag(dir, sizeof dir, "ckpt"), "mkdtemp");
     cd_ctx *ctx;
@@ -182,19 +178,18 @@ static void check_damage(const gen_list *l, cd_layout layout, const char *unknow
     cd_ckpt_info info;
     if (c && !cd_ckpt_inspect(ctx, c, &info)) {
         EXPECT(info.layout == layout, "layout %s", cd_layout_name(info.layout));
-        EXPECT(info.n_unknown == 1 && has_name(info.unknown, info.n_unknown, unknown),
-               "unknown: %zu (%s)", info.n_unknown, info.n_unknown ? info.unknown[0] : "");
-        EXPECT(info.n_missing == 1 && has_name(info.missing, info.n_missing, missing),
-               "missing: %zu (%s)", info.n_missing, info.n_missing ? info.missing[0] : "");
-        EXPECT(info.n_bad_shape == 1 && !strcmp(info.bad_shape[0], bad), "bad: %zu (%s) want (%s)",
-               info.n_bad_shape, info.n_bad_shape ? info.bad_shape[0] : "", bad);
+        EXPECT(info.n_unknown == 1 && has_name(info.unknown, info.n_unknown, unknown), "unknown: %zu (%s)",
+               info.n_unknown, info.n_unknown ? info.unknown[0] : "");
+        EXPECT(info.n_missing == 1 && has_name(info.missing, info.n_missing, missing), "missing: %zu (%s)",
+               info.n_missing, info.n_missing ? info.missing[0] : "");
+        EXPECT(info.n_bad_shape == 1 && !strcmp(info.bad_shape[0], bad), "bad: %zu (%s) want (%s)", info.n_bad_shape,
+               info.n_bad_shape ? info.bad_shape[0] : "", bad);
         /* a damaged checkpoint cannot be converted, and says why */
         char out[160];
         snprintf(out, sizeof out, "%s/out.safetensors", dir);
         cd_status s = cd_ckpt_convert(ctx, c, out, layout, CD_DTYPE_COUNT, NULL);
-        EXPECT(s == CD_ERR_FORMAT && strstr(cd_ctx_error(ctx), missing) &&
-                   strstr(cd_ctx_error(ctx), "1 missing") && strstr(cd_ctx_error(ctx), "1 unknown") &&
-                   strstr(cd_ctx_error(ctx), "1 wrong-shaped"),
+        EXPECT(s == CD_ERR_FORMAT && strstr(cd_ctx_error(ctx), missing) && strstr(cd_ctx_error(ctx), "1 missing") &&
+                   strstr(cd_ctx_error(ctx), "1 unknown") && strstr(cd_ctx_error(ctx), "1 wrong-shaped"),
                "convert: %d %s", (int)s, cd_ctx_error(ctx));
         EXPECT(dir_count(dir) == 1, "no output or temp file left");
         cd_ckpt_info_free(&info);
@@ -216,8 +211,7 @@ TEST(layout_reports_unknown_missing_bad_shape_separately) {
     CHECK(t, "find");
     t->shape[0] = 32; /* [64, 320] -> [32, 640]: same bytes, wrong shape */
     t->shape[1] = 640;
-    check_damage(&l, CD_LAYOUT_FLUX_BFL, "double_blocks.0.img_attn.lora_down.weight",
-                 "double_blocks.1.txt_mlp.2.bias",
+    check_damage(&l, CD_LAYOUT_FLUX_BFL, "double_blocks.0.img_attn.lora_down.weight", "double_blocks.1.txt_mlp.2.bias",
                  "single_blocks.2.linear2.weight: got [32, 640] want [64, 320]");
     gen_free(&l);
 }
@@ -231,8 +225,7 @@ TEST(layout_reports_damage_in_the_autoencoder) {
     gen_tensor *t = gen_find(&l, "decoder.mid.attn_1.k.weight"); /* [32, 32, 1, 1] */
     CHECK(t, "find");
     t->ndim = 2; /* a linear-shaped attention weight in a BFL file */
-    check_damage(&l, CD_LAYOUT_AE_BFL, "decoder.up.1.attn.0.q.weight",
-                 "encoder.down.2.downsample.conv.bias",
+    check_damage(&l, CD_LAYOUT_AE_BFL, "decoder.up.1.attn.0.q.weight", "encoder.down.2.downsample.conv.bias",
                  "decoder.mid.attn_1.k.weight: got [32, 32] want [32, 32, 1, 1]");
     gen_free(&l);
 }
@@ -256,8 +249,8 @@ TEST(layout_clear_files) {
             EXPECT(info.layout == CD_LAYOUT_CLEAR, "layout %s", cd_layout_name(info.layout));
             EXPECT(info.clear.hidden == 64 && info.clear.depth == 2 && info.clear.depth_single == 3 &&
                        info.clear.down == down,
-                   "case %d: clear config %d %d %d %d", v, info.clear.hidden, info.clear.depth,
-                   info.clear.depth_single, info.clear.down);
+                   "case %d: clear config %d %d %d %d", v, info.clear.hidden, info.clear.depth, info.clear.depth_single,
+                   info.clear.down);
             EXPECT(clean(&info), "case %d: %s", v, first_issue(&info));
             cd_ckpt_info_free(&info);
         }
@@ -304,13 +297,13 @@ TEST(layout_unknown_and_underdetermined) {
     cd_ckpt *c = gen_open(ctx, path);
     cd_ckpt_info info;
     if (c && !cd_ckpt_inspect(ctx, c, &info)) {
-        EXPECT(info.layout == CD_LAYOUT_UNKNOWN && clean(&info) && info.params == 32,
-               "unknown layout: %s", cd_layout_name(info.layout));
+        EXPECT(info.layout == CD_LAYOUT_UNKNOWN && clean(&info) && info.params == 32, "unknown layout: %s",
+               cd_layout_name(info.layout));
         cd_ckpt_info_free(&info);
         snprintf(path, sizeof path, "%s/o.safetensors", dir);
         cd_status s = cd_ckpt_convert(ctx, c, path, CD_LAYOUT_FLUX_BFL, CD_DTYPE_COUNT, NULL);
-        EXPECT(s == CD_ERR_FORMAT && strstr(cd_ctx_error(ctx), "not a FLUX transformer"),
-               "convert unknown: %s", cd_ctx_error(ctx));
+        EXPECT(s == CD_ERR_FORMAT && strstr(cd_ctx_error(ctx), "not a FLUX transformer"), "convert unknown: %s",
+               cd_ctx_error(ctx));
     }
     cd_ckpt_close(c);
     gen_free(&l);
@@ -325,8 +318,8 @@ TEST(layout_unknown_and_underdetermined) {
     if (c && !cd_ckpt_inspect(ctx, c, &info)) {
         EXPECT(info.layout == CD_LAYOUT_FLUX_BFL && info.flux.hidden == 0 && info.n_missing == 1 &&
                    !strcmp(info.missing[0], "img_in.weight") && !info.n_unknown,
-               "underdetermined: layout %s hidden %d missing %zu", cd_layout_name(info.layout),
-               info.flux.hidden, info.n_missing);
+               "underdetermined: layout %s hidden %d missing %zu", cd_layout_name(info.layout), info.flux.hidden,
+               info.n_missing);
         cd_ckpt_info_free(&info);
     }
     cd_ckpt_close(c);
@@ -382,8 +375,8 @@ TEST(layout_prefixed_and_sharded_checkpoints) {
         gen_list *dst = i % 2 ? &s2 : &s1;
         gen_tensor *g = gen_add(dst, t->name, t->ndim, t->shape[0], t->ndim > 1 ? t->shape[1] : 0, 0, 0);
         memcpy(g->data, t->data, t->nbytes);
-        fprintf(idx, "%s\"%s\": \"diffusion_pytorch_model-0000%d-of-00002.safetensors\"", i ? ", " : "",
-                t->name, i % 2 ? 2 : 1);
+        fprintf(idx, "%s\"%s\": \"diffusion_pytorch_model-0000%d-of-00002.safetensors\"", i ? ", " : "", t->name,
+                i % 2 ? 2 : 1);
     }
     fprintf(idx, "}}\n");
     fclose(idx);

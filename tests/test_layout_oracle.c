@@ -43,8 +43,8 @@ static void convert_and_compare(const char *from, cd_layout to, const char *want
     } else if (cd_ckpt_open(ctx, out, &got)) {
         EXPECT(0, "open output: %s", cd_ctx_error(ctx));
     } else {
-        EXPECT(!gen_ckpt_equal(got, ref, why, sizeof why), "%s -> %s vs diffusers' %s: %s", from,
-               cd_layout_name(to), want, why);
+        EXPECT(!gen_ckpt_equal(got, ref, why, sizeof why), "%s -> %s vs diffusers' %s: %s", from, cd_layout_name(to),
+               want, why);
     }
     cd_ckpt_close(got);
     cd_ckpt_close(ref);
@@ -88,7 +88,8 @@ static void ae_cfg_from(json_t *c, cd_ae_config *a) {
     a->ch = json_int(c, "ch");
     json_t *m = json_object_get(c, "ch_mult");
     a->n_mult = (int32_t)json_array_size(m);
-    for (int i = 0; i < a->n_mult && i < 8; i++) a->ch_mult[i] = (int32_t)json_integer_value(json_array_get(m, (size_t)i));
+    for (int i = 0; i < a->n_mult && i < 8; i++)
+        a->ch_mult[i] = (int32_t)json_integer_value(json_array_get(m, (size_t)i));
     a->num_res_blocks = json_int(c, "num_res_blocks");
     a->z_channels = json_int(c, "z_channels");
     a->has_encoder = a->has_decoder = 1;
@@ -120,13 +121,13 @@ TEST(layout_oracle_configs_inferred) {
         if (cfg && k < 2) {
             lay_flux_cfg f;
             flux_cfg_from(cfg, &f);
-            EXPECT(!memcmp(&f.c, &info.flux, sizeof f.c), "%s: config differs (hidden %d depth %d/%d out %d)",
-                   names[k], info.flux.hidden, info.flux.depth, info.flux.depth_single, info.flux.out_channels);
+            EXPECT(!memcmp(&f.c, &info.flux, sizeof f.c), "%s: config differs (hidden %d depth %d/%d out %d)", names[k],
+                   info.flux.hidden, info.flux.depth, info.flux.depth_single, info.flux.out_channels);
         } else if (cfg) {
             cd_ae_config a;
             ae_cfg_from(cfg, &a);
-            EXPECT(!memcmp(&a, &info.ae, sizeof a), "%s: config differs (ch %d n %d z %d)", names[k],
-                   info.ae.ch, info.ae.n_mult, info.ae.z_channels);
+            EXPECT(!memcmp(&a, &info.ae, sizeof a), "%s: config differs (ch %d n %d z %d)", names[k], info.ae.ch,
+                   info.ae.n_mult, info.ae.z_channels);
         }
         json_decref(cfg);
         cd_ckpt_info_free(&info);
@@ -161,8 +162,8 @@ TEST(layout_oracle_diffusers_key_sets) {
         }
         EXPECT(!r, "plan");
         const lay_set *s = &p.side[LAY_DIF];
-        EXPECT(s->n == json_object_size(sd), "model %zu (%s): %zu expected tensors, state_dict has %zu", i,
-               kind, s->n, json_object_size(sd));
+        EXPECT(s->n == json_object_size(sd), "model %zu (%s): %zu expected tensors, state_dict has %zu", i, kind, s->n,
+               json_object_size(sd));
         const char *key;
         json_t *shape;
         json_object_foreach(sd, key, shape) {

@@ -8,7 +8,10 @@
 #include <time.h>
 
 #define MAX_TESTS 1024
-typedef struct { const char *name, *file; test_fn fn; } test_entry;
+typedef struct {
+    const char *name, *file;
+    test_fn fn;
+} test_entry;
 static test_entry g_tests[MAX_TESTS];
 static int g_ntests;
 static int g_cur_failed;

@@ -79,8 +79,8 @@ TEST(metrics_identical_and_stats) {
     cd_metric_stat st;
     cd_metric_stats(v, 4, CD_PSNR_CAP, &st);
     EXPECT(st.n == 4 && st.n_capped == 2, "n %zu capped %zu", st.n, st.n_capped);
-    EXPECT(fabs(st.mean - 67.5) < 1e-12 && st.min == 30.0 && st.max == 100.0, "mean %g min %g max %g", st.mean,
-           st.min, st.max);
+    EXPECT(fabs(st.mean - 67.5) < 1e-12 && st.min == 30.0 && st.max == 100.0, "mean %g min %g max %g", st.mean, st.min,
+           st.max);
     /* population std of {100, 30, 40, 100}: sqrt(((32.5)^2 * 2 + 37.5^2 + 27.5^2) / 4) */
     EXPECT(fabs(st.std - sqrt((2 * 32.5 * 32.5 + 37.5 * 37.5 + 27.5 * 27.5) / 4)) < 1e-12, "std %g", st.std);
     cd_metric_stats(v + 1, 2, INFINITY, &st);

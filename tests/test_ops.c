@@ -30,7 +30,11 @@ TEST(ops_linear_rejects_other_dtypes) {
 TEST(ops_rope_table_closed_form) {
     const int n = 6, hd = 16, axes[3] = {4, 6, 6};
     float ids[6 * 3];
-    for (int t = 0; t < n; t++) { ids[t * 3] = 0; ids[t * 3 + 1] = (float)(t / 3); ids[t * 3 + 2] = (float)(t % 3 + 7); }
+    for (int t = 0; t < n; t++) {
+        ids[t * 3] = 0;
+        ids[t * 3 + 1] = (float)(t / 3);
+        ids[t * 3 + 2] = (float)(t % 3 + 7);
+    }
     float cs[6 * 16];
     cd_rope_table(ids, n, axes, 10000.0, cs);
     const float *c4 = cs + 4 * hd;
@@ -49,8 +53,8 @@ TEST(ops_timestep_embedding_closed_form) {
         cd_timestep_embedding(0.25f, 2 * half, e);
         for (int i = 0; i < half; i++) {
             const double f = exp(-log(10000.0) * i / half), tol = 250.0 * f * 0x1p-22 + 1e-6;
-            EXPECT(fabs(e[i] - cos(250.0 * f)) < tol && fabs(e[half + i] - sin(250.0 * f)) < tol,
-                   "half %d i=%d: %g %g", half, i, e[i], e[half + i]);
+            EXPECT(fabs(e[i] - cos(250.0 * f)) < tol && fabs(e[half + i] - sin(250.0 * f)) < tol, "half %d i=%d: %g %g",
+                   half, i, e[i], e[half + i]);
         }
     }
     /* t' = fl32(1000 t): t = 0.37f -> 370 exactly, so pair 0 (f = 1) is cos(370) */

@@ -31,8 +31,10 @@ static void mk_linear(oph_case *c) {
     const size_t n = S(0), in = S(1), out = S(2);
     const int bf = c->row->dtype == OPH_BF16;
     oph_f32(c, "x", OPH_IN, n * in, 1.0f);
-    if (bf) oph_bf16(c, "w", OPH_IN, out * in, 0.5f);
-    else oph_f32(c, "w", OPH_IN, out * in, 0.5f);
+    if (bf)
+        oph_bf16(c, "w", OPH_IN, out * in, 0.5f);
+    else
+        oph_f32(c, "w", OPH_IN, out * in, 0.5f);
     c->buf[1].offset = bf ? 8 : 4; /* 16 bytes: cuBLASLt wants aligned weights (the model's are) */
     oph_f32(c, "b", OPH_IN, out, 1.0f);
     oph_out(c, "y", n * out, bf && c->be->bf16_linear ? OPH_TOL_BF16 : oph_tol_f32(4, in));
@@ -40,7 +42,10 @@ static void mk_linear(oph_case *c) {
 }
 static void desc_linear(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
     (void)st;
-    *d = (cd_op_desc){.op = CD_OP_LINEAR, .n = S(0), .in = c->row->s[1], .out = c->row->s[2],
+    *d = (cd_op_desc){.op = CD_OP_LINEAR,
+                      .n = S(0),
+                      .in = c->row->s[1],
+                      .out = c->row->s[2],
                       .wdtype = c->row->dtype == OPH_BF16 ? CD_DTYPE_BF16 : CD_DTYPE_F32};
 }
 static cd_status call_linear(const oph_tables *t, const oph_case *c, void *const *p) {
@@ -179,8 +184,8 @@ static cd_status call_copy_rows(const oph_tables *t, const oph_case *c, void *co
 
 /* attention s = {nh, hd, T, H, W, radius, down}: q, k, v (bf16 values), sw [4, 4], o, lse */
 static cd_attn_desc att_desc(const oph_case *c) {
-    const cd_attn_desc d = {c->row->s[0], c->row->s[1], c->row->s[2], c->row->s[3], c->row->s[4], c->row->s[5],
-                            c->row->s[6], 0};
+    const cd_attn_desc d = {c->row->s[0], c->row->s[1], c->row->s[2], c->row->s[3],
+                            c->row->s[4], c->row->s[5], c->row->s[6], 0};
     return d;
 }
 static void mk_attention(oph_case *c) {
@@ -198,8 +203,8 @@ static void mk_attention(oph_case *c) {
     oph_out(c, "o", nv, bf ? 2.5 * OPH_TOL_BF16 : oph_tol_f32(4, N));
     c->buf[c->nbuf - 1].offset = 2; /* 8 bytes: CUDA's kernels store o in pairs (attn_cuda.cu) */
     oph_out(c, "lse", (size_t)d.heads * N, bf ? OPH_TOL_BF16 : oph_tol_f32(4, N));
-    snprintf(c->what, sizeof c->what, "nh=%d hd=%d T=%d %dx%d r=%d down=%d", d.heads, d.head_dim, d.text_len,
-             d.grid_h, d.grid_w, d.radius, d.down);
+    snprintf(c->what, sizeof c->what, "nh=%d hd=%d T=%d %dx%d r=%d down=%d", d.heads, d.head_dim, d.text_len, d.grid_h,
+             d.grid_w, d.radius, d.down);
 }
 static cd_status call_attention(const oph_tables *t, const oph_case *c, void *const *p) {
     const cd_attn_desc d = att_desc(c);
@@ -232,9 +237,9 @@ static void mk_conv(oph_case *c) {
     } else {
         oph_out(c, "y", nout, tol);
     }
-    snprintf(c->what, sizeof c->what, "%dx%dx%d->%d k=%d stride=%d pad=(%d,%d,%d,%d)%s%s%s", d.cin, d.H, d.W,
-             d.cout, d.k, d.stride, d.pad[0], d.pad[1], d.pad[2], d.pad[3], d.up ? " up x2" : "",
-             bias ? " bias" : "", acc ? " acc" : "");
+    snprintf(c->what, sizeof c->what, "%dx%dx%d->%d k=%d stride=%d pad=(%d,%d,%d,%d)%s%s%s", d.cin, d.H, d.W, d.cout,
+             d.k, d.stride, d.pad[0], d.pad[1], d.pad[2], d.pad[3], d.up ? " up x2" : "", bias ? " bias" : "",
+             acc ? " acc" : "");
 }
 static void desc_conv(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
     st->conv = conv_desc(c);
@@ -375,58 +380,99 @@ static cd_status call_sum_rows(const oph_tables *t, const oph_case *c, void *con
     return t->bwd->sum_rows(t->ctx, F(0), S(0), (int)S(1), F(1));
 }
 
-#define LIN(n, in, out, fl) {"linear", OPH_F32, {n, in, out}, fl, mk_linear, call_linear, desc_linear}, \
-                            {"linear", OPH_BF16, {n, in, out}, fl, mk_linear, call_linear, desc_linear}
+#define LIN(n, in, out, fl)                                                       \
+    {"linear", OPH_F32, {n, in, out}, fl, mk_linear, call_linear, desc_linear}, { \
+        "linear", OPH_BF16, {n, in, out}, fl, mk_linear, call_linear, desc_linear \
+    }
 #define ATT(nh, hd, T, H, W, r, down) \
-    {"attention", OPH_F32, {nh, hd, T, H, W, r, down}, 0, mk_attention, call_attention, desc_attention}
-#define RMS(n, nh, hd) {"rmsnorm_heads", OPH_F32, {n, nh, hd}, 0, mk_rms, call_rms, NULL}
-#define BWD(op, s0, s1, s2, mk, call) {op, OPH_F32, {s0, s1, s2}, OPH_BWD, mk, call, NULL}
+    { "attention", OPH_F32, {nh, hd, T, H, W, r, down}, 0, mk_attention, call_attention, desc_attention }
+#define RMS(n, nh, hd) \
+    { "rmsnorm_heads", OPH_F32, {n, nh, hd}, 0, mk_rms, call_rms, NULL }
+#define BWD(op, s0, s1, s2, mk, call) \
+    { op, OPH_F32, {s0, s1, s2}, OPH_BWD, mk, call, NULL }
 #define CONV(ci, h, w, co, k, st, up, l, r, t, b, fl) \
-    {"conv2d", OPH_F32, {ci, h, w, co, k, st, up, l, r, t, b}, fl, mk_conv, call_conv, desc_conv}
-#define GN(C, H, W, G, silu, fl) {"group_norm", OPH_F32, {C, H, W, G, silu}, fl, mk_gn, call_gn, NULL}
-#define TR(rows, cols) {"transpose", OPH_F32, {rows, cols}, 0, mk_transpose, call_transpose, NULL}
+    { "conv2d", OPH_F32, {ci, h, w, co, k, st, up, l, r, t, b}, fl, mk_conv, call_conv, desc_conv }
+#define GN(C, H, W, G, silu, fl) \
+    { "group_norm", OPH_F32, {C, H, W, G, silu}, fl, mk_gn, call_gn, NULL }
+#define TR(rows, cols) \
+    { "transpose", OPH_F32, {rows, cols}, 0, mk_transpose, call_transpose, NULL }
 
 /* Shapes: odd row counts and widths that are no multiple of any SIMD width (8, 16), next to the
  * FLUX kinds (head_dim 64 and 128, widths a multiple of 64). */
 static const oph_row k_rows[] = {
-    LIN(1, 7, 5, 0), LIN(1, 7, 5, OPH_BIAS), LIN(13, 64, 48, OPH_BIAS), LIN(37, 129, 300, 0),
-    LIN(37, 129, 300, OPH_BIAS), LIN(5, 256, 513, OPH_BIAS), LIN(64, 96, 260, 0), LIN(300, 192, 72, OPH_BIAS),
+    LIN(1, 7, 5, 0),
+    LIN(1, 7, 5, OPH_BIAS),
+    LIN(13, 64, 48, OPH_BIAS),
+    LIN(37, 129, 300, 0),
+    LIN(37, 129, 300, OPH_BIAS),
+    LIN(5, 256, 513, OPH_BIAS),
+    LIN(64, 96, 260, 0),
+    LIN(300, 192, 72, OPH_BIAS),
     {"ln_modulate", OPH_F32, {9, 1}, 0, mk_ln, call_ln, NULL},
     {"ln_modulate", OPH_F32, {9, 7}, 0, mk_ln, call_ln, NULL},
     {"ln_modulate", OPH_F32, {9, 384}, 0, mk_ln, call_ln, NULL},
     {"ln_modulate", OPH_F32, {37, 1000}, OPH_INPLACE, mk_ln, call_ln, NULL},
     {"ln_modulate", OPH_F32, {5, 70}, OPH_INPLACE, mk_ln, call_ln, NULL},
-    RMS(11, 3, 16), RMS(11, 3, 128), RMS(11, 3, 5), RMS(1, 1, 33), RMS(37, 24, 128),
-    {"gate_add", OPH_F32, {7, 45}, 0, mk_gate, call_gate, NULL}, {"gate_add", OPH_F32, {37, 192}, 0, mk_gate, call_gate, NULL},
-    {"gelu_tanh", OPH_F32, {1}, 0, mk_act, call_gelu, NULL}, {"gelu_tanh", OPH_F32, {17}, 0, mk_act, call_gelu, NULL},
-    {"gelu_tanh", OPH_F32, {1000}, 0, mk_act, call_gelu, NULL}, {"gelu_tanh", OPH_F32, {40001}, 0, mk_act, call_gelu, NULL},
-    {"silu", OPH_F32, {1}, 0, mk_act, call_silu, NULL}, {"silu", OPH_F32, {15}, 0, mk_act, call_silu, NULL},
-    {"silu", OPH_F32, {1000}, 0, mk_act, call_silu, NULL}, {"silu", OPH_F32, {40001}, 0, mk_act, call_silu, NULL},
-    {"rope", OPH_F32, {6, 2, 16}, 0, mk_rope, call_rope, NULL}, {"rope", OPH_F32, {37, 3, 64}, 0, mk_rope, call_rope, NULL},
+    RMS(11, 3, 16),
+    RMS(11, 3, 128),
+    RMS(11, 3, 5),
+    RMS(1, 1, 33),
+    RMS(37, 24, 128),
+    {"gate_add", OPH_F32, {7, 45}, 0, mk_gate, call_gate, NULL},
+    {"gate_add", OPH_F32, {37, 192}, 0, mk_gate, call_gate, NULL},
+    {"gelu_tanh", OPH_F32, {1}, 0, mk_act, call_gelu, NULL},
+    {"gelu_tanh", OPH_F32, {17}, 0, mk_act, call_gelu, NULL},
+    {"gelu_tanh", OPH_F32, {1000}, 0, mk_act, call_gelu, NULL},
+    {"gelu_tanh", OPH_F32, {40001}, 0, mk_act, call_gelu, NULL},
+    {"silu", OPH_F32, {1}, 0, mk_act, call_silu, NULL},
+    {"silu", OPH_F32, {15}, 0, mk_act, call_silu, NULL},
+    {"silu", OPH_F32, {1000}, 0, mk_act, call_silu, NULL},
+    {"silu", OPH_F32, {40001}, 0, mk_act, call_silu, NULL},
+    {"rope", OPH_F32, {6, 2, 16}, 0, mk_rope, call_rope, NULL},
+    {"rope", OPH_F32, {37, 3, 64}, 0, mk_rope, call_rope, NULL},
     {"rope", OPH_F32, {5, 1, 6}, 0, mk_rope, call_rope, NULL},
     {"to_heads", OPH_F32, {37, 3, 64, 79, 5}, 0, mk_to_heads, call_to_heads, NULL},
     {"to_heads", OPH_F32, {5, 1, 33, 9, 4}, 0, mk_to_heads, call_to_heads, NULL},
     {"from_heads", OPH_F32, {12, 3, 64, 74, 3}, 0, mk_from_heads, call_from_heads, NULL},
     {"from_heads", OPH_F32, {5, 1, 33, 9, 0}, 0, mk_from_heads, call_from_heads, NULL},
-    {"add", OPH_F32, {1}, 0, mk_add, call_add, NULL}, {"add", OPH_F32, {7101}, 0, mk_add, call_add, NULL},
+    {"add", OPH_F32, {1}, 0, mk_add, call_add, NULL},
+    {"add", OPH_F32, {7101}, 0, mk_add, call_add, NULL},
     {"copy_rows", OPH_F32, {36, 190, 192, 199}, 0, mk_copy_rows, call_copy_rows, NULL},
     {"copy_rows", OPH_F32, {3, 1, 5, 2}, 0, mk_copy_rows, call_copy_rows, NULL},
-    ATT(2, 64, 7, 13, 29, 0, 0), ATT(1, 32, 0, 5, 17, 0, 0), ATT(2, 128, 7, 13, 29, 3, 0),
-    ATT(3, 64, 5, 12, 16, 4, 0), ATT(2, 32, 5, 20, 20, 16, 0), ATT(2, 128, 9, 16, 24, 5, 2),
-    ATT(1, 64, 0, 16, 16, 4, 4), ATT(1, 128, 3, 9, 9, 100000, 0), ATT(2, 48, 3, 6, 7, 2, 0),
+    ATT(2, 64, 7, 13, 29, 0, 0),
+    ATT(1, 32, 0, 5, 17, 0, 0),
+    ATT(2, 128, 7, 13, 29, 3, 0),
+    ATT(3, 64, 5, 12, 16, 4, 0),
+    ATT(2, 32, 5, 20, 20, 16, 0),
+    ATT(2, 128, 9, 16, 24, 5, 2),
+    ATT(1, 64, 0, 16, 16, 4, 4),
+    ATT(1, 128, 3, 9, 9, 100000, 0),
+    ATT(2, 48, 3, 6, 7, 2, 0),
     /* the autoencoder's: 3x3 pad 1 (one input row; the fused nearest x2 upsample), the
      * Downsample's 3x3 stride 2 pad (0,1,0,1) on odd and even sides, 1x1 (one sgemm on the
      * input; accumulating, as the resnet shortcut; strided and padded), and a conv whose im2col
      * (K Ho Wo = 576 x 200 x 200 > 2^24 floats) runs in bands of output rows */
-    CONV(5, 7, 9, 11, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS), CONV(3, 1, 13, 6, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
-    CONV(3, 5, 7, 6, 3, 1, 1, 1, 1, 1, 1, OPH_BIAS), CONV(7, 9, 11, 5, 3, 2, 0, 0, 1, 0, 1, OPH_BIAS),
-    CONV(6, 8, 6, 9, 3, 2, 0, 0, 1, 0, 1, OPH_BIAS), CONV(4, 6, 5, 3, 3, 1, 0, 1, 1, 1, 1, OPH_ACC),
-    CONV(13, 5, 3, 7, 1, 1, 0, 0, 0, 0, 0, OPH_BIAS), CONV(9, 7, 5, 12, 1, 1, 0, 0, 0, 0, 0, OPH_BIAS | OPH_ACC),
-    CONV(3, 7, 9, 5, 1, 2, 0, 1, 0, 0, 1, OPH_BIAS), CONV(40, 33, 17, 37, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
+    CONV(5, 7, 9, 11, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
+    CONV(3, 1, 13, 6, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
+    CONV(3, 5, 7, 6, 3, 1, 1, 1, 1, 1, 1, OPH_BIAS),
+    CONV(7, 9, 11, 5, 3, 2, 0, 0, 1, 0, 1, OPH_BIAS),
+    CONV(6, 8, 6, 9, 3, 2, 0, 0, 1, 0, 1, OPH_BIAS),
+    CONV(4, 6, 5, 3, 3, 1, 0, 1, 1, 1, 1, OPH_ACC),
+    CONV(13, 5, 3, 7, 1, 1, 0, 0, 0, 0, 0, OPH_BIAS),
+    CONV(9, 7, 5, 12, 1, 1, 0, 0, 0, 0, 0, OPH_BIAS | OPH_ACC),
+    CONV(3, 7, 9, 5, 1, 2, 0, 1, 0, 0, 1, OPH_BIAS),
+    CONV(40, 33, 17, 37, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
     CONV(64, 200, 200, 1, 3, 1, 0, 1, 1, 1, 1, OPH_BIAS),
-    GN(12, 7, 9, 3, 0, 0), GN(12, 5, 3, 4, 1, OPH_INPLACE), GN(10, 3, 7, 10, 1, 0), GN(6, 11, 1, 1, 0, OPH_INPLACE),
-    GN(24, 7, 13, 6, 0, OPH_INPLACE), GN(24, 7, 13, 6, 1, OPH_INPLACE),
-    TR(7, 13), TR(33, 65), TR(1, 5), TR(24, 91),
+    GN(12, 7, 9, 3, 0, 0),
+    GN(12, 5, 3, 4, 1, OPH_INPLACE),
+    GN(10, 3, 7, 10, 1, 0),
+    GN(6, 11, 1, 1, 0, OPH_INPLACE),
+    GN(24, 7, 13, 6, 0, OPH_INPLACE),
+    GN(24, 7, 13, 6, 1, OPH_INPLACE),
+    TR(7, 13),
+    TR(33, 65),
+    TR(1, 5),
+    TR(24, 91),
     BWD("linear_bwd", 37, 96, 80, mk_linear_bwd, call_linear_bwd),
     BWD("linear_bwd", 5, 3, 7, mk_linear_bwd, call_linear_bwd),
     BWD("ln_modulate_bwd", 37, 96, 0, mk_ln_bwd, call_ln_bwd),
@@ -447,4 +493,3 @@ TEST(ops_harness_cpu_generic) { oph_run_cpu(k_rows, NROWS, CD_ISA_GENERIC); }
 TEST(ops_harness_cpu_avx2) { oph_run_cpu(k_rows, NROWS, CD_ISA_AVX2); }
 TEST(ops_harness_cpu_avx512) { oph_run_cpu(k_rows, NROWS, CD_ISA_AVX512); }
 TEST(ops_harness_cuda) { oph_run_cuda(k_rows, NROWS); }
-

@@ -46,7 +46,10 @@ static float *load_f32(cd_st_file *f, const char *name, size_t *numel) {
     if (!t || t->dtype != CD_DTYPE_F32) return NULL;
     size_t n = (size_t)cd_st_numel(t);
     float *p = malloc(n * sizeof(float) + 1);
-    if (p && cd_st_to_f32(NULL, t, p) != CD_OK) { free(p); return NULL; }
+    if (p && cd_st_to_f32(NULL, t, p) != CD_OK) {
+        free(p);
+        return NULL;
+    }
     if (numel) *numel = n;
     return p;
 }
@@ -64,7 +67,7 @@ typedef struct {
     char names[MAXT][32];
     size_t n[MAXT];
     float *p0[MAXT];
-    float *g[8][MAXT];   /* [step][tensor] */
+    float *g[8][MAXT]; /* [step][tensor] */
 } fixture;
 
 static void fixture_free(fixture *x) {
@@ -83,7 +86,10 @@ static int fixture_load(cd_st_file *f, fixture *x) {
         return 0;
     }
     x->steps = atoi(steps);
-    if (x->steps < 1 || x->steps > 8) { test_fail(__FILE__, __LINE__, "bad steps"); return 0; }
+    if (x->steps < 1 || x->steps > 8) {
+        test_fail(__FILE__, __LINE__, "bad steps");
+        return 0;
+    }
     for (const char *s = names; *s && x->nt < MAXT;) {
         size_t len = strcspn(s, ",");
         if (len == 0 || len >= sizeof x->names[0]) break;
@@ -96,7 +102,10 @@ static int fixture_load(cd_st_file *f, fixture *x) {
     for (int i = 0; i < x->nt; i++) {
         snprintf(key, sizeof key, "param_%s", x->names[i]);
         x->p0[i] = load_f32(f, key, &x->n[i]);
-        if (!x->p0[i]) { test_fail(__FILE__, __LINE__, "%s missing", key); return 0; }
+        if (!x->p0[i]) {
+            test_fail(__FILE__, __LINE__, "%s missing", key);
+            return 0;
+        }
         for (int s = 0; s < x->steps; s++) {
             size_t n = 0;
             snprintf(key, sizeof key, "grad_%d_%s", s + 1, x->names[i]);
@@ -113,8 +122,8 @@ static int fixture_load(cd_st_file *f, fixture *x) {
 /* Replays one config through cd_grad_norm / cd_clip_coef / cd_adamw_step and compares with torch
  * after every step (the file's header comment states the bounds). Returns the worst
  * |p - p_torch| / ulp(p_torch) seen (-1 on a setup failure). */
-static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threads,
-                     double *worst_norm_rel, double *worst_coef_ulp) {
+static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threads, double *worst_norm_rel,
+                     double *worst_coef_ulp) {
     char key[128];
     int ok = 1;
     cd_adamw_cfg c;
@@ -125,7 +134,10 @@ static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threa
     snprintf(key, sizeof key, "%s_weight_decay", cfg), c.weight_decay = meta_num(f, key, &ok);
     snprintf(key, sizeof key, "%s_max_norm", cfg);
     const float max_norm = (float)meta_num(f, key, &ok);
-    if (!ok) { test_fail(__FILE__, __LINE__, "%s: hyperparameters missing", cfg); return -1; }
+    if (!ok) {
+        test_fail(__FILE__, __LINE__, "%s: hyperparameters missing", cfg);
+        return -1;
+    }
     float *norm_t = load_f32(f, "grad_norm", NULL), *coef_t = NULL;
     const cd_st_tensor *n64t = cd_st_find(f, "grad_norm_f64");
     snprintf(key, sizeof key, "%s_clip_coef", cfg);
@@ -143,7 +155,7 @@ static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threa
     double worst = 0;
     int mismatched = 0;
     char where[256] = "-";
-    double worst_mag = 0;   /* |p - p_torch| in ulps of the tensor's largest |p_torch| */
+    double worst_mag = 0; /* |p - p_torch| in ulps of the tensor's largest |p_torch| */
     float pmax[MAXT];
     for (int i = 0; i < nt; i++) {
         pmax[i] = 0;
@@ -169,18 +181,17 @@ static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threa
         memcpy(&n64, (const char *)n64t->data + s * sizeof(double), sizeof n64);
         const double r32 = fabs(norm - norm_t[s]) / norm_t[s], r64 = fabs(norm - n64) / n64;
         if (r32 > *worst_norm_rel) *worst_norm_rel = r32;
-        EXPECT(r32 <= 1e-6, "%s step %d: norm %.9g vs torch %.9g (rel %.2e)", cfg, s + 1, norm,
-               (double)norm_t[s], r32);
+        EXPECT(r32 <= 1e-6, "%s step %d: norm %.9g vs torch %.9g (rel %.2e)", cfg, s + 1, norm, (double)norm_t[s], r32);
         EXPECT(r64 <= 1e-13, "%s step %d: norm %.17g vs float64 %.17g", cfg, s + 1, norm, n64);
         const float coef = cd_clip_coef(norm, max_norm);
         if (max_norm > 0) {
             const float ct = cd_clip_coef(norm_t[s], max_norm);
-            EXPECT(ct == coef_t[s], "%s step %d: coef of torch's norm %.9g != torch %.9g", cfg,
-                   s + 1, (double)ct, (double)coef_t[s]);
+            EXPECT(ct == coef_t[s], "%s step %d: coef of torch's norm %.9g != torch %.9g", cfg, s + 1, (double)ct,
+                   (double)coef_t[s]);
             const double cu = fabsf(coef - coef_t[s]) / ulpf(coef_t[s]);
             if (cu > *worst_coef_ulp) *worst_coef_ulp = cu;
-            EXPECT(fabsf(coef - coef_t[s]) <= (r32 + ldexp(1, -22)) * coef_t[s],
-                   "%s step %d: coef %.9g vs %.9g", cfg, s + 1, (double)coef, (double)coef_t[s]);
+            EXPECT(fabsf(coef - coef_t[s]) <= (r32 + ldexp(1, -22)) * coef_t[s], "%s step %d: coef %.9g vs %.9g", cfg,
+                   s + 1, (double)coef, (double)coef_t[s]);
         } else {
             EXPECT(coef == 1.0f, "no clipping: coef %g", (double)coef);
         }
@@ -206,8 +217,8 @@ static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threa
                 mismatched += d != 0;
                 if (d / ulpf(pmax[i]) > worst_mag) worst_mag = d / ulpf(pmax[i]);
                 if (d > tol && !test_failed())
-                    test_fail(__FILE__, __LINE__, "%s: [%zu] %.9g vs torch %.9g (tol %.3g)", key,
-                              e, (double)p[i][e], (double)ref[e], tol);
+                    test_fail(__FILE__, __LINE__, "%s: [%zu] %.9g vs torch %.9g (tol %.3g)", key, e, (double)p[i][e],
+                              (double)ref[e], tol);
             }
             memcpy(prev[i], ref, n * sizeof(float));
             free(ref);
@@ -229,9 +240,8 @@ static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threa
                 const double tm = max_norm > 0 ? ldexp(gsum, -20) + ulpf(mt[e]) : 0.0;
                 const double tv = max_norm > 0 ? ldexp(vt[e], -19) + ulpf(vt[e]) : 0.0;
                 if (fabs((double)m[i][e] - mt[e]) > tm || fabs((double)v[i][e] - vt[e]) > tv) {
-                    test_fail(__FILE__, __LINE__, "%s %s[%zu]: m %.9g vs %.9g, v %.9g vs %.9g", cfg,
-                              x->names[i], e, (double)m[i][e], (double)mt[e], (double)v[i][e],
-                              (double)vt[e]);
+                    test_fail(__FILE__, __LINE__, "%s %s[%zu]: m %.9g vs %.9g, v %.9g vs %.9g", cfg, x->names[i], e,
+                              (double)m[i][e], (double)mt[e], (double)v[i][e], (double)vt[e]);
                     break;
                 }
             }
@@ -242,8 +252,8 @@ static double replay(cd_st_file *f, const fixture *x, const char *cfg, int threa
     size_t total = 0;
     for (int i = 0; i < nt; i++) total += x->n[i];
     printf("    %s (%d thread%s): params differ from torch in %d of %zu values, max %.2f ulp of "
-           "the value (at %s), %.3g ulp of the tensor's max |p|\n", cfg, threads,
-           threads == 1 ? "" : "s", mismatched, total * (size_t)x->steps, worst, where, worst_mag);
+           "the value (at %s), %.3g ulp of the tensor's max |p|\n",
+           cfg, threads, threads == 1 ? "" : "s", mismatched, total * (size_t)x->steps, worst, where, worst_mag);
 done:
     for (int i = 0; i < nt; i++) free(p[i]), free(m[i]), free(v[i]), free(prev[i]), free(acc[i]);
     free(norm_t);
@@ -258,11 +268,12 @@ TEST(optim_adamw_torch) {
     if (fixture_load(f, &x)) {
         const char *cfgs = cd_st_meta(f, "configs");
         EXPECT(cfgs && strstr(cfgs, "default") && strstr(cfgs, "clip"), "configs: %s", cfgs);
-        double nrel = 0, cu = 0;   /* (thread-count independence: optim_adamw_threads_simd) */
+        double nrel = 0, cu = 0; /* (thread-count independence: optim_adamw_threads_simd) */
         replay(f, &x, "default", 2, &nrel, &cu);
         if (!test_failed()) replay(f, &x, "clip", 2, &nrel, &cu);
         printf("    grad norms: max relative difference from torch's f32 norm %.2e; clip "
-               "coefficients: max %.0f ulp from torch's\n", nrel, cu);
+               "coefficients: max %.0f ulp from torch's\n",
+               nrel, cu);
     }
     fixture_free(&x);
     cd_st_close(f);
@@ -283,18 +294,17 @@ static void adamw_identity(const cd_adamw_cfg *c, size_t n, float gscale, unsign
     if (!buf || !pd) free(buf), free(pd);
     CHECK(buf && pd, "oom");
     float *g = buf, *p[3], *m[3], *v[3];
-    for (int k = 0; k < 3; k++)
-        p[k] = buf + n * (1 + k), m[k] = buf + n * (4 + k), v[k] = buf + n * (7 + k);
+    for (int k = 0; k < 3; k++) p[k] = buf + n * (1 + k), m[k] = buf + n * (4 + k), v[k] = buf + n * (7 + k);
     double *md = pd + n, *vd = pd + 2 * n;
     fill(p[0], n, 1.0f, seed);
     for (size_t i = 0; i < n; i++) pd[i] = p[0][i], md[i] = vd[i] = 0;
     memcpy(p[1], p[0], n * sizeof(float));
     memcpy(p[2], p[0], n * sizeof(float));
-    memset(m[0], 0, 6 * n * sizeof(float));   /* m[0..2], v[0..2] are contiguous */
+    memset(m[0], 0, 6 * n * sizeof(float)); /* m[0..2], v[0..2] are contiguous */
     double worst = 0;
     for (int64_t t = 1; t <= 3; t++) {
         fill(g, n, 0.1f, seed * 7 + (unsigned long long)t);
-        for (size_t i = 0; i < n; i += 97) g[i] = 0.0f;   /* exact zeros */
+        for (size_t i = 0; i < n; i += 97) g[i] = 0.0f; /* exact zeros */
         cd_adamw_step(c, t, p[0], g, gscale, m[0], v[0], n, 1);
         cd_adamw_step(c, t, p[1], g, gscale, m[1], v[1], n, 2);
         cd_adamw_step_scalar(c, t, p[2], g, gscale, m[2], v[2], n);
@@ -312,8 +322,7 @@ static void adamw_identity(const cd_adamw_cfg *c, size_t n, float gscale, unsign
     for (int k = 1; k < 3; k++) {
         EXPECT(!memcmp(p[0], p[k], n * sizeof(float)) && !memcmp(m[0], m[k], n * sizeof(float)) &&
                    !memcmp(v[0], v[k], n * sizeof(float)),
-               "n %zu beta1 %g: %s differs from 1 thread", n, c->beta1,
-               k == 1 ? "2 threads" : "the scalar path");
+               "n %zu beta1 %g: %s differs from 1 thread", n, c->beta1, k == 1 ? "2 threads" : "the scalar path");
     }
     /* |p| <= ~1.01: 3 steps of rounding (a few 2^-24) plus the f32 moments' relative error */
     EXPECT(worst <= 1e-6, "n %zu beta1 %g: max |p - p_f64| %.3g", n, c->beta1, worst);
@@ -323,13 +332,13 @@ static void adamw_identity(const cd_adamw_cfg *c, size_t n, float gscale, unsign
 
 TEST(optim_adamw_threads_simd) {
     cd_adamw_cfg c = CD_ADAMW_DEFAULTS;
-    adamw_identity(&c, 100003, 1.0f, 1);      /* several parallel chunks, a SIMD tail */
-    adamw_identity(&c, 13, 0.37f, 2);          /* one chunk, mostly tail */
+    adamw_identity(&c, 100003, 1.0f, 1); /* several parallel chunks, a SIMD tail */
+    adamw_identity(&c, 13, 0.37f, 2);    /* one chunk, mostly tail */
     cd_adamw_cfg c2 = {3e-4, 0.9, 0.95, 1e-6, 0.1};
     adamw_identity(&c2, 40000, 0.5f, 3);
-    cd_adamw_cfg c3 = {1e-2, 0.3, 0.9, 1e-8, 0.0};   /* 1 - beta1 >= 0.5: torch's other lerp form */
+    cd_adamw_cfg c3 = {1e-2, 0.3, 0.9, 1e-8, 0.0}; /* 1 - beta1 >= 0.5: torch's other lerp form */
     adamw_identity(&c3, 40001, 1.0f, 4);
-    cd_adamw_step(&c, 1, NULL, NULL, 1.0f, NULL, NULL, 0, 2);   /* n = 0: nothing */
+    cd_adamw_step(&c, 1, NULL, NULL, 1.0f, NULL, NULL, 0, 2); /* n = 0: nothing */
 }
 
 /* ---- gradient norm and clip coefficient --------------------------------------------------- */
@@ -347,8 +356,7 @@ TEST(optim_grad_norm) {
     const float *const *gp = (const float *const *)g;
     const double n1 = cd_grad_norm(gp, ns, 4, 1), n2 = cd_grad_norm(gp, ns, 4, 2);
     const double n8 = cd_grad_norm(gp, ns, 4, 8), n0 = cd_grad_norm(gp, ns, 4, 0);
-    EXPECT(n1 == n2 && n1 == n8 && n1 == n0, "norm depends on threads: %.17g %.17g %.17g %.17g",
-           n1, n2, n8, n0);
+    EXPECT(n1 == n2 && n1 == n8 && n1 == n0, "norm depends on threads: %.17g %.17g %.17g %.17g", n1, n2, n8, n0);
     const double r = sqrtl(ref);
     EXPECT(fabs(n1 - r) <= 1e-14 * r, "norm %.17g vs long double %.17g", n1, r);
     /* the documented order, written out */
@@ -386,8 +394,8 @@ TEST(optim_clip_coef) {
 TEST(optim_ema) {
     float e[4] = {1.0f, -2.0f, 0.0f, 8.0f}, p[4] = {3.0f, 2.0f, 5.0f, 8.0f};
     cd_ema_update(e, p, 4, 0.5f, 1);
-    EXPECT(e[0] == 2.0f && e[1] == 0.0f && e[2] == 2.5f && e[3] == 8.0f, "decay 0.5: %g %g %g %g",
-           (double)e[0], (double)e[1], (double)e[2], (double)e[3]);
+    EXPECT(e[0] == 2.0f && e[1] == 0.0f && e[2] == 2.5f && e[3] == 8.0f, "decay 0.5: %g %g %g %g", (double)e[0],
+           (double)e[1], (double)e[2], (double)e[3]);
     cd_ema_update(e, p, 4, 1.0f, 1);
     EXPECT(e[0] == 2.0f && e[2] == 2.5f, "decay 1: unchanged");
     cd_ema_update(e, p, 4, 0.0f, 1);

@@ -29,9 +29,7 @@
 #define MAX_FIXTURES 256
 #define REGEN "run 'python3 tests/oracle/attention_fixtures.py' from the repository root"
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Sorted *.safetensors names in FIXTURE_DIR; -1 if the directory cannot be opened. */
 static int list_fixtures(char **names, int cap) {
@@ -93,8 +91,8 @@ static double max_abs(const float *x, size_t n) {
 }
 
 /* Worst |got - want| (relative to 1+|want| when rel) against tol; writes a message on failure. */
-static int compare(const char *what, const float *got, const float *want, size_t n, int rel,
-                   double tol, char *msg, size_t ml) {
+static int compare(const char *what, const float *got, const float *want, size_t n, int rel, double tol, char *msg,
+                   size_t ml) {
     double worst = 0;
     size_t wi = 0;
     for (size_t i = 0; i < n; i++) {
@@ -104,11 +102,14 @@ static int compare(const char *what, const float *got, const float *want, size_t
         }
         double e = fabs((double)got[i] - (double)want[i]);
         if (rel) e /= 1.0 + fabs((double)want[i]);
-        if (e > worst) { worst = e; wi = i; }
+        if (e > worst) {
+            worst = e;
+            wi = i;
+        }
     }
     if (worst > tol) {
-        snprintf(msg, ml, "%s mismatch: |err| %.3g > tol %.3g at %zu (got %.9g, PyTorch %.9g)", what,
-                 worst, tol, wi, got[wi], want[wi]);
+        snprintf(msg, ml, "%s mismatch: |err| %.3g > tol %.3g at %zu (got %.9g, PyTorch %.9g)", what, worst, tol, wi,
+                 got[wi], want[wi]);
         return 0;
     }
     return 1;
@@ -117,17 +118,22 @@ static int compare(const char *what, const float *got, const float *want, size_t
 typedef struct {
     cd_attn_desc d;
     cd_dtype dt;
-    size_t n, nl;             /* elements of q/o, of lse */
-    void *q, *k, *v;          /* aligned copies, fixture dtype */
-    float *sw;                /* aligned, or NULL */
-    float *o, *lse;           /* expected (aligned copies) */
+    size_t n, nl;    /* elements of q/o, of lse */
+    void *q, *k, *v; /* aligned copies, fixture dtype */
+    float *sw;       /* aligned, or NULL */
+    float *o, *lse;  /* expected (aligned copies) */
     double tol_fast_o, tol_fast_l, tol_ref_o, tol_ref_l;
-    uint64_t pairs;           /* from the fixture's mask */
+    uint64_t pairs; /* from the fixture's mask */
     int has_pairs;
 } fixture;
 
 static void fixture_free(fixture *x) {
-    free(x->q); free(x->k); free(x->v); free(x->sw); free(x->o); free(x->lse);
+    free(x->q);
+    free(x->k);
+    free(x->v);
+    free(x->sw);
+    free(x->o);
+    free(x->lse);
     memset(x, 0, sizeof *x);
 }
 
@@ -164,16 +170,23 @@ static int fixture_load(cd_ctx *ctx, const char *path, fixture *x, char *msg, si
     }
     char *end;
     const double scale = strtod(cd_st_meta(f, "scale"), &end);
-    if (*end || !(scale >= 0)) { snprintf(msg, ml, "metadata scale '%s' malformed", cd_st_meta(f, "scale")); goto out; }
+    if (*end || !(scale >= 0)) {
+        snprintf(msg, ml, "metadata scale '%s' malformed", cd_st_meta(f, "scale"));
+        goto out;
+    }
     if (tq->ndim != 3 || (tq->dtype != CD_DTYPE_F32 && tq->dtype != CD_DTYPE_BF16)) {
         snprintf(msg, ml, "q must be [heads, N, head_dim] F32 or BF16");
         goto out;
     }
     const int64_t nh = tq->shape[0], N = tq->shape[1], hd = tq->shape[2];
-    if (N != (int64_t)T + (int64_t)H * W) { snprintf(msg, ml, "q has %lld tokens, metadata says %lld", (long long)N, (long long)T + (long long)H * W); goto out; }
+    if (N != (int64_t)T + (int64_t)H * W) {
+        snprintf(msg, ml, "q has %lld tokens, metadata says %lld", (long long)N, (long long)T + (long long)H * W);
+        goto out;
+    }
     const cd_st_tensor *same[2] = {tk, tv};
     for (int i = 0; i < 2; i++)
-        if (same[i]->dtype != tq->dtype || same[i]->ndim != 3 || memcmp(same[i]->shape, tq->shape, 3 * sizeof(int64_t))) {
+        if (same[i]->dtype != tq->dtype || same[i]->ndim != 3 ||
+            memcmp(same[i]->shape, tq->shape, 3 * sizeof(int64_t))) {
             snprintf(msg, ml, "k and v must match q's dtype and shape");
             goto out;
         }
@@ -195,7 +208,10 @@ static int fixture_load(cd_ctx *ctx, const char *path, fixture *x, char *msg, si
             goto out;
         }
         x->sw = aligned_copy(tw->data, tw->nbytes);
-        if (!x->sw) { snprintf(msg, ml, "out of memory"); goto out; }
+        if (!x->sw) {
+            snprintf(msg, ml, "out of memory");
+            goto out;
+        }
         double s = 0;
         for (int i = 0; i < down * down; i++) s += fabs(x->sw[i]);
         wsum = fmax(1.0, s);
@@ -233,7 +249,9 @@ static int fixture_load(cd_ctx *ctx, const char *path, fixture *x, char *msg, si
     }
     ok = 1;
 out:
-    free(qf); free(kf); free(vf);
+    free(qf);
+    free(kf);
+    free(vf);
     cd_st_close(f);
     if (!ok) fixture_free(x);
     return ok;
@@ -295,13 +313,13 @@ TEST(oracle_attention_fixtures) {
         if (x.has_pairs)
             EXPECT(cd_attn_pairs(&x.d) == x.pairs, "%s: cd_attn_pairs %llu != %llu allowed pairs in the fixture's mask",
                    names[i], (unsigned long long)cd_attn_pairs(&x.d), (unsigned long long)x.pairs);
-        EXPECT(check_path(&x, CD_ISA_AUTO, 1, msg, sizeof msg), "%s [%s, reference]: %s", names[i],
-               cd_dtype_name(x.dt), msg);
+        EXPECT(check_path(&x, CD_ISA_AUTO, 1, msg, sizeof msg), "%s [%s, reference]: %s", names[i], cd_dtype_name(x.dt),
+               msg);
         for (size_t j = 0; j < sizeof isas / sizeof isas[0]; j++) {
             if (!cd_isa_supported(isas[j])) continue;
             paths++;
-            EXPECT(check_path(&x, isas[j], 0, msg, sizeof msg), "%s [%s, %s]: %s", names[i],
-                   cd_dtype_name(x.dt), cd_isa_name(isas[j]), msg);
+            EXPECT(check_path(&x, isas[j], 0, msg, sizeof msg), "%s [%s, %s]: %s", names[i], cd_dtype_name(x.dt),
+                   cd_isa_name(isas[j]), msg);
         }
         fixture_free(&x);
     }

@@ -14,14 +14,16 @@
 #include <unistd.h>
 
 static int mpirun_usable(void) {
-    return cd_comm_available() && access("scripts/mpirun.sh", X_OK) == 0 && system("command -v mpirun >/dev/null 2>&1") == 0;
+    return cd_comm_available() && access("scripts/mpirun.sh", X_OK) == 0 &&
+           system("command -v mpirun >/dev/null 2>&1") == 0;
 }
 
 static double mean_abs_diff(cd_ctx *ctx, const char *a, const char *b, int *ok) {
     uint8_t *x = NULL, *y = NULL;
     uint32_t wx, hx, wy, hy;
     double d = 0;
-    *ok = cd_png_read(ctx, a, &x, &wx, &hx) == CD_OK && cd_png_read(ctx, b, &y, &wy, &hy) == CD_OK && wx == wy && hx == hy;
+    *ok = cd_png_read(ctx, a, &x, &wx, &hx) == CD_OK && cd_png_read(ctx, b, &y, &wy, &hy) == CD_OK && wx == wy &&
+          hx == hy;
     int mx = 0;
     if (*ok)
         for (size_t i = 0; i < (size_t)wx * hx * 3; i++) {
@@ -47,38 +49,84 @@ TEST(parallel_cli_patch) {
     CHECK(cd_ctx_create(&p, &ctx) == CD_OK, "ctx");
     /* flag errors, found before any process group exists */
     RUN(&r, "generate", "--prompt", "sneaker", "--text-attention", "approx", "-o", bad);
-    EXPECT(r.code == 2 && one_error_line(r.err, "generate") && strstr(r.err, "--parallel"), "text without parallel: %d %s", r.code, r.err);
+    EXPECT(r.code == 2 && one_error_line(r.err, "generate") && strstr(r.err, "--parallel"),
+           "text without parallel: %d %s", r.code, r.err);
     RUN(&r, "generate", "--prompt", "sneaker", "--parallel", "patch", "-o", bad);
     EXPECT(r.code == 2 && strstr(r.err, "CLEAR"), "dense parallel: %d %s", r.code, r.err);
     RUN(&r, "generate", "--prompt", "sneaker", "--radius", "3", "--parallel", "rows", "-o", bad);
     EXPECT(r.code == 2 && strstr(r.err, "patch"), "--parallel rows: %d %s", r.code, r.err);
     if (!mpirun_usable()) {
         RUN(&r, "generate", "--prompt", "sneaker", "--radius", "3", "--parallel", "patch", "-o", bad);
-        EXPECT(cd_comm_available() ? r.code == 0 : (r.code == 2 && strstr(r.err, "MPI")),
-               "without mpirun: %d %s", r.code, r.err);
+        EXPECT(cd_comm_available() ? r.code == 0 : (r.code == 2 && strstr(r.err, "MPI")), "without mpirun: %d %s",
+               r.code, r.err);
     } else {
         const char *bin = cli_bin();
         RUN(&r, "generate", "--prompt", "sneaker", "--radius", "3", "--seed", "5", "--quiet", "-o", one);
         EXPECT(r.code == 0, "one process: %d %s", r.code, r.err);
-        const char *two_ranks[] = {"scripts/mpirun.sh", "-np", "2", bin, "generate", "--parallel", "patch",
-                                   "--prompt", "sneaker", "--radius", "3", "--seed", "5", "--quiet", "-o", two, NULL};
+        const char *two_ranks[] = {
+            "scripts/mpirun.sh", "-np", "2",      bin, "generate", "--parallel", "patch", "--prompt", "sneaker",
+            "--radius",          "3",   "--seed", "5", "--quiet",  "-o",         two,     NULL};
         CHECK(run_argv(two_ranks, &r), "spawn mpirun");
         EXPECT(r.code == 0 && r.err[0] == 0, "2 ranks: exit %d, stderr '%s'", r.code, r.err);
         int ok;
         const double mad = mean_abs_diff(ctx, one, two, &ok);
         EXPECT(ok && mad <= 0.1, "2 ranks vs one: mean |diff| %.3f levels (max must be <= 1)", mad);
         /* different arguments on the two ranks: both refuse, nothing written */
-        const char *mism[] = {"scripts/mpirun.sh", "-np", "1", bin, "generate", "--parallel", "patch", "--prompt",
-                              "sneaker", "--radius", "3", "--seed", "1", "-o", bad, ":", "-np", "1", bin, "generate",
-                              "--parallel", "patch", "--prompt", "sneaker", "--radius", "3", "--seed", "2", "-o", bad,
+        const char *mism[] = {"scripts/mpirun.sh",
+                              "-np",
+                              "1",
+                              bin,
+                              "generate",
+                              "--parallel",
+                              "patch",
+                              "--prompt",
+                              "sneaker",
+                              "--radius",
+                              "3",
+                              "--seed",
+                              "1",
+                              "-o",
+                              bad,
+                              ":",
+                              "-np",
+                              "1",
+                              bin,
+                              "generate",
+                              "--parallel",
+                              "patch",
+                              "--prompt",
+                              "sneaker",
+                              "--radius",
+                              "3",
+                              "--seed",
+                              "2",
+                              "-o",
+                              bad,
                               NULL};
         CHECK(run_argv(mism, &r), "spawn mpirun");
         EXPECT(r.code != 0 && strstr(r.err, "differ in the command-line arguments"), "mismatch: %d %s", r.code, r.err);
         EXPECT(access(bad, F_OK) != 0, "an image was written after a mismatch");
         /* a rank that exits at once: the job ends (bounded by --comm-timeout), nothing written */
-        const char *dies[] = {"scripts/mpirun.sh", "-np", "1", bin, "generate", "--parallel", "patch", "--prompt",
-                              "sneaker", "--radius", "3", "--comm-timeout", "5", "-o", bad, ":", "-np", "1",
-                              "/bin/false", NULL};
+        const char *dies[] = {"scripts/mpirun.sh",
+                              "-np",
+                              "1",
+                              bin,
+                              "generate",
+                              "--parallel",
+                              "patch",
+                              "--prompt",
+                              "sneaker",
+                              "--radius",
+                              "3",
+                              "--comm-timeout",
+                              "5",
+                              "-o",
+                              bad,
+                              ":",
+                              "-np",
+                              "1",
+                              "/bin/false",
+                              NULL};
         CHECK(run_argv(dies, &r), "spawn mpirun");
         EXPECT(r.code != 0, "a dead rank: exit %d", r.code);
         EXPECT(access(bad, F_OK) != 0, "an image was written with a dead rank");

@@ -17,18 +17,17 @@ TEST(comm_single_collectives) {
     CHECK(cd_ctx_create(&cp, &ctx) == CD_OK, "context");
     cd_comm *c = NULL;
     CHECK(cd_comm_init_single(ctx, &c) == CD_OK && c, "init_single: %s", cd_ctx_error(ctx));
-    EXPECT(cd_comm_rank(c) == 0 && cd_comm_size(c) == 1 && cd_comm_is_single(c), "rank %d size %d",
-           cd_comm_rank(c), cd_comm_size(c));
+    EXPECT(cd_comm_rank(c) == 0 && cd_comm_size(c) == 1 && cd_comm_is_single(c), "rank %d size %d", cd_comm_rank(c),
+           cd_comm_size(c));
     int a[3] = {1, 2, 3}, b[3] = {0, 0, 0};
     EXPECT(cd_comm_allgather(ctx, c, a, sizeof a, b, "t") == CD_OK && !memcmp(a, b, sizeof a), "allgather");
     const size_t n = 2 * sizeof(int);
     memset(b, 0, sizeof b);
-    EXPECT(cd_comm_allgatherv(ctx, c, a, &n, b, "t") == CD_OK && b[0] == 1 && b[1] == 2 && b[2] == 0,
-           "allgatherv");
+    EXPECT(cd_comm_allgatherv(ctx, c, a, &n, b, "t") == CD_OK && b[0] == 1 && b[1] == 2 && b[2] == 0, "allgatherv");
     EXPECT(cd_comm_bcast(ctx, c, a, sizeof a, 0, "t") == CD_OK && a[0] == 1, "bcast");
     EXPECT(cd_comm_check_same(ctx, c, a, sizeof a, "t") == CD_OK, "check_same: %s", cd_ctx_error(ctx));
-    EXPECT(cd_comm_start(ctx, c, NULL, 0, NULL, 0, "t") == CD_OK && cd_comm_wait(ctx, c) == CD_OK,
-           "empty exchange: %s", cd_ctx_error(ctx));
+    EXPECT(cd_comm_start(ctx, c, NULL, 0, NULL, 0, "t") == CD_OK && cd_comm_wait(ctx, c) == CD_OK, "empty exchange: %s",
+           cd_ctx_error(ctx));
     const cd_xfer x = {1, a, sizeof a};
     EXPECT(cd_comm_start(ctx, c, &x, 1, NULL, 0, "t") != CD_OK, "a message to rank 1 of 1 accepted");
     cd_comm_set_timeout(c, 2.5);
@@ -63,9 +62,8 @@ static void one_case(cd_ctx *ctx, cd_comm *comm, const patch_shape *c) {
         for (size_t i = 0; i < pp.nout; i++) par[i] = NAN;
         const cd_status s = cd_flux_run(ctx, pp.m, &pp.p, par);
         const double e = test_rel_l2(par, ref, pp.nout);
-        EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g",
-               c->H, c->W, c->T, c->radius, c->down, mode ? "approx" : "exact", (int)s,
-               s ? cd_ctx_error(ctx) : "", e);
+        EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d %s: status %d (%s), relative L2 %.3g", c->H, c->W,
+               c->T, c->radius, c->down, mode ? "approx" : "exact", (int)s, s ? cd_ctx_error(ctx) : "", e);
     }
     EXPECT(cd_flux_set_parallel(ctx, pp.m, NULL, CD_TEXT_EXACT) == CD_OK, "back to one process");
 done:

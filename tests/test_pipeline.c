@@ -87,8 +87,8 @@ TEST(pipeline_api) {
     gp.user = &c;
     uint8_t a[28 * 28 * 3], b[28 * 28 * 3];
     EXPECT(cd_pipeline_generate(ctx, pl, &gp, a) == CD_OK, "generate: %s", cd_ctx_error(ctx));
-    EXPECT(c.calls == 4 && c.last_step == 4 && c.steps == 3, "progress: %d calls, last %d of %d", c.calls,
-           c.last_step, c.steps);
+    EXPECT(c.calls == 4 && c.last_step == 4 && c.steps == 3, "progress: %d calls, last %d of %d", c.calls, c.last_step,
+           c.steps);
     gp.prompt = NULL;
     gp.prompt_index = 4; /* coat by index: the same conditioning */
     gp.progress = NULL;
@@ -98,8 +98,8 @@ TEST(pipeline_api) {
     EXPECT(nonzero, "a flat image");
     c = (counter){0, 0, 0, 2};
     gp.progress = count_steps;
-    EXPECT(cd_pipeline_generate(ctx, pl, &gp, b) == CD_ERR_CANCELLED && c.calls == 2, "cancel: %d calls (%s)",
-           c.calls, cd_ctx_error(ctx));
+    EXPECT(cd_pipeline_generate(ctx, pl, &gp, b) == CD_ERR_CANCELLED && c.calls == 2, "cancel: %d calls (%s)", c.calls,
+           cd_ctx_error(ctx));
     cd_pipeline_free(pl);
     cd_ctx_free(ctx);
 }

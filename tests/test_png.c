@@ -30,8 +30,7 @@ typedef struct {
 } lp_opts;
 
 /* Writes rows (each rowbytes long, packed as the PNG stores them; 16-bit big-endian). */
-static int lp_write(const char *path, uint32_t w, uint32_t h, const lp_opts *o,
-                    const uint8_t *data, size_t rowbytes) {
+static int lp_write(const char *path, uint32_t w, uint32_t h, const lp_opts *o, const uint8_t *data, size_t rowbytes) {
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -42,8 +41,8 @@ static int lp_write(const char *path, uint32_t w, uint32_t h, const lp_opts *o,
         return 0;
     }
     png_init_io(png, f);
-    png_set_IHDR(png, info, w, h, o->bit_depth, o->color_type, o->interlace,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, w, h, o->bit_depth, o->color_type, o->interlace, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
     if (o->palette) png_set_PLTE(png, info, o->palette, o->n_palette);
     if (o->trns || o->trns_color) png_set_tRNS(png, info, o->trns, o->n_trns, o->trns_color);
     png_write_info(png, info);
@@ -51,8 +50,8 @@ static int lp_write(const char *path, uint32_t w, uint32_t h, const lp_opts *o,
     for (int p = 0; p < passes; p++)
         for (uint32_t y = 0; y < h; y++) png_write_row(png, data + (size_t)y * rowbytes);
     if (o->end_key) {
-        png_text t = {.compression = PNG_TEXT_COMPRESSION_NONE,
-                      .key = (png_charp)o->end_key, .text = (png_charp)o->end_text};
+        png_text t = {
+            .compression = PNG_TEXT_COMPRESSION_NONE, .key = (png_charp)o->end_key, .text = (png_charp)o->end_text};
         png_set_text(png, info, &t, 1);
     }
     png_write_end(png, info);
@@ -160,14 +159,13 @@ TEST(png_roundtrip_random_sizes) {
         EXPECT(s == CD_OK, "%ux%u write: %s", w, h, cd_ctx_error(ctx));
         EXPECT(dir_count(dir) == 1, "%ux%u: %d entries (temp file left?)", w, h, dir_count(dir));
         lp_info li;
-        EXPECT(lp_read(path, NULL, &li) && li.w == w && li.h == h &&
-                   li.color_type == PNG_COLOR_TYPE_RGB && li.bit_depth == 8,
-               "%ux%u: libpng reads %ux%u type %d depth %d", w, h, li.w, li.h, li.color_type,
-               li.bit_depth);
+        EXPECT(lp_read(path, NULL, &li) && li.w == w && li.h == h && li.color_type == PNG_COLOR_TYPE_RGB &&
+                   li.bit_depth == 8,
+               "%ux%u: libpng reads %ux%u type %d depth %d", w, h, li.w, li.h, li.color_type, li.bit_depth);
         uint32_t bw = 0, bh = 0;
         s = cd_png_read(ctx, path, &back, &bw, &bh);
-        EXPECT(s == CD_OK && bw == w && bh == h && back && !memcmp(img, back, n),
-               "%ux%u read back: %s", w, h, s ? cd_ctx_error(ctx) : "pixels differ");
+        EXPECT(s == CD_OK && bw == w && bh == h && back && !memcmp(img, back, n), "%ux%u read back: %s", w, h,
+               s ? cd_ctx_error(ctx) : "pixels differ");
         struct stat st;
         EXPECT(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644, "mode %o", st.st_mode & 0777);
         free(img);
@@ -192,13 +190,13 @@ TEST(png_text_chunks) {
     /* libpng itself: ASCII values are tEXt, the UTF-8 one is iTXt */
     lp_info li;
     CHECK(lp_read(path, "prompt", &li) && li.found == 1, "libpng: no prompt");
-    EXPECT(li.compression == PNG_TEXT_COMPRESSION_NONE && !strcmp(li.text, prompt),
-           "prompt: compression %d '%s'", li.compression, li.text);
+    EXPECT(li.compression == PNG_TEXT_COMPRESSION_NONE && !strcmp(li.text, prompt), "prompt: compression %d '%s'",
+           li.compression, li.text);
     CHECK(lp_read(path, "seed", &li) && li.found == 1, "libpng: no seed");
     EXPECT(li.compression == PNG_TEXT_COMPRESSION_NONE && !strcmp(li.text, "42"), "seed");
     CHECK(lp_read(path, "Comment", &li) && li.found == 1, "libpng: no Comment");
-    EXPECT(li.compression == PNG_ITXT_COMPRESSION_NONE && !strcmp(li.text, utf8),
-           "Comment: compression %d '%s'", li.compression, li.text);
+    EXPECT(li.compression == PNG_ITXT_COMPRESSION_NONE && !strcmp(li.text, utf8), "Comment: compression %d '%s'",
+           li.compression, li.text);
 
     /* our reader */
     const char *keys[] = {"prompt", "seed", "Comment", "empty"};
@@ -206,18 +204,16 @@ TEST(png_text_chunks) {
     for (int i = 0; i < 4; i++) {
         char *v = NULL;
         cd_status s = cd_png_text(ctx, path, keys[i], &v);
-        EXPECT(s == CD_OK && v && !strcmp(v, want[i]), "%s: %s", keys[i],
-               s ? cd_ctx_error(ctx) : v);
+        EXPECT(s == CD_OK && v && !strcmp(v, want[i]), "%s: %s", keys[i], s ? cd_ctx_error(ctx) : v);
         free(v);
     }
     char *v = (char *)1;
-    EXPECT(cd_png_text(ctx, path, "steps", &v) == CD_ERR_NOT_FOUND && v == NULL &&
-               strstr(cd_ctx_error(ctx), "steps") && strstr(cd_ctx_error(ctx), "gen.png"),
+    EXPECT(cd_png_text(ctx, path, "steps", &v) == CD_ERR_NOT_FOUND && v == NULL && strstr(cd_ctx_error(ctx), "steps") &&
+               strstr(cd_ctx_error(ctx), "gen.png"),
            "missing key: %s", cd_ctx_error(ctx));
 
     /* a Latin-1 tEXt after IDAT (written by libpng) comes back as UTF-8 */
-    const lp_opts o = {.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8,
-                       .end_key = "Author", .end_text = "Ren\xe9"};
+    const lp_opts o = {.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .end_key = "Author", .end_text = "Ren\xe9"};
     CHECK(lp_write(path2, 2, 1, &o, px, 6), "lp_write");
     CHECK(cd_png_text(ctx, path2, "Author", &v) == CD_OK, "%s", cd_ctx_error(ctx));
     EXPECT(!strcmp(v, "Ren\xc3\xa9"), "Latin-1 -> UTF-8: '%s'", v);
@@ -229,9 +225,8 @@ TEST(png_text_chunks) {
 /* ---- reading every kind of PNG ------------------------------------------------------------ */
 
 /* Writes with libpng, reads with cd_png_read, compares with want (w*h*3). */
-static void check_kind(cd_ctx *ctx, const char *path, const char *what, uint32_t w, uint32_t h,
-                       const lp_opts *o, const uint8_t *data, size_t rowbytes,
-                       const uint8_t *want) {
+static void check_kind(cd_ctx *ctx, const char *path, const char *what, uint32_t w, uint32_t h, const lp_opts *o,
+                       const uint8_t *data, size_t rowbytes, const uint8_t *want) {
     CHECK(lp_write(path, w, h, o, data, rowbytes), "%s: lp_write", what);
     uint8_t *rgb = NULL;
     uint32_t rw = 0, rh = 0;
@@ -241,8 +236,8 @@ static void check_kind(cd_ctx *ctx, const char *path, const char *what, uint32_t
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < (size_t)w * h * 3; i++)
         if (rgb[i] != want[i] && !bad++) first = i;
-    EXPECT(!bad, "%s: %zu bytes differ, first at %zu: %u want %u", what, bad, first,
-           bad ? rgb[first] : 0, bad ? want[first] : 0);
+    EXPECT(!bad, "%s: %zu bytes differ, first at %zu: %u want %u", what, bad, first, bad ? rgb[first] : 0,
+           bad ? want[first] : 0);
     free(rgb);
 }
 
@@ -300,8 +295,12 @@ TEST(png_reads_every_color_type) {
             uint8_t *p = want + 3 * (y * W + x);
             p[0] = pal[idx].red, p[1] = pal[idx].green, p[2] = pal[idx].blue;
         }
-    o = (lp_opts){.color_type = PNG_COLOR_TYPE_PALETTE, .bit_depth = 4, .palette = pal,
-                  .n_palette = 16, .trns = trns, .n_trns = 16};
+    o = (lp_opts){.color_type = PNG_COLOR_TYPE_PALETTE,
+                  .bit_depth = 4,
+                  .palette = pal,
+                  .n_palette = 16,
+                  .trns = trns,
+                  .n_trns = 16};
     check_kind(ctx, path, "palette4+tRNS", W, H, &o, data, 7, want);
 
     /* RGBA 8 */
@@ -348,8 +347,7 @@ TEST(png_reads_every_color_type) {
 
     /* RGB 8, Adam7 interlaced */
     for (int i = 0; i < NPX * 3; i++) want[i] = data[i] = (uint8_t)test_rng_u64(&r);
-    o = (lp_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8,
-                  .interlace = PNG_INTERLACE_ADAM7};
+    o = (lp_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .interlace = PNG_INTERLACE_ADAM7};
     check_kind(ctx, path, "rgb8 interlaced", W, H, &o, data, 3 * W, want);
     tmp_rm(dir);
     cd_ctx_free(ctx);
@@ -365,8 +363,7 @@ static void expect_read_fails(cd_ctx *ctx, const char *path, cd_status want, con
     cd_status s = cd_png_read(ctx, path, &rgb, &w, &h);
     const char *e = cd_ctx_error(ctx), *base = strrchr(path, '/');
     EXPECT(s == want, "%s: status %s want %s (%s)", path, cd_status_str(s), cd_status_str(want), e);
-    EXPECT(strstr(e, base ? base + 1 : path) && strstr(e, needle), "%s: message '%s' lacks '%s'",
-           path, e, needle);
+    EXPECT(strstr(e, base ? base + 1 : path) && strstr(e, needle), "%s: message '%s' lacks '%s'", path, e, needle);
     EXPECT(rgb == NULL && w == 0 && h == 0, "%s: outputs not reset", path);
 }
 
@@ -413,8 +410,7 @@ TEST(png_read_errors) {
     snprintf(p, sizeof p, "%s/big.png", dir);
     const uint32_t big[][2] = {{70000, 1}, {1, 65537}, {65536, 32769}};
     for (int k = 0; k < 3; k++) {
-        CHECK(cd_png_write(ctx, p, img, 1, 1, NULL, 0) == CD_OK && patch_ihdr(p, big[k][0], big[k][1]),
-              "patch");
+        CHECK(cd_png_write(ctx, p, img, 1, 1, NULL, 0) == CD_OK && patch_ihdr(p, big[k][0], big[k][1]), "patch");
         expect_read_fails(ctx, p, CD_ERR_UNSUPPORTED, "exceed the limit");
     }
     /* 65536 per side is allowed: the patched file then lacks image data, but is not refused */
@@ -429,15 +425,14 @@ TEST(png_read_errors) {
 }
 
 /* cd_png_write fails with `want` and leaves dir with `entries` entries. */
-static void expect_write_fails(cd_ctx *ctx, const char *dir, int entries, const char *path,
-                               const uint8_t *px, uint32_t w, uint32_t h, const char *const *text,
-                               size_t n_text, cd_status want, const char *needle) {
+static void expect_write_fails(cd_ctx *ctx, const char *dir, int entries, const char *path, const uint8_t *px,
+                               uint32_t w, uint32_t h, const char *const *text, size_t n_text, cd_status want,
+                               const char *needle) {
     cd_status s = cd_png_write(ctx, path, px, w, h, text, n_text);
-    EXPECT(s == want, "%s %ux%u: status %s want %s (%s)", path, w, h, cd_status_str(s),
-           cd_status_str(want), cd_ctx_error(ctx));
+    EXPECT(s == want, "%s %ux%u: status %s want %s (%s)", path, w, h, cd_status_str(s), cd_status_str(want),
+           cd_ctx_error(ctx));
     EXPECT(strstr(cd_ctx_error(ctx), needle), "message '%s' lacks '%s'", cd_ctx_error(ctx), needle);
-    EXPECT(dir_count(dir) == entries, "%s: %d entries in %s, want %d", path, dir_count(dir), dir,
-           entries);
+    EXPECT(dir_count(dir) == entries, "%s: %d entries in %s, want %d", path, dir_count(dir), dir, entries);
 }
 
 TEST(png_write_errors_leave_nothing) {
@@ -505,31 +500,29 @@ TEST(png_write_errors_leave_nothing) {
 
 TEST(png_pixel_conversion_rules) {
     /* one channel value at a time: planar [3,1,1] -> interleaved [1,1,3] */
-    const float xs[] = {-1.0f, 1.0f, 0.0f, -2.0f, 2.0f, 1e30f, -1e30f, 0.5f, -0.5f,
-                        -0.99f, 0.999f, NAN, INFINITY, -INFINITY};
+    const float xs[] = {-1.0f, 1.0f,  0.0f,   -2.0f,  2.0f, 1e30f,    -1e30f,
+                        0.5f,  -0.5f, -0.99f, 0.999f, NAN,  INFINITY, -INFINITY};
     const uint8_t want[] = {0, 255, 127, 0, 255, 255, 0, 191, 63, 1, 254, 0, 255, 0};
     for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
         float img[3] = {xs[i], 0.0f, 1.0f};
         uint8_t rgb[3];
         cd_image_to_rgb8(img, 1, 1, rgb);
-        EXPECT(rgb[0] == want[i] && rgb[1] == 127 && rgb[2] == 255, "x = %g -> %u, want %u",
-               (double)xs[i], rgb[0], want[i]);
+        EXPECT(rgb[0] == want[i] && rgb[1] == 127 && rgb[2] == 255, "x = %g -> %u, want %u", (double)xs[i], rgb[0],
+               want[i]);
     }
     /* layout: planar channels, row-major pixels */
-    const float img[3 * 2 * 3] = {-1, 1, 0, -1, 1, 0,  /* R of a 3 x 2 image */
-                                  1, 1, 1, 1, 1, 1,    /* G */
-                                  0, -1, -1, 0, 0, 0}; /* B */
+    const float img[3 * 2 * 3] = {-1, 1,  0,  -1, 1, 0,  /* R of a 3 x 2 image */
+                                  1,  1,  1,  1,  1, 1,  /* G */
+                                  0,  -1, -1, 0,  0, 0}; /* B */
     uint8_t rgb[18];
     cd_image_to_rgb8(img, 3, 2, rgb);
-    const uint8_t wrgb[18] = {0, 255, 127, 255, 255, 0, 127, 255, 0,
-                              0, 255, 127, 255, 255, 127, 127, 255, 127};
+    const uint8_t wrgb[18] = {0, 255, 127, 255, 255, 0, 127, 255, 0, 0, 255, 127, 255, 255, 127, 127, 255, 127};
     EXPECT(!memcmp(rgb, wrgb, 18), "planar -> interleaved layout");
     float back[18];
     cd_rgb8_to_image(wrgb, 3, 2, back);
     for (int i = 0; i < 18; i++) {
         const int c = i / 6, px = i % 6;
-        EXPECT(back[i] == (float)wrgb[px * 3 + c] / 127.5f - 1.0f, "back[%d] = %g", i,
-               (double)back[i]);
+        EXPECT(back[i] == (float)wrgb[px * 3 + c] / 127.5f - 1.0f, "back[%d] = %g", i, (double)back[i]);
     }
     /* every u8: 0 -> -1, 255 -> 1 exactly; the round trip u8 -> [-1,1] -> u8 of BFL's two
      * formulas (f32) is the identity except 1..63, which come back one lower (truncation) */

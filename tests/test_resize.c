@@ -40,8 +40,7 @@ static int meta_u32(const cd_st_file *f, const char *key, uint32_t *v) {
 /* The U8 tensor `name` of shape [h, w, 3], or NULL. */
 static const uint8_t *fix_rgb(const cd_st_file *f, const char *name, uint32_t w, uint32_t h) {
     const cd_st_tensor *t = cd_st_find(f, name);
-    if (!t || t->dtype != CD_DTYPE_U8 || t->ndim != 3 || t->shape[0] != h || t->shape[1] != w ||
-        t->shape[2] != 3)
+    if (!t || t->dtype != CD_DTYPE_U8 || t->ndim != 3 || t->shape[0] != h || t->shape[1] != w || t->shape[2] != 3)
         return NULL;
     return t->data;
 }
@@ -53,9 +52,8 @@ static void fill_random(uint8_t *p, size_t n, unsigned long long seed) {
 
 /* Resizes src with 1 and 3 threads and compares with Pillow's want byte for byte. Returns 1 when
  * both match; otherwise prints the case and records a failure. */
-static int check_case(cd_ctx *const ctx[2], const char *label, const char *pillow,
-                      const uint8_t *src, uint32_t sw, uint32_t sh, const uint8_t *want,
-                      uint32_t dw, uint32_t dh) {
+static int check_case(cd_ctx *const ctx[2], const char *label, const char *pillow, const uint8_t *src, uint32_t sw,
+                      uint32_t sh, const uint8_t *want, uint32_t dw, uint32_t dh) {
     const size_t n = (size_t)dw * dh * 3;
     uint8_t *got = malloc(n);
     if (!got) {
@@ -80,12 +78,13 @@ static int check_case(cd_ctx *const ctx[2], const char *label, const char *pillo
         }
         if (ndiff) {
             printf("  %s (%ux%u -> %ux%u), %d thread(s): %zu of %zu bytes differ from Pillow, "
-                   "max %d\n", label, sw, sh, dw, dh, threads, ndiff, n, maxd);
+                   "max %d\n",
+                   label, sw, sh, dw, dh, threads, ndiff, n, maxd);
             test_fail(__FILE__, __LINE__,
                       "%s (%ux%u -> %ux%u, %d thread(s), Pillow %s): %zu of %zu bytes differ, "
-                      "max %d; first at pixel (%zu, %zu) channel %zu: %u, Pillow %u", label, sw,
-                      sh, dw, dh, threads, pillow ? pillow : "?", ndiff, n, maxd,
-                      (first / 3) % dw, first / 3 / dw, first % 3, got[first], want[first]);
+                      "max %d; first at pixel (%zu, %zu) channel %zu: %u, Pillow %u",
+                      label, sw, sh, dw, dh, threads, pillow ? pillow : "?", ndiff, n, maxd, (first / 3) % dw,
+                      first / 3 / dw, first % 3, got[first], want[first]);
             ok = 0;
         }
     }
@@ -108,9 +107,8 @@ static int check_file(cd_ctx *const ctx[2], const char *path) {
     if (!cases) {
         uint32_t sw, sh, dw, dh;
         const uint8_t *src = NULL, *want = NULL;
-        if (!meta_u32(f, "sw", &sw) || !meta_u32(f, "sh", &sh) || !meta_u32(f, "dw", &dw) ||
-            !meta_u32(f, "dh", &dh) || !(src = fix_rgb(f, "src", sw, sh)) ||
-            !(want = fix_rgb(f, "dst", dw, dh))) {
+        if (!meta_u32(f, "sw", &sw) || !meta_u32(f, "sh", &sh) || !meta_u32(f, "dw", &dw) || !meta_u32(f, "dh", &dh) ||
+            !(src = fix_rgb(f, "src", sw, sh)) || !(want = fix_rgb(f, "dst", dw, dh))) {
             test_fail(__FILE__, __LINE__, "%s: bad metadata or tensors (%s)", path, REGEN);
             n = -1;
         } else {
@@ -125,10 +123,9 @@ static int check_file(cd_ctx *const ctx[2], const char *path) {
             snprintf(sname, sizeof sname, "src_%d", n);
             snprintf(dname, sizeof dname, "dst_%d", n);
             const uint8_t *src = NULL, *want = NULL;
-            if (sscanf(p, "%u:%u:%u:%u%n", &sw, &sh, &dw, &dh, &used) != 4 ||
-                !(src = fix_rgb(f, sname, sw, sh)) || !(want = fix_rgb(f, dname, dw, dh))) {
-                test_fail(__FILE__, __LINE__, "%s: case %d: bad metadata or tensors (%s)", path,
-                          n, REGEN);
+            if (sscanf(p, "%u:%u:%u:%u%n", &sw, &sh, &dw, &dh, &used) != 4 || !(src = fix_rgb(f, sname, sw, sh)) ||
+                !(want = fix_rgb(f, dname, dw, dh))) {
+                test_fail(__FILE__, __LINE__, "%s: case %d: bad metadata or tensors (%s)", path, n, REGEN);
                 n = -1;
                 break;
             }
@@ -172,8 +169,8 @@ TEST(resize_pillow_fixtures) {
     CHECK(have_ctx, "cannot create contexts");
     CHECK(d, "no %s: %s", FIX_DIR, REGEN);
     if (!test_failed())
-        CHECK(n_files >= 17 && n_cases >= 64, "only %d fixture files (%d cases) in %s: %s",
-              n_files, n_cases, FIX_DIR, REGEN);
+        CHECK(n_files >= 17 && n_cases >= 64, "only %d fixture files (%d cases) in %s: %s", n_files, n_cases, FIX_DIR,
+              REGEN);
 }
 
 /* Bad arguments: CD_ERR_INVALID_ARG, a message, dst untouched. */
@@ -182,8 +179,13 @@ TEST(resize_bad_args) {
     CHECK(ctx, "ctx");
     uint8_t src[4 * 4 * 3] = {0}, dst[4 * 4 * 3];
     memset(dst, 0x5A, sizeof dst);
-    struct { const uint8_t *s; uint32_t sw, sh; uint8_t *d; uint32_t dw, dh; const char *what; }
-    bad[] = {
+    struct {
+        const uint8_t *s;
+        uint32_t sw, sh;
+        uint8_t *d;
+        uint32_t dw, dh;
+        const char *what;
+    } bad[] = {
         {NULL, 4, 4, dst, 2, 2, "NULL src"},
         {src, 4, 4, NULL, 2, 2, "NULL dst"},
         {src, 0, 4, dst, 2, 2, "zero source width"},
@@ -196,14 +198,11 @@ TEST(resize_bad_args) {
         {src, 4, 4, dst, CD_PNG_MAX_SIDE, CD_PNG_MAX_SIDE, "target over the pixel limit"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cd_status s = cd_rgb8_resize(ctx, bad[i].s, bad[i].sw, bad[i].sh, bad[i].d, bad[i].dw,
-                                     bad[i].dh);
+        cd_status s = cd_rgb8_resize(ctx, bad[i].s, bad[i].sw, bad[i].sh, bad[i].d, bad[i].dw, bad[i].dh);
         EXPECT(s == CD_ERR_INVALID_ARG, "%s: status %s", bad[i].what, cd_status_str(s));
-        EXPECT(strstr(cd_ctx_error(ctx), "resize"), "%s: message '%s'", bad[i].what,
-               cd_ctx_error(ctx));
+        EXPECT(strstr(cd_ctx_error(ctx), "resize"), "%s: message '%s'", bad[i].what, cd_ctx_error(ctx));
     }
-    for (size_t i = 0; i < sizeof dst; i++)
-        CHECK(dst[i] == 0x5A, "dst written by a failed call at byte %zu", i);
+    for (size_t i = 0; i < sizeof dst; i++) CHECK(dst[i] == 0x5A, "dst written by a failed call at byte %zu", i);
     /* NULL ctx is allowed (one thread, no message kept). */
     EXPECT(cd_rgb8_resize(NULL, NULL, 4, 4, dst, 2, 2) == CD_ERR_INVALID_ARG, "NULL ctx");
     EXPECT(cd_rgb8_resize(NULL, src, 4, 4, dst, 2, 2) == CD_OK, "NULL ctx, valid call");
@@ -225,7 +224,10 @@ TEST(resize_same_size_copies) {
 /* 1, 2, 3 and 7 threads give the same bytes, and nothing is written past dw*dh*3. */
 TEST(resize_threads_deterministic) {
     static const uint32_t shapes[][4] = {
-        {301, 257, 517, 133}, {301, 257, 97, 389}, {301, 257, 640, 600}, {301, 257, 33, 17},
+        {301, 257, 517, 133},
+        {301, 257, 97, 389},
+        {301, 257, 640, 600},
+        {301, 257, 33, 17},
     };
     const uint32_t sw = 301, sh = 257;
     uint8_t *src = malloc((size_t)sw * sh * 3);
@@ -240,22 +242,23 @@ TEST(resize_threads_deterministic) {
         uint8_t *ref = NULL;
         for (int t = 0; t < 4 && !test_failed(); t++) {
             uint8_t *got = ctx[t] ? malloc(n + GUARD) : NULL;
-            if (!got) { test_fail(__FILE__, __LINE__, "oom or no ctx"); break; }
+            if (!got) {
+                test_fail(__FILE__, __LINE__, "oom or no ctx");
+                break;
+            }
             memset(got, 0xC3, n + GUARD);
             if (cd_rgb8_resize(ctx[t], src, sw, sh, got, dw, dh) != CD_OK)
                 test_fail(__FILE__, __LINE__, "%s", cd_ctx_error(ctx[t]));
             for (size_t i = n; i < n + GUARD; i++)
                 if (got[i] != 0xC3) {
-                    test_fail(__FILE__, __LINE__, "%ux%u: guard byte %zu overwritten", dw, dh,
-                              i - n);
+                    test_fail(__FILE__, __LINE__, "%ux%u: guard byte %zu overwritten", dw, dh, i - n);
                     break;
                 }
             if (!ref) {
                 ref = got;
                 continue;
             }
-            EXPECT(!memcmp(ref, got, n), "%ux%u: %d threads differ from 1 thread", dw, dh,
-                   threads[t]);
+            EXPECT(!memcmp(ref, got, n), "%ux%u: %d threads differ from 1 thread", dw, dh, threads[t]);
             free(got);
         }
         free(ref);
@@ -270,8 +273,12 @@ TEST(resize_constant_extremes) {
     cd_ctx *ctx = ctx_threads(2);
     CHECK(ctx, "ctx");
     static const uint32_t cases[][4] = {
-        {CD_PNG_MAX_SIDE, 1, 1, 1}, {CD_PNG_MAX_SIDE, 1, 3, 2}, {1, CD_PNG_MAX_SIDE, 1, 7},
-        {1, 1, 1000, 3}, {3, 2, 1, 1}, {1000, 7, 999, 8},
+        {CD_PNG_MAX_SIDE, 1, 1, 1},
+        {CD_PNG_MAX_SIDE, 1, 3, 2},
+        {1, CD_PNG_MAX_SIDE, 1, 7},
+        {1, 1, 1000, 3},
+        {3, 2, 1, 1},
+        {1000, 7, 999, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0] && !test_failed(); i++) {
         const uint32_t sw = cases[i][0], sh = cases[i][1], dw = cases[i][2], dh = cases[i][3];
@@ -283,8 +290,8 @@ TEST(resize_constant_extremes) {
         EXPECT(cd_rgb8_resize(ctx, s, sw, sh, d, dw, dh) == CD_OK, "%s", cd_ctx_error(ctx));
         for (size_t j = 0; j < nd; j++)
             if (d[j] != rgb[j % 3]) {
-                test_fail(__FILE__, __LINE__, "%ux%u -> %ux%u: byte %zu is %u, not %u", sw, sh,
-                          dw, dh, j, d[j], rgb[j % 3]);
+                test_fail(__FILE__, __LINE__, "%ux%u -> %ux%u: byte %zu is %u, not %u", sw, sh, dw, dh, j, d[j],
+                          rgb[j % 3]);
                 break;
             }
         free(s);

@@ -32,8 +32,7 @@ static void expect_open_error(const char *path, cd_status want, const char *keyw
     cd_status s = cd_st_open(ctx, path, &f);
     const char *msg = cd_ctx_error(ctx);
     if (s != want)
-        test_fail(__FILE__, line, "open: status %s, want %s (message: %s)", cd_status_str(s),
-                  cd_status_str(want), msg);
+        test_fail(__FILE__, line, "open: status %s, want %s (message: %s)", cd_status_str(s), cd_status_str(want), msg);
     else if (f != NULL)
         test_fail(__FILE__, line, "open failed but *out is not NULL");
     else if (!strstr(msg, path))
@@ -62,12 +61,12 @@ TEST(st_roundtrip_all_dtypes) {
         {"w.bf16", CD_DTYPE_BF16, 1, {5}, NULL},
         {"w.f16", CD_DTYPE_F16, 3, {2, 1, 2}, NULL},
         {"ids.i64", CD_DTYPE_I64, 1, {3}, NULL},
-        {"bytes.u8", CD_DTYPE_U8, 1, {7}, NULL},           /* odd: unaligns what follows */
+        {"bytes.u8", CD_DTYPE_U8, 1, {7}, NULL}, /* odd: unaligns what follows */
         {"mask", CD_DTYPE_BOOL, 2, {1, 3}, NULL},
-        {"scalar.f64", CD_DTYPE_F64, 0, {0}, NULL},         /* rank 0 = one element */
-        {"empty.i32", CD_DTYPE_I32, 2, {0, 4}, NULL},        /* zero bytes */
+        {"scalar.f64", CD_DTYPE_F64, 0, {0}, NULL},   /* rank 0 = one element */
+        {"empty.i32", CD_DTYPE_I32, 2, {0, 4}, NULL}, /* zero bytes */
         {"q8", CD_DTYPE_F8_E4M3, 1, {3}, NULL},
-        {"packed.f4", CD_DTYPE_F4, 1, {4}, NULL},            /* 4 x 4 bits = 2 bytes */
+        {"packed.f4", CD_DTYPE_F4, 1, {4}, NULL}, /* 4 x 4 bits = 2 bytes */
         {"u16", CD_DTYPE_U16, 1, {2}, NULL},
         {"c64", CD_DTYPE_C64, 1, {1}, NULL},
         {"unicode.\xc3\xa9\xe2\x82\xac", CD_DTYPE_I8, 1, {2}, NULL},
@@ -112,17 +111,13 @@ TEST(st_roundtrip_all_dtypes) {
     for (size_t i = 0; i < n; i++) {
         const cd_st_tensor *r = cd_st_find(f, t[i].name);
         CHECK(r, "tensor %s not found", t[i].name);
-        EXPECT(cd_st_at(f, i) == r, "cd_st_at(%zu) is not %s (data order = written order)", i,
-               t[i].name);
+        EXPECT(cd_st_at(f, i) == r, "cd_st_at(%zu) is not %s (data order = written order)", i, t[i].name);
         EXPECT(!strcmp(r->name, t[i].name), "name %s", r->name);
         EXPECT(r->dtype == t[i].dtype, "%s: dtype %s", t[i].name, cd_dtype_name(r->dtype));
         EXPECT(r->ndim == t[i].ndim, "%s: ndim %d", t[i].name, r->ndim);
-        for (int d = 0; d < t[i].ndim; d++)
-            EXPECT(r->shape[d] == t[i].shape[d], "%s: shape[%d]", t[i].name, d);
-        EXPECT(r->nbytes == nbytes[i], "%s: nbytes %llu want %zu", t[i].name,
-               (unsigned long long)r->nbytes, nbytes[i]);
-        EXPECT(nbytes[i] == 0 || !memcmp(r->data, data[i], nbytes[i]), "%s: data differs",
-               t[i].name);
+        for (int d = 0; d < t[i].ndim; d++) EXPECT(r->shape[d] == t[i].shape[d], "%s: shape[%d]", t[i].name, d);
+        EXPECT(r->nbytes == nbytes[i], "%s: nbytes %llu want %zu", t[i].name, (unsigned long long)r->nbytes, nbytes[i]);
+        EXPECT(nbytes[i] == 0 || !memcmp(r->data, data[i], nbytes[i]), "%s: data differs", t[i].name);
     }
     EXPECT(cd_st_numel(cd_st_find(f, "scalar.f64")) == 1, "rank-0 numel");
     EXPECT(cd_st_numel(cd_st_find(f, "empty.i32")) == 0, "empty numel");
@@ -238,8 +233,8 @@ TEST(st_write_rejects_bad_requests_atomically) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cd_status s = cd_st_write(ctx, path, cases[i].t, cases[i].n, NULL, 0);
         EXPECT(s == CD_ERR_INVALID_ARG, "case %zu: status %s", i, cd_status_str(s));
-        EXPECT(strstr(cd_ctx_error(ctx), cases[i].kw), "case %zu: message lacks '%s': %s", i,
-               cases[i].kw, cd_ctx_error(ctx));
+        EXPECT(strstr(cd_ctx_error(ctx), cases[i].kw), "case %zu: message lacks '%s': %s", i, cases[i].kw,
+               cd_ctx_error(ctx));
         EXPECT(strstr(cd_ctx_error(ctx), path), "case %zu: message lacks the path", i);
         EXPECT(file_size(path) < 0, "case %zu: a file was created", i);
         EXPECT(dir_count(dir) == 0, "case %zu: leftovers in the directory", i);
@@ -265,8 +260,7 @@ TEST(st_write_rejects_bad_requests_atomically) {
     EXPECT(dir_count(dir) == 2 && dir_count(sub) == 0, "temp file left after a failed rename");
     snprintf(sub, sizeof sub, "%s/nodir/x.safetensors", dir);
     s = cd_st_write(ctx, sub, &ok, 1, NULL, 0);
-    EXPECT(s == CD_ERR_IO && strstr(cd_ctx_error(ctx), "nodir"), "missing directory: %s",
-           cd_ctx_error(ctx));
+    EXPECT(s == CD_ERR_IO && strstr(cd_ctx_error(ctx), "nodir"), "missing directory: %s", cd_ctx_error(ctx));
     cd_ctx_free(ctx);
     tmp_rm(dir);
 }
@@ -306,19 +300,16 @@ TEST(st_rejects_malformed_files) {
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[4]", 0, 16) "}", 19), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "trailing bytes");
     snprintf(p, sizeof p, "%s/gap.safetensors", dir);
-    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("b", "F32", "[1]", 8, 12) "}",
-                   12), "write");
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("b", "F32", "[1]", 8, 12) "}", 12), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "gap");
     snprintf(p, sizeof p, "%s/gap_first.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 4, 8) "}", 8), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "gap");
     snprintf(p, sizeof p, "%s/overlap.safetensors", dir);
-    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[2]", 0, 8) "," T_ENTRY("b", "F32", "[2]", 4, 12) "}",
-                   12), "write");
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[2]", 0, 8) "," T_ENTRY("b", "F32", "[2]", 4, 12) "}", 12), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "overlap");
     snprintf(p, sizeof p, "%s/alias.safetensors", dir); /* identical offsets: overlap too */
-    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[2]", 0, 8) "," T_ENTRY("b", "F32", "[2]", 0, 8) "}",
-                   8), "write");
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[2]", 0, 8) "," T_ENTRY("b", "F32", "[2]", 0, 8) "}", 8), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "overlap");
     snprintf(p, sizeof p, "%s/reversed.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 8, 4) "}", 8), "write");
@@ -326,20 +317,20 @@ TEST(st_rejects_malformed_files) {
 
     /* JSON-level */
     snprintf(p, sizeof p, "%s/dup.safetensors", dir);
-    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("a", "F32", "[1]", 0, 4) "}",
-                   4), "write");
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("a", "F32", "[1]", 0, 4) "}", 4), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key \"a\"");
     snprintf(p, sizeof p, "%s/dup_field.safetensors", dir); /* inside an entry */
-    CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],"
-                      "\"data_offsets\":[0,4]}}", 4), "write");
+    CHECK(write_st(p,
+                   "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],"
+                   "\"data_offsets\":[0,4]}}",
+                   4),
+          "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key \"dtype\"");
     snprintf(p, sizeof p, "%s/dup_escaped.safetensors", dir); /* "\u0061" is "a" */
-    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("\\u0061", "F32", "[1]", 0, 4)
-                   "}", 4), "write");
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", 0, 4) "," T_ENTRY("\\u0061", "F32", "[1]", 0, 4) "}", 4), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key");
     snprintf(p, sizeof p, "%s/dup_meta.safetensors", dir);
-    CHECK(write_st(p, "{\"__metadata__\":{\"k\":\"1\"},\"__metadata__\":{\"k\":\"2\"}}", 0),
-          "write");
+    CHECK(write_st(p, "{\"__metadata__\":{\"k\":\"1\"},\"__metadata__\":{\"k\":\"2\"}}", 0), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "duplicate key \"__metadata__\"");
     snprintf(p, sizeof p, "%s/badjson.safetensors", dir);
     CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",", 0), "write");
@@ -412,8 +403,7 @@ TEST(st_rejects_malformed_files) {
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[99999999999999999999]", 0, 4) "}", 4), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "JSON");
     snprintf(p, sizeof p, "%s/offsets3.safetensors", dir);
-    CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,4]}}", 4),
-          "write");
+    CHECK(write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,4]}}", 4), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "data_offsets is not an array of 2 integers");
     snprintf(p, sizeof p, "%s/offsets_neg.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1]", -4, 0) "}", 0), "write");
@@ -442,8 +432,7 @@ TEST(st_rejects_malformed_files) {
     CHECK(write_st(p, "{" T_ENTRY("a", "F4", "[3]", 0, 2) "}", 2), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "sub-byte");
     snprintf(p, sizeof p, "%s/overflow.safetensors", dir);
-    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[4294967296, 4294967296, 16]", 0, 4) "}", 4),
-          "write");
+    CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[4294967296, 4294967296, 16]", 0, 4) "}", 4), "write");
     EXPECT_BAD(p, CD_ERR_FORMAT, "overflow");
     snprintf(p, sizeof p, "%s/rank9.safetensors", dir);
     CHECK(write_st(p, "{" T_ENTRY("a", "F32", "[1,1,1,1,1,1,1,1,1]", 0, 4) "}", 4), "write");
@@ -468,23 +457,23 @@ TEST(st_accepts_valid_corner_cases) {
     cd_st_file *f;
     /* JSON whitespace before and after the object (the reference reader accepts both) */
     snprintf(p, sizeof p, "%s/ws.safetensors", dir);
-    CHECK(write_st(p, " \n{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}\r \t\n", 2),
-          "write");
+    CHECK(write_st(p, " \n{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}\r \t\n", 2), "write");
     CHECK(cd_st_open(ctx, p, &f) == CD_OK, "whitespace: %s", cd_ctx_error(ctx));
-    EXPECT(cd_st_count(f) == 1 && ((const unsigned char *)cd_st_find(f, "a")->data)[1] == 0x5a,
-           "whitespace content");
+    EXPECT(cd_st_count(f) == 1 && ((const unsigned char *)cd_st_find(f, "a")->data)[1] == 0x5a, "whitespace content");
     cd_st_close(f);
     /* header only, no tensors, and several empty tensors sharing one offset, keys out of order */
     snprintf(p, sizeof p, "%s/empties.safetensors", dir);
-    CHECK(write_st(p, "{\"z\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                      "\"e2\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
-                      "\"e1\":{\"dtype\":\"I64\",\"shape\":[3,0],\"data_offsets\":[4,4]},"
-                      "\"extra\":{\"dtype\":\"BOOL\",\"shape\":[],\"data_offsets\":[4,5],\"x\":1}}",
-                   5), "write");
+    CHECK(write_st(p,
+                   "{\"z\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                   "\"e2\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                   "\"e1\":{\"dtype\":\"I64\",\"shape\":[3,0],\"data_offsets\":[4,4]},"
+                   "\"extra\":{\"dtype\":\"BOOL\",\"shape\":[],\"data_offsets\":[4,5],\"x\":1}}",
+                   5),
+          "write");
     CHECK(cd_st_open(ctx, p, &f) == CD_OK, "empties: %s", cd_ctx_error(ctx));
     EXPECT(cd_st_count(f) == 4, "count");
     EXPECT(!strcmp(cd_st_at(f, 0)->name, "z") && !strcmp(cd_st_at(f, 1)->name, "e1") &&
-           !strcmp(cd_st_at(f, 2)->name, "e2") && !strcmp(cd_st_at(f, 3)->name, "extra"),
+               !strcmp(cd_st_at(f, 2)->name, "e2") && !strcmp(cd_st_at(f, 3)->name, "extra"),
            "data order (ties by name)");
     cd_st_close(f);
     snprintf(p, sizeof p, "%s/meta_only.safetensors", dir);
@@ -512,9 +501,7 @@ static cd_status convert(cd_dtype dt, const void *raw, size_t n, float *out) {
     return s;
 }
 
-static int same_float(float a, float b) {
-    return (isnan(a) && isnan(b)) || (a == b && signbit(a) == signbit(b));
-}
+static int same_float(float a, float b) { return (isnan(a) && isnan(b)) || (a == b && signbit(a) == signbit(b)); }
 
 TEST(st_convert_known_values) {
     /* BF16 */
@@ -526,22 +513,20 @@ TEST(st_convert_known_values) {
 
     /* F16: normals, max, smallest subnormal, largest subnormal, inf, NaN, -0 */
     const uint16_t h[] = {0x3c00, 0xc100, 0x7bff, 0x0001, 0x03ff, 0x7c00, 0x7e00, 0x8000, 0x0400};
-    const float h_want[] = {1.0f, -2.5f, 65504.0f, 0x1p-24f, 1023 * 0x1p-24f, INFINITY, NAN, -0.0f,
-                            0x1p-14f};
+    const float h_want[] = {1.0f, -2.5f, 65504.0f, 0x1p-24f, 1023 * 0x1p-24f, INFINITY, NAN, -0.0f, 0x1p-14f};
     CHECK(convert(CD_DTYPE_F16, h, 9, o) == CD_OK, "f16");
     for (int i = 0; i < 9; i++) EXPECT(same_float(o[i], h_want[i]), "f16[%d] = %g", i, o[i]);
 
     /* F8_E4M3 (fn): bias 7, max 448, NaN only at S.1111.111, 0x78 = 256 (not inf) */
     const uint8_t e4[] = {0x38, 0xc2, 0x7e, 0xfe, 0x7f, 0xff, 0x01, 0x07, 0x08, 0x80, 0x78, 0x00};
-    const float e4_want[] = {1.0f, -2.5f, 448.0f, -448.0f, NAN, NAN, 0x1p-9f, 7 * 0x1p-9f,
-                             0x1p-6f, -0.0f, 256.0f, 0.0f};
+    const float e4_want[] = {1.0f,    -2.5f,       448.0f,  -448.0f, NAN,    NAN,
+                             0x1p-9f, 7 * 0x1p-9f, 0x1p-6f, -0.0f,   256.0f, 0.0f};
     CHECK(convert(CD_DTYPE_F8_E4M3, e4, 12, o) == CD_OK, "e4m3");
     for (int i = 0; i < 12; i++) EXPECT(same_float(o[i], e4_want[i]), "e4m3[%d] = %g", i, o[i]);
 
     /* F8_E5M2: bias 15, IEEE-like with inf and NaN, max 57344 */
     const uint8_t e5[] = {0x3c, 0xc1, 0x7b, 0x7c, 0xfc, 0x7d, 0x01, 0x03, 0x04, 0x80};
-    const float e5_want[] = {1.0f, -2.5f, 57344.0f, INFINITY, -INFINITY, NAN, 0x1p-16f,
-                             3 * 0x1p-16f, 0x1p-14f, -0.0f};
+    const float e5_want[] = {1.0f, -2.5f, 57344.0f, INFINITY, -INFINITY, NAN, 0x1p-16f, 3 * 0x1p-16f, 0x1p-14f, -0.0f};
     CHECK(convert(CD_DTYPE_F8_E5M2, e5, 10, o) == CD_OK, "e5m2");
     for (int i = 0; i < 10; i++) EXPECT(same_float(o[i], e5_want[i]), "e5m2[%d] = %g", i, o[i]);
 
@@ -554,8 +539,10 @@ TEST(st_convert_known_values) {
         int e = (b >> 3) & 15, m = b & 7;
         double v = e ? ldexp(1.0 + m / 8.0, e - 7) : ldexp(m, -9);
         if (b & 0x80) v = -v;
-        if ((b & 0x7f) == 0x7f) EXPECT(isnan(o256[b]), "e4m3 0x%02x must be NaN", b);
-        else EXPECT(o256[b] == (float)v, "e4m3 0x%02x = %g want %g", b, o256[b], v);
+        if ((b & 0x7f) == 0x7f)
+            EXPECT(isnan(o256[b]), "e4m3 0x%02x must be NaN", b);
+        else
+            EXPECT(o256[b] == (float)v, "e4m3 0x%02x = %g want %g", b, o256[b], v);
     }
 
     /* F32 passes through bit-exactly, also from an odd address. */
@@ -569,8 +556,7 @@ TEST(st_convert_known_values) {
     int32_t iv[2] = {1, 2};
     cd_st_tensor ti = {"ints", CD_DTYPE_I32, 1, {2}, iv, 8};
     EXPECT(cd_st_to_f32(ctx, &ti, o) == CD_ERR_UNSUPPORTED, "I32 must be unsupported");
-    EXPECT(strstr(cd_ctx_error(ctx), "I32") && strstr(cd_ctx_error(ctx), "ints"), "message: %s",
-           cd_ctx_error(ctx));
+    EXPECT(strstr(cd_ctx_error(ctx), "I32") && strstr(cd_ctx_error(ctx), "ints"), "message: %s", cd_ctx_error(ctx));
     cd_st_tensor tf64 = {"d", CD_DTYPE_F64, 1, {1}, iv, 8};
     EXPECT(cd_st_to_f32(ctx, &tf64, o) == CD_ERR_UNSUPPORTED, "F64 is not in the supported list");
     cd_st_tensor wrong = {"w", CD_DTYPE_F32, 1, {3}, iv, 8}; /* nbytes disagrees with shape */
@@ -657,19 +643,17 @@ TEST(st_malformed_classes_have_distinct_messages) {
         {"huge header length", "{}", 100000001ull, 0, "exceeds the limit", NULL},
         {"truncated data", "{" E1("a", "F32", "[4]", 0, 16) "}", 0, 12, "truncated", "a"},
         {"trailing bytes", "{" E1("a", "F32", "[4]", 0, 16) "}", 0, 19, "trailing bytes", NULL},
-        {"overlapping offsets", "{" E1("a", "F32", "[2]", 0, 8) "," E1("b", "F32", "[2]", 4, 12) "}",
-         0, 12, "overlap", "b"},
-        {"gapped offsets", "{" E1("a", "F32", "[1]", 0, 4) "," E1("b", "F32", "[1]", 8, 12) "}", 0,
-         12, "gap:", "b"},
+        {"overlapping offsets", "{" E1("a", "F32", "[2]", 0, 8) "," E1("b", "F32", "[2]", 4, 12) "}", 0, 12, "overlap",
+         "b"},
+        {"gapped offsets", "{" E1("a", "F32", "[1]", 0, 4) "," E1("b", "F32", "[1]", 8, 12) "}", 0, 12, "gap:", "b"},
         {"reversed offsets", "{" E1("a", "F32", "[1]", 8, 4) "}", 0, 8, "reversed", "a"},
-        {"duplicate keys", "{" E1("a", "F32", "[1]", 0, 4) "," E1("a", "F32", "[1]", 0, 4) "}", 0, 4,
-         "duplicate key", NULL},
+        {"duplicate keys", "{" E1("a", "F32", "[1]", 0, 4) "," E1("a", "F32", "[1]", 0, 4) "}", 0, 4, "duplicate key",
+         NULL},
         {"size/dtype mismatch", "{" E1("a", "F64", "[4]", 0, 8) "}", 0, 8, "size mismatch", "a"},
         {"unknown dtype", "{" E1("a", "F31", "[1]", 0, 4) "}", 0, 4, "unknown dtype", "a"},
         {"negative shape", "{" E1("a", "F32", "[-1]", 0, 4) "}", 0, 4, "is negative", "a"},
         {"fractional shape", "{" E1("a", "F32", "[1.5]", 0, 4) "}", 0, 4, "is not an integer", "a"},
-        {"shape product overflow", "{" E1("a", "F32", "[4294967296,4294967296,16]", 0, 4) "}", 0, 4,
-         "overflows", "a"},
+        {"shape product overflow", "{" E1("a", "F32", "[4294967296,4294967296,16]", 0, 4) "}", 0, 4, "overflows", "a"},
         {"sub-byte slice", "{" E1("a", "F4", "[3]", 0, 2) "}", 0, 2, "sub-byte", "a"},
         {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", 0, 0, "value of key 'k'", NULL},
         {"metadata not an object", "{\"__metadata__\":[]}", 0, 0, "__metadata__ is not", NULL},
@@ -687,40 +671,39 @@ TEST(st_malformed_classes_have_distinct_messages) {
     CHECK(tmp_dir(dir, sizeof dir), "mkdtemp");
     for (int i = 0; i < N; i++) {
         snprintf(p[i], sizeof p[i], "%s/c%02d.safetensors", dir, i);
-        int ok = k[i].header ? write_st_raw(p[i], k[i].hlen ? k[i].hlen : strlen(k[i].header),
-                                            k[i].header, k[i].data)
+        int ok = k[i].header ? write_st_raw(p[i], k[i].hlen ? k[i].hlen : strlen(k[i].header), k[i].header, k[i].data)
                              : write_bytes(p[i], "\x02\0\0\0\0", 5);
         CHECK(ok, "write %s", k[i].cls);
         cd_status s = open_msg(p[i], msg[i], sizeof msg[i]);
-        EXPECT(s == CD_ERR_FORMAT || (s == CD_ERR_UNSUPPORTED && strstr(k[i].cls, "rank")),
-               "%s: status %s (%s)", k[i].cls, cd_status_str(s), msg[i]);
-        EXPECT(strstr(msg[i], p[i]) == msg[i], "%s: message does not start with the file: %s",
-               k[i].cls, msg[i]);
+        EXPECT(s == CD_ERR_FORMAT || (s == CD_ERR_UNSUPPORTED && strstr(k[i].cls, "rank")), "%s: status %s (%s)",
+               k[i].cls, cd_status_str(s), msg[i]);
+        EXPECT(strstr(msg[i], p[i]) == msg[i], "%s: message does not start with the file: %s", k[i].cls, msg[i]);
         EXPECT(strstr(msg[i], k[i].kw), "%s: message lacks '%s': %s", k[i].cls, k[i].kw, msg[i]);
         EXPECT(!strchr(msg[i], '\n'), "%s: message is not one line", k[i].cls);
         if (k[i].tensor) {
             char want[64];
             snprintf(want, sizeof want, "tensor '%s'", k[i].tensor);
-            EXPECT(strstr(msg[i], want), "%s: message does not name %s: %s", k[i].cls, want,
-                   msg[i]);
+            EXPECT(strstr(msg[i], want), "%s: message does not name %s: %s", k[i].cls, want, msg[i]);
         }
     }
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++)
-            EXPECT(i == j || !strstr(msg[j], k[i].kw),
-                   "the message of '%s' contains the keyword of '%s': %s", k[j].cls, k[i].cls,
-                   msg[j]);
+            EXPECT(i == j || !strstr(msg[j], k[i].kw), "the message of '%s' contains the keyword of '%s': %s", k[j].cls,
+                   k[i].cls, msg[j]);
     tmp_rm(dir);
 }
 
 /* Every dtype string of the spec, written by hand (not through cd_dtype_name), is readable with
  * the right storage size; sub-byte dtypes with whole-byte element counts. */
 TEST(st_every_spec_dtype_readable) {
-    static const struct { const char *name; int bits; } k[] = {
-        {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8},
-        {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8},
-        {"I16", 16}, {"U16", 16}, {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32},
-        {"F32", 32}, {"C64", 64}, {"F64", 64}, {"I64", 64}, {"U64", 64},
+    static const struct {
+        const char *name;
+        int bits;
+    } k[] = {
+        {"BOOL", 8},    {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6},     {"U8", 8},          {"I8", 8},
+        {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"I16", 16},
+        {"U16", 16},    {"F16", 16},    {"BF16", 16},   {"I32", 32},        {"U32", 32},        {"F32", 32},
+        {"C64", 64},    {"F64", 64},    {"I64", 64},    {"U64", 64},
     };
     enum { N = sizeof k / sizeof k[0] };
     char dir[64], p[128], header[4096];
@@ -748,11 +731,9 @@ TEST(st_every_spec_dtype_readable) {
         snprintf(name, sizeof name, "t_%s", k[i].name);
         const cd_st_tensor *t = cd_st_find(f, name);
         CHECK(t, "%s missing", name);
-        EXPECT(!strcmp(cd_dtype_name(t->dtype), k[i].name), "%s: dtype %s", name,
-               cd_dtype_name(t->dtype));
+        EXPECT(!strcmp(cd_dtype_name(t->dtype), k[i].name), "%s: dtype %s", name, cd_dtype_name(t->dtype));
         EXPECT(cd_dtype_bits(t->dtype) == k[i].bits, "%s: bits %d", name, cd_dtype_bits(t->dtype));
-        EXPECT(t->nbytes == (uint64_t)k[i].bits * 4 / 8, "%s: nbytes %llu", name,
-               (unsigned long long)t->nbytes);
+        EXPECT(t->nbytes == (uint64_t)k[i].bits * 4 / 8, "%s: nbytes %llu", name, (unsigned long long)t->nbytes);
         EXPECT(cd_st_numel(t) == 4, "%s: numel", name);
     }
     cd_st_close(f);
@@ -763,7 +744,9 @@ TEST(st_every_spec_dtype_readable) {
 /* __metadata__ must be a string->string object: every other JSON type is refused, for the object
  * itself and for its values; empty and non-ASCII strings are fine. */
 TEST(st_metadata_value_types) {
-    static const struct { const char *header, *kw; } bad[] = {
+    static const struct {
+        const char *header, *kw;
+    } bad[] = {
         {"{\"__metadata__\":null}", "__metadata__ is not a string->string object"},
         {"{\"__metadata__\":\"x\"}", "__metadata__ is not a string->string object"},
         {"{\"__metadata__\":7}", "__metadata__ is not a string->string object"},
@@ -781,8 +764,7 @@ TEST(st_metadata_value_types) {
         EXPECT_BAD(p, CD_ERR_FORMAT, bad[i].kw);
     }
     snprintf(p, sizeof p, "%s/good.safetensors", dir);
-    CHECK(write_st(p, "{\"__metadata__\":{\"e\":\"\",\"u\":\"\\u00e9\xe2\x82\xac\",\"\":\"k\"}}", 0),
-          "write");
+    CHECK(write_st(p, "{\"__metadata__\":{\"e\":\"\",\"u\":\"\\u00e9\xe2\x82\xac\",\"\":\"k\"}}", 0), "write");
     cd_ctx *ctx;
     CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "ctx");
     cd_st_file *f;
@@ -818,8 +800,8 @@ TEST(st_rank0_and_empty_tensors) {
     CHECK(cd_st_open(ctx, p, &f) == CD_OK, "open: %s", cd_ctx_error(ctx));
     const cd_st_tensor *s = cd_st_find(f, "s"), *e = cd_st_find(f, "e");
     CHECK(s && e, "tensors");
-    EXPECT(s->ndim == 0 && cd_st_numel(s) == 1 && s->nbytes == 2, "rank 0: ndim %d nbytes %llu",
-           s->ndim, (unsigned long long)s->nbytes);
+    EXPECT(s->ndim == 0 && cd_st_numel(s) == 1 && s->nbytes == 2, "rank 0: ndim %d nbytes %llu", s->ndim,
+           (unsigned long long)s->nbytes);
     EXPECT(e->ndim == 3 && cd_st_numel(e) == 0 && e->nbytes == 0, "empty");
     float x = 0, dummy = 42;
     uint16_t b = 0, db = 7;
@@ -859,8 +841,7 @@ TEST(st_offsets_above_4g_sparse) {
     ok = fclose(fp) == 0 && ok;
     CHECK(ok, "write header");
     const uint64_t data0 = 8 + (uint64_t)hl;
-    CHECK(truncate(p, (off_t)(data0 + big + 8)) == 0, "truncate to %llu bytes",
-          (unsigned long long)(data0 + big + 8));
+    CHECK(truncate(p, (off_t)(data0 + big + 8)) == 0, "truncate to %llu bytes", (unsigned long long)(data0 + big + 8));
     const float tail[2] = {1.5f, -2.25f};
     const unsigned char mark = 0x42;
     fp = fopen(p, "r+b");
@@ -878,12 +859,11 @@ TEST(st_offsets_above_4g_sparse) {
     if (s == CD_OK) {
         const cd_st_tensor *tb = cd_st_find(f, "big"), *tt = cd_st_find(f, "tail");
         EXPECT(tb && tt && tb->nbytes == big && cd_st_numel(tb) == big, "big tensor");
-        EXPECT(tb && tt && (const unsigned char *)tt->data - (const unsigned char *)tb->data ==
-                               (ptrdiff_t)big, "tail pointer is not 2^32 + 5 past big");
+        EXPECT(tb && tt && (const unsigned char *)tt->data - (const unsigned char *)tb->data == (ptrdiff_t)big,
+               "tail pointer is not 2^32 + 5 past big");
         EXPECT(tb && ((const unsigned char *)tb->data)[big - 1] == mark, "last byte of big");
         float y[2] = {0, 0};
-        EXPECT(tt && cd_st_to_f32(ctx, tt, y) == CD_OK && y[0] == 1.5f && y[1] == -2.25f,
-               "tail = %g %g", y[0], y[1]);
+        EXPECT(tt && cd_st_to_f32(ctx, tt, y) == CD_OK && y[0] == 1.5f && y[1] == -2.25f, "tail = %g %g", y[0], y[1]);
         cd_st_close(f);
     }
     cd_ctx_free(ctx);
@@ -910,8 +890,7 @@ TEST(st_fuzz_regressions) {
         char p[512];
         snprintf(p, sizeof p, "%s/%s", FUZZ_REGRESSIONS, e->d_name);
         const int want_ok = !strncmp(e->d_name, "ok-", 3);
-        const int is_index = strlen(e->d_name) > 5 &&
-                             !strcmp(e->d_name + strlen(e->d_name) - 5, ".json");
+        const int is_index = strlen(e->d_name) > 5 && !strcmp(e->d_name + strlen(e->d_name) - 5, ".json");
         cd_status s;
         if (is_index) {
             cd_ckpt *c = NULL;

@@ -35,7 +35,10 @@ static float *fix_f32(cd_st_file *f, const char *name, uint64_t numel) {
     const cd_st_tensor *t = cd_st_find(f, name);
     if (!t || cd_st_numel(t) != numel || t->dtype != CD_DTYPE_F32) return NULL;
     float *p = malloc(numel * sizeof(float) + 1);
-    if (p && cd_st_to_f32(NULL, t, p) != CD_OK) { free(p); p = NULL; }
+    if (p && cd_st_to_f32(NULL, t, p) != CD_OK) {
+        free(p);
+        p = NULL;
+    }
     return p;
 }
 
@@ -74,16 +77,13 @@ TEST(sampler_schedule_oracle) {
         float *t = malloc(((size_t)steps + 1) * sizeof(float));
         if (!bfl || !dif || !ref || !t) {
             test_fail(__FILE__, __LINE__, "case %s: tensors missing or wrong size", name);
-        } else if (cd_flux_schedule(NULL, steps, L, shift, CD_FLUX_BASE_SHIFT, CD_FLUX_MAX_SHIFT,
-                                    t) != CD_OK) {
+        } else if (cd_flux_schedule(NULL, steps, L, shift, CD_FLUX_BASE_SHIFT, CD_FLUX_MAX_SHIFT, t) != CD_OK) {
             test_fail(__FILE__, __LINE__, "case %s: cd_flux_schedule failed", name);
         } else {
-            EXPECT(t[0] == 1.0f && t[steps] == 0.0f, "case %s: endpoints %g %g", name, t[0],
-                   t[steps]);
+            EXPECT(t[0] == 1.0f && t[steps] == 0.0f, "case %s: endpoints %g %g", name, t[0], t[steps]);
             for (int i = 0; i <= steps; i++) {
                 const double r = ref[i];
-                EXPECT(fabs(t[i] - r) <= U24 * fabs(r) * 1.0001, "case %s i=%d: %.9g vs ref %.17g",
-                       name, i, t[i], r);
+                EXPECT(fabs(t[i] - r) <= U24 * fabs(r) * 1.0001, "case %s i=%d: %.9g vs ref %.17g", name, i, t[i], r);
                 const double tol = 8 * U24 * fmax(fabs(r), 0x1p-10) + U24 * fabs(r);
                 const double eb = fabs((double)t[i] - bfl[i]), ed = fabs((double)t[i] - dif[i]);
                 EXPECT(eb <= tol, "case %s i=%d: %.9g vs BFL %.9g", name, i, t[i], bfl[i]);
@@ -92,7 +92,10 @@ TEST(sampler_schedule_oracle) {
                 if (i > 0) EXPECT(t[i] < t[i - 1], "case %s: not decreasing at %d", name, i);
             }
         }
-        free(bfl); free(dif); free(ref); free(t);
+        free(bfl);
+        free(dif);
+        free(ref);
+        free(t);
         n_cases++;
     }
     free(list);
@@ -118,8 +121,7 @@ TEST(sampler_schedule_values_and_errors) {
     EXPECT(cd_flux_schedule(ctx, 4, 0, 1, 0.5, 1.15, t) == CD_ERR_INVALID_ARG, "seq_len 0");
     EXPECT(cd_flux_schedule(ctx, 4, 16, 1, NAN, 1.15, t) == CD_ERR_INVALID_ARG, "NaN shift");
     EXPECT(cd_flux_schedule(ctx, 4, 16, 1, 0.5, 1.15, NULL) == CD_ERR_INVALID_ARG, "NULL out");
-    EXPECT(cd_flux_schedule(ctx, 4, (size_t)1 << 40, 1, 0.5, 1.15, t) == CD_ERR_INVALID_ARG,
-           "huge mu");
+    EXPECT(cd_flux_schedule(ctx, 4, (size_t)1 << 40, 1, 0.5, 1.15, t) == CD_ERR_INVALID_ARG, "huge mu");
     cd_ctx_free(ctx);
 }
 
@@ -128,17 +130,16 @@ TEST(sampler_philox_known_answers) {
     /* Random123 kat_vectors, philox4x32 10 rounds */
     static const uint32_t kat[3][10] = {
         {0, 0, 0, 0, 0, 0, 0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u},
-        {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu,
-         0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu},
-        {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u,
-         0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u},
+        {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0x408f276du, 0x41c83b0eu,
+         0xa20bc7c6u, 0x6d5451fdu},
+        {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u, 0xd16cfe09u, 0x94fdccebu,
+         0x5001e420u, 0x24126ea1u},
     };
     for (int k = 0; k < 3; k++) {
         uint32_t out[4];
         cd_philox4x32_10(kat[k], kat[k] + 4, out);
         for (int j = 0; j < 4; j++)
-            EXPECT(out[j] == kat[k][6 + j], "vector %d word %d: %08x want %08x", k, j, out[j],
-                   kat[k][6 + j]);
+            EXPECT(out[j] == kat[k][6 + j], "vector %d word %d: %08x want %08x", k, j, out[j], kat[k][6 + j]);
     }
 }
 
@@ -146,7 +147,10 @@ TEST(sampler_philox_known_answers) {
  * of it (integer Philox, math.log/cos/sin in double, rounded to f32): pins the stream, since a
  * changed algorithm would change every image made from a seed. Allowed: 1 f32 ulp (libm). */
 TEST(sampler_noise_golden) {
-    static const struct { uint64_t seed, index; float z; } g[] = {
+    static const struct {
+        uint64_t seed, index;
+        float z;
+    } g[] = {
         {0ull, 0ull, -0x1.f1bcd6p-4f},
         {0ull, 1ull, -0x1.599bbep+0f},
         {42ull, 0ull, 0x1.c5e3p-1f},
@@ -159,8 +163,8 @@ TEST(sampler_noise_golden) {
         float z = 0;
         CHECK(cd_noise_normal(NULL, g[i].seed, g[i].index, 1, &z, 1) == CD_OK, "noise");
         EXPECT(fabsf(z - g[i].z) <= nextafterf(fabsf(g[i].z), INFINITY) - fabsf(g[i].z),
-               "seed %llu index %llu: %a want %a", (unsigned long long)g[i].seed,
-               (unsigned long long)g[i].index, z, g[i].z);
+               "seed %llu index %llu: %a want %a", (unsigned long long)g[i].seed, (unsigned long long)g[i].index, z,
+               g[i].z);
     }
 }
 
@@ -178,8 +182,7 @@ TEST(sampler_noise_deterministic_splits) {
     const size_t cuts[] = {0, 1, 2, 7, 4096, 4097, 9000, 50001, n - 1, n};
     memset(b, 0, n * sizeof(float));
     for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++)
-        CHECK(cd_noise_normal(NULL, 42, cuts[i], cuts[i + 1] - cuts[i], b + cuts[i], 3) == CD_OK,
-              "piece %zu", i);
+        CHECK(cd_noise_normal(NULL, 42, cuts[i], cuts[i + 1] - cuts[i], b + cuts[i], 3) == CD_OK, "piece %zu", i);
     EXPECT(!memcmp(a, b, n * sizeof(float)), "piecewise differs from serial");
     /* other seeds differ almost everywhere (two f32 normals collide with tiny probability) */
     const uint64_t seeds[] = {43, 42ull | (1ull << 32), 0};
@@ -196,7 +199,8 @@ TEST(sampler_noise_deterministic_splits) {
     EXPECT(cd_noise_normal(NULL, 7, UINT64_MAX - 1, 3, z, 1) == CD_ERR_INVALID_ARG, "overflow");
     EXPECT(cd_noise_normal(NULL, 7, 0, 3, NULL, 1) == CD_ERR_INVALID_ARG, "NULL out");
     EXPECT(cd_noise_normal(NULL, 7, 0, 0, NULL, 1) == CD_OK, "empty");
-    free(a); free(b);
+    free(a);
+    free(b);
 }
 
 TEST(sampler_noise_moments) {
@@ -208,8 +212,13 @@ TEST(sampler_noise_moments) {
     size_t tail = 0, bad = 0;
     for (size_t i = 0; i < n; i++) {
         const double x = z[i];
-        if (!isfinite(x)) { bad++; continue; }
-        s1 += x; s2 += x * x; s4 += x * x * x * x;
+        if (!isfinite(x)) {
+            bad++;
+            continue;
+        }
+        s1 += x;
+        s2 += x * x;
+        s4 += x * x * x * x;
         if (i + 1 < n) lag += x * (double)z[i + 1];
         if (fabs(x) > mx) mx = fabs(x);
         tail += fabs(x) > 1.959963984540054;
@@ -244,7 +253,12 @@ TEST(sampler_pack_oracle) {
         EXPECT(cd_flux_img_ids(NULL, h, w, myids) == CD_OK, "img_ids");
         EXPECT(!memcmp(myids, ids, h * w * 3 * sizeof(float)), "img_ids differ from diffusers");
     }
-    free(lat); free(packed); free(ids); free(tok); free(back); free(myids);
+    free(lat);
+    free(packed);
+    free(ids);
+    free(tok);
+    free(back);
+    free(myids);
     cd_st_close(f);
 }
 
@@ -293,14 +307,17 @@ TEST(sampler_euler) {
         cd_euler_step(x, v, n, sig[1], sig[2]);
         EXPECT(!memcmp(x, x2, n * sizeof(float)), "step 2 differs from diffusers");
         EXPECT(cd_flux_schedule(NULL, 4, 15, 1, 0.5, 1.15, t) == CD_OK, "schedule");
-        for (int i = 0; i < 5; i++)
-            EXPECT(fabs(t[i] - sig[i]) <= 9 * U24 * fmax(fabs(sig[i]), 0x1p-10), "sigma %d", i);
+        for (int i = 0; i < 5; i++) EXPECT(fabs(t[i] - sig[i]) <= 9 * U24 * fmax(fabs(sig[i]), 0x1p-10), "sigma %d", i);
     }
     /* t 1 -> 0 in one step: x - v exactly */
     float a[3] = {1.5f, -2.0f, 0.25f}, b[3] = {0.5f, 1.0f, -0.75f};
     cd_euler_step(a, b, 3, 1.0f, 0.0f);
     EXPECT(a[0] == 1.0f && a[1] == -3.0f && a[2] == 1.0f, "x - v: %g %g %g", a[0], a[1], a[2]);
     cd_euler_step(a, b, 0, 1.0f, 0.0f); /* n = 0: nothing */
-    free(x); free(v); free(x1); free(x2); free(sig);
+    free(x);
+    free(v);
+    free(x1);
+    free(x2);
+    free(sig);
     cd_st_close(f);
 }

@@ -46,8 +46,7 @@ int run_argv(const char *const *argv, cli_run *r) {
         if (fileno(err) > 2) posix_spawn_file_actions_addclose(&fa, fileno(err));
         pid_t pid;
         int st;
-        ok = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) == 0 &&
-             waitpid(pid, &st, 0) == pid;
+        ok = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) == 0 && waitpid(pid, &st, 0) == pid;
         posix_spawn_file_actions_destroy(&fa);
         if (ok) {
             r->code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);

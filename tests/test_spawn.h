@@ -8,9 +8,9 @@
 #include "test.h"
 
 typedef struct {
-    int code;         /* exit status, or -signal */
-    char out[65536];  /* stdout (truncated) */
-    char err[16384];  /* stderr (truncated) */
+    int code;        /* exit status, or -signal */
+    char out[65536]; /* stdout (truncated) */
+    char err[16384]; /* stderr (truncated) */
 } cli_run;
 
 /* The CLI's path: $CLEARDIT_BIN, else build/cleardit. */
@@ -25,10 +25,10 @@ int run_argv(const char *const *argv, cli_run *r);
 
 /* RUN(res, "cmd", "arg", ...): run_cli with a literal argument list; fails the test if the CLI
  * cannot be started. */
-#define RUN(res, ...)                                                                           \
-    do {                                                                                        \
-        const char *const args_[] = {__VA_ARGS__, NULL};                                        \
-        CHECK(run_cli(args_, res), "cannot run %s (set CLEARDIT_BIN)", cli_bin());              \
+#define RUN(res, ...)                                                              \
+    do {                                                                           \
+        const char *const args_[] = {__VA_ARGS__, NULL};                           \
+        CHECK(run_cli(args_, res), "cannot run %s (set CLEARDIT_BIN)", cli_bin()); \
     } while (0)
 
 /* 1 if err is exactly one line "cleardit <cmd>: error: ...\n". */

@@ -62,7 +62,10 @@ static int is_nan16(uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu)
 
 TEST(bf16_known_values) {
     /* F32 bit patterns and their bf16 */
-    static const struct { uint32_t in; uint16_t want; } k[] = {
+    static const struct {
+        uint32_t in;
+        uint16_t want;
+    } k[] = {
         {0x3f800000u, 0x3f80}, /* 1 */
         {0x3f808000u, 0x3f80}, /* 1 + 2^-8: tie, even stays */
         {0x3f818000u, 0x3f82}, /* 1 + 3*2^-8: tie, odd rounds up */
@@ -101,8 +104,10 @@ TEST(bf16_known_values) {
     uint16_t oh[7];
     CHECK(to_bf16(CD_DTYPE_F16, h, 7, oh) == CD_OK, "f16");
     for (int i = 0; i < 7; i++) {
-        if (i == 4) EXPECT(is_nan16(oh[i]), "f16 NaN -> 0x%04x", oh[i]);
-        else EXPECT(oh[i] == hw[i], "f16 0x%04x -> 0x%04x, want 0x%04x", h[i], oh[i], hw[i]);
+        if (i == 4)
+            EXPECT(is_nan16(oh[i]), "f16 NaN -> 0x%04x", oh[i]);
+        else
+            EXPECT(oh[i] == hw[i], "f16 0x%04x -> 0x%04x, want 0x%04x", h[i], oh[i], hw[i]);
     }
 
     /* BF16 passes through bit-exactly (NaN payloads included) */
@@ -117,8 +122,7 @@ TEST(bf16_known_values) {
     int32_t iv[2] = {1, 2};
     cd_st_tensor ti = {"ints", CD_DTYPE_I32, 1, {2}, iv, 8};
     EXPECT(cd_st_to_bf16(ctx, &ti, ob) == CD_ERR_UNSUPPORTED, "I32 must be unsupported");
-    EXPECT(strstr(cd_ctx_error(ctx), "to_bf16") && strstr(cd_ctx_error(ctx), "I32"), "message: %s",
-           cd_ctx_error(ctx));
+    EXPECT(strstr(cd_ctx_error(ctx), "to_bf16") && strstr(cd_ctx_error(ctx), "I32"), "message: %s", cd_ctx_error(ctx));
     cd_st_tensor wrong = {"w", CD_DTYPE_F32, 1, {3}, iv, 8};
     EXPECT(cd_st_to_bf16(ctx, &wrong, ob) == CD_ERR_INVALID_ARG, "inconsistent nbytes");
     EXPECT(cd_st_to_bf16(ctx, &ti, NULL) == CD_ERR_INVALID_ARG, "NULL dst");
@@ -134,7 +138,7 @@ TEST(bf16_f32_matches_reference) {
     test_rng r = test_rng_seed(2024);
     for (int i = 0; i < N; i++) {
         uint32_t u = (uint32_t)test_rng_u64(&r);
-        if (i % 4 == 1) u = (u & 0xffff0000u) | 0x8000u; /* exact ties */
+        if (i % 4 == 1) u = (u & 0xffff0000u) | 0x8000u;                      /* exact ties */
         if (i % 4 == 2) u = (u & 0xffff0000u) | (u & 1u ? 0x7fffu : 0x8001u); /* next to ties */
         in[i] = u;
     }
@@ -168,8 +172,7 @@ TEST(bf16_f16_and_f8_exhaustive) {
         const int ok = isnan(f[i]) ? is_nan16(o[i]) : o[i] == ref_bf16(f[i]);
         if (!ok) {
             bad++;
-            test_fail(__FILE__, __LINE__, "f16 0x%04x -> 0x%04x, want 0x%04x", i, o[i],
-                      ref_bf16(f[i]));
+            test_fail(__FILE__, __LINE__, "f16 0x%04x -> 0x%04x, want 0x%04x", i, o[i], ref_bf16(f[i]));
         }
     }
     free(h), free(o), free(f);

@@ -73,8 +73,9 @@ static int log_line(const char *csv, int step, char *out, size_t n) {
     return 1;
 }
 
-#define TINY "--hidden", "32", "--heads", "2", "--depth", "1", "--single", "1", "--batch", "4", "--workers", "2", \
-             "--warmup", "2", "--lr", "2e-3", "--quiet"
+#define TINY                                                                                                         \
+    "--hidden", "32", "--heads", "2", "--depth", "1", "--single", "1", "--batch", "4", "--workers", "2", "--warmup", \
+        "2", "--lr", "2e-3", "--quiet"
 
 TEST(train_resume_is_bit_identical) {
     char dir[] = "/tmp/cdtrainXXXXXX";
@@ -106,8 +107,8 @@ TEST(train_resume_is_bit_identical) {
     CHECK(a && b, "logs");
     for (int s = 1; s <= 8; s++) {
         char x[256], y[256];
-        EXPECT(log_line(a, s, x, sizeof x) && log_line(b, s, y, sizeof y) && !strcmp(x, y),
-               "step %d: '%s' vs '%s'", s, x, y);
+        EXPECT(log_line(a, s, x, sizeof x) && log_line(b, s, y, sizeof y) && !strcmp(x, y), "step %d: '%s' vs '%s'", s,
+               x, y);
     }
     /* the loss goes down on this easy data (first vs last step, both logged) */
     char f[256], l[256];
@@ -164,7 +165,10 @@ static long moved_elements(const char *clear_path, const char *teacher_path) {
     moved = 0;
     for (size_t i = 0; i < cd_st_count(c) && moved >= 0; i++) {
         const cd_st_tensor *a = cd_st_at(c, i), *b = cd_st_find(t, a->name);
-        if (!b || cd_st_numel(a) != cd_st_numel(b)) { moved = -1; break; }
+        if (!b || cd_st_numel(a) != cd_st_numel(b)) {
+            moved = -1;
+            break;
+        }
         float *x = malloc(cd_st_numel(a) * sizeof(float)), *y = malloc(cd_st_numel(a) * sizeof(float));
         if (x && y && cd_st_to_f32(NULL, a, x) == CD_OK && cd_st_to_f32(NULL, b, y) == CD_OK) {
             for (uint64_t j = 0; j < cd_st_numel(a); j++) moved += x[j] != y[j];
@@ -216,8 +220,8 @@ TEST(distill_cli) {
     EXPECT(r.code == 0, "generate with the plain swap: exit %d: %s", r.code, r.err);
     uint8_t *a = NULL, *b = NULL;
     uint32_t w = 0, h = 0, w2 = 0, h2 = 0;
-    EXPECT(cd_png_read(NULL, png1, &a, &w, &h) == CD_OK && cd_png_read(NULL, png2, &b, &w2, &h2) == CD_OK &&
-               w == w2 && h == h2 && w > 0,
+    EXPECT(cd_png_read(NULL, png1, &a, &w, &h) == CD_OK && cd_png_read(NULL, png2, &b, &w2, &h2) == CD_OK && w == w2 &&
+               h == h2 && w > 0,
            "the student's and the swap's images do not both read back at the same size");
     free(a);
     free(b);

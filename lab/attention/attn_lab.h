@@ -14,10 +14,9 @@ extern "C" {
 
 /* Name of a variant for reports; NULL past the last one (and in builds without CUDA). */
 const char *cd_lab_attention_variant_name(int variant);
-cd_status cd_lab_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
-                                const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
-                                const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse,
-                                int variant);
+cd_status cd_lab_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q, const uint16_t *d_k,
+                                const uint16_t *d_v, const uint16_t *d_ek, const uint16_t *d_ev, int64_t E, float *d_o,
+                                float *d_lse, int variant);
 
 #ifdef __cplusplus
 }

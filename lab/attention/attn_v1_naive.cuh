@@ -20,8 +20,7 @@
 
 #define CD_NAIVE_WARPS 8 /* queries (warps) per block */
 
-template <int HD>
-__global__ void __launch_bounds__(CD_NAIVE_WARPS * 32) cd_attn_naive_kernel(const cd_attn_kparams p) {
+template <int HD> __global__ void __launch_bounds__(CD_NAIVE_WARPS * 32) cd_attn_naive_kernel(const cd_attn_kparams p) {
     static_assert(HD % 32 == 0, "naive kernel: head_dim must be a multiple of 32");
     constexpr int PER = HD / 32;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -47,13 +46,12 @@ __global__ void __launch_bounds__(CD_NAIVE_WARPS * 32) cd_attn_naive_kernel(cons
 #pragma unroll
         for (int off = 16; off >= 1; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
         const float s = d * p.scale;
-        const float mn = fmaxf(m, s);     /* finite: s is */
-        const float corr = expf(m - mn);  /* m = -inf -> 0 */
+        const float mn = fmaxf(m, s);    /* finite: s is */
+        const float corr = expf(m - mn); /* m = -inf -> 0 */
         const float pw = expf(s - mn);
         l = l * corr + pw;
 #pragma unroll
-        for (int i = 0; i < PER; i++)
-            acc[i] = fmaf(acc[i], corr, pw * cd_dev_bf16_to_f32(vr[lane + 32 * i]));
+        for (int i = 0; i < PER; i++) acc[i] = fmaf(acc[i], corr, pw * cd_dev_bf16_to_f32(vr[lane + 32 * i]));
         m = mn;
     };
 

@@ -46,13 +46,12 @@ using cd_flash::smem_addr;
 using cd_flash::stage_q;
 using cd_flash::Tile;
 
-template <int HD, int QR, int QC, int MT>
-struct Cfg {
+template <int HD, int QR, int QC, int MT> struct Cfg {
     static constexpr int BM = QR * QC;
     static constexpr int NW = BM / (16 * MT);
     static constexpr int NT = NW * 32;
     static constexpr int LD = HD + 8;
-    static constexpr int TILE = BN * LD; /* elements of one K or V buffer */
+    static constexpr int TILE = BN * LD;   /* elements of one K or V buffer */
     static constexpr bool QREG = HD <= 64; /* Q fragments in registers for the whole CTA */
     /* K0 V0 K1 V1 | Q | the key schedule's state | 3 chunk descriptors */
     static constexpr size_t SCHED = ((size_t)4 * TILE + (size_t)BM * LD) * sizeof(uint16_t);
@@ -65,8 +64,7 @@ struct Cfg {
 };
 
 template <int HD, int QR, int QC, int MT>
-__global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
-    cd_attn_flash3_kernel(const cd_attn_kparams p) {
+__global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT) cd_attn_flash3_kernel(const cd_attn_kparams p) {
     using C = Cfg<HD, QR, QC, MT>;
     constexpr int LD = C::LD, NT = C::NT;
     constexpr int KSTEPS = HD / 16; /* k16 steps of Q K^T; also 16-wide column pairs of O */
@@ -94,8 +92,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
      * so its ~20 registers are not live across the compute: sCh[i % 3] describes chunk i (n = 0:
      * none). Thread 0 writes chunk i+2's descriptor during chunk i, after the barrier that ends
      * every read of chunk i-1's slot; the others read chunk i+1's after the next barrier. ---- */
-    ChunkIter<HD> *const sIt = reinterpret_cast<ChunkIter<HD> *>(
-        reinterpret_cast<unsigned char *>(smem) + C::SCHED);
+    ChunkIter<HD> *const sIt = reinterpret_cast<ChunkIter<HD> *>(reinterpret_cast<unsigned char *>(smem) + C::SCHED);
     Chunk *const sCh = reinterpret_cast<Chunk *>(sIt + 1);
     if (tid == 0) {
         ChunkIter<HD> it;
@@ -131,8 +128,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
 #pragma unroll
         for (int j = 0; j < MT; j++)
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++)
-                ldsm_x4(qreg[j][kk], qbase + (uint32_t)((j * 16 * LD + kk * 16) * 2));
+            for (int kk = 0; kk < KSTEPS; kk++) ldsm_x4(qreg[j][kk], qbase + (uint32_t)((j * 16 * LD + kk * 16) * 2));
     }
 
     float o[MT][ONT][4];
@@ -144,8 +140,8 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
 #pragma unroll
     for (int j = 0; j < MT; j++) m[j][0] = m[j][1] = -INFINITY, l[j][0] = l[j][1] = 0.0f;
 
-    int buf = 0, slot = 0; /* slot = chunk index % 3 */
-    while (sCh[slot].n) { /* CTA-uniform */
+    int buf = 0, slot = 0;  /* slot = chunk index % 3 */
+    while (sCh[slot].n) {   /* CTA-uniform */
         cp_async_wait<0>(); /* this thread's copies of chunk i have landed */
         __syncthreads();    /* ... everyone's; and everyone is done with the other buffer */
         const int slot1 = slot == 2 ? 0 : slot + 1, slot2 = slot1 == 2 ? 0 : slot1 + 1;
@@ -229,8 +225,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
 #pragma unroll
                         for (int e = 0; e < 4; e++) qf[j][e] = qreg[j][kk][e];
                     } else {
-                        if (kb_lo[j] <= kb_hi[j])
-                            ldsm_x4(qf[j], qbase + (uint32_t)((j * 16 * LD + kk * 16) * 2));
+                        if (kb_lo[j] <= kb_hi[j]) ldsm_x4(qf[j], qbase + (uint32_t)((j * 16 * LD + kk * 16) * 2));
                     }
                 }
 #pragma unroll
@@ -267,9 +262,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
 #pragma unroll
                             for (int e = 0; e < 4; e++) {
                                 const int c = jb * 16 + h * 8 + 2 * t4 + (e & 1), ri = e >> 1;
-                                const float v = (c >= lo[j][ri] && c <= hi[j][ri])
-                                                    ? s[j][2 * jb + h][e]
-                                                    : -INFINITY;
+                                const float v = (c >= lo[j][ri] && c <= hi[j][ri]) ? s[j][2 * jb + h][e] : -INFINITY;
                                 s[j][2 * jb + h][e] = v;
                                 mx[ri] = fmaxf(mx[ri], v);
                             }
@@ -281,7 +274,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
                     mx[ri] = fmaxf(mx[ri], __shfl_xor_sync(0xffffffffu, mx[ri], 1));
                     mx[ri] = fmaxf(mx[ri], __shfl_xor_sync(0xffffffffu, mx[ri], 2));
                     const float mnew = fmaxf(m[j][ri], mx[ri] * sl2);
-                    mref[ri] = mnew == -INFINITY ? 0.0f : mnew; /* no key yet: no -inf - -inf */
+                    mref[ri] = mnew == -INFINITY ? 0.0f : mnew;   /* no key yet: no -inf - -inf */
                     const float alpha = ex2(m[j][ri] - mref[ri]); /* m = -inf -> 0 */
                     m[j][ri] = mnew;
                     l[j][ri] *= alpha;
@@ -361,8 +354,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC, MT>::NT)
                     make_float2(o[j][d][2 * ri] * inv, o[j][d][2 * ri + 1] * inv);
             if (p.lse && t4 == 0)
                 p.lse[(size_t)head * (size_t)p.N + (size_t)qi] =
-                    l[j][ri] > 0.0f ? (m[j][ri] + log2f(l[j][ri])) * 0.6931471805599453f
-                                    : -INFINITY;
+                    l[j][ri] > 0.0f ? (m[j][ri] + log2f(l[j][ri])) * 0.6931471805599453f : -INFINITY;
         }
     }
 }

@@ -174,8 +174,8 @@ static void run_block(int nthreads, emu_dim3 b, const std::function<void()> &fn)
     for (int t = 0; t < nthreads; t++)
         if (!fibers[t].open.empty() || !fibers[t].groups.empty()) {
             /* uncommitted or unwaited copies at exit are legal PTX but suspicious here */
-            fprintf(stderr, "emu: thread %d exits with %zu open copies, %zu groups pending\n", t,
-                    fibers[t].open.size(), fibers[t].groups.size());
+            fprintf(stderr, "emu: thread %d exits with %zu open copies, %zu groups pending\n", t, fibers[t].open.size(),
+                    fibers[t].groups.size());
             exit(3);
         }
 }
@@ -217,8 +217,7 @@ static inline uint32_t smem_addr(const void *p) {
     return (uint32_t)(c - emu::smem_base);
 }
 static inline void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-    if (dst % 16 || dst + 16 > emu::smem_bytes || ((uintptr_t)src % 16) ||
-        (src_bytes != 0 && src_bytes != 16)) {
+    if (dst % 16 || dst + 16 > emu::smem_bytes || ((uintptr_t)src % 16) || (src_bytes != 0 && src_bytes != 16)) {
         fprintf(stderr, "emu: bad cp.async dst %u src %p bytes %d\n", dst, src, src_bytes);
         exit(3);
     }
@@ -243,8 +242,7 @@ static inline void cp_async_commit() {
     f.groups.push_back(f.open);
     f.open.clear();
 }
-template <int N>
-static inline void cp_async_wait() {
+template <int N> static inline void cp_async_wait() {
     emu::Fiber &f = emu::fibers[emu::cur];
     while ((int)f.groups.size() > N) {
         land(f.groups.front());
@@ -323,9 +321,7 @@ static void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_
     emu::wait(emu::warp_bar[w]);
     for (int i = 0; i < 4; i++) c[i] = out[i];
 }
-static void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    mma_bf16(c, a, b0, b1);
-}
+static void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { mma_bf16(c, a, b0, b1); }
 
 static inline uint16_t rne_bf16(float f) {
     uint32_t u = __float_as_uint(f);
@@ -333,9 +329,7 @@ static inline uint16_t rne_bf16(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
-static inline uint32_t pack_bf16(float lo, float hi) {
-    return (uint32_t)rne_bf16(lo) | ((uint32_t)rne_bf16(hi) << 16);
-}
+static inline uint32_t pack_bf16(float lo, float hi) { return (uint32_t)rne_bf16(lo) | ((uint32_t)rne_bf16(hi) << 16); }
 static inline float ex2(float x) { return exp2f(x); }
 } /* namespace cd_flash */
 
@@ -354,8 +348,7 @@ uint16_t smem_storage[(4 * 64 + 256) * (128 + 8) + 512] __attribute__((aligned(1
 #undef smem
 
 /* ---- the launches (the same grid arithmetic as attn_launch.cuh) ----------------------------- */
-template <int HD, int QR, int QC, bool PIPE = false>
-static void emu_flash(cd_attn_kparams p, int NH) {
+template <int HD, int QR, int QC, bool PIPE = false> static void emu_flash(cd_attn_kparams p, int NH) {
     using C = cd_flash::Cfg<HD, QR, QC>;
     const long long ctas = cd_attn_flash_grid(p, C::BM, QR, QC);
     emu::smem_base = (unsigned char *)cd_flash::smem_storage;
@@ -368,8 +361,7 @@ static void emu_flash(cd_attn_kparams p, int NH) {
         }
 }
 
-template <int HD, int QR, int QC, int MT>
-static void emu_flash3(cd_attn_kparams p, int NH) {
+template <int HD, int QR, int QC, int MT> static void emu_flash3(cd_attn_kparams p, int NH) {
     using C = cd_flash3::Cfg<HD, QR, QC, MT>;
     static_assert(C::SMEM <= sizeof cd_flash3::smem_storage, "emulator shared memory too small");
     const long long ctas = cd_attn_flash_grid(p, C::BM, QR, QC);
@@ -383,8 +375,7 @@ static void emu_flash3(cd_attn_kparams p, int NH) {
         }
 }
 
-template <int HD>
-static void emu_naive(cd_attn_kparams p, int NH) {
+template <int HD> static void emu_naive(cd_attn_kparams p, int NH) {
     const long long nb = ((long long)p.N + CD_NAIVE_WARPS - 1) / CD_NAIVE_WARPS;
     for (int h = 0; h < NH; h++)
         for (long long b = 0; b < nb; b++)
@@ -392,27 +383,25 @@ static void emu_naive(cd_attn_kparams p, int NH) {
                            [&] { cd_attn_naive_kernel<HD>(p); });
 }
 
-template <int HD>
-static void emu_run(int variant, const cd_attn_kparams &p, int NH) {
+template <int HD> static void emu_run(int variant, const cd_attn_kparams &p, int NH) {
     switch (variant) {
-    case 1: emu_naive<HD>(p, NH); break;
-    case 2: emu_flash<HD, 4, 16>(p, NH); break;
-    case 3: emu_flash<HD, 8, 16>(p, NH); break;
-    case 4: emu_flash<HD, 2, 32>(p, NH); break;
-    case 5: emu_flash<HD, 1, 64>(p, NH); break;
-    case 6: emu_flash<HD, 4, 32>(p, NH); break;
-    case 7: emu_flash3<HD, 4, 32, 2>(p, NH); break;
-    case 8: emu_flash3<HD, 8, 16, 2>(p, NH); break;
-    case 9: emu_flash3<HD, 2, 32, 2>(p, NH); break;
-    case 10: emu_flash3<HD, 8, 32, 2>(p, NH); break;
-    case 11: emu_flash<HD, 2, 32, true>(p, NH); break;
-    case 12: emu_flash<HD, 4, 16, true>(p, NH); break;
-    default: abort();
+        case 1: emu_naive<HD>(p, NH); break;
+        case 2: emu_flash<HD, 4, 16>(p, NH); break;
+        case 3: emu_flash<HD, 8, 16>(p, NH); break;
+        case 4: emu_flash<HD, 2, 32>(p, NH); break;
+        case 5: emu_flash<HD, 1, 64>(p, NH); break;
+        case 6: emu_flash<HD, 4, 32>(p, NH); break;
+        case 7: emu_flash3<HD, 4, 32, 2>(p, NH); break;
+        case 8: emu_flash3<HD, 8, 16, 2>(p, NH); break;
+        case 9: emu_flash3<HD, 2, 32, 2>(p, NH); break;
+        case 10: emu_flash3<HD, 8, 32, 2>(p, NH); break;
+        case 11: emu_flash<HD, 2, 32, true>(p, NH); break;
+        case 12: emu_flash<HD, 4, 16, true>(p, NH); break;
+        default: abort();
     }
 }
-static const char *vname[] = {"",     "naive",  "4x16",   "8x16",   "2x32",  "1x64",
-                              "4x32", "3_4x32", "3_8x16", "3_2x32", "3_8x32",
-                              "2p_2x32", "2p_4x16"};
+static const char *vname[] = {"",       "naive",  "4x16",   "8x16",   "2x32",    "1x64",   "4x32",
+                              "3_4x32", "3_8x16", "3_2x32", "3_8x32", "2p_2x32", "2p_4x16"};
 
 /* ---- cases -------------------------------------------------------------------------------- */
 static uint64_t rng = 88172645463325252ull;
@@ -438,8 +427,8 @@ struct Opts {
  * one row of N - k0 tokens) whose keys are k[k0, N) and whose first queries are the text queries,
  * N - k0 of them at a time. o [NH][N][HD], lse [NH][N]: text rows written. */
 static int text_slice_reference(cd_ctx *ctx, const cd_attn_desc &d, int k0, const std::vector<uint16_t> &q,
-                                const std::vector<uint16_t> &k, const std::vector<uint16_t> &v,
-                                std::vector<float> &o, std::vector<float> &lse) {
+                                const std::vector<uint16_t> &k, const std::vector<uint16_t> &v, std::vector<float> &o,
+                                std::vector<float> &lse) {
     const size_t N = cd_attn_tokens(&d), HD = (size_t)d.head_dim, NH = (size_t)d.heads;
     const size_t N2 = N - (size_t)k0;
     cd_attn_desc d2 = d;
@@ -457,10 +446,9 @@ static int text_slice_reference(cd_ctx *ctx, const cd_attn_desc &d, int k0, cons
     }
     for (size_t c0 = 0; c0 < (size_t)d.text_len; c0 += N2) {
         const size_t cnt = std::min(N2, (size_t)d.text_len - c0);
-        for (size_t h = 0; h < NH; h++)
-            memcpy(&q2[h * N2 * HD], &q[(h * N + c0) * HD], cnt * HD * 2);
-        if (cd_attention_reference(ctx, &d2, CD_DTYPE_BF16, q2.data(), k2.data(), v2.data(), NULL,
-                                   o2.data(), l2.data())) {
+        for (size_t h = 0; h < NH; h++) memcpy(&q2[h * N2 * HD], &q[(h * N + c0) * HD], cnt * HD * 2);
+        if (cd_attention_reference(ctx, &d2, CD_DTYPE_BF16, q2.data(), k2.data(), v2.data(), NULL, o2.data(),
+                                   l2.data())) {
             fprintf(stderr, "sliced reference: %s\n", cd_ctx_error(ctx));
             return 1;
         }
@@ -472,8 +460,7 @@ static int text_slice_reference(cd_ctx *ctx, const cd_attn_desc &d, int k0, cons
     return 0;
 }
 
-static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants,
-                    const Opts *opt = nullptr) {
+static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants, const Opts *opt = nullptr) {
     cd_attn_desc d;
     memset(&d, 0, sizeof d);
     d.heads = c.NH;
@@ -494,8 +481,8 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
     std::vector<float> sw(DF * DF);
     for (auto &x : sw) x = (float)((0.5 + urand()) / (DF * DF));
     std::vector<float> oref(n), lref((size_t)c.NH * N);
-    if (cd_attention_reference(ctx, &d, CD_DTYPE_BF16, q.data(), k.data(), v.data(), sw.data(),
-                               oref.data(), lref.data())) {
+    if (cd_attention_reference(ctx, &d, CD_DTYPE_BF16, q.data(), k.data(), v.data(), sw.data(), oref.data(),
+                               lref.data())) {
         fprintf(stderr, "reference: %s\n", cd_ctx_error(ctx));
         return 1;
     }
@@ -570,9 +557,9 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
         }
         const long coll0 = emu::collectives;
         switch (c.HD) {
-        case 32: emu_run<32>(var, p, c.NH); break;
-        case 64: emu_run<64>(var, p, c.NH); break;
-        default: emu_run<128>(var, p, c.NH); break;
+            case 32: emu_run<32>(var, p, c.NH); break;
+            case 64: emu_run<64>(var, p, c.NH); break;
+            default: emu_run<128>(var, p, c.NH); break;
         }
         /* compare: every element written, per-row relative L2 of o, |lse - ref| */
         double num = 0, den = 0, worst_row = 0, worst_lse = 0;
@@ -604,12 +591,12 @@ static int run_case(cd_ctx *ctx, const Case &c, const std::vector<int> &variants
         const bool ok = nan == 0 && stray == 0 && rel <= 1e-2 && worst_row <= 2e-2 && worst_lse <= 1e-2;
         char os[80] = "";
         if (opt)
-            snprintf(os, sizeof os, " [text_q %d key0 %d rows %d..%d]", opt->text_q, opt->text_key0,
-                     opt->row0, opt->row1);
+            snprintf(os, sizeof os, " [text_q %d key0 %d rows %d..%d]", opt->text_q, opt->text_key0, opt->row0,
+                     opt->row1);
         printf("%s NH=%d HD=%d T=%d grid=%dx%d r=%d down=%d%s %-6s: rel %.2e row %.2e (row %ld) "
                "lse %.2e nan %zu stray %zu  [%ld collectives]\n",
-               ok ? "ok  " : "FAIL", c.NH, c.HD, c.T, c.H, c.W, c.r, c.down, os, vname[var], rel,
-               worst_row, worst_i, worst_lse, nan, stray, emu::collectives - coll0);
+               ok ? "ok  " : "FAIL", c.NH, c.HD, c.T, c.H, c.W, c.r, c.down, os, vname[var], rel, worst_row, worst_i,
+               worst_lse, nan, stray, emu::collectives - coll0);
         fflush(stdout);
         fails += !ok;
     }
@@ -624,19 +611,19 @@ int main(int argc, char **argv) {
     if (cd_ctx_create(&cp, &ctx)) return 2;
     std::vector<Case> cases = {
         /* NH HD T H W r down */
-        {1, 32, 7, 3, 5, 0, 0},      /* dense, ragged: N = 22 */
-        {2, 64, 77, 5, 13, 0, 0},    /* dense, N = 142: 3 chunks, last ragged */
-        {1, 32, 7, 13, 29, 3, 0},    /* CLEAR, partial tiles in both directions */
-        {1, 64, 0, 16, 16, 1, 0},    /* r = 1: itself only, no text */
-        {1, 32, 77, 5, 70, 5, 0},    /* wide grid, ragged row runs */
+        {1, 32, 7, 3, 5, 0, 0},       /* dense, ragged: N = 22 */
+        {2, 64, 77, 5, 13, 0, 0},     /* dense, N = 142: 3 chunks, last ragged */
+        {1, 32, 7, 13, 29, 3, 0},     /* CLEAR, partial tiles in both directions */
+        {1, 64, 0, 16, 16, 1, 0},     /* r = 1: itself only, no text */
+        {1, 32, 77, 5, 70, 5, 0},     /* wide grid, ragged row runs */
         {1, 32, 7, 9, 11, 100000, 0}, /* huge radius = dense */
-        {2, 32, 5, 8, 8, 2, 2},      /* pooled */
-        {1, 64, 3, 12, 16, 8, 4},    /* pooled, r = 8 */
-        {1, 128, 7, 6, 20, 3, 0},    /* head_dim 128 */
-        {1, 32, 0, 4, 100, 40, 0},   /* rows wider than a chunk (16 + 2*39 keys) */
-        {1, 32, 5, 40, 5, 3, 0},     /* grid narrower than a tile */
-        {1, 32, 3, 1, 1, 1, 0},      /* one image token */
-        {1, 64, 130, 2, 3, 2, 0},    /* 130 text keys: 3 extra-key chunks, text tiles > 1 */
+        {2, 32, 5, 8, 8, 2, 2},       /* pooled */
+        {1, 64, 3, 12, 16, 8, 4},     /* pooled, r = 8 */
+        {1, 128, 7, 6, 20, 3, 0},     /* head_dim 128 */
+        {1, 32, 0, 4, 100, 40, 0},    /* rows wider than a chunk (16 + 2*39 keys) */
+        {1, 32, 5, 40, 5, 3, 0},      /* grid narrower than a tile */
+        {1, 32, 3, 1, 1, 1, 0},       /* one image token */
+        {1, 64, 130, 2, 3, 2, 0},     /* 130 text keys: 3 extra-key chunks, text tiles > 1 */
     };
     if (quick) cases.resize(3);
     std::vector<int> variants = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
@@ -655,11 +642,11 @@ int main(int argc, char **argv) {
         Opts o;
     };
     const std::vector<OptCase> opt_cases = {
-        {{1, 32, 7, 13, 29, 3, 0}, {0, 0, 4, 9}},   /* band rows 4..8, tiles not aligned to rows */
-        {{1, 32, 7, 13, 29, 3, 0}, {1, 7, 0, 0}},   /* text rows over the image keys only */
-        {{2, 32, 5, 8, 8, 2, 2}, {1, 5, 3, 7}},     /* pooled: both at once */
-        {{1, 64, 130, 2, 3, 2, 0}, {1, 60, 1, 2}},  /* 3 text tiles over keys [60, N), last row */
-        {{1, 32, 3, 1, 1, 1, 0}, {0, 0, 1, 1}},     /* nothing at all */
+        {{1, 32, 7, 13, 29, 3, 0}, {0, 0, 4, 9}},  /* band rows 4..8, tiles not aligned to rows */
+        {{1, 32, 7, 13, 29, 3, 0}, {1, 7, 0, 0}},  /* text rows over the image keys only */
+        {{2, 32, 5, 8, 8, 2, 2}, {1, 5, 3, 7}},    /* pooled: both at once */
+        {{1, 64, 130, 2, 3, 2, 0}, {1, 60, 1, 2}}, /* 3 text tiles over keys [60, N), last row */
+        {{1, 32, 3, 1, 1, 1, 0}, {0, 0, 1, 1}},    /* nothing at all */
     };
     int fails = 0;
     for (const OptCase &oc : opt_cases) fails += run_case(ctx, oc.c, variants, &oc.o);

@@ -64,8 +64,7 @@ static int nvariants(void) {
 static int variant_warps(const char *name) {
     int a, b;
     if (sscanf(name, "flash3_%dx%d", &a, &b) == 2) return 1000 + a * b / 32;
-    if (strncmp(name, "flash3_", 7) != 0 && sscanf(name, "flash%dx%d", &a, &b) == 2)
-        return a * b / 16;
+    if (strncmp(name, "flash3_", 7) != 0 && sscanf(name, "flash%dx%d", &a, &b) == 2) return a * b / 16;
     return -1;
 }
 static int variant_alias(int v) {
@@ -101,8 +100,8 @@ typedef struct {
 
 typedef struct { /* one case's host data */
     cd_attn_desc d;
-    size_t N, n;           /* tokens, NH*N*HD */
-    int E;                 /* extra keys (CLEAR) */
+    size_t N, n;            /* tokens, NH*N*HD */
+    int E;                  /* extra keys (CLEAR) */
     uint16_t *qb, *kb, *vb; /* bf16 inputs */
     float *qf, *kf, *vf;    /* the same values as f32 */
     float *sw;              /* [DF, DF] */
@@ -181,14 +180,22 @@ static void make_case(const lab_case *c, int idx, lab_data *L) {
         L->ref_status = CD_ERR_INTERNAL;
         return;
     }
-    L->ref_status = cd_attention_reference(ctx, d, CD_DTYPE_BF16, L->qb, L->kb, L->vb, L->sw,
-                                           L->oref, L->lref);
+    L->ref_status = cd_attention_reference(ctx, d, CD_DTYPE_BF16, L->qb, L->kb, L->vb, L->sw, L->oref, L->lref);
     cd_ctx_free(ctx);
 }
 
 static void free_case(lab_data *L) {
-    free(L->qb); free(L->kb); free(L->vb); free(L->qf); free(L->kf); free(L->vf);
-    free(L->sw); free(L->ek); free(L->ev); free(L->oref); free(L->lref);
+    free(L->qb);
+    free(L->kb);
+    free(L->vb);
+    free(L->qf);
+    free(L->kf);
+    free(L->vf);
+    free(L->sw);
+    free(L->ek);
+    free(L->ev);
+    free(L->oref);
+    free(L->lref);
 }
 
 typedef struct {
@@ -260,8 +267,13 @@ static int check_main(void) {
         const int Ts[] = {0, 7, 77}, HDs[] = {32, 64, 128};
         for (int ri = 0; ri < 7; ri++)
             for (int gi = 0; gi < 4; gi++)
-                cases[nc++] = (lab_case){1 + (ri + gi) % 3, HDs[(ri + 2 * gi) % 3], Ts[(ri + gi) % 3],
-                                         grids[gi][0], grids[gi][1], radii[ri], 0};
+                cases[nc++] = (lab_case){1 + (ri + gi) % 3,
+                                         HDs[(ri + 2 * gi) % 3],
+                                         Ts[(ri + gi) % 3],
+                                         grids[gi][0],
+                                         grids[gi][1],
+                                         radii[ri],
+                                         0};
     }
     cases[nc++] = (lab_case){2, 64, 7, 16, 16, 8, 4};
     cases[nc++] = (lab_case){1, 128, 77, 32, 48, 5, 2};
@@ -299,8 +311,8 @@ static int check_main(void) {
         lab_data *L = &data[ci];
         const lab_case *c = &cases[ci];
         char desc[160];
-        snprintf(desc, sizeof desc, "NH=%d HD=%d T=%d grid=%dx%d r=%d down=%d", c->NH, c->HD, c->T,
-                 c->H, c->W, c->r, c->down);
+        snprintf(desc, sizeof desc, "NH=%d HD=%d T=%d grid=%dx%d r=%d down=%d", c->NH, c->HD, c->T, c->H, c->W, c->r,
+                 c->down);
         if (L->ref_status != CD_OK) {
             printf("FAIL %s: the reference failed\n", desc);
             failed++;
@@ -308,9 +320,8 @@ static int check_main(void) {
         }
         const size_t n = L->n, rows = (size_t)c->NH * L->N, ne = (size_t)c->NH * L->E * c->HD;
         void *dqb, *dkb, *dvb, *dqf, *dkf, *dvf, *dsw, *dek, *dev, *dout, *dlse;
-        if (cd_cuda_alloc(ctx, n * 2, &dqb) || cd_cuda_alloc(ctx, n * 2, &dkb) ||
-            cd_cuda_alloc(ctx, n * 2, &dvb) || cd_cuda_alloc(ctx, n * 4, &dqf) ||
-            cd_cuda_alloc(ctx, n * 4, &dkf) || cd_cuda_alloc(ctx, n * 4, &dvf) ||
+        if (cd_cuda_alloc(ctx, n * 2, &dqb) || cd_cuda_alloc(ctx, n * 2, &dkb) || cd_cuda_alloc(ctx, n * 2, &dvb) ||
+            cd_cuda_alloc(ctx, n * 4, &dqf) || cd_cuda_alloc(ctx, n * 4, &dkf) || cd_cuda_alloc(ctx, n * 4, &dvf) ||
             cd_cuda_alloc(ctx, 16 * 4 + 64, &dsw) || cd_cuda_alloc(ctx, ne * 2 + 64, &dek) ||
             cd_cuda_alloc(ctx, ne * 2 + 64, &dev) || cd_cuda_alloc(ctx, n * 4, &dout) ||
             cd_cuda_alloc(ctx, rows * 4, &dlse))
@@ -334,19 +345,16 @@ static int check_main(void) {
             if (run < 0)
                 s = cd_cuda_attention(ctx, &L->d, dqf, dkf, dvf, dsw, dout, dlse);
             else
-                s = cd_lab_attention_bf16(ctx, &L->d, dqb, dkb, dvb, c->r > 0 ? dek : NULL,
-                                          c->r > 0 ? dev : NULL, L->E, dout,
-                                          want_lse ? dlse : NULL, run < nv ? run : 0);
+                s = cd_lab_attention_bf16(ctx, &L->d, dqb, dkb, dvb, c->r > 0 ? dek : NULL, c->r > 0 ? dev : NULL, L->E,
+                                          dout, want_lse ? dlse : NULL, run < nv ? run : 0);
             if (s == CD_OK) s = cd_cuda_sync(ctx);
-            const char *path = run < 0 ? "f32-op" : run < nv ? cd_lab_attention_variant_name(run)
-                                                             : "default,lse=NULL";
+            const char *path = run < 0 ? "f32-op" : run < nv ? cd_lab_attention_variant_name(run) : "default,lse=NULL";
             if (s != CD_OK) {
                 printf("FAIL %s %s: %s\n", desc, path, cd_ctx_error(ctx));
                 failed++;
                 continue;
             }
-            if (cd_cuda_d2h(ctx, o, dout, n * 4) ||
-                (want_lse && cd_cuda_d2h(ctx, lse, dlse, rows * 4)))
+            if (cd_cuda_d2h(ctx, o, dout, n * 4) || (want_lse && cd_cuda_d2h(ctx, lse, dlse, rows * 4)))
                 die(ctx, "cd_cuda_d2h");
             const lab_err e = compare(L, o, want_lse ? lse : NULL);
             const int pooled = cd_attn_pooled(&L->d);
@@ -356,8 +364,7 @@ static int check_main(void) {
                 failed++;
                 printf("FAIL %s %s: o rel %.2e, worst row %.2e (head %ld, row %ld), lse %.2e, "
                        "unwritten/NaN %zu\n",
-                       desc, path, e.rel, e.row, e.row_at / (long)L->N, e.row_at % (long)L->N, e.lse,
-                       e.unwritten);
+                       desc, path, e.rel, e.row, e.row_at / (long)L->N, e.row_at % (long)L->N, e.lse, e.unwritten);
             }
             lab_err *w = &worst[run < 0 ? nv : run < nv ? run : 0];
             if (!(e.rel <= w->rel)) w->rel = e.rel;
@@ -365,15 +372,17 @@ static int check_main(void) {
             if (!(e.lse <= w->lse)) w->lse = e.lse;
             w->unwritten += e.unwritten;
         }
-        free(o); free(lse); free(poison);
+        free(o);
+        free(lse);
+        free(poison);
         void *bufs[] = {dqb, dkb, dvb, dqf, dkf, dvf, dsw, dek, dev, dout, dlse};
         for (int i = 0; i < 11; i++) cd_cuda_free(ctx, bufs[i]);
         free_case(L);
     }
     printf("worst errors over all cases (o rel L2 / worst row / |lse err|):\n");
     for (int v = 0; v <= nv; v++)
-        printf("  %-20s %.2e  %.2e  %.2e\n", v < nv ? cd_lab_attention_variant_name(v) : "f32-op",
-               worst[v].rel, worst[v].row, worst[v].lse);
+        printf("  %-20s %.2e  %.2e  %.2e\n", v < nv ? cd_lab_attention_variant_name(v) : "f32-op", worst[v].rel,
+               worst[v].row, worst[v].lse);
     printf("%d passed, %d failed\n", passed, failed);
     free(data);
     cd_ctx_free(ctx);
@@ -401,8 +410,8 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int bench_main(const int *sizes, int ns, const int *radii, int nr, const int *vars, int nvs,
-                      double budget, const char *json) {
+static int bench_main(const int *sizes, int ns, const int *radii, int nr, const int *vars, int nvs, double budget,
+                      const char *json) {
     cd_ctx *ctx;
     cd_ctx_params cp = cd_ctx_params_default();
     if (cd_ctx_create(&cp, &ctx) != CD_OK) return 2;
@@ -424,8 +433,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
         for (int i = 0; i < nvs; i++)
             for (int r = 0; r <= 4; r += 4) {
                 d.radius = r;
-                if (cd_lab_attention_bf16(ctx, &d, q, q, q, NULL, NULL, r ? T : 0, o, NULL,
-                                          vars[i]) ||
+                if (cd_lab_attention_bf16(ctx, &d, q, q, q, NULL, NULL, r ? T : 0, o, NULL, vars[i]) ||
                     cd_cuda_sync(ctx))
                     die(ctx, "warm-up");
             }
@@ -435,16 +443,15 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
 
     bench_row *rows = calloc((size_t)ns * nr * nvs + 1, sizeof *rows);
     int nrows = 0;
-    printf("%6s %6s %-18s %10s %9s %7s %8s %5s\n", "size", "radius", "variant", "ms/layer",
-           "TFLOP/s", "%peak", "vs dense", "reps");
+    printf("%6s %6s %-18s %10s %9s %7s %8s %5s\n", "size", "radius", "variant", "ms/layer", "TFLOP/s", "%peak",
+           "vs dense", "reps");
     for (int si = 0; si < ns; si++) {
         const int S = sizes[si], G = S / 16;
         cd_attn_desc d = {NH, HD, T, G, G, 0, 0, 0.0f};
         const size_t N = cd_attn_tokens(&d), n = (size_t)NH * N * HD, ne = (size_t)NH * T * HD;
         void *dq, *dk, *dv, *dek, *dev, *dout, *dlse;
-        if (cd_cuda_alloc(ctx, n * 2, &dq) || cd_cuda_alloc(ctx, n * 2, &dk) ||
-            cd_cuda_alloc(ctx, n * 2, &dv) || cd_cuda_alloc(ctx, ne * 2, &dek) ||
-            cd_cuda_alloc(ctx, ne * 2, &dev) || cd_cuda_alloc(ctx, n * 4, &dout) ||
+        if (cd_cuda_alloc(ctx, n * 2, &dq) || cd_cuda_alloc(ctx, n * 2, &dk) || cd_cuda_alloc(ctx, n * 2, &dv) ||
+            cd_cuda_alloc(ctx, ne * 2, &dek) || cd_cuda_alloc(ctx, ne * 2, &dev) || cd_cuda_alloc(ctx, n * 4, &dout) ||
             cd_cuda_alloc(ctx, (size_t)NH * N * 4, &dlse))
             die(ctx, "cd_cuda_alloc");
         uint16_t *h = malloc(n * 2), *he = malloc(ne * 2);
@@ -487,8 +494,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     int reps = 0;
                     /* the first run is the warm-up at this size and the estimate */
                     if (cd_cuda_timer_start(ctx) ||
-                        cd_lab_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0, dout,
-                                              dlse, v) ||
+                        cd_lab_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0, dout, dlse, v) ||
                         cd_cuda_timer_stop(ctx, &t[0]))
                         die(ctx, name);
                     int want = (int)(budget / (t[0] > 1e-6 ? t[0] : 1e-6)) - 1;
@@ -497,8 +503,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     if (want < 1 && t[0] <= 1.0) want = 1;
                     for (int k = 0; k < want; k++) {
                         if (cd_cuda_timer_start(ctx) ||
-                            cd_lab_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0,
-                                                  dout, dlse, v) ||
+                            cd_lab_attention_bf16(ctx, &d, dq, dk, dv, dek, dev, d.radius ? T : 0, dout, dlse, v) ||
                             cd_cuda_timer_stop(ctx, &t[reps]))
                             die(ctx, name);
                         reps++;
@@ -516,8 +521,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     b->reps = reps;
                 }
                 bench_row *b = &rows[nrows++];
-                if (d.radius == 0 && strcmp(name, "naive") && (dense_ms == 0 || b->ms < dense_ms))
-                    dense_ms = b->ms;
+                if (d.radius == 0 && strcmp(name, "naive") && (dense_ms == 0 || b->ms < dense_ms)) dense_ms = b->ms;
             }
             for (int k = first_row; k < nrows; k++) {
                 bench_row *b = &rows[k];
@@ -525,8 +529,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                 char sp[16] = "-";
                 if (b->speedup > 0) snprintf(sp, sizeof sp, "%.2fx", b->speedup);
                 printf("%6d %6d %-18s %10.3f %9.1f %6.1f%% %8s %5d\n", b->size, b->radius,
-                       cd_lab_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, sp,
-                       b->reps);
+                       cd_lab_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, sp, b->reps);
             }
             fflush(stdout);
         }
@@ -541,13 +544,12 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
             const bench_row *best = NULL;
             for (int k = 0; k < nrows; k++)
                 if (rows[k].size == sizes[si] && rows[k].radius == radii[ri] &&
-                    strcmp(cd_lab_attention_variant_name(rows[k].variant), "naive") &&
-                    (!best || rows[k].ms < best->ms))
+                    strcmp(cd_lab_attention_variant_name(rows[k].variant), "naive") && (!best || rows[k].ms < best->ms))
                     best = &rows[k];
             if (best)
-                printf("  size %5d r %3d: %-18s %9.3f ms %7.1f TFLOP/s %5.1f%% of peak%s\n",
-                       sizes[si], radii[ri], cd_lab_attention_variant_name(best->variant), best->ms,
-                       best->tflops, best->pct, radii[ri] == 0 ? " (dense)" : "");
+                printf("  size %5d r %3d: %-18s %9.3f ms %7.1f TFLOP/s %5.1f%% of peak%s\n", sizes[si], radii[ri],
+                       cd_lab_attention_variant_name(best->variant), best->ms, best->tflops, best->pct,
+                       radii[ri] == 0 ? " (dense)" : "");
         }
 
     if (json) {
@@ -556,8 +558,7 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
             fprintf(stderr, "lab_attention: cannot write %s\n", json);
             return 2;
         }
-        fprintf(f, "{\n  \"device\": \"%s\",\n  \"peak_bf16_tflops\": %.1f,\n", cd_cuda_device_desc(ctx),
-                peak * 1e-12);
+        fprintf(f, "{\n  \"device\": \"%s\",\n  \"peak_bf16_tflops\": %.1f,\n", cd_cuda_device_desc(ctx), peak * 1e-12);
         fprintf(f, "  \"heads\": %d, \"head_dim\": %d, \"text_len\": %d,\n  \"results\": [\n", NH, HD, T);
         for (int k = 0; k < nrows; k++) {
             const bench_row *b = &rows[k];
@@ -565,9 +566,8 @@ static int bench_main(const int *sizes, int ns, const int *radii, int nr, const 
                     "    {\"size\": %d, \"grid\": %d, \"radius\": %d, \"variant\": %d, \"name\": \"%s\", "
                     "\"ms\": %.4f, \"tflops\": %.2f, \"pct_peak\": %.2f, \"speedup_vs_dense\": %.3f, "
                     "\"reps\": %d}%s\n",
-                    b->size, b->size / 16, b->radius, b->variant,
-                    cd_lab_attention_variant_name(b->variant), b->ms, b->tflops, b->pct, b->speedup,
-                    b->reps, k + 1 < nrows ? "," : "");
+                    b->size, b->size / 16, b->radius, b->variant, cd_lab_attention_variant_name(b->variant), b->ms,
+                    b->tflops, b->pct, b->speedup, b->reps, k + 1 < nrows ? "," : "");
         }
         fprintf(f, "  ]\n}\n");
         fclose(f);
@@ -588,8 +588,8 @@ static void ratios_main(const int *sizes, int ns, const int *radii, int nr) {
            "keys they also see;\nL2->smem = K+V bytes streamed by the image tiles per layer (%d "
            "heads x %d), GB\n",
            T, NH, HD);
-    printf("%6s %4s %6s %11s %11s %9s %9s %10s\n", "size", "r", "tile", "disc useful", "disc comp.",
-           "disc %", "all %", "L2->smem");
+    printf("%6s %4s %6s %11s %11s %9s %9s %10s\n", "size", "r", "tile", "disc useful", "disc comp.", "disc %", "all %",
+           "L2->smem");
     for (int si = 0; si < ns; si++)
         for (int ri = 0; ri < nr; ri++) {
             if (radii[ri] <= 0) continue;
@@ -634,24 +634,22 @@ static void ratios_main(const int *sizes, int ns, const int *radii, int nr) {
                     }
                 /* text keys: every image query computes them in chunks of 64 (T = 512: exact) */
                 const double text = (double)H * W * T;
-                const double gb = (rows16 + (double)T * ((H + QR - 1) / QR) * ((W + QC - 1) / QC)) *
-                                  HD * 2.0 * 2.0 * NH * 1e-9;
+                const double gb =
+                    (rows16 + (double)T * ((H + QR - 1) / QR) * ((W + QC - 1) / QC)) * HD * 2.0 * 2.0 * NH * 1e-9;
                 char shape[16];
                 snprintf(shape, sizeof shape, "%dx%d", QR, QC);
-                printf("%6d %4d %6s %11.4g %11.4g %8.1f%% %8.1f%% %10.2f\n", sizes[si], radii[ri],
-                       shape, useful, computed, 100.0 * useful / computed,
-                       100.0 * (useful + text) / (computed + text), gb);
+                printf("%6d %4d %6s %11.4g %11.4g %8.1f%% %8.1f%% %10.2f\n", sizes[si], radii[ri], shape, useful,
+                       computed, 100.0 * useful / computed, 100.0 * (useful + text) / (computed + text), gb);
             }
         }
 }
 
 /* ======================================================================================== */
 static void usage(void) {
-    fprintf(stderr,
-            "usage: lab_attention --check\n"
-            "       lab_attention --bench [--sizes 1024,2048,4096,8192] [--radii 0,8,16,32]\n"
-            "                     [--variants all|LIST] [--budget SECONDS] [--json FILE]\n"
-            "       lab_attention --ratios [--sizes ...] [--radii ...]\n");
+    fprintf(stderr, "usage: lab_attention --check\n"
+                    "       lab_attention --bench [--sizes 1024,2048,4096,8192] [--radii 0,8,16,32]\n"
+                    "                     [--variants all|LIST] [--budget SECONDS] [--json FILE]\n"
+                    "       lab_attention --ratios [--sizes ...] [--radii ...]\n");
 }
 
 int main(int argc, char **argv) {

@@ -7,23 +7,23 @@
 
 const char *cd_device_name(cd_device d) {
     switch (d) {
-    case CD_DEVICE_CPU: return "cpu";
-    case CD_DEVICE_CUDA: return "cuda";
-    default: return "?";
+        case CD_DEVICE_CPU: return "cpu";
+        case CD_DEVICE_CUDA: return "cuda";
+        default: return "?";
     }
 }
 
 cd_status cd_backend_ops(cd_ctx *ctx, cd_device dev, const cd_ops **out) {
     *out = NULL;
     switch (dev) {
-    case CD_DEVICE_CPU: *out = cd_ops_cpu(); return CD_OK;
-    case CD_DEVICE_CUDA: {
-        const cd_status s = cd_cuda_init(ctx); /* once per context; the reason when it cannot */
-        if (s) return s;
-        *out = cd_ops_cuda();
-        return *out ? CD_OK : cd_set_error(ctx, CD_ERR_UNSUPPORTED, "this build has no CUDA ops");
-    }
-    default: return cd_set_error(ctx, CD_ERR_INVALID_ARG, "unknown device %d", (int)dev);
+        case CD_DEVICE_CPU: *out = cd_ops_cpu(); return CD_OK;
+        case CD_DEVICE_CUDA: {
+            const cd_status s = cd_cuda_init(ctx); /* once per context; the reason when it cannot */
+            if (s) return s;
+            *out = cd_ops_cuda();
+            return *out ? CD_OK : cd_set_error(ctx, CD_ERR_UNSUPPORTED, "this build has no CUDA ops");
+        }
+        default: return cd_set_error(ctx, CD_ERR_INVALID_ARG, "unknown device %d", (int)dev);
     }
 }
 
@@ -40,6 +40,4 @@ const char *cd_device_desc(cd_ctx *ctx, cd_device dev) {
     return isa < CD_ISA_COUNT ? k[isa] : "cpu";
 }
 
-double cd_device_peak_flops(cd_ctx *ctx, cd_device dev) {
-    return dev == CD_DEVICE_CUDA ? cd_cuda_peak_bf16(ctx) : 0.0;
-}
+double cd_device_peak_flops(cd_ctx *ctx, cd_device dev) { return dev == CD_DEVICE_CUDA ? cd_cuda_peak_bf16(ctx) : 0.0; }

@@ -51,10 +51,10 @@ static const char k_usage[] =
 typedef struct {
     cd_ctx *ctx;
     cd_st_file *in;
-    void *q, *k, *v;   /* [NH, N, HD] aligned copies of the inputs */
-    float *sw;         /* [DF, DF] or NULL */
-    float *o;          /* [NH, N, HD] */
-    float *lse;        /* [NH, N] */
+    void *q, *k, *v; /* [NH, N, HD] aligned copies of the inputs */
+    float *sw;       /* [DF, DF] or NULL */
+    float *o;        /* [NH, N, HD] */
+    float *lse;      /* [NH, N] */
 } attn_job;
 
 static void job_free(attn_job *j) {
@@ -90,7 +90,6 @@ static int parse_isa(const char *s, cd_isa *out) {
     return 0;
 }
 
-
 /* q, k and v: present, rank 3, F32 or BF16, one dtype and one shape. */
 static int check_qkv(const char *in, const cd_st_file *f, const cd_st_tensor *t[3]) {
     static const char *const names[3] = {"q", "k", "v"};
@@ -98,55 +97,57 @@ static int check_qkv(const char *in, const cd_st_file *f, const cd_st_tensor *t[
     for (int i = 0; i < 3; i++) {
         t[i] = cd_st_find(f, names[i]);
         if (!t[i]) {
-            cli_error(CMD, "input '%s' has no tensor '%s' (need q, k, v of shape [heads, tokens, "
-                      "head_dim])", in, names[i]);
+            cli_error(CMD,
+                      "input '%s' has no tensor '%s' (need q, k, v of shape [heads, tokens, "
+                      "head_dim])",
+                      in, names[i]);
             return CLI_BAD_INPUT;
         }
         if (t[i]->ndim != 3) {
-            cli_error(CMD, "tensor '%s' has rank %d (shape %s); need rank 3 [heads, tokens, "
-                      "head_dim]", names[i], t[i]->ndim, shape_str(t[i], a, sizeof a));
+            cli_error(CMD,
+                      "tensor '%s' has rank %d (shape %s); need rank 3 [heads, tokens, "
+                      "head_dim]",
+                      names[i], t[i]->ndim, shape_str(t[i], a, sizeof a));
             return CLI_BAD_INPUT;
         }
         if (t[i]->dtype != CD_DTYPE_F32 && t[i]->dtype != CD_DTYPE_BF16) {
-            cli_error(CMD, "tensor '%s' has dtype %s; need F32 or BF16", names[i],
-                      cd_dtype_name(t[i]->dtype));
+            cli_error(CMD, "tensor '%s' has dtype %s; need F32 or BF16", names[i], cd_dtype_name(t[i]->dtype));
             return CLI_BAD_INPUT;
         }
     }
     for (int i = 1; i < 3; i++) {
         if (t[i]->dtype != t[0]->dtype) {
-            cli_error(CMD, "q, k and v must share one dtype: q is %s but %s is %s",
-                      cd_dtype_name(t[0]->dtype), names[i], cd_dtype_name(t[i]->dtype));
+            cli_error(CMD, "q, k and v must share one dtype: q is %s but %s is %s", cd_dtype_name(t[0]->dtype),
+                      names[i], cd_dtype_name(t[i]->dtype));
             return CLI_BAD_INPUT;
         }
         if (memcmp(t[i]->shape, t[0]->shape, 3 * sizeof t[0]->shape[0])) {
-            cli_error(CMD, "q, k and v must share one shape: q is %s but %s is %s",
-                      shape_str(t[0], a, sizeof a), names[i], shape_str(t[i], b, sizeof b));
+            cli_error(CMD, "q, k and v must share one shape: q is %s but %s is %s", shape_str(t[0], a, sizeof a),
+                      names[i], shape_str(t[i], b, sizeof b));
             return CLI_BAD_INPUT;
         }
     }
-    if (t[0]->shape[0] < 1 || t[0]->shape[0] > INT32_MAX || t[0]->shape[2] < 1 ||
-        t[0]->shape[2] > INT32_MAX) {
-        cli_error(CMD, "q has shape %s; heads and head_dim must be >= 1",
-                  shape_str(t[0], a, sizeof a));
+    if (t[0]->shape[0] < 1 || t[0]->shape[0] > INT32_MAX || t[0]->shape[2] < 1 || t[0]->shape[2] > INT32_MAX) {
+        cli_error(CMD, "q has shape %s; heads and head_dim must be >= 1", shape_str(t[0], a, sizeof a));
         return CLI_BAD_INPUT;
     }
     return CLI_OK;
 }
 
 /* spatial_weight [DF, DF] in any float dtype cd_st_to_f32 converts; *out is malloc'ed. */
-static int load_spatial_weight(cd_ctx *ctx, const char *in, const cd_st_file *f, int32_t df,
-                               float **out) {
+static int load_spatial_weight(cd_ctx *ctx, const char *in, const cd_st_file *f, int32_t df, float **out) {
     const cd_st_tensor *t = cd_st_find(f, "spatial_weight");
     char a[96];
     if (!t) {
-        cli_error(CMD, "input '%s' has no tensor 'spatial_weight' (--down %d needs one of shape "
-                  "[%d, %d])", in, df, df, df);
+        cli_error(CMD,
+                  "input '%s' has no tensor 'spatial_weight' (--down %d needs one of shape "
+                  "[%d, %d])",
+                  in, df, df, df);
         return CLI_BAD_INPUT;
     }
     if (t->ndim != 2 || t->shape[0] != df || t->shape[1] != df) {
-        cli_error(CMD, "tensor 'spatial_weight' has shape %s; --down %d needs [%d, %d]",
-                  shape_str(t, a, sizeof a), df, df, df);
+        cli_error(CMD, "tensor 'spatial_weight' has shape %s; --down %d needs [%d, %d]", shape_str(t, a, sizeof a), df,
+                  df, df);
         return CLI_BAD_INPUT;
     }
     *out = malloc((size_t)df * (size_t)df * sizeof **out);
@@ -169,15 +170,14 @@ static double now_s(void) {
 }
 
 /* Computes and writes the output; the descriptor and inputs are already validated. */
-static int run_and_write(attn_job *j, const cd_attn_desc *d, cd_dtype dt,
-                         const cd_st_tensor *const t[3], const char *out, int reference,
-                         int quiet) {
+static int run_and_write(attn_job *j, const cd_attn_desc *d, cd_dtype dt, const cd_st_tensor *const t[3],
+                         const char *out, int reference, int quiet) {
     const size_t nh = (size_t)d->heads, hd = (size_t)d->head_dim;
     const size_t ntok = (size_t)d->text_len + (size_t)d->grid_h * (size_t)d->grid_w;
     const size_t in_bytes = (size_t)t[0]->nbytes; /* NH*N*HD*elt, checked by the reader */
     size_t o_elems, lse_elems;
-    if (__builtin_mul_overflow(nh * ntok, hd, &o_elems) ||
-        __builtin_mul_overflow(nh, ntok, &lse_elems) || o_elems > SIZE_MAX / sizeof(float)) {
+    if (__builtin_mul_overflow(nh * ntok, hd, &o_elems) || __builtin_mul_overflow(nh, ntok, &lse_elems) ||
+        o_elems > SIZE_MAX / sizeof(float)) {
         cli_error(CMD, "tensors too large for this machine");
         return CLI_RUNTIME;
     }
@@ -195,9 +195,8 @@ static int run_and_write(attn_job *j, const cd_attn_desc *d, cd_dtype dt,
     }
 
     const double t0 = now_s();
-    cd_status s = reference
-        ? cd_attention_reference(j->ctx, d, dt, j->q, j->k, j->v, j->sw, j->o, j->lse)
-        : cd_attention_forward(j->ctx, d, dt, j->q, j->k, j->v, j->sw, j->o, j->lse);
+    cd_status s = reference ? cd_attention_reference(j->ctx, d, dt, j->q, j->k, j->v, j->sw, j->o, j->lse)
+                            : cd_attention_forward(j->ctx, d, dt, j->q, j->k, j->v, j->sw, j->o, j->lse);
     const double secs = now_s() - t0;
     if (s) {
         cli_error(CMD, "%s", cd_ctx_error(j->ctx));
@@ -213,9 +212,15 @@ static int run_and_write(attn_job *j, const cd_attn_desc *d, cd_dtype dt,
     snprintf(dn, sizeof dn, "%d", d->down);
     snprintf(sc, sizeof sc, "%.9g", (double)scale);
     const char *isa = reference ? "none" : cd_isa_name(cd_ctx_isa(j->ctx));
-    const char *meta[] = {"grid", grid, "text_len", tl, "radius", rad, "down", dn, "scale", sc,
-                          "dtype", cd_dtype_name(dt), "kernel", reference ? "reference" : "forward",
-                          "isa", isa, "producer", "cleardit " CLEARDIT_VERSION};
+    const char *meta[] = {"grid",     grid,
+                          "text_len", tl,
+                          "radius",   rad,
+                          "down",     dn,
+                          "scale",    sc,
+                          "dtype",    cd_dtype_name(dt),
+                          "kernel",   reference ? "reference" : "forward",
+                          "isa",      isa,
+                          "producer", "cleardit " CLEARDIT_VERSION};
     cd_st_out outs[2] = {
         {"o", CD_DTYPE_F32, 3, {d->heads, (int64_t)ntok, d->head_dim}, j->o},
         {"lse", CD_DTYPE_F32, 2, {d->heads, (int64_t)ntok}, j->lse},
@@ -228,15 +233,18 @@ static int run_and_write(attn_job *j, const cd_attn_desc *d, cd_dtype dt,
 
     if (!quiet) {
         char mode[48];
-        if (d->radius == 0) snprintf(mode, sizeof mode, "dense");
-        else if (d->down >= 2) snprintf(mode, sizeof mode, "CLEAR r=%d d=%d", d->radius, d->down);
-        else snprintf(mode, sizeof mode, "CLEAR r=%d", d->radius);
+        if (d->radius == 0)
+            snprintf(mode, sizeof mode, "dense");
+        else if (d->down >= 2)
+            snprintf(mode, sizeof mode, "CLEAR r=%d d=%d", d->radius, d->down);
+        else
+            snprintf(mode, sizeof mode, "CLEAR r=%d", d->radius);
         const double gflop = cd_attn_flops(d) / 1e9;
         fprintf(stderr,
                 "cleardit attention: %d heads x %zu tokens (text %d + grid %dx%d) x %d, %s, %s, "
                 "%s/%s, %d threads: %.3f ms, %.2f GFLOP/s -> %s\n",
-                d->heads, ntok, d->text_len, d->grid_h, d->grid_w, d->head_dim, cd_dtype_name(dt),
-                mode, reference ? "reference" : "forward", isa, cd_ctx_threads(j->ctx), secs * 1e3,
+                d->heads, ntok, d->text_len, d->grid_h, d->grid_w, d->head_dim, cd_dtype_name(dt), mode,
+                reference ? "reference" : "forward", isa, cd_ctx_threads(j->ctx), secs * 1e3,
                 secs > 0 ? gflop / secs : 0.0, out);
     }
     return CLI_OK;
@@ -278,21 +286,21 @@ static int parse_args(int argc, char **argv, attn_args *a, int *help) {
     static const char *const required[] = {"--in", "--out", "--grid", "--text-len"};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!cli_find_opt(opts, nopts, required[i])->seen) {
-            cli_error(CMD, "missing required option %s (see 'cleardit attention --help')",
-                      required[i]);
+            cli_error(CMD, "missing required option %s (see 'cleardit attention --help')", required[i]);
             return CLI_BAD_INPUT;
         }
     int r = cli_parse_pair(grid, 1, 1 << 20, &a->gh, &a->gw);
     if (r) {
-        cli_error(CMD, r == -1 ? "invalid --grid '%s': expected HxW, e.g. 64x64"
-                               : "invalid --grid '%s': sides must be in 1..1048576", grid);
+        cli_error(CMD,
+                  r == -1 ? "invalid --grid '%s': expected HxW, e.g. 64x64"
+                          : "invalid --grid '%s': sides must be in 1..1048576",
+                  grid);
         return CLI_BAD_INPUT;
     }
     const int has_radius = cli_find_opt(opts, nopts, "--radius")->seen;
     const int has_down = cli_find_opt(opts, nopts, "--down")->seen;
     if (has_radius && a->radius <= 0) {
-        cli_error(CMD, "--radius must be >= 1 (omit it for dense attention), got %lld",
-                  (long long)a->radius);
+        cli_error(CMD, "--radius must be >= 1 (omit it for dense attention), got %lld", (long long)a->radius);
         return CLI_BAD_INPUT;
     }
     if (has_down && !has_radius) {
@@ -330,12 +338,12 @@ static int open_input(attn_job *j, const attn_args *a, cd_attn_desc *d, const cd
     }
     int rc = check_qkv(a->in, j->in, t);
     if (rc) return rc;
-    *d = (cd_attn_desc){(int32_t)t[0]->shape[0], (int32_t)t[0]->shape[2], (int32_t)a->text_len,
-                        (int32_t)a->gh, (int32_t)a->gw, (int32_t)a->radius, (int32_t)a->down, (float)a->scale};
+    *d = (cd_attn_desc){(int32_t)t[0]->shape[0], (int32_t)t[0]->shape[2], (int32_t)a->text_len, (int32_t)a->gh,
+                        (int32_t)a->gw,          (int32_t)a->radius,      (int32_t)a->down,     (float)a->scale};
     const int64_t want = a->text_len + a->gh * a->gw;
     if (t[0]->shape[1] != want) {
-        cli_error(CMD, "grid %lldx%lld + text %lld = %lld tokens but q has %lld", (long long)a->gh,
-                  (long long)a->gw, (long long)a->text_len, (long long)want, (long long)t[0]->shape[1]);
+        cli_error(CMD, "grid %lldx%lld + text %lld = %lld tokens but q has %lld", (long long)a->gh, (long long)a->gw,
+                  (long long)a->text_len, (long long)want, (long long)t[0]->shape[1]);
         return CLI_BAD_INPUT;
     }
     if (cd_attn_validate(j->ctx, d)) { /* head counts, divisibility by --down, ... */

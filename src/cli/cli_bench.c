@@ -69,7 +69,9 @@ static int cmp_d(const void *a, const void *b) {
 static void fill(void *p, size_t n, int bf16, uint64_t seed) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
     for (size_t i = 0; i < n; i++) {
-        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
         float x = (float)((double)((s * 0x2545F4914F6CDD1Dull) >> 40) / 8388608.0 - 1.0);
         if (bf16) {
             uint32_t u;
@@ -125,9 +127,13 @@ static int run_case_cpu(const bench_cfg *c, const cd_attn_desc *d, bench_row *ro
     float *o = malloc(n * sizeof(float)), *lse = malloc((size_t)c->heads * N * sizeof(float));
     float sw[64 * 64];
     if (!q || !k || !v || !o || !lse) {
-        free(q); free(k); free(v); free(o); free(lse);
-        cli_error("bench", "out of memory for a %lldx%lld grid (%zu MB of inputs)",
-                  (long long)row->H, (long long)row->W, 4 * n * es >> 20);
+        free(q);
+        free(k);
+        free(v);
+        free(o);
+        free(lse);
+        cli_error("bench", "out of memory for a %lldx%lld grid (%zu MB of inputs)", (long long)row->H,
+                  (long long)row->W, 4 * n * es >> 20);
         return CLI_RUNTIME;
     }
     /* touch the outputs so that first-touch page faults are not timed (a non-zero pattern: the
@@ -143,14 +149,18 @@ static int run_case_cpu(const bench_cfg *c, const cd_attn_desc *d, bench_row *ro
         row->gflop = cd_attn_flops(d) * 1e-9;
         row->gflops = row->gflop / row->seconds;
     }
-    free(q); free(k); free(v); free(o); free(lse);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(lse);
     return rc;
 }
 
 /* Times one case; returns 0 on success, else prints the library's error. */
 static int run_case(const bench_cfg *c, bench_row *row) {
-    cd_attn_desc d = {(int32_t)c->heads, (int32_t)c->hd, (int32_t)c->T, (int32_t)row->H,
-                      (int32_t)row->W, (int32_t)row->r, (int32_t)row->down, 0.0f};
+    cd_attn_desc d = {(int32_t)c->heads, (int32_t)c->hd,  (int32_t)c->T,      (int32_t)row->H,
+                      (int32_t)row->W,   (int32_t)row->r, (int32_t)row->down, 0.0f};
     if (cd_attn_validate(c->ctx, &d) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(c->ctx));
         return CLI_BAD_INPUT;
@@ -172,8 +182,8 @@ typedef struct {
 /* Parses and checks the flags; with --help prints the usage and sets *help. Returns CLI_OK or
  * CLI_BAD_INPUT (the error printed). */
 static int attn_parse(int argc, char **argv, attn_opts *o, int *help) {
-    *o = (attn_opts){.heads = 24, .hd = 128, .T = 512, .maxg = 128, .radius = -1, .budget = 8.0,
-                     .isa_s = "auto", .dtype_s = "f32"};
+    *o = (attn_opts){
+        .heads = 24, .hd = 128, .T = 512, .maxg = 128, .radius = -1, .budget = 8.0, .isa_s = "auto", .dtype_s = "f32"};
     const char *device_s = NULL;
     cli_opt opts[] = {
         {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
@@ -192,16 +202,19 @@ static int attn_parse(int argc, char **argv, attn_opts *o, int *help) {
         {"--down", CLI_OPT_INT, &o->down, 1, 64, 0, 0, 0},
         {"--repeat", CLI_OPT_INT, &o->repeat, 1, 64, 0, 0, 0},
     };
-    if (cli_parse_flags("bench", argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0], help))
-        return CLI_BAD_INPUT;
+    if (cli_parse_flags("bench", argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0], help)) return CLI_BAD_INPUT;
     if (*help) {
         fputs(k_usage, stdout);
         return CLI_OK;
     }
-    if (!strcmp(o->isa_s, "auto")) o->isa = CD_ISA_AUTO;
-    else if (!strcmp(o->isa_s, "generic")) o->isa = CD_ISA_GENERIC;
-    else if (!strcmp(o->isa_s, "avx2")) o->isa = CD_ISA_AVX2;
-    else if (!strcmp(o->isa_s, "avx512")) o->isa = CD_ISA_AVX512;
+    if (!strcmp(o->isa_s, "auto"))
+        o->isa = CD_ISA_AUTO;
+    else if (!strcmp(o->isa_s, "generic"))
+        o->isa = CD_ISA_GENERIC;
+    else if (!strcmp(o->isa_s, "avx2"))
+        o->isa = CD_ISA_AVX2;
+    else if (!strcmp(o->isa_s, "avx512"))
+        o->isa = CD_ISA_AVX512;
     else {
         cli_error("bench", "--isa must be auto, generic, avx2 or avx512 (got '%s')", o->isa_s);
         return CLI_BAD_INPUT;
@@ -256,8 +269,8 @@ static void attn_print_header(const attn_opts *o, const bench_cfg *c, double pea
         printf("device: %s; bf16 tensor peak %.1f TFLOP/s\n\n", cd_device_desc(c->ctx, CD_DEVICE_CUDA), peak * 1e-3);
     else
         printf("measured fp32 FMA peak: %.1f GFLOP/s\n\n", peak);
-    printf("%-9s %8s %-7s %10s %10s %9s %7s %9s\n", "grid", "tokens", "mode", "time ms", "GFLOP",
-           "GFLOP/s", "%peak", "vs dense");
+    printf("%-9s %8s %-7s %10s %10s %9s %7s %9s\n", "grid", "tokens", "mode", "time ms", "GFLOP", "GFLOP/s", "%peak",
+           "vs dense");
     fflush(stdout);
 }
 
@@ -266,8 +279,10 @@ static void attn_print_row(const bench_row *rows, int i, int64_t T, double peak)
     const bench_row *r = &rows[i];
     char grid[32], mode[16], speed[16] = "";
     snprintf(grid, sizeof grid, "%lldx%lld", (long long)r->H, (long long)r->W);
-    if (r->r) snprintf(mode, sizeof mode, r->down ? "r=%lld/d%lld" : "r=%lld", (long long)r->r, (long long)r->down);
-    else snprintf(mode, sizeof mode, "dense");
+    if (r->r)
+        snprintf(mode, sizeof mode, r->down ? "r=%lld/d%lld" : "r=%lld", (long long)r->r, (long long)r->down);
+    else
+        snprintf(mode, sizeof mode, "dense");
     for (int j = i - 1; j >= 0; j--) /* speedup against this grid's dense row */
         if (rows[j].H == r->H && rows[j].W == r->W && rows[j].r == 0 && !rows[j].skipped && r->r)
             snprintf(speed, sizeof speed, "%.2fx", rows[j].seconds / r->seconds);
@@ -275,16 +290,17 @@ static void attn_print_row(const bench_row *rows, int i, int64_t T, double peak)
         printf("%-9s %8lld %-7s %10s   (skipped: ~%.0f s estimated, over --budget)\n", grid,
                (long long)(T + r->H * r->W), mode, "-", r->est);
     else
-        printf("%-9s %8lld %-7s %10.1f %10.1f %9.1f %6.1f%% %9s\n", grid, (long long)(T + r->H * r->W),
-               mode, r->seconds * 1e3, r->gflop, r->gflops, 100.0 * r->gflops / peak, speed);
+        printf("%-9s %8lld %-7s %10.1f %10.1f %9.1f %6.1f%% %9s\n", grid, (long long)(T + r->H * r->W), mode,
+               r->seconds * 1e3, r->gflop, r->gflops, 100.0 * r->gflops / peak, speed);
     fflush(stdout);
 }
 
 static void attn_print_json(const attn_opts *o, const bench_cfg *c, double peak, const bench_row *rows, int nrows) {
-    printf("{\"device\": \"%s\", \"heads\": %lld, \"head_dim\": %lld, \"text_len\": %lld, \"dtype\": \"%s\", \"threads\": %d, "
+    printf("{\"device\": \"%s\", \"heads\": %lld, \"head_dim\": %lld, \"text_len\": %lld, \"dtype\": \"%s\", "
+           "\"threads\": %d, "
            "\"isa\": \"%s\", \"%s\": %.3f, \"rows\": [",
-           cd_device_desc(c->ctx, (cd_device)o->dev), (long long)o->heads, (long long)o->hd, (long long)o->T, o->dtype_s,
-           cd_ctx_threads(c->ctx), cd_isa_name(cd_ctx_isa(c->ctx)),
+           cd_device_desc(c->ctx, (cd_device)o->dev), (long long)o->heads, (long long)o->hd, (long long)o->T,
+           o->dtype_s, cd_ctx_threads(c->ctx), cd_isa_name(cd_ctx_isa(c->ctx)),
            o->dev == CD_DEVICE_CUDA ? "bf16_peak_gflops" : "fma_peak_gflops", peak);
     for (int i = 0; i < nrows; i++) {
         const bench_row *r = &rows[i];
@@ -330,16 +346,16 @@ static int bench_attention(int argc, char **argv) {
     bench_cfg c;
     int help = 0, rc = attn_parse(argc, argv, &o, &help);
     if (rc || help || (rc = attn_open(&o, &c))) return rc;
-    const double peak = o.dev == CD_DEVICE_CUDA ? cd_device_peak_flops(c.ctx, CD_DEVICE_CUDA) * 1e-9
-                                                : cd_measure_fma_peak(c.ctx, 0.3);
+    const double peak =
+        o.dev == CD_DEVICE_CUDA ? cd_device_peak_flops(c.ctx, CD_DEVICE_CUDA) * 1e-9 : cd_measure_fma_peak(c.ctx, 0.3);
     bench_row rows[64];
     const int nrows = attn_cases(&o, rows);
     if (!o.json) attn_print_header(&o, &c, peak);
     double rate = 0; /* last measured useful GFLOP/s, for estimates */
     for (int i = 0; i < nrows && rc == CLI_OK; i++) {
         bench_row *r = &rows[i];
-        cd_attn_desc d = {(int32_t)o.heads, (int32_t)o.hd, (int32_t)o.T, (int32_t)r->H, (int32_t)r->W,
-                          (int32_t)r->r, (int32_t)r->down, 0};
+        cd_attn_desc d = {(int32_t)o.heads, (int32_t)o.hd, (int32_t)o.T,     (int32_t)r->H,
+                          (int32_t)r->W,    (int32_t)r->r, (int32_t)r->down, 0};
         r->est = rate > 0 ? cd_attn_flops(&d) * 1e-9 / rate : 0;
         if (!o.grid_s && r->est > o.budget) {
             r->skipped = 1;
@@ -354,10 +370,10 @@ static int bench_attention(int argc, char **argv) {
     return rc;
 }
 
-int bench_forward(int argc, char **argv); /* cli_bench_fwd.c */
+int bench_forward(int argc, char **argv);    /* cli_bench_fwd.c */
 extern const char cli_bench_forward_usage[]; /* cli_bench_fwd.c: starts with a blank line */
-int bench_generate(int argc, char **argv); /* cli_bench_gen.c */
-int bench_parallel(int argc, char **argv); /* cli_bench_par.c */
+int bench_generate(int argc, char **argv);   /* cli_bench_gen.c */
+int bench_parallel(int argc, char **argv);   /* cli_bench_par.c */
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "attention")) return bench_attention(argc, argv);
@@ -368,9 +384,12 @@ int cmd_bench(int argc, char **argv) {
         fputs(k_usage, stdout);
         fputs(cli_bench_forward_usage, stdout);
         fputs("\nusage: cleardit bench generate [options]   (see 'cleardit bench generate --help')\n", stdout);
-        fputs("usage: scripts/mpirun.sh -np P cleardit bench parallel [options]   (see 'cleardit bench parallel --help')\n", stdout);
+        fputs("usage: scripts/mpirun.sh -np P cleardit bench parallel [options]   (see 'cleardit bench parallel "
+              "--help')\n",
+              stdout);
         return CLI_OK;
     }
-    cli_error("bench", "expected a benchmark name: attention, forward, generate or parallel (see 'cleardit bench --help')");
+    cli_error("bench",
+              "expected a benchmark name: attention, forward, generate or parallel (see 'cleardit bench --help')");
     return CLI_BAD_INPUT;
 }

@@ -63,18 +63,13 @@ static int fwd_parse(int argc, char **argv, fwd_opts *o, int *help) {
     *o = (fwd_opts){.nd = 1, .ns = 1, .T = 512, .dtype_s = "bf16"};
     const char *grids_s = "32,64", *radii_s = "8,16,32", *device_s = NULL;
     cli_opt opts[] = {
-        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},
-        {"--json", CLI_OPT_SWITCH, &o->json, 0, 0, 0, 0, 0},
-        {"--grids", CLI_OPT_STRING, &grids_s, 0, 0, 0, 0, 0},
-        {"--radii", CLI_OPT_STRING, &radii_s, 0, 0, 0, 0, 0},
-        {"--double", CLI_OPT_INT, &o->nd, 0, 19, 0, 0, 0},
-        {"--single", CLI_OPT_INT, &o->ns, 0, 38, 0, 0, 0},
-        {"--dtype", CLI_OPT_STRING, &o->dtype_s, 0, 0, 0, 0, 0},
-        {"--text-len", CLI_OPT_INT, &o->T, 0, 4096, 0, 0, 0},
+        {"--device", CLI_OPT_STRING, &device_s, 0, 0, 0, 0, 0},    {"--json", CLI_OPT_SWITCH, &o->json, 0, 0, 0, 0, 0},
+        {"--grids", CLI_OPT_STRING, &grids_s, 0, 0, 0, 0, 0},      {"--radii", CLI_OPT_STRING, &radii_s, 0, 0, 0, 0, 0},
+        {"--double", CLI_OPT_INT, &o->nd, 0, 19, 0, 0, 0},         {"--single", CLI_OPT_INT, &o->ns, 0, 38, 0, 0, 0},
+        {"--dtype", CLI_OPT_STRING, &o->dtype_s, 0, 0, 0, 0, 0},   {"--text-len", CLI_OPT_INT, &o->T, 0, 4096, 0, 0, 0},
         {"--threads", CLI_OPT_INT, &o->threads, 1, 4096, 0, 0, 0},
     };
-    if (cli_parse_flags("bench", argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0], help))
-        return CLI_BAD_INPUT;
+    if (cli_parse_flags("bench", argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0], help)) return CLI_BAD_INPUT;
     if (*help) {
         fputs(cli_bench_forward_usage + 1, stdout);
         return CLI_OK;
@@ -99,7 +94,13 @@ static int fwd_parse(int argc, char **argv, fwd_opts *o, int *help) {
 static void fwd_free(fwd_bench *b) {
     cd_flux_free(b->m);
     cd_ctx_free(b->ctx);
-    free(b->img); free(b->txt); free(b->ids); free(b->tids); free(b->pooled); free(b->out); free(b->bsec);
+    free(b->img);
+    free(b->txt);
+    free(b->ids);
+    free(b->tids);
+    free(b->pooled);
+    free(b->out);
+    free(b->bsec);
 }
 
 /* The context on its device, the inputs, and a FLUX.1-width model with random weights for the
@@ -134,7 +135,8 @@ static int fwd_setup(const fwd_opts *o, fwd_bench *b) {
                 (long long)o->nd, (long long)o->ns);
     if (cd_flux_random(b->ctx, &cfg, strcmp(o->dtype_s, "bf16") ? CD_DTYPE_F32 : CD_DTYPE_BF16, axes, 10000.0, 42,
                        &b->m) != CD_OK ||
-        cd_flux_set_device(b->ctx, b->m, (cd_device)o->dev) != CD_OK || cd_flux_reserve(b->ctx, b->m, b->Nmax) != CD_OK) {
+        cd_flux_set_device(b->ctx, b->m, (cd_device)o->dev) != CD_OK ||
+        cd_flux_reserve(b->ctx, b->m, b->Nmax) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(b->ctx));
         return CLI_RUNTIME;
     }
@@ -147,9 +149,11 @@ static int fwd_setup(const fwd_opts *o, fwd_bench *b) {
 /* The table's header, or the JSON object's opening. */
 static void fwd_print_header(const fwd_opts *o, const fwd_bench *b) {
     if (o->json) {
-        printf("{\"device\": \"%s\", \"double_blocks\": %lld, \"single_blocks\": %lld, \"dtype\": \"%s\", \"text_len\": %lld, "
-               "\"threads\": %d, \"rows\": [", cd_device_desc(b->ctx, (cd_device)o->dev), (long long)o->nd,
-               (long long)o->ns, o->dtype_s, (long long)o->T, cd_ctx_threads(b->ctx));
+        printf("{\"device\": \"%s\", \"double_blocks\": %lld, \"single_blocks\": %lld, \"dtype\": \"%s\", "
+               "\"text_len\": %lld, "
+               "\"threads\": %d, \"rows\": [",
+               cd_device_desc(b->ctx, (cd_device)o->dev), (long long)o->nd, (long long)o->ns, o->dtype_s,
+               (long long)o->T, cd_ctx_threads(b->ctx));
         return;
     }
     printf("cleardit bench forward: FLUX.1 width (3072 hidden, 24 x 128, mlp 12288), %lld double + %lld single "
@@ -164,8 +168,8 @@ static void fwd_print_header(const fwd_opts *o, const fwd_bench *b) {
 
 /* One forward of a GxG grid at radius r (0 = dense), block times into bsec when not NULL. */
 static int fwd_run(const fwd_opts *o, fwd_bench *b, int64_t G, int64_t r, double *bsec) {
-    cd_flux_run_params p = {b->img, b->txt, b->pooled, b->ids, b->tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)o->T,
-                            (int32_t)G, (int32_t)G, (int32_t)r, 0, bsec, 0, 0};
+    cd_flux_run_params p = {b->img,        b->txt,     b->pooled,  b->ids,     b->tids, 0.5f, 3.5f, (int32_t)(G * G),
+                            (int32_t)o->T, (int32_t)G, (int32_t)G, (int32_t)r, 0,       bsec, 0,    0};
     if (cd_flux_run(b->ctx, b->m, &p, b->out) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(b->ctx));
         return CLI_RUNTIME;
@@ -196,8 +200,9 @@ static void fwd_print_row(const fwd_opts *o, int64_t G, int64_t r, const fwd_tim
     if (o->json) {
         printf("%s{\"grid\": %lld, \"tokens\": %lld, \"radius\": %lld, \"double_s\": %.6f, \"single_s\": %.6f, "
                "\"linear_s\": %.6f, \"attention_s\": %.6f, \"other_s\": %.6f, \"full_model_s\": %.6f, "
-               "\"speedup_vs_dense\": %.4f}", first ? "" : ", ", (long long)G, tokens, (long long)r,
-               t->td, t->ts, t->tl, t->ta, t->to, t->full, dense_total / t->full);
+               "\"speedup_vs_dense\": %.4f}",
+               first ? "" : ", ", (long long)G, tokens, (long long)r, t->td, t->ts, t->tl, t->ta, t->to, t->full,
+               dense_total / t->full);
         return;
     }
     char grid[32], mode[16], sp[16] = "";

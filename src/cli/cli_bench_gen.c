@@ -45,10 +45,12 @@ static const char *k_usage =
     "  --budget S          part 2: skip dense where attention is estimated above S s/step (default 60)\n"
     "  --threads N         threads (default: all cores)\n";
 
-
 enum { TINY_T = 16, FLUX_T = 512 }; /* text tokens of part 2's tiny model and of part 1 */
 
-typedef struct { double step_sum, last, decode; int steps; } timing;
+typedef struct {
+    double step_sum, last, decode;
+    int steps;
+} timing;
 
 static void on_step(void *user, int step, int steps, double el) {
     timing *t = user;
@@ -70,17 +72,17 @@ typedef struct {
 
 /* The models and buffers of both parts (NULL until set up). */
 typedef struct {
-    cd_flux_model *m, *tm;    /* FLUX.1 width; tiny */
-    cd_ae_decoder *ae, *tae;  /* FLUX widths (NULL with --no-ae); narrow */
-    float *img;               // [Lmax, 64]
-    float *txt;               // [512, 4096]
-    float *pooled;            // [768]
-    float *ids;               // [Lmax, 3]
-    float *tids;              // [512, 3] (zeros)
-    float *out;               // [Lmax, 64]
-    float *z;                 // [16, S/8, S/8] latents of the size being decoded
-    float *dec;               // [3, S, S]
-    double *bsec;             // [nd + ns] seconds per block
+    cd_flux_model *m, *tm;              /* FLUX.1 width; tiny */
+    cd_ae_decoder *ae, *tae;            /* FLUX widths (NULL with --no-ae); narrow */
+    float *img;                         // [Lmax, 64]
+    float *txt;                         // [512, 4096]
+    float *pooled;                      // [768]
+    float *ids;                         // [Lmax, 3]
+    float *tids;                        // [512, 3] (zeros)
+    float *out;                         // [Lmax, 64]
+    float *z;                           // [16, S/8, S/8] latents of the size being decoded
+    float *dec;                         // [3, S, S]
+    double *bsec;                       // [nd + ns] seconds per block
     float ttxt[TINY_T * 64], tpool[32]; /* the tiny model's text [TINY_T, 64] and pooled vector */
 } gen_state;
 
@@ -123,8 +125,15 @@ static int gen_parse(int argc, char **argv, gen_opts *o, int *help) {
 }
 
 static void gen_free(gen_state *s) {
-    free(s->img); free(s->txt); free(s->pooled); free(s->ids); free(s->tids); free(s->out); free(s->z);
-    free(s->dec); free(s->bsec);
+    free(s->img);
+    free(s->txt);
+    free(s->pooled);
+    free(s->ids);
+    free(s->tids);
+    free(s->out);
+    free(s->z);
+    free(s->dec);
+    free(s->bsec);
     cd_flux_free(s->m);
     cd_flux_free(s->tm);
     cd_ae_decoder_free(s->ae);
@@ -173,8 +182,8 @@ static int width_setup(cd_ctx *ctx, const gen_opts *o, gen_state *s) {
 static int flux_step(cd_ctx *ctx, const gen_opts *o, gen_state *s, int64_t G, int64_t r, double *per_step) {
     const int64_t T = FLUX_T;
     cd_flux_img_ids(ctx, (size_t)G, (size_t)G, s->ids);
-    cd_flux_run_params p = {s->img, s->txt, s->pooled, s->ids, s->tids, 0.5f, 3.5f, (int32_t)(G * G), (int32_t)T,
-                            (int32_t)G, (int32_t)G, (int32_t)r, 0, s->bsec, 0, 0};
+    cd_flux_run_params p = {s->img,     s->txt,     s->pooled,  s->ids,     s->tids, 0.5f,    3.5f, (int32_t)(G * G),
+                            (int32_t)T, (int32_t)G, (int32_t)G, (int32_t)r, 0,       s->bsec, 0,    0};
     const double t0 = cli_now();
     if (cd_flux_run(ctx, s->m, &p, s->out) != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(ctx));
@@ -233,8 +242,10 @@ static void width_print_row(const gen_opts *o, int i, double dense, double clear
         return;
     }
     char dbuf[32];
-    if (decode >= 0) snprintf(dbuf, sizeof dbuf, "%10.2f", decode);
-    else snprintf(dbuf, sizeof dbuf, "%10s", "-");
+    if (decode >= 0)
+        snprintf(dbuf, sizeof dbuf, "%10.2f", decode);
+    else
+        snprintf(dbuf, sizeof dbuf, "%10s", "-");
     printf("%-10lld %8lld %12.2f %12.2f %8.2fx %s %14.1f %14.1f\n", (long long)S, (long long)(G * G), dense, clear,
            dense / clear, dbuf, di, ci);
     fflush(stdout);

@@ -37,15 +37,16 @@ static const char *k_usage =
     "  --link-gbs X       link bandwidth per direction for the 8-GPU model, GB/s (default 450)\n"
     "  --json             one JSON object (rank 0) instead of the table\n";
 
-
-
 /* Halo rows rank i of P receives for an H-row grid (bands as cd_flux_set_parallel splits them). */
 static int64_t halo_rows(int64_t H, int P, int i, int64_t r) {
     const int64_t y0 = i * H / P, y1 = (i + 1) * H / P, h = r - 1;
     return (y0 < h ? y0 : h) + (H - y1 < h ? H - y1 : h);
 }
 
-typedef struct { double t, wait; uint64_t sent, recv; } rank_stat;
+typedef struct {
+    double t, wait;
+    uint64_t sent, recv;
+} rank_stat;
 
 /* The flags of `bench parallel`, checked. */
 typedef struct {
@@ -61,12 +62,12 @@ typedef struct {
     cd_flux_model *m;
     cd_flux_config cfg;
     int P, rank, cores, threads;
-    float *img;    // [L, 64]
-    float *txt;    // [T + 1, 256]
-    float *pooled; // [64]
-    float *ids;    // [L, 3]
-    float *tids;   // [T + 1, 3] (zeros)
-    float *out;    // [L, 64]
+    float *img;     // [L, 64]
+    float *txt;     // [T + 1, 256]
+    float *pooled;  // [64]
+    float *ids;     // [L, 3]
+    float *tids;    // [T + 1, 3] (zeros)
+    float *out;     // [L, 64]
     rank_stat *all; /* [P] every rank's numbers */
 } par_bench;
 
@@ -91,8 +92,10 @@ static int par_parse(int argc, char **argv, par_opts *o, int *help) {
         return CLI_OK;
     }
     if (o->D % 128 || o->nd + o->ns < 1 || cli_parse_parallel("bench", "patch", text_s, &o->mode)) {
-        if (o->D % 128) cli_error("bench", "--hidden must be a multiple of 128 (heads of 128)");
-        else if (o->nd + o->ns < 1) cli_error("bench", "need at least one block");
+        if (o->D % 128)
+            cli_error("bench", "--hidden must be a multiple of 128 (heads of 128)");
+        else if (o->nd + o->ns < 1)
+            cli_error("bench", "need at least one block");
         return CLI_BAD_INPUT;
     }
     return CLI_OK;
@@ -100,7 +103,13 @@ static int par_parse(int argc, char **argv, par_opts *o, int *help) {
 
 static void par_free(par_bench *b, int rc) {
     cd_flux_free(b->m);
-    free(b->img); free(b->txt); free(b->pooled); free(b->ids); free(b->tids); free(b->out); free(b->all);
+    free(b->img);
+    free(b->txt);
+    free(b->pooled);
+    free(b->ids);
+    free(b->tids);
+    free(b->out);
+    free(b->all);
     cli_parallel_end(b->comm, rc);
     cd_ctx_free(b->ctxp);
     cd_ctx_free(b->ctx1);
@@ -122,8 +131,17 @@ static int par_setup(const par_opts *o, par_bench *b) {
     b->cores = cd_ctx_threads(b->ctx1);
     /* ranks share the machine: cores / P threads each (the one-process run gets them all) */
     cp.threads = b->threads = b->cores / b->P > 0 ? b->cores / b->P : 1;
-    b->cfg = (cd_flux_config){(int32_t)o->D, (int32_t)(o->D / 128), 128, (int32_t)o->nd, (int32_t)o->ns, 64, 64, 256,
-                              64, (int32_t)(4 * o->D), 1};
+    b->cfg = (cd_flux_config){(int32_t)o->D,
+                              (int32_t)(o->D / 128),
+                              128,
+                              (int32_t)o->nd,
+                              (int32_t)o->ns,
+                              64,
+                              64,
+                              256,
+                              64,
+                              (int32_t)(4 * o->D),
+                              1};
     const int axes[3] = {16, 56, 56};
     const size_t L = (size_t)(o->G * o->G);
     b->img = malloc(L * 64 * 4);
@@ -204,16 +222,17 @@ static par_report par_summarize(const par_opts *o, const par_bench *b, double t1
     }
     /* the geometry's count, f32: K and V halo rows; pooled keys none (down 0); the text
      * partials [NH][T][HD + 1] to every other rank; the output bands [L/P][64] */
-    for (int i = 0; i < P; i++) q.halo += (uint64_t)halo_rows(o->G, P, i, o->r) * (uint64_t)o->G * (uint64_t)o->D * 2 * 4;
+    for (int i = 0; i < P; i++)
+        q.halo += (uint64_t)halo_rows(o->G, P, i, o->r) * (uint64_t)o->G * (uint64_t)o->D * 2 * 4;
     q.text = (uint64_t)P * (uint64_t)(P - 1) * (uint64_t)q.NH * (uint64_t)o->T * 129 * 4;
     q.outb = (uint64_t)(P - 1) * L * 64 * 4;
     q.allgather = (uint64_t)P * (uint64_t)(P - 1) * ((L + (size_t)o->T) / (size_t)P) * (uint64_t)o->D * 2 * 4;
     /* 8 GPUs, FLUX.1 at 8192^2: bf16 K/V, 3072 wide, 57 layers, r = this --radius */
     const double W8 = 512, D8 = 3072, N8 = 512.0 + 512 * 512;
-    q.halo8 = 2.0 * (double)(o->r - 1) * W8 * D8 * 2 * 2;        /* per interior rank, per layer */
-    q.text8 = 7.0 * 24 * 512 * 129 * 4;                          /* text partials from 7 peers */
-    q.ag8 = 7.0 / 8.0 * N8 * D8 * 2 * 2;                         /* all-gather of K/V */
-    q.comp8 = 10.39 / 8.0;                                       /* s per step per GPU (H200, r = 8) */
+    q.halo8 = 2.0 * (double)(o->r - 1) * W8 * D8 * 2 * 2; /* per interior rank, per layer */
+    q.text8 = 7.0 * 24 * 512 * 129 * 4;                   /* text partials from 7 peers */
+    q.ag8 = 7.0 / 8.0 * N8 * D8 * 2 * 2;                  /* all-gather of K/V */
+    q.comp8 = 10.39 / 8.0;                                /* s per step per GPU (H200, r = 8) */
     return q;
 }
 
@@ -239,8 +258,8 @@ static void par_print_text(const par_opts *o, const par_bench *b, const par_repo
     printf("  forward: one process %.3f s, %d processes %.3f s: %.2fx; waiting %.3f s (%.1f%% of the time)\n", q->t1,
            b->P, q->tp, q->t1 / q->tp, q->wait, 100.0 * q->wait / q->tp);
     printf("  bytes sent per forward, all ranks: measured %.2f MB; geometry: K/V halos %.2f MB + text partials "
-           "%.2f MB + output bands %.2f MB\n", q->sent / 1e6, q->halo * (double)q->layers / 1e6,
-           q->text * (double)q->layers / 1e6, q->outb / 1e6);
+           "%.2f MB + output bands %.2f MB\n",
+           q->sent / 1e6, q->halo * (double)q->layers / 1e6, q->text * (double)q->layers / 1e6, q->outb / 1e6);
     printf("  per layer: halos %.2f MB vs an all-gather of K/V %.2f MB (%.1f%%)\n", q->halo / 1e6, q->allgather / 1e6,
            q->allgather ? 100.0 * q->halo / q->allgather : 0.0);
     printf("  model, FLUX.1 at 8192^2 on 8 GPUs (bf16, r = %lld, %.0f GB/s links): per rank and layer %.1f MB of "
@@ -253,8 +272,9 @@ static void par_print_text(const par_opts *o, const par_bench *b, const par_repo
 /* Both timings and the gather of every rank's numbers; rank 0 prints. A rank whose model check
  * fails stops with rc unchanged (the failing rank's abort ends the job). */
 static int par_run(const par_opts *o, par_bench *b) {
-    const cd_flux_run_params p = {b->img, b->txt, b->pooled, b->ids, b->tids, 0.5f, 3.5f, (int32_t)(o->G * o->G),
-                                  (int32_t)o->T, (int32_t)o->G, (int32_t)o->G, (int32_t)o->r, 0, NULL, 0, 0};
+    const cd_flux_run_params p = {
+        b->img,        b->txt,        b->pooled,     b->ids,        b->tids, 0.5f, 3.5f, (int32_t)(o->G * o->G),
+        (int32_t)o->T, (int32_t)o->G, (int32_t)o->G, (int32_t)o->r, 0,       NULL, 0,    0};
     double t1 = 0;
     rank_stat mine = {0, 0, 0, 0};
     int rc = b->rank == 0 ? par_time_one(o, b, &p, &t1) : CLI_OK;
@@ -271,8 +291,10 @@ static int par_run(const par_opts *o, par_bench *b) {
     }
     if (b->rank == 0) {
         const par_report q = par_summarize(o, b, t1);
-        if (o->json) par_print_json(o, b, &q);
-        else par_print_text(o, b, &q);
+        if (o->json)
+            par_print_json(o, b, &q);
+        else
+            par_print_text(o, b, &q);
     }
     return CLI_OK;
 }

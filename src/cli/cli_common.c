@@ -78,44 +78,42 @@ const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name)
 static int set_value(const char *cmd, cli_opt *o, const char *val) {
     int r;
     switch (o->kind) {
-    case CLI_OPT_INT:
-        r = cli_parse_i64(val, o->lo, o->hi, (int64_t *)o->dst);
-        if (r == -1) {
-            cli_error(cmd, "invalid value '%s' for %s: expected an integer", val, o->name);
-            return CLI_BAD_INPUT;
-        }
-        if (r == -2) {
-            cli_error(cmd, "value '%s' for %s is out of range (%lld..%lld)", val, o->name,
-                      (long long)o->lo, (long long)o->hi);
-            return CLI_BAD_INPUT;
-        }
-        break;
-    case CLI_OPT_FLOAT:
-        r = cli_parse_f64(val, o->flo, o->fhi, (double *)o->dst);
-        if (r == -1) {
-            cli_error(cmd, "invalid value '%s' for %s: expected a number", val, o->name);
-            return CLI_BAD_INPUT;
-        }
-        if (r == -2) {
-            cli_error(cmd, "value '%s' for %s is out of range (%g..%g)", val, o->name, o->flo,
-                      o->fhi);
-            return CLI_BAD_INPUT;
-        }
-        break;
-    case CLI_OPT_STRING:
-        if (!*val) {
-            cli_error(cmd, "empty value for %s", o->name);
-            return CLI_BAD_INPUT;
-        }
-        *(const char **)o->dst = val;
-        break;
-    case CLI_OPT_SWITCH: break;
+        case CLI_OPT_INT:
+            r = cli_parse_i64(val, o->lo, o->hi, (int64_t *)o->dst);
+            if (r == -1) {
+                cli_error(cmd, "invalid value '%s' for %s: expected an integer", val, o->name);
+                return CLI_BAD_INPUT;
+            }
+            if (r == -2) {
+                cli_error(cmd, "value '%s' for %s is out of range (%lld..%lld)", val, o->name, (long long)o->lo,
+                          (long long)o->hi);
+                return CLI_BAD_INPUT;
+            }
+            break;
+        case CLI_OPT_FLOAT:
+            r = cli_parse_f64(val, o->flo, o->fhi, (double *)o->dst);
+            if (r == -1) {
+                cli_error(cmd, "invalid value '%s' for %s: expected a number", val, o->name);
+                return CLI_BAD_INPUT;
+            }
+            if (r == -2) {
+                cli_error(cmd, "value '%s' for %s is out of range (%g..%g)", val, o->name, o->flo, o->fhi);
+                return CLI_BAD_INPUT;
+            }
+            break;
+        case CLI_OPT_STRING:
+            if (!*val) {
+                cli_error(cmd, "empty value for %s", o->name);
+                return CLI_BAD_INPUT;
+            }
+            *(const char **)o->dst = val;
+            break;
+        case CLI_OPT_SWITCH: break;
     }
     return CLI_OK;
 }
 
-int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
-                    int *help) {
+int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help) {
     return cli_parse_args(cmd, argc, argv, opts, nopts, help, NULL, 0, NULL);
 }
 
@@ -132,8 +130,8 @@ int cli_parse_flags_o(const char *cmd, int argc, char **argv, cli_opt *opts, siz
     return rc;
 }
 
-int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help,
-                   const char **pos, int max_pos, int *npos) {
+int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help, const char **pos,
+                   int max_pos, int *npos) {
     *help = 0;
     if (npos) *npos = 0;
     int only_pos = 0;
@@ -208,8 +206,8 @@ int cli_check_output_path(const char *cmd, const char *out) {
     return ok ? CLI_OK : CLI_BAD_INPUT;
 }
 
-int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down,
-                       const char *axes, int *clear, int rope_axes[3]) {
+int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down, const char *axes, int *clear,
+                       int rope_axes[3]) {
     *clear = radius > 0;
     if (mode) {
         if (!strcmp(mode, "clear")) {
@@ -264,8 +262,10 @@ void cli_train_progress(void *user, int64_t step, int64_t steps, double loss, do
 }
 
 int cli_parse_device(const char *cmd, const char *s, int *dev) {
-    if (!s || !strcmp(s, "cpu")) *dev = CD_DEVICE_CPU;
-    else if (!strcmp(s, "cuda")) *dev = CD_DEVICE_CUDA;
+    if (!s || !strcmp(s, "cpu"))
+        *dev = CD_DEVICE_CPU;
+    else if (!strcmp(s, "cuda"))
+        *dev = CD_DEVICE_CUDA;
     else {
         cli_error(cmd, "--device must be cpu or cuda (got '%s')", s);
         return CLI_BAD_INPUT;
@@ -289,7 +289,8 @@ int cli_parse_parallel(const char *cmd, const char *par, const char *text, int *
         cli_error(cmd, "--text-attention needs --parallel patch");
         return CLI_BAD_INPUT;
     }
-    if (text && !strcmp(text, "approx")) *mode = CD_TEXT_APPROX;
+    if (text && !strcmp(text, "approx"))
+        *mode = CD_TEXT_APPROX;
     else if (text && strcmp(text, "exact")) {
         cli_error(cmd, "--text-attention must be exact or approx (got '%s')", text);
         return CLI_BAD_INPUT;
@@ -297,8 +298,7 @@ int cli_parse_parallel(const char *cmd, const char *par, const char *text, int *
     return CLI_OK;
 }
 
-int cli_parallel_start(const char *cmd, cd_ctx *ctx, int argc, char **argv, double timeout,
-                       cd_comm **comm) {
+int cli_parallel_start(const char *cmd, cd_ctx *ctx, int argc, char **argv, double timeout, cd_comm **comm) {
     *comm = NULL;
     if (cd_comm_init(ctx, NULL, NULL, comm) != CD_OK) {
         cli_error(cmd, "--parallel patch: %s", cd_ctx_error(ctx));
@@ -342,7 +342,9 @@ double cli_now(void) {
 void cli_fill_uniform(float *p, size_t n, uint64_t seed) {
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
     for (size_t i = 0; i < n; i++) {
-        x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
         p[i] = (float)((double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1p-53 * 2.0 - 1.0);
     }
 }

@@ -17,7 +17,7 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
  * integers only. Return 0 on success, -1 if the text is not a number, -2 if it is outside
  * [lo, hi] (including overflow). */
 int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
-int cli_parse_f64(const char *s, double lo, double hi, double *out);   /* finite values only */
+int cli_parse_f64(const char *s, double lo, double hi, double *out); /* finite values only */
 
 /* "AxB" (also "AXB") with two strictly parsed integers in [lo, hi]; returns like cli_parse_i64.
  * The caller decides what A and B mean (--grid is HxW). */
@@ -28,24 +28,23 @@ int cli_parse_pair(const char *s, int64_t lo, int64_t hi, int64_t *a, int64_t *b
  * the last value. Unknown flags, missing values, positional arguments and bad values are
  * reported with cli_error and make cli_parse_flags return CLI_BAD_INPUT. */
 typedef enum {
-    CLI_OPT_SWITCH,  /* no value; *(int *)dst = 1 */
-    CLI_OPT_INT,     /* *(int64_t *)dst, range [lo, hi] */
-    CLI_OPT_FLOAT,   /* *(double *)dst, range [flo, fhi] */
-    CLI_OPT_STRING   /* *(const char **)dst = the argument (not copied) */
+    CLI_OPT_SWITCH, /* no value; *(int *)dst = 1 */
+    CLI_OPT_INT,    /* *(int64_t *)dst, range [lo, hi] */
+    CLI_OPT_FLOAT,  /* *(double *)dst, range [flo, fhi] */
+    CLI_OPT_STRING  /* *(const char **)dst = the argument (not copied) */
 } cli_opt_kind;
 
 typedef struct {
-    const char *name;    /* "--width" */
+    const char *name; /* "--width" */
     cli_opt_kind kind;
     void *dst;
-    int64_t lo, hi;      /* CLI_OPT_INT */
-    double flo, fhi;     /* CLI_OPT_FLOAT */
-    int seen;            /* set to 1 by the parser when the flag is present */
+    int64_t lo, hi;  /* CLI_OPT_INT */
+    double flo, fhi; /* CLI_OPT_FLOAT */
+    int seen;        /* set to 1 by the parser when the flag is present */
 } cli_opt;
 
 /* argv[0] is the subcommand name and is skipped. Returns CLI_OK or CLI_BAD_INPUT. */
-int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
-                    int *help);
+int cli_parse_flags(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help);
 
 /* cli_parse_flags with "-o PATH" accepted as "--out PATH" (the commands whose usage shows -o).
  * Returns CLI_OK, CLI_BAD_INPUT, or CLI_RUNTIME when out of memory. */
@@ -53,8 +52,8 @@ int cli_parse_flags_o(const char *cmd, int argc, char **argv, cli_opt *opts, siz
 
 /* The same, also accepting positional arguments (file names): up to max_pos of them are stored
  * in pos[] and counted in *npos; more is an error. After "--" every argument is positional. */
-int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help,
-                   const char **pos, int max_pos, int *npos);
+int cli_parse_args(const char *cmd, int argc, char **argv, cli_opt *opts, size_t nopts, int *help, const char **pos,
+                   int max_pos, int *npos);
 
 /* The option named `name` in opts (NULL if absent), to read its `seen`. */
 const cli_opt *cli_find_opt(const cli_opt *opts, size_t nopts, const char *name);
@@ -67,8 +66,8 @@ int cli_check_output_path(const char *cmd, const char *out);
  * generate): --attention dense|clear (clear is implied by --radius), --radius, --down,
  * --rope-axes A,B,C. Validates their combination, sets *clear and the load parameters' RoPE axes
  * (lp's other fields are left to the caller). Prints the error; returns CLI_OK or CLI_BAD_INPUT. */
-int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down,
-                       const char *axes, int *clear, int rope_axes[3]);
+int cli_attention_opts(const char *cmd, const char *mode, int64_t radius, int64_t down, const char *axes, int *clear,
+                       int rope_axes[3]);
 
 /* --device cpu|cuda: parses s (NULL = cpu) into *dev; prints the error, returns CLI_OK or
  * CLI_BAD_INPUT. */

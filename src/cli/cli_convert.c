@@ -59,7 +59,7 @@ static const char k_usage[] =
 
 typedef struct {
     int enabled;
-    int next_pct;      /* next 10% step to report */
+    int next_pct; /* next 10% step to report */
     struct timespec t0;
 } progress_state;
 
@@ -74,8 +74,8 @@ static void on_progress(void *user, uint64_t done, uint64_t total) {
     if (!p->enabled || !total) return;
     const int pct = (int)(100.0 * (double)done / (double)total);
     if (pct < p->next_pct) return;
-    fprintf(stderr, "cleardit convert: %3d%%  %.2f of %.2f GB  %.1f s\n", pct, (double)done / 1e9,
-            (double)total / 1e9, since(&p->t0));
+    fprintf(stderr, "cleardit convert: %3d%%  %.2f of %.2f GB  %.1f s\n", pct, (double)done / 1e9, (double)total / 1e9,
+            since(&p->t0));
     p->next_pct = pct / 10 * 10 + 10;
 }
 
@@ -108,8 +108,7 @@ int cmd_convert(int argc, char **argv) {
         {"--quiet", CLI_OPT_SWITCH, &quiet, 0, 0, 0, 0, 0},
     };
     const char *pos[2];
-    if (cli_parse_args(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &help, pos, 2, &npos))
-        return CLI_BAD_INPUT;
+    if (cli_parse_args(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &help, pos, 2, &npos)) return CLI_BAD_INPUT;
     if (help) {
         fputs(k_usage, stdout);
         return CLI_OK;
@@ -123,16 +122,20 @@ int cmd_convert(int argc, char **argv) {
         return CLI_BAD_INPUT;
     }
     int diffusers;
-    if (!strcmp(layout, "bfl")) diffusers = 0;
-    else if (!strcmp(layout, "diffusers")) diffusers = 1;
+    if (!strcmp(layout, "bfl"))
+        diffusers = 0;
+    else if (!strcmp(layout, "diffusers"))
+        diffusers = 1;
     else {
         cli_error(CMD, "unknown --layout '%s' (expected bfl or diffusers)", layout);
         return CLI_BAD_INPUT;
     }
     cd_dtype dtype = CD_DTYPE_COUNT;
     if (dtype_name) {
-        if (!strcasecmp(dtype_name, "bf16")) dtype = CD_DTYPE_BF16;
-        else if (!strcasecmp(dtype_name, "f32")) dtype = CD_DTYPE_F32;
+        if (!strcasecmp(dtype_name, "bf16"))
+            dtype = CD_DTYPE_BF16;
+        else if (!strcasecmp(dtype_name, "f32"))
+            dtype = CD_DTYPE_F32;
         else {
             cli_error(CMD, "unknown --dtype '%s' (expected bf16 or f32)", dtype_name);
             return CLI_BAD_INPUT;
@@ -168,17 +171,14 @@ int cmd_convert(int argc, char **argv) {
     if (s) {
         cli_error(CMD, "%s", cd_ctx_error(ctx));
         /* the inputs are open and valid by now: what remains is the write (or a bug) */
-        rc = s == CD_ERR_IO || s == CD_ERR_OOM || s == CD_ERR_INTERNAL ? CLI_RUNTIME
-                                                                        : CLI_BAD_INPUT;
+        rc = s == CD_ERR_IO || s == CD_ERR_OOM || s == CD_ERR_INTERNAL ? CLI_RUNTIME : CLI_BAD_INPUT;
         goto done;
     }
     if (!quiet)
-        fprintf(stderr,
-                "cleardit convert: %s (%s) -> %s (%s%s%s), %zu tensors in, %.2f GB, %.1f s\n",
-                pos[0], cd_layout_name(info.layout), pos[1], cd_layout_name(to),
-                dtype == CD_DTYPE_COUNT ? "" : ", ",
-                dtype == CD_DTYPE_COUNT ? "" : cd_dtype_name(dtype), cd_ckpt_count(in),
-                (double)info.bytes / 1e9, since(&ps.t0));
+        fprintf(stderr, "cleardit convert: %s (%s) -> %s (%s%s%s), %zu tensors in, %.2f GB, %.1f s\n", pos[0],
+                cd_layout_name(info.layout), pos[1], cd_layout_name(to), dtype == CD_DTYPE_COUNT ? "" : ", ",
+                dtype == CD_DTYPE_COUNT ? "" : cd_dtype_name(dtype), cd_ckpt_count(in), (double)info.bytes / 1e9,
+                since(&ps.t0));
     if (!quiet && clear) fprintf(stderr, "cleardit convert: merged CLEAR file %s\n", clear_path);
 done:
     cd_ckpt_info_free(&info);

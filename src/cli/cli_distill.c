@@ -127,11 +127,27 @@ int cmd_distill(int argc, char **argv) {
         return CLI_RUNTIME;
     }
     cli_train_prog pg = {"distill", isatty(2), "", "sampling the teacher's distillation set ...", 0, 0};
-    const cd_train_params p = {out, state, resume, steps, batch, save_every, warmup, (uint64_t)seed, lr, 0.0,
-                               (float)clip, (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), 0, freeze, log,
-                               kill_after, quiet ? NULL : cli_train_progress, &pg};
-    const cd_distill_params dp = {model, cache, samples, (int32_t)sample_steps, (int32_t)radius, (int32_t)down,
-                                  !no_distill};
+    const cd_train_params p = {out,
+                               state,
+                               resume,
+                               steps,
+                               batch,
+                               save_every,
+                               warmup,
+                               (uint64_t)seed,
+                               lr,
+                               0.0,
+                               (float)clip,
+                               (float)ema,
+                               workers ? (int)workers : cd_ctx_threads(ctx),
+                               0,
+                               freeze,
+                               log,
+                               kill_after,
+                               quiet ? NULL : cli_train_progress,
+                               &pg};
+    const cd_distill_params dp = {model,           cache,         samples,    (int32_t)sample_steps,
+                                  (int32_t)radius, (int32_t)down, !no_distill};
     const cd_status st = cd_distill(ctx, &dp, &p);
     if (pg.tty && !quiet) fputc('\n', stderr);
     int rc = CLI_OK;

@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #define CMD "eval"
-#define GRID_COLS 8     /* seeds shown per class in the grids */
-#define GRID_SCALE 4    /* nearest-neighbour upscale of each sample in the grids */
+#define GRID_COLS 8  /* seeds shown per class in the grids */
+#define GRID_SCALE 4 /* nearest-neighbour upscale of each sample in the grids */
 #define MAX_PROMPTS 256
 
 static const char *k_usage =
@@ -90,12 +90,12 @@ enum { V_TEACHER, V_STUDENT, V_SWAP, V_COUNT };
 static const char *const k_vname[V_COUNT] = {"teacher", "student", "swap"};
 
 typedef struct {
-    cd_pipeline *pl;       /* not owned by the swap (it shares the teacher's) */
+    cd_pipeline *pl; /* not owned by the swap (it shares the teacher's) */
     int32_t radius, down;
-    uint8_t *img;          /* [prompts * per_class, h * w] grey */
-    int32_t *pred;         /* [prompts * per_class] classifier labels */
+    uint8_t *img;  /* [prompts * per_class, h * w] grey */
+    int32_t *pred; /* [prompts * per_class] classifier labels */
     double seconds;
-    double acc;            /* NAN = not measured */
+    double acc; /* NAN = not measured */
     double class_acc[MAX_PROMPTS];
     cd_metric_stat psnr, ssim;
 } variant;
@@ -147,9 +147,12 @@ static int make_dirs(const char *path, int is_dir) {
 static int default_cache(char *out, size_t n) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int w;
-    if (xdg && *xdg) w = snprintf(out, n, "%s/cleardit/fmnist_classifier.safetensors", xdg);
-    else if (home && *home) w = snprintf(out, n, "%s/.cache/cleardit/fmnist_classifier.safetensors", home);
-    else return -1;
+    if (xdg && *xdg)
+        w = snprintf(out, n, "%s/cleardit/fmnist_classifier.safetensors", xdg);
+    else if (home && *home)
+        w = snprintf(out, n, "%s/.cache/cleardit/fmnist_classifier.safetensors", home);
+    else
+        return -1;
     return w > 0 && (size_t)w < n ? 0 : -1;
 }
 
@@ -177,8 +180,9 @@ static int get_classifier(cd_ctx *ctx, const char *given, const char *cache, con
             if (!quiet) fprintf(stderr, "cleardit eval: using the cached classifier %s\n", cache);
             return CLI_OK;
         }
-        if (!quiet) fprintf(stderr, "cleardit eval: cannot use the cached classifier (%s); training a new one\n",
-                            cd_ctx_error(ctx));
+        if (!quiet)
+            fprintf(stderr, "cleardit eval: cannot use the cached classifier (%s); training a new one\n",
+                    cd_ctx_error(ctx));
     }
     cd_dataset tr = {0};
     cd_status st = cd_fmnist_load(ctx, data, "train", &tr);
@@ -190,7 +194,8 @@ static int get_classifier(cd_ctx *ctx, const char *given, const char *cache, con
     if (tr.n < (uint32_t)p.batch) p.batch = (int32_t)tr.n;
     p.progress = on_epoch;
     p.user = &quiet;
-    if (!quiet) fprintf(stderr, "cleardit eval: training the classifier on %u images (%d epochs) ...\n", tr.n, p.epochs);
+    if (!quiet)
+        fprintf(stderr, "cleardit eval: training the classifier on %u images (%d epochs) ...\n", tr.n, p.epochs);
     const double t0 = cd_now();
     st = cd_clf_train(ctx, &tr, &p, out);
     *train_s = cd_now() - t0;
@@ -209,8 +214,10 @@ static int get_classifier(cd_ctx *ctx, const char *given, const char *cache, con
     cd_dataset_free(&te);
     snprintf(secs, sizeof secs, "%.3f", *train_s);
     const char *meta[] = {"test_accuracy", accs, "train_seconds", secs, "data", data ? data : CD_FMNIST_DIR};
-    if (make_dirs(cache, 0) != 0 || cd_clf_save(ctx, *out, cache, accs[0] ? meta : meta + 2, accs[0] ? 3 : 2) != CD_OK) {
-        cli_error(CMD, "cannot cache the classifier at %s: %s", cache, *cd_ctx_error(ctx) ? cd_ctx_error(ctx) : strerror(errno));
+    if (make_dirs(cache, 0) != 0 ||
+        cd_clf_save(ctx, *out, cache, accs[0] ? meta : meta + 2, accs[0] ? 3 : 2) != CD_OK) {
+        cli_error(CMD, "cannot cache the classifier at %s: %s", cache,
+                  *cd_ctx_error(ctx) ? cd_ctx_error(ctx) : strerror(errno));
         return CLI_RUNTIME;
     }
     if (!quiet) fprintf(stderr, "cleardit eval: classifier trained in %.1f s, cached at %s\n", *train_s, cache);
@@ -273,8 +280,8 @@ done:
 }
 
 /* rows = prompts, columns = the first min(8, per_class) seeds, each sample x4 nearest. */
-static int write_grid(cd_ctx *ctx, const char *dir, const variant *v, int vi, int prompts, int64_t per_class,
-                      int32_t w, int32_t h) {
+static int write_grid(cd_ctx *ctx, const char *dir, const variant *v, int vi, int prompts, int64_t per_class, int32_t w,
+                      int32_t h) {
     const int cols = per_class < GRID_COLS ? (int)per_class : GRID_COLS;
     const size_t gw = (size_t)cols * w * GRID_SCALE, gh = (size_t)prompts * h * GRID_SCALE;
     uint8_t *rgb = malloc(gw * gh * 3);
@@ -315,9 +322,12 @@ static json_t *jstat(const cd_metric_stat *s, int identical) {
 }
 
 static void attention_name(const variant *v, char *buf, size_t n) {
-    if (!v->radius) snprintf(buf, n, "dense");
-    else if (v->down) snprintf(buf, n, "clear r=%d down=%d", (int)v->radius, (int)v->down);
-    else snprintf(buf, n, "clear r=%d", (int)v->radius);
+    if (!v->radius)
+        snprintf(buf, n, "dense");
+    else if (v->down)
+        snprintf(buf, n, "clear r=%d down=%d", (int)v->radius, (int)v->down);
+    else
+        snprintf(buf, n, "clear r=%d", (int)v->radius);
 }
 
 static int load_error(cd_ctx *ctx, cd_status st) {
@@ -384,7 +394,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
             return CLI_BAD_INPUT;
         }
     if (!a->clf_p) {
-        if (a->clf_out) snprintf(a->cache, sizeof a->cache, "%s", a->clf_out);
+        if (a->clf_out)
+            snprintf(a->cache, sizeof a->cache, "%s", a->clf_out);
         else if (default_cache(a->cache, sizeof a->cache)) {
             cli_error(CMD, "neither HOME nor XDG_CACHE_HOME is set: pass --classifier or --classifier-out");
             return CLI_BAD_INPUT;
@@ -418,8 +429,10 @@ static int open_variants(cd_ctx *ctx, const eval_args *a, eval_run *e) {
     if ((st = cd_pipeline_open(ctx, &pp, &v[V_TEACHER].pl)) != CD_OK) return load_error(ctx, st);
     const cd_flux_config *c = cd_flux_model_config(cd_pipeline_model(v[V_TEACHER].pl));
     if (!cd_pipeline_prompt_table(v[V_TEACHER].pl) || !cd_pipeline_native_size(v[V_TEACHER].pl, &e->w, &e->h)) {
-        cli_error(CMD, "%s has no built-in prompt table (metadata cleardit_prompts and cleardit_image): eval needs a "
-                       "pixel-space model from `cleardit train`", model_name);
+        cli_error(CMD,
+                  "%s has no built-in prompt table (metadata cleardit_prompts and cleardit_image): eval needs a "
+                  "pixel-space model from `cleardit train`",
+                  model_name);
         return CLI_BAD_INPUT;
     }
     if (prompts_get(v[V_TEACHER].pl, &e->pt) || e->pt.n > c->context_dim || e->pt.n > c->pooled_dim) {
@@ -472,8 +485,10 @@ static int classifier_setup(cd_ctx *ctx, const eval_args *a, eval_run *e) {
     if (rc) return rc;
     cd_dataset te = {0};
     if (cd_fmnist_load(ctx, a->data, "t10k", &te) == CD_OK) {
-        if (cd_clf_accuracy(ctx, e->clf, &te, &e->test_acc) == CD_OK) e->test_n = te.n;
-        else e->test_acc = NAN;
+        if (cd_clf_accuracy(ctx, e->clf, &te, &e->test_acc) == CD_OK)
+            e->test_n = te.n;
+        else
+            e->test_acc = NAN;
     }
     cd_dataset_free(&te);
     if (!e->test_n) { /* recorded at training time */
@@ -521,8 +536,10 @@ static int measure(cd_ctx *ctx, const eval_args *a, eval_run *e) {
         if (labels[k] < 0 || labels[k] >= clf->classes) classifiable = 0;
     }
     if (!classifiable && !a->quiet)
-        fprintf(stderr, "cleardit eval: class accuracy not measured: the prompts are not all Fashion-MNIST classes or "
-                        "the classifier takes %dx%d images\n", (int)clf->cols, (int)clf->rows);
+        fprintf(stderr,
+                "cleardit eval: class accuracy not measured: the prompts are not all Fashion-MNIST classes or "
+                "the classifier takes %dx%d images\n",
+                (int)clf->cols, (int)clf->rows);
     for (int i = 0; i < V_COUNT && classifiable; i++) {
         if (cd_clf_predict_u8(ctx, clf, v[i].img, nimg, v[i].pred) != CD_OK) {
             cli_error(CMD, "%s", cd_ctx_error(ctx));
@@ -618,8 +635,8 @@ static void report_text(const eval_args *a, const eval_run *e, char att[V_COUNT]
     printf("  %d prompts x %lld seeds (%lld..%lld), %lld steps, %dx%d: %zu images per variant\n\n", e->pt.n,
            (long long)a->per_class, (long long)a->seed, (long long)(a->seed + a->per_class - 1), (long long)a->steps,
            e->w, e->h, e->nimg);
-    printf("  %-8s %-20s %-22s %-20s %-9s %8s\n", "variant", "attention", "PSNR dB (mean +- std)",
-           "SSIM (mean +- std)", "accuracy", "seconds");
+    printf("  %-8s %-20s %-22s %-20s %-9s %8s\n", "variant", "attention", "PSNR dB (mean +- std)", "SSIM (mean +- std)",
+           "accuracy", "seconds");
     for (int i = 0; i < V_COUNT; i++) {
         char p[48] = "-", s[48] = "-", acc[16] = "-";
         if (i != V_TEACHER) {
@@ -672,8 +689,10 @@ int cmd_eval(int argc, char **argv) {
     e.total_s = cd_now() - t_all;
     char att[V_COUNT][64];
     for (int i = 0; i < V_COUNT; i++) attention_name(&e.v[i], att[i], sizeof att[i]);
-    if (a.json) rc = report_json(&a, &e, att);
-    else report_text(&a, &e, att);
+    if (a.json)
+        rc = report_json(&a, &e, att);
+    else
+        report_text(&a, &e, att);
     if (!rc && a.grid_dir && !a.quiet)
         fprintf(stderr, "cleardit eval: grids in %s (teacher.png, student.png, swap.png)\n", a.grid_dir);
 done:

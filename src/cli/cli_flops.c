@@ -9,10 +9,10 @@
 #include "cli.h"
 #include "cli_common.h"
 
-#define FLUX_HEADS    24
+#define FLUX_HEADS 24
 #define FLUX_HEAD_DIM 128
-#define FLUX_PATCH_PX 16      /* one image token = 2x2 latent patch = 16x16 pixels */
-#define FLOPS_MAX_PX  262144  /* 16384 tokens a side: (T + HW)^2 stays far below 2^64 */
+#define FLUX_PATCH_PX 16    /* one image token = 2x2 latent patch = 16x16 pixels */
+#define FLOPS_MAX_PX 262144 /* 16384 tokens a side: (T + HW)^2 stays far below 2^64 */
 
 static const char k_usage[] =
     "usage: cleardit flops --width PX --height PX [--radius R] [--down D] [--text-len T] [--json]\n"
@@ -42,8 +42,7 @@ static double keys_per_image_query(const cd_attn_desc *d, uint64_t pairs) {
     return (double)(pairs - (uint64_t)d->text_len * n) / (double)hw;
 }
 
-static int print_json(const cd_attn_desc *dense, const cd_attn_desc *clear, int64_t width,
-                      int64_t height) {
+static int print_json(const cd_attn_desc *dense, const cd_attn_desc *clear, int64_t width, int64_t height) {
     const uint64_t hw = (uint64_t)dense->grid_h * (uint64_t)dense->grid_w;
     const uint64_t dp = cd_attn_pairs(dense);
     const double dg = cd_attn_flops(dense) / 1e9;
@@ -67,8 +66,7 @@ static int print_json(const cd_attn_desc *dense, const cd_attn_desc *clear, int6
         const double cg = cd_attn_flops(clear) / 1e9;
         json_object_set_new(o, "clear_pairs", json_integer((json_int_t)cp));
         json_object_set_new(o, "clear_gflops", json_real(cg));
-        json_object_set_new(o, "clear_keys_per_image_query",
-                            json_real(keys_per_image_query(clear, cp)));
+        json_object_set_new(o, "clear_keys_per_image_query", json_real(keys_per_image_query(clear, cp)));
         json_object_set_new(o, "reduction_pct", json_real(100.0 * (1.0 - cg / dg)));
     } else {
         json_object_set_new(o, "clear_pairs", json_null());
@@ -87,30 +85,28 @@ static int print_json(const cd_attn_desc *dense, const cd_attn_desc *clear, int6
     return CLI_OK;
 }
 
-static void print_table(const cd_attn_desc *dense, const cd_attn_desc *clear, int64_t width,
-                        int64_t height) {
+static void print_table(const cd_attn_desc *dense, const cd_attn_desc *clear, int64_t width, int64_t height) {
     const uint64_t hw = (uint64_t)dense->grid_h * (uint64_t)dense->grid_w;
     const uint64_t dp = cd_attn_pairs(dense);
     const double dg = cd_attn_flops(dense) / 1e9;
-    printf("FLUX.1 attention, one layer, forward (%d heads x %d head_dim)\n", dense->heads,
-           dense->head_dim);
-    printf("  image      %lld x %lld px -> %d x %d tokens (H x W)\n", (long long)width,
-           (long long)height, dense->grid_h, dense->grid_w);
-    printf("  tokens     text %d + image %llu = %llu total\n\n", dense->text_len,
-           (unsigned long long)hw, (unsigned long long)(hw + (uint64_t)dense->text_len));
+    printf("FLUX.1 attention, one layer, forward (%d heads x %d head_dim)\n", dense->heads, dense->head_dim);
+    printf("  image      %lld x %lld px -> %d x %d tokens (H x W)\n", (long long)width, (long long)height,
+           dense->grid_h, dense->grid_w);
+    printf("  tokens     text %d + image %llu = %llu total\n\n", dense->text_len, (unsigned long long)hw,
+           (unsigned long long)(hw + (uint64_t)dense->text_len));
     printf("  %-16s %14s %20s %22s\n", "mode", "GFLOPs", "allowed pairs", "keys per image query");
-    printf("  %-16s %14.1f %20llu %22.1f\n", "dense", dg, (unsigned long long)dp,
-           keys_per_image_query(dense, dp));
+    printf("  %-16s %14.1f %20llu %22.1f\n", "dense", dg, (unsigned long long)dp, keys_per_image_query(dense, dp));
     if (clear) {
         const uint64_t cp = cd_attn_pairs(clear);
         const double cg = cd_attn_flops(clear) / 1e9;
         char mode[48];
-        if (clear->down >= 2) snprintf(mode, sizeof mode, "CLEAR r=%d d=%d", clear->radius, clear->down);
-        else snprintf(mode, sizeof mode, "CLEAR r=%d", clear->radius);
-        printf("  %-16s %14.1f %20llu %22.1f\n", mode, cg, (unsigned long long)cp,
-               keys_per_image_query(clear, cp));
-        printf("\n  reduction  %.1f %% fewer FLOPs than dense (dense / CLEAR = %.2fx)\n",
-               100.0 * (1.0 - cg / dg), dg / cg);
+        if (clear->down >= 2)
+            snprintf(mode, sizeof mode, "CLEAR r=%d d=%d", clear->radius, clear->down);
+        else
+            snprintf(mode, sizeof mode, "CLEAR r=%d", clear->radius);
+        printf("  %-16s %14.1f %20llu %22.1f\n", mode, cg, (unsigned long long)cp, keys_per_image_query(clear, cp));
+        printf("\n  reduction  %.1f %% fewer FLOPs than dense (dense / CLEAR = %.2fx)\n", 100.0 * (1.0 - cg / dg),
+               dg / cg);
     }
 }
 
@@ -143,9 +139,14 @@ int cmd_flops(int argc, char **argv) {
     }
     const int has_radius = cli_find_opt(opts, nopts, "--radius")->seen;
 
-    cd_attn_desc dense = {FLUX_HEADS, FLUX_HEAD_DIM, (int32_t)text_len,
-                          (int32_t)(height / FLUX_PATCH_PX), (int32_t)(width / FLUX_PATCH_PX),
-                          0, 0, 0.0f};
+    cd_attn_desc dense = {FLUX_HEADS,
+                          FLUX_HEAD_DIM,
+                          (int32_t)text_len,
+                          (int32_t)(height / FLUX_PATCH_PX),
+                          (int32_t)(width / FLUX_PATCH_PX),
+                          0,
+                          0,
+                          0.0f};
     cd_attn_desc clear = dense;
     clear.radius = (int32_t)radius;
     clear.down = (int32_t)down;

@@ -88,8 +88,8 @@ static int64_t batch_of(const input *in, const char *name, int64_t d1, int64_t d
     const int64_t s1 = t->shape[nd - core], s2 = d2 ? t->shape[nd - 1] : 0;
     if ((d1 > 0 && s1 != d1) || (d2 && s2 != d2)) {
         cli_error("forward", "inputs: '%s' is %s[%lld%s%lld], the model needs [%s%lld%s%lld]", name,
-                  nd == core + 1 ? "batched " : "", (long long)s1, d2 ? ", " : "", (long long)s2,
-                  d1 > 0 ? "" : "N, ", (long long)(d1 > 0 ? d1 : s1), d2 ? ", " : "", (long long)d2);
+                  nd == core + 1 ? "batched " : "", (long long)s1, d2 ? ", " : "", (long long)s2, d1 > 0 ? "" : "N, ",
+                  (long long)(d1 > 0 ? d1 : s1), d2 ? ", " : "", (long long)d2);
         return -1;
     }
     if (dims1) *dims1 = s1;
@@ -143,7 +143,7 @@ static int parse_args(int argc, char **argv, fwd_args *a) {
     if (cli_check_output_path("forward", a->out_p)) return CLI_BAD_INPUT;
     if (a->par_s && !a->clear) {
         cli_error("forward", "--parallel patch needs CLEAR attention (--attention clear / --radius R): with dense "
-                  "attention every image token needs every key on every process");
+                             "attention every image token needs every key on every process");
         return CLI_BAD_INPUT;
     }
     if (cli_parse_device("forward", a->device_s, &a->dev)) return CLI_BAD_INPUT;
@@ -191,7 +191,7 @@ static int read_inputs(cd_ctx *ctx, const cd_st_file *inf, const cd_flux_config 
         grid_ok = ids[i * 3 + 1] == (float)(i / gw) && ids[i * 3 + 2] == (float)(i % gw);
     if (a->clear && !grid_ok) {
         cli_error("forward", "inputs: img_ids are not a full H x W grid in row-major order (token i must "
-                  "sit at row i / W, column i %% W); CLEAR needs the grid");
+                             "sit at row i / W, column i %% W); CLEAR needs the grid");
         return CLI_BAD_INPUT;
     }
     in->B = B, in->L = L, in->T = T, in->gh = gh, in->gw = gw, in->grid_ok = grid_ok;
@@ -211,13 +211,16 @@ static int write_output(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const 
     snprintf(rbuf, sizeof rbuf, "%lld", (long long)a->radius);
     snprintf(dbuf, sizeof dbuf, "%lld", (long long)a->down);
     snprintf(ax, sizeof ax, "%d,%d,%d", axes[0], axes[1], axes[2]);
-    const char *meta[] = {"producer", "cleardit forward", "attention", mbuf, "radius", rbuf,
-                          "down", dbuf, "rope_axes", ax};
+    const char *meta[] = {"producer", "cleardit forward", "attention", mbuf, "radius", rbuf, "down",
+                          dbuf,       "rope_axes",        ax};
     cd_st_out o = {"out", CD_DTYPE_F32, in->B > 1 || in->img.t->ndim == 3 ? 3 : 2, {0}, out};
     if (o.ndim == 3) {
-        o.shape[0] = in->B; o.shape[1] = in->L; o.shape[2] = c->out_channels;
+        o.shape[0] = in->B;
+        o.shape[1] = in->L;
+        o.shape[2] = c->out_channels;
     } else {
-        o.shape[0] = in->L; o.shape[1] = c->out_channels;
+        o.shape[0] = in->L;
+        o.shape[1] = c->out_channels;
     }
     if (rank == 0 && cd_st_write(ctx, a->out_p, &o, 1, meta, 5) != CD_OK) {
         cli_error("forward", "%s", cd_ctx_error(ctx));
@@ -230,8 +233,8 @@ static int write_output(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const 
     if (verbose) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        fprintf(stderr, "  model      hidden %d, %d x %d heads, %d double + %d single blocks%s\n", c->hidden,
-                c->heads, c->head_dim, c->depth, c->depth_single, c->guidance ? ", guidance" : "");
+        fprintf(stderr, "  model      hidden %d, %d x %d heads, %d double + %d single blocks%s\n", c->hidden, c->heads,
+                c->head_dim, c->depth, c->depth_single, c->guidance ? ", guidance" : "");
         fprintf(stderr, "  rope       axes %s, theta %g (from %s)\n", ax, th, src);
         fprintf(stderr, "  memory     weights %.1f MB (mapped), arena %.1f MB, peak RSS %.1f MB\n",
                 cd_flux_weight_bytes(m) / 1e6, cd_flux_arena_bytes(m) / 1e6, ru.ru_maxrss / 1024.0);
@@ -240,17 +243,27 @@ static int write_output(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const 
 }
 
 /* Every batch entry through the transformer, timed. */
-static int run_batch(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const fwd_inputs *in, float *out,
-                     double *secs) {
+static int run_batch(cd_ctx *ctx, cd_flux_model *m, const fwd_args *a, const fwd_inputs *in, float *out, double *secs) {
     const cd_flux_config *c = cd_flux_model_config(m);
     const size_t per = (size_t)in->L * (size_t)c->out_channels, L = (size_t)in->L, T = (size_t)in->T;
     const double t0 = cli_now();
     for (int64_t b = 0; b < in->B; b++) {
-        cd_flux_run_params p = {in->img.f + (size_t)b * L * c->in_channels, in->txt.f + (size_t)b * T * c->context_dim,
-                                in->pooled.f + (size_t)b * c->pooled_dim, in->iid.f, in->tid.f, in->ts.f[b],
-                                in->gd.f ? in->gd.f[b] : 0.0f, (int32_t)L, (int32_t)T,
-                                (int32_t)(in->grid_ok ? in->gh : 1), (int32_t)(in->grid_ok ? in->gw : in->L),
-                                a->clear ? (int32_t)a->radius : 0, (int32_t)a->down, NULL, 0, 0};
+        cd_flux_run_params p = {in->img.f + (size_t)b * L * c->in_channels,
+                                in->txt.f + (size_t)b * T * c->context_dim,
+                                in->pooled.f + (size_t)b * c->pooled_dim,
+                                in->iid.f,
+                                in->tid.f,
+                                in->ts.f[b],
+                                in->gd.f ? in->gd.f[b] : 0.0f,
+                                (int32_t)L,
+                                (int32_t)T,
+                                (int32_t)(in->grid_ok ? in->gh : 1),
+                                (int32_t)(in->grid_ok ? in->gw : in->L),
+                                a->clear ? (int32_t)a->radius : 0,
+                                (int32_t)a->down,
+                                NULL,
+                                0,
+                                0};
         const cd_status st = cd_flux_run(ctx, m, &p, out + (size_t)b * per);
         if (st != CD_OK) {
             cli_error("forward", "%s", cd_ctx_error(ctx));
@@ -317,9 +330,16 @@ int cmd_forward(int argc, char **argv) {
         rc = CLI_RUNTIME;
         goto done;
     }
-    if (!(rc = run_batch(ctx, m, &a, &in, out, &secs))) rc = write_output(ctx, m, &a, &in, out, rank, quiet, verbose, secs);
+    if (!(rc = run_batch(ctx, m, &a, &in, out, &secs)))
+        rc = write_output(ctx, m, &a, &in, out, rank, quiet, verbose, secs);
 done:
-    free(in.img.f); free(in.txt.f); free(in.pooled.f); free(in.iid.f); free(in.tid.f); free(in.ts.f); free(in.gd.f);
+    free(in.img.f);
+    free(in.txt.f);
+    free(in.pooled.f);
+    free(in.iid.f);
+    free(in.tid.f);
+    free(in.ts.f);
+    free(in.gd.f);
     free(out);
     cd_st_close(inf);
     cd_pipeline_free(pl);

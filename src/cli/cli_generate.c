@@ -133,8 +133,8 @@ static int on_progress(void *user, int step, int steps, double el) {
     return 0;
 }
 
-static int read_embed(cd_ctx *ctx, const cd_st_file *f, const char *path, const char *name, int rank,
-                      int64_t want_last, int64_t *rows, float **out) {
+static int read_embed(cd_ctx *ctx, const cd_st_file *f, const char *path, const char *name, int rank, int64_t want_last,
+                      int64_t *rows, float **out) {
     const cd_st_tensor *t = cd_st_find(f, name);
     if (!t) {
         cli_error(CMD, "%s: missing tensor '%s'", path, name);
@@ -177,8 +177,8 @@ static int load_init(cd_ctx *ctx, const char *path, int resize, int64_t *width, 
     if (!*width) *width = *w;
     if (!*height) *height = *h;
     if ((int64_t)*w != *width || (int64_t)*h != *height) {
-        cli_error(CMD, "--init-image %s is %ux%u, not the requested %lldx%lld (use --upscale-from to resize)", path,
-                  *w, *h, (long long)*width, (long long)*height);
+        cli_error(CMD, "--init-image %s is %ux%u, not the requested %lldx%lld (use --upscale-from to resize)", path, *w,
+                  *h, (long long)*width, (long long)*height);
         return CLI_BAD_INPUT;
     }
     if (*w % 16 || *h % 16) {
@@ -246,14 +246,20 @@ static int parse_args(int argc, char **argv, gen_args *a) {
 static int check_args(cd_ctx *ctx, gen_args *a) {
     const int i2i = a->init_p || a->upscale_p;
     const char *bad = NULL;
-    if (!a->out_p || (!a->emb_p && !a->prompt)) bad = "-o and --prompt or --prompt-embeds are required (see --help)";
-    else if (a->emb_p && a->prompt) bad = "--prompt and --prompt-embeds exclude each other";
+    if (!a->out_p || (!a->emb_p && !a->prompt))
+        bad = "-o and --prompt or --prompt-embeds are required (see --help)";
+    else if (a->emb_p && a->prompt)
+        bad = "--prompt and --prompt-embeds exclude each other";
     else if (a->model_p && a->ae_p && !i2i && (!a->width || !a->height))
         bad = "--width and --height are required for a latent model (see --help)";
-    else if (a->init_p && a->upscale_p) bad = "--init-image and --upscale-from exclude each other";
-    else if (a->upscale_p && (!a->width || !a->height)) bad = "--upscale-from needs the target --width and --height";
-    else if (!i2i && a->strength_seen) bad = "--strength needs --init-image or --upscale-from";
-    else if (a->prop_on && a->prop_off) bad = "--proportional-attention and --no-proportional-attention exclude each other";
+    else if (a->init_p && a->upscale_p)
+        bad = "--init-image and --upscale-from exclude each other";
+    else if (a->upscale_p && (!a->width || !a->height))
+        bad = "--upscale-from needs the target --width and --height";
+    else if (!i2i && a->strength_seen)
+        bad = "--strength needs --init-image or --upscale-from";
+    else if (a->prop_on && a->prop_off)
+        bad = "--proportional-attention and --no-proportional-attention exclude each other";
     if (bad) {
         cli_error(CMD, "%s", bad);
         return CLI_BAD_INPUT;
@@ -287,7 +293,7 @@ static int check_args(cd_ctx *ctx, gen_args *a) {
     if (cli_check_output_path(CMD, a->out_p)) return CLI_BAD_INPUT;
     if (a->par_s && !a->clear) {
         cli_error(CMD, "--parallel patch needs CLEAR attention (--attention clear / --radius R): with dense "
-                  "attention every image token needs every key on every process");
+                       "attention every image token needs every key on every process");
         return CLI_BAD_INPUT;
     }
     if ((a->emb_p && access(a->emb_p, R_OK) != 0) || (a->ae_p && access(a->ae_p, R_OK) != 0)) {
@@ -317,8 +323,8 @@ static int condition(cd_ctx *ctx, const cd_pipeline *pl, const gen_args *a, cd_g
     }
     cd_pipeline_resolve(pl, gp); /* the native size, the model's steps, the img2img defaults */
     if (!a->ae_p && (!gp->width || !gp->height || gp->width % 2 || gp->height % 2)) {
-        cli_error(CMD, "pixel-space model: --width and --height must be even (got %lldx%lld)",
-                  (long long)gp->width, (long long)gp->height);
+        cli_error(CMD, "pixel-space model: --width and --height must be even (got %lldx%lld)", (long long)gp->width,
+                  (long long)gp->height);
         return CLI_BAD_INPUT;
     }
     if (!a->ae_p && (a->init_p || a->upscale_p)) {
@@ -361,9 +367,12 @@ static int condition(cd_ctx *ctx, const cd_pipeline *pl, const gen_args *a, cd_g
 static void summarize(const gen_args *a, const cd_pipeline *pl, const cd_gen_params *gp, int nranks, char *summary,
                       size_t n) {
     char att[64], extra[1400] = "", gbuf[48] = "", pbuf[160] = "";
-    if (a->clear && a->down) snprintf(att, sizeof att, "clear r=%lld down=%lld", (long long)a->radius, (long long)a->down);
-    else if (a->clear) snprintf(att, sizeof att, "clear r=%lld", (long long)a->radius);
-    else snprintf(att, sizeof att, "dense");
+    if (a->clear && a->down)
+        snprintf(att, sizeof att, "clear r=%lld down=%lld", (long long)a->radius, (long long)a->down);
+    else if (a->clear)
+        snprintf(att, sizeof att, "clear r=%lld", (long long)a->radius);
+    else
+        snprintf(att, sizeof att, "dense");
     if (cd_flux_model_config(cd_pipeline_model(pl))->guidance) snprintf(gbuf, sizeof gbuf, " guidance=%g", a->guidance);
     size_t e = 0;
     if (a->init_p || a->upscale_p)
@@ -372,7 +381,8 @@ static void summarize(const gen_args *a, const cd_pipeline *pl, const cd_gen_par
                               gp->strength);
     if (gp->rope_ntk != 1.0 && e < sizeof extra)
         e += (size_t)snprintf(extra + e, sizeof extra - e, " ntk_factor=%g", gp->rope_ntk);
-    if (gp->proportional && e < sizeof extra) e += (size_t)snprintf(extra + e, sizeof extra - e, " proportional_attention=1");
+    if (gp->proportional && e < sizeof extra)
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " proportional_attention=1");
     if (gp->time_shift > 0 && e < sizeof extra)
         e += (size_t)snprintf(extra + e, sizeof extra - e, " time_shift=%g", gp->time_shift);
     if (nranks && e < sizeof extra)
@@ -420,7 +430,8 @@ static int run(cd_ctx *ctx, cd_pipeline *pl, const gen_args *a, cd_gen_params *g
         char summary[2048];
         summarize(a, pl, gp, comm ? cd_comm_size(comm) : 0, summary, sizeof summary);
         const char *text[] = {"cleardit", summary, "Software", "cleardit " CLEARDIT_VERSION};
-        if (rank == 0 && cd_png_write(ctx, a->out_p, rgb, (uint32_t)gp->width, (uint32_t)gp->height, text, 2) != CD_OK) {
+        if (rank == 0 &&
+            cd_png_write(ctx, a->out_p, rgb, (uint32_t)gp->width, (uint32_t)gp->height, text, 2) != CD_OK) {
             cli_error(CMD, "%s", cd_ctx_error(ctx));
             rc = CLI_RUNTIME;
         } else if (!quiet) {
@@ -463,8 +474,8 @@ int cmd_generate(int argc, char **argv) {
     uint32_t iw = 0, ih = 0;
     cd_status st;
     /* cheap checks first: the init image, before the model loads */
-    if ((a.init_p || a.upscale_p) &&
-        (rc = load_init(ctx, a.init_p ? a.init_p : a.upscale_p, a.upscale_p != NULL, &a.width, &a.height, &init, &iw, &ih)))
+    if ((a.init_p || a.upscale_p) && (rc = load_init(ctx, a.init_p ? a.init_p : a.upscale_p, a.upscale_p != NULL,
+                                                     &a.width, &a.height, &init, &iw, &ih)))
         goto done;
     if (comm && a.dev == CD_DEVICE_CUDA) cli_pick_gpu();
     if ((rc = cli_open_device(CMD, ctx, a.dev))) goto done;
@@ -504,7 +515,9 @@ int cmd_generate(int argc, char **argv) {
     gp.ae_overlap = (float)a.overlap;
     if (!(rc = condition(ctx, pl, &a, &gp, &txt, &pooled, &ef))) rc = run(ctx, pl, &a, &gp, comm, quiet);
 done:
-    free(txt); free(pooled); free(init);
+    free(txt);
+    free(pooled);
+    free(init);
     cd_st_close(ef);
     cd_pipeline_free(pl);
     cli_parallel_end(comm, rc); /* on an error: ends the whole job, no rank left waiting */

@@ -46,12 +46,12 @@ static const char k_usage[] =
 /* Whether the config in info was inferred (layouts with a config whose key fields are set). */
 static int has_config(const cd_ckpt_info *i) {
     switch (i->layout) {
-    case CD_LAYOUT_FLUX_BFL:
-    case CD_LAYOUT_FLUX_DIFFUSERS: return i->flux.hidden > 0;
-    case CD_LAYOUT_AE_BFL:
-    case CD_LAYOUT_AE_DIFFUSERS: return i->ae.n_mult > 0;
-    case CD_LAYOUT_CLEAR: return i->clear.hidden > 0 || i->clear.down > 0;
-    default: return 0;
+        case CD_LAYOUT_FLUX_BFL:
+        case CD_LAYOUT_FLUX_DIFFUSERS: return i->flux.hidden > 0;
+        case CD_LAYOUT_AE_BFL:
+        case CD_LAYOUT_AE_DIFFUSERS: return i->ae.n_mult > 0;
+        case CD_LAYOUT_CLEAR: return i->clear.hidden > 0 || i->clear.down > 0;
+        default: return 0;
     }
 }
 
@@ -67,24 +67,21 @@ static json_t *config_json(const cd_ckpt_info *i) {
     if (!has_config(i)) return json_null();
     if (i->layout == CD_LAYOUT_FLUX_BFL || i->layout == CD_LAYOUT_FLUX_DIFFUSERS) {
         const cd_flux_config *f = &i->flux;
-        return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:i}", "hidden", f->hidden,
-                         "heads", f->heads, "head_dim", f->head_dim, "depth", f->depth,
-                         "depth_single", f->depth_single, "in_channels", f->in_channels,
-                         "out_channels", f->out_channels, "context_dim", f->context_dim,
-                         "pooled_dim", f->pooled_dim, "mlp_hidden", f->mlp_hidden, "guidance",
-                         f->guidance, "spatial_down", i->clear.down);
+        return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:i}", "hidden", f->hidden, "heads", f->heads,
+                         "head_dim", f->head_dim, "depth", f->depth, "depth_single", f->depth_single, "in_channels",
+                         f->in_channels, "out_channels", f->out_channels, "context_dim", f->context_dim, "pooled_dim",
+                         f->pooled_dim, "mlp_hidden", f->mlp_hidden, "guidance", f->guidance, "spatial_down",
+                         i->clear.down);
     }
     if (i->layout == CD_LAYOUT_CLEAR)
-        return json_pack("{s:i,s:i,s:i,s:i}", "hidden", i->clear.hidden, "depth", i->clear.depth,
-                         "depth_single", i->clear.depth_single, "down", i->clear.down);
+        return json_pack("{s:i,s:i,s:i,s:i}", "hidden", i->clear.hidden, "depth", i->clear.depth, "depth_single",
+                         i->clear.depth_single, "down", i->clear.down);
     const cd_ae_config *a = &i->ae;
     json_t *mult = json_array();
-    for (int k = 0; k < a->n_mult && k < 8; k++)
-        json_array_append_new(mult, json_integer(a->ch_mult[k]));
-    return json_pack("{s:i,s:i,s:i,s:o,s:i,s:i,s:b,s:b}", "in_channels", a->in_channels,
-                     "out_channels", a->out_channels, "ch", a->ch, "ch_mult", mult,
-                     "num_res_blocks", a->num_res_blocks, "z_channels", a->z_channels, "encoder",
-                     a->has_encoder, "decoder", a->has_decoder);
+    for (int k = 0; k < a->n_mult && k < 8; k++) json_array_append_new(mult, json_integer(a->ch_mult[k]));
+    return json_pack("{s:i,s:i,s:i,s:o,s:i,s:i,s:b,s:b}", "in_channels", a->in_channels, "out_channels",
+                     a->out_channels, "ch", a->ch, "ch_mult", mult, "num_res_blocks", a->num_res_blocks, "z_channels",
+                     a->z_channels, "encoder", a->has_encoder, "decoder", a->has_decoder);
 }
 
 static json_t *names_json(char **v, size_t n) {
@@ -95,12 +92,10 @@ static json_t *names_json(char **v, size_t n) {
 
 static int print_json(const char *path, const cd_ckpt *c, const cd_ckpt_info *i, int tensors) {
     json_t *o = json_object(), *files = json_array(), *dt = json_object();
-    for (size_t k = 0; k < cd_ckpt_files(c); k++)
-        json_array_append_new(files, json_string(cd_ckpt_file(c, k)));
+    for (size_t k = 0; k < cd_ckpt_files(c); k++) json_array_append_new(files, json_string(cd_ckpt_file(c, k)));
     for (int k = 0; k < CD_DTYPE_COUNT; k++)
         if (i->dtype_count[k])
-            json_object_set_new(dt, cd_dtype_name((cd_dtype)k),
-                                json_integer((json_int_t)i->dtype_count[k]));
+            json_object_set_new(dt, cd_dtype_name((cd_dtype)k), json_integer((json_int_t)i->dtype_count[k]));
     json_object_set_new(o, "path", json_string(path));
     json_object_set_new(o, "files", files);
     json_object_set_new(o, "prefix", json_string(cd_ckpt_prefix(c)));
@@ -121,10 +116,9 @@ static int print_json(const char *path, const cd_ckpt *c, const cd_ckpt_info *i,
         for (size_t k = 0; k < cd_ckpt_count(c); k++) {
             const cd_st_tensor *t = cd_ckpt_at(c, k);
             json_t *shape = json_array();
-            for (int32_t d = 0; d < t->ndim; d++)
-                json_array_append_new(shape, json_integer(t->shape[d]));
-            json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name", t->name, "dtype",
-                                               cd_dtype_name(t->dtype), "shape", shape));
+            for (int32_t d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+            json_array_append_new(
+                a, json_pack("{s:s,s:s,s:o}", "name", t->name, "dtype", cd_dtype_name(t->dtype), "shape", shape));
         }
         json_object_set_new(o, "tensors", a);
     }
@@ -150,24 +144,22 @@ static void print_config(const cd_ckpt_info *i) {
         printf("config       hidden %d, %d heads x head_dim %d, %d double + %d single blocks, "
                "mlp %d\n"
                "             in %d, out %d, context %d, pooled %d, guidance embedder %s\n",
-               f->hidden, f->heads, f->head_dim, f->depth, f->depth_single, f->mlp_hidden,
-               f->in_channels, f->out_channels, f->context_dim, f->pooled_dim,
-               f->guidance ? "yes (dev-like)" : "no (schnell-like)");
-        if (i->clear.down)
-            printf("             carries CLEAR spatial_weight %dx%d\n", i->clear.down,
-                   i->clear.down);
+               f->hidden, f->heads, f->head_dim, f->depth, f->depth_single, f->mlp_hidden, f->in_channels,
+               f->out_channels, f->context_dim, f->pooled_dim, f->guidance ? "yes (dev-like)" : "no (schnell-like)");
+        if (i->clear.down) printf("             carries CLEAR spatial_weight %dx%d\n", i->clear.down, i->clear.down);
     } else if (i->layout == CD_LAYOUT_CLEAR) {
         const cd_clear_config *c = &i->clear;
-        printf("config       hidden %d, %d double + %d single blocks, ", c->hidden, c->depth,
-               c->depth_single);
-        if (c->down) printf("spatial_weight %dx%d\n", c->down, c->down);
-        else printf("no spatial_weight\n");
+        printf("config       hidden %d, %d double + %d single blocks, ", c->hidden, c->depth, c->depth_single);
+        if (c->down)
+            printf("spatial_weight %dx%d\n", c->down, c->down);
+        else
+            printf("no spatial_weight\n");
     } else {
         const cd_ae_config *a = &i->ae;
         printf("config       ch %d, ch_mult [", a->ch);
         for (int k = 0; k < a->n_mult && k < 8; k++) printf("%s%d", k ? ", " : "", a->ch_mult[k]);
-        printf("], num_res_blocks %d, z %d\n             encoder %s", a->num_res_blocks,
-               a->z_channels, a->has_encoder ? "yes" : "no");
+        printf("], num_res_blocks %d, z %d\n             encoder %s", a->num_res_blocks, a->z_channels,
+               a->has_encoder ? "yes" : "no");
         if (a->has_encoder) printf(" (in %d)", a->in_channels);
         printf(", decoder %s", a->has_decoder ? "yes" : "no");
         if (a->has_decoder) printf(" (out %d)", a->out_channels);
@@ -189,9 +181,7 @@ static void print_text(const char *path, const cd_ckpt *c, const cd_ckpt_info *i
     }
     if (cd_ckpt_prefix(c)[0]) printf("prefix       %s (stripped)\n", cd_ckpt_prefix(c));
     printf("layout       %s%s\n", cd_layout_name(i->layout),
-           i->layout == CD_LAYOUT_UNKNOWN
-               ? " (no FLUX transformer, FLUX autoencoder or CLEAR tensor names)"
-               : "");
+           i->layout == CD_LAYOUT_UNKNOWN ? " (no FLUX transformer, FLUX autoencoder or CLEAR tensor names)" : "");
     print_config(i);
     printf("tensors      %zu\n", cd_ckpt_count(c));
     printf("parameters   %llu (%.3f B)\n", (unsigned long long)i->params, (double)i->params / 1e9);
@@ -199,8 +189,7 @@ static void print_text(const char *path, const cd_ckpt *c, const cd_ckpt_info *i
            (double)i->bytes / (1024.0 * 1024.0 * 1024.0));
     printf("dtypes      ");
     for (int k = 0; k < CD_DTYPE_COUNT; k++)
-        if (i->dtype_count[k])
-            printf(" %s %llu", cd_dtype_name((cd_dtype)k), (unsigned long long)i->dtype_count[k]);
+        if (i->dtype_count[k]) printf(" %s %llu", cd_dtype_name((cd_dtype)k), (unsigned long long)i->dtype_count[k]);
     printf("\n");
     if (i->layout != CD_LAYOUT_UNKNOWN) {
         print_list("unknown", i->unknown, i->n_unknown);
@@ -217,8 +206,7 @@ static void print_text(const char *path, const cd_ckpt *c, const cd_ckpt_info *i
         char sh[160];
         for (size_t k = 0; k < cd_ckpt_count(c); k++) {
             const cd_st_tensor *t = cd_ckpt_at(c, k);
-            printf("  %-*s  %-11s %s\n", w, t->name, cd_dtype_name(t->dtype),
-                   shape_str(t, sh, sizeof sh));
+            printf("  %-*s  %-11s %s\n", w, t->name, cd_dtype_name(t->dtype), shape_str(t, sh, sizeof sh));
         }
     }
 }
@@ -230,8 +218,7 @@ int cmd_inspect(int argc, char **argv) {
         {"--tensors", CLI_OPT_SWITCH, &tensors, 0, 0, 0, 0, 0},
     };
     const char *pos[1];
-    if (cli_parse_args(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &help, pos, 1, &npos))
-        return CLI_BAD_INPUT;
+    if (cli_parse_args(CMD, argc, argv, opts, sizeof opts / sizeof opts[0], &help, pos, 1, &npos)) return CLI_BAD_INPUT;
     if (help) {
         fputs(k_usage, stdout);
         return CLI_OK;

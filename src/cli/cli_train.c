@@ -59,8 +59,8 @@ static const char *k_usage =
 
 int cmd_train(int argc, char **argv) {
     const char *freeze = NULL, *out = NULL, *data = NULL, *state = NULL, *log = NULL;
-    int64_t steps = 20000, batch = 32, warmup = 200, save_every = 500, workers = 0, hidden = 128, heads = 4,
-            depth = 2, single = 4, seed = 0, kill_after = 0;
+    int64_t steps = 20000, batch = 32, warmup = 200, save_every = 500, workers = 0, hidden = 128, heads = 4, depth = 2,
+            single = 4, seed = 0, kill_after = 0;
     double lr = 5e-4, wd = 0, clip = 1, ema = 0.999;
     int resume = 0, f32 = 0, quiet = 0, help = 0;
     cli_opt opts[] = {
@@ -122,9 +122,25 @@ int cmd_train(int argc, char **argv) {
         return CLI_RUNTIME;
     }
     cli_train_prog pg = {"train", isatty(2), "", NULL, 0, 0};
-    cd_train_params p = {out, state, resume, steps, batch, save_every, warmup, (uint64_t)seed, lr, wd, (float)clip,
-                         (float)ema, workers ? (int)workers : cd_ctx_threads(ctx), !f32, freeze, log, kill_after,
-                         quiet ? NULL : cli_train_progress, &pg};
+    cd_train_params p = {out,
+                         state,
+                         resume,
+                         steps,
+                         batch,
+                         save_every,
+                         warmup,
+                         (uint64_t)seed,
+                         lr,
+                         wd,
+                         (float)clip,
+                         (float)ema,
+                         workers ? (int)workers : cd_ctx_threads(ctx),
+                         !f32,
+                         freeze,
+                         log,
+                         kill_after,
+                         quiet ? NULL : cli_train_progress,
+                         &pg};
     const cd_fmnist_params fp = {data, (int32_t)hidden, (int32_t)heads, (int32_t)depth, (int32_t)single};
     snprintf(pg.banner, sizeof pg.banner,
              "cleardit train: hidden %lld, %lld heads, %lld + %lld blocks, batch %lld, %d workers, %s\n",

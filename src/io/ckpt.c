@@ -33,17 +33,17 @@ static const char *const k_prefixes[] = {
 /* One tensor of the set: the file's tensor view with `name` moved past the stripped prefix. */
 typedef struct {
     cd_st_tensor t;
-    size_t file;   /* index into files[] / paths[] */
+    size_t file; /* index into files[] / paths[] */
 } ck_entry;
 
 struct cd_ckpt {
-    cd_st_file **files;   /* [n_files], in file-name order (shard order) */
-    char **paths;         /* [n_files], as opened (directory of the index + shard name) */
-    char **labels;        /* [n_files], how messages call each file (the shard name) */
+    cd_st_file **files; /* [n_files], in file-name order (shard order) */
+    char **paths;       /* [n_files], as opened (directory of the index + shard name) */
+    char **labels;      /* [n_files], how messages call each file (the shard name) */
     size_t n_files;
-    ck_entry *entries;    /* [count], sorted by name */
+    ck_entry *entries; /* [count], sorted by name */
     size_t count;
-    const char *prefix;   /* one of k_prefixes, or "" */
+    const char *prefix; /* one of k_prefixes, or "" */
 };
 
 /* Where errors go and how the checkpoint is called in them. */
@@ -52,8 +52,7 @@ typedef struct {
     char path[CD_ST_PRINT_MAX];
 } ck_parse;
 
-__attribute__((format(printf, 3, 4)))
-static cd_status ck_fail(const ck_parse *p, cd_status s, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static cd_status ck_fail(const ck_parse *p, cd_status s, const char *fmt, ...) {
     char reason[448];
     va_list ap;
     va_start(ap, fmt);
@@ -103,8 +102,7 @@ static const char *list_names(char *const *names, size_t n, char *buf, size_t ca
     buf[0] = 0;
     for (size_t i = 0; i < n; i++) {
         char one[CD_ST_PRINT_MAX];
-        int k = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "",
-                         cd_st_printable(names[i], one, sizeof one));
+        int k = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", cd_st_printable(names[i], one, sizeof one));
         if (k < 0 || (size_t)k >= cap - len) {
             if (cap > 4) memcpy(buf + cap - 4, "...", 4);
             break;
@@ -127,8 +125,10 @@ static const ck_entry *find_entry(const ck_entry *e, size_t n, const char *name)
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(name, e[mid].t.name);
         if (c == 0) return &e[mid];
-        if (c < 0) hi = mid;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
@@ -144,8 +144,7 @@ static cd_status alloc_files(const ck_parse *p, cd_ckpt *c, size_t n) {
 }
 
 /* Opens file i of the set: `path` on disk, `label` in messages. Takes neither string. */
-static cd_status open_file(const ck_parse *p, cd_ckpt *c, size_t i, const char *path,
-                           const char *label) {
+static cd_status open_file(const ck_parse *p, cd_ckpt *c, size_t i, const char *path, const char *label) {
     c->paths[i] = strdup(path);
     c->labels[i] = strdup(label);
     c->n_files = i + 1; /* counted now so that cd_ckpt_close frees the strings */
@@ -176,8 +175,7 @@ static cd_status collect(const ck_parse *p, cd_ckpt *c) {
             const size_t x = a->file < b->file ? a->file : b->file;
             const size_t y = a->file < b->file ? b->file : a->file;
             return ck_fail(p, CD_ERR_FORMAT, "tensor '%s' is in two shards: '%s' and '%s'",
-                           cd_st_printable(a->t.name, n, sizeof n),
-                           cd_st_printable(c->labels[x], fa, sizeof fa),
+                           cd_st_printable(a->t.name, n, sizeof n), cd_st_printable(c->labels[x], fa, sizeof fa),
                            cd_st_printable(c->labels[y], fb, sizeof fb));
         }
     }
@@ -193,9 +191,7 @@ static void strip_prefix(cd_ckpt *c) {
         const char *pre = k_prefixes[k];
         const size_t len = strlen(pre);
         size_t i = 0;
-        while (i < c->count && !strncmp(c->entries[i].t.name, pre, len) &&
-               c->entries[i].t.name[len])
-            i++;
+        while (i < c->count && !strncmp(c->entries[i].t.name, pre, len) && c->entries[i].t.name[len]) i++;
         if (i < c->count) continue;
         for (i = 0; i < c->count; i++) c->entries[i].t.name += len;
         c->prefix = pre;
@@ -209,9 +205,7 @@ static void strip_prefix(cd_ckpt *c) {
 static cd_status load_index_json(const ck_parse *p, const char *path, json_t **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ck_fail(p, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "cannot open: %s",
-                       strerror(errno));
+    if (fd < 0) return ck_fail(p, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -219,8 +213,8 @@ static cd_status load_index_json(const ck_parse *p, const char *path, json_t **o
     }
     if ((uint64_t)st.st_size > CD_CKPT_MAX_INDEX) {
         close(fd);
-        return ck_fail(p, CD_ERR_FORMAT, "index of %lld bytes exceeds the limit of %llu bytes",
-                       (long long)st.st_size, CD_CKPT_MAX_INDEX);
+        return ck_fail(p, CD_ERR_FORMAT, "index of %lld bytes exceeds the limit of %llu bytes", (long long)st.st_size,
+                       CD_CKPT_MAX_INDEX);
     }
     size_t n = (size_t)st.st_size, got = 0;
     char *buf = malloc(n ? n : 1);
@@ -251,8 +245,7 @@ static cd_status load_index_json(const ck_parse *p, const char *path, json_t **o
             s = ck_fail(p, CD_ERR_FORMAT, "duplicate key %s in the index (at byte %d)",
                         cd_st_json_near(je.text, tok, sizeof tok), je.position);
         } else {
-            s = ck_fail(p, CD_ERR_FORMAT, "index is not valid JSON: %s (at byte %d)", je.text,
-                        je.position);
+            s = ck_fail(p, CD_ERR_FORMAT, "index is not valid JSON: %s (at byte %d)", je.text, je.position);
         }
     }
     free(buf);
@@ -272,18 +265,15 @@ static int shard_name_ok(const char *s) {
 }
 
 /* Checks the weight_map's structure; fills the sorted, distinct shard names. */
-static cd_status index_shards(const ck_parse *p, json_t *root, json_t **wm_out, char ***names,
-                              size_t *n_names) {
+static cd_status index_shards(const ck_parse *p, json_t *root, json_t **wm_out, char ***names, size_t *n_names) {
     *names = NULL;
     *n_names = 0;
     if (!json_is_object(root)) return ck_fail(p, CD_ERR_FORMAT, "index is not a JSON object");
     json_t *md = json_object_get(root, "metadata");
-    if (md && !json_is_object(md))
-        return ck_fail(p, CD_ERR_FORMAT, "index 'metadata' is not an object");
+    if (md && !json_is_object(md)) return ck_fail(p, CD_ERR_FORMAT, "index 'metadata' is not an object");
     json_t *wm = json_object_get(root, "weight_map");
     if (!wm) return ck_fail(p, CD_ERR_FORMAT, "index has no 'weight_map'");
-    if (!json_is_object(wm))
-        return ck_fail(p, CD_ERR_FORMAT, "index 'weight_map' is not an object");
+    if (!json_is_object(wm)) return ck_fail(p, CD_ERR_FORMAT, "index 'weight_map' is not an object");
     const size_t n = json_object_size(wm);
     if (n == 0) return ck_fail(p, CD_ERR_FORMAT, "index 'weight_map' is empty");
     char **v = calloc(n, sizeof *v);
@@ -345,21 +335,16 @@ static cd_status index_cross_check(const ck_parse *p, const cd_ckpt *c, json_t *
         const char *shard = json_string_value(val);
         const ck_entry *e = find_entry(c->entries, c->count, key);
         if (!e)
-            return ck_fail(p, CD_ERR_FORMAT,
-                           "index says '%s' is in shard '%s' but it is not in any shard",
-                           cd_st_printable(key, kn, sizeof kn),
-                           cd_st_printable(shard, sb, sizeof sb));
+            return ck_fail(p, CD_ERR_FORMAT, "index says '%s' is in shard '%s' but it is not in any shard",
+                           cd_st_printable(key, kn, sizeof kn), cd_st_printable(shard, sb, sizeof sb));
         if (strcmp(c->labels[e->file], shard))
-            return ck_fail(p, CD_ERR_FORMAT,
-                           "index says '%s' is in shard '%s' but it is in shard '%s'",
-                           cd_st_printable(key, kn, sizeof kn),
-                           cd_st_printable(shard, sb, sizeof sb),
+            return ck_fail(p, CD_ERR_FORMAT, "index says '%s' is in shard '%s' but it is in shard '%s'",
+                           cd_st_printable(key, kn, sizeof kn), cd_st_printable(shard, sb, sizeof sb),
                            cd_st_printable(c->labels[e->file], sa, sizeof sa));
     }
     for (size_t i = 0; i < c->count; i++)
         if (!json_object_get(wm, c->entries[i].t.name))
-            return ck_fail(p, CD_ERR_FORMAT,
-                           "shard '%s' holds tensor '%s' that the index's weight_map does not list",
+            return ck_fail(p, CD_ERR_FORMAT, "shard '%s' holds tensor '%s' that the index's weight_map does not list",
                            cd_st_printable(c->labels[c->entries[i].file], sa, sizeof sa),
                            cd_st_printable(c->entries[i].t.name, kn, sizeof kn));
     return CD_OK;
@@ -384,8 +369,8 @@ static cd_status open_index(const ck_parse *p, cd_ckpt *c, const char *path) {
         if (stat(sp, &st) != 0) {
             s = ck_fail(p, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO,
                         "shard '%s' listed in the weight_map cannot be opened (%s): %s",
-                        cd_st_printable(shards[i], sn, sizeof sn),
-                        cd_st_printable(sp, spn, sizeof spn), strerror(errno));
+                        cd_st_printable(shards[i], sn, sizeof sn), cd_st_printable(sp, spn, sizeof spn),
+                        strerror(errno));
             break;
         }
         s = open_file(p, c, i, sp, shards[i]);
@@ -439,8 +424,10 @@ static cd_status resolve_dir(const ck_parse *p, const char *dir, char **chosen) 
         if (!S_ISREG(sb.st_mode)) continue;
         char ***list = NULL;
         size_t *n = NULL, *cap = NULL;
-        if (ends_with(name, ".safetensors.index.json")) list = &idx, n = &n_idx, cap = &cap_idx;
-        else if (ends_with(name, ".safetensors")) list = &st, n = &n_st, cap = &cap_st;
+        if (ends_with(name, ".safetensors.index.json"))
+            list = &idx, n = &n_idx, cap = &cap_idx;
+        else if (ends_with(name, ".safetensors"))
+            list = &st, n = &n_st, cap = &cap_st;
         if (!list) continue;
         if (*n == *cap) {
             size_t nc = *cap ? 2 * *cap : 8;
@@ -465,12 +452,10 @@ static cd_status resolve_dir(const ck_parse *p, const char *dir, char **chosen) 
     if (s) {
         /* out of memory above */
     } else if (n_idx > 1) {
-        s = ck_fail(p, CD_ERR_INVALID_ARG,
-                    "the directory holds several checkpoint indexes (%s); pass one of them",
+        s = ck_fail(p, CD_ERR_INVALID_ARG, "the directory holds several checkpoint indexes (%s); pass one of them",
                     list_names(idx, n_idx, names, sizeof names));
     } else if (n_idx == 1 || n_st == 1) {
-        if (!(*chosen = path_join(dir, n_idx ? idx[0] : st[0])))
-            s = ck_fail(p, CD_ERR_OOM, "out of memory");
+        if (!(*chosen = path_join(dir, n_idx ? idx[0] : st[0]))) s = ck_fail(p, CD_ERR_OOM, "out of memory");
     } else if (n_st > 1) {
         s = ck_fail(p, CD_ERR_INVALID_ARG,
                     "the directory holds several .safetensors files and no "
@@ -481,8 +466,7 @@ static cd_status resolve_dir(const ck_parse *p, const char *dir, char **chosen) 
                     "no .safetensors file or *.safetensors.index.json here; this looks like a "
                     "diffusers pipeline: pass %s%s%s",
                     has_transformer ? "its transformer/ subdirectory (the FLUX transformer)" : "",
-                    has_transformer && has_vae ? " or " : "",
-                    has_vae ? "its vae/ subdirectory (the autoencoder)" : "");
+                    has_transformer && has_vae ? " or " : "", has_vae ? "its vae/ subdirectory (the autoencoder)" : "");
     } else {
         s = ck_fail(p, CD_ERR_NOT_FOUND, "no .safetensors file or *.safetensors.index.json here");
     }
@@ -513,8 +497,7 @@ cd_status cd_ckpt_open(cd_ctx *ctx, const char *path, cd_ckpt **out) {
     cd_st_printable(path, p.path, sizeof p.path);
     struct stat st;
     if (stat(path, &st) != 0)
-        return ck_fail(&p, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "cannot open: %s",
-                       strerror(errno));
+        return ck_fail(&p, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "cannot open: %s", strerror(errno));
     cd_ckpt *c = calloc(1, sizeof *c);
     if (!c) return ck_fail(&p, CD_ERR_OOM, "out of memory");
     cd_status s;
@@ -550,9 +533,7 @@ void cd_ckpt_close(cd_ckpt *c) {
 
 size_t cd_ckpt_count(const cd_ckpt *c) { return c ? c->count : 0; }
 
-const cd_st_tensor *cd_ckpt_at(const cd_ckpt *c, size_t i) {
-    return (c && i < c->count) ? &c->entries[i].t : NULL;
-}
+const cd_st_tensor *cd_ckpt_at(const cd_ckpt *c, size_t i) { return (c && i < c->count) ? &c->entries[i].t : NULL; }
 
 const cd_st_tensor *cd_ckpt_find(const cd_ckpt *c, const char *name) {
     if (!c || !name) return NULL;
@@ -562,9 +543,7 @@ const cd_st_tensor *cd_ckpt_find(const cd_ckpt *c, const char *name) {
 
 size_t cd_ckpt_files(const cd_ckpt *c) { return c ? c->n_files : 0; }
 
-const char *cd_ckpt_file(const cd_ckpt *c, size_t i) {
-    return (c && i < c->n_files) ? c->paths[i] : NULL;
-}
+const char *cd_ckpt_file(const cd_ckpt *c, size_t i) { return (c && i < c->n_files) ? c->paths[i] : NULL; }
 
 const char *cd_ckpt_prefix(const cd_ckpt *c) { return c ? c->prefix : ""; }
 

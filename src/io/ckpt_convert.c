@@ -26,19 +26,19 @@
 
 /* Where the rows of one segment come from. */
 typedef struct {
-    const cd_st_tensor *src;   /* data source (the input, or the CLEAR file) */
+    const cd_st_tensor *src; /* data source (the input, or the CLEAR file) */
     int64_t src_row, dst_row, rows;
 } piece;
 
 typedef struct {
     cd_ctx *ctx;
     const cd_ckpt *in, *clear;
-    int from, to;              /* plan sides */
+    int from, to; /* plan sides */
     lay_plan plan;
-    piece *pieces;             /* grouped by output tensor, in row order */
-    size_t *first;             /* [n_out + 1]: pieces[first[k] .. first[k+1]) build output k */
-    cd_st_out *out;            /* [n_out] header entries (names point into the plan) */
-    uint64_t *out_bytes;       /* [n_out] */
+    piece *pieces;       /* grouped by output tensor, in row order */
+    size_t *first;       /* [n_out + 1]: pieces[first[k] .. first[k+1]) build output k */
+    cd_st_out *out;      /* [n_out] header entries (names point into the plan) */
+    uint64_t *out_bytes; /* [n_out] */
     uint64_t total, max_bytes;
     size_t page;
 } conv_job;
@@ -51,39 +51,35 @@ static void job_free(conv_job *j) {
     free(j->out_bytes);
 }
 
-static const char *pname(const char *s, char *buf) {
-    return cd_st_printable(s, buf, CD_ST_PRINT_MAX);
-}
+static const char *pname(const char *s, char *buf) { return cd_st_printable(s, buf, CD_ST_PRINT_MAX); }
 
 /* "N unknown (first 'x'), ..." for a checkpoint that does not match its layout. */
 static cd_status not_matching(cd_ctx *ctx, const char *what, const cd_ckpt_info *ii) {
     char msg[640], b[CD_ST_PRINT_MAX];
     size_t n = 0;
-    n += (size_t)snprintf(msg + n, sizeof msg - n, "%s does not match the %s layout:", what,
-                          cd_layout_name(ii->layout));
+    n +=
+        (size_t)snprintf(msg + n, sizeof msg - n, "%s does not match the %s layout:", what, cd_layout_name(ii->layout));
     if (ii->n_missing && n < sizeof msg)
         n += (size_t)snprintf(msg + n, sizeof msg - n, " %zu missing (first '%s')", ii->n_missing,
                               pname(ii->missing[0], b));
     if (ii->n_bad_shape && n < sizeof msg)
-        n += (size_t)snprintf(msg + n, sizeof msg - n, "%s %zu wrong-shaped (first '%s')",
-                              ii->n_missing ? "," : "", ii->n_bad_shape,
-                              pname(ii->bad_shape[0], b));
+        n += (size_t)snprintf(msg + n, sizeof msg - n, "%s %zu wrong-shaped (first '%s')", ii->n_missing ? "," : "",
+                              ii->n_bad_shape, pname(ii->bad_shape[0], b));
     if (ii->n_unknown && n < sizeof msg)
-        snprintf(msg + n, sizeof msg - n, "%s %zu unknown (first '%s')",
-                 ii->n_missing || ii->n_bad_shape ? "," : "", ii->n_unknown,
-                 pname(ii->unknown[0], b));
+        snprintf(msg + n, sizeof msg - n, "%s %zu unknown (first '%s')", ii->n_missing || ii->n_bad_shape ? "," : "",
+                 ii->n_unknown, pname(ii->unknown[0], b));
     return cd_set_error(ctx, CD_ERR_FORMAT, "convert: %s; see 'cleardit inspect'", msg);
 }
 
 /* Inspects `c` and requires a complete, exact match with its layout. */
-static cd_status inspect_exact(cd_ctx *ctx, const cd_ckpt *c, const char *what,
-                               cd_ckpt_info *ii) {
+static cd_status inspect_exact(cd_ctx *ctx, const cd_ckpt *c, const char *what, cd_ckpt_info *ii) {
     cd_status s = cd_ckpt_inspect(ctx, c, ii);
     if (s) return s;
     if (ii->layout == CD_LAYOUT_UNKNOWN)
         return cd_set_error(ctx, CD_ERR_FORMAT,
                             "convert: %s is not a FLUX transformer, FLUX autoencoder or CLEAR "
-                            "checkpoint (no known tensor names)", what);
+                            "checkpoint (no known tensor names)",
+                            what);
     if (ii->n_unknown || ii->n_missing || ii->n_bad_shape) return not_matching(ctx, what, ii);
     return CD_OK;
 }
@@ -104,8 +100,7 @@ static cd_status plan_model(conv_job *j, cd_layout layout, const cd_ckpt_info *c
                                 "convert: ch_mult[0] = %d (encoder conv_in has %d channels, "
                                 "level 0 has %d): AutoencoderKL has no equivalent",
                                 m.ae.ch_mult[0], m.ae.ch, m.ae.ch * m.ae.ch_mult[0]);
-        if (lay_ae_plan(&m.ae, 3, &j->plan))
-            return cd_set_error(j->ctx, CD_ERR_OOM, "convert: out of memory");
+        if (lay_ae_plan(&m.ae, 3, &j->plan)) return cd_set_error(j->ctx, CD_ERR_OOM, "convert: out of memory");
         return CD_OK;
     }
     if (ci) {
@@ -121,8 +116,7 @@ static cd_status plan_model(conv_job *j, cd_layout layout, const cd_ckpt_info *c
                                 "convert: the CLEAR file does not fit the model: it has hidden "
                                 "%d, %d double + %d single blocks; the model has hidden %d, %d "
                                 "double + %d single blocks",
-                                c->hidden, c->depth, c->depth_single, f->hidden, f->depth,
-                                f->depth_single);
+                                c->hidden, c->depth, c->depth_single, f->hidden, f->depth, f->depth_single);
         if (c->down && m.flux.sw.down && c->down != m.flux.sw.down)
             return cd_set_error(j->ctx, CD_ERR_SHAPE,
                                 "convert: the CLEAR file's spatial_weight is %dx%d but the model "
@@ -131,8 +125,7 @@ static cd_status plan_model(conv_job *j, cd_layout layout, const cd_ckpt_info *c
         /* every spatial weight then comes from the (complete) CLEAR file, in its form */
         if (c->down) m.flux.sw = cm.clear_sw;
     }
-    if (lay_flux_plan(&m.flux, 3, &j->plan))
-        return cd_set_error(j->ctx, CD_ERR_OOM, "convert: out of memory");
+    if (lay_flux_plan(&m.flux, 3, &j->plan)) return cd_set_error(j->ctx, CD_ERR_OOM, "convert: out of memory");
     return CD_OK;
 }
 
@@ -145,8 +138,8 @@ static uint64_t row_elems(const int64_t *shape, int32_t ndim) {
 static int convertible(cd_dtype from, cd_dtype to) {
     if (from == to) return 1;
     if (to != CD_DTYPE_F32 && to != CD_DTYPE_BF16) return 0;
-    return from == CD_DTYPE_F32 || from == CD_DTYPE_BF16 || from == CD_DTYPE_F16 ||
-           from == CD_DTYPE_F8_E4M3 || from == CD_DTYPE_F8_E5M2;
+    return from == CD_DTYPE_F32 || from == CD_DTYPE_BF16 || from == CD_DTYPE_F16 || from == CD_DTYPE_F8_E4M3 ||
+           from == CD_DTYPE_F8_E5M2;
 }
 
 /* Segment order within the output: by output tensor, then by first output row. */
@@ -190,33 +183,33 @@ static cd_status resolve(conv_job *j, cd_dtype want) {
             /* The input's own tensor for these rows: the data source unless the CLEAR file has
              * the diffusers tensor, and in any case the reference for "keep the dtype". */
             const cd_st_tensor *base = cd_ckpt_find(j->in, src->t[g->t[j->from]].name);
-            const cd_st_tensor *cl =
-                j->clear ? cd_ckpt_find(j->clear, dif->t[g->t[LAY_DIF]].name) : NULL;
+            const cd_st_tensor *cl = j->clear ? cd_ckpt_find(j->clear, dif->t[g->t[LAY_DIF]].name) : NULL;
             pc->src = cl ? cl : base;
             pc->src_row = cl ? g->row[LAY_DIF] : g->row[j->from];
             pc->dst_row = g->row[j->to];
             pc->rows = g->rows;
-            if (!pc->src || g->row[j->to] != next_row ||
-                row_elems(pc->src->shape, pc->src->ndim) != re ||
+            if (!pc->src || g->row[j->to] != next_row || row_elems(pc->src->shape, pc->src->ndim) != re ||
                 pc->src_row + pc->rows > (pc->src->ndim ? pc->src->shape[0] : 1)) {
-                s = cd_set_error(j->ctx, CD_ERR_INTERNAL, "convert: no consistent source for rows "
-                                 "%lld.. of '%s'", (long long)g->row[j->to], pname(o->name, b1));
+                s = cd_set_error(j->ctx, CD_ERR_INTERNAL,
+                                 "convert: no consistent source for rows "
+                                 "%lld.. of '%s'",
+                                 (long long)g->row[j->to], pname(o->name, b1));
                 break;
             }
             next_row += g->rows;
             cd_dtype r = base ? base->dtype : pc->src->dtype; /* spatial weights new from CLEAR */
-            if (ref == CD_DTYPE_COUNT) ref = r;
+            if (ref == CD_DTYPE_COUNT)
+                ref = r;
             else if (r != ref && want == CD_DTYPE_COUNT) {
                 s = cd_set_error(j->ctx, CD_ERR_UNSUPPORTED,
-                                 "convert: '%s' would join %s and %s pieces; choose --dtype",
-                                 pname(o->name, b1), cd_dtype_name(ref), cd_dtype_name(r));
+                                 "convert: '%s' would join %s and %s pieces; choose --dtype", pname(o->name, b1),
+                                 cd_dtype_name(ref), cd_dtype_name(r));
                 break;
             }
         }
         if (s) break;
         if (next_row != (o->ndim ? o->shape[0] : 1)) {
-            s = cd_set_error(j->ctx, CD_ERR_INTERNAL, "convert: '%s' is not covered by its pieces",
-                             pname(o->name, b1));
+            s = cd_set_error(j->ctx, CD_ERR_INTERNAL, "convert: '%s' is not covered by its pieces", pname(o->name, b1));
             break;
         }
         if (dt == CD_DTYPE_COUNT) dt = ref;
@@ -228,8 +221,7 @@ static cd_status resolve(conv_job *j, cd_dtype want) {
                                  "BF16, F16, F8_E4M3, F8_E5M2 to F32 or BF16)",
                                  pname(t->name, b2), cd_dtype_name(t->dtype), cd_dtype_name(dt));
             else if (t->dtype == dt && (uint64_t)cd_dtype_bits(dt) * re % 8)
-                s = cd_set_error(j->ctx, CD_ERR_UNSUPPORTED,
-                                 "convert: tensor '%s': rows of %s are not whole bytes",
+                s = cd_set_error(j->ctx, CD_ERR_UNSUPPORTED, "convert: tensor '%s': rows of %s are not whole bytes",
                                  pname(t->name, b2), cd_dtype_name(dt));
         }
         j->out[k].name = o->name;
@@ -238,8 +230,7 @@ static cd_status resolve(conv_job *j, cd_dtype want) {
         memcpy(j->out[k].shape, o->shape, (size_t)o->ndim * sizeof o->shape[0]);
         uint64_t numel;
         if (!s && cd_st_size(dt, o->ndim, o->shape, &numel, &j->out_bytes[k]) != CD_ST_SIZE_OK)
-            s = cd_set_error(j->ctx, CD_ERR_UNSUPPORTED, "convert: '%s' has no whole-byte size",
-                             pname(o->name, b1));
+            s = cd_set_error(j->ctx, CD_ERR_UNSUPPORTED, "convert: '%s' has no whole-byte size", pname(o->name, b1));
         j->total += j->out_bytes[k];
         if (j->out_bytes[k] > j->max_bytes) j->max_bytes = j->out_bytes[k];
     }
@@ -263,14 +254,11 @@ static void advise(const conv_job *j, const void *p, size_t len, int done) {
  * about CHUNK_BYTES source bytes, each released as soon as it is copied: the source pages in
  * memory at any time are one chunk, not the piece (a piece can be a whole 100+ MB tensor). */
 #define CHUNK_BYTES (8u << 20)
-static cd_status copy_piece(const conv_job *j, const piece *pc, cd_dtype dt, uint64_t re,
-                            uint8_t *buf) {
+static cd_status copy_piece(const conv_job *j, const piece *pc, cd_dtype dt, uint64_t re, uint8_t *buf) {
     const cd_st_tensor *t = pc->src;
     const uint64_t sb = (uint64_t)cd_dtype_bits(t->dtype), db = (uint64_t)cd_dtype_bits(dt);
     const uint64_t src_row_bytes = re * sb / 8, dst_row_bytes = re * db / 8; /* whole (resolve) */
-    const uint64_t step = src_row_bytes >= CHUNK_BYTES || !src_row_bytes
-                              ? 1
-                              : CHUNK_BYTES / src_row_bytes;
+    const uint64_t step = src_row_bytes >= CHUNK_BYTES || !src_row_bytes ? 1 : CHUNK_BYTES / src_row_bytes;
     for (int64_t r = 0; r < pc->rows; r += (int64_t)step) {
         const uint64_t rows = (uint64_t)(pc->rows - r) < step ? (uint64_t)(pc->rows - r) : step;
         const uint8_t *p = (const uint8_t *)t->data + (uint64_t)(pc->src_row + r) * src_row_bytes;
@@ -288,8 +276,7 @@ static cd_status copy_piece(const conv_job *j, const piece *pc, cd_dtype dt, uin
             if (len) memcpy(dst, p, len);
         } else {
             /* a 1-D view of the rows, for the element converters of convert.c */
-            cd_st_tensor v = {.name = t->name, .dtype = t->dtype, .ndim = 1, .data = p,
-                              .nbytes = len};
+            cd_st_tensor v = {.name = t->name, .dtype = t->dtype, .ndim = 1, .data = p, .nbytes = len};
             v.shape[0] = (int64_t)(rows * re);
             s = dt == CD_DTYPE_F32 ? cd_st_to_f32(j->ctx, &v, (float *)(void *)dst)
                                    : cd_st_to_bf16(j->ctx, &v, (uint16_t *)(void *)dst);
@@ -300,16 +287,16 @@ static cd_status copy_piece(const conv_job *j, const piece *pc, cd_dtype dt, uin
     return CD_OK;
 }
 
-static cd_status write_all(conv_job *j, const char *path, cd_layout to, cd_progress_fn progress,
-                           void *user) {
+static cd_status write_all(conv_job *j, const char *path, cd_layout to, cd_progress_fn progress, void *user) {
     const size_t n_out = j->plan.side[j->to].n;
     /* "format": "pt" as torch's save_file writes it (some loaders look for it). Nothing that
      * depends on the input's history, so equal tensors give byte-identical files. */
     const char *meta[] = {"format", "pt", "cleardit_layout", cd_layout_name(to)};
     /* One buffer for every tensor; malloc'd, so aligned for f32 and bf16 stores. */
     uint8_t *buf = malloc(j->max_bytes ? (size_t)j->max_bytes : 1);
-    if (!buf) return cd_set_error(j->ctx, CD_ERR_OOM, "convert: cannot allocate %llu bytes",
-                                  (unsigned long long)j->max_bytes);
+    if (!buf)
+        return cd_set_error(j->ctx, CD_ERR_OOM, "convert: cannot allocate %llu bytes",
+                            (unsigned long long)j->max_bytes);
     cd_st_stream *w;
     cd_status s = cd_st_stream_begin(j->ctx, path, j->out, n_out, meta, 2, &w);
     uint64_t done = 0;
@@ -330,15 +317,15 @@ static cd_status write_all(conv_job *j, const char *path, cd_layout to, cd_progr
     return cd_st_stream_commit(w);
 }
 
-cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *out_path,
-                                   cd_layout to, cd_dtype dtype, const cd_ckpt *merge_clear,
-                                   cd_progress_fn progress, void *user) {
+cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to, cd_dtype dtype,
+                                   const cd_ckpt *merge_clear, cd_progress_fn progress, void *user) {
     if (!in || !out_path || !out_path[0])
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "convert: no input or no output path");
     if (!lay_is_flux(to) && !lay_is_ae(to))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "convert: the target layout must be flux-bfl, flux-diffusers, ae-bfl "
-                            "or ae-diffusers, not %s", cd_layout_name(to));
+                            "or ae-diffusers, not %s",
+                            cd_layout_name(to));
     if (dtype != CD_DTYPE_COUNT && dtype != CD_DTYPE_F32 && dtype != CD_DTYPE_BF16)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "convert: output dtype must be F32 or BF16");
 
@@ -361,17 +348,17 @@ cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *o
     if (!s && lay_is_flux(ii.layout) != lay_is_flux(to))
         s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
                          "convert: cannot convert %s to %s (FLUX transformers convert to "
-                         "flux-*, autoencoders to ae-*)", cd_layout_name(ii.layout),
-                         cd_layout_name(to));
+                         "flux-*, autoencoders to ae-*)",
+                         cd_layout_name(ii.layout), cd_layout_name(to));
     if (!s && merge_clear && !lay_is_flux(ii.layout))
         s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
                          "convert: a CLEAR file merges into a FLUX transformer, not into an %s "
-                         "checkpoint", cd_layout_name(ii.layout));
+                         "checkpoint",
+                         cd_layout_name(ii.layout));
     if (!s && merge_clear) {
         s = inspect_exact(ctx, merge_clear, "the CLEAR file", &ci);
         if (!s && ci.layout != CD_LAYOUT_CLEAR)
-            s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                             "convert: the file to merge is a %s checkpoint, not a CLEAR file",
+            s = cd_set_error(ctx, CD_ERR_INVALID_ARG, "convert: the file to merge is a %s checkpoint, not a CLEAR file",
                              cd_layout_name(ci.layout));
     }
     if (!s) {
@@ -387,7 +374,7 @@ cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *o
     return s;
 }
 
-cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to,
-                          cd_dtype dtype, const cd_ckpt *merge_clear) {
+cd_status cd_ckpt_convert(cd_ctx *ctx, const cd_ckpt *in, const char *out_path, cd_layout to, cd_dtype dtype,
+                          const cd_ckpt *merge_clear) {
     return cd_ckpt_convert_progress(ctx, in, out_path, to, dtype, merge_clear, NULL, NULL);
 }

@@ -36,9 +36,12 @@ static float f8e4m3_to_f32(uint8_t b) {
     const int neg = b >> 7;
     const int e = (b >> 3) & 0xf, m = b & 0x7;
     float v;
-    if (e == 15 && m == 7) v = NAN;
-    else if (e == 0) v = ldexpf((float)m, -9);            /* subnormal: m/8 * 2^(1-7) */
-    else v = ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    if (e == 15 && m == 7)
+        v = NAN;
+    else if (e == 0)
+        v = ldexpf((float)m, -9); /* subnormal: m/8 * 2^(1-7) */
+    else
+        v = ldexpf(1.0f + (float)m / 8.0f, e - 7);
     return neg ? -v : v;
 }
 
@@ -46,35 +49,27 @@ static float f8e4m3_to_f32(uint8_t b) {
 static float f8e5m2_to_f32(uint8_t b) { return f16_to_f32((uint16_t)((uint16_t)b << 8)); }
 
 static int convertible(cd_dtype dt) {
-    return dt == CD_DTYPE_F32 || dt == CD_DTYPE_BF16 || dt == CD_DTYPE_F16 ||
-           dt == CD_DTYPE_F8_E4M3 || dt == CD_DTYPE_F8_E5M2;
+    return dt == CD_DTYPE_F32 || dt == CD_DTYPE_BF16 || dt == CD_DTYPE_F16 || dt == CD_DTYPE_F8_E4M3 ||
+           dt == CD_DTYPE_F8_E5M2;
 }
 
 /* Checks that t is self-consistent (rank, shape, nbytes, data) and of a convertible dtype;
  * *numel = its element count. `op` ("to_f32", "to_bf16") starts every message. */
-static cd_status check_source(cd_ctx *ctx, const char *op, const cd_st_tensor *t, const void *dst,
-                              uint64_t *numel) {
+static cd_status check_source(cd_ctx *ctx, const char *op, const cd_st_tensor *t, const void *dst, uint64_t *numel) {
     if (!t || !dst) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor or dst is NULL", op);
     char pn[CD_ST_PRINT_MAX];
     const char *name = cd_st_printable(t->name ? t->name : "(unnamed)", pn, sizeof pn);
     if (t->ndim < 0 || t->ndim > CD_MAX_DIMS)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': rank %d out of range", op,
-                            name, t->ndim);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': rank %d out of range", op, name, t->ndim);
     for (int32_t i = 0; i < t->ndim; i++)
-        if (t->shape[i] < 0)
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': negative shape", op,
-                                name);
+        if (t->shape[i] < 0) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': negative shape", op, name);
     if ((int)t->dtype < 0 || t->dtype >= CD_DTYPE_COUNT)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': invalid dtype %d", op, name,
-                            (int)t->dtype);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': invalid dtype %d", op, name, (int)t->dtype);
     uint64_t nbytes;
-    if (cd_st_size(t->dtype, t->ndim, t->shape, numel, &nbytes) != CD_ST_SIZE_OK ||
-        nbytes != t->nbytes)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "%s: tensor '%s': nbytes %llu does not match its shape and dtype", op,
-                            name, (unsigned long long)t->nbytes);
-    if (*numel && !t->data)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s' has no data", op, name);
+    if (cd_st_size(t->dtype, t->ndim, t->shape, numel, &nbytes) != CD_ST_SIZE_OK || nbytes != t->nbytes)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s': nbytes %llu does not match its shape and dtype",
+                            op, name, (unsigned long long)t->nbytes);
+    if (*numel && !t->data) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: tensor '%s' has no data", op, name);
     if (!convertible(t->dtype))
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
                             "%s: tensor '%s': cannot convert dtype %s (supported: F32, BF16, F16, "
@@ -101,21 +96,21 @@ cd_status cd_st_to_f32(cd_ctx *ctx, const cd_st_tensor *t, float *dst) {
     if (s) return s;
     const uint8_t *src = t->data;
     switch (t->dtype) {
-    case CD_DTYPE_F32:
-        if (n) memcpy(dst, src, (size_t)n * 4);
-        break;
-    case CD_DTYPE_BF16:
-        for (uint64_t i = 0; i < n; i++) dst[i] = cd_bf16_to_f32(load_u16(src + 2 * i));
-        break;
-    case CD_DTYPE_F16:
-        for (uint64_t i = 0; i < n; i++) dst[i] = f16_to_f32(load_u16(src + 2 * i));
-        break;
-    default: { /* F8_E4M3, F8_E5M2 (check_source refused everything else) */
-        float lut[256];
-        f8_table(t->dtype, lut);
-        for (uint64_t i = 0; i < n; i++) dst[i] = lut[src[i]];
-        break;
-    }
+        case CD_DTYPE_F32:
+            if (n) memcpy(dst, src, (size_t)n * 4);
+            break;
+        case CD_DTYPE_BF16:
+            for (uint64_t i = 0; i < n; i++) dst[i] = cd_bf16_to_f32(load_u16(src + 2 * i));
+            break;
+        case CD_DTYPE_F16:
+            for (uint64_t i = 0; i < n; i++) dst[i] = f16_to_f32(load_u16(src + 2 * i));
+            break;
+        default: { /* F8_E4M3, F8_E5M2 (check_source refused everything else) */
+            float lut[256];
+            f8_table(t->dtype, lut);
+            for (uint64_t i = 0; i < n; i++) dst[i] = lut[src[i]];
+            break;
+        }
     }
     return CD_OK;
 }
@@ -126,27 +121,27 @@ cd_status cd_st_to_bf16(cd_ctx *ctx, const cd_st_tensor *t, uint16_t *dst) {
     if (s) return s;
     const uint8_t *src = t->data;
     switch (t->dtype) {
-    case CD_DTYPE_F32:
-        for (uint64_t i = 0; i < n; i++) {
-            float f;
-            memcpy(&f, src + 4 * i, 4);
-            dst[i] = cd_f32_to_bf16(f);
+        case CD_DTYPE_F32:
+            for (uint64_t i = 0; i < n; i++) {
+                float f;
+                memcpy(&f, src + 4 * i, 4);
+                dst[i] = cd_f32_to_bf16(f);
+            }
+            break;
+        case CD_DTYPE_BF16:
+            if (n) memcpy(dst, src, (size_t)n * 2);
+            break;
+        case CD_DTYPE_F16: /* exact f32 first, then one rounding */
+            for (uint64_t i = 0; i < n; i++) dst[i] = cd_f32_to_bf16(f16_to_f32(load_u16(src + 2 * i)));
+            break;
+        default: { /* F8_E4M3, F8_E5M2: every value fits bf16 exactly */
+            float lut[256];
+            uint16_t lut16[256];
+            f8_table(t->dtype, lut);
+            for (int b = 0; b < 256; b++) lut16[b] = cd_f32_to_bf16(lut[b]);
+            for (uint64_t i = 0; i < n; i++) dst[i] = lut16[src[i]];
+            break;
         }
-        break;
-    case CD_DTYPE_BF16:
-        if (n) memcpy(dst, src, (size_t)n * 2);
-        break;
-    case CD_DTYPE_F16: /* exact f32 first, then one rounding */
-        for (uint64_t i = 0; i < n; i++) dst[i] = cd_f32_to_bf16(f16_to_f32(load_u16(src + 2 * i)));
-        break;
-    default: { /* F8_E4M3, F8_E5M2: every value fits bf16 exactly */
-        float lut[256];
-        uint16_t lut16[256];
-        f8_table(t->dtype, lut);
-        for (int b = 0; b < 256; b++) lut16[b] = cd_f32_to_bf16(lut[b]);
-        for (uint64_t i = 0; i < n; i++) dst[i] = lut16[src[i]];
-        break;
-    }
     }
     return CD_OK;
 }

@@ -27,21 +27,25 @@ enum { LAY_BFL = 0, LAY_DIF = 1 };
 
 /* Dimension symbols of the rule tables. */
 typedef enum {
-    SYM_ALL = 0,  /* rows: the whole dim 0 of the tensor (never a shape entry) */
+    SYM_ALL = 0, /* rows: the whole dim 0 of the tensor (never a shape entry) */
     /* FLUX transformer */
-    SYM_D,        /* hidden size */
-    SYM_2D, SYM_3D, SYM_6D,
-    SYM_M,        /* MLP hidden size */
-    SYM_3D_M,     /* single-block linear1 rows: q | k | v | mlp */
-    SYM_D_M,      /* single-block linear2 columns: attn | mlp */
-    SYM_HD,       /* head_dim (q/k RMSNorm scale) */
-    SYM_IN, SYM_OUT,   /* FLUX: patch channels; autoencoder: set per part (see layout_ae.c) */
-    SYM_CTX,      /* T5 context dim */
-    SYM_VEC,      /* pooled CLIP dim */
-    SYM_TFREQ,    /* sinusoidal timestep embedding width, 256 */
+    SYM_D, /* hidden size */
+    SYM_2D,
+    SYM_3D,
+    SYM_6D,
+    SYM_M,    /* MLP hidden size */
+    SYM_3D_M, /* single-block linear1 rows: q | k | v | mlp */
+    SYM_D_M,  /* single-block linear2 columns: attn | mlp */
+    SYM_HD,   /* head_dim (q/k RMSNorm scale) */
+    SYM_IN,
+    SYM_OUT,   /* FLUX: patch channels; autoencoder: set per part (see layout_ae.c) */
+    SYM_CTX,   /* T5 context dim */
+    SYM_VEC,   /* pooled CLIP dim */
+    SYM_TFREQ, /* sinusoidal timestep embedding width, 256 */
     /* autoencoder (set per block while expanding) */
-    SYM_CIN, SYM_COUT,  /* ResnetBlock in/out channels */
-    SYM_C,        /* channels of an attention block, up/down sampler, norm_out, conv_in/out */
+    SYM_CIN,
+    SYM_COUT, /* ResnetBlock in/out channels */
+    SYM_C,    /* channels of an attention block, up/down sampler, norm_out, conv_in/out */
     SYM_COUNT
 } lay_sym;
 
@@ -49,7 +53,7 @@ typedef enum {
  * are 1 — the reference trainer saves nn.Parameter(ones(1, 1, 1, d, 1, d, 1)), a plain [d, d]
  * works as well. One form per checkpoint (the one most layers use). */
 typedef struct {
-    int32_t down;          /* d >= 2; 0 = no spatial weights */
+    int32_t down; /* d >= 2; 0 = no spatial weights */
     int32_t ndim;
     int64_t shape[CD_MAX_DIMS];
 } lay_spatial;
@@ -61,24 +65,24 @@ typedef struct {
 
 /* What one rule produces (NAME = prefix + the rule's name on that side). */
 typedef enum {
-    RK_LINEAR,     /* NAME.weight [out, in] + NAME.bias [out] */
-    RK_CONV3,      /* NAME.weight [out, in, 3, 3] + NAME.bias [out] */
-    RK_CONV1,      /* NAME.weight [out, in, 1, 1] + NAME.bias [out] */
-    RK_CONV1_LIN,  /* BFL: NAME.weight [out, in, 1, 1]; diffusers: NAME.weight [out, in]; + bias */
-    RK_AFFINE,     /* NAME.weight [out] + NAME.bias [out] (GroupNorm) */
-    RK_VECTOR,     /* NAME [out] (RMSNorm scale; the rule's name is the full tensor name) */
-    RK_SPATIAL     /* NAME in the lay_spatial form of the env (spatial_weight) */
+    RK_LINEAR,    /* NAME.weight [out, in] + NAME.bias [out] */
+    RK_CONV3,     /* NAME.weight [out, in, 3, 3] + NAME.bias [out] */
+    RK_CONV1,     /* NAME.weight [out, in, 1, 1] + NAME.bias [out] */
+    RK_CONV1_LIN, /* BFL: NAME.weight [out, in, 1, 1]; diffusers: NAME.weight [out, in]; + bias */
+    RK_AFFINE,    /* NAME.weight [out] + NAME.bias [out] (GroupNorm) */
+    RK_VECTOR,    /* NAME [out] (RMSNorm scale; the rule's name is the full tensor name) */
+    RK_SPATIAL    /* NAME in the lay_spatial form of the env (spatial_weight) */
 } lay_kind;
 
 /* One rule: a piece of a tensor on each side. For a plain rename both sides are whole tensors;
  * a fused tensor appears in several rules, each naming its rows. */
 typedef struct {
-    uint8_t kind;          /* lay_kind */
-    const char *name[2];   /* per side; NULL = the side has no such tensor (CLEAR: side 0) */
-    uint8_t out[2];        /* dim 0 of the whole tensor per side (lay_sym) */
-    uint8_t in;            /* dim 1 (both sides) */
-    uint8_t off[2];        /* first row of this piece per side, in units of SYM_D */
-    uint8_t rows;          /* rows of the piece (lay_sym); SYM_ALL = all of dim 0 */
+    uint8_t kind;        /* lay_kind */
+    const char *name[2]; /* per side; NULL = the side has no such tensor (CLEAR: side 0) */
+    uint8_t out[2];      /* dim 0 of the whole tensor per side (lay_sym) */
+    uint8_t in;          /* dim 1 (both sides) */
+    uint8_t off[2];      /* first row of this piece per side, in units of SYM_D */
+    uint8_t rows;        /* rows of the piece (lay_sym); SYM_ALL = all of dim 0 */
 } lay_rule;
 
 typedef struct {
@@ -99,8 +103,8 @@ typedef struct {
 typedef struct {
     lay_tensor *t;
     size_t n, cap;
-    uint32_t *slot;        /* open addressing: index + 1, 0 = empty */
-    size_t nslot;          /* power of two */
+    uint32_t *slot; /* open addressing: index + 1, 0 = empty */
+    size_t nslot;   /* power of two */
 } lay_set;
 
 typedef struct {
@@ -112,7 +116,7 @@ typedef struct {
 /* FLUX config as the tables need it: the public config plus the carried spatial weights. */
 typedef struct {
     cd_flux_config c;
-    lay_spatial sw;        /* sw.down == 0: no spatial_weight tensors */
+    lay_spatial sw; /* sw.down == 0: no spatial_weight tensors */
 } lay_flux_cfg;
 
 /* ---- plan (layout_plan.c) ----------------------------------------------------------------- */
@@ -120,8 +124,7 @@ void lay_plan_init(lay_plan *p);
 void lay_plan_free(lay_plan *p);
 /* Expands `n` rules under the prefixes (pre[side] is prepended to the rule's name on that side;
  * NULL pre[side] skips the side). Returns 0, or -1 when out of memory. */
-int lay_plan_emit(lay_plan *p, const lay_rule *rules, size_t n, const char *const pre[2],
-                  const lay_env *env);
+int lay_plan_emit(lay_plan *p, const lay_rule *rules, size_t n, const char *const pre[2], const lay_env *env);
 /* Index of `name` in the set, or -1. */
 long lay_set_find(const lay_set *s, const char *name);
 
@@ -134,10 +137,10 @@ int lay_has_prefix(const cd_ckpt *c, const char *prefix);
 
 /* Voting inference of one config field: the value that most present probes agree on. */
 typedef struct {
-    const char *name;      /* tensor name */
-    uint8_t dim;           /* which dim of its shape */
-    uint8_t minus_d;       /* value = shape[dim] - minus_d * hidden */
-    uint8_t div;           /* value = (...) / div when div > 1 */
+    const char *name; /* tensor name */
+    uint8_t dim;      /* which dim of its shape */
+    uint8_t minus_d;  /* value = shape[dim] - minus_d * hidden */
+    uint8_t div;      /* value = (...) / div when div > 1 */
 } lay_probe;
 /* Returns the agreed value (> 0), or 0 when no probe tensor is present with a usable shape.
  * Ties go to the earlier probe. */
@@ -148,7 +151,7 @@ int64_t lay_vote(const cd_ckpt *c, const lay_probe *p, size_t n, int64_t hidden)
  * tensor that would have given a required field (none of that field's probes is present). */
 #define LAY_NAME_MAX 256
 int lay_flux_infer(const cd_ckpt *c, int side, lay_flux_cfg *cfg, char *need);
-int lay_flux_plan(const lay_flux_cfg *cfg, int sides, lay_plan *p);   /* sides: bit 1 << side */
+int lay_flux_plan(const lay_flux_cfg *cfg, int sides, lay_plan *p); /* sides: bit 1 << side */
 int lay_ae_infer(const cd_ckpt *c, int side, cd_ae_config *cfg, char *need);
 int lay_ae_plan(const cd_ae_config *cfg, int sides, lay_plan *p);
 int lay_clear_infer(const cd_ckpt *c, cd_clear_config *cfg, lay_spatial *sw, char *need);
@@ -167,12 +170,8 @@ void lay_spatial_infer(const cd_ckpt *c, lay_spatial *sw);
 cd_layout lay_detect(const cd_ckpt *c);
 
 /* FLUX layouts and AE layouts as plan sides. */
-static inline int lay_is_flux(cd_layout l) {
-    return l == CD_LAYOUT_FLUX_BFL || l == CD_LAYOUT_FLUX_DIFFUSERS;
-}
-static inline int lay_is_ae(cd_layout l) {
-    return l == CD_LAYOUT_AE_BFL || l == CD_LAYOUT_AE_DIFFUSERS;
-}
+static inline int lay_is_flux(cd_layout l) { return l == CD_LAYOUT_FLUX_BFL || l == CD_LAYOUT_FLUX_DIFFUSERS; }
+static inline int lay_is_ae(cd_layout l) { return l == CD_LAYOUT_AE_BFL || l == CD_LAYOUT_AE_DIFFUSERS; }
 static inline int lay_side(cd_layout l) {
     return (l == CD_LAYOUT_FLUX_BFL || l == CD_LAYOUT_AE_BFL) ? LAY_BFL : LAY_DIF;
 }
@@ -185,11 +184,10 @@ typedef struct {
     lay_flux_cfg flux;
     cd_ae_config ae;
     cd_clear_config clear;
-    lay_spatial clear_sw;     /* the CLEAR file's spatial weights */
-    char need[LAY_NAME_MAX];  /* non-empty when the config could not be inferred */
+    lay_spatial clear_sw;    /* the CLEAR file's spatial weights */
+    char need[LAY_NAME_MAX]; /* non-empty when the config could not be inferred */
 } lay_model;
-cd_status lay_model_build(cd_ctx *ctx, const cd_ckpt *c, cd_layout layout, int sides,
-                          lay_model *m, lay_plan *p);
+cd_status lay_model_build(cd_ctx *ctx, const cd_ckpt *c, cd_layout layout, int sides, lay_model *m, lay_plan *p);
 
 /* "[2, 3, 4]" into buf. */
 const char *lay_shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t cap);

@@ -21,7 +21,8 @@
 #include <stdio.h>
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-#define ALL2(s) {s, s}
+#define ALL2(s) \
+    { s, s }
 
 static const lay_rule k_resnet[] = {
     {RK_AFFINE, {"norm1", "norm1"}, ALL2(SYM_CIN), SYM_ALL, {0, 0}, SYM_ALL},
@@ -63,8 +64,7 @@ typedef struct {
 } prefixes;
 
 /* Sets the prefix of one side (printf-style); the side stays NULL when it is not wanted. */
-__attribute__((format(printf, 3, 4)))
-static void pref(prefixes *x, int side, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void pref(prefixes *x, int side, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(x->buf[side], sizeof x->buf[side], fmt, ap);
@@ -186,8 +186,7 @@ static int64_t gcd64(int64_t a, int64_t b) {
 }
 
 /* Reports the tensor that would have given a field, and fails. */
-__attribute__((format(printf, 2, 3)))
-static int need_fail(char *need, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int need_fail(char *need, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(need, LAY_NAME_MAX, fmt, ap);
@@ -224,10 +223,8 @@ int lay_ae_infer(const cd_ckpt *c, int side, cd_ae_config *a, char *need) {
     a->has_encoder = lay_has_prefix(c, "encoder.");
     a->has_decoder = lay_has_prefix(c, "decoder.");
     const int enc = a->has_encoder || !a->has_decoder; /* which part names a missing tensor */
-    const int32_t n_enc =
-        a->has_encoder ? lay_count_blocks(c, bfl ? "encoder.down." : "encoder.down_blocks.") : 0;
-    const int32_t n_dec =
-        a->has_decoder ? lay_count_blocks(c, bfl ? "decoder.up." : "decoder.up_blocks.") : 0;
+    const int32_t n_enc = a->has_encoder ? lay_count_blocks(c, bfl ? "encoder.down." : "encoder.down_blocks.") : 0;
+    const int32_t n_dec = a->has_decoder ? lay_count_blocks(c, bfl ? "decoder.up." : "decoder.up_blocks.") : 0;
     int32_t n = n_enc ? n_enc : n_dec;
     if (n > 8) n = 8; /* cd_ae_config holds 8 levels; deeper names show up as unknown */
     char pre[96];
@@ -262,14 +259,11 @@ int lay_ae_infer(const cd_ckpt *c, int side, cd_ae_config *a, char *need) {
         }
         g = gcd64(g, lvl[i]);
     }
-    static const lay_probe k_ch[] = {{"encoder.conv_in.weight", 0, 0, 0},
-                                     {"encoder.conv_in.bias", 0, 0, 0}};
+    static const lay_probe k_ch[] = {{"encoder.conv_in.weight", 0, 0, 0}, {"encoder.conv_in.bias", 0, 0, 0}};
     static const lay_probe k_in[] = {{"encoder.conv_in.weight", 1, 0, 0}};
-    static const lay_probe k_out[] = {{"decoder.conv_out.weight", 0, 0, 0},
-                                      {"decoder.conv_out.bias", 0, 0, 0}};
-    static const lay_probe k_z[] = {{"decoder.conv_in.weight", 1, 0, 0},
-                                    {"encoder.conv_out.weight", 0, 0, 2},
-                                    {"encoder.conv_out.bias", 0, 0, 2}};
+    static const lay_probe k_out[] = {{"decoder.conv_out.weight", 0, 0, 0}, {"decoder.conv_out.bias", 0, 0, 0}};
+    static const lay_probe k_z[] = {
+        {"decoder.conv_in.weight", 1, 0, 0}, {"encoder.conv_out.weight", 0, 0, 2}, {"encoder.conv_out.bias", 0, 0, 2}};
     /* Without the encoder only the products ch * ch_mult[i] exist: ch = their gcd. */
     int64_t ch = a->has_encoder ? lay_vote(c, k_ch, N_OF(k_ch), 0) : g;
     if (!ch) return need_fail(need, "%s", k_ch[0].name);

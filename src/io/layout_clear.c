@@ -66,8 +66,8 @@ int lay_clear_plan(const cd_clear_config *cfg, const lay_spatial *sw, lay_plan *
                               pass ? N_OF(k_clear_single) : N_OF(k_clear_double), pre, &e))
                 return -1;
             if (sw->down > 0) {
-                static const lay_rule spatial = {RK_SPATIAL, {NULL, LAY_SPATIAL_SUFFIX},
-                                                 {SYM_ALL, SYM_ALL}, SYM_ALL, {0, 0}, SYM_ALL};
+                static const lay_rule spatial = {
+                    RK_SPATIAL, {NULL, LAY_SPATIAL_SUFFIX}, {SYM_ALL, SYM_ALL}, SYM_ALL, {0, 0}, SYM_ALL};
                 if (lay_plan_emit(p, &spatial, 1, pre, &e)) return -1;
             }
         }
@@ -77,16 +77,15 @@ int lay_clear_plan(const cd_clear_config *cfg, const lay_spatial *sw, lay_plan *
 
 /* 1 if `name` is one of the tensors a CLEAR file may hold. */
 int lay_is_clear_name(const char *name) {
-    static const char *const dbl[] = {"attn.to_q.weight", "attn.to_q.bias", "attn.to_k.weight",
-                                      "attn.to_k.bias", "attn.to_v.weight", "attn.to_v.bias",
-                                      "attn.to_out.0.weight", "attn.to_out.0.bias",
-                                      LAY_SPATIAL_SUFFIX};
+    static const char *const dbl[] = {"attn.to_q.weight",     "attn.to_q.bias",     "attn.to_k.weight",
+                                      "attn.to_k.bias",       "attn.to_v.weight",   "attn.to_v.bias",
+                                      "attn.to_out.0.weight", "attn.to_out.0.bias", LAY_SPATIAL_SUFFIX};
     const char *pre = "transformer_blocks.";
-    size_t n = N_OF(dbl);               /* double blocks: q, k, v, out (+ spatial_weight) */
+    size_t n = N_OF(dbl); /* double blocks: q, k, v, out (+ spatial_weight) */
     if (lay_block_index(name, pre) < 0) {
         pre = "single_transformer_blocks.";
         if (lay_block_index(name, pre) < 0) return 0;
-        n = 6;                          /* single blocks: q, k, v only */
+        n = 6; /* single blocks: q, k, v only */
     }
     const char *rest = name + strlen(pre);
     while (*rest >= '0' && *rest <= '9') rest++;

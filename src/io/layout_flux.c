@@ -9,12 +9,14 @@
 
 #include <stdio.h>
 
-#define LIN(b, d, o, i) {RK_LINEAR, {b, d}, {o, o}, i, {0, 0}, SYM_ALL}
-#define VEC(b, d, o) {RK_VECTOR, {b, d}, {o, o}, SYM_ALL, {0, 0}, SYM_ALL}
+#define LIN(b, d, o, i) \
+    { RK_LINEAR, {b, d}, {o, o}, i, {0, 0}, SYM_ALL }
+#define VEC(b, d, o) \
+    { RK_VECTOR, {b, d}, {o, o}, SYM_ALL, {0, 0}, SYM_ALL }
 /* Rows [bo*D, bo*D + rows) of the fused BFL tensor (dim 0 = bout) are the diffusers tensor
  * `d` (dim 0 = dout), from its row do*D. */
 #define PIECE(b, d, bout, dout, i, bo, dof, rows) \
-    {RK_LINEAR, {b, d}, {bout, dout}, i, {bo, dof}, rows}
+    { RK_LINEAR, {b, d}, {bout, dout}, i, {bo, dof}, rows }
 
 static const lay_rule k_top[] = {
     LIN("img_in", "x_embedder", SYM_D, SYM_IN),
@@ -76,8 +78,7 @@ static const lay_rule k_final[] = {
 /* CLEAR's spatial_weight per attention layer (lay_spatial form): the same diffusers name on
  * both sides. */
 static const lay_rule k_spatial[] = {
-    {RK_SPATIAL, {LAY_SPATIAL_SUFFIX, LAY_SPATIAL_SUFFIX}, {SYM_ALL, SYM_ALL}, SYM_ALL, {0, 0},
-     SYM_ALL},
+    {RK_SPATIAL, {LAY_SPATIAL_SUFFIX, LAY_SPATIAL_SUFFIX}, {SYM_ALL, SYM_ALL}, SYM_ALL, {0, 0}, SYM_ALL},
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -92,10 +93,15 @@ typedef struct {
 } probe_list;
 
 static const lay_probe k_bfl_hidden[] = {
-    {"img_in.weight", 0, 0, 0}, {"txt_in.weight", 0, 0, 0}, {"time_in.in_layer.weight", 0, 0, 0},
-    {"time_in.out_layer.weight", 0, 0, 0}, {"vector_in.in_layer.weight", 0, 0, 0},
-    {"final_layer.linear.weight", 1, 0, 0}, {"final_layer.adaLN_modulation.1.weight", 1, 0, 0},
-    {"double_blocks.0.img_attn.proj.weight", 0, 0, 0}, {"single_blocks.0.linear2.weight", 0, 0, 0},
+    {"img_in.weight", 0, 0, 0},
+    {"txt_in.weight", 0, 0, 0},
+    {"time_in.in_layer.weight", 0, 0, 0},
+    {"time_in.out_layer.weight", 0, 0, 0},
+    {"vector_in.in_layer.weight", 0, 0, 0},
+    {"final_layer.linear.weight", 1, 0, 0},
+    {"final_layer.adaLN_modulation.1.weight", 1, 0, 0},
+    {"double_blocks.0.img_attn.proj.weight", 0, 0, 0},
+    {"single_blocks.0.linear2.weight", 0, 0, 0},
 };
 static const lay_probe k_bfl_head_dim[] = {
     {"double_blocks.0.img_attn.norm.query_norm.scale", 0, 0, 0},
@@ -105,8 +111,7 @@ static const lay_probe k_bfl_head_dim[] = {
     {"single_blocks.0.norm.key_norm.scale", 0, 0, 0},
 };
 static const lay_probe k_bfl_in[] = {{"img_in.weight", 1, 0, 0}};
-static const lay_probe k_bfl_out[] = {{"final_layer.linear.weight", 0, 0, 0},
-                                      {"final_layer.linear.bias", 0, 0, 0}};
+static const lay_probe k_bfl_out[] = {{"final_layer.linear.weight", 0, 0, 0}, {"final_layer.linear.bias", 0, 0, 0}};
 static const lay_probe k_bfl_ctx[] = {{"txt_in.weight", 1, 0, 0}};
 static const lay_probe k_bfl_vec[] = {{"vector_in.in_layer.weight", 1, 0, 0}};
 static const lay_probe k_bfl_mlp[] = {
@@ -116,11 +121,13 @@ static const lay_probe k_bfl_mlp[] = {
 };
 
 static const lay_probe k_dif_hidden[] = {
-    {"x_embedder.weight", 0, 0, 0}, {"context_embedder.weight", 0, 0, 0},
+    {"x_embedder.weight", 0, 0, 0},
+    {"context_embedder.weight", 0, 0, 0},
     {"time_text_embed.timestep_embedder.linear_1.weight", 0, 0, 0},
     {"time_text_embed.timestep_embedder.linear_2.weight", 0, 0, 0},
     {"time_text_embed.text_embedder.linear_1.weight", 0, 0, 0},
-    {"proj_out.weight", 1, 0, 0}, {"norm_out.linear.weight", 1, 0, 0},
+    {"proj_out.weight", 1, 0, 0},
+    {"norm_out.linear.weight", 1, 0, 0},
     {"transformer_blocks.0.attn.to_out.0.weight", 0, 0, 0},
     {"single_transformer_blocks.0.proj_out.weight", 0, 0, 0},
 };
@@ -143,12 +150,11 @@ static const lay_probe k_dif_mlp[] = {
     {"single_transformer_blocks.0.proj_out.weight", 1, 1, 0},
 };
 
-#define PL(a) {a, N_OF(a)}
+#define PL(a) \
+    { a, N_OF(a) }
 static const probe_list k_probes[2][F_COUNT] = {
-    {PL(k_bfl_hidden), PL(k_bfl_head_dim), PL(k_bfl_in), PL(k_bfl_out), PL(k_bfl_ctx),
-     PL(k_bfl_vec), PL(k_bfl_mlp)},
-    {PL(k_dif_hidden), PL(k_dif_head_dim), PL(k_dif_in), PL(k_dif_out), PL(k_dif_ctx),
-     PL(k_dif_vec), PL(k_dif_mlp)},
+    {PL(k_bfl_hidden), PL(k_bfl_head_dim), PL(k_bfl_in), PL(k_bfl_out), PL(k_bfl_ctx), PL(k_bfl_vec), PL(k_bfl_mlp)},
+    {PL(k_dif_hidden), PL(k_dif_head_dim), PL(k_dif_in), PL(k_dif_out), PL(k_dif_ctx), PL(k_dif_vec), PL(k_dif_mlp)},
 };
 
 /* Block prefixes and the guidance marker per side. */
@@ -229,8 +235,7 @@ int lay_flux_plan(const lay_flux_cfg *cfg, int sides, lay_plan *p) {
         for (int pass = 0; pass < 2; pass++) {
             const int32_t n = pass ? f->depth_single : f->depth;
             for (int32_t i = 0; i < n; i++) {
-                snprintf(bp[0], sizeof bp[0], "%stransformer_blocks.%d.", pass ? "single_" : "",
-                         (int)i);
+                snprintf(bp[0], sizeof bp[0], "%stransformer_blocks.%d.", pass ? "single_" : "", (int)i);
                 const char *pre[2] = {sides & 1 ? bp[0] : NULL, sides & 2 ? bp[0] : NULL};
                 if (lay_plan_emit(p, k_spatial, N_OF(k_spatial), pre, &e)) return -1;
             }

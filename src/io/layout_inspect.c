@@ -10,28 +10,26 @@
 
 const char *cd_layout_name(cd_layout l) {
     switch (l) {
-    case CD_LAYOUT_FLUX_BFL: return "flux-bfl";
-    case CD_LAYOUT_FLUX_DIFFUSERS: return "flux-diffusers";
-    case CD_LAYOUT_AE_BFL: return "ae-bfl";
-    case CD_LAYOUT_AE_DIFFUSERS: return "ae-diffusers";
-    case CD_LAYOUT_CLEAR: return "clear";
-    default: return "unknown";
+        case CD_LAYOUT_FLUX_BFL: return "flux-bfl";
+        case CD_LAYOUT_FLUX_DIFFUSERS: return "flux-diffusers";
+        case CD_LAYOUT_AE_BFL: return "ae-bfl";
+        case CD_LAYOUT_AE_DIFFUSERS: return "ae-diffusers";
+        case CD_LAYOUT_CLEAR: return "clear";
+        default: return "unknown";
     }
 }
 
 /* Name prefixes that only one layout uses. "encoder.down." is not a prefix of
  * "encoder.down_blocks." (dot vs underscore), so the AE pairs do not overlap. */
 static const char *const k_markers[CD_LAYOUT_COUNT][9] = {
-    [CD_LAYOUT_FLUX_BFL] = {"double_blocks.", "single_blocks.", "img_in.", "txt_in.", "time_in.",
-                            "vector_in.", "guidance_in.", "final_layer.", NULL},
-    [CD_LAYOUT_FLUX_DIFFUSERS] = {"transformer_blocks.", "single_transformer_blocks.",
-                                  "x_embedder.", "context_embedder.", "time_text_embed.",
-                                  "norm_out.", "proj_out.", NULL},
-    [CD_LAYOUT_AE_BFL] = {"encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.",
-                          "encoder.norm_out.", "decoder.norm_out.", NULL},
+    [CD_LAYOUT_FLUX_BFL] = {"double_blocks.", "single_blocks.", "img_in.", "txt_in.", "time_in.", "vector_in.",
+                            "guidance_in.", "final_layer.", NULL},
+    [CD_LAYOUT_FLUX_DIFFUSERS] = {"transformer_blocks.", "single_transformer_blocks.", "x_embedder.",
+                                  "context_embedder.", "time_text_embed.", "norm_out.", "proj_out.", NULL},
+    [CD_LAYOUT_AE_BFL] = {"encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.", "encoder.norm_out.",
+                          "decoder.norm_out.", NULL},
     [CD_LAYOUT_AE_DIFFUSERS] = {"encoder.down_blocks.", "decoder.up_blocks.", "encoder.mid_block.",
-                                "decoder.mid_block.", "encoder.conv_norm_out.",
-                                "decoder.conv_norm_out.", NULL},
+                                "decoder.mid_block.", "encoder.conv_norm_out.", "decoder.conv_norm_out.", NULL},
 };
 
 static int has_marker(const char *name, cd_layout l) {
@@ -64,8 +62,7 @@ cd_layout lay_detect(const cd_ckpt *c) {
     return (cd_layout)best;
 }
 
-cd_status lay_model_build(cd_ctx *ctx, const cd_ckpt *c, cd_layout layout, int sides,
-                          lay_model *m, lay_plan *p) {
+cd_status lay_model_build(cd_ctx *ctx, const cd_ckpt *c, cd_layout layout, int sides, lay_model *m, lay_plan *p) {
     memset(m, 0, sizeof *m);
     m->layout = layout;
     int r = 0;
@@ -91,8 +88,7 @@ typedef struct {
     size_t n, cap;
 } strlist;
 
-__attribute__((format(printf, 2, 3)))
-static int list_add(strlist *l, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int list_add(strlist *l, const char *fmt, ...) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         char **v = realloc(l->v, cap * sizeof *v);
@@ -134,8 +130,7 @@ static int same_shape(const cd_st_tensor *t, const lay_tensor *e) {
 }
 
 /* Compares the checkpoint with the expected set of its own side. */
-static int compare(const cd_ckpt *c, const lay_set *want, strlist *unknown, strlist *missing,
-                   strlist *bad) {
+static int compare(const cd_ckpt *c, const lay_set *want, strlist *unknown, strlist *missing, strlist *bad) {
     char got[160], exp[160];
     for (size_t i = 0, n = cd_ckpt_count(c); i < n; i++) {
         const cd_st_tensor *t = cd_ckpt_at(c, i);
@@ -143,15 +138,13 @@ static int compare(const cd_ckpt *c, const lay_set *want, strlist *unknown, strl
         if (k < 0) {
             if (list_add(unknown, "%s", t->name)) return -1;
         } else if (!same_shape(t, &want->t[k])) {
-            if (list_add(bad, "%s: got %s want %s", t->name,
-                         lay_shape_str(t->shape, t->ndim, got, sizeof got),
+            if (list_add(bad, "%s: got %s want %s", t->name, lay_shape_str(t->shape, t->ndim, got, sizeof got),
                          lay_shape_str(want->t[k].shape, want->t[k].ndim, exp, sizeof exp)))
                 return -1;
         }
     }
     for (size_t k = 0; k < want->n; k++)
-        if (!cd_ckpt_find(c, want->t[k].name) && list_add(missing, "%s", want->t[k].name))
-            return -1;
+        if (!cd_ckpt_find(c, want->t[k].name) && list_add(missing, "%s", want->t[k].name)) return -1;
     return 0;
 }
 
@@ -185,8 +178,8 @@ cd_status cd_ckpt_inspect(cd_ctx *ctx, const cd_ckpt *c, cd_ckpt_info *info) {
     if (m.need[0]) /* no config: the tensor that would have given it is what is missing */
         r = list_add(&missing, "%s", m.need);
     else if (info->layout != CD_LAYOUT_UNKNOWN)
-        r = compare(c, &p.side[info->layout == CD_LAYOUT_CLEAR ? LAY_DIF : lay_side(info->layout)],
-                    &unknown, &missing, &bad);
+        r = compare(c, &p.side[info->layout == CD_LAYOUT_CLEAR ? LAY_DIF : lay_side(info->layout)], &unknown, &missing,
+                    &bad);
     lay_plan_free(&p);
     info->unknown = unknown.v;
     info->n_unknown = unknown.n;

@@ -99,38 +99,54 @@ static int add_seg(lay_plan *p, const long t[2], const int64_t row[2], int64_t r
 
 /* Shapes of the (up to two) tensors one rule names on a side: [0] the weight-like tensor,
  * [1] the bias (ndim 0 when the kind has none). */
-static int rule_shapes(const lay_rule *r, int side, const lay_env *e, int32_t nd[2],
-                       int64_t sh[2][CD_MAX_DIMS]) {
+static int rule_shapes(const lay_rule *r, int side, const lay_env *e, int32_t nd[2], int64_t sh[2][CD_MAX_DIMS]) {
     const int64_t out = e->v[r->out[side]], in = e->v[r->in];
     nd[1] = 1;
     sh[1][0] = out;
     switch ((lay_kind)r->kind) {
-    case RK_LINEAR: nd[0] = 2; sh[0][0] = out; sh[0][1] = in; break;
-    case RK_CONV3:
-    case RK_CONV1: {
-        const int64_t k = r->kind == RK_CONV3 ? 3 : 1;
-        nd[0] = 4; sh[0][0] = out; sh[0][1] = in; sh[0][2] = k; sh[0][3] = k;
-        break;
-    }
-    case RK_CONV1_LIN:
-        nd[0] = side == LAY_BFL ? 4 : 2;
-        sh[0][0] = out; sh[0][1] = in; sh[0][2] = 1; sh[0][3] = 1;
-        break;
-    case RK_AFFINE: nd[0] = 1; sh[0][0] = out; break;
-    case RK_VECTOR: nd[0] = 1; sh[0][0] = out; nd[1] = 0; break;
-    case RK_SPATIAL:
-        if (!e->sw || e->sw->ndim < 1 || e->sw->ndim > CD_MAX_DIMS) return -1;
-        nd[0] = e->sw->ndim;
-        memcpy(sh[0], e->sw->shape, (size_t)nd[0] * sizeof sh[0][0]);
-        nd[1] = 0;
-        break;
-    default: return -1;
+        case RK_LINEAR:
+            nd[0] = 2;
+            sh[0][0] = out;
+            sh[0][1] = in;
+            break;
+        case RK_CONV3:
+        case RK_CONV1: {
+            const int64_t k = r->kind == RK_CONV3 ? 3 : 1;
+            nd[0] = 4;
+            sh[0][0] = out;
+            sh[0][1] = in;
+            sh[0][2] = k;
+            sh[0][3] = k;
+            break;
+        }
+        case RK_CONV1_LIN:
+            nd[0] = side == LAY_BFL ? 4 : 2;
+            sh[0][0] = out;
+            sh[0][1] = in;
+            sh[0][2] = 1;
+            sh[0][3] = 1;
+            break;
+        case RK_AFFINE:
+            nd[0] = 1;
+            sh[0][0] = out;
+            break;
+        case RK_VECTOR:
+            nd[0] = 1;
+            sh[0][0] = out;
+            nd[1] = 0;
+            break;
+        case RK_SPATIAL:
+            if (!e->sw || e->sw->ndim < 1 || e->sw->ndim > CD_MAX_DIMS) return -1;
+            nd[0] = e->sw->ndim;
+            memcpy(sh[0], e->sw->shape, (size_t)nd[0] * sizeof sh[0][0]);
+            nd[1] = 0;
+            break;
+        default: return -1;
     }
     return 0;
 }
 
-int lay_plan_emit(lay_plan *p, const lay_rule *rules, size_t n, const char *const pre[2],
-                  const lay_env *env) {
+int lay_plan_emit(lay_plan *p, const lay_rule *rules, size_t n, const char *const pre[2], const lay_env *env) {
     char name[2][256];
     for (size_t i = 0; i < n; i++) {
         const lay_rule *r = &rules[i];
@@ -150,9 +166,7 @@ int lay_plan_emit(lay_plan *p, const lay_rule *rules, size_t n, const char *cons
                 if (idx[side][k] < 0) return -1;
             }
             row[side] = (int64_t)r->off[side] * env->v[SYM_D];
-            rows = r->kind == RK_SPATIAL   ? sh[0][0]
-                   : r->rows == SYM_ALL    ? env->v[r->out[side]]
-                                           : env->v[r->rows];
+            rows = r->kind == RK_SPATIAL ? sh[0][0] : r->rows == SYM_ALL ? env->v[r->out[side]] : env->v[r->rows];
         }
         /* Segments only where both sides exist (a one-sided plan is just an expected set). */
         for (int k = 0; k < 2; k++) {
@@ -256,8 +270,8 @@ void lay_spatial_infer(const cd_ckpt *c, lay_spatial *sw) {
         const cd_st_tensor *t = cd_ckpt_at(c, i);
         if (!lay_is_spatial_weight(t->name) || !spatial_side(t)) continue;
         size_t k = 0;
-        while (k < nf && (form[k]->ndim != t->ndim ||
-                          memcmp(form[k]->shape, t->shape, (size_t)t->ndim * sizeof t->shape[0])))
+        while (k < nf &&
+               (form[k]->ndim != t->ndim || memcmp(form[k]->shape, t->shape, (size_t)t->ndim * sizeof t->shape[0])))
             k++;
         if (k == nf) {
             if (nf == 16) continue;

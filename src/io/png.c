@@ -32,15 +32,15 @@ typedef struct {
     FILE *fp;
     png_structp png;
     png_infop info;
-    char msg[256];        /* libpng's error message */
-    int eof, io_errno;    /* reader: the file ended early / a read failed (errno) */
+    char msg[256];     /* libpng's error message */
+    int eof, io_errno; /* reader: the file ended early / a read failed (errno) */
     /* reader */
     int want_pixels;
-    uint8_t *rgb, *row;   /* the image, or one scratch row when only text is wanted */
+    uint8_t *rgb, *row; /* the image, or one scratch row when only text is wanted */
     uint32_t w, h;
-    const char *key;      /* cd_png_text: the key looked for; *value found */
+    const char *key; /* cd_png_text: the key looked for; *value found */
     char *value;
-    cd_status status;     /* set by read_body for errors it finds itself */
+    cd_status status; /* set by read_body for errors it finds itself */
 } png_job;
 
 static void on_error(png_structp png, png_const_charp msg) {
@@ -55,14 +55,12 @@ static void on_warning(png_structp png, png_const_charp msg) {
 }
 
 static int image_size_ok(uint32_t w, uint32_t h) {
-    return w >= 1 && h >= 1 && w <= CD_PNG_MAX_SIDE && h <= CD_PNG_MAX_SIDE &&
-           (uint64_t)w * h <= CD_PNG_MAX_PIXELS;
+    return w >= 1 && h >= 1 && w <= CD_PNG_MAX_SIDE && h <= CD_PNG_MAX_SIDE && (uint64_t)w * h <= CD_PNG_MAX_PIXELS;
 }
 
 /* ---- writing ------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4)))
-static cd_status wfail(const png_job *j, cd_status s, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static cd_status wfail(const png_job *j, cd_status s, const char *fmt, ...) {
     char reason[384];
     va_list ap;
     va_start(ap, fmt);
@@ -92,13 +90,11 @@ static int is_ascii(const char *s) {
 static cd_status validate_text(const png_job *j, const char *const *text, size_t n_text) {
     if (n_text && !text) return wfail(j, CD_ERR_INVALID_ARG, "text is NULL");
     if (n_text > PNG_MAX_TEXTS)
-        return wfail(j, CD_ERR_INVALID_ARG, "%zu text chunks exceed the limit of %d", n_text,
-                     PNG_MAX_TEXTS);
+        return wfail(j, CD_ERR_INVALID_ARG, "%zu text chunks exceed the limit of %d", n_text, PNG_MAX_TEXTS);
     for (size_t i = 0; i < n_text; i++) {
         const char *k = text[2 * i], *v = text[2 * i + 1];
         char pk[CD_ST_PRINT_MAX];
-        if (!k || !v)
-            return wfail(j, CD_ERR_INVALID_ARG, "text %s %zu is NULL", k ? "value" : "key", i);
+        if (!k || !v) return wfail(j, CD_ERR_INVALID_ARG, "text %s %zu is NULL", k ? "value" : "key", i);
         if (!keyword_ok(k))
             return wfail(j, CD_ERR_INVALID_ARG,
                          "text key '%s' is not a PNG keyword (1-79 printable ASCII characters, "
@@ -106,26 +102,23 @@ static cd_status validate_text(const png_job *j, const char *const *text, size_t
                          cd_st_printable(k, pk, sizeof pk));
         for (size_t p = 0; p < i; p++)
             if (!strcmp(text[2 * p], k))
-                return wfail(j, CD_ERR_INVALID_ARG, "duplicate text key '%s'",
-                             cd_st_printable(k, pk, sizeof pk));
+                return wfail(j, CD_ERR_INVALID_ARG, "duplicate text key '%s'", cd_st_printable(k, pk, sizeof pk));
         const size_t vn = strlen(v);
         if (vn > PNG_MAX_TEXT_BYTES)
-            return wfail(j, CD_ERR_INVALID_ARG, "text '%s' is %zu bytes (limit %u)",
-                         cd_st_printable(k, pk, sizeof pk), vn, PNG_MAX_TEXT_BYTES);
+            return wfail(j, CD_ERR_INVALID_ARG, "text '%s' is %zu bytes (limit %u)", cd_st_printable(k, pk, sizeof pk),
+                         vn, PNG_MAX_TEXT_BYTES);
         if (!cd_st_utf8_valid(v, vn))
-            return wfail(j, CD_ERR_INVALID_ARG, "text '%s' is not valid UTF-8",
-                         cd_st_printable(k, pk, sizeof pk));
+            return wfail(j, CD_ERR_INVALID_ARG, "text '%s' is not valid UTF-8", cd_st_printable(k, pk, sizeof pk));
     }
     return CD_OK;
 }
 
 /* All libpng calls of the writer. Returns 0, or -1 after a libpng error (message in j->msg). */
-static int write_body(png_job *j, const uint8_t *rgb, uint32_t w, uint32_t h, png_text *texts,
-                      size_t n_text) {
+static int write_body(png_job *j, const uint8_t *rgb, uint32_t w, uint32_t h, png_text *texts, size_t n_text) {
     if (setjmp(png_jmpbuf(j->png))) return -1;
     png_init_io(j->png, j->fp);
-    png_set_IHDR(j->png, j->info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(j->png, j->info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
     if (n_text) png_set_text(j->png, j->info, texts, (int)n_text);
     png_write_info(j->png, j->info); /* text chunks go before IDAT */
     for (uint32_t y = 0; y < h; y++) png_write_row(j->png, rgb + (size_t)y * w * 3);
@@ -133,15 +126,14 @@ static int write_body(png_job *j, const uint8_t *rgb, uint32_t w, uint32_t h, pn
     return 0;
 }
 
-cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32_t width,
-                       uint32_t height, const char *const *text, size_t n_text) {
+cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32_t width, uint32_t height,
+                       const char *const *text, size_t n_text) {
     if (!path || !path[0]) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "PNG: empty path");
     png_job j = {.ctx = ctx};
     cd_st_printable(path, j.path, sizeof j.path);
     if (!rgb) return wfail(&j, CD_ERR_INVALID_ARG, "pixels are NULL");
     if (!image_size_ok(width, height))
-        return wfail(&j, CD_ERR_INVALID_ARG,
-                     "size %ux%u is outside 1..%u per side and %llu pixels", width, height,
+        return wfail(&j, CD_ERR_INVALID_ARG, "size %ux%u is outside 1..%u per side and %llu pixels", width, height,
                      CD_PNG_MAX_SIDE, (unsigned long long)CD_PNG_MAX_PIXELS);
     cd_status s = validate_text(&j, text, n_text);
     if (s) return s;
@@ -162,8 +154,8 @@ cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32
             texts[i].compression = PNG_TEXT_COMPRESSION_NONE; /* tEXt (Latin-1 ⊃ ASCII) */
         } else {
             texts[i].compression = PNG_ITXT_COMPRESSION_NONE; /* iTXt: UTF-8 */
-            texts[i].lang = (png_charp)"";
-            texts[i].lang_key = (png_charp)"";
+            texts[i].lang = (png_charp) "";
+            texts[i].lang_key = (png_charp) "";
         }
     }
 
@@ -199,8 +191,7 @@ cd_status cd_png_write(cd_ctx *ctx, const char *path, const uint8_t *rgb, uint32
     if (fclose(j.fp) != 0 && !s) s = wfail(&j, CD_ERR_IO, "close failed: %s", strerror(errno));
     if (!s) {
         if (rename(tmp, path) != 0) {
-            s = wfail(&j, CD_ERR_IO, "cannot rename the temporary file into place: %s",
-                      strerror(errno));
+            s = wfail(&j, CD_ERR_IO, "cannot rename the temporary file into place: %s", strerror(errno));
         } else {
             cd_fsync_dir_of(path);
         }
@@ -214,8 +205,7 @@ done:
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4)))
-static cd_status rfail(const png_job *j, cd_status s, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static cd_status rfail(const png_job *j, cd_status s, const char *fmt, ...) {
     char reason[384];
     va_list ap;
     va_start(ap, fmt);
@@ -261,8 +251,8 @@ static int find_text(png_job *j) {
     int n = png_get_text(j->png, j->info, &t, NULL);
     for (int i = 0; i < n; i++) {
         if (strcmp(t[i].key, j->key)) continue;
-        const int latin1 = t[i].compression == PNG_TEXT_COMPRESSION_NONE ||
-                           t[i].compression == PNG_TEXT_COMPRESSION_zTXt;
+        const int latin1 =
+            t[i].compression == PNG_TEXT_COMPRESSION_NONE || t[i].compression == PNG_TEXT_COMPRESSION_zTXt;
         j->value = text_dup(t[i].text ? t[i].text : "", latin1);
         return j->value ? 1 : -1;
     }
@@ -280,8 +270,7 @@ static int read_body(png_job *j) {
     j->w = png_get_image_width(j->png, j->info);
     j->h = png_get_image_height(j->png, j->info);
     if (!image_size_ok(j->w, j->h)) {
-        j->status = rfail(j, CD_ERR_UNSUPPORTED,
-                          "%ux%u pixels exceed the limit of %u per side and %llu pixels", j->w,
+        j->status = rfail(j, CD_ERR_UNSUPPORTED, "%ux%u pixels exceed the limit of %u per side and %llu pixels", j->w,
                           j->h, CD_PNG_MAX_SIDE, (unsigned long long)CD_PNG_MAX_PIXELS);
         return 2;
     }
@@ -293,8 +282,7 @@ static int read_body(png_job *j) {
         png_set_gray_to_rgb(j->png);
     }
     /* alpha, or the alpha that expanding a palette with tRNS would add, is dropped */
-    if ((ct & PNG_COLOR_MASK_ALPHA) || png_get_valid(j->png, j->info, PNG_INFO_tRNS))
-        png_set_strip_alpha(j->png);
+    if ((ct & PNG_COLOR_MASK_ALPHA) || png_get_valid(j->png, j->info, PNG_INFO_tRNS)) png_set_strip_alpha(j->png);
     const int passes = png_set_interlace_handling(j->png);
     png_read_update_info(j->png, j->info);
     const size_t stride = (size_t)j->w * 3;
@@ -327,8 +315,7 @@ static cd_status load(png_job *j, const char *path) {
     if (!path || !path[0]) return cd_set_error(j->ctx, CD_ERR_INVALID_ARG, "PNG: empty path");
     cd_st_printable(path, j->path, sizeof j->path);
     j->fp = fopen(path, "rb");
-    if (!j->fp)
-        return rfail(j, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "%s", strerror(errno));
+    if (!j->fp) return rfail(j, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "%s", strerror(errno));
     cd_status s = CD_OK;
     struct stat st;
     unsigned char sig[8];
@@ -348,17 +335,17 @@ static cd_status load(png_job *j, const char *path) {
             s = rfail(j, CD_ERR_OOM, "out of memory (libpng)");
         } else {
             switch (read_body(j)) {
-            case 0: break;
-            case 2: s = j->status; break;
-            default:
-                if (j->eof)
-                    s = rfail(j, CD_ERR_FORMAT, "truncated file (unexpected end of file)");
-                else if (j->io_errno)
-                    s = rfail(j, CD_ERR_IO, "%s", strerror(j->io_errno));
-                else if (strstr(j->msg, "memory"))
-                    s = rfail(j, CD_ERR_OOM, "%s", j->msg);
-                else
-                    s = rfail(j, CD_ERR_FORMAT, "corrupt PNG: %s", j->msg);
+                case 0: break;
+                case 2: s = j->status; break;
+                default:
+                    if (j->eof)
+                        s = rfail(j, CD_ERR_FORMAT, "truncated file (unexpected end of file)");
+                    else if (j->io_errno)
+                        s = rfail(j, CD_ERR_IO, "%s", strerror(j->io_errno));
+                    else if (strstr(j->msg, "memory"))
+                        s = rfail(j, CD_ERR_OOM, "%s", j->msg);
+                    else
+                        s = rfail(j, CD_ERR_FORMAT, "corrupt PNG: %s", j->msg);
             }
         }
         if (j->png) png_destroy_read_struct(&j->png, j->info ? &j->info : NULL, NULL);
@@ -376,10 +363,8 @@ static cd_status load(png_job *j, const char *path) {
     return s;
 }
 
-cd_status cd_png_read(cd_ctx *ctx, const char *path, uint8_t **rgb, uint32_t *width,
-                      uint32_t *height) {
-    if (!rgb || !width || !height)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "PNG: NULL output pointer");
+cd_status cd_png_read(cd_ctx *ctx, const char *path, uint8_t **rgb, uint32_t *width, uint32_t *height) {
+    if (!rgb || !width || !height) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "PNG: NULL output pointer");
     *rgb = NULL;
     *width = *height = 0;
     png_job j = {.ctx = ctx, .want_pixels = 1};
@@ -416,7 +401,7 @@ void cd_image_to_rgb8(const float *img, uint32_t width, uint32_t height, uint8_t
             float x = img[(size_t)c * plane + i];
             if (!(x >= -1.0f)) x = -1.0f; /* NaN too */
             if (x > 1.0f) x = 1.0f;
-            const float t = x + 1.0f;     /* two f32 roundings, as torch: (x + 1.0) then * 127.5 */
+            const float t = x + 1.0f;                       /* two f32 roundings, as torch: (x + 1.0) then * 127.5 */
             rgb[i * 3 + (size_t)c] = (uint8_t)(127.5f * t); /* truncation, as .byte() */
         }
 }
@@ -424,6 +409,5 @@ void cd_image_to_rgb8(const float *img, uint32_t width, uint32_t height, uint8_t
 void cd_rgb8_to_image(const uint8_t *rgb, uint32_t width, uint32_t height, float *img) {
     const size_t plane = (size_t)width * height;
     for (int c = 0; c < 3; c++)
-        for (size_t i = 0; i < plane; i++)
-            img[(size_t)c * plane + i] = (float)rgb[i * 3 + (size_t)c] / 127.5f - 1.0f;
+        for (size_t i = 0; i < plane; i++) img[(size_t)c * plane + i] = (float)rgb[i * 3 + (size_t)c] / 127.5f - 1.0f;
 }

@@ -52,10 +52,10 @@ static double cubic(double x) {
 
 /* Fixed-point resampling coefficients of one axis. */
 typedef struct {
-    int ksize;     /* taps reserved per output: 2 ceil(support) + 1 */
-    int32_t *k;    /* [out, ksize] fixed-point weights (unused tail zero) */
-    int32_t *lo;   /* [out] first input index */
-    int32_t *n;    /* [out] number of taps (lo + n <= in) */
+    int ksize;   /* taps reserved per output: 2 ceil(support) + 1 */
+    int32_t *k;  /* [out, ksize] fixed-point weights (unused tail zero) */
+    int32_t *lo; /* [out] first input index */
+    int32_t *n;  /* [out] number of taps (lo + n <= in) */
 } rs_axis;
 
 static void axis_free(rs_axis *a) {
@@ -121,13 +121,13 @@ static inline uint8_t rs_clip8(int64_t acc) {
 }
 
 /* Horizontal pass: rows [0, rows) of dst (width dw) from source rows row0 .. row0+rows-1. */
-static void pass_h(int threads, const uint8_t *src, uint32_t sw, uint32_t row0, uint32_t rows,
-                   const rs_axis *ax, uint8_t *dst, uint32_t dw) {
+static void pass_h(int threads, const uint8_t *src, uint32_t sw, uint32_t row0, uint32_t rows, const rs_axis *ax,
+                   uint8_t *dst, uint32_t dw) {
     const int64_t half = (int64_t)1 << (RS_PREC_BITS - 1);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t y = 0; y < (int64_t)rows; y++) {
         const uint8_t *s = src + ((size_t)row0 + (size_t)y) * sw * 3; /* [sw, 3] */
-        uint8_t *d = dst + (size_t)y * dw * 3;                           /* [dw, 3] */
+        uint8_t *d = dst + (size_t)y * dw * 3;                        /* [dw, 3] */
         for (uint32_t x = 0; x < dw; x++) {
             const int32_t *k = ax->k + (size_t)x * ax->ksize;
             const uint8_t *p = s + (size_t)ax->lo[x] * 3;
@@ -147,8 +147,8 @@ static void pass_h(int threads, const uint8_t *src, uint32_t sw, uint32_t row0, 
 
 /* Vertical pass: dst [dh, w, 3] from src [.., w, 3], whose row 0 is input row `row0` of the
  * axis (the coefficients' indices are shifted by row0). */
-static void pass_v(int threads, const uint8_t *src, uint32_t w, uint32_t row0, const rs_axis *ax,
-                   uint8_t *dst, uint32_t dh) {
+static void pass_v(int threads, const uint8_t *src, uint32_t w, uint32_t row0, const rs_axis *ax, uint8_t *dst,
+                   uint32_t dh) {
     const int64_t half = (int64_t)1 << (RS_PREC_BITS - 1);
     const size_t stride = (size_t)w * 3;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -167,24 +167,23 @@ static void pass_v(int threads, const uint8_t *src, uint32_t w, uint32_t row0, c
 }
 
 static int size_ok(uint32_t w, uint32_t h) {
-    return w >= 1 && h >= 1 && w <= CD_PNG_MAX_SIDE && h <= CD_PNG_MAX_SIDE &&
-           (uint64_t)w * h <= CD_PNG_MAX_PIXELS;
+    return w >= 1 && h >= 1 && w <= CD_PNG_MAX_SIDE && h <= CD_PNG_MAX_SIDE && (uint64_t)w * h <= CD_PNG_MAX_PIXELS;
 }
 
-cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t sh, uint8_t *dst,
-                         uint32_t dw, uint32_t dh) {
-    if (!src || !dst) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "resize: %s is NULL",
-                                          !src ? "source" : "destination");
+cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t sh, uint8_t *dst, uint32_t dw,
+                         uint32_t dh) {
+    if (!src || !dst)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "resize: %s is NULL", !src ? "source" : "destination");
     if (!size_ok(sw, sh))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "resize: source size %ux%u out of range (1..%u per side, at most "
-                            "%llu pixels)", sw, sh, CD_PNG_MAX_SIDE,
-                            (unsigned long long)CD_PNG_MAX_PIXELS);
+                            "%llu pixels)",
+                            sw, sh, CD_PNG_MAX_SIDE, (unsigned long long)CD_PNG_MAX_PIXELS);
     if (!size_ok(dw, dh))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "resize: target size %ux%u out of range (1..%u per side, at most "
-                            "%llu pixels)", dw, dh, CD_PNG_MAX_SIDE,
-                            (unsigned long long)CD_PNG_MAX_PIXELS);
+                            "%llu pixels)",
+                            dw, dh, CD_PNG_MAX_SIDE, (unsigned long long)CD_PNG_MAX_PIXELS);
     const int threads = ctx ? cd_ctx_threads(ctx) : 1;
     const int need_h = dw != sw, need_v = dh != sh;
     if (!need_h && !need_v) {
@@ -195,8 +194,10 @@ cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t 
     if ((need_h && !axis_build(sw, dw, &ax_h)) || (need_v && !axis_build(sh, dh, &ax_v))) {
         axis_free(&ax_h);
         axis_free(&ax_v);
-        return cd_set_error(ctx, CD_ERR_OOM, "resize %ux%u -> %ux%u: out of memory for the "
-                            "filter coefficients", sw, sh, dw, dh);
+        return cd_set_error(ctx, CD_ERR_OOM,
+                            "resize %ux%u -> %ux%u: out of memory for the "
+                            "filter coefficients",
+                            sw, sh, dw, dh);
     }
     cd_status st = CD_OK;
     /* Item 4: Pillow 13's order rule, in its int arithmetic on the sizes. */
@@ -214,8 +215,10 @@ cd_status cd_rgb8_resize(cd_ctx *ctx, const uint8_t *src, uint32_t sw, uint32_t 
         const size_t tw = v_first ? sw : dw, th = v_first ? dh : (size_t)(r1 - r0);
         uint8_t *tmp = th ? malloc(tw * th * 3) : NULL; /* [th, tw, 3] */
         if (!tmp) {
-            st = cd_set_error(ctx, CD_ERR_OOM, "resize %ux%u -> %ux%u: out of memory for the "
-                              "%zux%zu intermediate image", sw, sh, dw, dh, tw, th);
+            st = cd_set_error(ctx, CD_ERR_OOM,
+                              "resize %ux%u -> %ux%u: out of memory for the "
+                              "%zux%zu intermediate image",
+                              sw, sh, dw, dh, tw, th);
         } else if (v_first) {
             pass_v(threads, src, sw, 0, &ax_v, tmp, dh);
             pass_h(threads, tmp, sw, 0, dh, &ax_h, dst, dw);

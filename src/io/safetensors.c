@@ -25,13 +25,13 @@
 /* One tensor while parsing: the public view plus its offsets in the data buffer. */
 typedef struct {
     cd_st_tensor t;
-    uint64_t begin, end;   /* data_offsets, relative to the start of the data buffer */
+    uint64_t begin, end; /* data_offsets, relative to the start of the data buffer */
 } st_entry;
 
 struct cd_st_file {
-    const uint8_t *map;           /* the whole file, PROT_READ; NULL when not mapped */
-    size_t map_len;               /* file size in bytes */
-    st_entry *entries;            /* [count], sorted by data offset (file data order) */
+    const uint8_t *map; /* the whole file, PROT_READ; NULL when not mapped */
+    size_t map_len;     /* file size in bytes */
+    st_entry *entries;  /* [count], sorted by data offset (file data order) */
     size_t count;
     const cd_st_tensor **by_name; /* [count], sorted by name, for cd_st_find */
     char **meta;                  /* [2 * n_meta]: key, value, key, value, ... */
@@ -45,8 +45,8 @@ typedef struct {
 } st_parse;
 
 /* Records "<file>: [tensor '<name>': ]<reason>" in the context and returns s. */
-__attribute__((format(printf, 4, 5)))
-static cd_status st_fail(const st_parse *p, const char *tensor, cd_status s, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static cd_status st_fail(const st_parse *p, const char *tensor, cd_status s,
+                                                               const char *fmt, ...) {
     char reason[384];
     va_list ap;
     va_start(ap, fmt);
@@ -55,8 +55,8 @@ static cd_status st_fail(const st_parse *p, const char *tensor, cd_status s, con
     cd_st_one_line(reason);
     if (tensor) {
         char name[CD_ST_PRINT_MAX];
-        return cd_set_error(p->ctx, s, "%s: tensor '%s': %s", p->path,
-                            cd_st_printable(tensor, name, sizeof name), reason);
+        return cd_set_error(p->ctx, s, "%s: tensor '%s': %s", p->path, cd_st_printable(tensor, name, sizeof name),
+                            reason);
     }
     return cd_set_error(p->ctx, s, "%s: %s", p->path, reason);
 }
@@ -97,8 +97,7 @@ static const char *json_u63(const json_t *v, int64_t *out) {
 static cd_status map_file(const st_parse *p, const char *path, cd_st_file *f) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return st_fail(p, NULL, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO,
-                       "cannot open: %s", strerror(errno));
+        return st_fail(p, NULL, errno == ENOENT ? CD_ERR_NOT_FOUND : CD_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
@@ -112,8 +111,7 @@ static cd_status map_file(const st_parse *p, const char *path, cd_st_file *f) {
     /* Check the size before mapping: an empty file cannot be mapped at all. */
     if (st.st_size < 8) {
         close(fd);
-        return st_fail(p, NULL, CD_ERR_FORMAT,
-                       "file is too short (%lld bytes; the 8-byte header length is missing)",
+        return st_fail(p, NULL, CD_ERR_FORMAT, "file is too short (%lld bytes; the 8-byte header length is missing)",
                        (long long)st.st_size);
     }
     size_t len = (size_t)st.st_size;
@@ -129,8 +127,7 @@ static cd_status map_file(const st_parse *p, const char *path, cd_st_file *f) {
 /* ---- header parsing ------------------------------------------------------------------------ */
 
 static cd_status parse_metadata(const st_parse *p, json_t *obj, cd_st_file *f) {
-    if (!json_is_object(obj))
-        return st_fail(p, NULL, CD_ERR_FORMAT, "__metadata__ is not a string->string object");
+    if (!json_is_object(obj)) return st_fail(p, NULL, CD_ERR_FORMAT, "__metadata__ is not a string->string object");
     size_t n = json_object_size(obj);
     f->meta = calloc(2 * n + 1, sizeof *f->meta);
     if (!f->meta) return st_fail(p, NULL, CD_ERR_OOM, "out of memory reading __metadata__");
@@ -157,10 +154,8 @@ static cd_status parse_metadata(const st_parse *p, json_t *obj, cd_st_file *f) {
  * byte span matches shape x dtype. */
 static cd_status parse_tensor(const st_parse *p, const char *name, json_t *obj, st_entry *e) {
     if (strlen(name) > CD_ST_MAX_NAME)
-        return st_fail(p, name, CD_ERR_FORMAT, "name is longer than the limit of %u bytes",
-                       CD_ST_MAX_NAME);
-    if (!json_is_object(obj))
-        return st_fail(p, name, CD_ERR_FORMAT, "entry is not a JSON object");
+        return st_fail(p, name, CD_ERR_FORMAT, "name is longer than the limit of %u bytes", CD_ST_MAX_NAME);
+    if (!json_is_object(obj)) return st_fail(p, name, CD_ERR_FORMAT, "entry is not a JSON object");
 
     /* dtype */
     json_t *jd = json_object_get(obj, "dtype");
@@ -178,8 +173,7 @@ static cd_status parse_tensor(const st_parse *p, const char *name, json_t *obj, 
     if (!json_is_array(js)) return st_fail(p, name, CD_ERR_FORMAT, "shape is not an array");
     size_t rank = json_array_size(js);
     if (rank > CD_MAX_DIMS)
-        return st_fail(p, name, CD_ERR_UNSUPPORTED, "shape has rank %zu; at most %d is supported",
-                       rank, CD_MAX_DIMS);
+        return st_fail(p, name, CD_ERR_UNSUPPORTED, "shape has rank %zu; at most %d is supported", rank, CD_MAX_DIMS);
     e->t.ndim = (int32_t)rank;
     for (size_t i = 0; i < rank; i++) {
         const char *why = json_u63(json_array_get(js, i), &e->t.shape[i]);
@@ -200,31 +194,29 @@ static cd_status parse_tensor(const st_parse *p, const char *name, json_t *obj, 
     e->begin = (uint64_t)b;
     e->end = (uint64_t)en;
     if (e->end < e->begin)
-        return st_fail(p, name, CD_ERR_FORMAT,
-                       "data_offsets [%llu, %llu] are reversed (end < begin)",
+        return st_fail(p, name, CD_ERR_FORMAT, "data_offsets [%llu, %llu] are reversed (end < begin)",
                        (unsigned long long)e->begin, (unsigned long long)e->end);
 
     /* size: prod(shape) * bits / 8 must be exactly end - begin */
     uint64_t numel, nbytes;
     char sh[128];
     switch (cd_st_size(e->t.dtype, e->t.ndim, e->t.shape, &numel, &nbytes)) {
-    case CD_ST_SIZE_OVERFLOW:
-        return st_fail(p, name, CD_ERR_FORMAT, "shape %s of %s overflows 64-bit size arithmetic",
-                       shape_str(e->t.shape, e->t.ndim, sh, sizeof sh), cd_dtype_name(e->t.dtype));
-    case CD_ST_SIZE_PARTIAL:
-        return st_fail(p, name, CD_ERR_FORMAT,
-                       "shape %s of %s is not a whole number of bytes (misaligned sub-byte slice)",
-                       shape_str(e->t.shape, e->t.ndim, sh, sizeof sh), cd_dtype_name(e->t.dtype));
-    case CD_ST_SIZE_OK: break;
+        case CD_ST_SIZE_OVERFLOW:
+            return st_fail(p, name, CD_ERR_FORMAT, "shape %s of %s overflows 64-bit size arithmetic",
+                           shape_str(e->t.shape, e->t.ndim, sh, sizeof sh), cd_dtype_name(e->t.dtype));
+        case CD_ST_SIZE_PARTIAL:
+            return st_fail(p, name, CD_ERR_FORMAT,
+                           "shape %s of %s is not a whole number of bytes (misaligned sub-byte slice)",
+                           shape_str(e->t.shape, e->t.ndim, sh, sizeof sh), cd_dtype_name(e->t.dtype));
+        case CD_ST_SIZE_OK: break;
     }
     if (nbytes != e->end - e->begin)
         return st_fail(p, name, CD_ERR_FORMAT,
                        "size mismatch: data_offsets [%llu, %llu] hold %llu bytes but shape %s of "
                        "%s needs %llu",
                        (unsigned long long)e->begin, (unsigned long long)e->end,
-                       (unsigned long long)(e->end - e->begin),
-                       shape_str(e->t.shape, e->t.ndim, sh, sizeof sh), cd_dtype_name(e->t.dtype),
-                       (unsigned long long)nbytes);
+                       (unsigned long long)(e->end - e->begin), shape_str(e->t.shape, e->t.ndim, sh, sizeof sh),
+                       cd_dtype_name(e->t.dtype), (unsigned long long)nbytes);
     e->t.nbytes = nbytes;
     e->t.name = strdup(name);
     if (!e->t.name) return st_fail(p, name, CD_ERR_OOM, "out of memory");
@@ -254,8 +246,7 @@ static cd_status check_layout(const st_parse *p, const cd_st_file *f, uint64_t d
     for (size_t i = 0; i < f->count; i++) {
         const st_entry *e = &f->entries[i];
         if (e->begin > expect && !prev)
-            return st_fail(p, e->t.name, CD_ERR_FORMAT,
-                           "gap: the first tensor's data begins at byte %llu, not 0",
+            return st_fail(p, e->t.name, CD_ERR_FORMAT, "gap: the first tensor's data begins at byte %llu, not 0",
                            (unsigned long long)e->begin);
         if (e->begin > expect)
             return st_fail(p, e->t.name, CD_ERR_FORMAT,
@@ -277,8 +268,7 @@ static cd_status check_layout(const st_parse *p, const cd_st_file *f, uint64_t d
                        "only %llu data bytes",
                        (unsigned long long)expect, (unsigned long long)data_len);
     if (expect < data_len)
-        return st_fail(p, NULL, CD_ERR_FORMAT,
-                       "trailing bytes: %llu bytes follow the last tensor's data",
+        return st_fail(p, NULL, CD_ERR_FORMAT, "trailing bytes: %llu bytes follow the last tensor's data",
                        (unsigned long long)(data_len - expect));
     return CD_OK;
 }
@@ -291,14 +281,12 @@ static cd_status parse_header(const st_parse *p, cd_st_file *f) {
         return st_fail(p, NULL, CD_ERR_FORMAT, "header length %llu exceeds the limit of %llu bytes",
                        (unsigned long long)n, CD_ST_MAX_HEADER);
     if (n > f->map_len - 8)
-        return st_fail(p, NULL, CD_ERR_FORMAT,
-                       "header length %llu runs past the end of the file (%zu bytes)",
+        return st_fail(p, NULL, CD_ERR_FORMAT, "header length %llu runs past the end of the file (%zu bytes)",
                        (unsigned long long)n, f->map_len);
     const char *hdr = (const char *)m + 8;
     size_t bad;
     if (!cd_st_utf8_valid_at(hdr, (size_t)n, &bad))
-        return st_fail(p, NULL, CD_ERR_FORMAT, "header is not valid UTF-8 (at header byte %zu)",
-                       bad);
+        return st_fail(p, NULL, CD_ERR_FORMAT, "header is not valid UTF-8 (at header byte %zu)", bad);
 
     json_error_t je;
     json_t *root = json_loadb(hdr, (size_t)n, JSON_REJECT_DUPLICATES, &je);
@@ -310,8 +298,8 @@ static cd_status parse_header(const st_parse *p, cd_st_file *f) {
                        cd_st_json_near(je.text, tok, sizeof tok), je.position);
     }
     if (!root)
-        return st_fail(p, NULL, CD_ERR_FORMAT, "header is not valid JSON: %s (at header byte %d)",
-                       je.text, je.position);
+        return st_fail(p, NULL, CD_ERR_FORMAT, "header is not valid JSON: %s (at header byte %d)", je.text,
+                       je.position);
     cd_status s = CD_OK;
     if (!json_is_object(root)) {
         s = st_fail(p, NULL, CD_ERR_FORMAT, "header is not a JSON object");
@@ -319,8 +307,7 @@ static cd_status parse_header(const st_parse *p, cd_st_file *f) {
     }
     size_t total = json_object_size(root);
     if (total > CD_ST_MAX_TENSORS + 1) {
-        s = st_fail(p, NULL, CD_ERR_FORMAT, "header lists %zu tensors; the limit is %u", total,
-                    CD_ST_MAX_TENSORS);
+        s = st_fail(p, NULL, CD_ERR_FORMAT, "header lists %zu tensors; the limit is %u", total, CD_ST_MAX_TENSORS);
         goto done;
     }
     f->entries = calloc(total ? total : 1, sizeof *f->entries);
@@ -393,9 +380,7 @@ void cd_st_close(cd_st_file *f) {
 
 size_t cd_st_count(const cd_st_file *f) { return f ? f->count : 0; }
 
-const cd_st_tensor *cd_st_at(const cd_st_file *f, size_t i) {
-    return (f && i < f->count) ? &f->entries[i].t : NULL;
-}
+const cd_st_tensor *cd_st_at(const cd_st_file *f, size_t i) { return (f && i < f->count) ? &f->entries[i].t : NULL; }
 
 const cd_st_tensor *cd_st_find(const cd_st_file *f, const char *name) {
     if (!f || !name) return NULL;
@@ -404,8 +389,10 @@ const cd_st_tensor *cd_st_find(const cd_st_file *f, const char *name) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(name, f->by_name[mid]->name);
         if (c == 0) return f->by_name[mid];
-        if (c < 0) hi = mid;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
@@ -420,7 +407,6 @@ const char *cd_st_meta(const cd_st_file *f, const char *key) {
 uint64_t cd_st_numel(const cd_st_tensor *t) {
     if (!t) return 0;
     uint64_t n = 1;
-    for (int32_t i = 0; i < t->ndim && i < CD_MAX_DIMS; i++)
-        n *= t->shape[i] > 0 ? (uint64_t)t->shape[i] : 0;
+    for (int32_t i = 0; i < t->ndim && i < CD_MAX_DIMS; i++) n *= t->shape[i] > 0 ? (uint64_t)t->shape[i] : 0;
     return n;
 }

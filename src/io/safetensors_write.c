@@ -32,14 +32,14 @@ typedef struct {
 
 struct cd_st_stream {
     st_writer w;
-    char *dest;                   /* destination path */
-    char *tmp;                    /* temporary file path (NULL: nothing to remove) */
+    char *dest; /* destination path */
+    char *tmp;  /* temporary file path (NULL: nothing to remove) */
     int fd;
-    uint64_t total, written;      /* data bytes announced / appended */
+    uint64_t total, written; /* data bytes announced / appended */
 };
 
-__attribute__((format(printf, 4, 5)))
-static cd_status wr_fail(const st_writer *w, const char *tensor, cd_status s, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static cd_status wr_fail(const st_writer *w, const char *tensor, cd_status s,
+                                                               const char *fmt, ...) {
     char reason[384];
     va_list ap;
     va_start(ap, fmt);
@@ -68,51 +68,43 @@ static const char *find_duplicate(const char **v, size_t n) {
 /* Checks every tensor (and, with need_data, that each non-empty one has data) and the metadata,
  * fills bytes[i] and *total (which must fit the format's 64-bit offsets), then checks that tensor
  * names and metadata keys are unique (our reader rejects duplicate JSON keys). */
-static cd_status validate(const st_writer *w, const cd_st_out *t, size_t n, const char *const *meta,
-                          size_t n_meta, int need_data, uint64_t *bytes, uint64_t *total_out) {
+static cd_status validate(const st_writer *w, const cd_st_out *t, size_t n, const char *const *meta, size_t n_meta,
+                          int need_data, uint64_t *bytes, uint64_t *total_out) {
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const cd_st_out *o = &t[i];
-        if (!o->name || !o->name[0])
-            return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "tensor %zu has an empty name", i);
-        if (!strcmp(o->name, "__metadata__"))
-            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "the name is reserved");
+        if (!o->name || !o->name[0]) return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "tensor %zu has an empty name", i);
+        if (!strcmp(o->name, "__metadata__")) return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "the name is reserved");
         if (strlen(o->name) > CD_ST_MAX_NAME)
-            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "name longer than %u bytes",
-                           CD_ST_MAX_NAME);
+            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "name longer than %u bytes", CD_ST_MAX_NAME);
         if (!cd_st_utf8_valid(o->name, strlen(o->name)))
             return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "name is not valid UTF-8");
         if ((int)o->dtype < 0 || o->dtype >= CD_DTYPE_COUNT)
             return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "unknown dtype %d", (int)o->dtype);
         if (o->ndim < 0 || o->ndim > CD_MAX_DIMS)
-            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "rank %d is outside 0..%d", o->ndim,
-                           CD_MAX_DIMS);
+            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "rank %d is outside 0..%d", o->ndim, CD_MAX_DIMS);
         for (int32_t d = 0; d < o->ndim; d++)
             if (o->shape[d] < 0)
                 return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "shape[%d] = %lld is negative", d,
                                (long long)o->shape[d]);
         uint64_t numel;
         switch (cd_st_size(o->dtype, o->ndim, o->shape, &numel, &bytes[i])) {
-        case CD_ST_SIZE_OVERFLOW:
-            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "shape overflows 64-bit sizes");
-        case CD_ST_SIZE_PARTIAL:
-            return wr_fail(w, o->name, CD_ERR_INVALID_ARG,
-                           "%llu elements of %s are not a whole number of bytes",
-                           (unsigned long long)numel, cd_dtype_name(o->dtype));
-        case CD_ST_SIZE_OK: break;
+            case CD_ST_SIZE_OVERFLOW: return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "shape overflows 64-bit sizes");
+            case CD_ST_SIZE_PARTIAL:
+                return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "%llu elements of %s are not a whole number of bytes",
+                               (unsigned long long)numel, cd_dtype_name(o->dtype));
+            case CD_ST_SIZE_OK: break;
         }
-        if (need_data && bytes[i] && !o->data)
-            return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "data is NULL");
+        if (need_data && bytes[i] && !o->data) return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "data is NULL");
         if (__builtin_add_overflow(total, bytes[i], &total) || total > (uint64_t)INT64_MAX)
             return wr_fail(w, o->name, CD_ERR_INVALID_ARG, "total size overflows 64-bit offsets");
     }
     for (size_t i = 0; i < 2 * n_meta; i++) {
         if (!meta[i])
-            return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "metadata %s %zu is NULL",
-                           i % 2 ? "value" : "key", i / 2);
+            return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "metadata %s %zu is NULL", i % 2 ? "value" : "key", i / 2);
         if (!cd_st_utf8_valid(meta[i], strlen(meta[i])))
-            return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "metadata %s %zu is not valid UTF-8",
-                           i % 2 ? "value" : "key", i / 2);
+            return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "metadata %s %zu is not valid UTF-8", i % 2 ? "value" : "key",
+                           i / 2);
     }
     *total_out = total;
 
@@ -132,17 +124,15 @@ static cd_status validate(const st_writer *w, const cd_st_out *t, size_t n, cons
     if (dup) return wr_fail(w, dup, CD_ERR_INVALID_ARG, "duplicate tensor name");
     if (dupk) {
         char k[CD_ST_PRINT_MAX];
-        return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "duplicate metadata key '%s'",
-                       cd_st_printable(dupk, k, sizeof k));
+        return wr_fail(w, NULL, CD_ERR_INVALID_ARG, "duplicate metadata key '%s'", cd_st_printable(dupk, k, sizeof k));
     }
     return CD_OK;
 }
 
 /* Builds the header JSON (compact, __metadata__ first, then tensors in the given order).
  * Names and strings were validated (UTF-8, unique), so every Jansson failure here is OOM. */
-static cd_status build_header(const st_writer *w, const cd_st_out *t, size_t n,
-                              const uint64_t *bytes, const char *const *meta, size_t n_meta,
-                              char **out) {
+static cd_status build_header(const st_writer *w, const cd_st_out *t, size_t n, const uint64_t *bytes,
+                              const char *const *meta, size_t n_meta, char **out) {
     *out = NULL;
     cd_status s = CD_OK;
     json_t *root = json_object();
@@ -228,8 +218,7 @@ static void stream_free(cd_st_stream *sw) {
 
 /* cd_st_stream_begin, and for cd_st_write (need_data) also checks the data pointers. */
 static cd_status stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
-                              const char *const *meta, size_t n_meta, int need_data,
-                              cd_st_stream **out) {
+                              const char *const *meta, size_t n_meta, int need_data, cd_st_stream **out) {
     *out = NULL;
     if (!path || !path[0]) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "safetensors: empty path");
     st_writer w = {ctx, {0}};
@@ -237,8 +226,7 @@ static cd_status stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *te
     if (n && !tensors) return wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "tensors is NULL");
     if (n_meta && !meta) return wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "metadata is NULL");
     if (n > CD_ST_MAX_TENSORS)
-        return wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "%zu tensors exceed the limit of %u", n,
-                       CD_ST_MAX_TENSORS);
+        return wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "%zu tensors exceed the limit of %u", n, CD_ST_MAX_TENSORS);
 
     uint64_t *bytes = calloc(n ? n : 1, sizeof *bytes), total = 0;
     char *header = NULL;
@@ -250,8 +238,7 @@ static cd_status stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *te
     const size_t hlen = strlen(header);
     const size_t padded = (hlen + 7) / 8 * 8; /* so that the data buffer starts 8-aligned */
     if (padded > CD_ST_MAX_HEADER) {
-        s = wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "header of %zu bytes exceeds the format limit",
-                    padded);
+        s = wr_fail(&w, NULL, CD_ERR_INVALID_ARG, "header of %zu bytes exceeds the format limit", padded);
         goto done;
     }
 
@@ -282,8 +269,7 @@ static cd_status stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *te
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     const char spaces[8] = "        ";
-    if (write_all(sw->fd, len8, 8) || write_all(sw->fd, header, hlen) ||
-        write_all(sw->fd, spaces, padded - hlen))
+    if (write_all(sw->fd, len8, 8) || write_all(sw->fd, header, hlen) || write_all(sw->fd, spaces, padded - hlen))
         s = wr_fail(&w, NULL, CD_ERR_IO, "write failed: %s", strerror(errno));
 done:
     free(header);
@@ -296,8 +282,8 @@ done:
     return s;
 }
 
-cd_status cd_st_stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
-                             const char *const *meta, size_t n_meta, cd_st_stream **out) {
+cd_status cd_st_stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n, const char *const *meta,
+                             size_t n_meta, cd_st_stream **out) {
     if (!out) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "safetensors: out is NULL");
     return stream_begin(ctx, path, tensors, n, meta, n_meta, 0, out);
 }
@@ -323,8 +309,8 @@ cd_status cd_st_stream_commit(cd_st_stream *sw) {
     const st_writer *w = &sw->w;
     cd_status s = CD_OK;
     if (sw->written != sw->total) {
-        s = wr_fail(w, NULL, CD_ERR_INTERNAL, "%llu of %llu data bytes written",
-                    (unsigned long long)sw->written, (unsigned long long)sw->total);
+        s = wr_fail(w, NULL, CD_ERR_INTERNAL, "%llu of %llu data bytes written", (unsigned long long)sw->written,
+                    (unsigned long long)sw->total);
     } else if (fchmod(sw->fd, 0644) != 0 || fsync(sw->fd) != 0) {
         /* mkstemp creates 0600; a model file is ordinarily world-readable. */
         s = wr_fail(w, NULL, CD_ERR_IO, "cannot sync the temporary file: %s", strerror(errno));
@@ -334,8 +320,7 @@ cd_status cd_st_stream_commit(cd_st_stream *sw) {
         if (c != 0) {
             s = wr_fail(w, NULL, CD_ERR_IO, "close failed: %s", strerror(errno));
         } else if (rename(sw->tmp, sw->dest) != 0) {
-            s = wr_fail(w, NULL, CD_ERR_IO, "cannot rename the temporary file into place: %s",
-                        strerror(errno));
+            s = wr_fail(w, NULL, CD_ERR_IO, "cannot rename the temporary file into place: %s", strerror(errno));
         } else {
             free(sw->tmp);
             sw->tmp = NULL; /* renamed: nothing to remove */
@@ -350,8 +335,8 @@ void cd_st_stream_abort(cd_st_stream *sw) {
     if (sw) stream_free(sw);
 }
 
-cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
-                      const char *const *meta, size_t n_meta) {
+cd_status cd_st_write(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n, const char *const *meta,
+                      size_t n_meta) {
     cd_st_stream *sw;
     cd_status s = stream_begin(ctx, path, tensors, n, meta, n_meta, 1, &sw);
     for (size_t i = 0; i < n && !s; i++) {

@@ -12,21 +12,20 @@
 
 /* Limits of the format (docs/safetensors.md). The header cap is the reference reader's
  * MAX_HEADER_SIZE; the tensor-count and name caps bound the work a hostile header can cause. */
-#define CD_ST_MAX_HEADER   100000000ull
-#define CD_ST_MAX_TENSORS  1000000u
-#define CD_ST_MAX_NAME     4096u
+#define CD_ST_MAX_HEADER 100000000ull
+#define CD_ST_MAX_TENSORS 1000000u
+#define CD_ST_MAX_NAME 4096u
 
 /* Result of cd_st_size(). */
 typedef enum {
     CD_ST_SIZE_OK = 0,
-    CD_ST_SIZE_OVERFLOW,   /* numel * bits does not fit in 64 bits */
-    CD_ST_SIZE_PARTIAL     /* numel * bits is not a whole number of bytes (sub-byte dtypes) */
+    CD_ST_SIZE_OVERFLOW, /* numel * bits does not fit in 64 bits */
+    CD_ST_SIZE_PARTIAL   /* numel * bits is not a whole number of bytes (sub-byte dtypes) */
 } cd_st_size_result;
 
 /* numel = prod(shape) (1 for rank 0) and nbytes = numel * bits / 8, overflow-checked.
  * shape entries must already be >= 0. */
-cd_st_size_result cd_st_size(cd_dtype dt, int32_t ndim, const int64_t *shape, uint64_t *numel,
-                             uint64_t *nbytes);
+cd_st_size_result cd_st_size(cd_dtype dt, int32_t ndim, const int64_t *shape, uint64_t *numel, uint64_t *nbytes);
 
 /* 1 if s[0..n) is strict UTF-8 (RFC 3629: no overlong forms, surrogates or code points above
  * U+10FFFF), else 0 with *bad (if not NULL) = offset of the first offending byte. */

@@ -17,8 +17,8 @@ typedef struct cd_st_stream cd_st_stream;
 /* Validates the list as cd_st_write does (names, dtypes, shapes, metadata, uniqueness; `data` is
  * ignored), creates the temporary file and writes the header. meta: n_meta (key, value) pairs as
  * in cd_st_write. *out = NULL on error. */
-cd_status cd_st_stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n,
-                             const char *const *meta, size_t n_meta, cd_st_stream **out);
+cd_status cd_st_stream_begin(cd_ctx *ctx, const char *path, const cd_st_out *tensors, size_t n, const char *const *meta,
+                             size_t n_meta, cd_st_stream **out);
 /* Appends the next `len` bytes of tensor data (tensors back to back, in header order). Writing
  * more than the header announced is an error. */
 cd_status cd_st_stream_write(cd_st_stream *w, const void *data, size_t len);

@@ -32,8 +32,7 @@ const char *cd_st_json_near(const char *text, char *buf, size_t cap) {
     return cd_st_printable(tok, buf, cap);
 }
 
-cd_st_size_result cd_st_size(cd_dtype dt, int32_t ndim, const int64_t *shape, uint64_t *numel,
-                             uint64_t *nbytes) {
+cd_st_size_result cd_st_size(cd_dtype dt, int32_t ndim, const int64_t *shape, uint64_t *numel, uint64_t *nbytes) {
     uint64_t n = 1, bits;
     for (int32_t i = 0; i < ndim; i++)
         if (__builtin_mul_overflow(n, (uint64_t)shape[i], &n)) return CD_ST_SIZE_OVERFLOW;
@@ -42,8 +41,6 @@ cd_st_size_result cd_st_size(cd_dtype dt, int32_t ndim, const int64_t *shape, ui
     *nbytes = bits / 8;
     return bits % 8 ? CD_ST_SIZE_PARTIAL : CD_ST_SIZE_OK;
 }
-
-
 
 /* Jansson checks UTF-8 too, but checking the header first gives a message that says what is
  * wrong, and the writer uses this to reject names before it builds anything. */
@@ -56,19 +53,42 @@ int cd_st_utf8_valid_at(const char *str, size_t n, size_t *bad) {
         uint8_t c = s[i];
         size_t len;
         uint32_t cp, min;
-        if (c < 0x80) { i++; continue; }
-        if ((c & 0xe0) == 0xc0)      { len = 2; cp = c & 0x1f; min = 0x80; }
-        else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; min = 0x800; }
-        else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; min = 0x10000; }
-        else { *bad = i; return 0; }
-        if (n - i < len) { *bad = i; return 0; }
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            cp = c & 0x1f;
+            min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            cp = c & 0x0f;
+            min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else {
+            *bad = i;
+            return 0;
+        }
+        if (n - i < len) {
+            *bad = i;
+            return 0;
+        }
         for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) { *bad = i; return 0; }
+            if ((s[i + k] & 0xc0) != 0x80) {
+                *bad = i;
+                return 0;
+            }
             cp = (cp << 6) | (s[i + k] & 0x3f);
         }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) { *bad = i; return 0; }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            *bad = i;
+            return 0;
+        }
         i += len;
     }
     return 1;
 }
-

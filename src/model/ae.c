@@ -16,7 +16,7 @@
 
 typedef struct {
     cd_ctx *ctx;
-    const cd_ckpt *ck;        /* NULL: random weights (benchmarks) */
+    const cd_ckpt *ck; /* NULL: random weights (benchmarks) */
     int bfl;
     const lay_plan *plan;
     float *arena;
@@ -68,9 +68,11 @@ static const float *take(binder *b, const char *dname, size_t numel, int64_t row
         return NULL;
     }
     if (cd_st_numel(t) != numel || (t->ndim >= 1 ? t->shape[0] : 1) != rows) {
-        b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "ae: '%s' has %llu elements (dim 0: %lld), "
-                              "expected %zu (dim 0: %lld)", name, (unsigned long long)cd_st_numel(t),
-                              (long long)(t->ndim >= 1 ? t->shape[0] : 1), numel, (long long)rows);
+        b->err = cd_set_error(b->ctx, CD_ERR_SHAPE,
+                              "ae: '%s' has %llu elements (dim 0: %lld), "
+                              "expected %zu (dim 0: %lld)",
+                              name, (unsigned long long)cd_st_numel(t), (long long)(t->ndim >= 1 ? t->shape[0] : 1),
+                              numel, (long long)rows);
         return NULL;
     }
     if (b->used + numel > b->cap) {
@@ -119,8 +121,7 @@ static void take_resnet(binder *b, const char *pre, int32_t cin, int32_t cout, c
 
 /* part.mid_block (part = "encoder" or "decoder") at C channels: resnets.0, attentions.0,
  * resnets.1. */
-static void take_mid(binder *b, const char *part, int32_t C, cd_ae_resnet *m1, cd_ae_attn *a,
-                     cd_ae_resnet *m2) {
+static void take_mid(binder *b, const char *part, int32_t C, cd_ae_resnet *m1, cd_ae_attn *a, cd_ae_resnet *m2) {
     char n[128];
     snprintf(n, sizeof n, "%s.mid_block.resnets.0.", part);
     take_resnet(b, n, C, C, m1);
@@ -184,8 +185,8 @@ static void bind_encoder(binder *b, cd_ae_encoder *ae) {
 
 /* The weights' copy in ops's memory: none for host memory, else one block uploaded from the arena
  * (replacing a copy in another table's memory). */
-static cd_status place(cd_ctx *ctx, const cd_ops *ops, const float *arena, size_t floats,
-                       const cd_ops **cur_ops, cd_ctx **dev_ctx, float **dev) {
+static cd_status place(cd_ctx *ctx, const cd_ops *ops, const float *arena, size_t floats, const cd_ops **cur_ops,
+                       cd_ctx **dev_ctx, float **dev) {
     if (!ops) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: no ops table");
     if (ops == *cur_ops) return CD_OK;
     void *p = NULL;
@@ -223,8 +224,8 @@ void cd_ae_decoder_free(cd_ae_decoder *ae) {
 
 /* The checked config of the encoder (enc) or decoder of ck, and the layout plan of that part
  * alone: *total weights (f32), *bfl whether the checkpoint has BFL names. */
-static cd_status prepare(cd_ctx *ctx, const cd_ckpt *ck, int *groupsp, int enc, cd_ae_config *cfgp,
-                         lay_plan *plan, size_t *total, int *bfl) {
+static cd_status prepare(cd_ctx *ctx, const cd_ckpt *ck, int *groupsp, int enc, cd_ae_config *cfgp, lay_plan *plan,
+                         size_t *total, int *bfl) {
     int groups = *groupsp;
     if (groups == 0) groups = CD_AE_GROUPS;
     if (groups < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: GroupNorm groups must be >= 1");
@@ -243,12 +244,12 @@ static cd_status prepare(cd_ctx *ctx, const cd_ckpt *ck, int *groupsp, int enc, 
                             cd_layout_name(layout));
     if (!(enc ? cfg.has_encoder : cfg.has_decoder) || cfg.n_mult < 1 || cfg.n_mult > 8 || cfg.ch < 1 ||
         cfg.z_channels < 1 || (enc ? cfg.in_channels : cfg.out_channels) < 1 || cfg.num_res_blocks < 1)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: checkpoint has no usable %s",
-                            enc ? "encoder" : "decoder");
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: checkpoint has no usable %s", enc ? "encoder" : "decoder");
     if (enc && cfg.ch % groups)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "ae: %d channels of the encoder's conv_in are not divisible by %d GroupNorm "
-                            "groups", cfg.ch, groups);
+                            "groups",
+                            cfg.ch, groups);
     for (int i = 0; i < cfg.n_mult; i++)
         if (cfg.ch_mult[i] < 1 || (cfg.ch * cfg.ch_mult[i]) % groups)
             return cd_set_error(ctx, CD_ERR_INVALID_ARG,
@@ -283,8 +284,7 @@ cd_status cd_ae_decoder_bind(cd_ctx *ctx, const cd_ckpt *ck, int groups, cd_ae_d
     return decoder_make(ctx, ck, NULL, 0, groups, out);
 }
 
-cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed,
-                               cd_ae_decoder **out) {
+cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed, cd_ae_decoder **out) {
     cd_ae_config c = *cfg;
     c.has_decoder = 1;
     return decoder_make(ctx, NULL, &c, seed, groups, out);

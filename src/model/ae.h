@@ -46,7 +46,7 @@ struct cd_ops;
 typedef struct {
     int32_t cin, cout;
     const float *n1w, *n1b, *c1w, *c1b, *n2w, *n2b, *c2w, *c2b;
-    const float *skw, *skb;   /* 1x1 shortcut [cout, cin] when cin != cout, else NULL */
+    const float *skw, *skb; /* 1x1 shortcut [cout, cin] when cin != cout, else NULL */
 } cd_ae_resnet;
 
 /* The mid-block attention: GroupNorm (an_*) and the q, k, v, out linears [C, C], [C]. */
@@ -60,10 +60,10 @@ typedef struct cd_ae_decoder {
     const float *conv_in_w, *conv_in_b;
     cd_ae_resnet mid1, mid2;
     cd_ae_attn attn;
-    cd_ae_resnet *blocks;     /* level lvl, block j at [lvl * (num_res_blocks + 1) + j] */
-    const float *up_w[8], *up_b[8];   /* upsample conv of level lvl >= 1 */
+    cd_ae_resnet *blocks;           /* level lvl, block j at [lvl * (num_res_blocks + 1) + j] */
+    const float *up_w[8], *up_b[8]; /* upsample conv of level lvl >= 1 */
     const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;
-    float *arena;             /* every weight, f32 (host); the pointers above point into it */
+    float *arena; /* every weight, f32 (host); the pointers above point into it */
     size_t arena_floats;
     const struct cd_ops *ops; /* the table it runs on (cd_ops_cpu() after binding) */
     float *dev;               /* the arena's copy in ops's memory; NULL for host memory */
@@ -78,8 +78,7 @@ cd_status cd_ae_decoder_load(cd_ctx *ctx, const char *path, int groups, cd_ae_de
 void cd_ae_decoder_free(cd_ae_decoder *ae);
 /* A decoder with random weights of config cfg (benchmarks): uniform weights of variance
  * 1/fan_in, norm scales around 1, small biases; the same seed gives the same weights. */
-cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed,
-                               cd_ae_decoder **out);
+cd_status cd_ae_decoder_random(cd_ctx *ctx, const cd_ae_config *cfg, int groups, uint64_t seed, cd_ae_decoder **out);
 
 /* Runs the decoder on ops from now on: uploads its weights into ops's memory once when that is
  * not host memory (freeing a previous device copy). ctx must outlive the decoder's copy (it frees
@@ -106,7 +105,7 @@ typedef struct cd_ae_encoder {
     const float *down_w[8], *down_b[8];
     cd_ae_resnet mid1, mid2;
     cd_ae_attn attn;
-    const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;  /* conv_out: 2 z channels */
+    const float *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b; /* conv_out: 2 z channels */
     float *arena;
     size_t arena_floats;
     const struct cd_ops *ops; /* as the decoder's */
@@ -156,17 +155,17 @@ cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, i
  * tile row's bottom strips, about C * be * W / (1 - f) floats, and the left neighbour's right
  * strip, C * S * be) besides `out`: never all tiles at once. */
 typedef struct {
-    int32_t tile;     /* tile side in PIXELS (image space), a positive multiple of the AE's up /
+    int32_t tile;  /* tile side in PIXELS (image space), a positive multiple of the AE's up /
                        * down factor (FLUX: 8); 0 = never tile */
-    float overlap;    /* fraction of the tile shared with each neighbour, in (0, 1); 0 = 0.25.
+    float overlap; /* fraction of the tile shared with each neighbour, in (0, 1); 0 = 0.25.
                        * Used as the double of this float (0.3f is not 0.3) */
 } cd_ae_tiling;
 
 /* Same contracts as cd_ae_decode / cd_ae_encode; t == NULL or t->tile == 0: untiled.
  * CD_ERR_INVALID_ARG for a tile that is negative or not a multiple of the factor, an overlap
  * outside (0, 1), or a (tile, overlap) pair whose stride is not its crop (see above). */
-cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
-                             const cd_ae_tiling *t, float *out);
+cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, const cd_ae_tiling *t,
+                             float *out);
 cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
                              const cd_ae_tiling *t, float *out);
 /* Whether t is usable (for decoding and encoding) with factor f (up / down), before any work:
@@ -189,9 +188,9 @@ cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W);
  * Decode: zz [z_channels, h, w] is the latent AFTER scale and shift (z / 0.3611 + 0.1159) -> out
  * [out_channels, h up, w up]. Encode: img [in_channels, H, W] -> out [2 z_channels, H / down,
  * W / down], the moments (mean first, before the latent's scale and shift; then logvar). */
-cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz, int h, int w,
-                           cd_ae_scratch sc, float *mem, float *out);
-cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
-                           cd_ae_scratch sc, float *mem, float *out);
+cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz, int h, int w, cd_ae_scratch sc,
+                           float *mem, float *out);
+cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, cd_ae_scratch sc,
+                           float *mem, float *out);
 
 #endif

@@ -25,8 +25,8 @@ typedef struct {
     const cd_ops *ops;
     const float *arena, *dev; /* the weights' host arena and its copy in ops's memory (or NULL) */
     int G;
-    float *cur, *a, *b;       /* activation buffers [act] each; cur holds the stream */
-    float *attn;              /* the mid attention's q, k, v, o [4, n, C] */
+    float *cur, *a, *b; /* activation buffers [act] each; cur holds the stream */
+    float *attn;        /* the mid attention's q, k, v, o [4, n, C] */
     int H, W;
 } run;
 
@@ -44,16 +44,16 @@ static void swap(float **p, float **q) {
  *    1: of x upsampled by nearest x2, pad 1, stride 1 (Ho = 2H, Wo = 2W) — Upsample;
  *   -1: of x padded with zeros by (left 0, right 1, top 0, bottom 1), stride 2 (H, W even:
  *       Ho = H/2, Wo = W/2) — the encoder's Downsample. */
-static cd_status conv3(const run *r, const float *x, int cin, int mode, const float *w, const float *b,
-                       int cout, float *y) {
+static cd_status conv3(const run *r, const float *x, int cin, int mode, const float *w, const float *b, int cout,
+                       float *y) {
     const int p = mode < 0 ? 0 : 1, q = 1;
     const cd_conv_desc d = {cin, r->H, r->W, cout, 3, mode < 0 ? 2 : 1, mode > 0, {p, q, p, q}};
     return r->ops->conv2d(r->ctx, &d, x, P(r, w), P(r, b), 0, y);
 }
 
 /* y [cout, n] (+)= w [cout, cin] x [cin, n] + b (acc: added to y). */
-static cd_status conv1(const run *r, const float *x, int cin, const float *w, const float *b, int cout,
-                       int acc, float *y) {
+static cd_status conv1(const run *r, const float *x, int cin, const float *w, const float *b, int cout, int acc,
+                       float *y) {
     const cd_conv_desc d = {cin, r->H, r->W, cout, 1, 1, 0, {0, 0, 0, 0}};
     return r->ops->conv2d(r->ctx, &d, x, P(r, w), P(r, b), acc, y);
 }
@@ -143,12 +143,12 @@ cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W) {
  * of ops.h), so that the ops themselves never allocate: for every level the pass visits (side
  * H0 << k, channels up to cm[k]), a 3x3 conv with and without the fused upsample, and the mid
  * attention at the top level (a grow-only reservation: later calls cost nothing). */
-static cd_status reserve_pass(cd_ctx *ctx, const cd_ops *ops, int n, const int *cm, const int *hs,
-                              const int *ws, int ctop, int th, int tw) {
+static cd_status reserve_pass(cd_ctx *ctx, const cd_ops *ops, int n, const int *cm, const int *hs, const int *ws,
+                              int ctop, int th, int tw) {
     size_t need = 0;
     for (int k = 0; k < n; k++)
         for (int up = 0; up < 2; up++) {
-            const cd_conv_desc cd = {cm[k], up ? hs[k] / 2 : hs[k], up ? ws[k] / 2 : ws[k], cm[k], 3, 1, up,
+            const cd_conv_desc cd = {cm[k],       up ? hs[k] / 2 : hs[k], up ? ws[k] / 2 : ws[k], cm[k], 3, 1, up,
                                      {1, 1, 1, 1}};
             const cd_op_desc od = {.op = CD_OP_CONV2D, .conv = &cd};
             const size_t b = ops->workspace(ops, ctx, &od);
@@ -192,13 +192,13 @@ static cd_status reserve_encode(cd_ctx *ctx, const cd_ae_encoder *ae, int H, int
 }
 
 /* The run state on mem [3 * sc.act + sc.attn]. */
-static run run_on(cd_ctx *ctx, const cd_ops *ops, const float *arena, const float *dev, int G,
-                  cd_ae_scratch sc, float *mem, int H, int W) {
+static run run_on(cd_ctx *ctx, const cd_ops *ops, const float *arena, const float *dev, int G, cd_ae_scratch sc,
+                  float *mem, int H, int W) {
     return (run){ctx, ops, arena, dev, G, mem, mem + sc.act, mem + 2 * sc.act, mem + 3 * sc.act, H, W};
 }
 
-cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz, int h, int w,
-                           cd_ae_scratch sc, float *mem, float *out) {
+cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz, int h, int w, cd_ae_scratch sc,
+                           float *mem, float *out) {
     const cd_ae_config *c = &ae->cfg;
     const int n = c->n_mult;
     const int ctop = c->ch * c->ch_mult[n - 1];
@@ -206,8 +206,7 @@ cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz
     cd_status s = reserve_decode(ctx, ae, h, w);
     if (s) return s;
     if ((s = conv3(&r, zz, c->z_channels, 0, ae->conv_in_w, ae->conv_in_b, ctop, r.cur))) return s;
-    if ((s = resnet(&r, &ae->mid1)) || (s = attention(&r, &ae->attn, ctop)) || (s = resnet(&r, &ae->mid2)))
-        return s;
+    if ((s = resnet(&r, &ae->mid1)) || (s = attention(&r, &ae->attn, ctop)) || (s = resnet(&r, &ae->mid2))) return s;
     const int nb = c->num_res_blocks + 1;
     int cc = ctop;
     for (int lvl = n - 1; lvl >= 0; lvl--) {
@@ -225,8 +224,8 @@ cd_status cd_ae_decode_run(cd_ctx *ctx, const cd_ae_decoder *ae, const float *zz
     return conv3(&r, r.a, cc, 0, ae->conv_out_w, ae->conv_out_b, c->out_channels, out);
 }
 
-cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W,
-                           cd_ae_scratch sc, float *mem, float *out) {
+cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, int H, int W, cd_ae_scratch sc,
+                           float *mem, float *out) {
     const cd_ae_config *c = &ae->cfg;
     const int n = c->n_mult;
     const int ctop = c->ch * c->ch_mult[n - 1];
@@ -246,8 +245,7 @@ cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *im
             r.W /= 2;
         }
     }
-    if ((s = resnet(&r, &ae->mid1)) || (s = attention(&r, &ae->attn, ctop)) || (s = resnet(&r, &ae->mid2)))
-        return s;
+    if ((s = resnet(&r, &ae->mid1)) || (s = attention(&r, &ae->attn, ctop)) || (s = resnet(&r, &ae->mid2))) return s;
     norm(&r, r.cur, ctop, ae->norm_out_w, ae->norm_out_b, 1, r.a);
     return conv3(&r, r.a, ctop, 0, ae->conv_out_w, ae->conv_out_b, 2 * c->z_channels, out);
 }
@@ -255,8 +253,8 @@ cd_status cd_ae_encode_run(cd_ctx *ctx, const cd_ae_encoder *ae, const float *im
 /* ---- untiled calls: host in, host out ------------------------------------------------------- */
 
 /* One block in ops's memory for the run scratch, the input and the output (floats each). */
-static cd_status alloc_run(cd_ctx *ctx, const cd_ops *ops, cd_ae_scratch sc, size_t in, size_t out,
-                           float **mem, float **din, float **dout) {
+static cd_status alloc_run(cd_ctx *ctx, const cd_ops *ops, cd_ae_scratch sc, size_t in, size_t out, float **mem,
+                           float **din, float **dout) {
     const size_t scr = cd_ae_scratch_floats(sc);
     void *p = NULL;
     cd_status s = ops->alloc(ctx, (scr + in + out) * sizeof(float), &p);
@@ -292,7 +290,8 @@ cd_status cd_ae_encode(cd_ctx *ctx, const cd_ae_encoder *ae, const float *img, i
     if (H < 1 || W < 1 || H > 65536 || W > 65536 || H % dn || W % dn)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "ae: image %dx%d: height and width must be positive multiples of %d "
-                            "(at most 65536)", H, W, dn);
+                            "(at most 65536)",
+                            H, W, dn);
     const size_t nin = (size_t)ae->cfg.in_channels * H * W;
     const size_t nz = (size_t)ae->cfg.z_channels * (H / dn) * (W / dn);
     const cd_ae_scratch sc = cd_ae_encode_scratch(ae, H, W);

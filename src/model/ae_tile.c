@@ -26,16 +26,16 @@
 /* The blending state of one tiled call, in output units. */
 typedef struct {
     int threads;
-    int C;            /* output channels (image channels, or the latent's z channels) */
-    int T, be, rl;    /* tile side, blend extent, crop (= stride) */
-    int OH, OW;       /* output size */
-    int Tw;           /* widest tile: min(T, OW) */
-    int latent;       /* 1: out = 0.3611 (v - 0.1159) (encoding), else out = v */
-    float *vs;        /* bottom strips of the previous tile row: column tj at vs + tj * C*be*Tw,
+    int C;         /* output channels (image channels, or the latent's z channels) */
+    int T, be, rl; /* tile side, blend extent, crop (= stride) */
+    int OH, OW;    /* output size */
+    int Tw;        /* widest tile: min(T, OW) */
+    int latent;    /* 1: out = 0.3611 (v - 0.1159) (encoding), else out = v */
+    float *vs;     /* bottom strips of the previous tile row: column tj at vs + tj * C*be*Tw,
                        * [C, vh[tj], tile width] */
-    int *vh;          /* rows kept per column: min(be, that tile's height) */
-    float *hs;        /* right strip of the left neighbour [C, tile height, hw] */
-    int hw;           /* columns kept: min(be, its width) */
+    int *vh;       /* rows kept per column: min(be, that tile's height) */
+    float *hs;     /* right strip of the left neighbour [C, tile height, hw] */
+    int hw;        /* columns kept: min(be, its width) */
 } tiler;
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -77,8 +77,7 @@ static void blend_tile(tiler *g, int ti, int tj, float *t, int th, int tw, float
      * tile to the right (this tile is now fully blended: diffusers blends in place) */
     const int kh = imin(g->be, th), kw = imin(g->be, tw);
     for (int c = 0; c < C; c++)
-        memcpy(vs + (size_t)c * kh * tw, t + c * plane + (size_t)(th - kh) * tw,
-               (size_t)kh * tw * sizeof(float));
+        memcpy(vs + (size_t)c * kh * tw, t + c * plane + (size_t)(th - kh) * tw, (size_t)kh * tw * sizeof(float));
     g->vh[tj] = kh;
     for (size_t cy = 0; cy < (size_t)C * th; cy++)
         memcpy(g->hs + cy * kw, t + cy * tw + (tw - kw), (size_t)kw * sizeof(float));
@@ -101,12 +100,10 @@ static void blend_tile(tiler *g, int ti, int tj, float *t, int th, int tw, float
 /* Checks t against the factor f (up or down) and derives, as diffusers does, the tile side S in
  * pixels, the stride ov in input units (int(in_tile (1 - overlap))), the blend extent be and crop
  * rl in output units. enc: encoding (input pixels, output latent) else decoding. */
-static cd_status geometry(cd_ctx *ctx, const cd_ae_tiling *t, int f, int enc, int *S, int *ov,
-                          int *be, int *rl) {
+static cd_status geometry(cd_ctx *ctx, const cd_ae_tiling *t, int f, int enc, int *S, int *ov, int *be, int *rl) {
     if (t->tile < 0 || t->tile % f)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "ae: tile %d must be a positive multiple of %d pixels (0 = no tiling)",
-                            (int)t->tile, f);
+                            "ae: tile %d must be a positive multiple of %d pixels (0 = no tiling)", (int)t->tile, f);
     const double ovl = t->overlap == 0.0f ? 0.25 : (double)t->overlap;
     if (!(ovl > 0 && ovl < 1))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: tile overlap %g must be in (0, 1)", ovl);
@@ -124,8 +121,7 @@ static cd_status geometry(cd_ctx *ctx, const cd_ae_tiling *t, int f, int enc, in
                             "ae: tile %d with overlap %g: the tile stride (%g px) is not the crop "
                             "(%d px), so the output would not have the input's size (overlap 0.25 "
                             "works with tiles that are multiples of %d, 0.5 with multiples of %d)",
-                            s, ovl, enc ? (double)*ov : (double)*ov * f, enc ? *rl * f : *rl, 4 * f,
-                            2 * f);
+                            s, ovl, enc ? (double)*ov : (double)*ov * f, enc ? *rl * f : *rl, 4 * f, 2 * f);
     return CD_OK;
 }
 
@@ -133,12 +129,12 @@ static cd_status geometry(cd_ctx *ctx, const cd_ae_tiling *t, int f, int enc, in
  * tile and the strips of g (set up here); in ops's memory one block for the run scratch, the input
  * tile and the run's output (run_out floats). CD_OK or the error, with nothing left allocated. */
 typedef struct {
-    float *host, *in, *out;         /* host block, its input and output tiles */
-    float *dev, *din, *dout, *scr;  /* ops's block: input, run output, run scratch */
+    float *host, *in, *out;        /* host block, its input and output tiles */
+    float *dev, *din, *dout, *scr; /* ops's block: input, run output, run scratch */
 } tile_mem;
 
-static cd_status alloc_tiler(cd_ctx *ctx, const cd_ops *ops, tiler *g, cd_ae_scratch sc,
-                             size_t in_floats, size_t run_out, tile_mem *m) {
+static cd_status alloc_tiler(cd_ctx *ctx, const cd_ops *ops, tiler *g, cd_ae_scratch sc, size_t in_floats,
+                             size_t run_out, tile_mem *m) {
     memset(m, 0, sizeof *m);
     const int Th = imin(g->T, g->OH);
     g->Tw = imin(g->T, g->OW);
@@ -185,8 +181,8 @@ static void crop_in(const float *src, int C, int H, int W, int i, int j, int th,
     }
 }
 
-cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w,
-                             const cd_ae_tiling *t, float *out) {
+cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *z, int h, int w, const cd_ae_tiling *t,
+                             float *out) {
     if (!t || t->tile == 0) return cd_ae_decode(ctx, ae, z, h, w, out);
     const int up = cd_ae_upscale(ae), zc = ae->cfg.z_channels;
     int S, ov, be, rl;
@@ -197,8 +193,14 @@ cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *
     if (h <= L && w <= L) return cd_ae_decode(ctx, ae, z, h, w, out);
     if (h < 1 || w < 1 || (int64_t)h * up > 65536 || (int64_t)w * up > 65536)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "ae: latent %dx%d out of range", h, w);
-    tiler g = {.threads = cd_ctx_threads(ctx), .C = ae->cfg.out_channels, .T = S, .be = be, .rl = rl,
-               .OH = h * up, .OW = w * up, .latent = 0};
+    tiler g = {.threads = cd_ctx_threads(ctx),
+               .C = ae->cfg.out_channels,
+               .T = S,
+               .be = be,
+               .rl = rl,
+               .OH = h * up,
+               .OW = w * up,
+               .latent = 0};
     const cd_ops *ops = ae->ops;
     const cd_ae_scratch sc = cd_ae_decode_scratch(ae, imin(L, h), imin(L, w));
     const size_t nzt = (size_t)zc * imin(L, h) * imin(L, w);
@@ -209,7 +211,7 @@ cd_status cd_ae_decode_tiled(cd_ctx *ctx, const cd_ae_decoder *ae, const float *
         for (int tj = 0; tj * ov < w && !s; tj++) {
             const int j = tj * ov, tw = imin(L, w - j);
             const size_t nin = (size_t)zc * th * tw, nout = (size_t)g.C * th * up * tw * up;
-            crop_in(z, zc, h, w, i, j, th, tw, m.in); /* [zc, th, tw] */
+            crop_in(z, zc, h, w, i, j, th, tw, m.in);                                       /* [zc, th, tw] */
             for (size_t e = 0; e < nin; e++) m.in[e] = m.in[e] / CD_AE_SCALE + CD_AE_SHIFT; /* ae.h */
             s = ops->upload(ctx, m.din, m.in, nin * sizeof(float));
             if (!s) s = cd_ae_decode_run(ctx, ae, m.din, th, tw, sc, m.scr, m.dout); /* [C, th up, tw up] */
@@ -233,10 +235,17 @@ cd_status cd_ae_encode_tiled(cd_ctx *ctx, const cd_ae_encoder *ae, const float *
     if (H < 1 || W < 1 || H > 65536 || W > 65536 || H % dn || W % dn)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "ae: image %dx%d: height and width must be positive multiples of %d "
-                            "(at most 65536)", H, W, dn);
+                            "(at most 65536)",
+                            H, W, dn);
     /* ov is a multiple of dn (geometry) and so is H: every tile's sides are multiples of dn */
-    tiler g = {.threads = cd_ctx_threads(ctx), .C = ae->cfg.z_channels, .T = S / dn, .be = be,
-               .rl = rl, .OH = H / dn, .OW = W / dn, .latent = 1};
+    tiler g = {.threads = cd_ctx_threads(ctx),
+               .C = ae->cfg.z_channels,
+               .T = S / dn,
+               .be = be,
+               .rl = rl,
+               .OH = H / dn,
+               .OW = W / dn,
+               .latent = 1};
     const cd_ops *ops = ae->ops;
     const cd_ae_scratch sc = cd_ae_encode_scratch(ae, imin(S, H), imin(S, W));
     const size_t nxt = (size_t)cin * imin(S, H) * imin(S, W);

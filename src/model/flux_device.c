@@ -11,7 +11,10 @@
 static size_t up(size_t n) { return (n + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
 
 /* Every f32 vector of the weights other than biases: norm scales, spatial weights. */
-typedef struct { const float **p; size_t n; } vec_ref;
+typedef struct {
+    const float **p;
+    size_t n;
+} vec_ref;
 
 static size_t list_vectors(const cd_flux_config *c, cd_flux_weights *w, vec_ref *r) {
     size_t n = 0;
@@ -19,7 +22,8 @@ static size_t list_vectors(const cd_flux_config *c, cd_flux_weights *w, vec_ref 
     for (int i = 0; i < c->depth; i++) {
         const float **p[4] = {&w->dbl[i].img.norm_q, &w->dbl[i].img.norm_k, &w->dbl[i].txt.norm_q,
                               &w->dbl[i].txt.norm_k};
-        for (int j = 0; j < 4; j++, n++) if (r) r[n] = (vec_ref){p[j], hd};
+        for (int j = 0; j < 4; j++, n++)
+            if (r) r[n] = (vec_ref){p[j], hd};
     }
     for (int i = 0; i < c->depth_single; i++) {
         if (r) r[n] = (vec_ref){&w->sgl[i].norm_q, hd};
@@ -28,8 +32,9 @@ static size_t list_vectors(const cd_flux_config *c, cd_flux_weights *w, vec_ref 
         n++;
     }
     if (w->spatial_weight) {
-        if (r) r[n] = (vec_ref){&w->spatial_weight,
-                                (size_t)(c->depth + c->depth_single) * (size_t)w->spatial_down * (size_t)w->spatial_down};
+        if (r)
+            r[n] = (vec_ref){&w->spatial_weight,
+                             (size_t)(c->depth + c->depth_single) * (size_t)w->spatial_down * (size_t)w->spatial_down};
         n++;
     }
     return n;
@@ -39,7 +44,11 @@ size_t cd_flux_list_linears(cd_flux_weights *w, cd_lin_ref *r) {
     const cd_flux_config *c = &w->cfg;
     const int32_t D = c->hidden, F = c->mlp_hidden;
     size_t n = 0;
-#define ADD(L, O, I) do { if (r) r[n] = (cd_lin_ref){(L), (O), (I)}; n++; } while (0)
+#define ADD(L, O, I)                               \
+    do {                                           \
+        if (r) r[n] = (cd_lin_ref){(L), (O), (I)}; \
+        n++;                                       \
+    } while (0)
     ADD(&w->img_in, D, c->in_channels);
     ADD(&w->txt_in, D, c->context_dim);
     ADD(&w->time_in1, D, 256);
@@ -85,8 +94,8 @@ void cd_flux_dev_store_free(cd_flux_dev_store *st) {
     memset(st, 0, sizeof *st);
 }
 
-cd_status cd_flux_weights_to_backend(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *hw,
-                                     cd_flux_weights *dw, cd_flux_dev_store *st) {
+cd_status cd_flux_weights_to_backend(cd_ctx *ctx, const cd_ops *ops, const cd_flux_weights *hw, cd_flux_weights *dw,
+                                     cd_flux_dev_store *st) {
     memset(st, 0, sizeof *st);
     const cd_flux_config *c = &hw->cfg;
     *dw = *hw;
@@ -125,8 +134,8 @@ cd_status cd_flux_weights_to_backend(cd_ctx *ctx, const cd_ops *ops, const cd_fl
     if (!stage) goto oom;
     if ((s = ops->alloc(ctx, total, &st->block)))
         return cd_flux_dev_store_free(st), free(lr), free(vr), free(stage),
-               cd_set_error(ctx, s, "flux: cannot hold the weights (%zu MiB as BF16) on %s: %s",
-                            total >> 20, ops->name, cd_ctx_error(ctx));
+               cd_set_error(ctx, s, "flux: cannot hold the weights (%zu MiB as BF16) on %s: %s", total >> 20, ops->name,
+                            cd_ctx_error(ctx));
     st->ops = ops;
     st->ctx = ctx;
     st->bytes = total;

@@ -22,10 +22,10 @@ typedef struct {
 typedef struct {
     cd_ctx *ctx;
     const cd_ckpt *ck;
-    int bfl;            /* 1: BFL names, 0: diffusers names */
+    int bfl;              /* 1: BFL names, 0: diffusers names */
     const lay_plan *plan; /* BFL <-> diffusers row segments (io/layout_flux.c), when bfl */
     int64_t D, F;
-    char *arena;        /* NULL in the sizing pass */
+    char *arena; /* NULL in the sizing pass */
     size_t used, cap;
     cd_status err;
 } binder;
@@ -75,16 +75,16 @@ static int resolve(binder *b, view *v, int optional, int64_t drow0, int64_t drow
     v->rows = drows < 0 ? rows_of(v->t) - row0 : drows;
     if (v->row0 < 0 || v->row0 + v->rows > rows_of(v->t)) {
         if (!b->err)
-            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: tensor '%s' has %lld rows, needs %lld",
-                                  name, (long long)rows_of(v->t), (long long)(v->row0 + v->rows));
+            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: tensor '%s' has %lld rows, needs %lld", name,
+                                  (long long)rows_of(v->t), (long long)(v->row0 + v->rows));
         return 0;
     }
     return 1;
 missing:
     if (!optional && !b->err) {
         if (name != dname)
-            b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND,
-                                  "flux: checkpoint has no tensor '%s' (diffusers name '%s')", name, dname);
+            b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND, "flux: checkpoint has no tensor '%s' (diffusers name '%s')",
+                                  name, dname);
         else
             b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND, "flux: checkpoint has no tensor '%s'%s", dname,
                                   b->bfl ? " (nor its BFL counterpart)" : "");
@@ -151,8 +151,8 @@ static void bind_lin_rows(binder *b, cd_lin *l, int64_t out, int64_t in, int opt
     if (resolve(b, &bias, 1, r0, rows, "%s.bias", base)) {
         if (bias.rows * bias.cols != out) {
             if (!b->err)
-                b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s.bias' has %lld elements, expected %lld",
-                                      base, (long long)(bias.rows * bias.cols), (long long)out);
+                b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s.bias' has %lld elements, expected %lld", base,
+                                      (long long)(bias.rows * bias.cols), (long long)out);
             return;
         }
         l->b = to_f32(b, &bias);
@@ -168,8 +168,8 @@ static const float *bind_vec(binder *b, int64_t n, const char *name) {
     if (!resolve(b, &v, 0, 0, -1, "%s", name)) return NULL;
     if (v.rows * v.cols != n) {
         if (!b->err)
-            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s' has %lld elements, expected %lld",
-                                  name, (long long)(v.rows * v.cols), (long long)n);
+            b->err = cd_set_error(b->ctx, CD_ERR_SHAPE, "flux: '%s' has %lld elements, expected %lld", name,
+                                  (long long)(v.rows * v.cols), (long long)n);
         return NULL;
     }
     return to_f32(b, &v);
@@ -191,15 +191,18 @@ static void bind_all(binder *b, cd_flux_weights *w) {
     }
     for (int i = 0; i < c->depth && !b->err; i++) {
         cd_flux_double *d = b->arena ? &w->dbl[i] : &(cd_flux_double){0};
-        const struct { cd_flux_stream *s; const char *q, *k, *v, *out, *ff, *mod, *nq, *nk; } st[2] = {
+        const struct {
+            cd_flux_stream *s;
+            const char *q, *k, *v, *out, *ff, *mod, *nq, *nk;
+        } st[2] = {
             {&d->img, "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "ff", "norm1.linear",
              "attn.norm_q.weight", "attn.norm_k.weight"},
-            {&d->txt, "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-             "ff_context", "norm1_context.linear", "attn.norm_added_q.weight", "attn.norm_added_k.weight"},
+            {&d->txt, "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out", "ff_context",
+             "norm1_context.linear", "attn.norm_added_q.weight", "attn.norm_added_k.weight"},
         };
         for (int s = 0; s < 2; s++) {
-#define B(field, out, in, name)                                                                 \
-    snprintf(base, sizeof base, "transformer_blocks.%d.%s", i, name);                           \
+#define B(field, out, in, name)                                       \
+    snprintf(base, sizeof base, "transformer_blocks.%d.%s", i, name); \
     bind_lin(b, &st[s].s->field, out, in, 0, base)
             B(mod, 6 * D, D, st[s].mod);
             B(q, D, D, st[s].q);
@@ -220,8 +223,8 @@ static void bind_all(binder *b, cd_flux_weights *w) {
     }
     for (int i = 0; i < c->depth_single && !b->err; i++) {
         cd_flux_single *s = b->arena ? &w->sgl[i] : &(cd_flux_single){0};
-#define B(field, out, in, name)                                                                 \
-    snprintf(base, sizeof base, "single_transformer_blocks.%d.%s", i, name);                    \
+#define B(field, out, in, name)                                              \
+    snprintf(base, sizeof base, "single_transformer_blocks.%d.%s", i, name); \
     bind_lin(b, &s->field, out, in, 0, base)
         B(mod, 3 * D, D, "norm.linear");
         B(q, D, D, "attn.to_q");
@@ -242,8 +245,8 @@ static void bind_all(binder *b, cd_flux_weights *w) {
     bind_lin(b, &w->final_out, c->out_channels, D, 0, "proj_out");
 }
 
-cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg, int bfl,
-                       cd_flux_weights *w, cd_flux_store *store) {
+cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg, int bfl, cd_flux_weights *w,
+                       cd_flux_store *store) {
     memset(w, 0, sizeof *w);
     memset(store, 0, sizeof *store);
     w->cfg = *cfg;
@@ -264,8 +267,8 @@ cd_status cd_flux_bind(cd_ctx *ctx, const cd_ckpt *ck, const cd_flux_config *cfg
         lay_plan_free(&plan);
         return b.err;
     }
-    const size_t blocks = sizeof(cd_flux_double) * (size_t)cfg->depth +
-                          sizeof(cd_flux_single) * (size_t)cfg->depth_single + 128;
+    const size_t blocks =
+        sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single + 128;
     const size_t total = ((b.used + blocks + 63) & ~(size_t)63);
     char *arena = aligned_alloc(64, total);
     if (!arena) {
@@ -305,9 +308,13 @@ static int clear_name_known(const cd_flux_config *c, const char *name) {
     int i = -1, n = 0, blocks = 0, nproj = 0;
     const char *const *proj = NULL;
     if (sscanf(name, "transformer_blocks.%d.%n", &i, &n) == 1 && n > 0) {
-        blocks = c->depth; proj = k_clear_dbl; nproj = 4;
+        blocks = c->depth;
+        proj = k_clear_dbl;
+        nproj = 4;
     } else if (n = 0, sscanf(name, "single_transformer_blocks.%d.%n", &i, &n) == 1 && n > 0) {
-        blocks = c->depth_single; proj = k_clear_sgl; nproj = 3;
+        blocks = c->depth_single;
+        proj = k_clear_sgl;
+        nproj = 3;
     } else {
         return 0;
     }
@@ -336,8 +343,7 @@ static int spatial_shape_ok(const cd_st_tensor *t, int64_t d) {
 
 /* Binds the CLEAR projections into lins [depth * 4 + depth_single * 3] and, when the file has
  * them, the spatial weights into one [layers][d*d] f32 block (*sw, *down). */
-static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, const float **sw,
-                           int32_t *down) {
+static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, const float **sw, int32_t *down) {
     const int64_t D = c->hidden;
     const int layers = c->depth + c->depth_single;
     char base[128];
@@ -367,9 +373,9 @@ static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, con
             *down = 0;
             if (!have) return;
             if (have != layers) {
-                b->err = cd_set_error(b->ctx, CD_ERR_NOT_FOUND,
-                                      "flux: CLEAR file has spatial_weight for %d of %d attention layers",
-                                      have, layers);
+                b->err =
+                    cd_set_error(b->ctx, CD_ERR_NOT_FOUND,
+                                 "flux: CLEAR file has spatial_weight for %d of %d attention layers", have, layers);
                 return;
             }
             dst = arena_take(b, (size_t)layers * (size_t)(d * d) * sizeof(float));
@@ -381,8 +387,7 @@ static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, con
             if (l < c->depth)
                 snprintf(base, sizeof base, "transformer_blocks.%d.attn.processor.spatial_weight", l);
             else
-                snprintf(base, sizeof base,
-                         "single_transformer_blocks.%d.attn.processor.spatial_weight", l - c->depth);
+                snprintf(base, sizeof base, "single_transformer_blocks.%d.attn.processor.spatial_weight", l - c->depth);
             const cd_st_tensor *t = cd_ckpt_find(b->ck, base);
             if (!t) continue;
             if (pass == 1) {
@@ -408,8 +413,7 @@ static void bind_clear_all(binder *b, const cd_flux_config *c, cd_lin *lins, con
     }
 }
 
-cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights *w,
-                             cd_flux_store *extra) {
+cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights *w, cd_flux_store *extra) {
     memset(extra, 0, sizeof *extra);
     const cd_flux_config *c = &w->cfg;
     if ((c->depth > 0 && !w->dbl) || (c->depth_single > 0 && !w->sgl))
@@ -419,7 +423,8 @@ cd_status cd_flux_bind_clear(cd_ctx *ctx, const cd_ckpt *clear, cd_flux_weights 
         if (!clear_name_known(c, t->name))
             return cd_set_error(ctx, CD_ERR_FORMAT,
                                 "flux: CLEAR file has '%s', which is not a CLEAR tensor of this model "
-                                "(%d double, %d single blocks)", t->name, c->depth, c->depth_single);
+                                "(%d double, %d single blocks)",
+                                t->name, c->depth, c->depth_single);
     }
     const size_t nl = (size_t)c->depth * 4 + (size_t)c->depth_single * 3;
     cd_lin *lins = calloc(nl ? nl : 1, sizeof *lins);

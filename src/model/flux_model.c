@@ -15,19 +15,19 @@
 
 struct cd_flux_model {
     cd_flux_weights w;
-    cd_flux_store store;   /* binding arena (checkpoint models) */
+    cd_flux_store store; /* binding arena (checkpoint models) */
     cd_flux_store clear_store;
     cd_ckpt *ck, *clear_ck; /* weights point into these mapped files */
     const char *rope_source;
-    void *random_block;    /* all tensors of a random model */
+    void *random_block; /* all tensors of a random model */
     size_t weight_bytes;
     cd_flux_arena arena;
-    cd_device device;       /* where cd_flux_run computes */
-    const cd_ops *ops;      /* that device's table (NULL: the CPU's, before any set_device) */
-    cd_flux_weights dw;     /* the weights in the table's memory when it is not the host's */
+    cd_device device;   /* where cd_flux_run computes */
+    const cd_ops *ops;  /* that device's table (NULL: the CPU's, before any set_device) */
+    cd_flux_weights dw; /* the weights in the table's memory when it is not the host's */
     cd_flux_dev_store dev;
-    cd_patch *patch;        /* patch parallelism (cd_flux_set_parallel), or NULL */
-    float *pout;            /* [own tokens, out_channels] of a patch-parallel run (grow-only) */
+    cd_patch *patch; /* patch parallelism (cd_flux_set_parallel), or NULL */
+    float *pout;     /* [own tokens, out_channels] of a patch-parallel run (grow-only) */
     size_t pout_cap;
 };
 
@@ -38,31 +38,32 @@ static const cd_flux_weights *model_weights(const cd_flux_model *m) {
 
 /* Uniform values with the given standard deviation, as f32 or bf16, from a counter-based
  * generator (any thread count gives the same weights). */
-static void fill_random(void *dst, int bf16, size_t n, double stddev, double mean, uint64_t seed,
-                        int threads) {
+static void fill_random(void *dst, int bf16, size_t n, double stddev, double mean, uint64_t seed, int threads) {
     const float a = (float)(stddev * sqrt(3.0));
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < n; i++) {
-        const float u = (float)((double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+        const float u =
+            (float)((double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
         const float v = (float)mean + a * u;
-        if (bf16) ((uint16_t *)dst)[i] = cd_f32_to_bf16(v);
-        else ((float *)dst)[i] = v;
+        if (bf16)
+            ((uint16_t *)dst)[i] = cd_f32_to_bf16(v);
+        else
+            ((float *)dst)[i] = v;
     }
 }
 
-cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype,
-                         const int rope_axes[3], double rope_theta, uint64_t seed,
-                         cd_flux_model **out) {
+cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype, const int rope_axes[3],
+                         double rope_theta, uint64_t seed, cd_flux_model **out) {
     *out = NULL;
     if (wdtype != CD_DTYPE_F32 && wdtype != CD_DTYPE_BF16)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: random weights must be F32 or BF16");
-    if (cfg->hidden < 1 || cfg->head_dim < 1 || cfg->hidden != cfg->heads * cfg->head_dim ||
-        cfg->depth < 0 || cfg->depth_single < 0 || cfg->mlp_hidden < 1 ||
-        rope_axes[0] + rope_axes[1] + rope_axes[2] != cfg->head_dim ||
+    if (cfg->hidden < 1 || cfg->head_dim < 1 || cfg->hidden != cfg->heads * cfg->head_dim || cfg->depth < 0 ||
+        cfg->depth_single < 0 || cfg->mlp_hidden < 1 || rope_axes[0] + rope_axes[1] + rope_axes[2] != cfg->head_dim ||
         (rope_axes[0] | rope_axes[1] | rope_axes[2]) & 1)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "flux: inconsistent config (hidden %d = heads %d x head_dim %d, even rope "
-                            "axes summing to head_dim)", cfg->hidden, cfg->heads, cfg->head_dim);
+                            "axes summing to head_dim)",
+                            cfg->hidden, cfg->heads, cfg->head_dim);
     cd_flux_model *m = calloc(1, sizeof *m);
     if (!m) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
     m->w.cfg = *cfg;
@@ -78,7 +79,13 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
         cd_flux_double *dd = calloc((size_t)cfg->depth + 1, sizeof *dd);
         cd_flux_single *ss = calloc((size_t)cfg->depth_single + 1, sizeof *ss);
         cd_lin_ref *tmp = calloc(nlin, sizeof *tmp);
-        if (!dd || !ss || !tmp) { free(dd); free(ss); free(tmp); free(m); return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory"); }
+        if (!dd || !ss || !tmp) {
+            free(dd);
+            free(ss);
+            free(tmp);
+            free(m);
+            return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
+        }
         probe.dbl = dd;
         probe.sgl = ss;
         cd_flux_list_linears(&probe, tmp);
@@ -86,12 +93,15 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
             wbytes += ((size_t)tmp[i].out * tmp[i].in * es + 63) & ~(size_t)63;
             fl += ((size_t)tmp[i].out + 15) & ~(size_t)15;
         }
-        free(dd); free(ss); free(tmp);
+        free(dd);
+        free(ss);
+        free(tmp);
     }
     const size_t nnorm = 4 * (size_t)cfg->depth + 2 * (size_t)cfg->depth_single;
     fl += nnorm * (((size_t)cfg->head_dim + 15) & ~(size_t)15);
-    const size_t arrays = (sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single +
-                           sizeof(cd_lin_ref) * nlin + 63) & ~(size_t)63;
+    const size_t arrays = (sizeof(cd_flux_double) * (size_t)cfg->depth +
+                           sizeof(cd_flux_single) * (size_t)cfg->depth_single + sizeof(cd_lin_ref) * nlin + 63) &
+                          ~(size_t)63;
     const size_t total = arrays + wbytes + fl * sizeof(float);
     char *blk = aligned_alloc(64, (total + 63) & ~(size_t)63);
     if (!blk) {
@@ -103,7 +113,8 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
     m->w.dbl = (cd_flux_double *)blk;
     m->w.sgl = (cd_flux_single *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth);
     memset(blk, 0, arrays);
-    cd_lin_ref *refs = (cd_lin_ref *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth + sizeof(cd_flux_single) * (size_t)cfg->depth_single);
+    cd_lin_ref *refs = (cd_lin_ref *)(blk + sizeof(cd_flux_double) * (size_t)cfg->depth +
+                                      sizeof(cd_flux_single) * (size_t)cfg->depth_single);
     cd_flux_list_linears(&m->w, refs);
     char *wp = blk + arrays;
     float *fp = (float *)(blk + arrays + wbytes);
@@ -120,8 +131,8 @@ cd_status cd_flux_random(cd_ctx *ctx, const cd_flux_config *cfg, cd_dtype wdtype
     const size_t hdp = ((size_t)cfg->head_dim + 15) & ~(size_t)15;
     uint64_t ns = seed ^ 0x5eedull;
     for (int i = 0; i < cfg->depth; i++) {
-        const float **ptrs[4] = {&m->w.dbl[i].img.norm_q, &m->w.dbl[i].img.norm_k,
-                                 &m->w.dbl[i].txt.norm_q, &m->w.dbl[i].txt.norm_k};
+        const float **ptrs[4] = {&m->w.dbl[i].img.norm_q, &m->w.dbl[i].img.norm_k, &m->w.dbl[i].txt.norm_q,
+                                 &m->w.dbl[i].txt.norm_k};
         for (int j = 0; j < 4; j++, fp += hdp) {
             fill_random(fp, 0, (size_t)cfg->head_dim, 0.1, 1.0, ns++, 1);
             *ptrs[j] = fp;
@@ -163,8 +174,8 @@ static cd_status reserve_linears(cd_ctx *ctx, const cd_ops *ops, cd_flux_model *
     cd_flux_list_linears(&w, refs);
     size_t need = 0;
     for (size_t i = 0; i < nlin; i++) {
-        const cd_op_desc d = {.op = CD_OP_LINEAR, .n = n, .in = refs[i].l->w.in,
-                              .out = refs[i].l->w.out, .wdtype = refs[i].l->w.dtype};
+        const cd_op_desc d = {
+            .op = CD_OP_LINEAR, .n = n, .in = refs[i].l->w.in, .out = refs[i].l->w.out, .wdtype = refs[i].l->w.dtype};
         const size_t b = ops->workspace(ops, ctx, &d);
         if (b > need) need = b;
     }
@@ -198,8 +209,7 @@ cd_status cd_flux_set_device(cd_ctx *ctx, cd_flux_model *m, cd_device dev) {
         snprintf(why, sizeof why, "%s", ctx->err);
         return cd_set_error(ctx, s, "flux: %s", why);
     }
-    if (!ops->host_memory && (s = cd_flux_weights_to_backend(ctx, ops, &m->w, &m->dw, &m->dev)))
-        return s;
+    if (!ops->host_memory && (s = cd_flux_weights_to_backend(ctx, ops, &m->w, &m->dw, &m->dev))) return s;
     m->device = dev;
     m->ops = ops;
     return CD_OK;
@@ -207,14 +217,18 @@ cd_status cd_flux_set_device(cd_ctx *ctx, cd_flux_model *m, cd_device dev) {
 
 cd_device cd_flux_model_device(const cd_flux_model *m) { return m->device; }
 
-
 size_t cd_flux_weight_bytes(const cd_flux_model *m) { return m->weight_bytes; }
 size_t cd_flux_arena_bytes(const cd_flux_model *m) { return m->arena.bytes; }
 
-typedef struct { double *sec; double t; } block_timer;
+typedef struct {
+    double *sec;
+    double t;
+} block_timer;
 
 static void on_block(void *user, int block, const float *x, size_t n, size_t d) {
-    (void)x; (void)n; (void)d;
+    (void)x;
+    (void)n;
+    (void)d;
     block_timer *bt = user;
     const double now = cd_now();
     bt->sec[block] = now - bt->t; /* the first block's time includes the embedders */
@@ -241,8 +255,8 @@ cd_status cd_flux_set_parallel(cd_ctx *ctx, cd_flux_model *m, cd_comm *comm, cd_
 static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p, float *out) {
     const cd_flux_config *c = &m->w.cfg;
     if ((int64_t)p->grid_h * p->grid_w != p->L)
-        return cd_set_error(ctx, CD_ERR_SHAPE, "flux: grid %dx%d does not hold %d image tokens", p->grid_h,
-                            p->grid_w, p->L);
+        return cd_set_error(ctx, CD_ERR_SHAPE, "flux: grid %dx%d does not hold %d image tokens", p->grid_h, p->grid_w,
+                            p->L);
     if (p->down >= 2 && !m->w.spatial_weight)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight", p->down);
@@ -252,8 +266,8 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
         int32_t L, T, gh, gw, radius, down;
         float scale, timestep, guidance;
         double ntk;
-    } same = {*c, p->L, p->T, p->grid_h, p->grid_w, p->radius, p->down, p->attn_scale, p->timestep,
-              p->guidance, p->rope_ntk};
+    } same = {*c,      p->L,          p->T,        p->grid_h,   p->grid_w,  p->radius,
+              p->down, p->attn_scale, p->timestep, p->guidance, p->rope_ntk};
     cd_comm *comm = cd_patch_comm(m->patch);
     cd_status s = cd_comm_check_same(ctx, comm, &same, sizeof same, "the forward's shape, attention or step");
     if (s) return s;
@@ -282,8 +296,7 @@ static cd_status run_patch(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_para
     in.grid_h = y1 - y0;
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
-    s = cd_flux_forward(ctx, ops, model_weights(m), &in, &m->arena, m->pout,
-                        p->block_seconds ? &probe : NULL, NULL);
+    s = cd_flux_forward(ctx, ops, model_weights(m), &in, &m->arena, m->pout, p->block_seconds ? &probe : NULL, NULL);
     if (s) return s;
     const int P = cd_comm_size(comm);
     const int *band = cd_patch_bands(m->patch);
@@ -296,12 +309,12 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
     if (p->L < 1 || p->T < 0)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: need L >= 1 image and T >= 0 text tokens");
     if (!(p->attn_scale >= 0) || !(p->rope_ntk >= 0) || !isfinite(p->attn_scale) || !isfinite(p->rope_ntk))
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "flux: attention scale and RoPE NTK factor must be finite and >= 0");
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "flux: attention scale and RoPE NTK factor must be finite and >= 0");
     if (m->patch) return run_patch(ctx, m, p, out);
     if (p->down >= 2 && !m->w.spatial_weight)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight",
-                            p->down);
+                            "flux: down-sampled CLEAR (down %d) needs CLEAR weights with spatial_weight", p->down);
     cd_status s = cd_flux_reserve(ctx, m, (size_t)p->L + (size_t)p->T);
     if (s) return s;
     /* the attention kernel's scratch for this call's mask shares ctx's work area with the
@@ -319,8 +332,7 @@ cd_status cd_flux_run(cd_ctx *ctx, cd_flux_model *m, const cd_flux_run_params *p
     block_timer bt = {p->block_seconds, cd_now()};
     cd_flux_probe probe = {on_block, &bt};
     bt.t = cd_now();
-    return cd_flux_forward(ctx, ops, model_weights(m), p, &m->arena, out,
-                           p->block_seconds ? &probe : NULL, NULL);
+    return cd_flux_forward(ctx, ops, model_weights(m), p, &m->arena, out, p->block_seconds ? &probe : NULL, NULL);
 }
 
 /* ---- loading from a checkpoint --------------------------------------------------------------- */
@@ -335,7 +347,10 @@ static int config_json_rope(cd_ctx *ctx, const char *path, int ax[3], double *th
         snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
     } else {
         char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0; else strcpy(dir, ".");
+        if (slash)
+            *slash = 0;
+        else
+            strcpy(dir, ".");
         snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
     }
     json_error_t je;
@@ -370,8 +385,8 @@ static int parse_axes(const char *s, int ax[3]) {
     return s && sscanf(s, "%d,%d,%d%n", &ax[0], &ax[1], &ax[2], &n) == 3 && s[n] == 0;
 }
 
-static cd_status resolve_rope(cd_ctx *ctx, const char *path, const cd_ckpt *ck,
-                              const cd_flux_load_params *p, int hd, cd_flux_model *m) {
+static cd_status resolve_rope(cd_ctx *ctx, const char *path, const cd_ckpt *ck, const cd_flux_load_params *p, int hd,
+                              cd_flux_model *m) {
     int ax[3] = {0, 0, 0};
     double theta = 0;
     const char *src = NULL;
@@ -390,7 +405,9 @@ static cd_status resolve_rope(cd_ctx *ctx, const char *path, const cd_ckpt *ck,
         memcpy(ax, p->rope_axes, sizeof ax);
         src = "flags";
     } else if (hd == 128) {
-        ax[0] = 16; ax[1] = 56; ax[2] = 56;
+        ax[0] = 16;
+        ax[1] = 56;
+        ax[2] = 56;
         src = "FLUX default";
     } else {
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
@@ -402,16 +419,15 @@ static cd_status resolve_rope(cd_ctx *ctx, const char *path, const cd_ckpt *ck,
     if (ax[0] < 0 || ax[1] < 0 || ax[2] < 0 || ax[0] + ax[1] + ax[2] != hd || (ax[0] | ax[1] | ax[2]) & 1 ||
         !(theta > 0))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "%s: RoPE axes %d,%d,%d (from %s) must be even and sum to head_dim %d, theta > 0",
-                            path, ax[0], ax[1], ax[2], src, hd);
+                            "%s: RoPE axes %d,%d,%d (from %s) must be even and sum to head_dim %d, theta > 0", path,
+                            ax[0], ax[1], ax[2], src, hd);
     memcpy(m->w.rope_axes, ax, sizeof ax);
     m->w.rope_theta = theta;
     m->rope_source = src;
     return CD_OK;
 }
 
-cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params *p,
-                       cd_flux_model **out) {
+cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params *p, cd_flux_model **out) {
     *out = NULL;
     cd_flux_model *m = calloc(1, sizeof *m);
     if (!m) return cd_set_error(ctx, CD_ERR_OOM, "flux: out of memory");
@@ -427,9 +443,10 @@ cd_status cd_flux_load(cd_ctx *ctx, const char *path, const cd_flux_load_params 
         goto fail;
     }
     if (info.n_missing || info.n_bad_shape) {
-        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: %zu missing and %zu wrong-shaped tensors (first: %s); "
-                         "run 'cleardit inspect' for the list", path, info.n_missing, info.n_bad_shape,
-                         info.n_missing ? info.missing[0] : info.bad_shape[0]);
+        s = cd_set_error(ctx, CD_ERR_FORMAT,
+                         "%s: %zu missing and %zu wrong-shaped tensors (first: %s); "
+                         "run 'cleardit inspect' for the list",
+                         path, info.n_missing, info.n_bad_shape, info.n_missing ? info.missing[0] : info.bad_shape[0]);
         goto fail;
     }
     s = resolve_rope(ctx, path, m->ck, p, info.flux.head_dim, m);

@@ -5,43 +5,37 @@
 #include <math.h>
 
 /* Keep every product of dimensions far from overflow and every radius squarable in int64. */
-#define CD_MAX_SIDE  (1 << 20)
-#define CD_MAX_TOK   ((int64_t)INT32_MAX) /* kernels index rows with int32; N^2 fits uint64 */
+#define CD_MAX_SIDE (1 << 20)
+#define CD_MAX_TOK ((int64_t)INT32_MAX) /* kernels index rows with int32; N^2 fits uint64 */
 #define CD_MAX_HEADS 4096
-#define CD_MAX_HD    4096
+#define CD_MAX_HD 4096
 
 cd_status cd_attn_validate(cd_ctx *ctx, const cd_attn_desc *d) {
     if (!d) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: no descriptor");
     if (d->heads < 1 || d->heads > CD_MAX_HEADS)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: heads must be in 1..%d (got %d)",
-                            CD_MAX_HEADS, d->heads);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: heads must be in 1..%d (got %d)", CD_MAX_HEADS,
+                            d->heads);
     if (d->head_dim < 1 || d->head_dim > CD_MAX_HD)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "attention: head_dim must be in 1..%d (got %d)", CD_MAX_HD, d->head_dim);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: head_dim must be in 1..%d (got %d)", CD_MAX_HD,
+                            d->head_dim);
     if (d->text_len < 0)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: text length must be >= 0 (got %d)",
-                            d->text_len);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: text length must be >= 0 (got %d)", d->text_len);
     if (d->grid_h < 1 || d->grid_w < 1 || d->grid_h > CD_MAX_SIDE || d->grid_w > CD_MAX_SIDE)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "attention: grid %dx%d must have sides in 1..%d", d->grid_h, d->grid_w,
-                            CD_MAX_SIDE);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: grid %dx%d must have sides in 1..%d", d->grid_h,
+                            d->grid_w, CD_MAX_SIDE);
     if ((int64_t)d->text_len + (int64_t)d->grid_h * d->grid_w > CD_MAX_TOK)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: sequence too long");
     if (d->radius < 0)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "attention: radius must be >= 1 for CLEAR or 0 for dense (got %d)",
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: radius must be >= 1 for CLEAR or 0 for dense (got %d)",
                             d->radius);
     if (d->down < 0)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: down factor must be >= 1 (got %d)",
-                            d->down);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: down factor must be >= 1 (got %d)", d->down);
     if (d->down >= 2) {
         if (d->radius == 0)
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                "attention: down-sampled keys (down=%d) need CLEAR (a radius)",
+            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: down-sampled keys (down=%d) need CLEAR (a radius)",
                                 d->down);
         if (d->grid_h % d->down || d->grid_w % d->down)
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                "attention: grid %dx%d is not divisible by down factor %d",
+            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: grid %dx%d is not divisible by down factor %d",
                                 d->grid_h, d->grid_w, d->down);
     }
     if (!(d->scale >= 0.0f) || isinf(d->scale))
@@ -74,32 +68,28 @@ double cd_attn_flops(const cd_attn_desc *d) {
     return 4.0 * (double)cd_attn_pairs(d) * (double)d->heads * (double)d->head_dim;
 }
 
-static cd_status check_call(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                            const void *k, const void *v, const float *sw, float *o) {
+static cd_status check_call(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                            const void *v, const float *sw, float *o) {
     cd_status s = cd_attn_validate(ctx, d);
     if (s) return s;
     if (dt != CD_DTYPE_F32 && dt != CD_DTYPE_BF16)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                            "attention: inputs must be F32 or BF16 (got %s)", cd_dtype_name(dt));
-    if (!q || !k || !v || !o)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: q, k, v and o must be non-NULL");
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "attention: inputs must be F32 or BF16 (got %s)",
+                            cd_dtype_name(dt));
+    if (!q || !k || !v || !o) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: q, k, v and o must be non-NULL");
     if (cd_attn_pooled(d) && !sw)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "attention: down factor %d needs a spatial_weight [%d, %d]", d->down,
-                            d->down, d->down);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: down factor %d needs a spatial_weight [%d, %d]",
+                            d->down, d->down, d->down);
     return CD_OK;
 }
 
-cd_status cd_attention_forward(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                               const void *k, const void *v, const float *sw, float *o,
-                               float *lse) {
+cd_status cd_attention_forward(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                               const void *v, const float *sw, float *o, float *lse) {
     cd_status s = check_call(ctx, d, dt, q, k, v, sw, o);
     return s ? s : cd_attn_cpu_run(ctx, d, dt, q, k, v, sw, o, lse);
 }
 
-cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                                 const void *k, const void *v, const float *sw, float *o,
-                                 float *lse) {
+cd_status cd_attention_reference(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                                 const void *v, const float *sw, float *o, float *lse) {
     cd_status s = check_call(ctx, d, dt, q, k, v, sw, o);
     return s ? s : cd_attn_reference_run(ctx, d, dt, q, k, v, sw, o, lse);
 }

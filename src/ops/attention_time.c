@@ -9,7 +9,8 @@
 
 void cd_attn_fill_bf16(uint16_t *p, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; i++) {
-        const float u = (float)((double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+        const float u =
+            (float)((double)(cd_mix64(seed ^ cd_mix64(i)) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
         p[i] = cd_f32_to_bf16(u);
     }
 }
@@ -24,13 +25,11 @@ static double median(double *t, int n) {
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
-cd_status cd_attention_time(cd_ctx *ctx, cd_device dev, const cd_attn_desc *d, int reps,
-                            double *seconds) {
+cd_status cd_attention_time(cd_ctx *ctx, cd_device dev, const cd_attn_desc *d, int reps, double *seconds) {
     *seconds = 0;
     cd_status s = cd_attn_validate(ctx, d);
     if (s) return s;
-    if (reps < 1 || reps > 1000)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention timing: reps must be 1..1000");
+    if (reps < 1 || reps > 1000) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention timing: reps must be 1..1000");
     double *t = calloc((size_t)reps, sizeof *t);
     if (!t) return cd_set_error(ctx, CD_ERR_OOM, "attention timing: out of memory");
     const cd_ops *ops = NULL;

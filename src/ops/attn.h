@@ -29,31 +29,28 @@ static inline size_t cd_attn_tokens(const cd_attn_desc *d) {
 void cd_attn_fill_bf16(uint16_t *p, size_t n, uint64_t seed);
 
 /* Backend entry points (inputs validated by the caller). */
-cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                                const void *k, const void *v, const float *sw, float *o,
-                                float *lse);
+cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                                const void *v, const float *sw, float *o, float *lse);
 /* Floats of ctx work area the fast CPU kernel needs for d with `threads` threads. */
 size_t cd_attn_cpu_scratch_floats(const cd_attn_desc *d, int threads);
-cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                          const void *k, const void *v, const float *sw, float *o, float *lse);
+cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k, const void *v,
+                          const float *sw, float *o, float *lse);
 
 /* Patch parallelism's variants of the fast CPU kernel (parallel/patch.c). */
 typedef struct {
-    int skip_text_queries;   /* CLEAR: text query rows are not computed (o/lse left untouched) */
-    int img_row0, img_row1;  /* CLEAR: image query rows computed, [row0, row1); row1 0 = all */
-    const float *pk, *pv;    /* pooled keys/values [heads][np][HD] f32 from the caller (NULL: pooled
+    int skip_text_queries;  /* CLEAR: text query rows are not computed (o/lse left untouched) */
+    int img_row0, img_row1; /* CLEAR: image query rows computed, [row0, row1); row1 0 = all */
+    const float *pk, *pv;   /* pooled keys/values [heads][np][HD] f32 from the caller (NULL: pooled
                                 from this grid) */
     size_t np;
 } cd_attn_cpu_opts;
-cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                             const void *k, const void *v, const float *sw, float *o, float *lse,
-                             const cd_attn_cpu_opts *opt);
+cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                             const void *v, const float *sw, float *o, float *lse, const cd_attn_cpu_opts *opt);
 /* The text queries [0, T) over a chosen key set: the T text keys when with_text, then the image
  * keys of grid rows [ky0, ky1). o_t [heads][T][HD], lse_t [heads][T] (natural log). Scratch from
  * ctx's work area (per-thread strip scratch). */
-cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                                   const void *k, const void *v, int with_text, int ky0, int ky1,
-                                   float *o_t, float *lse_t);
+cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                                   const void *v, int with_text, int ky0, int ky1, float *o_t, float *lse_t);
 
 #ifdef __cplusplus
 }

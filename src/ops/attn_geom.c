@@ -11,7 +11,7 @@ int cd_disc_halfwidth(int64_t r, int64_t dy) {
     if (dy >= r) return -1;
     int64_t rem = r * r - dy * dy; /* > 0 */
     int64_t x = (int64_t)sqrt((double)rem);
-    while (x * x >= rem) x--;          /* fix double rounding: want the largest x, x^2 < rem */
+    while (x * x >= rem) x--; /* fix double rounding: want the largest x, x^2 < rem */
     while ((x + 1) * (x + 1) < rem) x++;
     return (int)x;
 }

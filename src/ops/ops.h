@@ -19,11 +19,11 @@ extern "C" {
  * Weights w [cout, cin, k, k] f32 (PyTorch layout), bias [cout] f32 or NULL. The autoencoder uses
  * 3x3 pad 1 stride 1 (up 0 or 1), 3x3 pad (0,1,0,1) stride 2 (Downsample) and 1x1 pad 0 stride 1. */
 typedef struct {
-    int32_t cin, H, W;  /* input, before the upsample */
-    int32_t cout, k;    /* k = 1 or 3 (any k >= 1 is computed) */
-    int32_t stride;     /* >= 1 */
-    int32_t up;         /* 1: the input is upsampled nearest x2 first (fused, never materialized) */
-    int32_t pad[4];     /* left, right, top, bottom, >= 0 */
+    int32_t cin, H, W; /* input, before the upsample */
+    int32_t cout, k;   /* k = 1 or 3 (any k >= 1 is computed) */
+    int32_t stride;    /* >= 1 */
+    int32_t up;        /* 1: the input is upsampled nearest x2 first (fused, never materialized) */
+    int32_t pad[4];    /* left, right, top, bottom, >= 0 */
 } cd_conv_desc;
 
 static inline int32_t cd_conv_out_h(const cd_conv_desc *d) {
@@ -63,23 +63,22 @@ typedef enum {
 /* One op as a question to a backend: which op, on what. Unused fields are 0. */
 typedef struct {
     cd_op_id op;
-    size_t n;                  /* rows (tokens) of the call */
-    int32_t in, out;           /* linear: widths */
-    cd_dtype wdtype;           /* linear: the weight's dtype */
-    const cd_attn_desc *attn;  /* attention: the call's description */
-    const cd_conv_desc *conv;  /* conv2d: the call's description */
+    size_t n;                 /* rows (tokens) of the call */
+    int32_t in, out;          /* linear: widths */
+    cd_dtype wdtype;          /* linear: the weight's dtype */
+    const cd_attn_desc *attn; /* attention: the call's description */
+    const cd_conv_desc *conv; /* conv2d: the call's description */
 } cd_op_desc;
 
 typedef struct cd_ops cd_ops;
 struct cd_ops {
     const char *name;
     /* y [n, out] = x [n, in] . W^T + b;  b [out] f32 or NULL. x and y do not alias. */
-    cd_status (*linear)(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b,
-                        float *y);
+    cd_status (*linear)(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y);
     /* y [n, dim] = (1 + scale) * LN(x) + shift; LayerNorm without affine, biased variance;
      * shift/scale [dim] broadcast over rows. y may equal x. */
-    void (*ln_modulate)(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
-                        const float *scale, float eps, float *y);
+    void (*ln_modulate)(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift, const float *scale,
+                        float eps, float *y);
     /* x [n, NH*HD] in place: every head's HD values v <- v / sqrt(mean(v^2) + eps) * w[HD]. */
     void (*rmsnorm_heads)(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps);
     /* x [n, dim] += gate[dim] * y [n, dim] (gate broadcast over rows). */
@@ -92,16 +91,13 @@ struct cd_ops {
      * token's angle i: (c x0 - s x1, s x0 + c x1); cs [n, HD/2, 2] holds (cos, sin). */
     void (*rope)(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs);
     /* Row-major [n, NH*HD] <-> heads-major [NH, ntot, HD] at token offset t0 (attention layout). */
-    void (*to_heads)(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
-                     size_t ntot, size_t t0);
-    void (*from_heads)(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
-                       int hd, float *rows);
+    void (*to_heads)(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst, size_t ntot, size_t t0);
+    void (*from_heads)(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh, int hd, float *rows);
     /* One attention layer (see cd_attention_forward): q, k, v [NH, N, HD] f32. `self` is the table
      * it was called through, so that a decorator (patch parallelism: src/parallel/patch.c) finds
      * its state; plain backends ignore it. Its scratch is the `workspace` of CD_OP_ATTENTION. */
-    cd_status (*attention)(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                           const float *k, const float *v, const float *spatial_weight, float *o,
-                           float *lse);
+    cd_status (*attention)(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                           const float *v, const float *spatial_weight, float *o, float *lse);
 
     /* ---- capabilities and scratch: callers ask, never test which device this is ---- */
     /* CD_OK if the backend runs d's op with d's dtypes and shapes, else CD_ERR_UNSUPPORTED with a
@@ -114,13 +110,12 @@ struct cd_ops {
     cd_status (*reserve)(cd_ctx *ctx, size_t bytes);
     /* Benchmarks (cd_attention_time): times reps calls of the backend's own attention kernel on
      * random bf16 inputs, t [reps] seconds each (after one warm-up call). NULL: no timer. */
-    cd_status (*time_attention)(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, int reps,
-                                double *t);
+    cd_status (*time_attention)(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, int reps, double *t);
 
     /* ---- memory and data movement: the model touches activations only through these ---- */
     int host_memory; /* 1: the backend's memory is host memory (the CPU backends) */
-    cd_status (*alloc)(cd_ctx *ctx, size_t bytes, void **p);  /* OOM error names the size */
-    void (*free)(cd_ctx *ctx, void *p);                        /* NULL-safe */
+    cd_status (*alloc)(cd_ctx *ctx, size_t bytes, void **p); /* OOM error names the size */
+    void (*free)(cd_ctx *ctx, void *p);                      /* NULL-safe */
     /* host -> backend memory; backend -> host (waits for queued work, reports its errors) */
     cd_status (*upload)(cd_ctx *ctx, void *dst, const void *src, size_t bytes);
     cd_status (*download)(cd_ctx *ctx, void *dst, const void *src, size_t bytes);
@@ -128,24 +123,24 @@ struct cd_ops {
     /* x [n] += y [n] */
     void (*add)(cd_ctx *ctx, float *x, const float *y, size_t n);
     /* dst [rows, dst_ld] <- the first `cols` floats of each row of src [rows, src_ld] */
-    void (*copy_rows)(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
-                      size_t rows, size_t cols);
+    void (*copy_rows)(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld, size_t rows,
+                      size_t cols);
 
     /* ---- the autoencoder's ops: images channel-major [C, H, W] ---- */
     /* y [cout, Ho, Wo] = conv(x) + b (see cd_conv_desc); acc: y += conv(x) + b instead. x and y do
      * not alias. Scratch (im2col bands on the CPU) comes from the context's work area. */
-    cd_status (*conv2d)(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
-                        const float *b, int acc, float *y);
+    cd_status (*conv2d)(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w, const float *b, int acc,
+                        float *y);
     /* y [C, n] = GroupNorm(x [C, n]) over G groups of C/G consecutive channels (n = H*W; biased
      * variance, eps inside the sqrt) * w[C] + b[C], then SiLU when silu. C % G == 0; y may equal x. */
-    void (*group_norm)(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
-                       const float *b, float eps, int silu, float *y);
+    void (*group_norm)(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w, const float *b, float eps,
+                       int silu, float *y);
     /* y [cols, rows] = x [rows, cols] transposed (channel-major <-> token-major). No aliasing. */
     void (*transpose)(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y);
 };
 
-const cd_ops *cd_ops_cpu_ref(void);  /* the oracle */
-const cd_ops *cd_ops_cpu(void);      /* the fast CPU backend */
+const cd_ops *cd_ops_cpu_ref(void); /* the oracle */
+const cd_ops *cd_ops_cpu(void);     /* the fast CPU backend */
 
 /* The backend registry (src/backend/registry.c): the table that computes on `dev`, with the device
  * made ready in ctx (CUDA: opened once per context). CD_ERR_UNSUPPORTED with the reason when this

@@ -34,27 +34,27 @@ typedef struct cd_ops_bwd {
      * dw [out, in] += dy^T . x                   (accumulated; may be NULL)
      * db [out]     += sum over rows of dy        (accumulated; may be NULL)
      * x, w, dy are not modified and alias none of the outputs. in, out >= 1. */
-    cd_status (*linear_bwd)(cd_ctx *ctx, const float *x, size_t n, const float *w, int in, int out,
-                            const float *dy, float *dx, float *dw, float *db);
+    cd_status (*linear_bwd)(cd_ctx *ctx, const float *x, size_t n, const float *w, int in, int out, const float *dy,
+                            float *dx, float *dw, float *db);
     /* Forward y [n, dim] = (1 + scale) * LN(x) + shift (LayerNorm without affine, biased
      * variance, eps; shift/scale [dim] broadcast over rows). x [n, dim] is the forward input.
      * dx [n, dim]  (overwritten; may alias dy)
      * dshift [dim] += sum over rows of dy; dscale [dim] += sum over rows of dy * LN(x)
      * (accumulated; either may be NULL). */
-    cd_status (*ln_modulate_bwd)(cd_ctx *ctx, const float *x, size_t n, int dim, const float *scale,
-                                 float eps, const float *dy, float *dx, float *dshift, float *dscale);
+    cd_status (*ln_modulate_bwd)(cd_ctx *ctx, const float *x, size_t n, int dim, const float *scale, float eps,
+                                 const float *dy, float *dx, float *dshift, float *dscale);
     /* Forward, per head of x [n, NH*HD]: v <- v / sqrt(mean(v^2) + eps) * w[HD]. x is the forward
      * input (before normalisation), dy [n, NH*HD].
      * dx [n, NH*HD] (overwritten; may alias dy); dw [HD] += sum over rows and heads of
      * dy * v / sqrt(mean(v^2) + eps) (accumulated; may be NULL). */
-    cd_status (*rmsnorm_heads_bwd)(cd_ctx *ctx, const float *x, size_t n, int nh, int hd,
-                                   const float *w, float eps, const float *dy, float *dx, float *dw);
+    cd_status (*rmsnorm_heads_bwd)(cd_ctx *ctx, const float *x, size_t n, int nh, int hd, const float *w, float eps,
+                                   const float *dy, float *dx, float *dw);
     /* Forward x [n, dim] += gate [dim] * y [n, dim]. dx [n, dim] is the gradient of the output x
      * (it also flows unchanged to the input x: the caller keeps it), y the forward input.
      * dy [n, dim] = gate * dx (overwritten; may alias dx or y);
      * dgate [dim] += sum over rows of dx * y (accumulated; may be NULL). */
-    cd_status (*gate_add_bwd)(cd_ctx *ctx, const float *dx, const float *y, const float *gate,
-                              size_t n, int dim, float *dy, float *dgate);
+    cd_status (*gate_add_bwd)(cd_ctx *ctx, const float *dx, const float *y, const float *gate, size_t n, int dim,
+                              float *dy, float *dgate);
     /* Elementwise, x [n] the forward input, dy [n]; dx [n] = f'(x) dy (overwritten; may alias dy).
      * gelu_tanh: f = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); silu: f = x sigmoid(x). */
     void (*gelu_tanh_bwd)(cd_ctx *ctx, const float *x, const float *dy, float *dx, size_t n);

@@ -23,15 +23,14 @@ typedef struct {
 
 /* Starts sends and receives (at most 2 * size - 2 of each kind in flight); cd_comm_wait ends them.
  * `what` names the exchange in errors ("halo"). */
-cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs,
-                        int nr, const char *what);
+cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs, int nr,
+                        const char *what);
 cd_status cd_comm_wait(cd_ctx *ctx, cd_comm *c);
 /* Every rank's `bytes` bytes, in rank order, into recv [size * bytes]. */
-cd_status cd_comm_allgather(cd_ctx *ctx, cd_comm *c, const void *send, size_t bytes, void *recv,
-                            const char *what);
+cd_status cd_comm_allgather(cd_ctx *ctx, cd_comm *c, const void *send, size_t bytes, void *recv, const char *what);
 /* Rank i's counts[i] bytes at recv + offset(i) (offsets are the running sum of counts). */
-cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts,
-                             void *recv, const char *what);
+cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts, void *recv,
+                             const char *what);
 
 /* Broadcasts `bytes` at buf from rank `root` to every rank (a bounded wait, like the others). */
 cd_status cd_comm_bcast(cd_ctx *ctx, cd_comm *c, void *buf, size_t bytes, int root, const char *what);

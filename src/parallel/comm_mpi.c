@@ -17,14 +17,14 @@ struct cd_comm {
     int rank, size;
     double timeout;
     MPI_Request req[MAXREQ];
-    int peer[MAXREQ];      /* the rank of each request (for the timeout message); -1: collective */
-    char recv[MAXREQ];     /* 1: a receive (can be withdrawn on timeout) */
+    int peer[MAXREQ];  /* the rank of each request (for the timeout message); -1: collective */
+    char recv[MAXREQ]; /* 1: a receive (can be withdrawn on timeout) */
     int nreq;
-    const char *what;      /* the exchange in flight */
+    const char *what; /* the exchange in flight */
     cd_comm_stats st;
-    int finalize;          /* this object initialized MPI */
-    int single;            /* cd_comm_init_single: no MPI behind it */
-    void *dev;             /* cd_comm_set_device_state */
+    int finalize; /* this object initialized MPI */
+    int single;   /* cd_comm_init_single: no MPI behind it */
+    void *dev;    /* cd_comm_set_device_state */
     void (*dev_release)(void *);
 };
 
@@ -141,7 +141,8 @@ static cd_status wait_all(cd_ctx *ctx, cd_comm *c) {
             for (int i = 0; i < c->nreq && n + 16 < sizeof who; i++) {
                 int one = 0;
                 MPI_Test(&c->req[i], &one, MPI_STATUS_IGNORE);
-                if (!one && c->peer[i] >= 0) n += (size_t)snprintf(who + n, sizeof who - n, "%s%d", n ? ", " : "", c->peer[i]);
+                if (!one && c->peer[i] >= 0)
+                    n += (size_t)snprintf(who + n, sizeof who - n, "%s%d", n ? ", " : "", c->peer[i]);
             }
             const int nr = c->nreq;
             for (int i = 0; i < c->nreq; i++) { /* withdraw receives, let sends go */
@@ -160,15 +161,16 @@ static cd_status wait_all(cd_ctx *ctx, cd_comm *c) {
                                 c->rank, n ? who : "?", c->timeout, c->what, nr);
         }
         nanosleep(&nap, NULL);
-        if (nap.tv_nsec < 1000000 && now() - t0 > 0.05) nap.tv_nsec = nap.tv_nsec * 2 > 1000000 ? 1000000 : nap.tv_nsec * 2;
+        if (nap.tv_nsec < 1000000 && now() - t0 > 0.05)
+            nap.tv_nsec = nap.tv_nsec * 2 > 1000000 ? 1000000 : nap.tv_nsec * 2;
     }
     c->nreq = 0;
     c->st.wait_seconds += now() - t0;
     return CD_OK;
 }
 
-cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs,
-                        int nr, const char *what) {
+cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs, int nr,
+                        const char *what) {
     if (c->nreq) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: an exchange is already in flight");
     if (c->single) {
         for (int i = 0; i < ns + nr; i++)
@@ -190,8 +192,10 @@ cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, c
         if (rc != MPI_SUCCESS) return mpi_err(ctx, c, rc, what);
         c->recv[c->nreq] = i < nr;
         c->peer[c->nreq++] = x->peer;
-        if (i < nr) c->st.bytes_received += x->bytes;
-        else c->st.bytes_sent += x->bytes;
+        if (i < nr)
+            c->st.bytes_received += x->bytes;
+        else
+            c->st.bytes_sent += x->bytes;
         c->st.messages++;
     }
     return CD_OK;
@@ -199,8 +203,8 @@ cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, c
 
 cd_status cd_comm_wait(cd_ctx *ctx, cd_comm *c) { return wait_all(ctx, c); }
 
-cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts,
-                             void *recv, const char *what) {
+cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts, void *recv,
+                             const char *what) {
     if (c->single) {
         if (recv != send && counts[0]) memmove(recv, send, counts[0]);
         return CD_OK;
@@ -242,14 +246,15 @@ cd_status cd_comm_bcast(cd_ctx *ctx, cd_comm *c, void *buf, size_t bytes, int ro
     if (rc != MPI_SUCCESS) return mpi_err(ctx, c, rc, what);
     c->peer[0] = -1;
     c->nreq = 1;
-    if (c->rank == root) c->st.bytes_sent += bytes * (size_t)(c->size - 1);
-    else c->st.bytes_received += bytes;
+    if (c->rank == root)
+        c->st.bytes_sent += bytes * (size_t)(c->size - 1);
+    else
+        c->st.bytes_received += bytes;
     c->st.messages++;
     return wait_all(ctx, c);
 }
 
-cd_status cd_comm_allgather(cd_ctx *ctx, cd_comm *c, const void *send, size_t bytes, void *recv,
-                            const char *what) {
+cd_status cd_comm_allgather(cd_ctx *ctx, cd_comm *c, const void *send, size_t bytes, void *recv, const char *what) {
     size_t *counts = malloc(sizeof(size_t) * (size_t)c->size);
     if (!counts) return cd_set_error(ctx, CD_ERR_OOM, "comm: out of memory");
     for (int i = 0; i < c->size; i++) counts[i] = bytes;
@@ -274,8 +279,8 @@ cd_status cd_comm_check_same(cd_ctx *ctx, cd_comm *c, const void *data, size_t n
         for (int i = 0; i < c->size; i++)
             if (all[i] != all[0]) {
                 s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                 "rank %d: ranks 0 and %d differ in %s: every rank must run the same job",
-                                 c->rank, i, what);
+                                 "rank %d: ranks 0 and %d differ in %s: every rank must run the same job", c->rank, i,
+                                 what);
                 break;
             }
     free(all);

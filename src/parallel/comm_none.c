@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define NO_MPI(ctx) \
-    cd_set_error(ctx, CD_ERR_UNSUPPORTED, \
+#define NO_MPI(ctx)                                                                                  \
+    cd_set_error(ctx, CD_ERR_UNSUPPORTED,                                                            \
                  "this build of cleardit has no MPI support (OpenMPI's mpi.h was not found when it " \
                  "was built, or MPI=0; install libopenmpi-dev and rebuild)")
 
@@ -19,7 +19,8 @@ struct cd_comm { /* only ever the single-process communicator */
 
 int cd_comm_available(void) { return 0; }
 cd_status cd_comm_init(cd_ctx *ctx, int *argc, char ***argv, cd_comm **out) {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     *out = NULL;
     return NO_MPI(ctx);
 }
@@ -29,15 +30,26 @@ cd_status cd_comm_init_single(cd_ctx *ctx, cd_comm **out) {
     (*out)->timeout = 300.0;
     return CD_OK;
 }
-int cd_comm_is_single(const cd_comm *c) { (void)c; return 1; }
-int cd_comm_rank(const cd_comm *c) { (void)c; return 0; }
-int cd_comm_size(const cd_comm *c) { (void)c; return 1; }
+int cd_comm_is_single(const cd_comm *c) {
+    (void)c;
+    return 1;
+}
+int cd_comm_rank(const cd_comm *c) {
+    (void)c;
+    return 0;
+}
+int cd_comm_size(const cd_comm *c) {
+    (void)c;
+    return 1;
+}
 void cd_comm_set_timeout(cd_comm *c, double seconds) {
     if (c) c->timeout = seconds > 0 ? seconds : 300.0;
 }
 double cd_comm_timeout(const cd_comm *c) { return c ? c->timeout : 300.0; }
 cd_status cd_comm_check_same(cd_ctx *ctx, cd_comm *c, const void *d, size_t n, const char *what) {
-    (void)d; (void)n; (void)what;
+    (void)d;
+    (void)n;
+    (void)what;
     return c ? CD_OK : NO_MPI(ctx);
 }
 void cd_comm_abort(cd_comm *c, int code) {
@@ -52,8 +64,10 @@ void cd_comm_free(cd_comm *c) {
     free(c);
 }
 void cd_comm_stats_get(const cd_comm *c, cd_comm_stats *s) {
-    if (c) *s = c->st;
-    else memset(s, 0, sizeof *s);
+    if (c)
+        *s = c->st;
+    else
+        memset(s, 0, sizeof *s);
 }
 void cd_comm_stats_reset(cd_comm *c) {
     if (c) memset(&c->st, 0, sizeof c->st);
@@ -70,16 +84,15 @@ void cd_comm_set_device_state(cd_comm *c, void *state, void (*release)(void *sta
     c->dev_release = release;
 }
 /* one process: no peers, so an exchange has no messages */
-cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *s, int ns, const cd_xfer *r, int nr,
-                        const char *what) {
-    (void)s; (void)r;
+cd_status cd_comm_start(cd_ctx *ctx, cd_comm *c, const cd_xfer *s, int ns, const cd_xfer *r, int nr, const char *what) {
+    (void)s;
+    (void)r;
     if (!c) return NO_MPI(ctx);
     if (ns || nr) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: %s messages on a single process", what);
     return CD_OK;
 }
 cd_status cd_comm_wait(cd_ctx *ctx, cd_comm *c) { return c ? CD_OK : NO_MPI(ctx); }
-cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *s, const size_t *n, void *r,
-                             const char *w) {
+cd_status cd_comm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *s, const size_t *n, void *r, const char *w) {
     (void)w;
     if (!c) return NO_MPI(ctx);
     if (r != s && n[0]) memmove(r, s, n[0]);
@@ -89,7 +102,8 @@ cd_status cd_comm_allgather(cd_ctx *ctx, cd_comm *c, const void *s, size_t b, vo
     return cd_comm_allgatherv(ctx, c, s, &b, r, w);
 }
 cd_status cd_comm_bcast(cd_ctx *ctx, cd_comm *c, void *buf, size_t bytes, int root, const char *what) {
-    (void)buf; (void)bytes;
+    (void)buf;
+    (void)bytes;
     if (!c) return NO_MPI(ctx);
     if (root != 0) return cd_set_error(ctx, CD_ERR_INTERNAL, "comm: %s broadcast from rank %d of 1", what, root);
     return CD_OK;

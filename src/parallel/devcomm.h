@@ -23,12 +23,12 @@ int cd_devcomm_built(void); /* 1 when this build has NCCL */
  * communicator makes its own id (no MPI). */
 cd_status cd_devcomm_setup(cd_ctx *ctx, cd_comm *c);
 /* Queues grouped sends and receives of device buffers (cd_xfer.bytes bytes each, with peers). */
-cd_status cd_devcomm_exchange(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns,
-                              const cd_xfer *recvs, int nr, const char *what);
+cd_status cd_devcomm_exchange(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs, int nr,
+                              const char *what);
 /* Queues the gather of rank i's counts[i] bytes to recv + offset(i) on every rank (offsets: the
  * running sum of counts). send may be recv + offset(rank) (in place). */
-cd_status cd_devcomm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts,
-                                void *recv, const char *what);
+cd_status cd_devcomm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts, void *recv,
+                                const char *what);
 /* Waits for the queued work (kernels and exchanges), bounded as above; `what` names it. */
 cd_status cd_devcomm_wait(cd_ctx *ctx, cd_comm *c, const char *what);
 

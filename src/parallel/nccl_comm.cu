@@ -41,8 +41,10 @@ static void release(void *p) {
                 if (now() - t0 > 10.0) break;
                 nap();
             }
-            if ((r == ncclSuccess || r == ncclInProgress) && ae == ncclSuccess) ncclCommDestroy(st->comm);
-            else ncclCommAbort(st->comm);
+            if ((r == ncclSuccess || r == ncclInProgress) && ae == ncclSuccess)
+                ncclCommDestroy(st->comm);
+            else
+                ncclCommAbort(st->comm);
         }
     }
     free(st);
@@ -53,8 +55,8 @@ static cd_status broken(cd_ctx *ctx, cd_comm *c, nccl_state *st, const char *fmt
     if (st->comm && !st->broken) ncclCommAbort(st->comm);
     st->comm = NULL;
     st->broken = 1;
-    return cd_set_error(ctx, CD_ERR_IO, "rank %d: NCCL %s: %s (the NCCL communicator was aborted)",
-                        cd_comm_rank(c), fmt_what, detail);
+    return cd_set_error(ctx, CD_ERR_IO, "rank %d: NCCL %s: %s (the NCCL communicator was aborted)", cd_comm_rank(c),
+                        fmt_what, detail);
 }
 
 /* After a call that may return ncclInProgress (non-blocking communicator): polls NCCL's
@@ -70,8 +72,7 @@ static cd_status settle(cd_ctx *ctx, cd_comm *c, nccl_state *st, ncclResult_t r,
         if (ae != ncclInProgress) return broken(ctx, c, st, what, ncclGetErrorString(ae));
         if (now() - t0 > cd_comm_timeout(c)) {
             char msg[160];
-            snprintf(msg, sizeof msg, "not done within %.0f s: a rank died or runs different work",
-                     cd_comm_timeout(c));
+            snprintf(msg, sizeof msg, "not done within %.0f s: a rank died or runs different work", cd_comm_timeout(c));
             return broken(ctx, c, st, what, msg);
         }
         nap();
@@ -83,11 +84,12 @@ static cd_status state_of(cd_ctx *ctx, cd_comm *c, nccl_state **out, const char 
     *out = st;
     if (!ctx || !ctx->dev_state)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "NCCL %s: the CUDA backend is not initialised", what);
-    if (!st)
-        return cd_set_error(ctx, CD_ERR_INTERNAL, "NCCL %s: no NCCL communicator (cd_devcomm_setup)", what);
+    if (!st) return cd_set_error(ctx, CD_ERR_INTERNAL, "NCCL %s: no NCCL communicator (cd_devcomm_setup)", what);
     if (st->broken)
-        return cd_set_error(ctx, CD_ERR_IO, "rank %d: NCCL %s: the NCCL communicator was aborted by an "
-                            "earlier failure", cd_comm_rank(c), what);
+        return cd_set_error(ctx, CD_ERR_IO,
+                            "rank %d: NCCL %s: the NCCL communicator was aborted by an "
+                            "earlier failure",
+                            cd_comm_rank(c), what);
     return CD_OK;
 }
 
@@ -128,8 +130,8 @@ cd_status cd_devcomm_setup(cd_ctx *ctx, cd_comm *c) {
     return settle(ctx, c, st, r, what);
 }
 
-cd_status cd_devcomm_exchange(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns,
-                              const cd_xfer *recvs, int nr, const char *what) {
+cd_status cd_devcomm_exchange(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int ns, const cd_xfer *recvs, int nr,
+                              const char *what) {
     nccl_state *st;
     cd_status s = state_of(ctx, c, &st, what);
     if (s) return s;
@@ -152,8 +154,8 @@ cd_status cd_devcomm_exchange(cd_ctx *ctx, cd_comm *c, const cd_xfer *sends, int
     return CD_OK;
 }
 
-cd_status cd_devcomm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts,
-                                void *recv, const char *what) {
+cd_status cd_devcomm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const size_t *counts, void *recv,
+                                const char *what) {
     nccl_state *st;
     cd_status s = state_of(ctx, c, &st, what);
     if (s) return s;
@@ -174,16 +176,16 @@ cd_status cd_devcomm_allgatherv(cd_ctx *ctx, cd_comm *c, const void *send, const
         size_t off = 0;
         for (int j = 0; j < P && r == ncclSuccess; j++) {
             if (counts[j])
-                r = ncclBroadcast(j == me ? send : (const char *)recv + off, (char *)recv + off, counts[j],
-                                  ncclUint8, j, st->comm, stream);
+                r = ncclBroadcast(j == me ? send : (const char *)recv + off, (char *)recv + off, counts[j], ncclUint8,
+                                  j, st->comm, stream);
             off += counts[j];
         }
         const ncclResult_t e = ncclGroupEnd();
         if (r == ncclSuccess || r == ncclInProgress) r = e;
     }
     if ((s = settle(ctx, c, st, r, what))) return s;
-    cd_comm_stats_add(c, (uint64_t)counts[me] * (uint64_t)(P - 1), (uint64_t)(total - counts[me]),
-                      (uint64_t)(P - 1), 0.0);
+    cd_comm_stats_add(c, (uint64_t)counts[me] * (uint64_t)(P - 1), (uint64_t)(total - counts[me]), (uint64_t)(P - 1),
+                      0.0);
     return CD_OK;
 }
 

@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                 const float *k, const float *v, const float *sw, float *o, float *lse);
+static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                 const float *v, const float *sw, float *o, float *lse);
 
 cd_status cd_patch_create(cd_ctx *ctx, cd_comm *comm, cd_text_attention mode, cd_patch **out) {
     *out = NULL;
@@ -71,7 +71,8 @@ static size_t patch_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc 
     if (!p->base->host_memory)
         return cd_patch_cuda_scratch_bytes(p, a->heads, a->head_dim, a->text_len, a->radius, a->down);
     return cd_patch_attn_scratch_floats(p, a->heads, a->head_dim, a->text_len, a->radius, a->down,
-                                        cd_ctx_threads(ctx)) * sizeof(float);
+                                        cd_ctx_threads(ctx)) *
+           sizeof(float);
 }
 
 cd_status cd_patch_decorate(cd_ctx *ctx, cd_patch *p, const cd_ops *base, const cd_ops **out) {
@@ -96,8 +97,7 @@ cd_status cd_patch_decorate(cd_ctx *ctx, cd_patch *p, const cd_ops *base, const 
 cd_comm *cd_patch_comm(cd_patch *p) { return p->comm; }
 const int *cd_patch_bands(const cd_patch *p) { return p->band; }
 
-cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int down, int *y0,
-                         int *y1) {
+cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int down, int *y0, int *y1) {
     if (radius < 1)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "patch parallelism needs CLEAR attention (radius >= 1): with dense "
@@ -106,8 +106,8 @@ cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int
     if (units < p->P)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "the image has %d token rows%s for %d processes: every process needs at "
-                            "least one%s; use fewer processes or a taller image", H,
-                            unit > 1 ? " (whole cells of the pooled keys)" : "", p->P,
+                            "least one%s; use fewer processes or a taller image",
+                            H, unit > 1 ? " (whole cells of the pooled keys)" : "", p->P,
                             unit > 1 ? " cell row" : " row");
     p->H = H;
     p->W = W;
@@ -135,16 +135,16 @@ int cd_patch_msgs(const cd_patch *p, int halo, int recv, cd_patch_rows *m) {
         cd_patch_halo_of(p, needer, halo, &ab, &be);
         const int o0 = p->band[owner], o1 = p->band[owner + 1];
         const int n0 = p->band[needer], n1 = p->band[needer + 1];
-        const int a1 = imax(n0 - ab, o0), b1 = imin(n0, o1);   /* above the needer's band */
-        const int a2 = imax(n1, o0), b2 = imin(n1 + be, o1);   /* below it */
+        const int a1 = imax(n0 - ab, o0), b1 = imin(n0, o1); /* above the needer's band */
+        const int a2 = imax(n1, o0), b2 = imin(n1 + be, o1); /* below it */
         if (b1 > a1) m[n++] = (cd_patch_rows){j, a1, b1};
         if (b2 > a2) m[n++] = (cd_patch_rows){j, a2, b2};
     }
     return n;
 }
 
-size_t cd_patch_attn_scratch_floats(const cd_patch *p, int heads, int head_dim, int T, int radius,
-                                    int down, int threads) {
+size_t cd_patch_attn_scratch_floats(const cd_patch *p, int heads, int head_dim, int T, int radius, int down,
+                                    int threads) {
     /* the extended grid at its largest is the whole image */
     const cd_attn_desc de = {heads, head_dim, T, p->H, p->W, radius, down, 0};
     return cd_attn_cpu_scratch_floats(&de, threads);
@@ -165,10 +165,10 @@ static float *need(cd_ctx *ctx, cd_patch *p, size_t floats) {
     return b;
 }
 
-static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                 const float *k, const float *v, const float *sw, float *o, float *lse) {
+static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                 const float *v, const float *sw, float *o, float *lse) {
     cd_patch *p = cd_patch_of(self);
-    if ( d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
+    if (d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
         return cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention: called outside its forward");
     if (d->head_dim > 512)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "patch attention: head_dim %d > 512", d->head_dim);
@@ -203,7 +203,10 @@ static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_
     const size_t f_pool = pooled ? ((size_t)NH * mycells * hd * 2 + (size_t)NH * NP * hd * 4) : 0;
     float *blk = need(ctx, p, 4 * f_ext + f_lse + f_recv + f_send + f_text + f_pool + 64);
     cd_status s = CD_OK;
-    if (!blk) { s = CD_ERR_OOM; goto done; }
+    if (!blk) {
+        s = CD_ERR_OOM;
+        goto done;
+    }
     float *qe = blk, *ke = qe + f_ext, *ve = ke + f_ext, *oe = ve + f_ext, *le = oe + f_ext;
     float *rbuf = le + f_lse, *sbuf = rbuf + f_recv, *txt = sbuf + f_send, *tall = txt + tf;
     float *pool_mine = tall + (T ? tf * (size_t)p->P : 0);
@@ -250,8 +253,7 @@ static cd_status patch_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_
             for (int kv = 0; kv < 2; kv++)
                 for (int h = 0; h < NH; h++)
                     memcpy(pk_ + ((size_t)kv * NH + h) * n,
-                           (kv ? v : k) + ((size_t)h * Nl + T) * hd + (size_t)(sm[i].a - y0) * rowf,
-                           n * sizeof(float));
+                           (kv ? v : k) + ((size_t)h * Nl + T) * hd + (size_t)(sm[i].a - y0) * rowf, n * sizeof(float));
             xf[nr + i] = (cd_xfer){sm[i].peer, pk_, n * NH * 2 * sizeof(float)};
             off += n * NH * 2;
         }

@@ -14,20 +14,22 @@ typedef struct cd_patch {
     cd_comm *comm;
     cd_text_attention mode;
     int P, me;
-    cd_ops ops;        /* the decorated table: `base` with attention and its workspace replaced */
-    const cd_ops *base;/* the backend the model computes on (cd_patch_decorate) */
-    int H, W;          /* this run's grid */
-    int *band;         /* [P + 1] */
-    float *buf;        /* grow-only scratch of the CPU attention op */
-    size_t cap;        /* floats */
+    cd_ops ops;         /* the decorated table: `base` with attention and its workspace replaced */
+    const cd_ops *base; /* the backend the model computes on (cd_patch_decorate) */
+    int H, W;           /* this run's grid */
+    int *band;          /* [P + 1] */
+    float *buf;         /* grow-only scratch of the CPU attention op */
+    size_t cap;         /* floats */
     /* one layer's message lists, sized for P once (the attention ops fill them every layer) */
-    struct cd_patch_rows_ *rows;  /* [4P]: receives [0, 2P), sends [2P, 4P) */
-    cd_xfer *xfers;               /* [4P] */
-    size_t *counts;               /* [2P] */
+    struct cd_patch_rows_ *rows; /* [4P]: receives [0, 2P), sends [2P, 4P) */
+    cd_xfer *xfers;              /* [4P] */
+    size_t *counts;              /* [2P] */
 } cd_patch;
 
 /* Rows [a, b) of the grid exchanged with rank `peer` in one layer. */
-typedef struct cd_patch_rows_ { int peer, a, b; } cd_patch_rows;
+typedef struct cd_patch_rows_ {
+    int peer, a, b;
+} cd_patch_rows;
 /* Halo rows of rank j: [band[j] - above, band[j]) and [band[j+1], band[j+1] + below). */
 void cd_patch_halo_of(const cd_patch *p, int j, int halo, int *above, int *below);
 /* The messages of one layer (at most 2 (P - 1)): the rows this rank receives (recv = 1; from the
@@ -39,8 +41,7 @@ void cd_patch_free(cd_patch *p);
 
 /* The band split of an H-row grid for this run (rows aligned to `down` when down >= 2); fails with
  * a message when some rank would get no row. *y0, *y1: this rank's rows. */
-cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int down, int *y0,
-                         int *y1);
+cd_status cd_patch_split(cd_ctx *ctx, cd_patch *p, int H, int W, int radius, int down, int *y0, int *y1);
 /* The decorator (docs/backends.md "Decorators"): the table to run the forward with is `base` with
  * an attention op that exchanges halos and a workspace that counts the halo scratch. Host-memory
  * backends exchange host buffers through the communicator (this file); device-memory backends
@@ -53,8 +54,8 @@ cd_patch *cd_patch_of(const cd_ops *decorated);
 cd_comm *cd_patch_comm(cd_patch *p);
 /* Floats of CPU attention scratch the patch attention needs after cd_patch_split (reserve it before
  * the forward). */
-size_t cd_patch_attn_scratch_floats(const cd_patch *p, int heads, int head_dim, int T, int radius,
-                                    int down, int threads);
+size_t cd_patch_attn_scratch_floats(const cd_patch *p, int heads, int head_dim, int T, int radius, int down,
+                                    int threads);
 /* [P + 1] band starts of the last split (rank i: rows [band[i], band[i+1])). */
 const int *cd_patch_bands(const cd_patch *p);
 
@@ -65,8 +66,7 @@ cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn
                                   const float *k, const float *v, const float *sw, float *o, float *lse);
 /* Device scratch bytes (cd_cuda_scratch) that op needs after cd_patch_split (reserve it before the
  * forward); 0 in builds without it. */
-size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T, int radius,
-                                   int down);
+size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T, int radius, int down);
 
 #ifdef __cplusplus
 }

@@ -101,12 +101,11 @@ cd_status plan(cd_ctx *ctx, const cd_patch *p, int NH, int HD, int T, int radius
 
 /* Own pooled cells, bf16 [2][NH][cells][HD]: cell (cy, cx) of the band = sum over a, b < DF (a
  * outer) of sw[a*DF + b] * key (cy*DF + a, cx*DF + b), f32 fmaf as cd_attn_extra_kernel does. */
-__global__ void pool_kernel(const float *__restrict__ k, const float *__restrict__ v,
-                            const float *__restrict__ sw, uint16_t *__restrict__ out, int NH, size_t Nl,
-                            int T, int W, int DF, size_t PW, size_t cells, int HD) {
+__global__ void pool_kernel(const float *__restrict__ k, const float *__restrict__ v, const float *__restrict__ sw,
+                            uint16_t *__restrict__ out, int NH, size_t Nl, int T, int W, int DF, size_t PW,
+                            size_t cells, int HD) {
     const size_t per = cells * (size_t)HD, total = 2 * (size_t)NH * per;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t kv = i / ((size_t)NH * per), h = (i / per) % (size_t)NH;
         const size_t e = (i % per) / (size_t)HD, c = i % (size_t)HD;
         const size_t cy = e / PW, cx = e % PW;
@@ -123,11 +122,10 @@ __global__ void pool_kernel(const float *__restrict__ k, const float *__restrict
 
 /* Text outputs of P ranks, tall [P][o: NH*T*HD | lse: NH*T] -> o [NH][Nl][HD] rows [0, T) and
  * lse [NH][Nl] (may be NULL): patch.c's merge, in double, ranks in order. */
-__global__ void merge_kernel(const float *__restrict__ tall, int P, size_t tf, int NH, int T, int HD,
-                             size_t Nl, int approx, float *__restrict__ o, float *__restrict__ lse) {
+__global__ void merge_kernel(const float *__restrict__ tall, int P, size_t tf, int NH, int T, int HD, size_t Nl,
+                             int approx, float *__restrict__ o, float *__restrict__ lse) {
     const size_t total = (size_t)NH * (size_t)T * (size_t)HD, ot = (size_t)NH * (size_t)T * HD;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t row = i / (size_t)HD, c = i % (size_t)HD; /* row = h*T + t */
         const size_t h = row / (size_t)T, t = row % (size_t)T;
         double m = -INFINITY;
@@ -156,8 +154,7 @@ struct copier {
     cd_ctx *ctx;
     cudaStream_t st;
     cudaError_t err = cudaSuccess;
-    void operator()(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                    size_t height) {
+    void operator()(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) {
         if (err != cudaSuccess || !width || !height) return;
         err = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice, st);
     }
@@ -165,18 +162,16 @@ struct copier {
 
 } /* namespace */
 
-extern "C" size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T,
-                                              int radius, int down) {
+extern "C" size_t cd_patch_cuda_scratch_bytes(const cd_patch *p, int heads, int head_dim, int T, int radius, int down) {
     layout L;
     if (!p || p->H < 1 || plan(NULL, p, heads, head_dim, T, radius, down, &L)) return 0;
     return L.total;
 }
 
-extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d,
-                                             const float *q, const float *k, const float *v,
-                                             const float *sw, float *o, float *lse) {
+extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
+                                             const float *k, const float *v, const float *sw, float *o, float *lse) {
     cd_patch *p = cd_patch_of(self);
-    if ( d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
+    if (d->radius < 1 || d->grid_w != p->W || d->grid_h != p->band[p->me + 1] - p->band[p->me])
         return cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention (cuda): called outside its forward");
     if (!ctx->dev_state)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "patch attention (cuda): CUDA is not initialised");
@@ -184,8 +179,7 @@ extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, co
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "patch attention (cuda): head_dim %d is not supported",
                             d->head_dim);
     if (d->down >= 2 && !sw)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "patch attention (cuda): down %d needs spatial weights",
-                            d->down);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "patch attention (cuda): down %d needs spatial weights", d->down);
     struct cd_cuda *cu = cd_cuda_of(ctx);
     cd_patch_rows *rm = p->rows;
     cd_xfer *xf = p->xfers;
@@ -224,8 +218,8 @@ extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, co
             }
             uint16_t *mine = (uint16_t *)((unsigned char *)pool + off);
             if (L.mycells) {
-                pool_kernel<<<blocks_for(2 * NHs * L.mycells * hd), 256, 0, cu->stream>>>(
-                    k, v, sw, mine, NH, L.Nl, T, W, L.df, L.pw, L.mycells, HD);
+                pool_kernel<<<blocks_for(2 * NHs * L.mycells * hd), 256, 0, cu->stream>>>(k, v, sw, mine, NH, L.Nl, T,
+                                                                                          W, L.df, L.pw, L.mycells, HD);
                 if (!cd_cuda_launch_ok(cu)) {
                     s = cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention (cuda): pooling kernel: %s",
                                      cudaGetErrorString(cu->sticky));
@@ -300,9 +294,12 @@ extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, co
             const size_t band_bytes = (size_t)B * rowe * bf;
             cp(ke, epitch, kb, hpitch, (size_t)T * hd * bf, NHs); /* text keys */
             cp(ve, epitch, vb, hpitch, (size_t)T * hd * bf, NHs);
-            cp((unsigned char *)qe + band_at, epitch, (const unsigned char *)qb + (size_t)T * hd * bf, hpitch, band_bytes, NHs);
-            cp((unsigned char *)ke + band_at, epitch, (const unsigned char *)kb + (size_t)T * hd * bf, hpitch, band_bytes, NHs);
-            cp((unsigned char *)ve + band_at, epitch, (const unsigned char *)vb + (size_t)T * hd * bf, hpitch, band_bytes, NHs);
+            cp((unsigned char *)qe + band_at, epitch, (const unsigned char *)qb + (size_t)T * hd * bf, hpitch,
+               band_bytes, NHs);
+            cp((unsigned char *)ke + band_at, epitch, (const unsigned char *)kb + (size_t)T * hd * bf, hpitch,
+               band_bytes, NHs);
+            cp((unsigned char *)ve + band_at, epitch, (const unsigned char *)vb + (size_t)T * hd * bf, hpitch,
+               band_bytes, NHs);
             const unsigned char *rb = base + L.rbuf;
             const int ye0 = L.y0 - L.ha;
             for (int i = 0; i < L.nr; i++) {
@@ -331,15 +328,16 @@ extern "C" cd_status cd_patch_cuda_attention(const cd_ops *self, cd_ctx *ctx, co
         if (T > 0) {
             float *tall = (float *)(base + L.tall), *mine = tall + (size_t)p->me * L.tf;
             cp(mine, (size_t)T * hd * sizeof(float), o, L.Nl * hd * sizeof(float), (size_t)T * hd * sizeof(float), NHs);
-            cp(mine + NHs * T * hd, (size_t)T * sizeof(float), lt, L.Nl * sizeof(float), (size_t)T * sizeof(float), NHs);
+            cp(mine + NHs * T * hd, (size_t)T * sizeof(float), lt, L.Nl * sizeof(float), (size_t)T * sizeof(float),
+               NHs);
             if (cp.err != cudaSuccess) {
                 s = cd_cuda_err(ctx, cp.err, "patch attention: copies");
                 goto done;
             }
             for (int j = 0; j < p->P; j++) cnt[j] = L.tf * sizeof(float);
             if ((s = cd_devcomm_allgatherv(ctx, p->comm, mine, cnt, tall, "text attention"))) goto done;
-            merge_kernel<<<blocks_for(NHs * T * hd), 256, 0, cu->stream>>>(
-                tall, p->P, L.tf, NH, T, HD, L.Nl, p->mode == CD_TEXT_APPROX, o, lse);
+            merge_kernel<<<blocks_for(NHs * T * hd), 256, 0, cu->stream>>>(tall, p->P, L.tf, NH, T, HD, L.Nl,
+                                                                           p->mode == CD_TEXT_APPROX, o, lse);
             if (!cd_cuda_launch_ok(cu)) {
                 s = cd_set_error(ctx, CD_ERR_INTERNAL, "patch attention (cuda): merge kernel: %s",
                                  cudaGetErrorString(cu->sticky));

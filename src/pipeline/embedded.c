@@ -30,9 +30,9 @@ cd_status cd_embedded_open(cd_ctx *ctx, cd_embedded which, char *path, size_t n,
     *fd = -1;
     if (!path || n < 32) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "embedded: the path buffer is too small");
     if (!len)
-        return cd_set_error(ctx, CD_ERR_NOT_FOUND, "this build has no embedded %s (%s was missing at build time)",
-                            what, which == CD_EMBEDDED_CLEAR ? "models/fmnist_clear.safetensors"
-                                                             : "models/fmnist.safetensors");
+        return cd_set_error(ctx, CD_ERR_NOT_FOUND, "this build has no embedded %s (%s was missing at build time)", what,
+                            which == CD_EMBEDDED_CLEAR ? "models/fmnist_clear.safetensors"
+                                                       : "models/fmnist.safetensors");
     const int f = memfd_create(what, MFD_CLOEXEC);
     if (f < 0) return cd_set_error(ctx, CD_ERR_IO, "cannot create a memory file for the %s", what);
     for (size_t done = 0; done < len;) {

@@ -21,8 +21,7 @@ int cd_generate_steps_run(const cd_generate_params *p) {
     return start < 0 ? -1 : p->steps - start;
 }
 
-cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_decoder *ae,
-                            const cd_generate_params *p) {
+cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_decoder *ae, const cd_generate_params *p) {
     if (!m || !p) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: model and params are required");
     const cd_flux_config *c = cd_flux_model_config(m);
     const int up = ae ? cd_ae_upscale(ae) : 1, mul = 2 * up;
@@ -51,13 +50,13 @@ cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_dec
                             "1 or 3 channels: 4 or 12 in and out), not %d in and %d out",
                             (int)c->in_channels, (int)c->out_channels);
     if (p->radius < 0 || p->down < 0 || (p->down > 1 && p->radius < 1))
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: bad attention (radius %d, down %d)",
-                            (int)p->radius, (int)p->down);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: bad attention (radius %d, down %d)", (int)p->radius,
+                            (int)p->down);
     if (p->down > 1) {
         const int gh = p->height / mul, gw = p->width / mul;
         if (gh % p->down || gw % p->down)
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                "generate: the %dx%d token grid is not divisible by down %d", gh, gw, (int)p->down);
+            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: the %dx%d token grid is not divisible by down %d",
+                                gh, gw, (int)p->down);
     }
     if (!(p->time_shift >= 0 && isfinite(p->time_shift)) || !(p->rope_ntk >= 0 && isfinite(p->rope_ntk)))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: time shift and NTK factor must be finite and >= 0");
@@ -70,12 +69,11 @@ cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_dec
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: img2img needs both the init image and the encoder");
     if (p->init) {
         if (!(p->strength > 0 && p->strength <= 1))
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: strength must be in (0, 1] (got %g)",
-                                p->strength);
+            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: strength must be in (0, 1] (got %g)", p->strength);
         if (cd_generate_steps_run(p) < 1)
             return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                "generate: strength %g leaves no step of %d (raise --strength or --steps)",
-                                p->strength, (int)p->steps);
+                                "generate: strength %g leaves no step of %d (raise --strength or --steps)", p->strength,
+                                (int)p->steps);
         if (!ae) return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "generate: image-to-image needs an autoencoder model");
         const cd_ae_config *ec = &p->enc->cfg;
         if (ec->z_channels != ae->cfg.z_channels || ec->in_channels != 3 || cd_ae_downscale(p->enc) != up)
@@ -88,8 +86,8 @@ cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_dec
     return CD_OK;
 }
 
-cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
-                      const cd_generate_params *p, uint8_t *rgb) {
+cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae, const cd_generate_params *p,
+                      uint8_t *rgb) {
     cd_status st = cd_generate_check(ctx, m, ae, p);
     if (st != CD_OK) return st;
     if (!rgb && !p->image && !p->latent) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: no output buffer");
@@ -109,7 +107,8 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     float *iid = malloc(L * 3 * sizeof(float)), *tid = malloc((T ? T : 1) * 3 * sizeof(float));
     const int decode = rgb || p->image;
     float *img = p->image ? p->image
-                          : decode ? malloc((size_t)3 * (size_t)p->width * (size_t)p->height * sizeof(float)) : NULL;
+                 : decode ? malloc((size_t)3 * (size_t)p->width * (size_t)p->height * sizeof(float))
+                          : NULL;
     float *enc = p->init ? malloc(n * sizeof(float)) : NULL;
     if (!sched || !lat || !x || !v || !iid || !tid || (decode && !img) || (p->init && !enc)) {
         st = cd_set_error(ctx, CD_ERR_OOM, "generate: out of memory for %zu latent values", n);
@@ -119,8 +118,10 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     st = p->time_shift > 0 ? cd_flux_schedule_static(ctx, p->steps, p->time_shift, sched)
                            : cd_flux_schedule(ctx, p->steps, L, shift, CD_FLUX_BASE_SHIFT, CD_FLUX_MAX_SHIFT, sched);
     if (st) goto done;
-    if (p->noise) memcpy(lat, p->noise, n * sizeof(float));
-    else if ((st = cd_noise_normal(ctx, p->seed, 0, n, lat, cd_ctx_threads(ctx)))) goto done;
+    if (p->noise)
+        memcpy(lat, p->noise, n * sizeof(float));
+    else if ((st = cd_noise_normal(ctx, p->seed, 0, n, lat, cd_ctx_threads(ctx))))
+        goto done;
     if (p->init) { /* SDEdit: re-noise the encoded image to the first timestep run */
         if ((st = cd_ae_encode_tiled(ctx, p->enc, p->init, p->height, p->width, &tiling, enc))) goto done;
         const float s = sched[start];
@@ -131,9 +132,9 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
         (st = cd_flux_txt_ids(ctx, T, tid)) || (st = cd_flux_reserve(ctx, m, T + L)))
         goto done;
     for (int i = start; i < p->steps; i++) {
-        cd_flux_run_params rp = {x, p->txt, p->pooled, iid, tid, sched[i], p->guidance,
-                                 (int32_t)L, (int32_t)T, (int32_t)gh, (int32_t)gw,
-                                 p->radius, down, NULL, scale, p->rope_ntk};
+        cd_flux_run_params rp = {x,           p->txt,     p->pooled,  iid,         tid,         sched[i],
+                                 p->guidance, (int32_t)L, (int32_t)T, (int32_t)gh, (int32_t)gw, p->radius,
+                                 down,        NULL,       scale,      p->rope_ntk};
         if ((st = cd_flux_run(ctx, m, &rp, v))) goto done;
         cd_euler_step(x, v, n, sched[i], sched[i + 1]);
         if (p->progress) p->progress(p->user, i + 1 - start, p->steps - start, now_s() - t0);
@@ -156,7 +157,13 @@ cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
     if (p->progress) p->progress(p->user, p->steps - start + 1, p->steps - start, now_s() - t0);
     if (p->cancel && *p->cancel) st = cd_set_error(ctx, CD_ERR_CANCELLED, "generate: cancelled after decoding");
 done:
-    free(sched); free(lat); free(x); free(v); free(iid); free(tid); free(enc);
+    free(sched);
+    free(lat);
+    free(x);
+    free(v);
+    free(iid);
+    free(tid);
+    free(enc);
     if (img != p->image) free(img);
     return st;
 }

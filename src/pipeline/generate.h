@@ -38,16 +38,16 @@ typedef struct {
     int32_t steps;         /* >= 1: the schedule's length */
     float guidance;        /* guidance-embedded models only (ignored otherwise) */
     uint64_t seed;
-    int32_t radius, down;  /* 0 = dense; CLEAR radius; pooled factor */
-    int32_t shift;         /* -1: auto (on for guidance models, off otherwise); 0 off; 1 on */
-    double time_shift;     /* > 0: static shift factor instead of `shift` (cd_flux_schedule_static) */
+    int32_t radius, down; /* 0 = dense; CLEAR radius; pooled factor */
+    int32_t shift;        /* -1: auto (on for guidance models, off otherwise); 0 off; 1 on */
+    double time_shift;    /* > 0: static shift factor instead of `shift` (cd_flux_schedule_static) */
     /* image-to-image: enc and init both set, or both NULL */
     const cd_ae_encoder *enc;
-    const float *init;     /* [3, height, width] in [-1, 1] */
-    double strength;       /* (0, 1] */
+    const float *init; /* [3, height, width] in [-1, 1] */
+    double strength;   /* (0, 1] */
     /* high-resolution extras (0 = off) */
-    double rope_ntk;       /* RoPE theta multiplier */
-    int32_t proportional;  /* proportional attention scale */
+    double rope_ntk;      /* RoPE theta multiplier */
+    int32_t proportional; /* proportional attention scale */
     /* autoencoder tiling (cd_ae_decode_tiled / cd_ae_encode_tiled: diffusers' tiled_decode and
      * tiled_encode, used when the image exceeds the tile): side in pixels (0 = never), overlap
      * fraction (0 = 0.25) */
@@ -57,16 +57,15 @@ typedef struct {
      * copy of the decoded image [3, height, width] f32 (before the 8-bit conversion) */
     const float *noise;
     float *image;
-    float *latent;         /* optional [z, h/up, w/up]: the final latent (before decoding) */
-    cd_generate_progress_fn progress;  /* may be NULL */
+    float *latent;                    /* optional [z, h/up, w/up]: the final latent (before decoding) */
+    cd_generate_progress_fn progress; /* may be NULL */
     void *user;
-    const int *cancel;     /* optional: nonzero after a progress call stops with CD_ERR_CANCELLED */
+    const int *cancel; /* optional: nonzero after a progress call stops with CD_ERR_CANCELLED */
 } cd_generate_params;
 
 /* Checks p against the model and autoencoder(s) without computing anything (sizes, channel
  * counts, steps, strength, attention). CD_ERR_INVALID_ARG / CD_ERR_SHAPE with a message in ctx. */
-cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_decoder *ae,
-                            const cd_generate_params *p);
+cd_status cd_generate_check(cd_ctx *ctx, const cd_flux_model *m, const cd_ae_decoder *ae, const cd_generate_params *p);
 
 /* The number of Euler steps p runs (steps, or fewer for img2img); -1 if p's strength is bad. */
 int cd_generate_steps_run(const cd_generate_params *p);
@@ -75,7 +74,7 @@ int cd_generate_steps_run(const cd_generate_params *p);
  * or p->latent is set; with neither rgb nor image the decoder does not run). ae == NULL: a
  * pixel-space model (in_channels 4 or 12: 2x2 patches of grey or RGB pixels; grey is replicated
  * to RGB); image-to-image needs an autoencoder. */
-cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae,
-                      const cd_generate_params *p, uint8_t *rgb);
+cd_status cd_generate(cd_ctx *ctx, cd_flux_model *m, const cd_ae_decoder *ae, const cd_generate_params *p,
+                      uint8_t *rgb);
 
 #endif

@@ -15,9 +15,9 @@
 struct cd_pipeline {
     cd_flux_model *m;
     cd_ae_decoder *ae;
-    cd_ae_encoder *enc;      /* NULL unless asked for */
-    int rank;                /* of the comm, 0 without one */
-    int fd[2];               /* staged embedded files (-1 = none), closed with the pipeline */
+    cd_ae_encoder *enc; /* NULL unless asked for */
+    int rank;           /* of the comm, 0 without one */
+    int fd[2];          /* staged embedded files (-1 = none), closed with the pipeline */
 };
 
 cd_pipeline_params cd_pipeline_params_default(void) {
@@ -144,8 +144,7 @@ static cd_status to_sampler(cd_ctx *ctx, const cd_pipeline *pl, const cd_gen_par
         const char *table = cd_prompts_table(pl->m);
         if (!table) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: the model has no built-in prompts");
         *prompt = p->prompt ? cd_prompts_find(table, p->prompt, c) : p->prompt_index;
-        if (*prompt < 0 || *prompt >= cd_prompts_count(table) || *prompt >= c->context_dim ||
-            *prompt >= c->pooled_dim)
+        if (*prompt < 0 || *prompt >= cd_prompts_count(table) || *prompt >= c->context_dim || *prompt >= c->pooled_dim)
             return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: unknown prompt '%s'; the model knows: %s",
                                 p->prompt ? p->prompt : "(index)", table);
     } else {
@@ -154,8 +153,9 @@ static cd_status to_sampler(cd_ctx *ctx, const cd_pipeline *pl, const cd_gen_par
         g->pooled = p->pooled;
     }
     if (p->init && !p->upscale && (p->init_width != (uint32_t)p->width || p->init_height != (uint32_t)p->height))
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: the init image is %ux%u, not %dx%d (resize it: upscale)",
-                            p->init_width, p->init_height, (int)p->width, (int)p->height);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                            "generate: the init image is %ux%u, not %dx%d (resize it: upscale)", p->init_width,
+                            p->init_height, (int)p->width, (int)p->height);
     if (p->init && (!p->init_width || !p->init_height))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "generate: the init image has no size");
     g->width = p->width;
@@ -191,8 +191,9 @@ cd_status cd_pipeline_check(cd_ctx *ctx, const cd_pipeline *pl, const cd_gen_par
     }
     if (p.init) {
         if (!pl->enc)
-            return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
-                                "generate: image-to-image needs the encoder (open with an autoencoder and encoder = 1)");
+            return cd_set_error(
+                ctx, CD_ERR_UNSUPPORTED,
+                "generate: image-to-image needs the encoder (open with an autoencoder and encoder = 1)");
         g.init = probe;
     }
     return cd_generate_check(ctx, pl->m, pl->ae, &g);
@@ -256,6 +257,9 @@ cd_status cd_pipeline_generate(cd_ctx *ctx, cd_pipeline *pl, const cd_gen_params
 oom:
     st = cd_set_error(ctx, CD_ERR_OOM, "generate: out of memory for a %dx%d image", (int)p.width, (int)p.height);
 done:
-    free(cond); free(init); free(lat); free(rs);
+    free(cond);
+    free(init);
+    free(lat);
+    free(rs);
     return st;
 }

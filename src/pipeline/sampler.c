@@ -22,29 +22,29 @@ double cd_flux_schedule_mu(size_t image_seq_len, double base_shift, double max_s
 static void schedule_fill(int steps, int shifted, double em, float *t) {
     for (int i = 0; i <= steps; i++) {
         double ti = 1.0 - (double)i / (double)steps;
-        if (i == 0) ti = 1.0;
-        else if (i == steps) ti = 0.0;
-        else if (shifted) ti = em / (em + (1.0 / ti - 1.0));
+        if (i == 0)
+            ti = 1.0;
+        else if (i == steps)
+            ti = 0.0;
+        else if (shifted)
+            ti = em / (em + (1.0 / ti - 1.0));
         t[i] = (float)ti;
     }
 }
 
-cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shift,
-                           double base_shift, double max_shift, float *t) {
+cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shift, double base_shift, double max_shift,
+                           float *t) {
     if (!t) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: output array is NULL");
-    if (steps < 1)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: steps must be >= 1 (got %d)", steps);
+    if (steps < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: steps must be >= 1 (got %d)", steps);
     if (shift) {
-        if (image_seq_len == 0)
-            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: image_seq_len must be >= 1");
+        if (image_seq_len == 0) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: image_seq_len must be >= 1");
         if (!isfinite(base_shift) || !isfinite(max_shift))
             return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: shifts must be finite");
     }
     const double mu = shift ? cd_flux_schedule_mu(image_seq_len, base_shift, max_shift) : 0.0;
     const double em = exp(mu);
     if (shift && !(isfinite(em) && em > 0.0))
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "schedule: shift mu = %g out of range (image_seq_len %zu)", mu,
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: shift mu = %g out of range (image_seq_len %zu)", mu,
                             image_seq_len);
     schedule_fill(steps, shift, em, t);
     return CD_OK;
@@ -52,8 +52,7 @@ cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shi
 
 cd_status cd_flux_schedule_static(cd_ctx *ctx, int steps, double factor, float *t) {
     if (!t) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: output array is NULL");
-    if (steps < 1)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: steps must be >= 1 (got %d)", steps);
+    if (steps < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: steps must be >= 1 (got %d)", steps);
     if (!(isfinite(factor) && factor > 0.0))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "schedule: time shift must be > 0 (got %g)", factor);
     schedule_fill(steps, 1, factor, t);
@@ -91,7 +90,10 @@ void cd_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out
         k0 += 0x9E3779B9u;
         k1 += 0xBB67AE85u;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
 }
 
 /* The two normals of one block (elements 2*block and 2*block + 1). */
@@ -102,16 +104,15 @@ static void noise_block(uint64_t seed, uint64_t block, float z[2]) {
     cd_philox4x32_10(ctr, key, x);
     const uint64_t a = (((uint64_t)x[0] << 32) | x[1]) >> 11;
     const uint64_t b = (((uint64_t)x[2] << 32) | x[3]) >> 11;
-    const double u1 = (double)(a + 1) * 0x1p-53;   /* (0, 1] */
-    const double u2 = (double)b * 0x1p-53;         /* [0, 1) */
+    const double u1 = (double)(a + 1) * 0x1p-53; /* (0, 1] */
+    const double u2 = (double)b * 0x1p-53;       /* [0, 1) */
     const double r = sqrt(-2.0 * log(u1));
     const double th = 6.283185307179586476925286766559 * u2;
     z[0] = (float)(r * cos(th));
     z[1] = (float)(r * sin(th));
 }
 
-cd_status cd_noise_normal(cd_ctx *ctx, uint64_t seed, uint64_t first, size_t n, float *out,
-                          int threads) {
+cd_status cd_noise_normal(cd_ctx *ctx, uint64_t seed, uint64_t first, size_t n, float *out, int threads) {
     if (n == 0) return CD_OK;
     if (!out) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "noise: output array is NULL");
     if (first > UINT64_MAX - (uint64_t)n)
@@ -148,17 +149,15 @@ cd_status cd_noise_normal(cd_ctx *ctx, uint64_t seed, uint64_t first, size_t n, 
 }
 
 /* ---- packing ------------------------------------------------------------------------------- */
-static cd_status pack_check(cd_ctx *ctx, const char *what, const void *a, const void *b,
-                            size_t channels, size_t lat_h, size_t lat_w) {
+static cd_status pack_check(cd_ctx *ctx, const char *what, const void *a, const void *b, size_t channels, size_t lat_h,
+                            size_t lat_w) {
     if (!a || !b) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: NULL array", what);
     if (channels < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "%s: channels must be >= 1", what);
     if (lat_h < 2 || lat_w < 2 || (lat_h & 1u) || (lat_w & 1u))
-        return cd_set_error(ctx, CD_ERR_SHAPE,
-                            "%s: latent size %zu x %zu must be even and >= 2 in both dimensions",
+        return cd_set_error(ctx, CD_ERR_SHAPE, "%s: latent size %zu x %zu must be even and >= 2 in both dimensions",
                             what, lat_h, lat_w);
     size_t hw, tot;
-    if (!cd_mul_ok(lat_h, lat_w, &hw) || !cd_mul_ok(hw, channels, &tot) ||
-        !cd_mul_ok(tot, sizeof(float), &tot))
+    if (!cd_mul_ok(lat_h, lat_w, &hw) || !cd_mul_ok(hw, channels, &tot) || !cd_mul_ok(tot, sizeof(float), &tot))
         return cd_set_error(ctx, CD_ERR_SHAPE, "%s: latent size overflows", what);
     return CD_OK;
 }
@@ -174,22 +173,22 @@ static void pack_loop(int dir, float *lat, float *tok, size_t C, size_t lat_h, s
                     for (size_t px = 0; px < 2; px++) {
                         float *l = lat + (c * lat_h + 2 * y + py) * lat_w + 2 * x + px;
                         float *t = row + c * 4 + py * 2 + px;
-                        if (dir == 0) *t = *l;
-                        else *l = *t;
+                        if (dir == 0)
+                            *t = *l;
+                        else
+                            *l = *t;
                     }
         }
 }
 
-cd_status cd_latent_pack(cd_ctx *ctx, const float *lat, size_t channels, size_t lat_h,
-                         size_t lat_w, float *tok) {
+cd_status cd_latent_pack(cd_ctx *ctx, const float *lat, size_t channels, size_t lat_h, size_t lat_w, float *tok) {
     cd_status s = pack_check(ctx, "latent pack", lat, tok, channels, lat_h, lat_w);
     if (s != CD_OK) return s;
     pack_loop(0, (float *)lat, tok, channels, lat_h, lat_w); /* lat only read when dir == 0 */
     return CD_OK;
 }
 
-cd_status cd_latent_unpack(cd_ctx *ctx, const float *tok, size_t channels, size_t lat_h,
-                           size_t lat_w, float *lat) {
+cd_status cd_latent_unpack(cd_ctx *ctx, const float *tok, size_t channels, size_t lat_h, size_t lat_w, float *lat) {
     cd_status s = pack_check(ctx, "latent unpack", tok, lat, channels, lat_h, lat_w);
     if (s != CD_OK) return s;
     pack_loop(1, lat, (float *)tok, channels, lat_h, lat_w); /* tok only read when dir == 1 */
@@ -198,8 +197,7 @@ cd_status cd_latent_unpack(cd_ctx *ctx, const float *tok, size_t channels, size_
 
 cd_status cd_flux_img_ids(cd_ctx *ctx, size_t h, size_t w, float *ids) {
     if (!ids) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "img_ids: NULL array");
-    if (h < 1 || w < 1)
-        return cd_set_error(ctx, CD_ERR_SHAPE, "img_ids: grid %zu x %zu must be >= 1 x 1", h, w);
+    if (h < 1 || w < 1) return cd_set_error(ctx, CD_ERR_SHAPE, "img_ids: grid %zu x %zu must be >= 1 x 1", h, w);
     if (h > (1u << 24) || w > (1u << 24)) /* row/col must be exact in f32 */
         return cd_set_error(ctx, CD_ERR_SHAPE, "img_ids: grid %zu x %zu too large", h, w);
     for (size_t y = 0; y < h; y++)
@@ -223,7 +221,7 @@ cd_status cd_flux_txt_ids(cd_ctx *ctx, size_t text_len, float *ids) {
 void cd_euler_step(float *x, const float *v, size_t n, float t_cur, float t_next) {
     const float dt = t_next - t_cur;
     for (size_t i = 0; i < n; i++) {
-        const float d = dt * v[i];  /* -std=c11: no contraction into an FMA */
+        const float d = dt * v[i]; /* -std=c11: no contraction into an FMA */
         x[i] = x[i] + d;
     }
 }

@@ -27,8 +27,8 @@
  * FluxPipeline sets them (tests/oracle/sampler_fixtures.py); those compute in f32 and agree with
  * this to within 8 * 2^-24 * max(|t|, 2^-10).
  * Errors: steps < 1, image_seq_len == 0, non-finite shifts or t == NULL -> CD_ERR_INVALID_ARG. */
-cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shift,
-                           double base_shift, double max_shift, float *t);
+cd_status cd_flux_schedule(cd_ctx *ctx, int steps, size_t image_seq_len, int shift, double base_shift, double max_shift,
+                           float *t);
 /* The same with a static shift factor f instead of the resolution rule: t_i <- f t_i / (1 + (f-1) t_i)
  * (= the shifted form with e^mu = f): diffusers' FlowMatchEulerDiscreteScheduler with
  * use_dynamic_shifting=False and shift=f, which the CLEAR reference high-resolution pipeline uses
@@ -60,8 +60,7 @@ double cd_flux_schedule_mu(size_t image_seq_len, double base_shift, double max_s
  * wherever libm's log/sin/cos (double) agree to well under f32 precision (glibc does; a rare
  * differing last double bit could only change a value whose f32 rounding is a near-tie).
  * threads <= 0: OpenMP default. Errors: out == NULL with n > 0, first + n overflowing. */
-cd_status cd_noise_normal(cd_ctx *ctx, uint64_t seed, uint64_t first, size_t n, float *out,
-                          int threads);
+cd_status cd_noise_normal(cd_ctx *ctx, uint64_t seed, uint64_t first, size_t n, float *out, int threads);
 /* One Philox4x32-10 block (exposed for the known-answer test). */
 void cd_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
@@ -70,10 +69,8 @@ void cd_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out
  *         lat[c][2y + py][2x + px]   (einops "c (h ph) (w pw) -> (h w) (c ph pw)", diffusers
  *         FluxPipeline._pack_latents).  unpack is the exact inverse (_unpack_latents).
  * lat_h, lat_w are the latent sizes (2h, 2w): both must be even and >= 2, channels >= 1. */
-cd_status cd_latent_pack(cd_ctx *ctx, const float *lat, size_t channels, size_t lat_h,
-                         size_t lat_w, float *tok);
-cd_status cd_latent_unpack(cd_ctx *ctx, const float *tok, size_t channels, size_t lat_h,
-                           size_t lat_w, float *lat);
+cd_status cd_latent_pack(cd_ctx *ctx, const float *lat, size_t channels, size_t lat_h, size_t lat_w, float *tok);
+cd_status cd_latent_unpack(cd_ctx *ctx, const float *tok, size_t channels, size_t lat_h, size_t lat_w, float *lat);
 /* img_ids [h*w, 3] = (0, row, col) row-major (h, w are token-grid sizes, >= 1);
  * txt_ids [text_len, 3] = 0 (text_len may be 0; ids may then be NULL). */
 cd_status cd_flux_img_ids(cd_ctx *ctx, size_t h, size_t w, float *ids);

@@ -32,7 +32,6 @@ static double normal(uint64_t *s) { /* Box-Muller, one of the pair */
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
-
 /* ---- the model ------------------------------------------------------------------------------ */
 static cd_status clf_alloc(cd_ctx *ctx, int32_t in, int32_t h1, int32_t h2, int32_t classes, cd_classifier **out) {
     *out = NULL;
@@ -50,11 +49,16 @@ static cd_status clf_alloc(cd_ctx *ctx, int32_t in, int32_t h1, int32_t h2, int3
         return cd_set_error(ctx, CD_ERR_OOM, "out of memory for the classifier's %zu parameters", np);
     }
     float *p = c->params;
-    c->w1 = p; p += (size_t)h1 * in;
-    c->b1 = p; p += h1;
-    c->w2 = p; p += (size_t)h2 * h1;
-    c->b2 = p; p += h2;
-    c->w3 = p; p += (size_t)classes * h2;
+    c->w1 = p;
+    p += (size_t)h1 * in;
+    c->b1 = p;
+    p += h1;
+    c->w2 = p;
+    p += (size_t)h2 * h1;
+    c->b2 = p;
+    p += h2;
+    c->w3 = p;
+    p += (size_t)classes * h2;
     c->b3 = p;
     *out = c;
     return CD_OK;
@@ -94,18 +98,18 @@ static int32_t argmax(const float *v, int n) {
 
 /* ---- training ------------------------------------------------------------------------------- */
 typedef struct {
-    float *x, *a1, *a2, *lg;   /* [B, in], [B, h1], [B, h2], [B, classes] */
-    float *da1, *da2;          /* [B, h1], [B, h2] (dlogits reuse lg) */
-    float *grad, *m, *v;       /* [n_params] each */
-    uint32_t *perm;            /* [n] */
+    float *x, *a1, *a2, *lg; /* [B, in], [B, h1], [B, h2], [B, classes] */
+    float *da1, *da2;        /* [B, h1], [B, h2] (dlogits reuse lg) */
+    float *grad, *m, *v;     /* [n_params] each */
+    uint32_t *perm;          /* [n] */
 } train_buf;
 
 /* Gradient of the mean cross-entropy of the batch into tb->grad (laid out as c->params); returns
  * the summed loss and adds the number of correct predictions to *correct. */
 static double batch_step(const cd_classifier *c, train_buf *tb, const uint8_t *labels, int B, size_t *correct) {
     const int in = c->in, h1 = c->h1, h2 = c->h2, C = c->classes;
-    float *gw1 = tb->grad, *gb1 = gw1 + (size_t)h1 * in, *gw2 = gb1 + h1, *gb2 = gw2 + (size_t)h2 * h1,
-          *gw3 = gb2 + h2, *gb3 = gw3 + (size_t)C * h2;
+    float *gw1 = tb->grad, *gb1 = gw1 + (size_t)h1 * in, *gw2 = gb1 + h1, *gb2 = gw2 + (size_t)h2 * h1, *gw3 = gb2 + h2,
+          *gb3 = gw3 + (size_t)C * h2;
     forward(c, tb->x, B, tb->a1, tb->a2, tb->lg);
     double loss = 0.0;
     for (int i = 0; i < B; i++) { /* logits -> dlogits = (softmax - onehot) / B, in place */
@@ -147,15 +151,14 @@ cd_status cd_clf_train(cd_ctx *ctx, const cd_dataset *d, const cd_clf_train_para
     *out = NULL;
     if (!d || !p || !d->images || !d->labels || !d->rows || !d->cols)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "classifier: no training data");
-    if (p->h1 < 1 || p->h2 < 1 || p->classes < 2 || p->epochs < 1 || p->batch < 1 || !(p->lr > 0) ||
-        p->h1 > 65536 || p->h2 > 65536 || p->classes > 65536 || p->batch > 65536 ||
-        (uint64_t)d->rows * d->cols > (1u << 24))
+    if (p->h1 < 1 || p->h2 < 1 || p->classes < 2 || p->epochs < 1 || p->batch < 1 || !(p->lr > 0) || p->h1 > 65536 ||
+        p->h2 > 65536 || p->classes > 65536 || p->batch > 65536 || (uint64_t)d->rows * d->cols > (1u << 24))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "classifier: bad parameters (hidden %d/%d, classes %d, epochs %d, batch %d, lr %g)",
                             (int)p->h1, (int)p->h2, (int)p->classes, (int)p->epochs, (int)p->batch, p->lr);
     if (d->n < (uint32_t)p->batch)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "classifier: %u training images, fewer than one batch of %d",
-                            d->n, (int)p->batch);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "classifier: %u training images, fewer than one batch of %d", d->n,
+                            (int)p->batch);
     for (uint32_t i = 0; i < d->n; i++)
         if (d->labels[i] >= p->classes)
             return cd_set_error(ctx, CD_ERR_INVALID_ARG, "classifier: label %u of image %u is not below %d classes",
@@ -230,8 +233,17 @@ cd_status cd_clf_train(cd_ctx *ctx, const cd_dataset *d, const cd_clf_train_para
     }
     cd_blas_threads_pop(prev);
 done:
-    free(tb.x); free(tb.a1); free(tb.a2); free(tb.lg); free(tb.da1); free(tb.da2);
-    free(tb.grad); free(tb.m); free(tb.v); free(tb.perm); free(lab);
+    free(tb.x);
+    free(tb.a1);
+    free(tb.a2);
+    free(tb.lg);
+    free(tb.da1);
+    free(tb.da2);
+    free(tb.grad);
+    free(tb.m);
+    free(tb.v);
+    free(tb.perm);
+    free(lab);
     if (st) {
         cd_clf_free(c);
         return st;
@@ -295,8 +307,7 @@ cd_status cd_clf_accuracy(cd_ctx *ctx, const cd_classifier *c, const cd_dataset 
 /* ---- files ---------------------------------------------------------------------------------- */
 static const char *const k_names[6] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"};
 
-cd_status cd_clf_save(cd_ctx *ctx, const cd_classifier *c, const char *path, const char *const *meta,
-                      size_t n_meta) {
+cd_status cd_clf_save(cd_ctx *ctx, const cd_classifier *c, const char *path, const char *const *meta, size_t n_meta) {
     const float *data[6] = {c->w1, c->b1, c->w2, c->b2, c->w3, c->b3};
     const int64_t rows[6] = {c->h1, c->h1, c->h2, c->h2, c->classes, c->classes};
     const int64_t cols[6] = {c->in, 0, c->h1, 0, c->h2, 0};
@@ -329,8 +340,8 @@ cd_status cd_clf_load(cd_ctx *ctx, const char *path, cd_classifier **out) {
     cd_classifier *c = NULL;
     int cols = 0, rows = 0;
     if (!kind || strcmp(kind, "mlp")) {
-        st = cd_set_error(ctx, CD_ERR_FORMAT, "%s: not a cleardit classifier (no \"cleardit_classifier\": \"mlp\" metadata)",
-                          path);
+        st = cd_set_error(ctx, CD_ERR_FORMAT,
+                          "%s: not a cleardit classifier (no \"cleardit_classifier\": \"mlp\" metadata)", path);
         goto done;
     }
     for (int i = 0; i < 6; i++) {
@@ -352,8 +363,9 @@ cd_status cd_clf_load(cd_ctx *ctx, const char *path, cd_classifier **out) {
         goto done;
     }
     if (!image || sscanf(image, "%dx%d", &cols, &rows) != 2 || cols < 1 || rows < 1 || (int64_t)cols * rows != in) {
-        st = cd_set_error(ctx, CD_ERR_FORMAT, "%s: classifier metadata \"image\" is missing or does not match %lld inputs",
-                          path, (long long)in);
+        st = cd_set_error(ctx, CD_ERR_FORMAT,
+                          "%s: classifier metadata \"image\" is missing or does not match %lld inputs", path,
+                          (long long)in);
         goto done;
     }
     if ((st = clf_alloc(ctx, (int32_t)in, (int32_t)h1, (int32_t)h2, (int32_t)C, &c))) goto done;

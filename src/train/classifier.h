@@ -22,11 +22,11 @@
 
 typedef struct {
     int32_t in, h1, h2, classes;
-    int32_t rows, cols;          /* image size; rows * cols == in */
-    float *w1, *b1;              /* [h1, in], [h1] */
-    float *w2, *b2;              /* [h2, h1], [h2] */
-    float *w3, *b3;              /* [classes, h2], [classes] */
-    float *params;               /* the one block the six tensors live in */
+    int32_t rows, cols; /* image size; rows * cols == in */
+    float *w1, *b1;     /* [h1, in], [h1] */
+    float *w2, *b2;     /* [h2, h1], [h2] */
+    float *w3, *b3;     /* [classes, h2], [classes] */
+    float *params;      /* the one block the six tensors live in */
     size_t n_params;
 } cd_classifier;
 
@@ -34,12 +34,12 @@ typedef struct {
 typedef void (*cd_clf_progress_fn)(void *user, int epoch, int epochs, double loss, double acc, double elapsed_s);
 
 typedef struct {
-    int32_t h1, h2;        /* hidden widths */
-    int32_t classes;       /* outputs; every label must be below it */
+    int32_t h1, h2;  /* hidden widths */
+    int32_t classes; /* outputs; every label must be below it */
     int32_t epochs, batch;
-    double lr;             /* Adam's peak learning rate */
+    double lr; /* Adam's peak learning rate */
     uint64_t seed;
-    cd_clf_progress_fn progress;  /* may be NULL */
+    cd_clf_progress_fn progress; /* may be NULL */
     void *user;
 } cd_clf_train_params;
 
@@ -51,8 +51,7 @@ cd_clf_train_params cd_clf_train_defaults(void);
 cd_status cd_clf_train(cd_ctx *ctx, const cd_dataset *d, const cd_clf_train_params *p, cd_classifier **out);
 
 /* Saves atomically (cd_st_write); meta: n_meta extra (key, value) pairs, may be NULL. */
-cd_status cd_clf_save(cd_ctx *ctx, const cd_classifier *c, const char *path, const char *const *meta,
-                      size_t n_meta);
+cd_status cd_clf_save(cd_ctx *ctx, const cd_classifier *c, const char *path, const char *const *meta, size_t n_meta);
 /* Loads a file written by cd_clf_save. Not a classifier (no "cleardit_classifier" metadata, a
  * missing tensor, a wrong dtype or inconsistent shapes) is CD_ERR_FORMAT with a message naming
  * the file; other errors as cd_st_open. */

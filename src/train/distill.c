@@ -19,7 +19,9 @@ typedef struct {
 } dset;
 
 static void dset_free(dset *d) {
-    free(d->x0); free(d->txt); free(d->pooled);
+    free(d->x0);
+    free(d->txt);
+    free(d->pooled);
     memset(d, 0, sizeof *d);
 }
 
@@ -58,10 +60,11 @@ static cd_status make_set(cd_ctx *ctx, const cd_flux_weights *w, const cd_distil
         for (int64_t i = wi; i < d->n && !s; i += workers) {
             s = cd_noise_normal(wc, seed + (uint64_t)i, 0, LC, lat, 1);
             if (!s) s = cd_latent_pack(wc, lat, zc, lh, lw, x);
-            const float *txt = d->txt + (size_t)i * d->T * c->context_dim, *pooled = d->pooled + (size_t)i * c->pooled_dim;
+            const float *txt = d->txt + (size_t)i * d->T * c->context_dim,
+                        *pooled = d->pooled + (size_t)i * c->pooled_dim;
             for (int k = 0; k < dp->sample_steps && !s; k++) {
-                const cd_flux_run_params in = {x, txt, pooled, ids, tids, sched[k], 3.5f, d->L, d->T, d->gh, d->gw,
-                                                0, 0, NULL, 0.0f, 0.0};
+                const cd_flux_run_params in = {x,    txt,   pooled, ids, tids, sched[k], 3.5f, d->L,
+                                               d->T, d->gh, d->gw,  0,   0,    NULL,     0.0f, 0.0};
                 s = cd_flux_forward(wc, cd_ops_cpu(), w, &in, &a, v, NULL, NULL); /* dense */
                 if (!s) cd_euler_step(x, v, LC, sched[k], sched[k + 1]);
             }
@@ -69,7 +72,11 @@ static cd_status make_set(cd_ctx *ctx, const cd_flux_weights *w, const cd_distil
         }
         wst[wi] = s;
         cd_flux_arena_free(&a);
-        free(x); free(v); free(lat); free(ids); free(tids);
+        free(x);
+        free(v);
+        free(lat);
+        free(ids);
+        free(tids);
         cd_ctx_free(wc);
     }
     for (int wi = 0; wst && wi < workers && !st; wi++)
@@ -114,9 +121,9 @@ static int load_set(cd_ctx *ctx, const char *path, dset *d, const cd_flux_config
 typedef struct {
     const dset *d;
     const cd_flux_weights *teacher;
-    int32_t radius, down;       /* the student's attention (the teacher's is dense) */
+    int32_t radius, down; /* the student's attention (the teacher's is dense) */
     int distill;
-    int layers[64], nl;         /* attention-distilled layers */
+    int layers[64], nl; /* attention-distilled layers */
     uint64_t seed;
     int64_t batch;
 } ds_task;
@@ -148,7 +155,14 @@ static cd_status ds_worker_init(void *task, cd_train_worker *w) {
 static void ds_worker_free(void *task, cd_train_worker *w) {
     ds_scratch *s = w->scratch;
     if (!s) return;
-    free(s->xt); free(s->noise); free(s->n); free(s->vs); free(s->vt); free(s->dout); free(s->ids); free(s->tids);
+    free(s->xt);
+    free(s->noise);
+    free(s->n);
+    free(s->vs);
+    free(s->vt);
+    free(s->dout);
+    free(s->ids);
+    free(s->tids);
     for (int i = 0; i < 64; i++) free(s->dattn[i]);
     free(s);
     w->scratch = NULL;
@@ -173,15 +187,27 @@ static cd_status ds_item(void *task, cd_train_worker *w, const cd_flux_weights *
     if (st) return st;
     const float *x0 = d->x0 + (size_t)idx * LC;
     for (size_t j = 0; j < LC; j++) s->xt[j] = (1.0f - tt) * x0[j] + tt * s->n[j];
-    const cd_flux_run_params in_t = {s->xt, d->txt + (size_t)idx * d->T * c->context_dim,
-                                     d->pooled + (size_t)idx * c->pooled_dim, s->ids, s->tids, tt, 3.5f, d->L, d->T,
-                                     d->gh, d->gw, 0, 0, NULL, 0.0f, 0.0};
+    const cd_flux_run_params in_t = {s->xt,
+                                     d->txt + (size_t)idx * d->T * c->context_dim,
+                                     d->pooled + (size_t)idx * c->pooled_dim,
+                                     s->ids,
+                                     s->tids,
+                                     tt,
+                                     3.5f,
+                                     d->L,
+                                     d->T,
+                                     d->gh,
+                                     d->gw,
+                                     0,
+                                     0,
+                                     NULL,
+                                     0.0f,
+                                     0.0};
     cd_flux_run_params in = in_t;
     in.radius = t->radius;
     in.down = t->down;
     const cd_grad_ops ops = cd_grad_ops_cpu();
-    if (t->distill && (st = cd_flux_grad_forward(w->ctx, &ops, t->teacher, &in_t, &w->work2, s->vt)))
-        return st;
+    if (t->distill && (st = cd_flux_grad_forward(w->ctx, &ops, t->teacher, &in_t, &w->work2, s->vt))) return st;
     if ((st = cd_flux_grad_forward(w->ctx, &ops, weights, &in, &w->work, s->vs))) return st;
     const float inv = 1.0f / (float)(LC * (size_t)t->batch);
     double l_fm = 0, l_out = 0, l_att = 0;
@@ -233,7 +259,8 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
         cd_flux_free(m);
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
                             "distill: %s has no built-in prompt table and pixel size (metadata cleardit_prompts, "
-                            "cleardit_image): it cannot sample its own distillation set", dp->teacher);
+                            "cleardit_image): it cannot sample its own distillation set",
+                            dp->teacher);
     }
     const int nprompts = cd_prompts_count(prompts);
     dset d = {0};
@@ -270,7 +297,7 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
         goto done;
     }
     if ((st = cd_params_copy_from(ctx, &tl, cd_flux_model_weights(m), tbuf))) goto done;
-    cd_params_init(&sl, sbuf, 0); /* sets the spatial weights to 1/d^2 ... */
+    cd_params_init(&sl, sbuf, 0);     /* sets the spatial weights to 1/d^2 ... */
     for (size_t i = 0; i < tl.n; i++) /* ... and everything else is the teacher's */
         memcpy(sbuf + sl.p[i].offset, tbuf + tl.p[i].offset, tl.p[i].numel * sizeof(float));
     if ((st = cd_params_bind(ctx, &tl, tbuf, &tw))) goto done;
@@ -294,12 +321,26 @@ cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_pa
     snprintf(rbuf, sizeof rbuf, "%d", (int)dp->radius);
     snprintf(dbuf, sizeof dbuf, "%d", (int)dp->down);
     const char *meta[] = {"layout", "clear", "radius", rbuf, "down", dbuf, "teacher", dp->teacher};
-    cd_train_task task = {"distill", cfg, dp->down >= 2 ? dp->down : 0, {axes[0], axes[1], axes[2]}, theta, sbuf, 1,
-                          (size_t)(d.T + d.L), 2, ds_worker_init, ds_worker_free, ds_item, &t, meta, 4};
+    cd_train_task task = {"distill",
+                          cfg,
+                          dp->down >= 2 ? dp->down : 0,
+                          {axes[0], axes[1], axes[2]},
+                          theta,
+                          sbuf,
+                          1,
+                          (size_t)(d.T + d.L),
+                          2,
+                          ds_worker_init,
+                          ds_worker_free,
+                          ds_item,
+                          &t,
+                          meta,
+                          4};
     st = cd_train_run(ctx, &task, p);
 done:
     cd_params_unbind(&tw);
-    free(tbuf); free(sbuf);
+    free(tbuf);
+    free(sbuf);
     cd_params_free(&tl);
     cd_params_free(&sl);
     dset_free(&d);

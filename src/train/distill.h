@@ -22,12 +22,12 @@
 #include "train.h"
 
 typedef struct {
-    const char *teacher;        /* model path */
-    const char *cache;          /* self-distillation set file (made when missing) */
-    int64_t samples;            /* size of the set */
-    int32_t sample_steps;       /* the teacher's Euler steps per sample */
+    const char *teacher;  /* model path */
+    const char *cache;    /* self-distillation set file (made when missing) */
+    int64_t samples;      /* size of the set */
+    int32_t sample_steps; /* the teacher's Euler steps per sample */
     int32_t radius, down;
-    int distill_terms;          /* 1: + output and attention distillation (the paper); 0: flow matching only */
+    int distill_terms; /* 1: + output and attention distillation (the paper); 0: flow matching only */
 } cd_distill_params;
 
 cd_status cd_distill(cd_ctx *ctx, const cd_distill_params *dp, const cd_train_params *p);

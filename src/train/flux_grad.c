@@ -14,15 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(expr)                                                                               \
-    do {                                                                                        \
-        cd_status s_ = (expr);                                                                  \
-        if (s_ != CD_OK) return s_;                                                             \
+#define TRY(expr)                   \
+    do {                            \
+        cd_status s_ = (expr);      \
+        if (s_ != CD_OK) return s_; \
     } while (0)
 
-cd_grad_ops cd_grad_ops_cpu(void) {
-    return (cd_grad_ops){cd_ops_cpu(), cd_ops_bwd_cpu(), cd_attention_backward};
-}
+cd_grad_ops cd_grad_ops_cpu(void) { return (cd_grad_ops){cd_ops_cpu(), cd_ops_bwd_cpu(), cd_attention_backward}; }
 
 cd_grad_ops cd_grad_ops_ref(void) {
     return (cd_grad_ops){cd_ops_cpu_ref(), cd_ops_bwd_cpu_ref(), cd_attention_backward_reference};
@@ -37,7 +35,11 @@ static size_t work_layout(const cd_flux_config *c, size_t N, float *base, cd_flu
     const size_t D = (size_t)c->hidden, F = (size_t)c->mlp_hidden, NH = (size_t)c->heads;
     const size_t ND = N * D, HD = (size_t)c->head_dim;
     size_t off = 0;
-#define TAKE(p, n) do { if (base) (p) = base + off; off += a16(n); } while (0)
+#define TAKE(p, n)                  \
+    do {                            \
+        if (base) (p) = base + off; \
+        off += a16(n);              \
+    } while (0)
     float *dummy;
     for (int l = 0; l < c->depth + c->depth_single; l++) {
         cd_flux_tape_layer *y = base ? &t->tape.layer[l] : NULL;
@@ -93,8 +95,7 @@ static size_t work_layout(const cd_flux_config *c, size_t N, float *base, cd_flu
     return off;
 }
 
-cd_status cd_flux_grad_work_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
-                                 cd_flux_grad_work *t) {
+cd_status cd_flux_grad_work_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens, cd_flux_grad_work *t) {
     memset(t, 0, sizeof *t);
     const size_t floats = work_layout(cfg, max_tokens, NULL, t);
     t->tape.layer = calloc((size_t)(cfg->depth + cfg->depth_single) + 1, sizeof *t->tape.layer);
@@ -127,8 +128,8 @@ cd_status cd_flux_grad_forward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flu
 /* ---- backward -------------------------------------------------------------------------------- */
 
 /* dW, db of linear l (gradient struct gl: NULL data = frozen) and optionally dx (overwritten). */
-static cd_status lin_bwd(cd_ctx *ctx, const cd_ops_bwd *b, const cd_lin *l, const cd_lin *gl, const float *x,
-                         size_t n, const float *dy, float *dx) {
+static cd_status lin_bwd(cd_ctx *ctx, const cd_ops_bwd *b, const cd_lin *l, const cd_lin *gl, const float *x, size_t n,
+                         const float *dy, float *dx) {
     return b->linear_bwd(ctx, x, n, (const float *)l->w.data, l->w.in, l->w.out, dy, dx,
                          gl ? (float *)gl->w.data : NULL, gl ? (float *)gl->b : NULL);
 }
@@ -214,8 +215,8 @@ static cd_status embed_bwd(cd_ctx *ctx, const cd_grad_ops *ops, cd_flux_grad_wor
 #define G(p) (g ? (p) : NULL)
 
 cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_weights *w,
-                                const cd_flux_run_params *p, cd_flux_grad_work *t,
-                                const float *dout, const float *const *dattn, cd_flux_weights *g) {
+                                const cd_flux_run_params *p, cd_flux_grad_work *t, const float *dout,
+                                const float *const *dattn, cd_flux_weights *g) {
     const cd_ops *f = ops->f;
     const cd_ops_bwd *b = ops->b;
     const cd_flux_config *c = &w->cfg;
@@ -260,9 +261,10 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         /* attention backward: d o (heads-major) -> dq, dk, dv */
         f->to_heads(ctx, da, N, c->heads, c->head_dim, t->dhead[0], N, 0);
         TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, cd_flux_spatial(w, p, layer), y->o, y->lse, t->dhead[0],
-                          t->dhead[1], t->dhead[2], t->dhead[3], g && g->spatial_weight && p->down >= 2
-                                                        ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
-                                                        : NULL));
+                          t->dhead[1], t->dhead[2], t->dhead[3],
+                          g && g->spatial_weight && p->down >= 2
+                              ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
+                              : NULL));
         float *dxn = t->dxn;
         TRY(lin_bwd(ctx, b, &s->mlp_in, G(&gs->mlp_in), y->xn1, N, dmlp, dxn));
         /* qkv_bwd uses drow[0..2] and dtmp as scratch (both consumed): its d xn goes to dbig */
@@ -289,9 +291,10 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
         /* heads-major d o in dbig [NH, N, HD] (dhead[1..3] receive dq, dk, dv) */
         f->to_heads(ctx, da, N, c->heads, c->head_dim, t->dbig, N, 0);
         TRY(ops->attn_bwd(ctx, &d, y->q, y->k, y->v, cd_flux_spatial(w, p, layer), y->o, y->lse, t->dbig, t->dhead[1],
-                          t->dhead[2], t->dhead[3], g && g->spatial_weight && p->down >= 2
-                                                        ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
-                                                        : NULL));
+                          t->dhead[2], t->dhead[3],
+                          g && g->spatial_weight && p->down >= 2
+                              ? (float *)g->spatial_weight + (size_t)layer * p->down * p->down
+                              : NULL));
         /* per stream: q, k, v projections and LN1 */
         for (int si = 0; si < 2; si++) {
             const cd_flux_stream *s = si ? &db->txt : &db->img;
@@ -301,9 +304,9 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
             float *dms = dm + (si ? 6 * D : 0);
             if (!n) continue;
             float *dxn = t->dbig;
-            TRY(qkv_bwd(ctx, ops, c, t, y, n, r0, N, &s->q, &s->k, &s->v, s->norm_q, s->norm_k,
-                        gs ? &gs->q : NULL, gs ? &gs->k : NULL, gs ? &gs->v : NULL, gs ? gs->norm_q : NULL,
-                        gs ? gs->norm_k : NULL, y->xn1 + r0 * D, dxn));
+            TRY(qkv_bwd(ctx, ops, c, t, y, n, r0, N, &s->q, &s->k, &s->v, s->norm_q, s->norm_k, gs ? &gs->q : NULL,
+                        gs ? &gs->k : NULL, gs ? &gs->v : NULL, gs ? gs->norm_q : NULL, gs ? gs->norm_k : NULL,
+                        y->xn1 + r0 * D, dxn));
             TRY(b->ln_modulate_bwd(ctx, y->x_in + r0 * D, n, (int)D, mod + D, CD_FLUX_LN_EPS, dxn, t->drow[0], dms,
                                    dms + D));
             add_to(dx + r0 * D, t->drow[0], n * D);
@@ -318,8 +321,8 @@ cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_fl
     float *dv = t->dvec2;
     b->silu_bwd(ctx, t->tape.vec, t->dvec, dv, D);
     memcpy(t->dvec, dv, D * sizeof(float)); /* embed_bwd uses drow[0..1] and dvec2 is free again */
-    TRY(embed_bwd(ctx, ops, t, &w->time_in1, &w->time_in2, G(&g->time_in1), G(&g->time_in2), t->tape.temb,
-                  t->tape.t_h, t->dvec));
+    TRY(embed_bwd(ctx, ops, t, &w->time_in1, &w->time_in2, G(&g->time_in1), G(&g->time_in2), t->tape.temb, t->tape.t_h,
+                  t->dvec));
     if (c->guidance)
         TRY(embed_bwd(ctx, ops, t, &w->guid_in1, &w->guid_in2, G(&g->guid_in1), G(&g->guid_in2), t->tape.g_temb,
                       t->tape.g_h, t->dvec));

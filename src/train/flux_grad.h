@@ -11,10 +11,9 @@
 #include "../model/flux.h"
 #include "../ops/ops_bwd.h"
 
-typedef cd_status (*cd_attn_bwd_fn)(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                                    const float *v, const float *spatial_weight, const float *o,
-                                    const float *lse, const float *dout, float *dq, float *dk, float *dv,
-                                    float *dspatial_weight);
+typedef cd_status (*cd_attn_bwd_fn)(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                                    const float *spatial_weight, const float *o, const float *lse, const float *dout,
+                                    float *dq, float *dk, float *dv, float *dspatial_weight);
 
 typedef struct {
     const cd_ops *f;
@@ -29,16 +28,15 @@ cd_grad_ops cd_grad_ops_ref(void);
 /* Everything one training forward + backward needs, for up to max_tokens tokens (host memory):
  * the forward's arena, its tape, and the backward's scratch. */
 typedef struct {
-    cd_flux_arena arena;    /* the forward's scratch */
-    cd_flux_tape tape;      /* what the forward records; the backward reads it */
-    float *block;           /* the tape's buffers and the scratch below (one allocation) */
+    cd_flux_arena arena; /* the forward's scratch */
+    cd_flux_tape tape;   /* what the forward records; the backward reads it */
+    float *block;        /* the tape's buffers and the scratch below (one allocation) */
     size_t bytes;
     /* backward scratch */
     float *dx, *dxn, *dtmp, *drow[3], *dhead[4], *dbig, *dmod, *dvec, *dvec2;
 } cd_flux_grad_work;
 
-cd_status cd_flux_grad_work_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens,
-                                 cd_flux_grad_work *t);
+cd_status cd_flux_grad_work_init(cd_ctx *ctx, const cd_flux_config *cfg, size_t max_tokens, cd_flux_grad_work *t);
 void cd_flux_grad_work_free(cd_flux_grad_work *t);
 
 /* cd_flux_forward with t's arena and tape (out [L, out_channels]). */
@@ -50,7 +48,7 @@ cd_status cd_flux_grad_forward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flu
  * [L, out_channels] and optional per-layer extra gradients dattn[layer] [N, D] on the attention
  * output rows (NULL or NULL entries: none). */
 cd_status cd_flux_grad_backward(cd_ctx *ctx, const cd_grad_ops *ops, const cd_flux_weights *w,
-                                const cd_flux_run_params *p, cd_flux_grad_work *t,
-                                const float *dout, const float *const *dattn, cd_flux_weights *g);
+                                const cd_flux_run_params *p, cd_flux_grad_work *t, const float *dout,
+                                const float *const *dattn, cd_flux_weights *g);
 
 #endif

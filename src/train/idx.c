@@ -91,11 +91,14 @@ cd_status cd_fmnist_load(cd_ctx *ctx, const char *dir, const char *split, cd_dat
         cd_dataset_free(out);
         return cd_set_error(ctx, CD_ERR_NOT_FOUND,
                             "Fashion-MNIST not found (%s); install the Debian package %s "
-                            "(apt-get install %s) or pass its directory", msg, CD_FMNIST_PACKAGE, CD_FMNIST_PACKAGE);
+                            "(apt-get install %s) or pass its directory",
+                            msg, CD_FMNIST_PACKAGE, CD_FMNIST_PACKAGE);
     }
     if (st == CD_OK && (ni != 3 || nl != 1 || di[0] != dl[0]))
-        st = cd_set_error(ctx, CD_ERR_FORMAT, "%s, %s: expected images [n, rows, cols] and labels [n] (got %d and %d "
-                          "dimensions, %u vs %u items)", ip, lp, ni, nl, di[0], nl == 1 ? dl[0] : 0);
+        st = cd_set_error(ctx, CD_ERR_FORMAT,
+                          "%s, %s: expected images [n, rows, cols] and labels [n] (got %d and %d "
+                          "dimensions, %u vs %u items)",
+                          ip, lp, ni, nl, di[0], nl == 1 ? dl[0] : 0);
     for (uint32_t i = 0; st == CD_OK && i < di[0]; i++)
         if (out->labels[i] >= CD_FMNIST_CLASSES)
             st = cd_set_error(ctx, CD_ERR_FORMAT, "%s: label %u of item %u is not a class 0..9", lp, out->labels[i], i);
@@ -116,7 +119,7 @@ void cd_dataset_free(cd_dataset *d) {
 }
 
 static const char *const k_names[CD_FMNIST_CLASSES] = {"t-shirt", "trouser", "pullover", "dress", "coat",
-                                                       "sandal", "shirt", "sneaker", "bag", "ankle boot"};
+                                                       "sandal",  "shirt",   "sneaker",  "bag",   "ankle boot"};
 
 const char *cd_fmnist_class_name(int c) { return c >= 0 && c < CD_FMNIST_CLASSES ? k_names[c] : NULL; }
 

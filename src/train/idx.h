@@ -14,8 +14,8 @@
 #define CD_FMNIST_CLASSES 10
 
 typedef struct {
-    uint8_t *images;   /* [n, rows, cols] */
-    uint8_t *labels;   /* [n] in 0..9 */
+    uint8_t *images; /* [n, rows, cols] */
+    uint8_t *labels; /* [n] in 0..9 */
     uint32_t n, rows, cols;
 } cd_dataset;
 

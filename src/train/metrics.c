@@ -46,8 +46,8 @@ cd_status cd_ssim_u8(cd_ctx *ctx, const uint8_t *a, const uint8_t *b, int32_t w,
     const int R = CD_SSIM_RADIUS, win = 2 * R + 1;
     *out = NAN;
     if (w < win || h < win)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "SSIM needs images of at least %dx%d pixels (got %dx%d)", win,
-                            win, (int)w, (int)h);
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "SSIM needs images of at least %dx%d pixels (got %dx%d)", win, win,
+                            (int)w, (int)h);
     const size_t n = (size_t)w * (size_t)h;
     /* in: a, b, a*a, b*b, a*b; out: their filtered maps; one temporary */
     double *buf = malloc(11 * n * sizeof(double));

@@ -31,8 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CD_PSNR_CAP 100.0   /* dB: the value a set's statistics use for identical pairs */
-#define CD_SSIM_RADIUS 5    /* the Gaussian window's radius (11 taps) and the border cropped */
+#define CD_PSNR_CAP 100.0 /* dB: the value a set's statistics use for identical pairs */
+#define CD_SSIM_RADIUS 5  /* the Gaussian window's radius (11 taps) and the border cropped */
 
 /* PSNR (dB) of n 8-bit samples b against a, MAX = 255; +INFINITY when a == b. */
 double cd_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n);
@@ -44,9 +44,9 @@ cd_status cd_ssim_u8(cd_ctx *ctx, const uint8_t *a, const uint8_t *b, int32_t w,
 
 /* Statistics of a set of values, each first clamped to at most `cap` (cap = INFINITY: none). */
 typedef struct {
-    double mean, std;     /* std: population (ddof = 0, numpy's default) */
-    double min, max;      /* after the clamp */
-    size_t n, n_capped;   /* values, and how many were above the cap (e.g. identical images) */
+    double mean, std;   /* std: population (ddof = 0, numpy's default) */
+    double min, max;    /* after the clamp */
+    size_t n, n_capped; /* values, and how many were above the cap (e.g. identical images) */
 } cd_metric_stat;
 
 void cd_metric_stats(const double *v, size_t n, double cap, cd_metric_stat *s);

@@ -36,15 +36,15 @@ static int nthreads(int threads) {
 /* The per-call f32 scalars (optim.h: computed in double as Python does, then rounded). */
 typedef struct {
     float gscale;
-    float decay;   /* f32(1 - lr * wd) */
-    int decayed;   /* weight_decay != 0 */
-    float w1;      /* f32(1 - beta1): lerp weight */
-    int w1_small;  /* |w1| < 0.5: torch's lerp form fma(w, end - self, self) */
-    float b2;      /* f32(beta2) */
-    float w2;      /* f32(1 - beta2) */
-    float bc2s;    /* f32(pow(1 - beta2^t, 0.5)) */
+    float decay;  /* f32(1 - lr * wd) */
+    int decayed;  /* weight_decay != 0 */
+    float w1;     /* f32(1 - beta1): lerp weight */
+    int w1_small; /* |w1| < 0.5: torch's lerp form fma(w, end - self, self) */
+    float b2;     /* f32(beta2) */
+    float w2;     /* f32(1 - beta2) */
+    float bc2s;   /* f32(pow(1 - beta2^t, 0.5)) */
     float eps;
-    float nstep;   /* f32(-(lr / (1 - beta1^t))) */
+    float nstep; /* f32(-(lr / (1 - beta1^t))) */
 } adamw_k;
 
 static adamw_k adamw_coefs(const cd_adamw_cfg *c, int64_t step, float gscale) {
@@ -59,15 +59,15 @@ static adamw_k adamw_coefs(const cd_adamw_cfg *c, int64_t step, float gscale) {
     k.w1_small = fabsf(k.w1) < 0.5f;
     k.b2 = (float)c->beta2;
     k.w2 = (float)(1.0 - c->beta2);
-    k.bc2s = (float)pow(bc2, 0.5);   /* Python's bias_correction2 ** 0.5 */
+    k.bc2s = (float)pow(bc2, 0.5); /* Python's bias_correction2 ** 0.5 */
     k.eps = (float)c->eps;
     k.nstep = (float)-step_size;
     return k;
 }
 
 /* Elements [i0, i1) in scalar C (also the tail of the SIMD kernel). */
-static void adamw_scalar(const adamw_k *k, float *restrict p, const float *restrict g,
-                         float *restrict m, float *restrict v, size_t i0, size_t i1) {
+static void adamw_scalar(const adamw_k *k, float *restrict p, const float *restrict g, float *restrict m,
+                         float *restrict v, size_t i0, size_t i1) {
     const float w1m1 = k->w1 - 1.0f;
     for (size_t i = i0; i < i1; i++) {
         const float gi = g[i] * k->gscale;
@@ -84,9 +84,8 @@ static void adamw_scalar(const adamw_k *k, float *restrict p, const float *restr
 }
 
 #ifdef OPTIM_X86
-__attribute__((target("avx2,fma")))
-static void adamw_avx2(const adamw_k *k, float *restrict p, const float *restrict g,
-                       float *restrict m, float *restrict v, size_t i0, size_t i1) {
+__attribute__((target("avx2,fma"))) static void adamw_avx2(const adamw_k *k, float *restrict p, const float *restrict g,
+                                                           float *restrict m, float *restrict v, size_t i0, size_t i1) {
     const __m256 gs = _mm256_set1_ps(k->gscale), dc = _mm256_set1_ps(k->decay);
     const __m256 w = _mm256_set1_ps(k->w1_small ? k->w1 : k->w1 - 1.0f);
     const __m256 b2 = _mm256_set1_ps(k->b2), w2 = _mm256_set1_ps(k->w2);
@@ -100,8 +99,7 @@ static void adamw_avx2(const adamw_k *k, float *restrict p, const float *restric
         const __m256 m0 = _mm256_loadu_ps(m + i);
         const __m256 d = _mm256_sub_ps(gi, m0);
         const __m256 mi = _mm256_fmadd_ps(w, d, k->w1_small ? m0 : gi);
-        const __m256 vi = _mm256_fmadd_ps(_mm256_mul_ps(w2, gi), gi,
-                                          _mm256_mul_ps(_mm256_loadu_ps(v + i), b2));
+        const __m256 vi = _mm256_fmadd_ps(_mm256_mul_ps(w2, gi), gi, _mm256_mul_ps(_mm256_loadu_ps(v + i), b2));
         const __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc), eps);
         _mm256_storeu_ps(p + i, _mm256_add_ps(pi, _mm256_div_ps(_mm256_mul_ps(ns, mi), den)));
         _mm256_storeu_ps(m + i, mi);
@@ -110,19 +108,17 @@ static void adamw_avx2(const adamw_k *k, float *restrict p, const float *restric
     adamw_scalar(k, p, g, m, v, i, i1);
 }
 
-static int have_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+static int have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #endif
 
-#define ADAMW_CHUNK ((size_t)1 << 14)   /* elements per parallel work item */
+#define ADAMW_CHUNK ((size_t)1 << 14) /* elements per parallel work item */
 
-void cd_adamw_step(const cd_adamw_cfg *c, int64_t step, float *p, const float *g, float gscale,
-                   float *m, float *v, size_t n, int threads) {
+void cd_adamw_step(const cd_adamw_cfg *c, int64_t step, float *p, const float *g, float gscale, float *m, float *v,
+                   size_t n, int threads) {
     if (n == 0) return;
     const adamw_k k = adamw_coefs(c, step, gscale);
-    void (*kern)(const adamw_k *, float *restrict, const float *restrict, float *restrict,
-                 float *restrict, size_t, size_t) = adamw_scalar;
+    void (*kern)(const adamw_k *, float *restrict, const float *restrict, float *restrict, float *restrict, size_t,
+                 size_t) = adamw_scalar;
 #ifdef OPTIM_X86
     if (have_avx2()) kern = adamw_avx2;
 #endif
@@ -136,8 +132,8 @@ void cd_adamw_step(const cd_adamw_cfg *c, int64_t step, float *p, const float *g
     }
 }
 
-void cd_adamw_step_scalar(const cd_adamw_cfg *c, int64_t step, float *p, const float *g,
-                          float gscale, float *m, float *v, size_t n) {
+void cd_adamw_step_scalar(const cd_adamw_cfg *c, int64_t step, float *p, const float *g, float gscale, float *m,
+                          float *v, size_t n) {
     if (n == 0) return;
     const adamw_k k = adamw_coefs(c, step, gscale);
     adamw_scalar(&k, p, g, m, v, 0, n);
@@ -191,7 +187,7 @@ double cd_grad_norm(const float *const *g, const size_t *n, size_t count, int th
         free(part);
         return sqrt(s);
     }
-    free(part);   /* one thread (or no memory for the block sums): the same order, serially */
+    free(part); /* one thread (or no memory for the block sums): the same order, serially */
     double s = 0.0;
     for (size_t r = 0; r < count; r++)
         for (size_t i0 = 0; i0 < n[r]; i0 += CD_NORM_BLOCK) {
@@ -203,9 +199,9 @@ double cd_grad_norm(const float *const *g, const size_t *n, size_t count, int th
 
 float cd_clip_coef(double norm, float max_norm) {
     if (!(max_norm > 0.0f)) return 1.0f;
-    const float denom = (float)norm + 1e-6f;   /* total_norm + 1e-6 (f32 tensor + scalar) */
+    const float denom = (float)norm + 1e-6f; /* total_norm + 1e-6 (f32 tensor + scalar) */
     const float coef = (1.0f / denom) * max_norm;
-    return coef > 1.0f ? 1.0f : coef;           /* clamp(max=1.0); NaN stays NaN */
+    return coef > 1.0f ? 1.0f : coef; /* clamp(max=1.0); NaN stays NaN */
 }
 
 /* ---- EMA ---------------------------------------------------------------------------------- */
@@ -215,8 +211,7 @@ void cd_ema_update(float *e, const float *p, size_t n, float decay, int threads)
     const float omd = 1.0f - decay;
     const int nt = nthreads(threads);
     (void)nt;
-#pragma omp parallel for simd num_threads(nt) schedule(static) \
-    if (parallel : n >= ADAMW_CHUNK && nt > 1)
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (parallel : n >= ADAMW_CHUNK && nt > 1)
     for (size_t i = 0; i < n; i++) {
         const float a = decay * e[i], b = omd * p[i];
         e[i] = a + b;

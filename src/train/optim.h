@@ -43,12 +43,12 @@ typedef struct {
 /* One AdamW step (above) on n floats: p, m (exp_avg), v (exp_avg_sq) updated in place, both
  * moments zero before step 1; g is read only, scaled by gscale first (1 = no clipping). step >= 1
  * is the number of this step (torch's state["step"] after its increment). */
-void cd_adamw_step(const cd_adamw_cfg *c, int64_t step, float *p, const float *g, float gscale,
-                   float *m, float *v, size_t n, int threads);
+void cd_adamw_step(const cd_adamw_cfg *c, int64_t step, float *p, const float *g, float gscale, float *m, float *v,
+                   size_t n, int threads);
 /* The same on one thread without SIMD (the portable reference; bit-identical by construction,
  * exposed for the test that checks it). */
-void cd_adamw_step_scalar(const cd_adamw_cfg *c, int64_t step, float *p, const float *g,
-                          float gscale, float *m, float *v, size_t n);
+void cd_adamw_step_scalar(const cd_adamw_cfg *c, int64_t step, float *p, const float *g, float gscale, float *m,
+                          float *v, size_t n);
 
 /* Global L2 norm of `count` gradient ranges g[i][0 .. n[i]) (sqrt of the sum of squares). Each
  * range is cut into blocks of CD_NORM_BLOCK floats; a block's squares are summed in double by

@@ -12,9 +12,9 @@ typedef enum { W_LIST, W_BIND, W_COPY } walk_mode;
 
 typedef struct {
     walk_mode mode;
-    cd_param_list *l;           /* W_LIST: appended to (l->p may be NULL: count only) */
-    const cd_param_list *cl;    /* W_BIND / W_COPY: the finished list */
-    size_t i;                   /* next param index */
+    cd_param_list *l;        /* W_LIST: appended to (l->p may be NULL: count only) */
+    const cd_param_list *cl; /* W_BIND / W_COPY: the finished list */
+    size_t i;                /* next param index */
     float *buf;
     const cd_flux_weights *src; /* W_COPY */
     cd_ctx *ctx;
@@ -23,8 +23,7 @@ typedef struct {
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static void add(walker *k, const char *name, cd_param_kind kind, int ndim, const int64_t *shape, int clear,
-                int pack) {
+static void add(walker *k, const char *name, cd_param_kind kind, int ndim, const int64_t *shape, int clear, int pack) {
     if (k->mode != W_LIST) return;
     cd_param_list *l = k->l;
     if (l->p) {
@@ -81,8 +80,10 @@ static void linear(walker *k, const char *base, cd_lin *lin, int32_t out, int32_
         lin->b = b;
     } else {
         copy_in(k, w, lin->w.data, lin->w.dtype, nw);
-        if (lin->b) memcpy(b, lin->b, (size_t)out * sizeof(float));
-        else memset(b, 0, (size_t)out * sizeof(float));
+        if (lin->b)
+            memcpy(b, lin->b, (size_t)out * sizeof(float));
+        else
+            memset(b, 0, (size_t)out * sizeof(float));
     }
 }
 
@@ -93,8 +94,10 @@ static void norm(walker *k, const char *name, const float **ptr, int32_t hd) {
         return;
     }
     float *p = next(k);
-    if (k->mode == W_BIND) *ptr = p;
-    else copy_in(k, p, *ptr, CD_DTYPE_F32, (size_t)hd);
+    if (k->mode == W_BIND)
+        *ptr = p;
+    else
+        copy_in(k, p, *ptr, CD_DTYPE_F32, (size_t)hd);
 }
 
 /* The source linears of W_COPY are read through the same walk on a writable copy of the source
@@ -175,8 +178,10 @@ static void walk(walker *k, cd_flux_weights *w) {
         if (k->mode == W_LIST && k->l->p) k->l->total = align16(k->l->total);
         float *first = NULL;
         for (int l = 0; l < layers; l++) {
-            if (l < c->depth) snprintf(b, sizeof b, "transformer_blocks.%d.attn.processor.spatial_weight", l);
-            else snprintf(b, sizeof b, "single_transformer_blocks.%d.attn.processor.spatial_weight", l - c->depth);
+            if (l < c->depth)
+                snprintf(b, sizeof b, "transformer_blocks.%d.attn.processor.spatial_weight", l);
+            else
+                snprintf(b, sizeof b, "single_transformer_blocks.%d.attn.processor.spatial_weight", l - c->depth);
             const int64_t s[7] = {1, 1, 1, d, 1, d, 1};
             if (k->mode == W_LIST) {
                 add(k, b, CD_PARAM_SPATIAL, 7, s, 1, 1);
@@ -187,7 +192,8 @@ static void walk(walker *k, cd_flux_weights *w) {
             if (k->mode == W_COPY) {
                 if (!w->spatial_weight || w->spatial_down != d) {
                     if (!k->err)
-                        k->err = cd_set_error(k->ctx, CD_ERR_INVALID_ARG, "params: the source has no spatial weights of side %d", d);
+                        k->err = cd_set_error(k->ctx, CD_ERR_INVALID_ARG,
+                                              "params: the source has no spatial weights of side %d", d);
                 } else {
                     memcpy(p, w->spatial_weight + (size_t)l * d * d, (size_t)d * d * sizeof(float));
                 }
@@ -280,23 +286,22 @@ void cd_params_init(const cd_param_list *l, float *buf, uint64_t seed) {
         const cd_param *p = &l->p[i];
         float *x = buf + p->offset;
         switch (p->kind) {
-        case CD_PARAM_LINEAR_W: {
-            if (is_zero_init(p->name)) break;
-            const double a = sqrt(6.0 / (double)(p->shape[0] + p->shape[1]));
-            for (size_t j = 0; j < p->numel; j++) {
-                const double u = (double)(cd_mix64(seed ^ cd_mix64(i * 0x9E3779B97F4A7C15ull + j)) >> 11) * 0x1p-53;
-                x[j] = (float)(a * (2.0 * u - 1.0));
+            case CD_PARAM_LINEAR_W: {
+                if (is_zero_init(p->name)) break;
+                const double a = sqrt(6.0 / (double)(p->shape[0] + p->shape[1]));
+                for (size_t j = 0; j < p->numel; j++) {
+                    const double u = (double)(cd_mix64(seed ^ cd_mix64(i * 0x9E3779B97F4A7C15ull + j)) >> 11) * 0x1p-53;
+                    x[j] = (float)(a * (2.0 * u - 1.0));
+                }
+                break;
             }
-            break;
-        }
-        case CD_PARAM_NORM:
-            for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f;
-            break;
-        case CD_PARAM_SPATIAL:
-            for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f / (float)p->numel;
-            break;
-        case CD_PARAM_BIAS:
-            break;
+            case CD_PARAM_NORM:
+                for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f;
+                break;
+            case CD_PARAM_SPATIAL:
+                for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f / (float)p->numel;
+                break;
+            case CD_PARAM_BIAS: break;
         }
     }
 }

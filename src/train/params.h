@@ -15,10 +15,10 @@
 #define CD_PARAM_NAME_MAX 96
 
 typedef enum {
-    CD_PARAM_LINEAR_W,  /* [out, in] */
-    CD_PARAM_BIAS,      /* [out] */
-    CD_PARAM_NORM,      /* [HD] RMSNorm scale */
-    CD_PARAM_SPATIAL,   /* [1, 1, 1, d, 1, d, 1] CLEAR spatial_weight (diffusers/reference shape) */
+    CD_PARAM_LINEAR_W, /* [out, in] */
+    CD_PARAM_BIAS,     /* [out] */
+    CD_PARAM_NORM,     /* [HD] RMSNorm scale */
+    CD_PARAM_SPATIAL,  /* [1, 1, 1, d, 1, d, 1] CLEAR spatial_weight (diffusers/reference shape) */
 } cd_param_kind;
 
 typedef struct {
@@ -26,16 +26,16 @@ typedef struct {
     cd_param_kind kind;
     int32_t ndim;
     int64_t shape[7];
-    size_t offset, numel;   /* in floats, into the buffer */
-    int clear;              /* 1: trained by CLEAR distillation (docs/distillation.md) */
+    size_t offset, numel; /* in floats, into the buffer */
+    int clear;            /* 1: trained by CLEAR distillation (docs/distillation.md) */
 } cd_param;
 
 typedef struct {
     cd_flux_config cfg;
-    int32_t down;           /* spatial_weight side (0 = none) */
+    int32_t down; /* spatial_weight side (0 = none) */
     cd_param *p;
     size_t n;
-    size_t total;           /* floats */
+    size_t total; /* floats */
 } cd_param_list;
 
 /* The list for cfg (with `down` >= 2: one spatial_weight per attention layer, after the rest).

@@ -18,7 +18,7 @@ static double now_s(void) {
 
 typedef struct {
     cd_param_list pl;
-    float *p, *m, *v, *ema;  /* [total] each */
+    float *p, *m, *v, *ema;   /* [total] each */
     unsigned char *trainable; /* [n params] */
 } train_state;
 
@@ -36,11 +36,14 @@ static cd_status save(cd_ctx *ctx, const char *path, const train_state *s, const
     const cd_param_list *pl = &s->pl;
     const int groups = model_only ? 1 : 4;
     cd_st_out *o = calloc(pl->n * (size_t)groups, sizeof *o);
-    char (*names)[CD_PARAM_NAME_MAX + 8] = calloc(pl->n * (size_t)groups, sizeof *names);
+    char(*names)[CD_PARAM_NAME_MAX + 8] = calloc(pl->n * (size_t)groups, sizeof *names);
     uint16_t *bf = model_only && p->out_bf16 ? malloc(pl->total * sizeof(uint16_t)) : NULL;
     const char **meta = calloc(24 + task->n_meta, sizeof *meta);
     if (!o || !names || !meta || (model_only && p->out_bf16 && !bf)) {
-        free(o); free(names); free(bf); free(meta);
+        free(o);
+        free(names);
+        free(bf);
+        free(meta);
         return cd_set_error(ctx, CD_ERR_OOM, "train: out of memory saving %s", path);
     }
     static const char *const pre[4] = {"", "ema.", "adam_m.", "adam_v."};
@@ -86,7 +89,10 @@ static cd_status save(cd_ctx *ctx, const char *path, const train_state *s, const
     }
 #undef M
     cd_status r = cd_st_write(ctx, path, o, n, meta, nm);
-    free(o); free(names); free(bf); free(meta);
+    free(o);
+    free(names);
+    free(bf);
+    free(meta);
     return r;
 }
 
@@ -164,8 +170,8 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
     }
     size_t n_train = 0;
     for (size_t i = 0; i < s.pl.n; i++) {
-        s.trainable[i] = (!task->clear_only || s.pl.p[i].clear) &&
-                         !(p->freeze && cd_name_matches(p->freeze, s.pl.p[i].name));
+        s.trainable[i] =
+            (!task->clear_only || s.pl.p[i].clear) && !(p->freeze && cd_name_matches(p->freeze, s.pl.p[i].name));
         n_train += s.trainable[i] ? s.pl.p[i].numel : 0;
     }
     if (!n_train) {
@@ -176,8 +182,10 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
     if (p->resume) {
         if ((st = load_state(ctx, p->state, &s, task, p, &step0))) goto done;
     } else {
-        if (task->init) memcpy(s.p, task->init, total * sizeof(float));
-        else cd_params_init(&s.pl, s.p, p->seed);
+        if (task->init)
+            memcpy(s.p, task->init, total * sizeof(float));
+        else
+            cd_params_init(&s.pl, s.p, p->seed);
         memcpy(s.ema, s.p, total * sizeof(float));
     }
     if ((st = cd_params_bind(ctx, &s.pl, s.p, &w))) goto done;
@@ -240,7 +248,8 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
         }
         cd_ema_update(s.ema, s.p, total, step <= p->warmup ? 0.0f : p->ema_decay, threads);
         if (!isfinite(loss)) {
-            st = cd_set_error(ctx, CD_ERR_INVALID_ARG, "train: the loss diverged at step %lld (lower --lr)", (long long)step);
+            st = cd_set_error(ctx, CD_ERR_INVALID_ARG, "train: the loss diverged at step %lld (lower --lr)",
+                              (long long)step);
             goto done;
         }
         const double el = now_s() - t0;
@@ -268,7 +277,12 @@ done:
     }
     free(wk);
     cd_params_unbind(&w);
-    free(s.p); free(s.m); free(s.v); free(s.ema); free(s.trainable); free(gsum);
+    free(s.p);
+    free(s.m);
+    free(s.v);
+    free(s.ema);
+    free(s.trainable);
+    free(gsum);
     cd_params_free(&s.pl);
     return st;
 }

@@ -17,44 +17,44 @@
 #include "flux_grad.h"
 #include "params.h"
 
-typedef void (*cd_train_progress_fn)(void *user, int64_t step, int64_t steps, double loss, double grad_norm,
-                                     double lr, double elapsed_s);
+typedef void (*cd_train_progress_fn)(void *user, int64_t step, int64_t steps, double loss, double grad_norm, double lr,
+                                     double elapsed_s);
 
 /* What every worker owns; the task's per-worker scratch hangs off `scratch`. */
 typedef struct {
-    cd_ctx *ctx;               /* single-threaded */
-    cd_flux_grad_work work;    /* the forward's arena, tape and the backward's scratch */
-    cd_flux_grad_work work2;   /* a second set for tasks that run two models (teacher + student) */
-    float *grad;               /* [params total] */
-    cd_flux_weights g;         /* bound to grad */
+    cd_ctx *ctx;             /* single-threaded */
+    cd_flux_grad_work work;  /* the forward's arena, tape and the backward's scratch */
+    cd_flux_grad_work work2; /* a second set for tasks that run two models (teacher + student) */
+    float *grad;             /* [params total] */
+    cd_flux_weights g;       /* bound to grad */
     void *scratch;
     cd_status st;
     double loss;
 } cd_train_worker;
 
 typedef struct {
-    const char *name;                   /* for messages and the state file ("fmnist", "distill") */
+    const char *name; /* for messages and the state file ("fmnist", "distill") */
     cd_flux_config cfg;
-    int32_t down;                       /* spatial weights of the trained model (0 = none) */
+    int32_t down; /* spatial weights of the trained model (0 = none) */
     int rope_axes[3];
     double rope_theta;
-    const float *init;                  /* initial parameters laid out by cd_params_list (NULL: cd_params_init) */
-    int clear_only;                     /* train only the CLEAR subset (docs/distillation.md); others frozen */
-    size_t tokens;                      /* the tapes' size */
-    int tapes;                          /* 1 or 2 */
+    const float *init; /* initial parameters laid out by cd_params_list (NULL: cd_params_init) */
+    int clear_only;    /* train only the CLEAR subset (docs/distillation.md); others frozen */
+    size_t tokens;     /* the tapes' size */
+    int tapes;         /* 1 or 2 */
     /* per worker: allocate / free the task's scratch */
     cd_status (*worker_init)(void *task, cd_train_worker *w);
     void (*worker_free)(void *task, cd_train_worker *w);
     /* accumulate into w->g the gradient of (1 / batch) * loss(item) and add loss(item) to w->loss */
     cd_status (*item)(void *task, cd_train_worker *w, const cd_flux_weights *weights, int64_t step, int64_t item);
     void *task;
-    const char *const *meta;            /* extra metadata for the model file (pairs), e.g. prompts */
+    const char *const *meta; /* extra metadata for the model file (pairs), e.g. prompts */
     size_t n_meta;
 } cd_train_task;
 
 typedef struct {
-    const char *out;            /* final model: EMA weights (task->clear_only: the CLEAR subset only) */
-    const char *state;          /* training state, written every save_every steps and at the end */
+    const char *out;   /* final model: EMA weights (task->clear_only: the CLEAR subset only) */
+    const char *state; /* training state, written every save_every steps and at the end */
     int resume;
     int64_t steps, batch, save_every, warmup;
     uint64_t seed;
@@ -62,9 +62,9 @@ typedef struct {
     float clip, ema_decay;
     int workers;
     int out_bf16;
-    const char *freeze;         /* comma-separated fnmatch globs of parameter names kept frozen (NULL: none) */
-    const char *log_path;       /* optional CSV: step,loss,grad_norm,lr,seconds (appended on resume) */
-    int64_t kill_after;         /* tests: SIGKILL the process right after this step (0 = never) */
+    const char *freeze;   /* comma-separated fnmatch globs of parameter names kept frozen (NULL: none) */
+    const char *log_path; /* optional CSV: step,loss,grad_norm,lr,seconds (appended on resume) */
+    int64_t kill_after;   /* tests: SIGKILL the process right after this step (0 = never) */
     cd_train_progress_fn progress;
     void *user;
 } cd_train_params;
@@ -77,7 +77,7 @@ cd_status cd_train_run(cd_ctx *ctx, const cd_train_task *task, const cd_train_pa
  * 10 classes (the prompt table of idx.h); no guidance embedding (schnell-like). Loss: rectified
  * flow, t ~ logit-normal(0, 1) (SD3 / FLUX training), x_t = (1 - t) x0 + t n, target n - x0. */
 typedef struct {
-    const char *data_dir;       /* NULL = Debian's dataset-fashion-mnist directory */
+    const char *data_dir; /* NULL = Debian's dataset-fashion-mnist directory */
     int32_t hidden, heads, depth, depth_single;
 } cd_fmnist_params;
 

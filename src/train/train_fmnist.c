@@ -25,8 +25,17 @@ void cd_train_rope_axes(int32_t hd, int axes[3]) {
 }
 
 cd_flux_config cd_train_fmnist_config(int32_t hidden, int32_t heads, int32_t depth, int32_t depth_single) {
-    return (cd_flux_config){hidden, heads, heads ? hidden / heads : 0, depth, depth_single, CH, CH,
-                            CD_FMNIST_CLASSES, CD_FMNIST_CLASSES, 4 * hidden, 0};
+    return (cd_flux_config){hidden,
+                            heads,
+                            heads ? hidden / heads : 0,
+                            depth,
+                            depth_single,
+                            CH,
+                            CH,
+                            CD_FMNIST_CLASSES,
+                            CD_FMNIST_CLASSES,
+                            4 * hidden,
+                            0};
 }
 
 void cd_fmnist_condition(int c, float *txt, float *pooled) {
@@ -86,8 +95,8 @@ static cd_status fm_item(void *task, cd_train_worker *w, const cd_flux_weights *
     cd_latent_pack(NULL, s->noise, 1, IMG, IMG, s->n);
     for (int j = 0; j < TOKENS * CH; j++) s->xt[j] = (1.0f - t) * s->x0[j] + t * s->n[j];
     cd_fmnist_condition(ft->ds->labels[idx], s->txt, s->pooled);
-    const cd_flux_run_params in = {s->xt, s->txt, s->pooled, s->ids, s->tids, t, 0.0f, TOKENS, TXT, GRID, GRID,
-                                   0, 0, NULL, 0.0f, 0.0};
+    const cd_flux_run_params in = {s->xt, s->txt, s->pooled, s->ids, s->tids, t,    0.0f, TOKENS,
+                                   TXT,   GRID,   GRID,      0,      0,       NULL, 0.0f, 0.0};
     const cd_grad_ops ops = cd_grad_ops_cpu();
     cd_status st = cd_flux_grad_forward(w->ctx, &ops, weights, &in, &w->work, s->out);
     if (st) return st;
@@ -105,9 +114,10 @@ static cd_status fm_item(void *task, cd_train_worker *w, const cd_flux_weights *
 cd_status cd_train_fmnist(cd_ctx *ctx, const cd_fmnist_params *fp, const cd_train_params *p) {
     if (fp->hidden < 8 || fp->heads < 1 || fp->hidden % fp->heads || (fp->hidden / fp->heads) % 2 ||
         fp->hidden / fp->heads < 8 || fp->depth < 0 || fp->depth_single < 0 || fp->depth + fp->depth_single < 1)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "train: bad model shape (hidden %d, heads %d: head_dim must be even and >= 8; blocks %d + %d)",
-                            fp->hidden, fp->heads, fp->depth, fp->depth_single);
+        return cd_set_error(
+            ctx, CD_ERR_INVALID_ARG,
+            "train: bad model shape (hidden %d, heads %d: head_dim must be even and >= 8; blocks %d + %d)", fp->hidden,
+            fp->heads, fp->depth, fp->depth_single);
     cd_dataset ds;
     cd_status st = cd_fmnist_load(ctx, fp->data_dir, "train", &ds);
     if (st) return st;
@@ -122,9 +132,21 @@ cd_status cd_train_fmnist(cd_ctx *ctx, const cd_fmnist_params *fp, const cd_trai
     }
     const char *meta[] = {"cleardit_task", "fmnist-pixel", "cleardit_prompts", prompts, "cleardit_image", "28x28x1"};
     fm_task ft = {&ds, p->seed, p->batch};
-    cd_train_task task = {"fmnist", cd_train_fmnist_config(fp->hidden, fp->heads, fp->depth, fp->depth_single), 0,
-                          {0, 0, 0}, 10000.0, NULL, 0, TOKENS + TXT, 1, fm_worker_init, fm_worker_free, fm_item, &ft,
-                          meta, 3};
+    cd_train_task task = {"fmnist",
+                          cd_train_fmnist_config(fp->hidden, fp->heads, fp->depth, fp->depth_single),
+                          0,
+                          {0, 0, 0},
+                          10000.0,
+                          NULL,
+                          0,
+                          TOKENS + TXT,
+                          1,
+                          fm_worker_init,
+                          fm_worker_free,
+                          fm_item,
+                          &ft,
+                          meta,
+                          3};
     cd_train_rope_axes(task.cfg.head_dim, task.rope_axes);
     st = cd_train_run(ctx, &task, p);
     cd_dataset_free(&ds);

@@ -10,16 +10,16 @@
 
 const char *cd_status_str(cd_status s) {
     switch (s) {
-    case CD_OK: return "ok";
-    case CD_ERR_INVALID_ARG: return "invalid argument";
-    case CD_ERR_SHAPE: return "shape mismatch";
-    case CD_ERR_OOM: return "out of memory";
-    case CD_ERR_IO: return "I/O error";
-    case CD_ERR_FORMAT: return "malformed file";
-    case CD_ERR_NOT_FOUND: return "not found";
-    case CD_ERR_UNSUPPORTED: return "unsupported";
-    case CD_ERR_INTERNAL: return "internal error";
-    case CD_ERR_CANCELLED: return "cancelled";
+        case CD_OK: return "ok";
+        case CD_ERR_INVALID_ARG: return "invalid argument";
+        case CD_ERR_SHAPE: return "shape mismatch";
+        case CD_ERR_OOM: return "out of memory";
+        case CD_ERR_IO: return "I/O error";
+        case CD_ERR_FORMAT: return "malformed file";
+        case CD_ERR_NOT_FOUND: return "not found";
+        case CD_ERR_UNSUPPORTED: return "unsupported";
+        case CD_ERR_INTERNAL: return "internal error";
+        case CD_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }
@@ -36,11 +36,11 @@ cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...) {
 
 const char *cd_isa_name(cd_isa isa) {
     switch (isa) {
-    case CD_ISA_AUTO: return "auto";
-    case CD_ISA_GENERIC: return "generic";
-    case CD_ISA_AVX2: return "avx2";
-    case CD_ISA_AVX512: return "avx512";
-    default: return "?";
+        case CD_ISA_AUTO: return "auto";
+        case CD_ISA_GENERIC: return "generic";
+        case CD_ISA_AVX2: return "avx2";
+        case CD_ISA_AVX512: return "avx512";
+        default: return "?";
     }
 }
 
@@ -58,11 +58,11 @@ static int cpu_has_bf16(void) {
 static int hw_supports(cd_isa isa) {
     __builtin_cpu_init();
     switch (isa) {
-    case CD_ISA_AUTO:
-    case CD_ISA_GENERIC: return 1;
-    case CD_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case CD_ISA_AVX512: return cpu_has_avx512() && __builtin_cpu_supports("fma");
-    default: return 0;
+        case CD_ISA_AUTO:
+        case CD_ISA_GENERIC: return 1;
+        case CD_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case CD_ISA_AVX512: return cpu_has_avx512() && __builtin_cpu_supports("fma");
+        default: return 0;
     }
 }
 
@@ -78,10 +78,14 @@ static int env_cap(cd_isa *cap, int *bf16) {
     *cap = CD_ISA_AVX512;
     *bf16 = 1;
     if (!e || !*e || !strcmp(e, "auto")) return 0;
-    if (!strcmp(e, "generic")) *cap = CD_ISA_GENERIC, *bf16 = 0;
-    else if (!strcmp(e, "avx2")) *cap = CD_ISA_AVX2, *bf16 = 0;
-    else if (!strcmp(e, "avx512")) *bf16 = 0;
-    else if (strcmp(e, "avx512bf16")) return -1;
+    if (!strcmp(e, "generic"))
+        *cap = CD_ISA_GENERIC, *bf16 = 0;
+    else if (!strcmp(e, "avx2"))
+        *cap = CD_ISA_AVX2, *bf16 = 0;
+    else if (!strcmp(e, "avx512"))
+        *bf16 = 0;
+    else if (strcmp(e, "avx512bf16"))
+        return -1;
     if (!hw_supports(*cap) || (*bf16 && !cpu_has_bf16())) return -2;
     return 0;
 }
@@ -90,9 +94,9 @@ const char *cd_isa_env_error(void) {
     cd_isa cap;
     int bf16;
     switch (env_cap(&cap, &bf16)) {
-    case -1: return "CLEARDIT_ISA must be one of auto, generic, avx2, avx512, avx512bf16";
-    case -2: return "CLEARDIT_ISA names an instruction set this CPU does not have";
-    default: return NULL;
+        case -1: return "CLEARDIT_ISA must be one of auto, generic, avx2, avx512, avx512bf16";
+        case -2: return "CLEARDIT_ISA names an instruction set this CPU does not have";
+        default: return NULL;
     }
 }
 
@@ -126,7 +130,7 @@ cd_status cd_ctx_create(const cd_ctx_params *p, cd_ctx **out) {
     if (!c) return CD_ERR_OOM;
     if (d.isa == CD_ISA_AUTO)
         d.isa = cd_isa_supported(CD_ISA_AVX512) ? CD_ISA_AVX512
-              : cd_isa_supported(CD_ISA_AVX2)   ? CD_ISA_AVX2
+                : cd_isa_supported(CD_ISA_AVX2) ? CD_ISA_AVX2
                                                 : CD_ISA_GENERIC;
     c->isa = d.isa;
     c->has_bf16 = bf16_usable(d.isa);

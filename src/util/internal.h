@@ -14,15 +14,15 @@ extern "C" {
 #endif
 
 struct cd_ctx {
-    int threads;          /* resolved thread count (>= 1) */
-    cd_isa isa;           /* resolved ISA (never AUTO) */
-    int has_bf16;         /* AVX512_BF16 usable on this machine */
-    char err[512];        /* last error message */
-    int profile;          /* 1: ops accumulate their wall time in prof[] */
+    int threads;   /* resolved thread count (>= 1) */
+    cd_isa isa;    /* resolved ISA (never AUTO) */
+    int has_bf16;  /* AVX512_BF16 usable on this machine */
+    char err[512]; /* last error message */
+    int profile;   /* 1: ops accumulate their wall time in prof[] */
     double prof[CD_PROF_COUNT];
-    float *work;          /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
-    size_t work_cap;      /* floats */
-    void *dev_state;      /* the opened device backend's state (CUDA: struct cd_cuda), or NULL */
+    float *work;                         /* grow-only scratch for ops (e.g. bf16 weight tiles); see cd_ctx_work */
+    size_t work_cap;                     /* floats */
+    void *dev_state;                     /* the opened device backend's state (CUDA: struct cd_cuda), or NULL */
     void (*release_device)(cd_ctx *ctx); /* set by a backend that keeps state in ctx; cd_ctx_free calls it */
 };
 
@@ -35,14 +35,15 @@ int cd_blas_threads_push(const cd_ctx *ctx);
 void cd_blas_threads_pop(int prev);
 
 /* Records a printf-style error message in ctx (ctx may be NULL) and returns `s`. */
-cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+cd_status cd_set_error(cd_ctx *ctx, cd_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Monotonic seconds, for profiling. */
 double cd_now(void);
 #define CD_PROF_BEGIN(ctx) const double cd_prof_t0_ = (ctx)->profile ? cd_now() : 0.0
-#define CD_PROF_END(ctx, cls) \
-    do { if ((ctx)->profile) (ctx)->prof[cls] += cd_now() - cd_prof_t0_; } while (0)
+#define CD_PROF_END(ctx, cls)                                           \
+    do {                                                                \
+        if ((ctx)->profile) (ctx)->prof[cls] += cd_now() - cd_prof_t0_; \
+    } while (0)
 
 /* bf16 <-> f32. bf16 is the upper half of an IEEE f32; conversion to bf16 rounds to nearest even
  * and keeps NaN a NaN. */
@@ -73,9 +74,7 @@ static inline uint64_t cd_mix64(uint64_t x) {
 
 /* Overflow-checked size_t product; returns 0 on overflow (callers treat 0 as an error where the
  * true product is non-zero). */
-static inline int cd_mul_ok(size_t a, size_t b, size_t *out) {
-    return !__builtin_mul_overflow(a, b, out);
-}
+static inline int cd_mul_ok(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
 #ifdef __cplusplus
 }

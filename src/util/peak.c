@@ -20,7 +20,7 @@ static double now_s(void) {
 
 double cd_measure_fma_peak(cd_ctx *ctx, double seconds) {
     double (*loop)(int64_t) = ctx->isa == CD_ISA_AVX512 ? cd_fma_loop_avx512
-                            : ctx->isa == CD_ISA_AVX2   ? cd_fma_loop_avx2
+                              : ctx->isa == CD_ISA_AVX2 ? cd_fma_loop_avx2
                                                         : cd_fma_loop_generic;
     /* calibrate the iteration count on one thread, then run all threads at once */
     int64_t iters = 1 << 16;

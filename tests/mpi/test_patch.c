@@ -22,15 +22,16 @@
 static int g_pass, g_fail, g_rank;
 
 #undef EXPECT /* test.h's (for its helpers); this program counts across ranks itself */
-#define EXPECT(cond, ...)                                                                        \
-    do {                                                                                         \
-        if (cond) g_pass++;                                                                      \
-        else {                                                                                   \
-            g_fail++;                                                                            \
-            fprintf(stderr, "FAIL (rank %d) %s:%d: ", g_rank, __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-        }                                                                                        \
+#define EXPECT(cond, ...)                                                          \
+    do {                                                                           \
+        if (cond)                                                                  \
+            g_pass++;                                                              \
+        else {                                                                     \
+            g_fail++;                                                              \
+            fprintf(stderr, "FAIL (rank %d) %s:%d: ", g_rank, __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                                          \
+            fputc('\n', stderr);                                                   \
+        }                                                                          \
     } while (0)
 
 /* One case: reference (single process) vs patch-parallel (exact and approx). */
@@ -52,8 +53,8 @@ static void run_case(cd_ctx *ctx, cd_comm *comm, const patch_shape *c) {
     cd_status s = cd_flux_run(ctx, pp.m, &pp.p, par);
     EXPECT(s == CD_OK, "%dx%d T=%d r=%d down=%d exact: %s", c->H, c->W, c->T, c->radius, c->down, cd_ctx_error(ctx));
     const double e = test_rel_l2(par, ref, n);
-    EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d exact: relative L2 %.3g > 1e-5", c->H, c->W,
-           c->T, c->radius, c->down, e);
+    EXPECT(s == CD_OK && e <= 1e-5, "%dx%d T=%d r=%d down=%d exact: relative L2 %.3g > 1e-5", c->H, c->W, c->T,
+           c->radius, c->down, e);
     if (c->T > 0) {
         EXPECT(cd_flux_set_parallel(ctx, pp.m, comm, CD_TEXT_APPROX) == CD_OK, "set_parallel approx");
         s = cd_flux_run(ctx, pp.m, &pp.p, par);
@@ -66,9 +67,10 @@ static void run_case(cd_ctx *ctx, cd_comm *comm, const patch_shape *c) {
         mse /= (double)n;
         EXPECT(s == CD_OK && ea <= 0.5, "%dx%d T=%d r=%d approx: relative L2 %.3g", c->H, c->W, c->T, c->radius, ea);
         if (g_rank == 0 && cd_comm_size(comm) > 1)
-            printf("approx text attention, %dx%d T=%d r=%d down=%d, %d ranks: relative L2 %.3g, PSNR %.1f dB vs exact\n",
-                   c->H, c->W, c->T, c->radius, c->down, cd_comm_size(comm), ea,
-                   mse > 0 ? 10 * log10(peak * peak / mse) : INFINITY);
+            printf(
+                "approx text attention, %dx%d T=%d r=%d down=%d, %d ranks: relative L2 %.3g, PSNR %.1f dB vs exact\n",
+                c->H, c->W, c->T, c->radius, c->down, cd_comm_size(comm), ea,
+                mse > 0 ? 10 * log10(peak * peak / mse) : INFINITY);
     }
 done:
     patch_problem_free(&pp);
@@ -93,14 +95,17 @@ static void run_faults(cd_ctx *ctx, cd_comm *comm) {
         goto done;
     }
     /* a different radius on the last rank: every rank must refuse, naming the mismatch */
-    cd_flux_run_params p = {img, txt, pooled, ids, tids, 0.5f, 0, L, T, H, W, g_rank == P - 1 && P > 1 ? 3 : 2, 0, NULL, 0, 0};
+    cd_flux_run_params p = {img, txt,  pooled, ids, tids, 0.5f, 0, L, T, H, W, g_rank == P - 1 && P > 1 ? 3 : 2,
+                            0,   NULL, 0,      0};
     cd_status s = cd_flux_run(ctx, m, &p, out);
-    if (P > 1) EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), "differ"), "mismatch: %d %s", s, cd_ctx_error(ctx));
+    if (P > 1)
+        EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), "differ"), "mismatch: %d %s", s, cd_ctx_error(ctx));
     p.radius = 0; /* dense: refused */
     EXPECT(cd_flux_run(ctx, m, &p, out) == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), "CLEAR"),
            "dense accepted: %s", cd_ctx_error(ctx));
     p.radius = 2; /* more ranks than rows */
-    p.grid_h = 1; p.grid_w = L;
+    p.grid_h = 1;
+    p.grid_w = L;
     if (P > 1)
         EXPECT(cd_flux_run(ctx, m, &p, out) == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), "rows"),
                "1-row image on %d ranks: %s", P, cd_ctx_error(ctx));
@@ -118,7 +123,12 @@ static void run_faults(cd_ctx *ctx, cd_comm *comm) {
     }
 done:
     cd_flux_free(m);
-    free(img); free(txt); free(pooled); free(ids); free(tids); free(out);
+    free(img);
+    free(txt);
+    free(pooled);
+    free(ids);
+    free(tids);
+    free(out);
 }
 
 int main(int argc, char **argv) {
@@ -131,8 +141,8 @@ int main(int argc, char **argv) {
     }
     g_rank = cd_comm_rank(comm);
     static const patch_shape cases[] = {
-        {13, 7, 5, 2, 0},  {13, 7, 5, 3, 0},  {11, 9, 0, 4, 0}, {16, 6, 4, 1, 0},
-        {9, 8, 6, 100, 0}, {12, 8, 4, 3, 2},  {16, 8, 0, 5, 4}, {17, 5, 7, 6, 0},
+        {13, 7, 5, 2, 0},  {13, 7, 5, 3, 0}, {11, 9, 0, 4, 0}, {16, 6, 4, 1, 0},
+        {9, 8, 6, 100, 0}, {12, 8, 4, 3, 2}, {16, 8, 0, 5, 4}, {17, 5, 7, 6, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ctx, comm, &cases[i]);
     run_faults(ctx, comm);
@@ -143,7 +153,8 @@ int main(int argc, char **argv) {
         int same = 1;
         for (int i = 0; i < 128; i++) same &= id[i] == (unsigned char)(i * 7 + 1);
         EXPECT(same, "bcast: rank %d got other bytes", g_rank);
-        EXPECT(cd_comm_bcast(ctx, comm, id, 1, cd_comm_size(comm), "bad root") != CD_OK, "bcast from a rank past the last");
+        EXPECT(cd_comm_bcast(ctx, comm, id, 1, cd_comm_size(comm), "bad root") != CD_OK,
+               "bcast from a rank past the last");
     }
     { /* the single-process communicator beside MPI: a local run of one rank's whole image */
         cd_comm *one = NULL;

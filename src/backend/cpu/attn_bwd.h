@@ -17,15 +17,14 @@
 #include "../../ops/attn.h"
 
 /* Plain loops, double accumulation: the oracle (attn_bwd_ref.c). */
-cd_status cd_attn_bwd_reference_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                    const float *k, const float *v, const float *sw,
-                                    const float *o, const float *lse, const float *dout,
-                                    float *dq, float *dk, float *dv, float *dsw);
+cd_status cd_attn_bwd_reference_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                                    const float *sw, const float *o, const float *lse, const float *dout, float *dq,
+                                    float *dk, float *dv, float *dsw);
 
 /* OpenMP + SIMD (attn_bwd_cpu.c). */
-cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                              const float *v, const float *sw, const float *o, const float *lse,
-                              const float *dout, float *dq, float *dk, float *dv, float *dsw);
+cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                              const float *sw, const float *o, const float *lse, const float *dout, float *dq,
+                              float *dk, float *dv, float *dsw);
 
 /* Floats of ctx work area cd_attn_bwd_cpu_run takes for d with `threads` threads (a trainer may
  * reserve it up front with cd_ctx_work so that the backward never allocates). */

@@ -64,23 +64,23 @@ typedef struct {
     const float *x1, *x2; /* [n, HD] pass 1: k, v rows; pass 2: q, dout rows */
     const float *rl, *rd; /* [n] pass 2: lse2 and D of the query rows; pass 1: NULL */
     int32_t n;
-    int32_t masked;       /* disc run: lane (ti, tj) sees column c iff |c - tj| <= hw[ti] */
-    int32_t off;          /* column of the first row minus the tile's first column */
-    int32_t row;          /* pieces: first row inside the chunk */
-    int32_t hw[BW_TR];    /* disc half-width per tile row at this run's grid row (-1: none) */
+    int32_t masked;    /* disc run: lane (ti, tj) sees column c iff |c - tj| <= hw[ti] */
+    int32_t off;       /* column of the first row minus the tile's first column */
+    int32_t row;       /* pieces: first row inside the chunk */
+    int32_t hw[BW_TR]; /* disc half-width per tile row at this run's grid row (-1: none) */
 } bseg;
 
 typedef struct {
-    int32_t pass;             /* 1: dq (lanes = queries); 2: dk, dv (lanes = keys) */
+    int32_t pass; /* 1: dq (lanes = queries); 2: dk, dv (lanes = keys) */
     int32_t hd;
     int32_t rows, nrows, ncols; /* lanes: rows x (16/rows) tile (nrows x ncols valid), or rows = 1:
                                    ncols consecutive tokens (up to 16 * BW_G) */
-    int64_t rs;               /* tokens between tile rows (grid width) */
-    const float *a1, *a2;     /* lane 0's rows: pass 1 q, dout; pass 2 k, v (same strides) */
-    const float *la, *lb;     /* pass 1: lse2 and D of lane 0's token; pass 2: NULL */
-    float s1;                 /* a1 multiplier: scale * log2(e) */
-    float s_out;              /* o1 multiplier: scale */
-    float *o1, *o2;           /* lane 0's outputs: pass 1 dq; pass 2 dk, dv */
+    int64_t rs;                 /* tokens between tile rows (grid width) */
+    const float *a1, *a2;       /* lane 0's rows: pass 1 q, dout; pass 2 k, v (same strides) */
+    const float *la, *lb;       /* pass 1: lse2 and D of lane 0's token; pass 2: NULL */
+    float s1;                   /* a1 multiplier: scale * log2(e) */
+    float s_out;                /* o1 multiplier: scale */
+    float *o1, *o2;             /* lane 0's outputs: pass 1 dq; pass 2 dk, dv */
     const bseg *segs;
     int32_t nseg;
 } bjob;
@@ -103,9 +103,18 @@ INLINE void dot_tile(const float *X, int HD, const vf *AT, vf *OUT, const int J)
 INLINE void dot_rows(const float *X, int HD, int n, const vf *AT, vf *OUT, const int JR) {
     int j = 0;
     for (; j + JR <= n; j += JR) dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, JR);
-    if (JR > 8 && n - j >= 8) { dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 8); j += 8; }
-    if (JR > 4 && n - j >= 4) { dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 4); j += 4; }
-    if (JR > 2 && n - j >= 2) { dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 2); j += 2; }
+    if (JR > 8 && n - j >= 8) {
+        dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 8);
+        j += 8;
+    }
+    if (JR > 4 && n - j >= 4) {
+        dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 4);
+        j += 4;
+    }
+    if (JR > 2 && n - j >= 2) {
+        dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 2);
+        j += 2;
+    }
     for (; j < n; j++) dot_tile(X + (size_t)j * HD, HD, AT, OUT + j, 1);
 }
 
@@ -127,9 +136,18 @@ INLINE void acc_tile(const float *X, int HD, int n, const vf *P, vf *ACC, const 
 INLINE void acc_rows(const float *X, int HD, int n, const vf *P, vf *ACC, const int R) {
     int d = 0;
     for (; d + R <= HD; d += R) acc_tile(X + d, HD, n, P, ACC + d, R);
-    if (R > 8 && HD - d >= 8) { acc_tile(X + d, HD, n, P, ACC + d, 8); d += 8; }
-    if (R > 4 && HD - d >= 4) { acc_tile(X + d, HD, n, P, ACC + d, 4); d += 4; }
-    if (R > 2 && HD - d >= 2) { acc_tile(X + d, HD, n, P, ACC + d, 2); d += 2; }
+    if (R > 8 && HD - d >= 8) {
+        acc_tile(X + d, HD, n, P, ACC + d, 8);
+        d += 8;
+    }
+    if (R > 4 && HD - d >= 4) {
+        acc_tile(X + d, HD, n, P, ACC + d, 4);
+        d += 4;
+    }
+    if (R > 2 && HD - d >= 2) {
+        acc_tile(X + d, HD, n, P, ACC + d, 2);
+        d += 2;
+    }
     for (; d < HD; d++) acc_tile(X + d, HD, n, P, ACC + d, 1);
 }
 
@@ -156,9 +174,8 @@ typedef struct {
 } strip_st;
 
 /* One chunk of `rows` streamed rows (X1, X2 contiguous; RL, RD pass 2) for one strip. */
-INLINE void strip_chunk(int pass, int HD, const float *X1, const float *X2, const float *RL,
-                        const float *RD, int rows, const bseg *pc, int np, int bcols,
-                        strip_st *st, vf *S, vf *DP, const int JR) {
+INLINE void strip_chunk(int pass, int HD, const float *X1, const float *X2, const float *RL, const float *RD, int rows,
+                        const bseg *pc, int np, int bcols, strip_st *st, vf *S, vf *DP, const int JR) {
     dot_rows(X1, HD, rows, st->A1T, S, JR);
     dot_rows(X2, HD, rows, st->A2T, DP, JR);
     for (int p = 0; p < np; p++)
@@ -166,7 +183,7 @@ INLINE void strip_chunk(int pass, int HD, const float *X1, const float *X2, cons
     if (pass == 1) {
         const vf off = st->bias - st->lse2, D = st->D;
         for (int j = 0; j < rows; j++) S[j] = vexp2(S[j] + off) * (DP[j] - D);
-        acc_rows(X1, HD, rows, S, st->ACC1, JR);      /* dQT += K^T dS */
+        acc_rows(X1, HD, rows, S, st->ACC1, JR); /* dQT += K^T dS */
     } else {
         const vf bias = st->bias;
         for (int j = 0; j < rows; j++) {
@@ -174,16 +191,16 @@ INLINE void strip_chunk(int pass, int HD, const float *X1, const float *X2, cons
             DP[j] = p * (DP[j] - RD[j]);
             S[j] = p;
         }
-        acc_rows(X1, HD, rows, DP, st->ACC1, JR);     /* dKT += Q^T dS */
-        acc_rows(X2, HD, rows, S, st->ACC2, JR);      /* dVT += dO^T P */
+        acc_rows(X1, HD, rows, DP, st->ACC1, JR); /* dKT += Q^T dS */
+        acc_rows(X2, HD, rows, S, st->ACC2, JR);  /* dVT += dO^T P */
     }
 }
 
 static size_t strip_scratch_floats(int hd) {
     /* A1T, A2T, ACC1, ACC2 [BW_G][HD][16]; S, DP [KC][16]; X1b, X2b [KC][HD]; RL, RD [KC];
      * pieces [KC] (64 bytes = 16 floats each) */
-    return (size_t)4 * BW_G * hd * BW_L + (size_t)2 * BW_KC * BW_L + (size_t)2 * BW_KC * hd +
-           (size_t)2 * BW_KC + (size_t)BW_KC * 16;
+    return (size_t)4 * BW_G * hd * BW_L + (size_t)2 * BW_KC * BW_L + (size_t)2 * BW_KC * hd + (size_t)2 * BW_KC +
+           (size_t)BW_KC * 16;
 }
 _Static_assert(sizeof(bseg) <= 64, "strip_scratch_floats reserves 64 bytes per piece");
 
@@ -197,10 +214,9 @@ INLINE void run_job(const bjob *jb, float *scr, const int HD, const int JR) {
     float *X1b = (float *)(DP + BW_KC), *X2b = X1b + (size_t)BW_KC * HD;
     float *RLb = X2b + (size_t)BW_KC * HD, *RDb = RLb + BW_KC;
     bseg *pc = (bseg *)(RDb + BW_KC);
-#define LANE_TOK(g, i) (jb->rows == 1 ? (size_t)(g) * BW_L + (size_t)(i) \
-                        : (size_t)((i) / bcols) * (size_t)jb->rs + (size_t)((i) % bcols))
-#define LANE_OK(g, i) (jb->rows == 1 ? (g) * BW_L + (i) < jb->ncols \
-                       : (i) / bcols < jb->nrows && (i) % bcols < jb->ncols)
+#define LANE_TOK(g, i) \
+    (jb->rows == 1 ? (size_t)(g)*BW_L + (size_t)(i) : (size_t)((i) / bcols) * (size_t)jb->rs + (size_t)((i) % bcols))
+#define LANE_OK(g, i) (jb->rows == 1 ? (g)*BW_L + (i) < jb->ncols : (i) / bcols < jb->nrows && (i) % bcols < jb->ncols)
 
     strip_st st[BW_G];
     for (int g = 0; g < G; g++) {
@@ -255,10 +271,12 @@ INLINE void run_job(const bjob *jb, float *scr, const int HD, const int JR) {
                         memcpy(RDb + pc[p].row, pc[p].rd, sizeof(float) * (size_t)pc[p].n);
                     }
                 }
-                X1 = X1b; X2 = X2b; RL = RLb; RD = RDb;
+                X1 = X1b;
+                X2 = X2b;
+                RL = RLb;
+                RD = RDb;
             }
-            for (int g = 0; g < G; g++)
-                strip_chunk(pass, HD, X1, X2, RL, RD, rows, pc, np, bcols, &st[g], S, DP, JR);
+            for (int g = 0; g < G; g++) strip_chunk(pass, HD, X1, X2, RL, RD, rows, pc, np, bcols, &st[g], S, DP, JR);
             np = rows = 0;
         }
     }
@@ -285,37 +303,36 @@ INLINE void run_job(const bjob *jb, float *scr, const int HD, const int JR) {
  * head_dim lets the compiler unroll the d loops. */
 typedef void (*bjob_fn)(const bjob *jb, float *scr);
 
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
-static void job_avx512(const bjob *jb, float *scr) {
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))) static void job_avx512(const bjob *jb,
+                                                                                              float *scr) {
     switch (jb->hd) {
-    case 128: run_job(jb, scr, 128, 16); break;
-    case 64: run_job(jb, scr, 64, 16); break;
-    default: run_job(jb, scr, jb->hd, 16); break;
+        case 128: run_job(jb, scr, 128, 16); break;
+        case 64: run_job(jb, scr, 64, 16); break;
+        default: run_job(jb, scr, jb->hd, 16); break;
     }
 }
 
-__attribute__((target("avx2,fma")))
-static void job_avx2(const bjob *jb, float *scr) {
+__attribute__((target("avx2,fma"))) static void job_avx2(const bjob *jb, float *scr) {
     switch (jb->hd) {
-    case 128: run_job(jb, scr, 128, 6); break;
-    case 64: run_job(jb, scr, 64, 6); break;
-    default: run_job(jb, scr, jb->hd, 6); break;
+        case 128: run_job(jb, scr, 128, 6); break;
+        case 64: run_job(jb, scr, 64, 6); break;
+        default: run_job(jb, scr, jb->hd, 6); break;
     }
 }
 
 static void job_generic(const bjob *jb, float *scr) {
     switch (jb->hd) {
-    case 128: run_job(jb, scr, 128, 2); break;
-    case 64: run_job(jb, scr, 64, 2); break;
-    default: run_job(jb, scr, jb->hd, 2); break;
+        case 128: run_job(jb, scr, 128, 2); break;
+        case 64: run_job(jb, scr, 64, 2); break;
+        default: run_job(jb, scr, jb->hd, 2); break;
     }
 }
 
 static bjob_fn pick_kernel(const cd_ctx *ctx) {
     switch (ctx->isa) {
-    case CD_ISA_AVX512: return job_avx512;
-    case CD_ISA_AVX2: return job_avx2;
-    default: return job_generic;
+        case CD_ISA_AVX512: return job_avx512;
+        case CD_ISA_AVX2: return job_avx2;
+        default: return job_generic;
     }
 }
 
@@ -346,8 +363,7 @@ typedef struct {
 /* Disc runs seen by the lanes of the tile at grid rows ty0.. (nrows), columns tx0.. (ncols): one
  * run per grid row within reach of the other side (key rows in pass 1, query rows in pass 2; the
  * disc is symmetric). Returns the new segment count. */
-static int disc_segs(bseg *sg, int nseg, const bsrc *src, const geom *gm, int ty0, int nrows,
-                     int tx0, int ncols) {
+static int disc_segs(bseg *sg, int nseg, const bsrc *src, const geom *gm, int ty0, int nrows, int tx0, int ncols) {
     const int T = gm->T, H = gm->H, W = gm->W, r = gm->r;
     const int y0 = ty0 - (r - 1) > 0 ? ty0 - (r - 1) : 0;
     const int y1 = ty0 + nrows - 1 + (r - 1) < H ? ty0 + nrows - 1 + (r - 1) : H - 1;
@@ -371,8 +387,8 @@ static int disc_segs(bseg *sg, int nseg, const bsrc *src, const geom *gm, int ty
 }
 
 typedef struct {
-    size_t scr;   /* floats of one thread's strip block (64-byte multiple) */
-    size_t NP;    /* pooled tokens per head */
+    size_t scr; /* floats of one thread's strip block (64-byte multiple) */
+    size_t NP;  /* pooled tokens per head */
     size_t maxseg;
     size_t total; /* floats in all */
 } bwd_sizes;
@@ -398,13 +414,11 @@ static bwd_sizes sizes_of(const cd_attn_desc *d, int threads) {
     return z;
 }
 
-size_t cd_attn_bwd_cpu_scratch_floats(const cd_attn_desc *d, int threads) {
-    return sizes_of(d, threads).total;
-}
+size_t cd_attn_bwd_cpu_scratch_floats(const cd_attn_desc *d, int threads) { return sizes_of(d, threads).total; }
 
-cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                              const float *v, const float *sw, const float *o, const float *lse,
-                              const float *dout, float *dq, float *dk, float *dv, float *dsw) {
+cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                              const float *sw, const float *o, const float *lse, const float *dout, float *dq,
+                              float *dk, float *dv, float *dsw) {
     const int HD = d->head_dim, T = d->text_len, H = d->grid_h, W = d->grid_w, NH = d->heads;
     const size_t N = cd_attn_tokens(d);
     const int clear = d->radius > 0, pooled = cd_attn_pooled(d);
@@ -419,13 +433,13 @@ cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q
 
     float *block = cd_ctx_work(ctx, z.total);
     if (!block) return CD_ERR_OOM;
-    float *scratch = block;                                   /* [threads][scr] */
-    float *lse2 = scratch + z.scr * threads;                  /* [NH][N] lse * log2(e) */
-    float *Dd = lse2 + (size_t)NH * N;                        /* [NH][N] dout . o */
-    float *pk = lse2 + ((2 * (size_t)NH * N + 15) & ~(size_t)15); /* [NH][NP][HD] pooled k' */
-    float *pv = pk + (size_t)NH * NP * HDs;                   /* pooled v' */
-    float *dpk = pv + (size_t)NH * NP * HDs;                  /* dk' of the pooled keys */
-    float *dpv = dpk + (size_t)NH * NP * HDs;                 /* dv' */
+    float *scratch = block;                                                          /* [threads][scr] */
+    float *lse2 = scratch + z.scr * threads;                                         /* [NH][N] lse * log2(e) */
+    float *Dd = lse2 + (size_t)NH * N;                                               /* [NH][N] dout . o */
+    float *pk = lse2 + ((2 * (size_t)NH * N + 15) & ~(size_t)15);                    /* [NH][NP][HD] pooled k' */
+    float *pv = pk + (size_t)NH * NP * HDs;                                          /* pooled v' */
+    float *dpk = pv + (size_t)NH * NP * HDs;                                         /* dk' of the pooled keys */
+    float *dpv = dpk + (size_t)NH * NP * HDs;                                        /* dv' */
     double *dwp = (double *)(pk + ((4 * (size_t)NH * NP * HDs + 15) & ~(size_t)15)); /* [NH][DF*DF] */
     bseg *segs = (bseg *)((float *)dwp + ((2 * (size_t)NH * (pooled ? DF * DF : 0) + 15) & ~(size_t)15));
     int *hwt = (int *)((float *)segs + (z.maxseg * threads * sizeof(bseg) + 63) / 64 * 16);
@@ -467,7 +481,7 @@ cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q
     /* work items per head: pass 1 (query strips) then pass 2 (key strips) */
     const size_t QB = (size_t)BW_L * BW_G;
     const size_t ntext = clear ? ((size_t)T + QB - 1) / QB : (N + QB - 1) / QB; /* rows==1 items */
-    const size_t ntile = clear ? ((size_t)H + BW_TR - 1) / BW_TR : 0;          /* rows of tiles */
+    const size_t ntile = clear ? ((size_t)H + BW_TR - 1) / BW_TR : 0;           /* rows of tiles */
     const size_t npool = (NP + QB - 1) / QB;
     const size_t n1 = ntext + ntile, n2 = ntext + ntile + npool, per_head = n1 + n2;
     const size_t items = per_head * (size_t)NH;
@@ -488,8 +502,8 @@ cd_status cd_attn_bwd_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q
             const size_t s = pass == 1 ? s0 : s0 - n1;
             const size_t hb = h * N * HDs; /* head base of [NH, N, HD] tensors */
             /* streamed side: pass 1 keys/values (+ pooled), pass 2 queries/dout/lse2/D */
-            const bsrc src = pass == 1 ? (bsrc){k + hb, v + hb, NULL, NULL}
-                                       : (bsrc){q + hb, dout + hb, lse2 + h * N, Dd + h * N};
+            const bsrc src =
+                pass == 1 ? (bsrc){k + hb, v + hb, NULL, NULL} : (bsrc){q + hb, dout + hb, lse2 + h * N, Dd + h * N};
             const float *a1 = pass == 1 ? q + hb : k + hb, *a2 = pass == 1 ? dout + hb : v + hb;
             float *o1 = pass == 1 ? dq + hb : dk + hb, *o2 = pass == 1 ? NULL : dv + hb;
             bjob jb;

@@ -17,10 +17,9 @@ static int allowed(const cd_attn_desc *d, int64_t i, int64_t j) {
     return dy * dy + dx * dx < r * r;
 }
 
-cd_status cd_attn_bwd_reference_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                    const float *k, const float *v, const float *sw,
-                                    const float *o, const float *lse, const float *dout,
-                                    float *dq, float *dk, float *dv, float *dsw) {
+cd_status cd_attn_bwd_reference_run(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                                    const float *sw, const float *o, const float *lse, const float *dout, float *dq,
+                                    float *dk, float *dv, float *dsw) {
     const int64_t T = d->text_len, HD = d->head_dim, W = d->grid_w;
     const int64_t N = (int64_t)cd_attn_tokens(d);
     const int pooled = cd_attn_pooled(d);
@@ -31,12 +30,17 @@ cd_status cd_attn_bwd_reference_run(cd_ctx *ctx, const cd_attn_desc *d, const fl
 
     double *pk = malloc(sizeof(double) * (size_t)(NP * HD + 1)); /* [NP, HD] pooled k', v' */
     double *pv = malloc(sizeof(double) * (size_t)(NP * HD + 1));
-    double *gk = malloc(sizeof(double) * nk * (size_t)HD);        /* [N + NP, HD] sum_i dS_ij q_i */
-    double *gv = malloc(sizeof(double) * nk * (size_t)HD);        /* [N + NP, HD] sum_i P_ij dout_i */
-    double *gq = malloc(sizeof(double) * (size_t)HD);             /* [HD] sum_j dS_ij k'_j */
-    double *dw = calloc((size_t)(DF * DF), sizeof(double));       /* [DF, DF] */
+    double *gk = malloc(sizeof(double) * nk * (size_t)HD);  /* [N + NP, HD] sum_i dS_ij q_i */
+    double *gv = malloc(sizeof(double) * nk * (size_t)HD);  /* [N + NP, HD] sum_i P_ij dout_i */
+    double *gq = malloc(sizeof(double) * (size_t)HD);       /* [HD] sum_j dS_ij k'_j */
+    double *dw = calloc((size_t)(DF * DF), sizeof(double)); /* [DF, DF] */
     if (!pk || !pv || !gk || !gv || !gq || !dw) {
-        free(pk); free(pv); free(gk); free(gv); free(gq); free(dw);
+        free(pk);
+        free(pv);
+        free(gk);
+        free(gv);
+        free(gq);
+        free(dw);
         return cd_set_error(ctx, CD_ERR_OOM, "attention backward reference: out of memory");
     }
     for (int64_t h = 0; h < d->heads; h++) {
@@ -103,6 +107,11 @@ cd_status cd_attn_bwd_reference_run(cd_ctx *ctx, const cd_attn_desc *d, const fl
     }
     if (pooled)
         for (int64_t t = 0; t < DF * DF; t++) dsw[t] += (float)dw[t];
-    free(pk); free(pv); free(gk); free(gv); free(gq); free(dw);
+    free(pk);
+    free(pv);
+    free(gk);
+    free(gv);
+    free(gq);
+    free(dw);
     return CD_OK;
 }

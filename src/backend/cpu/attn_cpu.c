@@ -29,9 +29,9 @@ size_t cd_strip_scratch_floats(int hd) {
 
 static cd_strip_fn pick_kernel(const cd_ctx *ctx) {
     switch (ctx->isa) {
-    case CD_ISA_AVX512: return cd_strip_avx512;
-    case CD_ISA_AVX2: return cd_strip_avx2;
-    default: return cd_strip_generic;
+        case CD_ISA_AVX512: return cd_strip_avx512;
+        case CD_ISA_AVX2: return cd_strip_avx2;
+        default: return cd_strip_generic;
     }
 }
 
@@ -52,8 +52,7 @@ static void pool_head(const cd_attn_desc *d, const void *src, int bf16, const fl
             float *out = dst + ((size_t)(y / DF) * PW + x / DF) * HD;
             const size_t row = ((size_t)d->text_len + (size_t)y * W + x) * HD;
             if (bf16)
-                for (int c = 0; c < HD; c++)
-                    out[c] += wt * cd_bf16_to_f32(((const uint16_t *)src)[row + c]);
+                for (int c = 0; c < HD; c++) out[c] += wt * cd_bf16_to_f32(((const uint16_t *)src)[row + c]);
             else
                 for (int c = 0; c < HD; c++) out[c] += wt * ((const float *)src)[row + c];
         }
@@ -67,8 +66,7 @@ size_t cd_attn_cpu_scratch_floats(const cd_attn_desc *d, int threads) {
     const size_t maxseg = 2 + 2 * (size_t)rows_dy + CD_TILE_ROWS_MAX;
     const size_t scr = (cd_strip_scratch_floats(d->head_dim) + 15) & ~(size_t)15;
     const size_t nfloat = (scr * threads + NP * d->head_dim * 2 * d->heads + 15) & ~(size_t)15;
-    const size_t bytes = sizeof(float) * nfloat + sizeof(int) * (rows_dy + 1) +
-                         sizeof(cd_seg) * maxseg * threads + 64;
+    const size_t bytes = sizeof(float) * nfloat + sizeof(int) * (rows_dy + 1) + sizeof(cd_seg) * maxseg * threads + 64;
     return (bytes + 3) / 4;
 }
 
@@ -84,14 +82,13 @@ static cd_strip_job strip_job(const cd_ctx *ctx, int bf16, int HD, float qscale,
     return job;
 }
 
-cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                          const void *k, const void *v, const float *sw, float *o, float *lse) {
+cd_status cd_attn_cpu_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k, const void *v,
+                          const float *sw, float *o, float *lse) {
     return cd_attn_cpu_run_ex(ctx, d, dt, q, k, v, sw, o, lse, NULL);
 }
 
-cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                             const void *k, const void *v, const float *sw, float *o, float *lse,
-                             const cd_attn_cpu_opts *opt) {
+cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                             const void *v, const float *sw, float *o, float *lse, const cd_attn_cpu_opts *opt) {
     const int HD = d->head_dim, T = d->text_len, H = d->grid_h, W = d->grid_w;
     const int bf16 = dt == CD_DTYPE_BF16;
     const size_t es = bf16 ? 2 : 4, N = cd_attn_tokens(d);
@@ -125,11 +122,11 @@ cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, co
      * forward (cd_attn_cpu_scratch_floats), so attention inside a forward never allocates */
     char *block = (char *)cd_ctx_work(ctx, cd_attn_cpu_scratch_floats(d, threads));
     if (!block) return CD_ERR_OOM;
-    float *scratch = (float *)block;                         /* [threads][scr] */
+    float *scratch = (float *)block;                                   /* [threads][scr] */
     float *pk = ext_pool ? (float *)opt->pk : scratch + scr * threads; /* [heads][NP][HD] */
-    float *pv = ext_pool ? (float *)opt->pv : pk + NP * HD * d->heads;  /* [heads][NP][HD] */
-    cd_seg *segs = (cd_seg *)(scratch + nfloat);             /* [threads][maxseg] */
-    int *hw = (int *)(segs + maxseg * threads);              /* [rows_dy] */
+    float *pv = ext_pool ? (float *)opt->pv : pk + NP * HD * d->heads; /* [heads][NP][HD] */
+    cd_seg *segs = (cd_seg *)(scratch + nfloat);                       /* [threads][maxseg] */
+    int *hw = (int *)(segs + maxseg * threads);                        /* [rows_dy] */
     for (int dy = 0; dy < rows_dy; dy++) hw[dy] = cd_disc_halfwidth(r, dy);
 
     if (pooled && !ext_pool) {
@@ -155,7 +152,7 @@ cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, co
             const size_t h = it / per_head, s = it % per_head;
             const char *kh = (const char *)k + h * N * HD * es, *vh = (const char *)v + h * N * HD * es;
             cd_strip_job job = strip_job(ctx, bf16, HD, qscale, sg);
-            if (!clear || s < tstrips) { /* consecutive rows over all N keys */
+            if (!clear || s < tstrips) {                       /* consecutive rows over all N keys */
                 const size_t rows_end = clear ? (size_t)T : N; /* CLEAR: text rows only */
                 const size_t q0 = s * QB;
                 job.rows = job.nrows = 1;
@@ -215,9 +212,8 @@ cd_status cd_attn_cpu_run_ex(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, co
     return CD_OK;
 }
 
-cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                                   const void *k, const void *v, int with_text, int ky0, int ky1,
-                                   float *o_t, float *lse_t) {
+cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                                   const void *v, int with_text, int ky0, int ky1, float *o_t, float *lse_t) {
     const int HD = d->head_dim, T = d->text_len, W = d->grid_w;
     const int bf16 = dt == CD_DTYPE_BF16;
     const size_t es = bf16 ? 2 : 4, N = cd_attn_tokens(d);
@@ -228,8 +224,7 @@ cd_status cd_attn_cpu_text_partial(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype 
     const size_t per_head = ((size_t)T + QB - 1) / QB, items = per_head * (size_t)d->heads;
     const size_t scr = (cd_strip_scratch_floats(HD) + 15) & ~(size_t)15;
     if (T == 0) return CD_OK;
-    if (!with_text && ky1 <= ky0)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: text queries without keys");
+    if (!with_text && ky1 <= ky0) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention: text queries without keys");
     float *scratch = cd_ctx_work(ctx, scr * threads);
     if (!scratch) return CD_ERR_OOM;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)

@@ -47,8 +47,8 @@ CD_SIMD_EXP2(vexp2, vf, vi, 0)
 
 /* A contiguous run of key rows inside the current chunk. */
 typedef struct {
-    const float *k, *v;  /* [n, HD] f32 (bf16 sources: converted copies in the chunk buffers) */
-    const uint16_t *kh;  /* [n, HD] raw bf16 keys (dot_bf16 chunks), else NULL */
+    const float *k, *v; /* [n, HD] f32 (bf16 sources: converted copies in the chunk buffers) */
+    const uint16_t *kh; /* [n, HD] raw bf16 keys (dot_bf16 chunks), else NULL */
     int32_t n, masked, off, bf16;
     int32_t hw[CD_TILE_ROWS_MAX];
 } piece;
@@ -95,17 +95,32 @@ INLINE void qk_rows(const float *K, int HD, int n, const vf *QT, vf *S) {
     int j = 0;
     for (; j + JR <= n; j += JR) qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, JR);
 #if JR >= 16
-    if (n - j >= 8) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 8); j += 8; }
+    if (n - j >= 8) {
+        qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 8);
+        j += 8;
+    }
 #endif
 #if JR >= 8
-    if (n - j >= 4) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 4); j += 4; }
+    if (n - j >= 4) {
+        qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 4);
+        j += 4;
+    }
 #endif
 #if JR >= 4
-    if (n - j >= 2) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 2); j += 2; }
+    if (n - j >= 2) {
+        qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 2);
+        j += 2;
+    }
 #endif
 #if JR == 6
-    if (n - j >= 3) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 3); j += 3; }
-    if (n - j >= 2) { qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 2); j += 2; }
+    if (n - j >= 3) {
+        qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 3);
+        j += 3;
+    }
+    if (n - j >= 2) {
+        qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 2);
+        j += 2;
+    }
 #endif
     for (; j < n; j++) qk_tile(K + (size_t)j * HD, HD, QT, S + (size_t)j * NV, 1);
 }
@@ -153,9 +168,18 @@ INLINE void qk_tile_bf16(const uint16_t *K, int HD, const __m512bh *QT2, vf *S, 
 INLINE void qk_rows_bf16(const uint16_t *K, int HD, int n, const __m512bh *QT2, vf *S, float qs) {
     int j = 0;
     for (; j + 16 <= n; j += 16) qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 16);
-    if (n - j >= 8) { qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 8); j += 8; }
-    if (n - j >= 4) { qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 4); j += 4; }
-    if (n - j >= 2) { qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 2); j += 2; }
+    if (n - j >= 8) {
+        qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 8);
+        j += 8;
+    }
+    if (n - j >= 4) {
+        qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 4);
+        j += 4;
+    }
+    if (n - j >= 2) {
+        qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 2);
+        j += 2;
+    }
     if (n - j >= 1) qk_tile_bf16(K + (size_t)j * HD, HD, QT2, S + j, qs, 1);
 }
 #else
@@ -210,8 +234,7 @@ typedef struct {
 } sm_state;
 
 /* Mask, online softmax update and P.V for one strip whose scores for the chunk are in S. */
-INLINE void chunk_softmax_pv(int HD, piece *pc, int np, int rows, vf *S, vf *OT, sm_state *st,
-                             int bcols) {
+INLINE void chunk_softmax_pv(int HD, piece *pc, int np, int rows, vf *S, vf *OT, sm_state *st, int bcols) {
     int row = 0;
     for (int p = 0; p < np; row += pc[p].n, p++) {
         if (!pc[p].masked) continue;
@@ -262,8 +285,8 @@ INLINE void chunk_softmax_pv(int HD, piece *pc, int np, int rows, vf *S, vf *OT,
 /* Processes one chunk: scores, mask, online softmax update, P.V accumulation. K of a chunk made
  * of several runs is gathered into kbuf first, so the QK tiles run full-height across run
  * boundaries instead of falling into short remainder tiles at the end of every run. */
-INLINE void chunk(int HD, piece *pc, int np, int rows, int G, const vf *QTall, const void *QT2all,
-                  float qs, vf *S, vf *OTall, sm_state *stall, float *kbuf, int bcols) {
+INLINE void chunk(int HD, piece *pc, int np, int rows, int G, const vf *QTall, const void *QT2all, float qs, vf *S,
+                  vf *OTall, sm_state *stall, float *kbuf, int bcols) {
     /* the chunk's keys, gathered once and shared by the G strips of the job */
     const void *K = pc[0].kh ? (const void *)pc[0].kh : (const void *)pc[0].k;
     if (pc[0].kh && np > 1) {
@@ -285,12 +308,12 @@ INLINE void chunk(int HD, piece *pc, int np, int rows, int G, const vf *QTall, c
         sm_state *st = &stall[g];
 #if HAVE_DOT_BF16
         if (pc[0].kh)
-            qk_rows_bf16((const uint16_t *)K, HD, rows,
-                         (const __m512bh *)QT2all + (size_t)g * (HD / 2), S, qs);
+            qk_rows_bf16((const uint16_t *)K, HD, rows, (const __m512bh *)QT2all + (size_t)g * (HD / 2), S, qs);
         else
 #endif
             qk_rows((const float *)K, HD, rows, QT, S);
-        (void)QT2all; (void)qs;
+        (void)QT2all;
+        (void)qs;
         chunk_softmax_pv(HD, pc, np, rows, S, OT, st, bcols);
     }
 }
@@ -298,21 +321,22 @@ INLINE void chunk(int HD, piece *pc, int np, int rows, int G, const vf *QTall, c
 INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
     /* G strips share every key chunk: 16-row strips of a rows == 1 job (up to CD_GROUP), else 1 */
     const int G = job->rows == 1 ? (job->ncols + CD_STRIP - 1) / CD_STRIP : 1;
-    vf *QT = (vf *)scratch;                      /* [G][HD][NV] scaled queries, transposed */
-    vf *OT = QT + (size_t)CD_GROUP * HD * NV;    /* [G][HD][NV] running outputs, transposed */
-    vf *S = OT + (size_t)CD_GROUP * HD * NV;     /* [KC][NV]    scores, then probabilities */
-    float *kbuf = (float *)(S + CD_KC * NV);     /* [KC][HD]    the chunk's keys, contiguous */
-    float *vbuf = kbuf + (size_t)CD_KC * HD;     /* [KC][HD]    bf16 values converted to f32 */
+    vf *QT = (vf *)scratch;                           /* [G][HD][NV] scaled queries, transposed */
+    vf *OT = QT + (size_t)CD_GROUP * HD * NV;         /* [G][HD][NV] running outputs, transposed */
+    vf *S = OT + (size_t)CD_GROUP * HD * NV;          /* [KC][NV]    scores, then probabilities */
+    float *kbuf = (float *)(S + CD_KC * NV);          /* [KC][HD]    the chunk's keys, contiguous */
+    float *vbuf = kbuf + (size_t)CD_KC * HD;          /* [KC][HD]    bf16 values converted to f32 */
     piece *pc = (piece *)(vbuf + (size_t)CD_KC * HD); /* [KC] pieces of the current chunk */
-    uint16_t *qt2 = (uint16_t *)(pc + CD_KC);    /* [G][HD/2][16][2] raw bf16 query pairs */
+    uint16_t *qt2 = (uint16_t *)(pc + CD_KC);         /* [G][HD/2][16][2] raw bf16 query pairs */
     const int dot = HAVE_DOT_BF16 && job->dot_bf16 && job->q_bf16 && HD % 2 == 0;
     const int bcols = CD_STRIP / job->rows;
     /* token offset of lane i of strip g from the job's first query, and whether it is a query:
      * rows == 1: consecutive tokens; else lane i is tile row i / bcols, column i % bcols */
-#define LANE_TOK(g, i) (job->rows == 1 ? (size_t)(g) * CD_STRIP + (size_t)(i) \
-                        : (size_t)((i) / bcols) * (size_t)job->q_rs + (size_t)((i) % bcols))
-#define LANE_OK(g, i) (job->rows == 1 ? (g) * CD_STRIP + (i) < job->ncols \
-                       : (i) / bcols < job->nrows && (i) % bcols < job->ncols)
+#define LANE_TOK(g, i)                                   \
+    (job->rows == 1 ? (size_t)(g)*CD_STRIP + (size_t)(i) \
+                    : (size_t)((i) / bcols) * (size_t)job->q_rs + (size_t)((i) % bcols))
+#define LANE_OK(g, i) \
+    (job->rows == 1 ? (g)*CD_STRIP + (i) < job->ncols : (i) / bcols < job->nrows && (i) % bcols < job->ncols)
 
     sm_state st[CD_GROUP];
     for (int g = 0; g < G; g++) {
@@ -338,7 +362,7 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
     for (int s = 0; s < job->nseg; s++) {
         const cd_seg *sg = &job->segs[s];
         for (int done = 0; done < sg->n;) {
-            const int pdot = dot && sg->bf16; /* this piece's keys go through vdpbf16ps */
+            const int pdot = dot && sg->bf16;         /* this piece's keys go through vdpbf16ps */
             if (rows && pdot != (pc[0].kh != NULL)) { /* a chunk holds one kind of QK */
                 chunk(HD, pc, np, rows, G, QT, qt2, job->qscale, S, OT, st, kbuf, bcols);
                 np = rows = 0;
@@ -351,8 +375,10 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
                 const uint16_t *vs = (const uint16_t *)sg->v + (size_t)done * HD;
                 float *kd = kbuf + (size_t)rows * HD, *vd = vbuf + (size_t)rows * HD;
                 cvt_bf16(vd, vs, (size_t)take * HD);
-                if (pdot) p->kh = ks;
-                else cvt_bf16(kd, ks, (size_t)take * HD);
+                if (pdot)
+                    p->kh = ks;
+                else
+                    cvt_bf16(kd, ks, (size_t)take * HD);
                 p->k = kd;
                 p->v = vd;
             } else {
@@ -391,8 +417,8 @@ INLINE void strip(const cd_strip_job *job, float *scratch, const int HD) {
 
 void CD_KERN_NAME(const cd_strip_job *job, float *scratch) {
     switch (job->hd) { /* constant head_dim lets the compiler fully unroll the register tiles */
-    case 128: strip(job, scratch, 128); break;
-    case 64: strip(job, scratch, 64); break;
-    default: strip(job, scratch, job->hd); break;
+        case 128: strip(job, scratch, 128); break;
+        case 64: strip(job, scratch, 64); break;
+        default: strip(job, scratch, job->hd); break;
     }
 }

@@ -7,8 +7,7 @@
 #include <stdlib.h>
 
 static double load(cd_dtype dt, const void *p, size_t i) {
-    return dt == CD_DTYPE_BF16 ? (double)cd_bf16_to_f32(((const uint16_t *)p)[i])
-                               : (double)((const float *)p)[i];
+    return dt == CD_DTYPE_BF16 ? (double)cd_bf16_to_f32(((const uint16_t *)p)[i]) : (double)((const float *)p)[i];
 }
 
 /* May query row i (joint index) attend to key column j (joint index, j < N)? */
@@ -20,9 +19,8 @@ static int allowed(const cd_attn_desc *d, int64_t i, int64_t j) {
     return dy * dy + dx * dx < r * r;
 }
 
-cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q,
-                                const void *k, const void *v, const float *sw, float *o,
-                                float *lse) {
+cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt, const void *q, const void *k,
+                                const void *v, const float *sw, float *o, float *lse) {
     const int64_t T = d->text_len, HD = d->head_dim;
     const int64_t N = (int64_t)cd_attn_tokens(d);
     const int pooled = cd_attn_pooled(d);
@@ -35,7 +33,10 @@ cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt,
     double *pv = pooled ? calloc((size_t)(NP * HD), sizeof(double)) : NULL;
     double *acc = malloc(sizeof(double) * (size_t)HD);
     if (!s || !acc || (pooled && (!pk || !pv))) {
-        free(s); free(pk); free(pv); free(acc);
+        free(s);
+        free(pk);
+        free(pv);
+        free(acc);
         return cd_set_error(ctx, CD_ERR_OOM, "attention reference: out of memory");
     }
     for (int64_t h = 0; h < d->heads; h++) {
@@ -56,7 +57,10 @@ cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt,
             const int with_pool = pooled && i >= T;
             double m = -INFINITY;
             for (int64_t j = 0; j < N + (with_pool ? NP : 0); j++) {
-                if (j < N && !allowed(d, i, j)) { s[j] = -INFINITY; continue; }
+                if (j < N && !allowed(d, i, j)) {
+                    s[j] = -INFINITY;
+                    continue;
+                }
                 double dot = 0.0;
                 for (int64_t c = 0; c < HD; c++) {
                     double kj = j < N ? load(dt, k, base + (size_t)(j * HD + c)) : pk[(j - N) * HD + c];
@@ -78,6 +82,9 @@ cd_status cd_attn_reference_run(cd_ctx *ctx, const cd_attn_desc *d, cd_dtype dt,
             if (lse) lse[(size_t)(h * N + i)] = (float)(m + log(l));
         }
     }
-    free(s); free(pk); free(pv); free(acc);
+    free(s);
+    free(pk);
+    free(pv);
+    free(acc);
     return CD_OK;
 }

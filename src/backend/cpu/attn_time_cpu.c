@@ -17,7 +17,9 @@ cd_status cd_cpu_time_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_d
         s = cd_set_error(ctx, CD_ERR_OOM, "attention timing: out of memory");
         goto done;
     }
-    cd_attn_fill_bf16(q, nv, 1); cd_attn_fill_bf16(k, nv, 2); cd_attn_fill_bf16(v, nv, 3);
+    cd_attn_fill_bf16(q, nv, 1);
+    cd_attn_fill_bf16(k, nv, 2);
+    cd_attn_fill_bf16(v, nv, 3);
     for (int i = 0; i < df * df && i < 64 * 64; i++) sw[i] = 1.0f / (float)(df * df);
     for (int r = -1; r < reps && !s; r++) {
         const double t0 = cd_now();
@@ -25,7 +27,10 @@ cd_status cd_cpu_time_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_d
         if (r >= 0) t[r] = cd_now() - t0;
     }
 done:
-    free(q); free(k); free(v); free(o); free(lse);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(lse);
     return s;
 }
-

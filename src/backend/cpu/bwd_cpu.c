@@ -87,18 +87,16 @@ static cd_status cpu_sum_rows(cd_ctx *ctx, const float *dy, size_t n, int dim, f
 
 /* ---- linear -------------------------------------------------------------------------------- */
 
-static cd_status cpu_linear_bwd(cd_ctx *ctx, const float *x, size_t n, const float *w, int in,
-                                int out, const float *dy, float *dx, float *dw, float *db) {
+static cd_status cpu_linear_bwd(cd_ctx *ctx, const float *x, size_t n, const float *w, int in, int out, const float *dy,
+                                float *dx, float *dw, float *db) {
     if (in < 1 || out < 1 || n > INT_MAX)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "linear_bwd: n %zu, in %d, out %d", n, in, out);
     if (n == 0) return CD_OK;
     const int prev = cd_blas_threads_push(ctx);
     if (dx) /* dx [n, in] = dy [n, out] . w [out, in] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, out, 1.0f, dy, out, w,
-                    in, 0.0f, dx, in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
     if (dw) /* dw [out, in] += dy^T [out, n] . x [n, in] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dy, out, x, in,
-                    1.0f, dw, in);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dy, out, x, in, 1.0f, dw, in);
     cd_blas_threads_pop(prev);
     return db ? cpu_sum_rows(ctx, dy, n, out, db) : CD_OK;
 }
@@ -108,8 +106,8 @@ static cd_status cpu_linear_bwd(cd_ctx *ctx, const float *x, size_t n, const flo
  * psc += dy xhat (f64 partials, may be NULL). The row statistics and xhat stay in f64 (a rounded
  * f32 mean would err by u |mean| / std relative to dx, large for rows far from zero mean); g is
  * f32. dyr[i] is read before dxr[i] is written, so dx may alias dy. */
-static void ln_row(const float *xr, const float *dyr, float *dxr, int dim, const float *scale,
-                   float eps, double *psh, double *psc) {
+static void ln_row(const float *xr, const float *dyr, float *dxr, int dim, const float *scale, float eps, double *psh,
+                   double *psc) {
     double mean = 0, v = 0;
     for (int i = 0; i < dim; i++) mean += xr[i];
     mean /= dim;
@@ -133,9 +131,8 @@ static void ln_row(const float *xr, const float *dyr, float *dxr, int dim, const
     }
 }
 
-static cd_status cpu_ln_modulate_bwd(cd_ctx *ctx, const float *x, size_t n, int dim,
-                                     const float *scale, float eps, const float *dy, float *dx,
-                                     float *dshift, float *dscale) {
+static cd_status cpu_ln_modulate_bwd(cd_ctx *ctx, const float *x, size_t n, int dim, const float *scale, float eps,
+                                     const float *dy, float *dx, float *dshift, float *dscale) {
     red_plan p = red_plan_for(n);
     if ((dshift || dscale) && n && !red_alloc(ctx, &p, 2, (size_t)dim)) return CD_ERR_OOM;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)dim))
@@ -154,8 +151,7 @@ static cd_status cpu_ln_modulate_bwd(cd_ctx *ctx, const float *x, size_t n, int 
 /* ---- RMSNorm per head ---------------------------------------------------------------------- */
 /* One head row v: inv = 1/sqrt(mean(v^2) + eps), dx = inv w g - v inv^3 / HD sum(g w v);
  * pw += g v inv (f64 partial, may be NULL). Products g w, g v in f32, the rest in f64. */
-static void rms_row(const float *v, const float *g, float *dxr, int hd, const float *w, float eps,
-                    double *pw) {
+static void rms_row(const float *v, const float *g, float *dxr, int hd, const float *w, float eps, double *pw) {
     double ss = 0, dot = 0;
     for (int i = 0; i < hd; i++) {
         ss += (double)v[i] * v[i];
@@ -169,9 +165,8 @@ static void rms_row(const float *v, const float *g, float *dxr, int hd, const fl
     }
 }
 
-static cd_status cpu_rmsnorm_heads_bwd(cd_ctx *ctx, const float *x, size_t n, int nh, int hd,
-                                       const float *w, float eps, const float *dy, float *dx,
-                                       float *dw) {
+static cd_status cpu_rmsnorm_heads_bwd(cd_ctx *ctx, const float *x, size_t n, int nh, int hd, const float *w, float eps,
+                                       const float *dy, float *dx, float *dw) {
     const size_t rows = n * (size_t)nh;
     red_plan p = red_plan_for(rows);
     if (dw && rows && !red_alloc(ctx, &p, 1, (size_t)hd)) return CD_ERR_OOM;
@@ -186,8 +181,8 @@ static cd_status cpu_rmsnorm_heads_bwd(cd_ctx *ctx, const float *x, size_t n, in
 }
 
 /* ---- gated residual ------------------------------------------------------------------------ */
-static cd_status cpu_gate_add_bwd(cd_ctx *ctx, const float *dx, const float *y, const float *gate,
-                                  size_t n, int dim, float *dy, float *dgate) {
+static cd_status cpu_gate_add_bwd(cd_ctx *ctx, const float *dx, const float *y, const float *gate, size_t n, int dim,
+                                  float *dy, float *dgate) {
     red_plan p = red_plan_for(n);
     if (dgate && n && !red_alloc(ctx, &p, 1, (size_t)dim)) return CD_ERR_OOM;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)dim))
@@ -251,48 +246,43 @@ static void cpu_rope_bwd(cd_ctx *ctx, float *g, size_t n, int nh, int hd, const 
 }
 
 /* ---- profiled entry points (ctx->profile: linear into LINEAR, the rest into OTHER) ---------- */
-#define PROF(ret, name, cls, params, args)                                                      \
-    static ret prof_##name params {                                                             \
-        CD_PROF_BEGIN(ctx);                                                                     \
-        ret s = cpu_##name args;                                                                \
-        CD_PROF_END(ctx, cls);                                                                  \
-        return s;                                                                               \
+#define PROF(ret, name, cls, params, args) \
+    static ret prof_##name params {        \
+        CD_PROF_BEGIN(ctx);                \
+        ret s = cpu_##name args;           \
+        CD_PROF_END(ctx, cls);             \
+        return s;                          \
     }
-#define PROF_VOID(name, params, args)                                                           \
-    static void prof_##name params {                                                            \
-        CD_PROF_BEGIN(ctx);                                                                     \
-        cpu_##name args;                                                                        \
-        CD_PROF_END(ctx, CD_PROF_OTHER);                                                        \
+#define PROF_VOID(name, params, args)    \
+    static void prof_##name params {     \
+        CD_PROF_BEGIN(ctx);              \
+        cpu_##name args;                 \
+        CD_PROF_END(ctx, CD_PROF_OTHER); \
     }
 PROF(cd_status, linear_bwd, CD_PROF_LINEAR,
-     (cd_ctx *ctx, const float *x, size_t n, const float *w, int in, int out, const float *dy,
-      float *dx, float *dw, float *db),
+     (cd_ctx * ctx, const float *x, size_t n, const float *w, int in, int out, const float *dy, float *dx, float *dw,
+      float *db),
      (ctx, x, n, w, in, out, dy, dx, dw, db))
 PROF(cd_status, ln_modulate_bwd, CD_PROF_OTHER,
-     (cd_ctx *ctx, const float *x, size_t n, int dim, const float *sc, float eps, const float *dy,
-      float *dx, float *dsh, float *dsc),
+     (cd_ctx * ctx, const float *x, size_t n, int dim, const float *sc, float eps, const float *dy, float *dx,
+      float *dsh, float *dsc),
      (ctx, x, n, dim, sc, eps, dy, dx, dsh, dsc))
 PROF(cd_status, rmsnorm_heads_bwd, CD_PROF_OTHER,
-     (cd_ctx *ctx, const float *x, size_t n, int nh, int hd, const float *w, float eps,
-      const float *dy, float *dx, float *dw),
+     (cd_ctx * ctx, const float *x, size_t n, int nh, int hd, const float *w, float eps, const float *dy, float *dx,
+      float *dw),
      (ctx, x, n, nh, hd, w, eps, dy, dx, dw))
 PROF(cd_status, gate_add_bwd, CD_PROF_OTHER,
-     (cd_ctx *ctx, const float *dx, const float *y, const float *g, size_t n, int dim, float *dy,
-      float *dg),
+     (cd_ctx * ctx, const float *dx, const float *y, const float *g, size_t n, int dim, float *dy, float *dg),
      (ctx, dx, y, g, n, dim, dy, dg))
-PROF(cd_status, sum_rows, CD_PROF_OTHER,
-     (cd_ctx *ctx, const float *dy, size_t n, int dim, float *out), (ctx, dy, n, dim, out))
-PROF_VOID(gelu_tanh_bwd, (cd_ctx *ctx, const float *x, const float *dy, float *dx, size_t n),
-          (ctx, x, dy, dx, n))
-PROF_VOID(silu_bwd, (cd_ctx *ctx, const float *x, const float *dy, float *dx, size_t n),
-          (ctx, x, dy, dx, n))
-PROF_VOID(rope_bwd, (cd_ctx *ctx, float *g, size_t n, int nh, int hd, const float *cs),
-          (ctx, g, n, nh, hd, cs))
+PROF(cd_status, sum_rows, CD_PROF_OTHER, (cd_ctx * ctx, const float *dy, size_t n, int dim, float *out),
+     (ctx, dy, n, dim, out))
+PROF_VOID(gelu_tanh_bwd, (cd_ctx * ctx, const float *x, const float *dy, float *dx, size_t n), (ctx, x, dy, dx, n))
+PROF_VOID(silu_bwd, (cd_ctx * ctx, const float *x, const float *dy, float *dx, size_t n), (ctx, x, dy, dx, n))
+PROF_VOID(rope_bwd, (cd_ctx * ctx, float *g, size_t n, int nh, int hd, const float *cs), (ctx, g, n, nh, hd, cs))
 
 static const cd_ops_bwd k_bwd_cpu = {
-    "cpu",           prof_linear_bwd,    prof_ln_modulate_bwd, prof_rmsnorm_heads_bwd,
-    prof_gate_add_bwd, prof_gelu_tanh_bwd, prof_silu_bwd,      prof_rope_bwd,
-    prof_sum_rows,
+    "cpu",         prof_linear_bwd, prof_ln_modulate_bwd, prof_rmsnorm_heads_bwd, prof_gate_add_bwd, prof_gelu_tanh_bwd,
+    prof_silu_bwd, prof_rope_bwd,   prof_sum_rows,
 };
 
 const cd_ops_bwd *cd_ops_bwd_cpu(void) { return &k_bwd_cpu; }

@@ -7,10 +7,9 @@
 #include <math.h>
 #include <stdint.h>
 
-static cd_status ref_linear_bwd(cd_ctx *ctx, const float *x, size_t n, const float *w, int in,
-                                int out, const float *dy, float *dx, float *dw, float *db) {
-    if (in < 1 || out < 1)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "linear_bwd: in %d, out %d", in, out);
+static cd_status ref_linear_bwd(cd_ctx *ctx, const float *x, size_t n, const float *w, int in, int out, const float *dy,
+                                float *dx, float *dw, float *db) {
+    if (in < 1 || out < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "linear_bwd: in %d, out %d", in, out);
     if (dx) /* dx [n, in] = dy [n, out] . w [out, in] */
         for (size_t r = 0; r < n; r++)
             for (int i = 0; i < in; i++) {
@@ -45,9 +44,8 @@ static double *col_acc(cd_ctx *ctx, int k, int dim) {
 
 /* Per row: mean, inv = 1/sqrt(var + eps), g = (1 + scale) dy, then
  * dx = inv (g - mean(g) - xhat mean(g xhat)); dshift += dy, dscale += dy xhat. */
-static cd_status ref_ln_modulate_bwd(cd_ctx *ctx, const float *x, size_t n, int dim,
-                                     const float *scale, float eps, const float *dy, float *dx,
-                                     float *dshift, float *dscale) {
+static cd_status ref_ln_modulate_bwd(cd_ctx *ctx, const float *x, size_t n, int dim, const float *scale, float eps,
+                                     const float *dy, float *dx, float *dshift, float *dscale) {
     double *acc = col_acc(ctx, 2, dim); /* [2, dim]: dshift | dscale sums */
     if (!acc) return CD_ERR_OOM;
     for (size_t r = 0; r < n; r++) {
@@ -81,9 +79,8 @@ static cd_status ref_ln_modulate_bwd(cd_ctx *ctx, const float *x, size_t n, int 
 
 /* Per head row v: inv = 1/sqrt(mean(v^2) + eps); dx_j = inv w_j g_j - inv^3 v_j / HD *
  * sum_i g_i w_i v_i; dw_j += g_j v_j inv. */
-static cd_status ref_rmsnorm_heads_bwd(cd_ctx *ctx, const float *x, size_t n, int nh, int hd,
-                                       const float *w, float eps, const float *dy, float *dx,
-                                       float *dw) {
+static cd_status ref_rmsnorm_heads_bwd(cd_ctx *ctx, const float *x, size_t n, int nh, int hd, const float *w, float eps,
+                                       const float *dy, float *dx, float *dw) {
     double *acc = col_acc(ctx, 1, hd); /* [HD] dw sums */
     if (!acc) return CD_ERR_OOM;
     const size_t rows = n * (size_t)nh;
@@ -105,8 +102,8 @@ static cd_status ref_rmsnorm_heads_bwd(cd_ctx *ctx, const float *x, size_t n, in
     return CD_OK;
 }
 
-static cd_status ref_gate_add_bwd(cd_ctx *ctx, const float *dx, const float *y, const float *gate,
-                                  size_t n, int dim, float *dy, float *dgate) {
+static cd_status ref_gate_add_bwd(cd_ctx *ctx, const float *dx, const float *y, const float *gate, size_t n, int dim,
+                                  float *dy, float *dgate) {
     (void)ctx;
     if (dgate)
         for (int c = 0; c < dim; c++) {
@@ -168,9 +165,8 @@ static cd_status ref_sum_rows(cd_ctx *ctx, const float *dy, size_t n, int dim, f
 }
 
 static const cd_ops_bwd k_bwd_ref = {
-    "cpu-reference",   ref_linear_bwd, ref_ln_modulate_bwd, ref_rmsnorm_heads_bwd,
-    ref_gate_add_bwd,  ref_gelu_tanh_bwd, ref_silu_bwd,     ref_rope_bwd,
-    ref_sum_rows,
+    "cpu-reference",   ref_linear_bwd, ref_ln_modulate_bwd, ref_rmsnorm_heads_bwd, ref_gate_add_bwd,
+    ref_gelu_tanh_bwd, ref_silu_bwd,   ref_rope_bwd,        ref_sum_rows,
 };
 
 const cd_ops_bwd *cd_ops_bwd_cpu_ref(void) { return &k_bwd_ref; }

@@ -84,16 +84,16 @@ static void put_bias(float *y, int cout, size_t np, size_t ld, const float *b, i
     }
 }
 
-cd_status cd_cpu_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
-                        const float *b, int acc, float *y) {
+cd_status cd_cpu_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w, const float *b, int acc,
+                        float *y) {
     const int Ho = cd_conv_out_h(d), Wo = cd_conv_out_w(d), cout = d->cout;
     if (Ho < 1 || Wo < 1 || d->cin < 1 || cout < 1) return CD_OK;
     const size_t K = (size_t)d->cin * d->k * d->k, ld = (size_t)Ho * Wo;
     const int threads = ctx->threads;
     if (direct_1x1(d)) {
         put_bias(y, cout, ld, ld, b, acc);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, d->cin, 1.0f, w, d->cin,
-                    x, (int)ld, 1.0f, y, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, d->cin, 1.0f, w, d->cin, x, (int)ld, 1.0f,
+                    y, (int)ld);
         return CD_OK;
     }
     const size_t cap = col_floats(d);
@@ -108,16 +108,16 @@ cd_status cd_cpu_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, cons
         im2col(threads, d, x, r0, rows, col);
         float *yb = y + (size_t)r0 * Wo;
         put_bias(yb, cout, np, ld, b, acc);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, (int)K, 1.0f, w, (int)K,
-                    col, (int)np, 1.0f, yb, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, (int)K, 1.0f, w, (int)K, col, (int)np,
+                    1.0f, yb, (int)ld);
     }
     return CD_OK;
 }
 
 /* Statistics of each group in double (two passes), then y = x a + bb per channel in f32 with
  * a = w rstd, bb = b - mean a, and SiLU as t / (1 + expf(-t)). y may equal x. */
-void cd_cpu_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *gw,
-                       const float *gb, float eps, int silu, float *y) {
+void cd_cpu_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *gw, const float *gb, float eps,
+                       int silu, float *y) {
     const int cg = C / G;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int g = 0; g < G; g++) {

@@ -12,8 +12,7 @@
 /* w->dtype must be BF16; b [out] f32 or NULL; x and y do not alias. Scratch from cd_ctx_work.
  * CD_ERR_UNSUPPORTED where ctx does not run AVX512_BF16 (ctx->has_bf16 == 0) or the library was
  * built without AVX512_BF16 support. */
-cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                              const float *b, float *y);
+cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y);
 /* Floats of ctx work area it needs for n rows of `in` inputs on `threads` threads. */
 size_t cd_gemm_bf16_scratch_floats(size_t n, int in, int threads);
 

@@ -22,10 +22,10 @@
 #include <omp.h>
 #endif
 
-#define NR 32            /* outputs per panel (two zmm) */
-#define MR 14            /* rows per register tile */
+#define NR 32 /* outputs per panel (two zmm) */
+#define MR 14 /* rows per register tile */
 #ifndef KB
-#define KB 1536          /* pair indices per k block: a packed panel is KB * NR * 4 B = 192 KB */
+#define KB 1536 /* pair indices per k block: a packed panel is KB * NR * 4 B = 192 KB */
 #endif
 #ifndef XGROUP
 #define XGROUP (8u << 20) /* bytes of packed x one panel sweep covers */
@@ -68,17 +68,19 @@ INLINE __m512i to_pairs(__m512 a, __m512 b) {
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u[h], abs), inf);
-        const __m512i rnd = _mm512_add_epi32(_mm512_add_epi32(u[h], bias),
-                                             _mm512_and_si512(_mm512_srli_epi32(u[h], 16), one));
+        const __m512i rnd =
+            _mm512_add_epi32(_mm512_add_epi32(u[h], bias), _mm512_and_si512(_mm512_srli_epi32(u[h], 16), one));
         u[h] = _mm512_mask_or_epi32(rnd, nan, u[h], q);
     }
     /* word w of the result = high word of element w: word 2w+1 of the (a, b) concatenation */
-    const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
-                                         31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                         23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     return _mm512_permutex2var_epi16(u[0], idx, u[1]);
 }
 
-static inline __mmask16 lane_mask(int k) { return k >= 16 ? (__mmask16)0xffff : k <= 0 ? 0 : (__mmask16)((1u << k) - 1); }
+static inline __mmask16 lane_mask(int k) {
+    return k >= 16 ? (__mmask16)0xffff : k <= 0 ? 0 : (__mmask16)((1u << k) - 1);
+}
 
 /* x [n, in] -> xp [ceil(n/MR)][kp][MR] bf16 pairs (kp = ceil(in/2)); missing rows and the odd
  * input's high half are zero. Per row block, chunks of 16 pairs: convert 14 rows, transpose. */
@@ -119,7 +121,8 @@ static void pack_w(const uint16_t *w, int out, int in, int o0, int k0, int kb, u
             for (int h = 0; h < 2; h++) {
                 __m512i r[16];
 #pragma GCC unroll 16
-                for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_si512(base + (size_t)(16 * h + j) * in + 2 * (size_t)k);
+                for (int j = 0; j < 16; j++)
+                    r[j] = _mm512_loadu_si512(base + (size_t)(16 * h + j) * in + 2 * (size_t)k);
                 transpose16(r);
 #pragma GCC unroll 16
                 for (int i = 0; i < 16; i++) _mm512_store_si512(d + (size_t)(k + i) * NR + 16 * h, r[i]);
@@ -142,8 +145,8 @@ static void pack_w(const uint16_t *w, int out, int in, int o0, int k0, int kb, u
 
 /* y[r][0..31] (masks m0, m1) for R <= MR rows: first block starts from the bias (or 0), later ones
  * from y. xp: the row block at the k block, stride MR per pair index; wp: two zmm per pair index. */
-INLINE void tile(const int R, const uint32_t *xp, const __m512bh *wp, int kb, float *y, size_t ldy,
-                 int first, const float *b, __mmask16 m0, __mmask16 m1) {
+INLINE void tile(const int R, const uint32_t *xp, const __m512bh *wp, int kb, float *y, size_t ldy, int first,
+                 const float *b, __mmask16 m0, __mmask16 m1) {
     __m512 c0[MR], c1[MR];
     if (first) {
         const __m512 b0 = b ? _mm512_maskz_loadu_ps(m0, b) : _mm512_setzero_ps();
@@ -173,20 +176,23 @@ INLINE void tile(const int R, const uint32_t *xp, const __m512bh *wp, int kb, fl
     }
 }
 
-static void tile_any(int R, const uint32_t *xp, const __m512bh *wp, int kb, float *y, size_t ldy,
-                     int first, const float *b, __mmask16 m0, __mmask16 m1) {
+static void tile_any(int R, const uint32_t *xp, const __m512bh *wp, int kb, float *y, size_t ldy, int first,
+                     const float *b, __mmask16 m0, __mmask16 m1) {
+    /* one case per register-tile height, written as a table */
+    // clang-format off
     switch (R) {
 #define T(r) case r: tile(r, xp, wp, kb, y, ldy, first, b, m0, m1); break;
-        T(1) T(2) T(3) T(4) T(5) T(6) T(7) T(8) T(9) T(10) T(11) T(12) T(13) T(14)
+    T(1) T(2) T(3) T(4) T(5) T(6) T(7) T(8) T(9) T(10) T(11) T(12) T(13) T(14)
 #undef T
     default: break;
     }
+    // clang-format on
 }
 
 /* Small n: per output, dot products along `in` (32 bf16 per instruction) over row-major bf16 x rows
  * padded with zeros to a multiple of 32; 4 outputs at a time (4 accumulator chains). */
-static void gemv(cd_ctx *ctx, const uint16_t *xb, size_t ldx, size_t n, const uint16_t *w, int out,
-                 int in, const float *b, float *y) {
+static void gemv(cd_ctx *ctx, const uint16_t *xb, size_t ldx, size_t n, const uint16_t *w, int out, int in,
+                 const float *b, float *y) {
     const int nob = (out + 3) / 4;
     const int tail = in % 32;
     const __mmask32 tm = tail ? (__mmask32)((1u << tail) - 1) : 0;
@@ -202,8 +208,7 @@ static void gemv(cd_ctx *ctx, const uint16_t *xb, size_t ldx, size_t n, const ui
             for (; i + 32 <= in; i += 32) {
                 const __m512bh xv = (__m512bh)_mm512_loadu_si512(xr + i);
 #pragma GCC unroll 4
-                for (int j = 0; j < 4; j++)
-                    a[j] = _mm512_dpbf16_ps(a[j], (__m512bh)_mm512_loadu_si512(wr[j] + i), xv);
+                for (int j = 0; j < 4; j++) a[j] = _mm512_dpbf16_ps(a[j], (__m512bh)_mm512_loadu_si512(wr[j] + i), xv);
             }
             if (tail) {
                 const __m512bh xv = (__m512bh)_mm512_loadu_si512(xr + i);
@@ -217,8 +222,7 @@ static void gemv(cd_ctx *ctx, const uint16_t *xb, size_t ldx, size_t n, const ui
     }
 }
 
-static cd_status gemm_rows(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b,
-                           float *y);
+static cd_status gemm_rows(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y);
 
 /* x is packed (and W panels re-packed) per slab of SLAB rows, so the scratch is bounded by the
  * slab, not by n (an 8K image has 262K tokens); W is re-read once per slab, ~1/SLAB of the work. */
@@ -232,8 +236,7 @@ size_t cd_gemm_bf16_scratch_floats(size_t n, int in, int threads) {
     return gemv > big ? gemv : big;
 }
 
-cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                              const float *b, float *y) {
+cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     for (size_t r0 = 0; r0 < n || n == 0; r0 += SLAB) {
         const size_t rows = n - r0 < SLAB ? n - r0 : SLAB;
         cd_status s = gemm_rows(ctx, x + r0 * (size_t)w->in, rows, w, b, y + r0 * (size_t)w->out);
@@ -242,16 +245,14 @@ cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_we
     return CD_OK;
 }
 
-static cd_status gemm_rows(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b,
-                           float *y) {
+static cd_status gemm_rows(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     if (!ctx->has_bf16)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "gemm_bf16: this context does not run AVX512_BF16");
     if (w->dtype != CD_DTYPE_BF16)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "gemm_bf16: weights must be BF16 (got %s)",
                             cd_dtype_name(w->dtype));
     const int out = w->out, in = w->in;
-    if (out <= 0 || in <= 0)
-        return cd_set_error(ctx, CD_ERR_SHAPE, "gemm_bf16: bad weight shape [%d, %d]", out, in);
+    if (out <= 0 || in <= 0) return cd_set_error(ctx, CD_ERR_SHAPE, "gemm_bf16: bad weight shape [%d, %d]", out, in);
     if (n == 0) return CD_OK;
     const int T = ctx->threads;
     const uint16_t *wb = (const uint16_t *)w->data;
@@ -317,8 +318,7 @@ static cd_status gemm_rows(cd_ctx *ctx, const float *x, size_t n, const cd_weigh
 
 #else /* no AVX512_BF16 in this build */
 
-cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                              const float *b, float *y) {
+cd_status cd_gemm_bf16_avx512(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     (void)x, (void)n, (void)w, (void)b, (void)y;
     return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "gemm_bf16: built without AVX512_BF16");
 }

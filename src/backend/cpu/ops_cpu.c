@@ -33,15 +33,13 @@ void cd_silu_avx512(float *x, size_t n);
  * f32 tile is 1024 x in x 4 B (63 MB for FLUX's widest input, 15360), far below the weights. */
 #define CD_WTILE 1024
 
-
-static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                            const float *b, float *y) {
+static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     const int out = w->out, in = w->in;
     if (n == 0) return CD_OK;
     const int prev = cd_blas_threads_push(ctx);
     if (w->dtype == CD_DTYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in,
-                    (const float *)w->data, in, 0.0f, y, out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in, (const float *)w->data, in,
+                    0.0f, y, out);
     } else if (w->dtype == CD_DTYPE_BF16 && ctx->has_bf16) {
         cd_blas_threads_pop(prev);
         return cd_gemm_bf16_avx512(ctx, x, n, w, b, y); /* vdpbf16ps: see gemm_bf16.h */
@@ -57,8 +55,8 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
             const size_t cnt = (size_t)ro * in;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(cnt))
             for (size_t i = 0; i < cnt; i++) tile[i] = cd_bf16_to_f32(wb[(size_t)o0 * in + i]);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ro, in, 1.0f, x, in, tile,
-                        in, 0.0f, y + o0, out);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ro, in, 1.0f, x, in, tile, in, 0.0f, y + o0,
+                        out);
         }
     } else {
         cd_blas_threads_pop(prev);
@@ -74,8 +72,8 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
     return CD_OK;
 }
 
-static void cpu_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
-                            const float *scale, float eps, float *y) {
+static void cpu_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift, const float *scale,
+                            float eps, float *y) {
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)dim))
     for (size_t r = 0; r < n; r++) {
         const float *xr = x + r * dim;
@@ -91,8 +89,7 @@ static void cpu_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, cons
     }
 }
 
-static void cpu_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w,
-                              float eps) {
+static void cpu_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps) {
     const size_t rows = n * (size_t)nh;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(rows * (size_t)hd))
     for (size_t r = 0; r < rows; r++) {
@@ -119,15 +116,17 @@ static void map_parallel(cd_ctx *ctx, float *x, size_t n, void (*fn)(float *, si
 }
 
 static void cpu_gelu_tanh(cd_ctx *ctx, float *x, size_t n) {
-    map_parallel(ctx, x, n, ctx->isa == CD_ISA_AVX512 ? cd_gelu_avx512
-                           : ctx->isa == CD_ISA_AVX2  ? cd_gelu_avx2
-                                                      : cd_gelu_generic);
+    map_parallel(ctx, x, n,
+                 ctx->isa == CD_ISA_AVX512 ? cd_gelu_avx512
+                 : ctx->isa == CD_ISA_AVX2 ? cd_gelu_avx2
+                                           : cd_gelu_generic);
 }
 
 static void cpu_silu(cd_ctx *ctx, float *x, size_t n) {
-    map_parallel(ctx, x, n, ctx->isa == CD_ISA_AVX512 ? cd_silu_avx512
-                           : ctx->isa == CD_ISA_AVX2  ? cd_silu_avx2
-                                                      : cd_silu_generic);
+    map_parallel(ctx, x, n,
+                 ctx->isa == CD_ISA_AVX512 ? cd_silu_avx512
+                 : ctx->isa == CD_ISA_AVX2 ? cd_silu_avx2
+                                           : cd_silu_generic);
 }
 
 static void cpu_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs) {
@@ -145,25 +144,23 @@ static void cpu_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const floa
     }
 }
 
-
-static void cpu_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
-                       size_t ntot, size_t t0) {
-    #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
+static void cpu_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst, size_t ntot, size_t t0) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
     for (size_t t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             memcpy(dst + ((size_t)h * ntot + t0 + t) * hd, rows + (t * nh + h) * hd, sizeof(float) * hd);
 }
 
-static void cpu_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
-                         int hd, float *rows) {
-    #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
+static void cpu_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh, int hd,
+                           float *rows) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n * (size_t)nh * hd))
     for (size_t t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
 }
 
-static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
-                               const float *v, const float *sw, float *o, float *lse) {
+static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
+                               const float *sw, float *o, float *lse) {
     return cd_attention_forward(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
 }
 
@@ -173,8 +170,8 @@ static size_t cpu_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d
     (void)self;
     size_t floats = 0;
     if (d->op == CD_OP_LINEAR && d->wdtype == CD_DTYPE_BF16) {
-        floats = ctx->has_bf16 ? cd_gemm_bf16_scratch_floats(d->n, d->in, ctx->threads)
-                               : (size_t)CD_WTILE * (size_t)d->in;
+        floats =
+            ctx->has_bf16 ? cd_gemm_bf16_scratch_floats(d->n, d->in, ctx->threads) : (size_t)CD_WTILE * (size_t)d->in;
     } else if (d->op == CD_OP_ATTENTION && d->attn) {
         floats = cd_attn_cpu_scratch_floats(d->attn, ctx->threads);
     } else if (d->op == CD_OP_CONV2D && d->conv) {
@@ -184,40 +181,39 @@ static size_t cpu_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d
 }
 
 /* Profiled entry points: each op's wall time is added to its class while ctx->profile is on. */
-#define PROF_VOID(name, cls, params, args)                                                      \
-    static void prof_##name params {                                                            \
-        CD_PROF_BEGIN(ctx);                                                                     \
-        cpu_##name args;                                                                        \
-        CD_PROF_END(ctx, cls);                                                                  \
+#define PROF_VOID(name, cls, params, args) \
+    static void prof_##name params {       \
+        CD_PROF_BEGIN(ctx);                \
+        cpu_##name args;                   \
+        CD_PROF_END(ctx, cls);             \
     }
 PROF_VOID(ln_modulate, CD_PROF_OTHER,
-          (cd_ctx *ctx, const float *x, size_t n, int dim, const float *sh, const float *sc, float eps, float *y),
+          (cd_ctx * ctx, const float *x, size_t n, int dim, const float *sh, const float *sc, float eps, float *y),
           (ctx, x, n, dim, sh, sc, eps, y))
-PROF_VOID(rmsnorm_heads, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps),
+PROF_VOID(rmsnorm_heads, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n, int nh, int hd, const float *w, float eps),
           (ctx, x, n, nh, hd, w, eps))
-PROF_VOID(gate_add, CD_PROF_OTHER, (cd_ctx *ctx, float *x, const float *g, const float *y, size_t n, int dim),
+PROF_VOID(gate_add, CD_PROF_OTHER, (cd_ctx * ctx, float *x, const float *g, const float *y, size_t n, int dim),
           (ctx, x, g, y, n, dim))
-PROF_VOID(gelu_tanh, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n), (ctx, x, n))
-PROF_VOID(silu, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n), (ctx, x, n))
-PROF_VOID(rope, CD_PROF_OTHER, (cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *cs),
+PROF_VOID(gelu_tanh, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n), (ctx, x, n))
+PROF_VOID(silu, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n), (ctx, x, n))
+PROF_VOID(rope, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n, int nh, int hd, const float *cs),
           (ctx, x, n, nh, hd, cs))
 PROF_VOID(to_heads, CD_PROF_OTHER,
-          (cd_ctx *ctx, const float *r, size_t n, int nh, int hd, float *d, size_t nt, size_t t0),
+          (cd_ctx * ctx, const float *r, size_t n, int nh, int hd, float *d, size_t nt, size_t t0),
           (ctx, r, n, nh, hd, d, nt, t0))
 PROF_VOID(from_heads, CD_PROF_OTHER,
-          (cd_ctx *ctx, const float *s, size_t nt, size_t t0, size_t n, int nh, int hd, float *r),
+          (cd_ctx * ctx, const float *s, size_t nt, size_t t0, size_t n, int nh, int hd, float *r),
           (ctx, s, nt, t0, n, nh, hd, r))
 
-static cd_status prof_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                             const float *b, float *y) {
+static cd_status prof_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     CD_PROF_BEGIN(ctx);
     cd_status s = cpu_linear(ctx, x, n, w, b, y);
     CD_PROF_END(ctx, CD_PROF_LINEAR);
     return s;
 }
 
-static cd_status prof_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                const float *k, const float *v, const float *sw, float *o, float *lse) {
+static cd_status prof_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                const float *v, const float *sw, float *o, float *lse) {
     (void)self;
     CD_PROF_BEGIN(ctx);
     cd_status s = cpu_attention(ctx, d, q, k, v, sw, o, lse);

@@ -34,8 +34,8 @@ void cd_host_add(cd_ctx *ctx, float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-void cd_host_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
-                       size_t rows, size_t cols) {
+void cd_host_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld, size_t rows,
+                       size_t cols) {
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (rows * cols >= ((size_t)1 << 16))
     for (size_t r = 0; r < rows; r++) memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(float));
 }
@@ -44,10 +44,9 @@ cd_status cd_host_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d)
     if (d->op < 0 || d->op >= CD_OP_COUNT)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: unknown op %d", self->name, (int)d->op);
     if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_F32 && d->wdtype != CD_DTYPE_BF16)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: linear weights must be F32 or BF16, not %s",
-                            self->name, cd_dtype_name(d->wdtype));
-    if (d->op == CD_OP_ATTENTION && (!d->attn || cd_attn_validate(ctx, d->attn)))
-        return CD_ERR_UNSUPPORTED;
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: linear weights must be F32 or BF16, not %s", self->name,
+                            cd_dtype_name(d->wdtype));
+    if (d->op == CD_OP_ATTENTION && (!d->attn || cd_attn_validate(ctx, d->attn))) return CD_ERR_UNSUPPORTED;
     return CD_OK;
 }
 

@@ -16,28 +16,28 @@ static inline okf ok_splat(float x) { return (okf){0} + x; }
 CD_SIMD_EXP2(ok_exp2, okf, oki, 1)
 
 static inline okf ok_gelu(okf v) {
-    const okf u = (v + 0.044715f * v * v * v) * 0.7978845608028654f; /* sqrt(2/pi) */
+    const okf u = (v + 0.044715f * v * v * v) * 0.7978845608028654f;        /* sqrt(2/pi) */
     const okf th = 1.0f - 2.0f / (ok_exp2(u * 2.8853900817779268f) + 1.0f); /* tanh via e^(2u) */
     return 0.5f * v * (1.0f + th);
 }
 
 static inline okf ok_silu(okf v) { return v / (1.0f + ok_exp2(v * -1.4426950408889634f)); }
 
-#define OK_MAP(NAME, FN)                                                                        \
-    void NAME(float *x, size_t n) {                                                             \
-        size_t i = 0;                                                                           \
-        for (; i + OK_VL <= n; i += OK_VL) {                                                    \
-            okf v;                                                                              \
-            memcpy(&v, x + i, sizeof v);                                                        \
-            v = FN(v);                                                                          \
-            memcpy(x + i, &v, sizeof v);                                                        \
-        }                                                                                       \
-        if (i < n) { /* tail through one zero-padded vector */                                  \
-            okf v = ok_splat(0.0f);                                                             \
-            memcpy(&v, x + i, (n - i) * sizeof(float));                                         \
-            v = FN(v);                                                                          \
-            memcpy(x + i, &v, (n - i) * sizeof(float));                                         \
-        }                                                                                       \
+#define OK_MAP(NAME, FN)                                       \
+    void NAME(float *x, size_t n) {                            \
+        size_t i = 0;                                          \
+        for (; i + OK_VL <= n; i += OK_VL) {                   \
+            okf v;                                             \
+            memcpy(&v, x + i, sizeof v);                       \
+            v = FN(v);                                         \
+            memcpy(x + i, &v, sizeof v);                       \
+        }                                                      \
+        if (i < n) { /* tail through one zero-padded vector */ \
+            okf v = ok_splat(0.0f);                            \
+            memcpy(&v, x + i, (n - i) * sizeof(float));        \
+            v = FN(v);                                         \
+            memcpy(x + i, &v, (n - i) * sizeof(float));        \
+        }                                                      \
     }
 
 OK_MAP(OK_GELU_NAME, ok_gelu)

@@ -11,21 +11,19 @@ static double wget(const cd_weight *w, size_t i) {
                                      : (double)((const float *)w->data)[i];
 }
 
-static cd_status ref_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                            const float *b, float *y) {
+static cd_status ref_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     (void)ctx;
     for (size_t r = 0; r < n; r++)
         for (int o = 0; o < w->out; o++) {
             double acc = b ? b[o] : 0.0;
-            for (int i = 0; i < w->in; i++)
-                acc += (double)x[r * w->in + i] * wget(w, (size_t)o * w->in + i);
+            for (int i = 0; i < w->in; i++) acc += (double)x[r * w->in + i] * wget(w, (size_t)o * w->in + i);
             y[r * w->out + o] = (float)acc;
         }
     return CD_OK;
 }
 
-static void ref_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
-                            const float *scale, float eps, float *y) {
+static void ref_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift, const float *scale,
+                            float eps, float *y) {
     (void)ctx;
     for (size_t r = 0; r < n; r++) {
         const float *xr = x + r * dim;
@@ -35,13 +33,11 @@ static void ref_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, cons
         for (int i = 0; i < dim; i++) var += (xr[i] - mean) * (xr[i] - mean);
         var /= dim;
         const double inv = 1.0 / sqrt(var + eps);
-        for (int i = 0; i < dim; i++)
-            y[r * dim + i] = (float)((1.0 + scale[i]) * ((xr[i] - mean) * inv) + shift[i]);
+        for (int i = 0; i < dim; i++) y[r * dim + i] = (float)((1.0 + scale[i]) * ((xr[i] - mean) * inv) + shift[i]);
     }
 }
 
-static void ref_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w,
-                              float eps) {
+static void ref_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps) {
     (void)ctx;
     for (size_t r = 0; r < n * (size_t)nh; r++) {
         float *v = x + r * hd;
@@ -86,33 +82,31 @@ static void ref_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const floa
         }
 }
 
-
-static void ref_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
-                       size_t ntot, size_t t0) {
+static void ref_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst, size_t ntot, size_t t0) {
     (void)ctx;
     for (size_t t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             memcpy(dst + ((size_t)h * ntot + t0 + t) * hd, rows + (t * nh + h) * hd, sizeof(float) * hd);
 }
 
-static void ref_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
-                         int hd, float *rows) {
+static void ref_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh, int hd,
+                           float *rows) {
     (void)ctx;
     for (size_t t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
 }
 
-static cd_status ref_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                               const float *k, const float *v, const float *sw, float *o, float *lse) {
+static cd_status ref_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                               const float *v, const float *sw, float *o, float *lse) {
     (void)self;
     return cd_attention_reference(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
 }
 
 /* Direct convolution: every output a double sum over cin x k x k taps of the (upsampled, padded)
  * input; taps outside the input are the zero padding. */
-static cd_status ref_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
-                            const float *b, int acc, float *y) {
+static cd_status ref_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w, const float *b, int acc,
+                            float *y) {
     (void)ctx;
     const int Ho = cd_conv_out_h(d), Wo = cd_conv_out_w(d), k = d->k, up = d->up != 0;
     const int Hu = d->H << up, Wu = d->W << up;
@@ -137,8 +131,8 @@ static cd_status ref_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, 
     return CD_OK;
 }
 
-static void ref_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
-                           const float *b, float eps, int silu, float *y) {
+static void ref_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w, const float *b,
+                           float eps, int silu, float *y) {
     (void)ctx;
     const int cg = C / G;
     const size_t m = (size_t)cg * n;
@@ -166,7 +160,9 @@ static void ref_transpose(cd_ctx *ctx, const float *x, size_t rows, size_t cols,
 
 /* The reference computes in place or with memory of its own: no scratch to reserve. */
 static size_t ref_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
-    (void)self; (void)ctx; (void)d;
+    (void)self;
+    (void)ctx;
+    (void)d;
     return 0;
 }
 

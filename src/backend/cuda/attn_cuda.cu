@@ -38,9 +38,7 @@ extern "C" const char *cd_cuda_attention_variant_name(int variant) {
     return variant >= 0 && variant < CD_ATTN_NVARIANTS ? k_variants[variant] : NULL;
 }
 
-extern "C" int cd_cuda_attention_supports(int head_dim) {
-    return head_dim == 32 || head_dim == 64 || head_dim == 128;
-}
+extern "C" int cd_cuda_attention_supports(int head_dim) { return head_dim == 32 || head_dim == 64 || head_dim == 128; }
 
 /* ---- scratch ---------------------------------------------------------------------------------- */
 static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
@@ -48,17 +46,15 @@ static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
 /* extra keys per head: T text keys, plus the pooled keys when down >= 2 */
 static int64_t extra_keys(const cd_attn_desc *d) {
     int64_t E = d->text_len;
-    if (cd_attn_pooled(d))
-        E += (int64_t)(d->grid_h / d->down) * (int64_t)(d->grid_w / d->down);
+    if (cd_attn_pooled(d)) E += (int64_t)(d->grid_h / d->down) * (int64_t)(d->grid_w / d->down);
     return E;
 }
 
 extern "C" size_t cd_cuda_attention_scratch(const cd_attn_desc *d) {
     if (cd_attn_validate(NULL, d) != CD_OK) return 0;
     const size_t NH = (size_t)d->heads, HD = (size_t)d->head_dim, N = cd_attn_tokens(d);
-    size_t total = 3 * align256(NH * N * HD * sizeof(uint16_t)); /* q, k, v bf16 */
-    if (cd_attn_pooled(d))
-        total += 2 * align256(NH * (size_t)extra_keys(d) * HD * sizeof(uint16_t)); /* ek, ev */
+    size_t total = 3 * align256(NH * N * HD * sizeof(uint16_t));                                      /* q, k, v bf16 */
+    if (cd_attn_pooled(d)) total += 2 * align256(NH * (size_t)extra_keys(d) * HD * sizeof(uint16_t)); /* ek, ev */
     return total;
 }
 
@@ -67,12 +63,10 @@ extern "C" size_t cd_cuda_attention_scratch(const cd_attn_desc *d) {
  * sum over a, b < DF (a outer, as attn_ref.c adds them) of sw[a*DF + b] * key (cy*DF+a, cx*DF+b),
  * accumulated in f32, rounded once to bf16. */
 __global__ void cd_attn_extra_kernel(const float *__restrict__ k, const float *__restrict__ v,
-                                     const float *__restrict__ sw, uint16_t *__restrict__ ek,
-                                     uint16_t *__restrict__ ev, int NH, int N, int T, int W,
-                                     int DF, int PW, int E, int HD) {
+                                     const float *__restrict__ sw, uint16_t *__restrict__ ek, uint16_t *__restrict__ ev,
+                                     int NH, int N, int T, int W, int DF, int PW, int E, int HD) {
     const size_t total = (size_t)NH * (size_t)E * (size_t)HD;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t c = i % (size_t)HD, e = (i / (size_t)HD) % (size_t)E;
         const size_t h = i / ((size_t)HD * (size_t)E);
         const float *kh = k + h * (size_t)N * HD, *vh = v + h * (size_t)N * HD;
@@ -96,14 +90,12 @@ __global__ void cd_attn_extra_kernel(const float *__restrict__ k, const float *_
 }
 
 /* ---- launches ------------------------------------------------------------------------------- */
-template <int HD, int QR, int QC>
-static cd_status launch_v2p(cd_ctx *ctx, const cd_attn_kparams &p, int NH) {
-    return cd_cuda_attn_flash<cd_flash::Cfg<HD, QR, QC>, QR, QC>(
-        ctx, cd_flash::cd_attn_flash_kernel<HD, QR, QC, true>, p, NH);
+template <int HD, int QR, int QC> static cd_status launch_v2p(cd_ctx *ctx, const cd_attn_kparams &p, int NH) {
+    return cd_cuda_attn_flash<cd_flash::Cfg<HD, QR, QC>, QR, QC>(ctx, cd_flash::cd_attn_flash_kernel<HD, QR, QC, true>,
+                                                                 p, NH);
 }
 
-template <int HD>
-static cd_status dispatch(cd_ctx *ctx, const cd_attn_kparams &p, int NH, int variant) {
+template <int HD> static cd_status dispatch(cd_ctx *ctx, const cd_attn_kparams &p, int NH, int variant) {
     return variant == 1 ? launch_v2p<HD, 2, 32>(ctx, p, NH) : launch_v2p<HD, 4, 16>(ctx, p, NH);
 }
 
@@ -124,25 +116,21 @@ static cd_status common_checks(cd_ctx *ctx, const cd_attn_desc *d) {
     return CD_OK;
 }
 
-extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d,
-                                            const uint16_t *d_q, const uint16_t *d_k,
-                                            const uint16_t *d_v, const uint16_t *d_ek,
-                                            const uint16_t *d_ev, int64_t E, float *d_o,
-                                            float *d_lse, int variant) {
+extern "C" cd_status cd_cuda_attention_bf16(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
+                                            const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
+                                            const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse, int variant) {
     return cd_cuda_attention_bf16_ex(ctx, d, d_q, d_k, d_v, d_ek, d_ev, E, d_o, d_lse, variant, NULL);
 }
 
-cd_status cd_cuda_attn_params(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
-                              const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
-                              const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse,
-                              const cd_cuda_attn_opts *opts, cd_attn_kparams *pp) {
+cd_status cd_cuda_attn_params(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q, const uint16_t *d_k,
+                              const uint16_t *d_v, const uint16_t *d_ek, const uint16_t *d_ev, int64_t E, float *d_o,
+                              float *d_lse, const cd_cuda_attn_opts *opts, cd_attn_kparams *pp) {
     cd_status s = common_checks(ctx, d);
     if (s) return s;
     if (!d_q || !d_k || !d_v || !d_o)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "cuda attention: q, k, v and o must be non-NULL");
-    if (!aligned(d_q, 16) || !aligned(d_k, 16) || !aligned(d_v, 16) || !aligned(d_ek, 16) ||
-        !aligned(d_ev, 16) || !aligned(d_o, 8) || !aligned(d_lse, 4))
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda attention: q, k, v and o must be non-NULL");
+    if (!aligned(d_q, 16) || !aligned(d_k, 16) || !aligned(d_v, 16) || !aligned(d_ek, 16) || !aligned(d_ev, 16) ||
+        !aligned(d_o, 8) || !aligned(d_lse, 4))
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "cuda attention: q, k, v, ek, ev must be 16-byte aligned, o 8-byte");
 
@@ -167,8 +155,7 @@ cd_status cd_cuda_attn_params(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t
         return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                             "cuda attention: query/key options need CLEAR attention (radius >= 1)");
     if (opts && (opts->text_key0 < 0 || opts->text_key0 > d->text_len))
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "cuda attention: text_key0 %d outside [0, %d]", opts->text_key0,
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda attention: text_key0 %d outside [0, %d]", opts->text_key0,
                             d->text_len);
     if (d->radius == 0) {
         p.r = 0;
@@ -196,10 +183,11 @@ cd_status cd_cuda_attn_params(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t
                 return cd_set_error(ctx, CD_ERR_INVALID_ARG,
                                     "cuda attention: ek and ev must both be given or both NULL");
             if (opts ? (E < d->text_len || E > INT32_MAX) : E != want)
-                return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                                    "cuda attention: E must be %s%lld (text keys%s), got %lld",
+                return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda attention: E must be %s%lld (text keys%s), got %lld",
                                     opts ? "at least " : "", (long long)(opts ? d->text_len : want),
-                                    opts ? ", then the caller's" : cd_attn_pooled(d) ? " + pooled keys" : "",
+                                    opts                ? ", then the caller's"
+                                    : cd_attn_pooled(d) ? " + pooled keys"
+                                                        : "",
                                     (long long)E);
             p.ek = d_ek;
             p.ev = d_ev;
@@ -218,11 +206,9 @@ cd_status cd_cuda_attn_params(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t
     return CD_OK;
 }
 
-extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d,
-                                               const uint16_t *d_q, const uint16_t *d_k,
-                                               const uint16_t *d_v, const uint16_t *d_ek,
-                                               const uint16_t *d_ev, int64_t E, float *d_o,
-                                               float *d_lse, int variant,
+extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *d, const uint16_t *d_q,
+                                               const uint16_t *d_k, const uint16_t *d_v, const uint16_t *d_ek,
+                                               const uint16_t *d_ev, int64_t E, float *d_o, float *d_lse, int variant,
                                                const cd_cuda_attn_opts *opts) {
     cd_attn_kparams p;
     cd_status s = cd_cuda_attn_params(ctx, d, d_q, d_k, d_v, d_ek, d_ev, E, d_o, d_lse, opts, &p);
@@ -234,25 +220,22 @@ extern "C" cd_status cd_cuda_attention_bf16_ex(cd_ctx *ctx, const cd_attn_desc *
                             variant, CD_ATTN_NVARIANTS - 1);
     if (variant == 0) variant = default_variant(d);
     switch (d->head_dim) {
-    case 32: return dispatch<32>(ctx, p, d->heads, variant);
-    case 64: return dispatch<64>(ctx, p, d->heads, variant);
-    default: return dispatch<128>(ctx, p, d->heads, variant);
+        case 32: return dispatch<32>(ctx, p, d->heads, variant);
+        case 64: return dispatch<64>(ctx, p, d->heads, variant);
+        default: return dispatch<128>(ctx, p, d->heads, variant);
     }
 }
 
-extern "C" cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *d_q,
-                                       const float *d_k, const float *d_v, const float *d_sw,
-                                       float *d_o, float *d_lse) {
+extern "C" cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *d_q, const float *d_k,
+                                       const float *d_v, const float *d_sw, float *d_o, float *d_lse) {
     cd_status s = common_checks(ctx, d);
     if (s) return s;
     struct cd_cuda *cu = cd_cuda_of(ctx);
     if (!d_q || !d_k || !d_v || !d_o)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "cuda attention: q, k, v and o must be non-NULL");
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda attention: q, k, v and o must be non-NULL");
     const int pooled = cd_attn_pooled(d);
     if (pooled && !d_sw)
-        return cd_set_error(ctx, CD_ERR_INVALID_ARG,
-                            "cuda attention: down factor %d needs a spatial_weight [%d, %d]",
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda attention: down factor %d needs a spatial_weight [%d, %d]",
                             d->down, d->down, d->down);
 
     const size_t NH = (size_t)d->heads, HD = (size_t)d->head_dim, N = cd_attn_tokens(d);
@@ -274,8 +257,8 @@ extern "C" cd_status cd_cuda_attention(cd_ctx *ctx, const cd_attn_desc *d, const
         uint16_t *evb = (uint16_t *)(base + 3 * qkv_bytes + e_bytes);
         const size_t blocks = (ne + 255) / 256;
         cd_attn_extra_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, cu->stream>>>(
-            d_k, d_v, d_sw, ekb, evb, d->heads, (int)N, d->text_len, d->grid_w, d->down,
-            d->grid_w / d->down, (int)E, d->head_dim);
+            d_k, d_v, d_sw, ekb, evb, d->heads, (int)N, d->text_len, d->grid_w, d->down, d->grid_w / d->down, (int)E,
+            d->head_dim);
         if (!cd_cuda_launch_ok(cu)) return cd_cuda_attn_launch_failed(ctx, cu, "pooled keys");
         ek = ekb;
         ev = evb;

@@ -16,21 +16,14 @@ constexpr int BN = 64; /* keys per chunk */
 /* The PTX wrappers. CD_FLASH_EMULATE: the host test harness lab/attention/emu_flash.cpp
  * supplies warp-level emulations of them instead, to run this exact kernel code on a CPU. */
 #ifndef CD_FLASH_EMULATE
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 /* 16 bytes global -> shared; src_bytes 0 writes 16 zero bytes and reads nothing. */
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes)
-                 : "memory");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
@@ -50,20 +43,17 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
 /* c += a * b, m16n8k16, bf16 inputs, f32 accumulators */
 /* The same MMA as a plain (non-volatile) asm: a pure register operation the compiler may
  * schedule around the (volatile) shared-memory loads; used by the PIPE path. */
-__device__ __forceinline__ void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                            uint32_t b1) {
+__device__ __forceinline__ void mma_bf16_nv(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
         "{%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* two f32 -> bf16x2 (round to nearest even), lo in the low half (the lower column index) */
@@ -89,12 +79,11 @@ struct Chunk {
 };
 
 /* The CTA's key schedule (every thread runs an identical copy, so the loop is CTA-uniform). */
-template <int HD>
-struct ChunkIter {
+template <int HD> struct ChunkIter {
     const uint16_t *xk, *xv; /* phase 1: xcount keys, no mask */
     int xcount, xpos;
-    const uint16_t *kh, *vh; /* phase 2: image key rows of the tile's disc union */
-    int img;                 /* 0: no phase 2 (dense tile) */
+    const uint16_t *kh, *vh;   /* phase 2: image key rows of the tile's disc union */
+    int img;                   /* 0: no phase 2 (dense tile) */
     int ky, ky_hi, kx, kx_end; /* current key row, last key row, next column, last column */
     int y0, y1, x0, x1, r, W, T;
 
@@ -138,8 +127,8 @@ struct ChunkIter {
     /* The schedule of one CTA (every field set): a dense tile streams the keys [dense_key0, N)
      * of head `head` (element offset hoff in k/v); an image tile of QR x QC queries at (ty0, tx0)
      * streams the E extra keys, then the disc union of its rows [ty0, min(ty0 + QR, img_row1)). */
-    __device__ __forceinline__ void start(const cd_attn_kparams &p, int head, size_t hoff,
-                                          bool dense_tile, int ty0, int tx0, int QR, int QC) {
+    __device__ __forceinline__ void start(const cd_attn_kparams &p, int head, size_t hoff, bool dense_tile, int ty0,
+                                          int tx0, int QR, int QC) {
         img = 0;
         xpos = 0;
         kh = p.k + hoff;
@@ -189,8 +178,7 @@ __device__ __forceinline__ void load_chunk(const Chunk &c, uint16_t *sK, uint16_
 /* Which queries a CTA owns (grid: cd_attn_flash_grid): the first n_dense_tiles CTAs are dense
  * tiles of QR*QC consecutive queries from q0, below q_dense_end; the others are QR x QC image
  * blocks at (y0, x0), tiles_x per tile row, from grid row img_row0 on. */
-template <int QR, int QC>
-struct Tile {
+template <int QR, int QC> struct Tile {
     bool dense;
     long long q0; /* dense tile: first query */
     int y0, x0;   /* image tile: origin */
@@ -220,8 +208,8 @@ struct Tile {
 /* All threads: cp.async the tile's QR*QC query rows of head offset qh into sQ (row stride HD + 8);
  * rows without a query are zero-filled. */
 template <int HD, int QR, int QC, int NT>
-__device__ __forceinline__ void stage_q(const Tile<QR, QC> &tile, const cd_attn_kparams &p,
-                                        const uint16_t *qh, uint16_t *sQ, int tid) {
+__device__ __forceinline__ void stage_q(const Tile<QR, QC> &tile, const cd_attn_kparams &p, const uint16_t *qh,
+                                        uint16_t *sQ, int tid) {
     constexpr int LD = HD + 8, CPR = HD / 8; /* 16-byte pieces per row */
     for (int pc = tid; pc < QR * QC * CPR; pc += NT) {
         const int row = pc / CPR, col = (pc % CPR) * 8;

@@ -13,16 +13,16 @@
 
 struct cd_attn_kparams {
     const uint16_t *q, *k, *v;
-    const uint16_t *ek, *ev;  /* image queries' extra keys/values (unused when r == 0) */
-    long long ek_hstride;     /* elements between two heads of ek/ev */
+    const uint16_t *ek, *ev; /* image queries' extra keys/values (unused when r == 0) */
+    long long ek_hstride;    /* elements between two heads of ek/ev */
     float *o;
-    float *lse;               /* may be NULL */
-    int N;                    /* tokens, T + H*W (<= INT32_MAX, cd_attn_validate) */
+    float *lse; /* may be NULL */
+    int N;      /* tokens, T + H*W (<= INT32_MAX, cd_attn_validate) */
     int T, H, W;
-    int r;                    /* effective radius (cd_attn_eff_radius); 0 = dense */
-    int E;                    /* extra keys per head (image queries only) */
-    float scale;              /* softmax scale (cd_attn_scale) */
-    float scale_log2;         /* scale * log2(e): scores in base-2 units for exp2 */
+    int r;            /* effective radius (cd_attn_eff_radius); 0 = dense */
+    int E;            /* extra keys per head (image queries only) */
+    float scale;      /* softmax scale (cd_attn_scale) */
+    float scale_log2; /* scale * log2(e): scores in base-2 units for exp2 */
     /* flash kernels: the first n_dense_tiles CTAs take query rows [tile*BM, ...) below
      * q_dense_end over all N keys (dense: q_dense_end = N; CLEAR: = T, the text rows); the
      * others take image tiles, tiles_x of them per tile row. */
@@ -49,9 +49,7 @@ static inline long long cd_attn_flash_grid(cd_attn_kparams &p, int BM, int QR, i
     return n_dense + tiles_x * tiles_y;
 }
 
-__device__ __forceinline__ float cd_dev_bf16_to_f32(uint16_t h) {
-    return __uint_as_float((uint32_t)h << 16);
-}
+__device__ __forceinline__ float cd_dev_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 
 /* Round to nearest even, NaN stays NaN: the device twin of cd_f32_to_bf16 (internal.h). */
 __device__ __forceinline__ uint16_t cd_dev_f32_to_bf16(float f) {

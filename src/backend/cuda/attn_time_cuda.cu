@@ -16,12 +16,14 @@ static cd_status fill_dev(cd_ctx *ctx, uint16_t *d, size_t n, const uint16_t *bl
 }
 
 extern "C" cd_status cd_cuda_time_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, int reps,
-                                           double *t) {
+                                            double *t) {
     (void)self;
     cd_status s = CD_OK;
     const size_t N = cd_attn_tokens(d), nv = (size_t)d->heads * N * (size_t)d->head_dim;
-    const int64_t E = d->radius > 0 ? (int64_t)d->text_len +
-                      (cd_attn_pooled(d) ? (int64_t)(d->grid_h / d->down) * (d->grid_w / d->down) : 0) : 0;
+    const int64_t E =
+        d->radius > 0
+            ? (int64_t)d->text_len + (cd_attn_pooled(d) ? (int64_t)(d->grid_h / d->down) * (d->grid_w / d->down) : 0)
+            : 0;
     const size_t ne = (size_t)d->heads * (size_t)E * (size_t)d->head_dim;
     const size_t nb = nv < ((size_t)1 << 24) ? nv : ((size_t)1 << 24);
     uint16_t *blk = (uint16_t *)malloc(nb * 2);
@@ -49,9 +51,13 @@ extern "C" cd_status cd_cuda_time_attention(const cd_ops *self, cd_ctx *ctx, con
     }
     if (!s) s = cd_cuda_sync(ctx);
 done:
-    cd_cuda_free(ctx, q); cd_cuda_free(ctx, k); cd_cuda_free(ctx, v); cd_cuda_free(ctx, ek);
-    cd_cuda_free(ctx, ev); cd_cuda_free(ctx, o); cd_cuda_free(ctx, lse);
+    cd_cuda_free(ctx, q);
+    cd_cuda_free(ctx, k);
+    cd_cuda_free(ctx, v);
+    cd_cuda_free(ctx, ek);
+    cd_cuda_free(ctx, ev);
+    cd_cuda_free(ctx, o);
+    cd_cuda_free(ctx, lse);
     free(blk);
     return s;
 }
-

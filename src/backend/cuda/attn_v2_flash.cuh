@@ -47,8 +47,7 @@
 
 namespace cd_flash {
 
-template <int HD, int QR, int QC>
-struct Cfg {
+template <int HD, int QR, int QC> struct Cfg {
     static constexpr int NW = QR * QC / 16;
     static constexpr int NT = NW * 32;
     static constexpr int BM = QR * QC;
@@ -67,8 +66,7 @@ struct Cfg {
  * (register double buffering), so ldmatrix latency overlaps tensor-core work; the sums are the
  * same in the same order as the general path. */
 template <int HD, int QR, int QC, bool PIPE = false>
-__global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
-    cd_attn_flash_kernel(const cd_attn_kparams p) {
+__global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT) cd_attn_flash_kernel(const cd_attn_kparams p) {
     using C = Cfg<HD, QR, QC>;
     constexpr int LD = C::LD, NT = C::NT;
     constexpr int KSTEPS = HD / 16; /* k16 steps of Q K^T; also 16-wide column pairs of O */
@@ -95,8 +93,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
     const int wy = y0 + (16 * warp) / QC;
     const int wx0 = x0 + (16 * warp) % QC;
     const int wx1 = min(wx0 + 15, p.W - 1);
-    const bool warp_valid =
-        dense_tile ? (q0 + 16 * warp < p.q_dense_end) : (wy < p.img_row1 && wx0 < p.W);
+    const bool warp_valid = dense_tile ? (q0 + 16 * warp < p.q_dense_end) : (wy < p.img_row1 && wx0 < p.W);
 
     /* ---- key schedule ---- */
     ChunkIter<HD> it;
@@ -194,17 +191,17 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
                 }
             } else
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++) {
+                for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll
-                for (int jb = 0; jb < 4; jb++) {
-                    if (jb >= kb_lo && jb <= kb_hi) {
-                        uint32_t b[4]; /* keys jb*16 + {0..7 | 8..15} x hd kk*16 + {0..7 | 8..15} */
-                        ldsm_x4(b, kbase + (uint32_t)((jb * 16 * LD + kk * 16) * 2));
-                        mma_bf16(s[2 * jb], qf[kk], b[0], b[1]);
-                        mma_bf16(s[2 * jb + 1], qf[kk], b[2], b[3]);
+                    for (int jb = 0; jb < 4; jb++) {
+                        if (jb >= kb_lo && jb <= kb_hi) {
+                            uint32_t b[4]; /* keys jb*16 + {0..7 | 8..15} x hd kk*16 + {0..7 | 8..15} */
+                            ldsm_x4(b, kbase + (uint32_t)((jb * 16 * LD + kk * 16) * 2));
+                            mma_bf16(s[2 * jb], qf[kk], b[0], b[1]);
+                            mma_bf16(s[2 * jb + 1], qf[kk], b[2], b[3]);
+                        }
                     }
                 }
-            }
 
             /* ---- mask, row max (base-2 units) ---- */
             float mx[2] = {-INFINITY, -INFINITY};
@@ -275,22 +272,22 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
                 }
             } else
 #pragma unroll
-            for (int kb = 0; kb < 4; kb++) {
-                if (kb >= kb_lo && kb <= kb_hi) {
-                    uint32_t a[4];
-                    a[0] = pack_bf16(s[2 * kb][0], s[2 * kb][1]);
-                    a[1] = pack_bf16(s[2 * kb][2], s[2 * kb][3]);
-                    a[2] = pack_bf16(s[2 * kb + 1][0], s[2 * kb + 1][1]);
-                    a[3] = pack_bf16(s[2 * kb + 1][2], s[2 * kb + 1][3]);
+                for (int kb = 0; kb < 4; kb++) {
+                    if (kb >= kb_lo && kb <= kb_hi) {
+                        uint32_t a[4];
+                        a[0] = pack_bf16(s[2 * kb][0], s[2 * kb][1]);
+                        a[1] = pack_bf16(s[2 * kb][2], s[2 * kb][3]);
+                        a[2] = pack_bf16(s[2 * kb + 1][0], s[2 * kb + 1][1]);
+                        a[3] = pack_bf16(s[2 * kb + 1][2], s[2 * kb + 1][3]);
 #pragma unroll
-                    for (int dp = 0; dp < KSTEPS; dp++) {
-                        uint32_t b[4]; /* keys kb*16 + {0..7 | 8..15} x hd dp*16 + {0..7 | 8..15} */
-                        ldsm_x4_trans(b, vbase + (uint32_t)((kb * 16 * LD + dp * 16) * 2));
-                        mma_bf16(o[2 * dp], a, b[0], b[1]);
-                        mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+                        for (int dp = 0; dp < KSTEPS; dp++) {
+                            uint32_t b[4]; /* keys kb*16 + {0..7 | 8..15} x hd dp*16 + {0..7 | 8..15} */
+                            ldsm_x4_trans(b, vbase + (uint32_t)((kb * 16 * LD + dp * 16) * 2));
+                            mma_bf16(o[2 * dp], a, b[0], b[1]);
+                            mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+                        }
                     }
                 }
-            }
         }
 
         __syncthreads(); /* everyone is done with `buf` before it is refilled */
@@ -314,8 +311,7 @@ __global__ void __launch_bounds__(Cfg<HD, QR, QC>::NT)
         float *orow = p.o + hoff + (size_t)qi * HD + 2 * t4;
 #pragma unroll
         for (int d = 0; d < ONT; d++)
-            *reinterpret_cast<float2 *>(orow + d * 8) =
-                make_float2(o[d][2 * ri] * inv, o[d][2 * ri + 1] * inv);
+            *reinterpret_cast<float2 *>(orow + d * 8) = make_float2(o[d][2 * ri] * inv, o[d][2 * ri + 1] * inv);
         if (p.lse && t4 == 0)
             p.lse[(size_t)head * (size_t)p.N + (size_t)qi] =
                 l[ri] > 0.0f ? (m[ri] + log2f(l[ri])) * 0.6931471805599453f : -INFINITY;

@@ -32,8 +32,7 @@ static __global__ void k_conv2d(cd_conv_desc d, int Ho, int Wo, const float *__r
                                 float *__restrict__ y) {
     const int up = d.up != 0, Hu = d.H << up, Wu = d.W << up, k = d.k;
     const size_t total = (size_t)d.cout * Ho * Wo;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const int ox = (int)(i % Wo), oy = (int)(i / Wo % Ho), co = (int)(i / ((size_t)Wo * Ho));
         float s = 0.0f;
         const float *wc = w + (size_t)co * d.cin * k * k;
@@ -56,8 +55,8 @@ static __global__ void k_conv2d(cd_conv_desc d, int Ho, int Wo, const float *__r
 }
 
 /* The ops table's conv2d (ops_cuda.cu declares it; C++ linkage, as cd_cuda_linear_op). */
-cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
-                         const float *b, int acc, float *y) {
+cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w, const float *b, int acc,
+                         float *y) {
     struct cd_cuda *cu = need(ctx);
     if (!cu) return CD_ERR_INVALID_ARG;
     const int Ho = cd_conv_out_h(d), Wo = cd_conv_out_w(d);
@@ -65,8 +64,7 @@ cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, con
     const size_t total = (size_t)d->cout * Ho * Wo;
     k_conv2d<<<blocks_for(cu, total), TPB, 0, cu->stream>>>(*d, Ho, Wo, x, w, b, acc, y);
     if (!cd_cuda_launch_ok(cu))
-        return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda conv2d: launch failed: %s",
-                            cudaGetErrorString(cu->sticky));
+        return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda conv2d: launch failed: %s", cudaGetErrorString(cu->sticky));
     return CD_OK;
 }
 
@@ -92,8 +90,8 @@ static __device__ double block_sum_d(double v, double *sh) {
 /* One block per group g: channels [g cg, (g + 1) cg) of x [C, n]. y may equal x: every element is
  * read for the sums before the barrier inside the second block_sum_d, and then only by the thread
  * that writes it. */
-static __global__ void k_group_norm(const float *x, int cg, size_t n, const float *w, const float *b,
-                                    float eps, int silu, float *y) {
+static __global__ void k_group_norm(const float *x, int cg, size_t n, const float *w, const float *b, float eps,
+                                    int silu, float *y) {
     __shared__ double sh[32];
     const size_t m = (size_t)cg * n, off = (size_t)blockIdx.x * m;
     double s = 0, s2 = 0;
@@ -115,8 +113,8 @@ static __global__ void k_group_norm(const float *x, int cg, size_t n, const floa
     }
 }
 
-void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
-                        const float *b, float eps, int silu, float *y) {
+void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w, const float *b, float eps,
+                        int silu, float *y) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || C < 1 || G < 1 || n == 0) return;
     k_group_norm<<<(unsigned)G, 1024, 0, cu->stream>>>(x, C / G, n, w, b, eps, silu, y);
@@ -127,8 +125,7 @@ void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, con
 
 /* y [cols, rows] = x [rows, cols]^T by 32 x 32 tiles; blocks of 32 x 8 threads, grid-stride over
  * tiles. */
-static __global__ void k_transpose(const float *__restrict__ x, size_t rows, size_t cols,
-                                   float *__restrict__ y) {
+static __global__ void k_transpose(const float *__restrict__ x, size_t rows, size_t cols, float *__restrict__ y) {
     __shared__ float t[32][33];
     const size_t tr = (rows + 31) / 32, tc = (cols + 31) / 32;
     for (size_t tile = blockIdx.x; tile < tr * tc; tile += gridDim.x) {

@@ -40,7 +40,10 @@ static cd_status dev_malloc(cd_ctx *ctx, size_t bytes, void **p) {
     (void)cudaGetLastError();
     if (e != cudaErrorMemoryAllocation) return cd_cuda_err(ctx, e, "cudaMalloc");
     size_t fr = 0, tot = 0;
-    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) { (void)cudaGetLastError(); fr = tot = 0; }
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        (void)cudaGetLastError();
+        fr = tot = 0;
+    }
     return cd_set_error(ctx, CD_ERR_OOM,
                         "cuda: cannot allocate %.1f MiB (%zu bytes) of device memory "
                         "(%.1f MiB free of %.1f MiB)",
@@ -115,14 +118,12 @@ extern "C" cd_status cd_cuda_init(cd_ctx *ctx) {
     }
     if ((s = dev_malloc(ctx, CD_LT_WS_BYTES, &cu->lt_ws)) != CD_OK) goto fail;
     cu->lt_ws_bytes = CD_LT_WS_BYTES;
-    if ((e = cudaEventCreate(&cu->ev_start)) != cudaSuccess ||
-        (e = cudaEventCreate(&cu->ev_stop)) != cudaSuccess) {
+    if ((e = cudaEventCreate(&cu->ev_start)) != cudaSuccess || (e = cudaEventCreate(&cu->ev_stop)) != cudaSuccess) {
         s = fail(ctx, e, "cannot create events");
         goto fail;
     }
-    snprintf(cu->desc, sizeof cu->desc, "%s (sm_%d%d, %d SMs, %.1f GiB)", cu->prop.name,
-             cu->prop.major, cu->prop.minor, cu->prop.multiProcessorCount,
-             cu->prop.totalGlobalMem / (1024.0 * kMiB));
+    snprintf(cu->desc, sizeof cu->desc, "%s (sm_%d%d, %d SMs, %.1f GiB)", cu->prop.name, cu->prop.major, cu->prop.minor,
+             cu->prop.multiProcessorCount, cu->prop.totalGlobalMem / (1024.0 * kMiB));
     ctx->dev_state = cu;
     ctx->release_device = cd_cuda_release; /* cd_ctx_free releases the device state */
     return CD_OK;
@@ -159,8 +160,7 @@ extern "C" void cd_cuda_free(cd_ctx *ctx, void *d_p) {
     if (cudaFree(d_p) != cudaSuccess) (void)cudaGetLastError();
 }
 
-static cd_status copy(cd_ctx *ctx, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
-                      const char *what) {
+static cd_status copy(cd_ctx *ctx, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what) {
     struct cd_cuda *cu = need(ctx);
     if (!cu) return CD_ERR_INVALID_ARG;
     if (bytes == 0) return CD_OK;
@@ -254,10 +254,14 @@ extern "C" double cd_cuda_peak_bf16(cd_ctx *ctx) {
      * (9.0) 4096; the consumer Ampere/Ada parts (8.6, 8.9) 1024 with f32 accumulation. */
     double per_sm;
     const int cc = cu->prop.major * 10 + cu->prop.minor;
-    if (cc == 90) per_sm = 4096.0;
-    else if (cc == 80) per_sm = 2048.0;
-    else if (cc == 86 || cc == 89) per_sm = 1024.0;
-    else return 0.0;
+    if (cc == 90)
+        per_sm = 4096.0;
+    else if (cc == 80)
+        per_sm = 2048.0;
+    else if (cc == 86 || cc == 89)
+        per_sm = 1024.0;
+    else
+        return 0.0;
     int khz = 0; /* cudaDeviceProp.clockRate is gone in CUDA 13; the attribute stays */
     if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, cu->device) != cudaSuccess) {
         (void)cudaGetLastError();

@@ -58,13 +58,11 @@ static void lt_release(lt_call *c) {
 }
 
 /* Sets up the descriptors for the shapes and pointers of the call (bias: NULL for no epilogue). */
-static cublasStatus_t lt_setup(lt_call *c, const struct cd_cuda *cu, size_t n, int in, int out,
-                               const void *w, const void *xb, const float *bias, const float *y,
-                               cudaDataType_t abt) {
+static cublasStatus_t lt_setup(lt_call *c, const struct cd_cuda *cu, size_t n, int in, int out, const void *w,
+                               const void *xb, const float *bias, const float *y, cudaDataType_t abt) {
     cublasStatus_t s;
     const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    if ((s = cublasLtMatmulDescCreate(&c->op, CUBLAS_COMPUTE_32F, CUDA_R_32F)) != CUBLAS_STATUS_SUCCESS)
-        return s;
+    if ((s = cublasLtMatmulDescCreate(&c->op, CUBLAS_COMPUTE_32F, CUDA_R_32F)) != CUBLAS_STATUS_SUCCESS) return s;
     if ((s = cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)) ||
         (s = cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)))
         return s;
@@ -84,9 +82,12 @@ static cublasStatus_t lt_setup(lt_call *c, const struct cd_cuda *cu, size_t n, i
     const uint32_t aa = align_of(w), ab = align_of(xb), ay = align_of(y);
     if ((s = cublasLtMatmulPreferenceCreate(&c->pref)) ||
         (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws)) ||
-        (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa)) ||
-        (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab)) ||
-        (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ay, sizeof ay)) ||
+        (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa,
+                                                  sizeof aa)) ||
+        (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab,
+                                                  sizeof ab)) ||
+        (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ay,
+                                                  sizeof ay)) ||
         (s = cublasLtMatmulPreferenceSetAttribute(c->pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ay, sizeof ay)))
         return s;
     return CUBLAS_STATUS_SUCCESS;
@@ -97,8 +98,8 @@ static int lt_pick(const struct cd_cuda *cu, const lt_call *c, cublasLtMatmulAlg
     cublasLtMatmulHeuristicResult_t r;
     int got = 0;
     memset(&r, 0, sizeof r);
-    if (cublasLtMatmulAlgoGetHeuristic(cu->lt, c->op, c->la, c->lb, c->ld, c->ld, c->pref, 1, &r,
-                                       &got) != CUBLAS_STATUS_SUCCESS ||
+    if (cublasLtMatmulAlgoGetHeuristic(cu->lt, c->op, c->la, c->lb, c->ld, c->ld, c->pref, 1, &r, &got) !=
+            CUBLAS_STATUS_SUCCESS ||
         got < 1 || r.state != CUBLAS_STATUS_SUCCESS)
         return 0;
     *algo = r.algo;
@@ -106,8 +107,7 @@ static int lt_pick(const struct cd_cuda *cu, const lt_call *c, cublasLtMatmulAlg
 }
 
 /* The ops table's linear (ops_cuda.cu declares it; C++ linkage, see there). */
-cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                            const float *b, float *y) {
+cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     if (!ctx || !ctx->dev_state) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda: not initialized");
     struct cd_cuda *cu = cd_cuda_of(ctx);
     if (!w || !w->data) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "cuda linear: no weight");
@@ -115,8 +115,7 @@ cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weig
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda linear: weights must be BF16 or F32 on the device");
     const cudaDataType_t ab = w->dtype == CD_DTYPE_F32 ? CUDA_R_32F : CUDA_R_16BF;
     const int in = w->in, out = w->out;
-    if (in <= 0 || out <= 0)
-        return cd_set_error(ctx, CD_ERR_SHAPE, "cuda linear: weight shape [%d, %d]", out, in);
+    if (in <= 0 || out <= 0) return cd_set_error(ctx, CD_ERR_SHAPE, "cuda linear: weight shape [%d, %d]", out, in);
     if (n == 0) return CD_OK;
     size_t nin, nout;
     if (!cd_mul_ok(n, (size_t)in, &nin) || !cd_mul_ok(n, (size_t)out, &nout))
@@ -148,20 +147,20 @@ cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weig
         if (s != CUBLAS_STATUS_SUCCESS)
             return cd_set_error(ctx, CD_ERR_INTERNAL,
                                 "cuda linear: cuBLASLt descriptor setup failed (status %d) for "
-                                "n=%zu in=%d out=%d", (int)s, n, in, out);
-        return cd_set_error(ctx, CD_ERR_INTERNAL,
-                            "cuda linear: cuBLASLt offers no algorithm for n=%zu in=%d out=%d", n,
+                                "n=%zu in=%d out=%d",
+                                (int)s, n, in, out);
+        return cd_set_error(ctx, CD_ERR_INTERNAL, "cuda linear: cuBLASLt offers no algorithm for n=%zu in=%d out=%d", n,
                             in, out);
     }
     const float alpha = 1.0f, beta = 0.0f; /* beta 0: C (= y) is not read */
-    s = cublasLtMatmul(cu->lt, c.op, &alpha, w->data, c.la, xb, c.lb, &beta, y, c.ld, y, c.ld,
-                       &algo, cu->lt_ws, cu->lt_ws_bytes, cu->stream);
+    s = cublasLtMatmul(cu->lt, c.op, &alpha, w->data, c.la, xb, c.lb, &beta, y, c.ld, y, c.ld, &algo, cu->lt_ws,
+                       cu->lt_ws_bytes, cu->stream);
     lt_release(&c); /* the call has been queued; the descriptors are no longer needed */
     if (s != CUBLAS_STATUS_SUCCESS) {
         (void)cudaGetLastError(); /* not a kernel's error: keep it out of the next launch check */
         return cd_set_error(ctx, CD_ERR_INTERNAL,
-                            "cuda linear: cublasLtMatmul failed (status %d) for n=%zu in=%d out=%d",
-                            (int)s, n, in, out);
+                            "cuda linear: cublasLtMatmul failed (status %d) for n=%zu in=%d out=%d", (int)s, n, in,
+                            out);
     }
     if (b && !bias) {
         size_t blocks = n;

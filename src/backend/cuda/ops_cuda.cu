@@ -18,13 +18,12 @@
 
 /* gemm_cuda.cu. C++ linkage on purpose: a signature that differs between the two files fails to
  * link instead of misbehaving. */
-cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w,
-                            const float *b, float *y);
+cd_status cd_cuda_linear_op(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y);
 /* conv_cuda.cu (same linkage rule): the autoencoder's ops. */
-cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w,
-                         const float *b, int acc, float *y);
-void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w,
-                        const float *b, float eps, int silu, float *y);
+cd_status cd_cuda_conv2d(cd_ctx *ctx, const cd_conv_desc *d, const float *x, const float *w, const float *b, int acc,
+                         float *y);
+void cd_cuda_group_norm(cd_ctx *ctx, const float *x, int C, size_t n, int G, const float *w, const float *b, float eps,
+                        int silu, float *y);
 void cd_cuda_transpose(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y);
 
 #define BLOCK 256 /* threads per block of every kernel here (a multiple of 32) */
@@ -65,8 +64,7 @@ static __device__ __forceinline__ uint32_t bf16_bits(float f) {
 }
 
 /* vec: s 16-byte and d 8-byte aligned, four elements a step; the n % 4 tail one by one. */
-static __global__ void k_f32_to_bf16(const float *__restrict__ s, uint16_t *__restrict__ d,
-                                     size_t n, int vec) {
+static __global__ void k_f32_to_bf16(const float *__restrict__ s, uint16_t *__restrict__ d, size_t n, int vec) {
     size_t done = 0;
     if (vec) {
         const size_t n4 = n / 4;
@@ -86,8 +84,7 @@ static __global__ void k_f32_to_bf16(const float *__restrict__ s, uint16_t *__re
 
 static __device__ __forceinline__ float bf16_f32(uint32_t h) { return __uint_as_float(h << 16); }
 
-static __global__ void k_bf16_to_f32(const uint16_t *__restrict__ s, float *__restrict__ d,
-                                     size_t n, int vec) {
+static __global__ void k_bf16_to_f32(const uint16_t *__restrict__ s, float *__restrict__ d, size_t n, int vec) {
     size_t done = 0;
     if (vec) {
         const size_t n4 = n / 4;
@@ -95,8 +92,8 @@ static __global__ void k_bf16_to_f32(const uint16_t *__restrict__ s, float *__re
         float4 *d4 = (float4 *)d;
         for (size_t i = TID; i < n4; i += STRIDE) {
             const uint2 v = s4[i];
-            d4[i] = make_float4(bf16_f32(v.x & 0xffffu), bf16_f32(v.x >> 16),
-                                bf16_f32(v.y & 0xffffu), bf16_f32(v.y >> 16));
+            d4[i] =
+                make_float4(bf16_f32(v.x & 0xffffu), bf16_f32(v.x >> 16), bf16_f32(v.y & 0xffffu), bf16_f32(v.y >> 16));
         }
         done = n4 * 4;
     }
@@ -142,8 +139,8 @@ static __device__ float block_sum(float v, float *sh) {
 /* V: dim % 4 == 0 and x, y, shift, scale 16-byte aligned. y may equal x: every element is read
  * by the thread that writes it, after both reductions of its row. */
 template <bool V>
-static __global__ void k_ln_modulate(const float *x, size_t n, int dim, const float *shift,
-                                     const float *scale, float eps, float *y) {
+static __global__ void k_ln_modulate(const float *x, size_t n, int dim, const float *shift, const float *scale,
+                                     float eps, float *y) {
     __shared__ float sh[32];
     const int nv = V ? dim / 4 : dim;
     for (size_t r = blockIdx.x; r < n; r += gridDim.x) {
@@ -188,8 +185,8 @@ static __global__ void k_ln_modulate(const float *x, size_t n, int dim, const fl
     }
 }
 
-static void cuda_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift,
-                             const float *scale, float eps, float *y) {
+static void cuda_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, const float *shift, const float *scale,
+                             float eps, float *y) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || n == 0 || dim <= 0) return;
     const unsigned g = grid_rows(cu, n);
@@ -203,8 +200,7 @@ static void cuda_ln_modulate(cd_ctx *ctx, const float *x, size_t n, int dim, con
 /* ---- RMSNorm per head: one warp per (token, head) row of hd floats ------------------------- */
 
 /* V: hd % 4 == 0 and x, w 16-byte aligned. */
-template <bool V>
-static __global__ void k_rmsnorm_heads(float *x, size_t rows, int hd, const float *w, float eps) {
+template <bool V> static __global__ void k_rmsnorm_heads(float *x, size_t rows, int hd, const float *w, float eps) {
     const int lane = threadIdx.x & 31;
     const int nv = V ? hd / 4 : hd;
     const size_t warps = STRIDE >> 5;
@@ -236,8 +232,7 @@ static __global__ void k_rmsnorm_heads(float *x, size_t rows, int hd, const floa
     }
 }
 
-static void cuda_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w,
-                               float eps) {
+static void cuda_rmsnorm_heads(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const float *w, float eps) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || n == 0 || nh <= 0 || hd <= 0) return;
     const size_t rows = n * (size_t)nh;
@@ -263,8 +258,7 @@ struct silu_op {
 };
 
 /* x [n] in place; vec: x 16-byte aligned. */
-template <class F>
-static __global__ void k_map(float *x, size_t n, int vec, F f) {
+template <class F> static __global__ void k_map(float *x, size_t n, int vec, F f) {
     size_t done = 0;
     if (vec) {
         const size_t n4 = n / 4;
@@ -282,8 +276,7 @@ static __global__ void k_map(float *x, size_t n, int vec, F f) {
     for (size_t i = done + TID; i < n; i += STRIDE) x[i] = f(x[i]);
 }
 
-template <class F>
-static void launch_map(cd_ctx *ctx, float *x, size_t n, F f) {
+template <class F> static void launch_map(cd_ctx *ctx, float *x, size_t n, F f) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || n == 0) return;
     const int vec = aligned(x, 16);
@@ -327,13 +320,11 @@ static void cuda_add(cd_ctx *ctx, float *x, const float *y, size_t n) {
 
 static __device__ __forceinline__ float fma_t(float g, float y, float x) { return fmaf(g, y, x); }
 static __device__ __forceinline__ float4 fma_t(float4 g, float4 y, float4 x) {
-    return make_float4(fmaf(g.x, y.x, x.x), fmaf(g.y, y.y, x.y), fmaf(g.z, y.z, x.z),
-                       fmaf(g.w, y.w, x.w));
+    return make_float4(fmaf(g.x, y.x, x.x), fmaf(g.y, y.y, x.y), fmaf(g.z, y.z, x.z), fmaf(g.w, y.w, x.w));
 }
 
 /* x [n, dim] += gate [dim] * y [n, dim] (one rounding, as the reference's double sum). */
-template <class T>
-static __global__ void k_gate_add(T *x, const T *gate, const T *y, size_t n, int dimv) {
+template <class T> static __global__ void k_gate_add(T *x, const T *gate, const T *y, size_t n, int dimv) {
     for (size_t r = blockIdx.x; r < n; r += gridDim.x) {
         T *xr = x + r * (size_t)dimv;
         const T *yr = y + r * (size_t)dimv;
@@ -341,14 +332,13 @@ static __global__ void k_gate_add(T *x, const T *gate, const T *y, size_t n, int
     }
 }
 
-static void cuda_gate_add(cd_ctx *ctx, float *x, const float *gate, const float *y, size_t n,
-                          int dim) {
+static void cuda_gate_add(cd_ctx *ctx, float *x, const float *gate, const float *y, size_t n, int dim) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || n == 0 || dim <= 0) return;
     const unsigned g = grid_rows(cu, n);
     if (dim % 4 == 0 && aligned(x, 16) && aligned(gate, 16) && aligned(y, 16))
-        k_gate_add<float4><<<g, BLOCK, 0, cu->stream>>>((float4 *)x, (const float4 *)gate,
-                                                       (const float4 *)y, n, dim / 4);
+        k_gate_add<float4>
+            <<<g, BLOCK, 0, cu->stream>>>((float4 *)x, (const float4 *)gate, (const float4 *)y, n, dim / 4);
     else
         k_gate_add<float><<<g, BLOCK, 0, cu->stream>>>(x, gate, y, n, dim);
     cd_cuda_launch_ok(cu);
@@ -356,21 +346,19 @@ static void cuda_gate_add(cd_ctx *ctx, float *x, const float *gate, const float 
 
 /* dst [rows, dld] <- the first cols of each row of src [rows, sld]. */
 template <class T>
-static __global__ void k_copy_rows(T *dst, size_t dld, const T *src, size_t sld, size_t rows,
-                                   size_t cols) {
+static __global__ void k_copy_rows(T *dst, size_t dld, const T *src, size_t sld, size_t rows, size_t cols) {
     for (size_t r = blockIdx.x; r < rows; r += gridDim.x)
         for (size_t c = threadIdx.x; c < cols; c += blockDim.x) dst[r * dld + c] = src[r * sld + c];
 }
 
-static void cuda_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld,
-                           size_t rows, size_t cols) {
+static void cuda_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld, size_t rows,
+                           size_t cols) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || rows == 0 || cols == 0) return;
     const unsigned g = grid_rows(cu, rows);
     if (cols % 4 == 0 && dst_ld % 4 == 0 && src_ld % 4 == 0 && aligned(dst, 16) && aligned(src, 16))
-        k_copy_rows<float4><<<g, BLOCK, 0, cu->stream>>>((float4 *)dst, dst_ld / 4,
-                                                        (const float4 *)src, src_ld / 4, rows,
-                                                        cols / 4);
+        k_copy_rows<float4>
+            <<<g, BLOCK, 0, cu->stream>>>((float4 *)dst, dst_ld / 4, (const float4 *)src, src_ld / 4, rows, cols / 4);
     else
         k_copy_rows<float><<<g, BLOCK, 0, cu->stream>>>(dst, dst_ld, src, src_ld, rows, cols);
     cd_cuda_launch_ok(cu);
@@ -380,8 +368,7 @@ static void cuda_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *
  * hdv = HD / |T|; within token t, element c = h * hdv + e of the row is element e of the
  * (h, t0 + t) row of the heads buffer. */
 template <class T>
-static __global__ void k_to_heads(const T *rows, size_t n, int nh, int hdv, T *dst, size_t ntot,
-                                  size_t t0) {
+static __global__ void k_to_heads(const T *rows, size_t n, int nh, int hdv, T *dst, size_t ntot, size_t t0) {
     const int w = nh * hdv;
     for (size_t t = blockIdx.x; t < n; t += gridDim.x)
         for (int c = threadIdx.x; c < w; c += blockDim.x) {
@@ -391,8 +378,7 @@ static __global__ void k_to_heads(const T *rows, size_t n, int nh, int hdv, T *d
 }
 
 template <class T>
-static __global__ void k_from_heads(const T *src, size_t ntot, size_t t0, size_t n, int nh,
-                                    int hdv, T *rows) {
+static __global__ void k_from_heads(const T *src, size_t ntot, size_t t0, size_t n, int nh, int hdv, T *rows) {
     const int w = nh * hdv;
     for (size_t t = blockIdx.x; t < n; t += gridDim.x)
         for (int c = threadIdx.x; c < w; c += blockDim.x) {
@@ -401,27 +387,25 @@ static __global__ void k_from_heads(const T *src, size_t ntot, size_t t0, size_t
         }
 }
 
-static void cuda_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst,
-                          size_t ntot, size_t t0) {
+static void cuda_to_heads(cd_ctx *ctx, const float *rows, size_t n, int nh, int hd, float *dst, size_t ntot,
+                          size_t t0) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || n == 0 || nh <= 0 || hd <= 0) return;
     const unsigned g = grid_rows(cu, n);
     if (hd % 4 == 0 && aligned(rows, 16) && aligned(dst, 16))
-        k_to_heads<float4><<<g, BLOCK, 0, cu->stream>>>((const float4 *)rows, n, nh, hd / 4,
-                                                       (float4 *)dst, ntot, t0);
+        k_to_heads<float4><<<g, BLOCK, 0, cu->stream>>>((const float4 *)rows, n, nh, hd / 4, (float4 *)dst, ntot, t0);
     else
         k_to_heads<float><<<g, BLOCK, 0, cu->stream>>>(rows, n, nh, hd, dst, ntot, t0);
     cd_cuda_launch_ok(cu);
 }
 
-static void cuda_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh,
-                            int hd, float *rows) {
+static void cuda_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0, size_t n, int nh, int hd,
+                            float *rows) {
     struct cd_cuda *cu = need(ctx);
     if (!cu || n == 0 || nh <= 0 || hd <= 0) return;
     const unsigned g = grid_rows(cu, n);
     if (hd % 4 == 0 && aligned(src, 16) && aligned(rows, 16))
-        k_from_heads<float4><<<g, BLOCK, 0, cu->stream>>>((const float4 *)src, ntot, t0, n, nh,
-                                                         hd / 4, (float4 *)rows);
+        k_from_heads<float4><<<g, BLOCK, 0, cu->stream>>>((const float4 *)src, ntot, t0, n, nh, hd / 4, (float4 *)rows);
     else
         k_from_heads<float><<<g, BLOCK, 0, cu->stream>>>(src, ntot, t0, n, nh, hd, rows);
     cd_cuda_launch_ok(cu);
@@ -466,8 +450,8 @@ static void cuda_rope(cd_ctx *ctx, float *x, size_t n, int nh, int hd, const flo
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
-static cd_status cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q,
-                                const float *k, const float *v, const float *sw, float *o, float *lse) {
+static cd_status cuda_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k,
+                                const float *v, const float *sw, float *o, float *lse) {
     (void)self;
     return cd_cuda_attention(ctx, d, q, k, v, sw, o, lse);
 }
@@ -491,16 +475,15 @@ static cd_status cuda_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc
 
 /* Device scratch: the linear's bf16 copy of its input, attention's bf16 q/k/v and extra keys. */
 static size_t cuda_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
-    (void)self; (void)ctx;
+    (void)self;
+    (void)ctx;
     if (d->op == CD_OP_LINEAR) return cd_cuda_linear_scratch(d->n, d->in);
     if (d->op == CD_OP_ATTENTION && d->attn) return cd_cuda_attention_scratch(d->attn);
     if (d->op == CD_OP_CONV2D && d->conv) return cd_cuda_conv2d_workspace_bytes(d->conv);
     return 0;
 }
 
-static cd_status cuda_reserve(cd_ctx *ctx, size_t bytes) {
-    return cd_cuda_scratch(ctx, bytes) ? CD_OK : CD_ERR_OOM;
-}
+static cd_status cuda_reserve(cd_ctx *ctx, size_t bytes) { return cd_cuda_scratch(ctx, bytes) ? CD_OK : CD_ERR_OOM; }
 
 /* Filled member by member (C++17 has no designated initializers), so a member added to struct
  * cd_ops is either set here or NULL, never shifted into the wrong slot. */
