@@ -1,7 +1,9 @@
 /* ops.h — the ops table: every tensor op the FLUX transformer and autoencoder forwards need, with
  * their shapes.
- * The model is written once against this table; backends implement it (cpu reference: plain
- * loops with double accumulation, the oracle; cpu fast: OpenBLAS + SIMD + OpenMP; later CUDA).
+ * The models are written once against this table; backends implement it (cpu reference: plain
+ * loops with double accumulation, the oracle; cpu fast: OpenBLAS + SIMD + OpenMP; cuda: cuBLASLt
+ * and our kernels) and answer what they support and how much scratch an op needs; the registry
+ * (src/backend/registry.c) maps a device to its table. docs/backends.md is the contract.
  * Activations are f32; weights are F32 or BF16 (as stored in the checkpoint).
  * Letters: n rows (tokens), dim features, NH heads, HD head_dim. */
 #ifndef CD_OPS_H
