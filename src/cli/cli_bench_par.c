@@ -279,11 +279,16 @@ static int par_run(const par_opts *o, par_bench *b) {
     rank_stat mine = {0, 0, 0, 0};
     int rc = b->rank == 0 ? par_time_one(o, b, &p, &t1) : CLI_OK;
     cd_comm_set_timeout(b->comm, 3600);
-    if (rc != CLI_OK || cd_comm_check_same(b->ctxp, b->comm, &b->cfg, sizeof b->cfg, "the benchmark's model") != CD_OK)
-        return rc;
-    if ((rc = par_time_split(o, b, &p, &mine)) != CLI_OK ||
-        cd_comm_check_same(b->ctxp, b->comm, &b->cfg, sizeof b->cfg, "the benchmark's model") != CD_OK)
-        return rc;
+    if (rc != CLI_OK) return rc;
+    if (cd_comm_check_same(b->ctxp, b->comm, &b->cfg, sizeof b->cfg, "the benchmark's model") != CD_OK) {
+        cli_error("bench", "%s", cd_ctx_error(b->ctxp)); /* ranks started with different arguments */
+        return CLI_BAD_INPUT;
+    }
+    if ((rc = par_time_split(o, b, &p, &mine)) != CLI_OK) return rc;
+    if (cd_comm_check_same(b->ctxp, b->comm, &b->cfg, sizeof b->cfg, "the benchmark's model") != CD_OK) {
+        cli_error("bench", "%s", cd_ctx_error(b->ctxp));
+        return CLI_BAD_INPUT;
+    }
     /* every rank's numbers to rank 0 */
     if (cd_comm_allgather(b->ctxp, b->comm, &mine, sizeof mine, b->all, "benchmark results") != CD_OK) {
         cli_error("bench", "%s", cd_ctx_error(b->ctxp));
