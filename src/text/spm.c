@@ -19,10 +19,14 @@ static size_t utf8_len(const uint8_t *s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     uint32_t cp, min;
-    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -32,11 +36,22 @@ static size_t utf8_len(const uint8_t *s, size_t n) {
     return len;
 }
 
+/* A character of the normalised text: the charsmap's replacements come from the model file and
+ * may be invalid UTF-8; a bad byte is then one character of its own (sentencepiece does the same). */
+static size_t char_len(const uint8_t *s, size_t n) {
+    const size_t l = utf8_len(s, n);
+    return l ? l : 1;
+}
+
 static cd_status check_utf8(cd_ctx *ctx, const char *text, size_t len) {
-    if (len > SPM_MAX_TEXT) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt is %zu bytes; the tokenizer takes at most %zu", len, SPM_MAX_TEXT);
+    if (len > SPM_MAX_TEXT)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt is %zu bytes; the tokenizer takes at most %zu", len,
+                            SPM_MAX_TEXT);
     for (size_t i = 0; i < len;) {
         const size_t l = utf8_len((const uint8_t *)text + i, len - i);
-        if (!l) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt is not valid UTF-8: byte 0x%02x at offset %zu", (uint8_t)text[i], i);
+        if (!l)
+            return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt is not valid UTF-8: byte 0x%02x at offset %zu",
+                                (uint8_t)text[i], i);
         i += l;
     }
     return CD_OK;
@@ -136,7 +151,8 @@ cd_status cd_spm_normalize(cd_ctx *ctx, const cd_spm *m, const char *text, size_
             if (!(rl == 1 && rep[0] == ' ')) break;
             i += c;
         }
-    if (i < len && m->add_dummy_prefix) ok = ok && sb_put(&b, m->escape_whitespaces ? "\xe2\x96\x81" : " ", m->escape_whitespaces ? 3 : 1);
+    if (i < len && m->add_dummy_prefix)
+        ok = ok && sb_put(&b, m->escape_whitespaces ? "\xe2\x96\x81" : " ", m->escape_whitespaces ? 3 : 1);
     int prev_space = m->remove_extra_whitespaces;
     while (ok && i < len) {
         i += norm_prefix(m, s + i, len - i, &rep, &rl);
@@ -191,12 +207,12 @@ cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
     const uint8_t *s = (const uint8_t *)t;
     const float unk_score = m->min_score - SPM_UNK_PENALTY;
     for (size_t b = 0; b < tl;) {
-        const size_t c1 = utf8_len(s + b, tl - b);
+        const size_t c1 = char_len(s + b, tl - b);
         const float here = node[b].score;
         int single = 0;
         /* candidates by increasing length, the first of equal scores kept: SentencePiece's order */
         for (size_t e = b; e < tl && e - b < m->max_piece_len;) {
-            e += utf8_len(s + e, tl - e);
+            e += char_len(s + e, tl - e);
             if (e - b > m->max_piece_len) break;
             const int id = spm_lookup(m, t + b, e - b);
             if (id < 0) continue;
@@ -208,12 +224,14 @@ cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
                 sc = (float)chars * m->max_score - 0.1f; /* always preferred, longest first */
             }
             const float cand = sc + here;
-            if (node[e].start < 0 || cand > node[e].score) node[e].score = cand, node[e].start = (int32_t)b, node[e].id = id;
+            if (node[e].start < 0 || cand > node[e].score)
+                node[e].score = cand, node[e].start = (int32_t)b, node[e].id = id;
         }
         if (!single) {
             const float cand = unk_score + here;
             const size_t e = b + c1;
-            if (node[e].start < 0 || cand > node[e].score) node[e].score = cand, node[e].start = (int32_t)b, node[e].id = m->unk_id;
+            if (node[e].start < 0 || cand > node[e].score)
+                node[e].score = cand, node[e].start = (int32_t)b, node[e].id = m->unk_id;
         }
         b += c1;
     }
@@ -228,8 +246,10 @@ cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
     while (e > 0) {
         const int32_t id = node[e].id, b = node[e].start;
         if (id == m->unk_id) unk_bytes += e - (size_t)b;
-        if (id == m->unk_id && k > 0 && out[k - 1] == m->unk_id) sp[k - 1] = b;
-        else out[k] = id, sp[k++] = b;
+        if (id == m->unk_id && k > 0 && out[k - 1] == m->unk_id)
+            sp[k - 1] = b;
+        else
+            out[k] = id, sp[k++] = b;
         e = (size_t)b;
     }
     for (size_t i = 0; i < k / 2; i++) {
@@ -266,7 +286,8 @@ cd_status cd_spm_t5_ids(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
                         size_t *dropped) {
     if (dropped) *dropped = 0;
     if (L < 1) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "T5 ids: max length must be at least 1");
-    if (m->eos_id < 0 || m->pad_id < 0) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "T5 ids: the model has no EOS or PAD id");
+    if (m->eos_id < 0 || m->pad_id < 0)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "T5 ids: the model has no EOS or PAD id");
     int32_t *ids;
     size_t n;
     cd_status st = cd_spm_encode(ctx, m, text, len, &ids, &n);

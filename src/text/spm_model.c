@@ -42,25 +42,25 @@ static int pb_next(pb *b, pb_field *f) {
     f->field = (uint32_t)(key >> 3);
     f->wire = (uint32_t)(key & 7);
     switch (f->wire) {
-    case 0: return pb_varint(b, &f->v);
-    case 1:
-        if ((size_t)(b->end - b->p) < 8) return 0;
-        b->p += 8;
-        return 1;
-    case 2: {
-        uint64_t n;
-        if (!pb_varint(b, &n) || n > (uint64_t)(b->end - b->p)) return 0;
-        f->sub.p = b->p;
-        f->sub.end = b->p + n;
-        b->p += n;
-        return 1;
-    }
-    case 5:
-        if ((size_t)(b->end - b->p) < 4) return 0;
-        f->v = (uint64_t)b->p[0] | (uint64_t)b->p[1] << 8 | (uint64_t)b->p[2] << 16 | (uint64_t)b->p[3] << 24;
-        b->p += 4;
-        return 1;
-    default: return 0; /* groups (3, 4) and reserved types: not in this format */
+        case 0: return pb_varint(b, &f->v);
+        case 1:
+            if ((size_t)(b->end - b->p) < 8) return 0;
+            b->p += 8;
+            return 1;
+        case 2: {
+            uint64_t n;
+            if (!pb_varint(b, &n) || n > (uint64_t)(b->end - b->p)) return 0;
+            f->sub.p = b->p;
+            f->sub.end = b->p + n;
+            b->p += n;
+            return 1;
+        }
+        case 5:
+            if ((size_t)(b->end - b->p) < 4) return 0;
+            f->v = (uint64_t)b->p[0] | (uint64_t)b->p[1] << 8 | (uint64_t)b->p[2] << 16 | (uint64_t)b->p[3] << 24;
+            b->p += 4;
+            return 1;
+        default: return 0; /* groups (3, 4) and reserved types: not in this format */
     }
 }
 
@@ -127,9 +127,13 @@ static cd_status read_trainer(cd_ctx *ctx, cd_spm *m, pb b) {
         if (f.wire != 0) continue;
         int v;
         if (f.field == 3) { /* model_type: UNIGRAM = 1 */
-            if (f.v != 1) return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "sentencepiece model: model_type %llu is not unigram", (unsigned long long)f.v);
+            if (f.v != 1)
+                return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "sentencepiece model: model_type %llu is not unigram",
+                                    (unsigned long long)f.v);
         } else if (f.field == 24) { /* treat_whitespace_as_suffix */
-            if (f.v) return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "sentencepiece model: treat_whitespace_as_suffix is not supported");
+            if (f.v)
+                return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                                    "sentencepiece model: treat_whitespace_as_suffix is not supported");
         } else if (f.field == 35) {
             m->byte_fallback = f.v != 0;
         } else if (f.field >= 40 && f.field <= 43) {
@@ -147,8 +151,10 @@ static cd_status read_charsmap(cd_ctx *ctx, cd_spm *m, pb s) {
     const size_t n = (size_t)(s.end - s.p);
     if (n == 0) return CD_OK;
     if (n < 4) return bad(ctx, "precompiled_charsmap is truncated");
-    const uint32_t trie_bytes = (uint32_t)s.p[0] | (uint32_t)s.p[1] << 8 | (uint32_t)s.p[2] << 16 | (uint32_t)s.p[3] << 24;
-    if (trie_bytes % 4 != 0 || trie_bytes == 0 || trie_bytes > n - 4) return bad(ctx, "precompiled_charsmap trie size is out of range");
+    const uint32_t trie_bytes =
+        (uint32_t)s.p[0] | (uint32_t)s.p[1] << 8 | (uint32_t)s.p[2] << 16 | (uint32_t)s.p[3] << 24;
+    if (trie_bytes % 4 != 0 || trie_bytes == 0 || trie_bytes > n - 4)
+        return bad(ctx, "precompiled_charsmap trie size is out of range");
     /* the double array is read as uint32 units: copied to aligned storage, converted from little endian */
     uint32_t *trie = malloc(trie_bytes);
     m->charsmap = malloc(n - 4 - trie_bytes + 1);
@@ -203,6 +209,12 @@ int spm_lookup(const cd_spm *m, const char *s, size_t len) {
     }
 }
 
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1; /* sentencepiece writes <0xXX> in upper case */
+}
+
 static cd_status build_index(cd_ctx *ctx, cd_spm *m) {
     const size_t n = m->n_pieces;
     size_t cap = 16;
@@ -217,10 +229,9 @@ static cd_status build_index(cd_ctx *ctx, cd_spm *m) {
         const char *s = m->text + p->off;
         if (p->type == SPM_UNKNOWN && (size_t)m->unk_id != i) return bad(ctx, "an UNKNOWN piece is not at unk_id");
         if (p->type == SPM_BYTE) {
-            unsigned v;
-            char tail;
-            if (p->len != 6 || sscanf(s, "<0x%2X%c", &v, &tail) != 2 || tail != '>') return bad(ctx, "malformed byte piece");
-            m->byte_ids[v] = (int)i;
+            const int hi = p->len == 6 ? hexval(s[3]) : -1, lo = p->len == 6 ? hexval(s[4]) : -1;
+            if (hi < 0 || lo < 0 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return bad(ctx, "malformed byte piece");
+            m->byte_ids[hi * 16 + lo] = (int)i;
         }
         if (p->type != SPM_NORMAL && p->type != SPM_USER_DEFINED) continue;
         if (p->len == 0) return bad(ctx, "an empty piece");
@@ -273,8 +284,10 @@ cd_status cd_spm_load_mem(cd_ctx *ctx, const uint8_t *buf, size_t n, cd_spm **ou
             break;
         }
         if (f.wire != 2) continue;
-        if (f.field == 1) s = read_piece(ctx, m, f.sub, m->n_pieces++);
-        else if (f.field == 2) s = read_trainer(ctx, m, f.sub);
+        if (f.field == 1)
+            s = read_piece(ctx, m, f.sub, m->n_pieces++);
+        else if (f.field == 2)
+            s = read_trainer(ctx, m, f.sub);
         else if (f.field == 3) {
             s = have_norm ? bad(ctx, "two normalizer_specs") : read_normalizer(ctx, m, f.sub);
             have_norm = 1;
@@ -304,8 +317,10 @@ cd_status cd_spm_load(cd_ctx *ctx, const char *path, cd_spm **out) {
     const int err = ferror(fp), more = !err && n == cap && fgetc(fp) != EOF;
     fclose(fp);
     cd_status s;
-    if (err) s = cd_set_error(ctx, CD_ERR_IO, "%s: read error", path);
-    else if (more) s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: larger than 64 MiB, not a sentencepiece model", path);
+    if (err)
+        s = cd_set_error(ctx, CD_ERR_IO, "%s: read error", path);
+    else if (more)
+        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: larger than 64 MiB, not a sentencepiece model", path);
     else {
         s = cd_spm_load_mem(ctx, buf, n, out);
         if (s != CD_OK) {
