@@ -215,6 +215,26 @@ TEST(spm_bad_models) {
         }
     }
     free(cp);
+    /* the same on t5like, whose file is mostly nmt_nfkc's charsmap: flips land in the double array
+     * and the replacement strings (offsets out of range, invalid UTF-8 replacements) */
+    size_t n5 = 0;
+    uint8_t *t5 = (uint8_t *)slurp(SPM_DIR "t5like.model", &n5);
+    EXPECT(t5, "read t5like.model");
+    for (int it = 0; t5 && it < 150; it++) {
+        const size_t at = test_rng_u64(&r) % n5;
+        const uint8_t was = t5[at];
+        t5[at] ^= (uint8_t)(1u << (test_rng_u64(&r) % 8));
+        if (cd_spm_load_mem(ctx, t5, n5, &m) == CD_OK) {
+            int32_t *ids = NULL;
+            size_t k = 0;
+            static const char p[] = "\xef\xbc\xa1\xcc\x81 caf\xc3\xa9 \xe3\x80\x80 \xef\xac\x81 \xe2\x91\xa0 \xc2\x85x";
+            cd_spm_encode(ctx, m, p, sizeof p - 1, &ids, &k);
+            free(ids);
+            cd_spm_free(m);
+        }
+        t5[at] = was;
+    }
+    free(t5);
     /* garbage and wrong files */
     static const uint8_t garbage[] = "\x0a\xff\xff\xff\xff\x0f"; /* pieces with a huge length */
     EXPECT(cd_spm_load_mem(ctx, garbage, sizeof garbage - 1, &m) == CD_ERR_FORMAT && !m, "garbage loaded");
@@ -246,6 +266,9 @@ TEST(spm_bad_models) {
                strstr(cd_ctx_error(ctx), "missing.model"),
            "missing file: %s", cd_ctx_error(ctx));
     EXPECT(cd_spm_load(ctx, SPM_DIR "t5like.tsv", &m) != CD_OK && !m, "a TSV loaded as a model");
+    EXPECT(cd_spm_load(ctx, "/dev/null", &m) == CD_ERR_FORMAT && !m, "an empty file loaded");
+    EXPECT(cd_spm_load(ctx, SPM_DIR, &m) != CD_OK && !m && !strchr(cd_ctx_error(ctx), '\n'), "a directory loaded: %s",
+           cd_ctx_error(ctx));
     free(buf);
     cd_ctx_free(ctx);
 }

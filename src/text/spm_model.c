@@ -306,15 +306,34 @@ cd_status cd_spm_load(cd_ctx *ctx, const char *path, cd_spm **out) {
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp) return cd_set_error(ctx, CD_ERR_IO, "%s: cannot open", path);
-    /* model files are a few MB (T5: 792 KB); the cap keeps a wrong path from reading a huge file */
+    /* model files are a few MB (T5: 792 KB); the cap keeps a wrong path from reading a huge
+     * file. Read in growing chunks: a pipe or special file has no size to ask for. */
     const size_t cap = (size_t)64 << 20;
-    uint8_t *buf = malloc(cap);
-    if (!buf) {
-        fclose(fp);
-        return cd_set_error(ctx, CD_ERR_OOM, "%s: out of memory", path);
+    uint8_t *buf = NULL;
+    size_t n = 0, have = 0;
+    int err = 0, more = 0;
+    for (;;) {
+        if (n == have) {
+            if (have == cap) {
+                more = fgetc(fp) != EOF;
+                break;
+            }
+            have = have ? 2 * have : (size_t)1 << 20;
+            uint8_t *nb = realloc(buf, have);
+            if (!nb) {
+                free(buf);
+                fclose(fp);
+                return cd_set_error(ctx, CD_ERR_OOM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        const size_t got = fread(buf + n, 1, have - n, fp);
+        n += got;
+        if (got == 0) {
+            err = ferror(fp);
+            break;
+        }
     }
-    const size_t n = fread(buf, 1, cap, fp);
-    const int err = ferror(fp), more = !err && n == cap && fgetc(fp) != EOF;
     fclose(fp);
     cd_status s;
     if (err)
