@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""clip_bpe_fixtures.py — writes tests/fixtures/clip_bpe/: prompt -> ids fixtures for the C CLIP
+tokenizer (src/text/clip_bpe.c, tested by tests/test_clip_bpe.c), computed by transformers'
+CLIPTokenizer (what diffusers' FluxPipeline loads from a FLUX pipeline's tokenizer/ folder).
+
+    python3 -m venv /tmp/venv-clip && /tmp/venv-clip/bin/pip install transformers tokenizers
+    pip download --no-deps open_clip_torch   # the wheel ships open_clip/bpe_simple_vocab_16e6.txt.gz
+    /tmp/venv-clip/bin/python tests/oracle/clip_bpe_fixtures.py PATH/bpe_simple_vocab_16e6.txt.gz
+
+The real vocabulary (~1.3 MB) is not committed. From it this script writes, in a temp dir, the
+vocab.json + merges.txt that open_clip's SimpleTokenizer builds (256 byte symbols, the same with
+</w>, one token per merge of lines[1:48895], <|startoftext|>, <|endoftext|>) and loads
+CLIPTokenizer from there (real_ids.txt). It also derives a SMALL vocabulary from the first
+SMALL_MERGES merges, committed three ways (small.txt.gz in open_clip's layout, small_vocab.json +
+small_merges.txt in diffusers' layout) with its own fixture (small_ids.txt): the always-on test.
+
+Fixture lines: FLAG <tab> prompt as UTF-8 hex <tab> content ids (no BOS/EOS), space-separated.
+FLAG "=": the C tokenizer gets the prompt as is. FLAG "N": the prompt is not in NFC and the hex is
+its NFC form (transformers' normaliser starts with NFC, which the C code does not do yet: see
+docs/tokenizer_clip.md); the script asserts both forms give transformers the same ids.
+For every prompt it also asserts that FLUX's call (max_length=77, padding="max_length",
+truncation=True) gives [BOS] + content[:75] + [EOS] + [EOS]*pad, the rule the C code applies.
+"""
+import gzip
+import json
+import os
+import random
+import sys
+import tempfile
+import unicodedata
+
+SMALL_MERGES = 1000
+N_MERGES = 49152 - 256 - 2
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "clip_bpe")
+
+
+def bytes_to_unicode():
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def build_vocab(merges):
+    syms = list(bytes_to_unicode().values())
+    vocab = syms + [s + "</w>" for s in syms] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(vocab)}
+
+
+def write_json_layout(d, prefix, merges):
+    with open(os.path.join(d, prefix + "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(build_vocab(merges), f, ensure_ascii=False)
+    with open(os.path.join(d, prefix + "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+
+
+def load_tok(d):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(d)
+
+
+def corpus():
+    fixed = [
+        "", " ", "   ", "a red fox in the snow", "A RED FOX In The SNOW", "a photo of a cat.",
+        "don't you're we've I'm we'll he'd it's", "DON'T YOU'RE 'S 'T 'RE", "'ſ 'ſt", "'", "''s", "x'd'll",
+        "hello!!! ... ?!?! -- __ ## $$$ %%% ^^ && ** (( )) [[ ]]", "   lots    of\t\tspace\n\n end  ",
+        "digits 1234567890 3.14 1,000,000 ١٢٣ ½ Ⅻ ⅷ ²³ ①②", "full-width ＡＢＣ ｆｏｘ １２３！？ (half ｱｲｳ)",
+        "emoji 🦊🔥👍🏽 👨‍👩‍👧 ❤️ 🇫🇷", "combining e\u0301 q\u0301 a\u0308 n\u0303 x\u0327\u0301",
+        "control \x00\x01\x07\x1b\x7f bell", "seps a\x1cb\x1dc\x1ed\x1fe", "nel a\x85b ls\u2028ps\u2029",
+        "zero\u200bwidth\ufeffbom \u00ad soft", "İstanbul ΣΟΦΟΣ ὈΔΥΣΣΕΎΣ σς", "ǅungla ǈ ǋ Kelvin Ω Å",
+        "中文字符 日本語のテキスト 한국어 텍스트", "<|startoftext|>a<|endoftext|>", "a <|endoftext|> b",
+        "a <|ENDOFTEXT|> b <|StartOfText|>", "x<|endoftext|", "<|endoftext|><|endoftext|>",
+        "!<|endoftext|>!", "ﬁne ﬂow ﬀ", "\u0345 \u0399\u0345", "مرحبا بالعالم", "नमस्ते दुनिया",
+        "สวัสดีชาวโลก", "Ꭰ ꭰ cherokee", "\u00a0nbsp\u3000ideographic\u2003em", "tab\tnew\nline\rcr\x0bvt\x0cff",
+        "supercalifragilisticexpialidocious", "a" * 300, "ab" * 200, "🦊" * 40,
+        "a red fox in the snow, " * 12, "photorealistic, 8k, masterpiece, " * 10,
+        "the quick brown fox jumps over the lazy dog " * 20, "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝐛𝐨𝐥𝐝 ℌ", "©®™ ° € £ ¥ § ¶ •",
+        "\U0001F600\U0001F64F text \U00010400\U00010428", "mixed123abc456 a1b2c3", "$100 #1 @user",
+    ]
+    rng = random.Random(14)
+    pools = [
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " \t\n  ", "!?.,;:'\"-_()[]<>|/\\*&^%$#@~`",
+        "áéíóúñçüößÀÉÎÕÜŸĀăĘžŁőÆØÅ", "\u0301\u0308\u0327\u0303\u0345\u064b\u093f\u0e31", "ＡＢＣａｂｃ０１２！＃",
+        "中文日本語한국어テスト", "αβγΣΩδέЖжЯяԱաאבعربيहिन्दी", "🦊🔥👍🏽❤️\u200d\ufe0f🇫🇷", "\x00\x01\x1b\x7f\x85\u200b\u2028\ufeff",
+        "ⅠⅫ½²①١٢", "'s're've'm'll'd't", "İıſKΩ", "<|endoftext|><|startoftext|>",
+    ]
+    rand = []
+    for _ in range(300):
+        n = rng.randrange(0, 40)
+        rand.append("".join(rng.choice(rng.choice(pools)) for _ in range(n)))
+    return fixed + rand
+
+
+def fixture(tok, prompts, path, header):
+    bos, eos = tok.convert_tokens_to_ids("<|startoftext|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    lines, n_nfc = [header], 0
+    for p in prompts:
+        ids = tok(p, add_special_tokens=False)["input_ids"]
+        flux = tok(p, max_length=77, padding="max_length", truncation=True)["input_ids"]
+        want = [bos] + ids[:75] + [eos] + [eos] * (75 - min(len(ids), 75))
+        assert flux == want, (p, flux, want)
+        q, flag = unicodedata.normalize("NFC", p), "="
+        if q != p:
+            assert tok(q, add_special_tokens=False)["input_ids"] == ids, p
+            flag, n_nfc = "N", n_nfc + 1
+        lines.append(f"{flag}\t{q.encode('utf-8').hex()}\t{' '.join(map(str, ids))}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"{path}: {len(prompts)} prompts ({n_nfc} given in NFC)")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    import tokenizers
+    import transformers
+
+    with gzip.open(sys.argv[1], "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    merges = [tuple(m.split()) for m in lines[1 : N_MERGES + 1]]
+    small = merges[:SMALL_MERGES]
+    os.makedirs(OUT, exist_ok=True)
+    who = f"# transformers {transformers.__version__} tokenizers {tokenizers.__version__} CLIPTokenizer"
+    prompts = corpus()
+    with tempfile.TemporaryDirectory() as d:
+        write_json_layout(d, "", merges)
+        fixture(load_tok(d), prompts, os.path.join(OUT, "real_ids.txt"), who + " on the real vocabulary")
+    with tempfile.TemporaryDirectory() as d:
+        write_json_layout(d, "", small)
+        fixture(load_tok(d), prompts, os.path.join(OUT, "small_ids.txt"), who + f" on the first {SMALL_MERGES} merges")
+    write_json_layout(OUT, "small_", small)
+    head = lines[0] + "\n" + "".join(f"{a} {b}\n" for a, b in small)
+    with open(os.path.join(OUT, "small.txt.gz"), "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
+        g.write(head.encode("utf-8"))
+
+
+if __name__ == "__main__":
+    main()
