@@ -142,8 +142,8 @@ TEST(clip_bpe_real_vocab_matches_transformers) {
     char v[4096], m[4096];
     snprintf(v, sizeof v, "%s/vocab.json", p);
     snprintf(m, sizeof m, "%s/merges.txt", p);
-    const cd_status s = pl > 3 && !strcmp(p + pl - 3, ".gz") ? cd_clip_bpe_load_gz(ctx, p, &t)
-                                                              : cd_clip_bpe_load_json(ctx, v, m, &t);
+    const cd_status s =
+        pl > 3 && !strcmp(p + pl - 3, ".gz") ? cd_clip_bpe_load_gz(ctx, p, &t) : cd_clip_bpe_load_json(ctx, v, m, &t);
     CHECK(s == CD_OK, "CLEARDIT_CLIP_VOCAB=%s: %s", p, cd_ctx_error(ctx));
     EXPECT(cd_clip_bpe_vocab_size(t) == 49408 && cd_clip_bpe_bos(t) == 49406 && cd_clip_bpe_eos(t) == 49407,
            "vocab %zu bos %d eos %d", cd_clip_bpe_vocab_size(t), cd_clip_bpe_bos(t), cd_clip_bpe_eos(t));

@@ -19,11 +19,16 @@ static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cps, siz
         const unsigned c = s[i];
         uint32_t cp;
         size_t m;
-        if (c < 0x80) cp = c, m = 1;
-        else if (c >= 0xC2 && c <= 0xDF) cp = c & 0x1F, m = 2;
-        else if (c >= 0xE0 && c <= 0xEF) cp = c & 0x0F, m = 3;
-        else if (c >= 0xF0 && c <= 0xF4) cp = c & 0x07, m = 4;
-        else return i;
+        if (c < 0x80)
+            cp = c, m = 1;
+        else if (c >= 0xC2 && c <= 0xDF)
+            cp = c & 0x1F, m = 2;
+        else if (c >= 0xE0 && c <= 0xEF)
+            cp = c & 0x0F, m = 3;
+        else if (c >= 0xF0 && c <= 0xF4)
+            cp = c & 0x07, m = 4;
+        else
+            return i;
         if (m > len - i) return i;
         for (size_t j = 1; j < m; j++) {
             if ((s[i + j] & 0xC0) != 0x80) return i;
@@ -72,9 +77,9 @@ static size_t normalise(const uint32_t *in, size_t n, uint32_t *out) {
 typedef struct {
     const cd_clip_bpe *t;
     int32_t *ids;
-    size_t cap, n;            /* ids written up to cap; n counts all */
-    unsigned char *bytes;     /* scratch: one piece in UTF-8 */
-    int32_t *sym, *rank;      /* scratch: the piece's symbols and the rank of each adjacent pair */
+    size_t cap, n;        /* ids written up to cap; n counts all */
+    unsigned char *bytes; /* scratch: one piece in UTF-8 */
+    int32_t *sym, *rank;  /* scratch: the piece's symbols and the rank of each adjacent pair */
 } enc;
 
 static void emit(enc *e, int32_t id) {
@@ -160,8 +165,10 @@ static void pretokenize(enc *e, const uint32_t *s, size_t n) {
         }
         if (c == '\'' && i + 1 < n) {
             const uint32_t d = s[i + 1], d2 = i + 2 < n ? s[i + 2] : 0;
-            if (d == 's' || d == 't' || d == 'm' || d == 'd') j = i + 2;
-            else if ((d == 'r' && d2 == 'e') || (d == 'v' && d2 == 'e') || (d == 'l' && d2 == 'l')) j = i + 3;
+            if (d == 's' || d == 't' || d == 'm' || d == 'd')
+                j = i + 2;
+            else if ((d == 'r' && d2 == 'e') || (d == 'v' && d2 == 'e') || (d == 'l' && d2 == 'l'))
+                j = i + 3;
         }
         if (j == i + 1) {
             if (cd_uc_is_letter(c))
@@ -185,7 +192,8 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
     uint32_t *cps = (uint32_t *)malloc((len + 1) * sizeof *cps);
     uint32_t *norm = (uint32_t *)malloc((2 * len + 1) * sizeof *norm);
     unsigned char *bytes = (unsigned char *)malloc(8 * len + 1);
-    int32_t *sym = (int32_t *)malloc((8 * len + 1) * sizeof *sym), *rank = (int32_t *)malloc((8 * len + 1) * sizeof *rank);
+    int32_t *sym = (int32_t *)malloc((8 * len + 1) * sizeof *sym),
+            *rank = (int32_t *)malloc((8 * len + 1) * sizeof *rank);
     cd_status st = CD_OK;
     if (!cps || !norm || !bytes || !sym || !rank) {
         st = cd_set_error(ctx, CD_ERR_OOM, "out of memory tokenizing a %zu-byte prompt", len);
@@ -223,8 +231,8 @@ done:
     return st;
 }
 
-cd_status cd_clip_bpe_encode_flux(cd_ctx *ctx, const cd_clip_bpe *t, const char *prompt,
-                                  int32_t ids[CD_CLIP_MAX_LEN], size_t *dropped) {
+cd_status cd_clip_bpe_encode_flux(cd_ctx *ctx, const cd_clip_bpe *t, const char *prompt, int32_t ids[CD_CLIP_MAX_LEN],
+                                  size_t *dropped) {
     enum { CONTENT = CD_CLIP_MAX_LEN - 2 };
     size_t n = 0;
     const cd_status st = cd_clip_bpe_tokenize(ctx, t, prompt, strlen(prompt), ids + 1, CONTENT, &n);

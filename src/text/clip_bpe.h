@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CD_CLIP_MAX_LEN 77          /* FLUX's CLIP sequence: BOS + 75 content + EOS/pad */
-#define CD_CLIP_MAX_MERGES 48894    /* merges CLIP uses: 49152 - 256 - 2 (later lines are ignored) */
+#define CD_CLIP_MAX_LEN 77           /* FLUX's CLIP sequence: BOS + 75 content + EOS/pad */
+#define CD_CLIP_MAX_MERGES 48894     /* merges CLIP uses: 49152 - 256 - 2 (later lines are ignored) */
 #define CD_CLIP_MAX_PROMPT (1 << 20) /* bytes; a longer prompt is an error, not a silent cut */
 
 typedef struct cd_clip_bpe cd_clip_bpe;
@@ -45,7 +45,7 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
 /* FLUX's layout (transformers: max_length=77, padding="max_length", truncation=True):
  * ids = [BOS] + content[:75] + [EOS] + [EOS]*pad to 77; *dropped = content tokens cut (may be
  * NULL). `prompt` is NUL-terminated; "" is valid (the unconditional prompt). */
-cd_status cd_clip_bpe_encode_flux(cd_ctx *ctx, const cd_clip_bpe *t, const char *prompt,
-                                  int32_t ids[CD_CLIP_MAX_LEN], size_t *dropped);
+cd_status cd_clip_bpe_encode_flux(cd_ctx *ctx, const cd_clip_bpe *t, const char *prompt, int32_t ids[CD_CLIP_MAX_LEN],
+                                  size_t *dropped);
 
 #endif

@@ -112,7 +112,8 @@ static cd_status gz_read(cd_ctx *ctx, const char *path, char **buf, size_t *len)
     }
     const int rc = gzclose(g); /* Z_BUF_ERROR: the stream ended early (a truncated file) */
     if (rc != Z_OK) return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: truncated or corrupt gzip file", path);
-    if (n > MAX_FILE) return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: unzips to more than %zu bytes", path, MAX_FILE);
+    if (n > MAX_FILE)
+        return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: unzips to more than %zu bytes", path, MAX_FILE);
     b[n] = 0;
     *buf = b;
     *len = n;
@@ -160,11 +161,13 @@ static cd_status parse_merges(cd_ctx *ctx, const char *path, char *txt, size_t l
             return cd_set_error(ctx, CD_ERR_FORMAT, "%s line %zu: expected two symbols separated by one space", path,
                                 line_no);
         if (la + lb > 2 * MAX_TOKEN)
-            return cd_set_error(ctx, CD_ERR_FORMAT, "%s line %zu: symbol longer than %d bytes", path, line_no, MAX_TOKEN);
+            return cd_set_error(ctx, CD_ERR_FORMAT, "%s line %zu: symbol longer than %d bytes", path, line_no,
+                                MAX_TOKEN);
         const int32_t a = smap_get(m, txt + start, la), b = smap_get(m, txt + sp + 1, lb);
         if (a < 0 || b < 0)
-            return cd_set_error(ctx, CD_ERR_FORMAT, "%s line %zu: merge names a symbol not in the vocabulary (\"%.*s\")",
-                                path, line_no, (int)(a < 0 ? la : lb), a < 0 ? txt + start : txt + sp + 1);
+            return cd_set_error(ctx, CD_ERR_FORMAT,
+                                "%s line %zu: merge names a symbol not in the vocabulary (\"%.*s\")", path, line_no,
+                                (int)(a < 0 ? la : lb), a < 0 ? txt + start : txt + sp + 1);
         memcpy(buf, txt + start, la);
         memcpy(buf + la, txt + sp + 1, lb);
         int32_t out;
@@ -199,7 +202,8 @@ static cd_status finish(cd_ctx *ctx, const char *what, const smap *m, cd_clip_bp
     }
     t->bos = smap_get(m, "<|startoftext|>", 15);
     t->eos = smap_get(m, "<|endoftext|>", 13);
-    if (t->bos < 0 || t->eos < 0) return cd_set_error(ctx, CD_ERR_FORMAT, "%s: <|startoftext|> or <|endoftext|> is missing", what);
+    if (t->bos < 0 || t->eos < 0)
+        return cd_set_error(ctx, CD_ERR_FORMAT, "%s: <|startoftext|> or <|endoftext|> is missing", what);
     return CD_OK;
 }
 
