@@ -101,7 +101,7 @@ static int run_fixture(cd_ctx *ctx, const cd_clip_bpe *t, const char *path, int 
 static void check_fixture(cd_ctx *ctx, const cd_clip_bpe *t, const char *path, const char *what) {
     int n = 0, nfc = 0;
     const int bad = run_fixture(ctx, t, path, &n, &nfc);
-    printf("  clip_bpe %s: %d prompts, %d mismatches (%d prompts given pre-normalised to NFC)\n", what, n, bad, nfc);
+    printf("  clip_bpe %s: %d prompts, %d mismatches (%d of them not in NFC)\n", what, n, bad, nfc);
     EXPECT(bad == 0 && n > 300, "%s: %d of %d prompts differ from transformers (fixture %s)", what, bad, n, path);
 }
 

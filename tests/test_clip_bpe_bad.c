@@ -151,8 +151,7 @@ TEST(clip_bpe_bad_gz_files) {
 
 /* Loads the small vocab.json + merges.txt after `edit` changed the JSON and `merges_extra`
  * replaced (header != NULL) or was appended to the merges. */
-static cd_status load_edited(cd_ctx *ctx, const char *dir, json_t *vocab, const char *merges_text,
-                             cd_clip_bpe **t) {
+static cd_status load_edited(cd_ctx *ctx, const char *dir, json_t *vocab, const char *merges_text, cd_clip_bpe **t) {
     char v[256], m[256];
     snprintf(v, sizeof v, "%s/vocab.json", dir);
     snprintf(m, sizeof m, "%s/merges.txt", dir);

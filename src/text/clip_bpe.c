@@ -56,8 +56,8 @@ static size_t put_utf8(unsigned char *o, uint32_t cp) {
     return 4;
 }
 
-/* The normaliser: every run of whitespace becomes one space, then lowercase (U+0130 lowers to
- * "i" + U+0307). Writes at most 2 * n codepoints to out. */
+/* The normaliser after NFC: every run of whitespace becomes one space, then lowercase (U+0130
+ * lowers to "i" + U+0307). Writes at most 2 * n codepoints to out. */
 static size_t normalise(const uint32_t *in, size_t n, uint32_t *out) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -187,15 +187,17 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
     if (len > CD_CLIP_MAX_PROMPT)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt: %zu bytes, more than the %d this tokenizer accepts", len,
                             CD_CLIP_MAX_PROMPT);
-    /* len <= 1 MiB: none of these products overflow. Normalised text <= 2 codepoints per input
-     * codepoint; a piece <= 4 bytes per codepoint. */
+    /* len <= 64 KiB, so none of these sizes overflow: NFC writes <= 4 codepoints per codepoint
+     * (its decomposition step), the normaliser <= 2 per codepoint, a piece <= 4 bytes per
+     * codepoint; about 340 bytes of scratch per prompt byte at worst. */
     uint32_t *cps = (uint32_t *)malloc((len + 1) * sizeof *cps);
-    uint32_t *norm = (uint32_t *)malloc((2 * len + 1) * sizeof *norm);
-    unsigned char *bytes = (unsigned char *)malloc(8 * len + 1);
-    int32_t *sym = (int32_t *)malloc((8 * len + 1) * sizeof *sym),
-            *rank = (int32_t *)malloc((8 * len + 1) * sizeof *rank);
+    uint32_t *nfc = (uint32_t *)malloc((4 * len + 1) * sizeof *nfc);
+    uint32_t *norm = (uint32_t *)malloc((8 * len + 1) * sizeof *norm);
+    unsigned char *bytes = (unsigned char *)malloc(32 * len + 4);
+    int32_t *sym = (int32_t *)malloc((32 * len + 4) * sizeof *sym);
+    int32_t *rank = (int32_t *)malloc((32 * len + 4) * sizeof *rank);
     cd_status st = CD_OK;
-    if (!cps || !norm || !bytes || !sym || !rank) {
+    if (!cps || !nfc || !norm || !bytes || !sym || !rank) {
         st = cd_set_error(ctx, CD_ERR_OOM, "out of memory tokenizing a %zu-byte prompt", len);
         goto done;
     }
@@ -214,7 +216,7 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
         const int sot = i < ncp && starts_with(cps + i, ncp - i, SOT, N_SOT);
         const int eot = i < ncp && !sot && starts_with(cps + i, ncp - i, EOT, N_EOT);
         if (i < ncp && !sot && !eot) continue;
-        const size_t nn = normalise(cps + seg, i - seg, norm);
+        const size_t nn = normalise(nfc, cd_uc_nfc(cps + seg, i - seg, nfc), norm);
         pretokenize(&e, norm, nn);
         if (sot) emit(&e, t->bos);
         if (eot) emit(&e, t->eos);
@@ -224,6 +226,7 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
     *n_total = e.n;
 done:
     free(cps);
+    free(nfc);
     free(norm);
     free(bytes);
     free(sym);

@@ -2,7 +2,7 @@
  *
  * Semantics: transformers' CLIPTokenizer (5.x: built on HF tokenizers, what diffusers' FluxPipeline
  * gets from a FLUX pipeline's tokenizer/ folder): special tokens spelled exactly in the prompt are
- * matched first; the rest is normalised (whitespace runs to one space, lowercase; NOT yet NFC),
+ * matched first; the rest is normalised (NFC, whitespace runs to one space, lowercase),
  * split by CLIP's pattern (then GPT-2's, which only re-splits a lowercased special-token spelling),
  * mapped byte-to-unicode and merged by BPE rank with `</w>` on a word's last symbol.
  * docs/tokenizer_clip.md lists the differences from the other semantics, with examples.
@@ -20,7 +20,7 @@
 
 #define CD_CLIP_MAX_LEN 77           /* FLUX's CLIP sequence: BOS + 75 content + EOS/pad */
 #define CD_CLIP_MAX_MERGES 48894     /* merges CLIP uses: 49152 - 256 - 2 (later lines are ignored) */
-#define CD_CLIP_MAX_PROMPT (1 << 20) /* bytes; a longer prompt is an error, not a silent cut */
+#define CD_CLIP_MAX_PROMPT (1 << 16) /* bytes; a longer prompt is an error, not a silent cut */
 
 typedef struct cd_clip_bpe cd_clip_bpe;
 

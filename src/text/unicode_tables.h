@@ -16,4 +16,15 @@ int cd_uc_is_space(uint32_t cp);   /* Unicode White_Space (str.isspace() less U+
  * which lowers to two, is the caller's). */
 uint32_t cd_uc_lower1(uint32_t cp);
 
+/* NFC data (unicode_nfc_tables.c): rows sorted by their first column.
+ * cd_uc_ccc: {first, last, class} ranges of a non-zero canonical combining class;
+ * cd_uc_decomp: {cp, a, b}: cp decomposes canonically to a (b = 0) or a b, one level;
+ * cd_uc_comp: {a, b, cp}: the primary composite of a + b (sorted by a, then b). */
+extern const uint32_t cd_uc_ccc[][3], cd_uc_decomp[][3], cd_uc_comp[][3];
+extern const size_t cd_uc_ccc_n, cd_uc_decomp_n, cd_uc_comp_n;
+
+/* NFC of in[0..n) into out (room for 4 * n codepoints: a codepoint decomposes to at most 4);
+ * returns the output length. */
+size_t cd_uc_nfc(const uint32_t *in, size_t n, uint32_t *out);
+
 #endif
