@@ -84,6 +84,10 @@ def corpus():
         "nfc: a\u0323\u0302 a\u0302\u0323 \u1ea1\u0302 o\u031b\u0301 \u1100\u1161\u11a8 \u1100\u1161 \uac00\u11a8",
         "nfc: \u0915\u093c \u0958 \u2126 \u212b \u0344 \u1f80\u0300 \u03b1\u0313\u0300\u0345 e\u0301\u0301",
         "nfc: \u0374 \u037e \u1e9b\u0323 \u0f73 \u0f71\u0f72 \U0001d15e \U000110ab", "HANGUL \u1112\u1161\u11ab\u1100\u1173\u11af",
+        # the examples of docs/tokenizer_clip.md
+        "Caf\u00e9 cafe\u0301", "\u4e2d\u6587 \u65e5\u672c\u8a9e", "bell\x07 tab\tnul\x00end", "\uff21\uff22\uff23 \uff11\uff12\uff13",
+        "\u201cquoted\u201d don\u2019t", "a<|endoftext|>b", "\u0130stanbul \u03a3\u039f\u03a6\u039f\u03a3", "&amp; &lt;3",
+        "fi\ufb01", "x\u200by", "a\x1cb",
     ]
     rng = random.Random(14)
     pools = [
