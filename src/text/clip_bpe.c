@@ -75,11 +75,18 @@ static size_t normalise(const uint32_t *in, size_t n, uint32_t *out) {
 }
 
 typedef struct {
+    int32_t rank, pos, out; /* a candidate merge of the symbol at pos with the next one */
+} cand;
+
+typedef struct {
     const cd_clip_bpe *t;
     int32_t *ids;
-    size_t cap, n;        /* ids written up to cap; n counts all */
-    unsigned char *bytes; /* scratch: one piece in UTF-8 */
-    int32_t *sym, *rank;  /* scratch: the piece's symbols and the rank of each adjacent pair */
+    size_t cap, n;              /* ids written up to cap; n counts all */
+    int oom;                    /* a scratch buffer could not grow */
+    size_t room;                /* bytes the scratch below holds */
+    unsigned char *bytes;       /* one piece in UTF-8 */
+    int32_t *sym, *prev, *next; /* its symbols as a linked list (sym -1: merged away) */
+    cand *heap;                 /* 3 * room: n - 1 initial pairs, at most 2 new ones per merge */
 } enc;
 
 static void emit(enc *e, int32_t id) {
@@ -95,42 +102,85 @@ static const cd_clip_merge *find_merge(const cd_clip_bpe *t, int32_t a, int32_t 
     }
 }
 
-/* One word: its bytes as symbols (the last with </w>), then repeatedly the lowest-ranked adjacent
- * pair is merged at every non-overlapping occurrence, left to right, until no pair is a merge. */
+/* Grow-only scratch for a piece of `nb` bytes (nb <= 4 * CD_CLIP_MAX_PROMPT: no overflow). */
+static int reserve(enc *e, size_t nb) {
+    if (nb <= e->room) return 1;
+    unsigned char *b = (unsigned char *)realloc(e->bytes, nb);
+    if (b) e->bytes = b;
+    int32_t *s = (int32_t *)realloc(e->sym, nb * sizeof *s);
+    if (s) e->sym = s;
+    int32_t *p = (int32_t *)realloc(e->prev, nb * sizeof *p);
+    if (p) e->prev = p;
+    int32_t *x = (int32_t *)realloc(e->next, nb * sizeof *x);
+    if (x) e->next = x;
+    cand *h = (cand *)realloc(e->heap, 3 * nb * sizeof *h);
+    if (h) e->heap = h;
+    if (!b || !s || !p || !x || !h) return e->oom = 1, 0;
+    e->room = nb;
+    return 1;
+}
+
+/* min-heap on (rank, pos): the lowest rank first, the leftmost among equal ranks */
+static int cand_less(cand a, cand b) { return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos); }
+static void heap_push(cand *h, size_t *n, cand c) {
+    size_t i = (*n)++;
+    while (i > 0 && cand_less(c, h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = c;
+}
+static cand heap_pop(cand *h, size_t *n) {
+    const cand top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && cand_less(h[c + 1], h[c])) c++;
+        if (!cand_less(h[c], last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+static void push_pair(enc *e, size_t *hn, int32_t pos) {
+    const int32_t nx = e->next[pos];
+    if (nx < 0) return;
+    const cd_clip_merge *m = find_merge(e->t, e->sym[pos], e->sym[nx]);
+    if (m) heap_push(e->heap, hn, (cand){m->rank, pos, m->out});
+}
+
+/* One word: its bytes as symbols (the last with </w>), then the lowest-ranked adjacent pair
+ * anywhere in the word is merged, the leftmost first among equals, until no pair is a merge.
+ * This is HF tokenizers' order (a pair made by a merge competes at once); Python's CLIP
+ * tokenizer instead merges every occurrence of the best pair before looking again. The two agree
+ * whenever a merge's parts come from earlier merges, as in a learned merge list. O(n log n). */
 static void bpe_word(enc *e, const uint32_t *cp, size_t n) {
+    if (n == 0 || !reserve(e, 4 * n)) return;
     size_t nb = 0;
     for (size_t i = 0; i < n; i++) nb += put_utf8(e->bytes + nb, cp[i]);
-    if (nb == 0) return;
-    int32_t *s = e->sym, *r = e->rank;
-    for (size_t i = 0; i < nb; i++) s[i] = i + 1 < nb ? e->t->byte_id[e->bytes[i]] : e->t->byte_end_id[e->bytes[i]];
-    size_t ns = nb;
-    for (size_t i = 0; i + 1 < ns; i++) {
-        const cd_clip_merge *m = find_merge(e->t, s[i], s[i + 1]);
-        r[i] = m ? m->rank : INT32_MAX;
+    for (size_t i = 0; i < nb; i++) {
+        e->sym[i] = i + 1 < nb ? e->t->byte_id[e->bytes[i]] : e->t->byte_end_id[e->bytes[i]];
+        e->prev[i] = (int32_t)i - 1;
+        e->next[i] = i + 1 < nb ? (int32_t)i + 1 : -1;
     }
-    while (ns > 1) {
-        size_t best = 0;
-        for (size_t i = 1; i + 1 < ns; i++)
-            if (r[i] < r[best]) best = i;
-        if (r[best] == INT32_MAX) break;
-        const int32_t a = s[best], b = s[best + 1];
-        const int32_t out = find_merge(e->t, a, b)->out;
-        size_t k = 0;
-        for (size_t i = 0; i < ns;) {
-            if (i + 1 < ns && s[i] == a && s[i + 1] == b) {
-                s[k++] = out;
-                i += 2;
-            } else {
-                s[k++] = s[i++];
-            }
-        }
-        ns = k;
-        for (size_t i = 0; i + 1 < ns; i++) { /* O(ns) lookups per merge; words are short */
-            const cd_clip_merge *m = find_merge(e->t, s[i], s[i + 1]);
-            r[i] = m ? m->rank : INT32_MAX;
-        }
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < nb; i++) push_pair(e, &hn, (int32_t)i);
+    while (hn > 0) {
+        const cand c = heap_pop(e->heap, &hn);
+        const int32_t nx = e->next[c.pos];
+        if (e->sym[c.pos] < 0 || nx < 0) continue; /* stale: merged away or now last */
+        const cd_clip_merge *m = find_merge(e->t, e->sym[c.pos], e->sym[nx]);
+        if (!m || m->out != c.out) continue; /* stale: the pair changed since it was pushed */
+        e->sym[c.pos] = c.out;
+        e->sym[nx] = -1;
+        e->next[c.pos] = e->next[nx];
+        if (e->next[nx] >= 0) e->prev[e->next[nx]] = c.pos;
+        if (e->prev[c.pos] >= 0) push_pair(e, &hn, e->prev[c.pos]);
+        push_pair(e, &hn, c.pos);
     }
-    for (size_t i = 0; i < ns; i++) emit(e, s[i]);
+    for (int32_t i = 0; i >= 0; i = e->next[i]) emit(e, e->sym[i]);
 }
 
 static int starts_with(const uint32_t *s, size_t n, const uint32_t *w, size_t nw) {
@@ -188,16 +238,14 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt: %zu bytes, more than the %d this tokenizer accepts", len,
                             CD_CLIP_MAX_PROMPT);
     /* len <= 64 KiB, so none of these sizes overflow: NFC writes <= 4 codepoints per codepoint
-     * (its decomposition step), the normaliser <= 2 per codepoint, a piece <= 4 bytes per
-     * codepoint; about 340 bytes of scratch per prompt byte at worst. */
+     * (its decomposition step), the normaliser <= 2 per codepoint; the BPE scratch grows to the
+     * longest piece (about 30 bytes per byte of it). */
     uint32_t *cps = (uint32_t *)malloc((len + 1) * sizeof *cps);
     uint32_t *nfc = (uint32_t *)malloc((4 * len + 1) * sizeof *nfc);
     uint32_t *norm = (uint32_t *)malloc((8 * len + 1) * sizeof *norm);
-    unsigned char *bytes = (unsigned char *)malloc(32 * len + 4);
-    int32_t *sym = (int32_t *)malloc((32 * len + 4) * sizeof *sym);
-    int32_t *rank = (int32_t *)malloc((32 * len + 4) * sizeof *rank);
+    enc e = {t, ids, cap, 0, 0, 0, NULL, NULL, NULL, NULL, NULL};
     cd_status st = CD_OK;
-    if (!cps || !nfc || !norm || !bytes || !sym || !rank) {
+    if (!cps || !nfc || !norm) {
         st = cd_set_error(ctx, CD_ERR_OOM, "out of memory tokenizing a %zu-byte prompt", len);
         goto done;
     }
@@ -208,7 +256,6 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
                           (unsigned char)text[bad]);
         goto done;
     }
-    enc e = {t, ids, cap, 0, bytes, sym, rank};
     /* Special tokens spelled exactly are taken out of the raw text first (HF tokenizers' added
      * tokens); each stretch between them is normalised and split on its own. */
     size_t seg = 0;
@@ -223,14 +270,20 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
         seg = i + (sot ? N_SOT : eot ? N_EOT : 0);
         if (sot || eot) i = seg - 1;
     }
+    if (e.oom) {
+        st = cd_set_error(ctx, CD_ERR_OOM, "out of memory tokenizing a %zu-byte prompt", len);
+        goto done;
+    }
     *n_total = e.n;
 done:
     free(cps);
     free(nfc);
     free(norm);
-    free(bytes);
-    free(sym);
-    free(rank);
+    free(e.bytes);
+    free(e.sym);
+    free(e.prev);
+    free(e.next);
+    free(e.heap);
     return st;
 }
 

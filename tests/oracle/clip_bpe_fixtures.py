@@ -140,6 +140,23 @@ def main():
         write_json_layout(d, "", small)
         fixture(load_tok(d), prompts, os.path.join(OUT, "small_ids.txt"), who + f" on the first {SMALL_MERGES} merges")
     write_json_layout(OUT, "small_", small)
+    # Merge order: "ab a" ranks before "a b", so merging "a b" makes a pair that outranks the
+    # remaining "a b" occurrences. HF tokenizers merges it at once ("ababx" -> aba b x</w>);
+    # Python's CLIP tokenizer would first merge every "a b" (-> ab ab x</w>).
+    order = [("ab", "a"), ("a", "b"), ("x", "y</w>")]
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(build_vocab([("a", "b"), ("ab", "a"), ("x", "y</w>")]), f, ensure_ascii=False)
+        with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in order))
+        for name in ("vocab.json", "merges.txt"):
+            with open(os.path.join(d, name), "rb") as src, open(os.path.join(OUT, "order_" + name), "wb") as dst:
+                dst.write(src.read())
+        tok = load_tok(d)
+        ids = tok("ababx abab aababab xy", add_special_tokens=False)["input_ids"]
+        assert ids[:3] == [513, 65, 343], ids  # aba b x</w>
+        fixture(tok, ["ababx abab aababab xy", "abababx", "ab ab", ""], os.path.join(OUT, "order_ids.txt"),
+                who + " on a crafted merge order")
     head = lines[0] + "\n" + "".join(f"{a} {b}\n" for a, b in small)
     with open(os.path.join(OUT, "small.txt.gz"), "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
         g.write(head.encode("utf-8"))
