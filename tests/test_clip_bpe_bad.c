@@ -217,3 +217,64 @@ TEST(clip_bpe_bad_json_files) {
     json_decref(vocab);
     cd_ctx_free(ctx);
 }
+
+/* Mutated merges files and random-byte prompts: every load and every prompt ends in CD_OK or a
+ * one-line error (run under SAN=1 this is the memory-safety check of the parsers). */
+TEST(clip_bpe_mutations_fail_cleanly) {
+    cd_ctx *ctx = mkctx();
+    char dir[] = "/tmp/cd_clip_mut_XXXXXX", v[256], m[256];
+    CHECK(mkdtemp(dir), "mkdtemp");
+    FILE *f = fopen(FIX "small_merges.txt", "rb");
+    CHECK(f, "fixture");
+    static char merges[16384], mut[16384];
+    const size_t mn = fread(merges, 1, sizeof merges, f);
+    fclose(f);
+    snprintf(v, sizeof v, "%s/merges.txt", dir);
+    snprintf(m, sizeof m, "%s/merges.txt.gz", dir);
+    test_rng g = test_rng_seed(14);
+    int loaded = 0, failed = 0;
+    for (int it = 0; it < 150; it++) {
+        memcpy(mut, merges, mn);
+        size_t n = mn;
+        if (it % 3 == 0) n = 1 + test_rng_u64(&g) % mn; /* truncated */
+        for (int k = 0; k < 1 + it % 4; k++) mut[test_rng_u64(&g) % n] = (char)(test_rng_u64(&g) & 0xff);
+        CHECK(write_bytes(v, mut, n), "write");
+        cd_clip_bpe *t = NULL;
+        cd_status s = cd_clip_bpe_load_json(ctx, FIX "small_vocab.json", v, &t);
+        if (s == CD_OK) {
+            loaded++;
+            int32_t ids[CD_CLIP_MAX_LEN];
+            EXPECT(cd_clip_bpe_encode_flux(ctx, t, "a red fox in the snow", ids, NULL) == CD_OK, "%s",
+                   cd_ctx_error(ctx));
+            cd_clip_bpe_free(t);
+        } else {
+            failed++;
+            EXPECT(t == NULL && cd_ctx_error(ctx)[0] && !strchr(cd_ctx_error(ctx), '\n'), "iteration %d: \"%s\"", it,
+                   cd_ctx_error(ctx));
+        }
+        mut[n < sizeof mut ? n : n - 1] = 0;
+        CHECK(write_gz(m, mut), "write gz");
+        s = cd_clip_bpe_load_gz(ctx, m, &t);
+        EXPECT((s == CD_OK) == (t != NULL) && (s == CD_OK || !strchr(cd_ctx_error(ctx), '\n')), "gz iteration %d", it);
+        cd_clip_bpe_free(t);
+    }
+    EXPECT(failed > 0, "some mutations must fail (%d loaded, %d failed)", loaded, failed);
+    unlink(v);
+    unlink(m);
+    rmdir(dir);
+
+    cd_clip_bpe *t = NULL;
+    CHECK(cd_clip_bpe_load_gz(ctx, FIX "small.txt.gz", &t) == CD_OK, "%s", cd_ctx_error(ctx));
+    for (int it = 0; it < 300; it++) {
+        char p[96];
+        const size_t n = test_rng_u64(&g) % sizeof p;
+        for (size_t i = 0; i < n; i++) p[i] = (char)(test_rng_u64(&g) % 7 == 0 ? 0xc3 : test_rng_u64(&g) & 0xff);
+        int32_t ids[16];
+        size_t nt = 0;
+        const cd_status s = cd_clip_bpe_tokenize(ctx, t, p, n, ids, 16, &nt);
+        EXPECT(s == CD_OK || (s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), "byte offset")), "prompt %d: %s", it,
+               cd_ctx_error(ctx));
+    }
+    cd_clip_bpe_free(t);
+    cd_ctx_free(ctx);
+}

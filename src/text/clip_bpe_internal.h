@@ -25,12 +25,10 @@ static inline size_t cd_clip_pair_hash(int32_t a, int32_t b) {
 
 /* CLIP's byte-to-unicode map: printable Latin-1 bytes map to themselves, the other 68 bytes to
  * U+0100.. in byte order. */
-static inline uint32_t cd_clip_byte_cp(unsigned b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    unsigned n = 0;
-    for (unsigned i = 0; i < b; i++)
-        if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174)) n++;
-    return 256 + n;
+static inline void cd_clip_byte_cps(uint32_t cp[256]) {
+    uint32_t next = 256;
+    for (unsigned b = 0; b < 256; b++)
+        cp[b] = ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) ? b : next++;
 }
 
 #endif

@@ -77,47 +77,65 @@ static cd_status read_file(cd_ctx *ctx, const char *path, char **buf, size_t *le
     *buf = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return cd_set_error(ctx, CD_ERR_IO, "cannot open %s", path);
-    char *b = (char *)malloc(MAX_FILE + 1);
+    long sz = -1;
+    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
+    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) return fclose(f), cd_set_error(ctx, CD_ERR_IO, "cannot size %s", path);
+    if ((unsigned long)sz > MAX_FILE)
+        return fclose(f), cd_set_error(ctx, CD_ERR_FORMAT, "%s: larger than %zu bytes", path, MAX_FILE);
+    char *b = (char *)malloc((size_t)sz + 1);
     if (!b) return fclose(f), cd_set_error(ctx, CD_ERR_OOM, "out of memory reading %s", path);
-    const size_t n = fread(b, 1, MAX_FILE + 1, f);
+    const size_t n = fread(b, 1, (size_t)sz, f);
     const int err = ferror(f);
     fclose(f);
-    if (err) return free(b), cd_set_error(ctx, CD_ERR_IO, "read error on %s", path);
-    if (n > MAX_FILE) return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: larger than %zu bytes", path, MAX_FILE);
+    if (err || n != (size_t)sz) return free(b), cd_set_error(ctx, CD_ERR_IO, "read error on %s", path);
     b[n] = 0;
     *buf = b;
     *len = n;
     return CD_OK;
 }
 
+/* The unzipped text, NUL-terminated, at most MAX_FILE bytes (the buffer doubles as it fills). */
 static cd_status gz_read(cd_ctx *ctx, const char *path, char **buf, size_t *len) {
     *buf = NULL;
     gzFile g = gzopen(path, "rb");
     if (!g) return cd_set_error(ctx, CD_ERR_IO, "cannot open %s", path);
-    char *b = (char *)malloc(MAX_FILE + 1);
-    if (!b) return gzclose(g), cd_set_error(ctx, CD_ERR_OOM, "out of memory reading %s", path);
-    size_t n = 0;
+    size_t n = 0, cap = (size_t)1 << 16;
+    char *b = (char *)malloc(cap + 1);
     for (;;) {
-        const size_t want = MAX_FILE + 1 - n < (1u << 20) ? MAX_FILE + 1 - n : (1u << 20);
-        if (want == 0) break;
+        if (!b) return gzclose(g), cd_set_error(ctx, CD_ERR_OOM, "out of memory reading %s", path);
+        if (n == cap) {
+            if (cap > MAX_FILE) break; /* over the limit: reported below */
+            cap *= 2;
+            char *nb = (char *)realloc(b, cap + 1);
+            if (!nb) free(b);
+            b = nb;
+            continue;
+        }
+        const size_t want = cap - n < ((size_t)1 << 20) ? cap - n : ((size_t)1 << 20);
         const int r = gzread(g, b + n, (unsigned)want);
         if (r < 0) {
             int zerr;
-            const char *msg = gzerror(g, &zerr);
-            cd_set_error(ctx, CD_ERR_FORMAT, "%s: corrupt gzip data (%s)", path, msg);
+            cd_set_error(ctx, CD_ERR_FORMAT, "%s: corrupt gzip data (%s)", path, gzerror(g, &zerr));
             return gzclose(g), free(b), CD_ERR_FORMAT;
         }
         if (r == 0) break;
         n += (size_t)r;
     }
     const int rc = gzclose(g); /* Z_BUF_ERROR: the stream ended early (a truncated file) */
-    if (rc != Z_OK) return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: truncated or corrupt gzip file", path);
     if (n > MAX_FILE)
         return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: unzips to more than %zu bytes", path, MAX_FILE);
+    if (rc != Z_OK) return free(b), cd_set_error(ctx, CD_ERR_FORMAT, "%s: truncated or corrupt gzip file", path);
     b[n] = 0;
     *buf = b;
     *len = n;
     return CD_OK;
+}
+
+/* Lines in txt, at most CD_CLIP_MAX_MERGES + 2: sizes the tables to the file. */
+static size_t count_lines(const char *txt, size_t len) {
+    size_t n = 1;
+    for (const char *p = txt; n < CD_CLIP_MAX_MERGES + 2 && (p = memchr(p, '\n', len - (size_t)(p - txt))); p++) n++;
+    return n;
 }
 
 static cd_status add_merge(cd_ctx *ctx, cd_clip_bpe *t, int32_t a, int32_t b, int32_t rank, int32_t out) {
@@ -144,7 +162,7 @@ static cd_status parse_merges(cd_ctx *ctx, const char *path, char *txt, size_t l
         return cd_set_error(ctx, CD_ERR_FORMAT, "%s: first line is not a \"#version\" header", path);
     pos++;
     size_t cap = 64;
-    while (cap < 2 * CD_CLIP_MAX_MERGES + 2) cap *= 2;
+    while (cap < 2 * count_lines(txt, len) + 2) cap *= 2;
     t->merges = (cd_clip_merge *)malloc(cap * sizeof *t->merges);
     if (!t->merges) return cd_set_error(ctx, CD_ERR_OOM, "out of memory for merges");
     for (size_t i = 0; i < cap; i++) t->merges[i].a = -1;
@@ -190,9 +208,11 @@ static cd_status parse_merges(cd_ctx *ctx, const char *path, char *txt, size_t l
 
 /* Byte symbols and special tokens, looked up in the finished map. */
 static cd_status finish(cd_ctx *ctx, const char *what, const smap *m, cd_clip_bpe *t) {
+    uint32_t cps[256];
+    cd_clip_byte_cps(cps);
     for (unsigned b = 0; b < 256; b++) {
         char s[8];
-        const size_t n = put_utf8(s, cd_clip_byte_cp(b));
+        const size_t n = put_utf8(s, cps[b]);
         memcpy(s + n, "</w>", 4);
         t->byte_id[b] = smap_get(m, s, n);
         t->byte_end_id[b] = smap_get(m, s, n + 4);
@@ -221,18 +241,17 @@ cd_status cd_clip_bpe_load_gz(cd_ctx *ctx, const char *gz_path, cd_clip_bpe **ou
     if (s != CD_OK) return s;
     cd_clip_bpe *t = (cd_clip_bpe *)calloc(1, sizeof *t);
     smap m = {0};
-    if (!t || !smap_init(&m, 512 + CD_CLIP_MAX_MERGES + 2)) {
+    if (!t || !smap_init(&m, 512 + count_lines(txt, len) + 2)) {
         s = cd_set_error(ctx, CD_ERR_OOM, "out of memory loading %s", gz_path);
         goto done;
     }
     /* open_clip's order: the bytes that map to themselves (33..126, 161..172, 174..255), then the
      * others, i.e. by the codepoint of their symbol */
+    uint32_t cps[256];
+    cd_clip_byte_cps(cps);
     int32_t id = 0;
     for (uint32_t cp = 33; cp < 256 + 68; cp++) {
-        unsigned b = 256;
-        for (unsigned x = 0; x < 256 && b == 256; x++)
-            if (cd_clip_byte_cp(x) == cp) b = x;
-        if (b == 256) continue;
+        if (cp < 256 && cps[cp] != cp) continue; /* this codepoint is not a byte's symbol */
         char sym[8];
         const size_t n = put_utf8(sym, cp);
         memcpy(sym + n, "</w>", 4);
