@@ -157,8 +157,10 @@ static void push_pair(enc *e, size_t *hn, int32_t pos) {
  * tokenizer instead merges every occurrence of the best pair before looking again. The two agree
  * whenever a merge's parts come from earlier merges, as in a learned merge list. O(n log n). */
 static void bpe_word(enc *e, const uint32_t *cp, size_t n) {
-    if (n == 0 || !reserve(e, 4 * n)) return;
     size_t nb = 0;
+    for (size_t i = 0; i < n; i++) nb += cp[i] < 0x80 ? 1 : cp[i] < 0x800 ? 2 : cp[i] < 0x10000 ? 3 : 4;
+    if (nb == 0 || !reserve(e, nb)) return;
+    nb = 0;
     for (size_t i = 0; i < n; i++) nb += put_utf8(e->bytes + nb, cp[i]);
     for (size_t i = 0; i < nb; i++) {
         e->sym[i] = i + 1 < nb ? e->t->byte_id[e->bytes[i]] : e->t->byte_end_id[e->bytes[i]];
@@ -239,7 +241,7 @@ cd_status cd_clip_bpe_tokenize(cd_ctx *ctx, const cd_clip_bpe *t, const char *te
                             CD_CLIP_MAX_PROMPT);
     /* len <= 64 KiB, so none of these sizes overflow: NFC writes <= 4 codepoints per codepoint
      * (its decomposition step), the normaliser <= 2 per codepoint; the BPE scratch grows to the
-     * longest piece (about 30 bytes per byte of it). */
+     * longest piece (49 bytes per UTF-8 byte of it). */
     uint32_t *cps = (uint32_t *)malloc((len + 1) * sizeof *cps);
     uint32_t *nfc = (uint32_t *)malloc((4 * len + 1) * sizeof *nfc);
     uint32_t *norm = (uint32_t *)malloc((8 * len + 1) * sizeof *norm);
