@@ -102,54 +102,81 @@ static cd_status attention(run *r, const cd_ae_attn *p, int C) {
 
 /* ---- scratch sizing and the forward passes on caller-provided scratch ---------------------- */
 
-cd_ae_scratch cd_ae_decode_scratch(const cd_ae_decoder *ae, int h, int w) {
-    const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult;
-    /* Largest activation: at upscale step k (level n-1-k) the stream has the level's channels and
-     * the previous level's (conv_in / mid at k = 0). */
-    size_t big = 0;
-    for (int k = 0; k < n; k++) {
-        const int lvl = n - 1 - k;
+/* The levels a pass visits, in order: at step k the stream has at most cm[k] channels on an
+ * h[k] x w[k] grid. One walk serves the activation sizing and the ops' workspace reservation.
+ * At most 8 levels (ae.c refuses configs with n_mult > 8). */
+typedef struct {
+    int n;
+    int cm[8], h[8], w[8];
+} ae_levels;
+
+/* Decode from an h x w latent: upscale step k is level n-1-k on (h << k) x (w << k); the stream has
+ * the level's channels and the previous level's (conv_in / mid at k = 0), the last step also
+ * out_channels. */
+static ae_levels decode_levels(const cd_ae_config *c, int h, int w) {
+    ae_levels l = {c->n_mult, {0}, {0}, {0}};
+    for (int k = 0; k < l.n; k++) {
+        const int lvl = l.n - 1 - k;
         int cm = c->ch * c->ch_mult[lvl];
         const int prev = k == 0 ? c->z_channels : c->ch * c->ch_mult[lvl + 1];
         if (prev > cm) cm = prev;
-        if (k == n - 1 && c->out_channels > cm) cm = c->out_channels;
-        const size_t e = (size_t)cm * ((size_t)h << k) * ((size_t)w << k);
+        if (k == l.n - 1 && c->out_channels > cm) cm = c->out_channels;
+        l.cm[k] = cm;
+        l.h[k] = h << k;
+        l.w[k] = w << k;
+    }
+    return l;
+}
+
+/* Encode of an H x W image: level k on (H >> k) x (W >> k); the stream has the level's channels and
+ * the previous level's (ch, conv_in's, at level 0), the last level also 2 z. */
+static ae_levels encode_levels(const cd_ae_config *c, int H, int W) {
+    ae_levels l = {c->n_mult, {0}, {0}, {0}};
+    for (int k = 0; k < l.n; k++) {
+        int cm = c->ch * c->ch_mult[k];
+        const int prev = k == 0 ? c->ch : c->ch * c->ch_mult[k - 1];
+        if (prev > cm) cm = prev;
+        if (k == l.n - 1 && 2 * c->z_channels > cm) cm = 2 * c->z_channels;
+        l.cm[k] = cm;
+        l.h[k] = H >> k;
+        l.w[k] = W >> k;
+    }
+    return l;
+}
+
+/* The largest activation of the levels, and the mid attention's q, k, v, o at the top level. */
+static cd_ae_scratch scratch_of(const ae_levels *l, int ctop, size_t top_tokens) {
+    size_t big = 0;
+    for (int k = 0; k < l->n; k++) {
+        const size_t e = (size_t)l->cm[k] * (size_t)l->h[k] * (size_t)l->w[k];
         if (e > big) big = e;
     }
-    const int ctop = c->ch * c->ch_mult[n - 1];
-    return (cd_ae_scratch){big, 4 * (size_t)h * w * ctop};
+    return (cd_ae_scratch){big, 4 * top_tokens * (size_t)ctop};
+}
+
+cd_ae_scratch cd_ae_decode_scratch(const cd_ae_decoder *ae, int h, int w) {
+    const cd_ae_config *c = &ae->cfg;
+    const ae_levels l = decode_levels(c, h, w);
+    return scratch_of(&l, c->ch * c->ch_mult[c->n_mult - 1], (size_t)h * w);
 }
 
 cd_ae_scratch cd_ae_encode_scratch(const cd_ae_encoder *ae, int H, int W) {
     const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult, dn = 1 << (n - 1);
-    /* Largest activation: at level lvl (H >> lvl, W >> lvl) the stream has the level's channels
-     * and the previous level's (ch, conv_in's, at level 0); the last level also holds 2 z. */
-    size_t big = 0;
-    for (int lvl = 0; lvl < n; lvl++) {
-        int cm = c->ch * c->ch_mult[lvl];
-        const int prev = lvl == 0 ? c->ch : c->ch * c->ch_mult[lvl - 1];
-        if (prev > cm) cm = prev;
-        if (lvl == n - 1 && 2 * c->z_channels > cm) cm = 2 * c->z_channels;
-        const size_t e = (size_t)cm * (size_t)(H >> lvl) * (size_t)(W >> lvl);
-        if (e > big) big = e;
-    }
-    const int ctop = c->ch * c->ch_mult[n - 1];
-    return (cd_ae_scratch){big, 4 * (size_t)(H / dn) * (W / dn) * ctop};
+    const int dn = 1 << (c->n_mult - 1);
+    const ae_levels l = encode_levels(c, H, W);
+    return scratch_of(&l, c->ch * c->ch_mult[c->n_mult - 1], (size_t)(H / dn) * (W / dn));
 }
 
 /* Reserves the scratch the table says the convs and the mid attention of a pass need (the contract
- * of ops.h), so that the ops themselves never allocate: for every level the pass visits (side
- * H0 << k, channels up to cm[k]), a 3x3 conv with and without the fused upsample, and the mid
- * attention at the top level (a grow-only reservation: later calls cost nothing). */
-static cd_status reserve_pass(cd_ctx *ctx, const cd_ops *ops, int n, const int *cm, const int *hs, const int *ws,
-                              int ctop, int th, int tw) {
+ * of ops.h), so that the ops themselves never allocate: for every level the pass visits, a 3x3
+ * conv with and without the fused upsample at the level's widest channel count, and the mid
+ * attention on th x tw (a grow-only reservation: later calls cost nothing). */
+static cd_status reserve_pass(cd_ctx *ctx, const cd_ops *ops, const ae_levels *l, int ctop, int th, int tw) {
     size_t need = 0;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < l->n; k++)
         for (int up = 0; up < 2; up++) {
-            const cd_conv_desc cd = {cm[k],       up ? hs[k] / 2 : hs[k], up ? ws[k] / 2 : ws[k], cm[k], 3, 1, up,
-                                     {1, 1, 1, 1}};
+            const int h = up ? l->h[k] / 2 : l->h[k], w = up ? l->w[k] / 2 : l->w[k];
+            const cd_conv_desc cd = {l->cm[k], h, w, l->cm[k], 3, 1, up, {1, 1, 1, 1}};
             const cd_op_desc od = {.op = CD_OP_CONV2D, .conv = &cd};
             const size_t b = ops->workspace(ops, ctx, &od);
             if (b > need) need = b;
@@ -160,35 +187,17 @@ static cd_status reserve_pass(cd_ctx *ctx, const cd_ops *ops, int n, const int *
     return ops->reserve(ctx, b > need ? b : need);
 }
 
-/* Levels of a decode from an h x w latent / an encode of an H x W image: channels and sides. */
 static cd_status reserve_decode(cd_ctx *ctx, const cd_ae_decoder *ae, int h, int w) {
     const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult;
-    int cm[16], hs[16], ws[16];
-    for (int k = 0; k < n && k < 16; k++) {
-        const int lvl = n - 1 - k;
-        cm[k] = c->ch * c->ch_mult[lvl];
-        const int prev = k == 0 ? c->z_channels : c->ch * c->ch_mult[lvl + 1];
-        if (prev > cm[k]) cm[k] = prev;
-        hs[k] = h << k;
-        ws[k] = w << k;
-    }
-    return reserve_pass(ctx, ae->ops, n < 16 ? n : 16, cm, hs, ws, c->ch * c->ch_mult[n - 1], h, w);
+    const ae_levels l = decode_levels(c, h, w);
+    return reserve_pass(ctx, ae->ops, &l, c->ch * c->ch_mult[c->n_mult - 1], h, w);
 }
 
 static cd_status reserve_encode(cd_ctx *ctx, const cd_ae_encoder *ae, int H, int W) {
     const cd_ae_config *c = &ae->cfg;
-    const int n = c->n_mult;
-    int cm[16], hs[16], ws[16];
-    for (int k = 0; k < n && k < 16; k++) {
-        cm[k] = c->ch * c->ch_mult[k];
-        const int prev = k == 0 ? (c->in_channels > c->ch ? c->in_channels : c->ch) : c->ch * c->ch_mult[k - 1];
-        if (prev > cm[k]) cm[k] = prev;
-        hs[k] = H >> k;
-        ws[k] = W >> k;
-    }
-    const int m = n < 16 ? n : 16;
-    return reserve_pass(ctx, ae->ops, m, cm, hs, ws, c->ch * c->ch_mult[n - 1], hs[m - 1], ws[m - 1]);
+    ae_levels l = encode_levels(c, H, W);
+    if (c->in_channels > l.cm[0]) l.cm[0] = c->in_channels; /* conv_in reads the image's channels */
+    return reserve_pass(ctx, ae->ops, &l, c->ch * c->ch_mult[c->n_mult - 1], l.h[l.n - 1], l.w[l.n - 1]);
 }
 
 /* The run state on mem [3 * sc.act + sc.attn]. */
