@@ -108,6 +108,8 @@ static void check_model(const ct_case *tc) {
             const double eh = test_rel_l2(got_h, want_h, (size_t)n * H), ep = test_rel_l2(got_p, want_p, (size_t)H);
             EXPECT(eh <= CT_TOL && ep <= CT_TOL, "%s/%s on %s: hidden rel L2 %.3g, pooled %.3g (tol %g)", tc->model, cn,
                    tables[b]->name, eh, ep, CT_TOL);
+            if (getenv("CT_VERBOSE"))
+                printf("  %-30s %-6s %-14s hidden %.2e pooled %.2e\n", tc->model, cn, tables[b]->name, eh, ep);
             /* pooled alone (hidden NULL) gives the same vector */
             float p2[64];
             s = cd_clip_text_encode(ctx, m, tables[b], ids, n, NULL, p2);

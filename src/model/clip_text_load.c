@@ -180,7 +180,7 @@ static int known_name(const char *name, int layers) {
 
 static int json_int(cd_ctx *ctx, const char *file, json_t *o, const char *key, int32_t *v, cd_status *err) {
     json_t *j = json_object_get(o, key);
-    if (!j) return 0;
+    if (!j || json_is_null(j)) return 0; /* absent or null: the shapes' / CLIP's value stays */
     if (!json_is_integer(j) || json_integer_value(j) < 0 || json_integer_value(j) > INT32_MAX) {
         *err = cd_set_error(ctx, CD_ERR_FORMAT, "%s: '%s' is not a non-negative integer", file, key);
         return 0;
@@ -225,7 +225,7 @@ static cd_status read_config(cd_ctx *ctx, const char *path, cd_clip_config *c, i
     json_int(ctx, cfgp, root, "max_position_embeddings", &c->max_pos, &err);
     json_int(ctx, cfgp, root, "eos_token_id", &c->eos_id, &err);
     json_t *eps = json_object_get(root, "layer_norm_eps");
-    if (eps) {
+    if (eps && !json_is_null(eps)) {
         if (!json_is_number(eps) || json_number_value(eps) <= 0)
             err = cd_set_error(ctx, CD_ERR_FORMAT, "%s: 'layer_norm_eps' is not a positive number", cfgp);
         else
@@ -421,7 +421,7 @@ cd_status cd_clip_text_random(cd_ctx *ctx, const cd_clip_config *cfg, cd_dtype w
     m->lnf_s = s;
     m->lnf_b = b;
     m->tok = (cd_st_tensor){"token_embedding", wdtype, 2, {c->vocab, c->hidden}, tok, (uint64_t)tokb};
-    describe(m, "random weights", "");
+    describe(m, "cd_clip_text_random", "");
     *out = m;
     return CD_OK;
 }
