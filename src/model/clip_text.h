@@ -59,7 +59,10 @@ const char *cd_clip_text_describe(const cd_clip_text *m);
  * wanted) = last_hidden_state after the final LayerNorm, pooled [hidden] f32 host (NULL: not
  * wanted) = that state at the pooled position (see above). No padding mask (FLUX passes none).
  * Runs on ops, whose memory must be host memory (the weights are read from the mapped file);
- * asks ops->supports for every op first and fails with its reason; one activation allocation. */
+ * asks ops->supports for every op first and fails with its reason; one activation allocation in the
+ * table's memory (plus an [n, hidden] host buffer when hidden is NULL: the embeddings go up and the
+ * final state comes down through hidden, or through that buffer). On error hidden's contents are
+ * unspecified. */
 cd_status cd_clip_text_encode(cd_ctx *ctx, const cd_clip_text *m, const cd_ops *ops, const int32_t *ids, int32_t n,
                               float *hidden, float *pooled);
 
