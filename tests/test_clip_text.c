@@ -7,7 +7,8 @@
  * the reference uses exactly the stored (rounded) weights, so what remains is f32 arithmetic over
  * a few layers of width <= 64 (observed errors are ~1e-7).
  * Then bad input: missing tensor, wrong shape, unknown tensor, truncated file, hidden_act other
- * than quick_gelu, id >= vocab, n > max_pos — each a one-line error naming what is wrong. */
+ * than quick_gelu, id >= vocab, n > max_pos — each a one-line error naming what is wrong — and
+ * weights at odd file offsets. */
 #include "test.h"
 #include "test_files.h"
 
@@ -279,5 +280,63 @@ TEST(clip_text_random_tables_agree) {
     }
     cd_clip_text *m = NULL;
     EXPECT(cd_clip_text_random(ctx, &cfg, CD_DTYPE_F16, 7, &m) == CD_ERR_UNSUPPORTED && !m, "F16 random refused");
+    cd_ctx_free(ctx);
+}
+
+/* Weights at odd file offsets (safetensors does not align tensors): a 77-byte U8 position_ids
+ * (ignored by the model) written first shifts every F16 tensor to an odd address; the binding must
+ * copy those weights to f32 rather than hand a misaligned pointer to the linear, and the outputs
+ * still match transformers. */
+TEST(clip_text_misaligned_weights) {
+    cd_ctx *ctx = NULL;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
+    char dir[64], p[160];
+    CHECK(tmp_dir_tag(dir, sizeof dir, "clipmis"), "temp dir");
+    snprintf(p, sizeof p, "%s/odd.safetensors", dir);
+    cd_st_file *f = NULL, *ref = NULL;
+    CHECK(cd_st_open(ctx, CT_DIR "comfy_f16.safetensors", &f) == CD_OK, "open: %s", cd_ctx_error(ctx));
+    const size_t n = cd_st_count(f);
+    cd_st_out o[64];
+    static uint8_t pos_ids[77];
+    size_t k = 0;
+    o[k++] = (cd_st_out){"text_model.embeddings.position_ids", CD_DTYPE_U8, 2, {1, 77}, pos_ids};
+    for (size_t i = 0; i < n && k < 64; i++) {
+        const cd_st_tensor *t = cd_st_at(f, i);
+        if (!strcmp(t->name, "text_model.embeddings.position_ids")) continue;
+        o[k] = (cd_st_out){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(o[k].shape, t->shape, sizeof t->shape);
+        k++;
+    }
+    cd_status s = cd_st_write(ctx, p, o, k, NULL, 0);
+    cd_st_close(f);
+    CHECK(s == CD_OK, "write: %s", cd_ctx_error(ctx));
+    cd_clip_text *m = NULL;
+    s = cd_clip_text_open(ctx, p, &m);
+    if (s == CD_OK) s = cd_st_open(ctx, CT_DIR "comfy_f16.ref.safetensors", &ref);
+    if (s == CD_OK) {
+        EXPECT(strstr(cd_clip_text_describe(m), "F32 weights") != NULL, "misaligned F16 weights copied to f32: %s",
+               cd_clip_text_describe(m));
+        const cd_st_tensor *ti = cd_st_find(ref, "ids_flux"), *th = cd_st_find(ref, "hidden_flux");
+        const cd_st_tensor *tp = cd_st_find(ref, "pooled_flux");
+        if (ti && th && tp && ti->shape[0] == 77 && th->nbytes == 77 * 64 * 4) {
+            int32_t ids[77];
+            static float want_h[77 * 64], got_h[77 * 64];
+            float want_p[64], got_p[64];
+            memcpy(ids, ti->data, sizeof ids);
+            memcpy(want_h, th->data, sizeof want_h);
+            memcpy(want_p, tp->data, sizeof want_p);
+            s = cd_clip_text_encode(ctx, m, cd_ops_cpu(), ids, 77, got_h, got_p);
+            EXPECT(s == CD_OK, "encode: %s", cd_ctx_error(ctx));
+            const double eh = test_rel_l2(got_h, want_h, 77 * 64), ep = test_rel_l2(got_p, want_p, 64);
+            EXPECT(eh <= CT_TOL && ep <= CT_TOL, "misaligned: hidden rel L2 %.3g, pooled %.3g", eh, ep);
+        } else {
+            EXPECT(0, "comfy_f16 reference incomplete (%s)", CT_REGEN);
+        }
+    } else {
+        EXPECT(0, "open: %s", cd_ctx_error(ctx));
+    }
+    cd_st_close(ref);
+    cd_clip_text_free(m);
+    tmp_rm(dir);
     cd_ctx_free(ctx);
 }
