@@ -13,7 +13,9 @@ tiny_dev/  a FLUX pipeline root laid out as the FLUX.1-dev repository is:
   vae/                               AutoencoderKL (2 levels, FLUX's scaling/shift, no quant convs), bf16
   text_encoder/                      CLIPTextModel (quick_gelu, 77 positions; config ids as
                                      openai/clip-vit-large-patch14's: eos_token_id 2, i.e. the
-                                     pooled row is the argmax id's), bf16, one file
+                                     pooled row is the argmax id's), bf16, one file, tensor names
+                                     "text_model.*" as in FLUX.1-dev (transformers 5 would drop
+                                     that prefix; it loads either)
   text_encoder_2/                    T5EncoderModel (v1.1: gated-gelu, 32 buckets, max distance 128),
                                      bf16, SHARDED (model.safetensors.index.json + shards)
   tokenizer/                         CLIPTokenizer from tests/fixtures/clip_bpe/small_vocab.json +
@@ -179,7 +181,33 @@ def build_folder(root):
     shutil.rmtree(os.path.join(root, "text_encoder_2"))
     t5.save_pretrained(os.path.join(root, "text_encoder_2"), safe_serialization=True, max_shard_size=SHARD)
     assert os.path.exists(os.path.join(root, "text_encoder_2", "model.safetensors.index.json"))
+    # transformers 5 saves CLIPTextModel's tensors without the "text_model." prefix that the files
+    # users have carry (FLUX.1-dev's text_encoder/, ComfyUI's clip_l.safetensors); put it back
+    clip_file = os.path.join(root, "text_encoder", "model.safetensors")
+    sd = load_file(clip_file)
+    if not any(k.startswith("text_model.") for k in sd):
+        save_file({"text_model." + k: v for k, v in sd.items()}, clip_file, metadata={"format": "pt"})
     write_tokenizers(root)
+
+
+def file_tensors(folder):
+    out = {}
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".safetensors"):
+            out.update(load_file(os.path.join(folder, f)))
+    return out
+
+
+def assert_loaded(pipe, root):
+    """Every tensor of the encoders' files is what the loaded pipeline computes with (a name
+    transformers did not recognise would leave a default-initialised weight behind)."""
+    for sub, mod in (("text_encoder", pipe.text_encoder), ("text_encoder_2", pipe.text_encoder_2)):
+        msd = mod.state_dict()
+        ft = file_tensors(os.path.join(root, sub))
+        for k, v in ft.items():
+            name = k[len("text_model."):] if k not in msd and k.startswith("text_model.") else k
+            assert name in msd and torch.equal(msd[name].to(v.dtype), v), (sub, k)
+        assert len(ft) >= len({id(p) for p in mod.parameters()}), (sub, len(ft))
 
 
 class Capture:
@@ -204,6 +232,7 @@ class Capture:
 def expectations(root):
     pipe = FluxPipeline.from_pretrained(root, torch_dtype=torch.float64)
     pipe.set_progress_bar_config(disable=True)
+    assert_loaded(pipe, root)
     tensors, meta = {}, {}
     cap = Capture(pipe)
     with torch.no_grad():
