@@ -121,11 +121,12 @@ TEST(cli_inspect_textenc_pipeline) {
 }
 
 TEST(cli_inspect_textenc_comfy_files) {
-    char dir[64], t5[128], t5s[128], t5full[128], clip[128];
+    char dir[64], t5[128], t5s[128], t5q[128], t5full[128], clip[128];
     CHECK(tmp_dir_tag(dir, sizeof dir, "tenc"), "tmp");
     snprintf(t5, sizeof t5, "%s/t5xxl_fp8_e4m3fn.safetensors", dir);
     snprintf(t5s, sizeof t5s, "%s/t5xxl_fp8_e4m3fn_scaled.safetensors", dir);
     snprintf(t5full, sizeof t5full, "%s/t5_full.safetensors", dir);
+    snprintf(t5q, sizeof t5q, "%s/t5xxl_quant.safetensors", dir);
     snprintf(clip, sizeof clip, "%s/clip_l.safetensors", dir);
     gen_list l;
     int ok = 1;
@@ -148,6 +149,17 @@ TEST(cli_inspect_textenc_comfy_files) {
         }
     }
     ok &= gen_write(&l, t5s) == 0;
+    gen_free(&l);
+    /* ComfyUI's newer quantised format: weight_scale / input_scale scalars and comfy_quant JSON bytes, no marker */
+    gen_init(&l, 14);
+    gen_t5(&l, 100, 16, 2, 4, 24, 1, 8);
+    gen_cast(&l, CD_DTYPE_F8_E4M3);
+    gen_add_shape(&l, "encoder.block.0.layer.0.SelfAttention.q.weight_scale", 0, NULL);
+    gen_add_shape(&l, "encoder.block.0.layer.0.SelfAttention.q.input_scale", 1, (const int64_t[]){1});
+    gen_tensor *cq = gen_add_shape(&l, "encoder.block.0.layer.0.SelfAttention.q.comfy_quant", 1, (const int64_t[]){7});
+    cq->dtype = CD_DTYPE_U8;
+    cq->nbytes = 7;
+    ok &= gen_write(&l, t5q) == 0;
     gen_free(&l);
     /* a full T5 (encoder-decoder): the decoder and lm_head are not the encoder's */
     gen_init(&l, 12);
@@ -177,9 +189,14 @@ TEST(cli_inspect_textenc_comfy_files) {
                strstr(r->out, "missing      0\n") && strstr(r->out, "wrong shape  0\n"),
            "exit %d\n%s%s", r->code, r->out, r->err);
     RUN(r, "inspect", t5s);
-    EXPECT(r->code == 0 && strstr(r->out, "linear weights F8_E4M3, scaled fp8 (ComfyUI: per-weight scale_weight)\n") &&
+    EXPECT(r->code == 0 && strstr(r->out, "linear weights F8_E4M3, scaled fp8 (ComfyUI: per-weight scales)\n") &&
                strstr(r->out, "unknown      0\n") &&
                strstr(r->out, "missing      1\n  encoder.block.2.layer.1.DenseReluDense.wo.scale_weight\n") &&
+               strstr(r->out, "wrong shape  0\n"),
+           "exit %d\n%s%s", r->code, r->out, r->err);
+    RUN(r, "inspect", t5q);
+    EXPECT(r->code == 0 && strstr(r->out, "linear weights F8_E4M3, scaled fp8 (ComfyUI: per-weight scales)\n") &&
+               strstr(r->out, "unknown      0\n") && strstr(r->out, "missing      0\n") &&
                strstr(r->out, "wrong shape  0\n"),
            "exit %d\n%s%s", r->code, r->out, r->err);
     RUN(r, "inspect", t5full);

@@ -183,7 +183,7 @@ static void print_config(const cd_ckpt_info *i) {
                t->gated ? "v1.1, gated-GELU FFN" : "v1.0, one-matrix FFN", t->vocab, t->d_model, t->heads, t->d_kv,
                t->d_ff, t->layers, t->buckets, t->max_distance, t->from_config ? "" : " (T5's default)", (double)t->eps,
                t->from_config ? "config.json" : "no config.json: defaults", cd_dtype_name(t->wdtype),
-               t->scaled_fp8 ? ", scaled fp8 (ComfyUI: per-weight scale_weight)" : "");
+               t->scaled_fp8 ? ", scaled fp8 (ComfyUI: per-weight scales)" : "");
     } else if (i->layout == CD_LAYOUT_CLIP_TEXT) {
         const cd_clip_info *c = &i->clip;
         printf("config       CLIP text model: vocab %d, hidden %d, %d heads%s, intermediate %d, %d layers, %d "

@@ -62,15 +62,28 @@ static int add(lay_plan *p, const char *name, int32_t ndim, int64_t d0, int64_t 
 }
 
 /* A present scalar `<base>.<suffix>` (ComfyUI's per-weight scales), expected in its own shape if
- * it holds one element (else as [] so that the wrong shape shows). */
-static int add_scale(const cd_ckpt *c, lay_plan *p, const char *weight, const char *suffix, int required) {
+ * it holds one element (else as [] so that the wrong shape shows); any_shape: in its own shape. */
+static int add_scale(const cd_ckpt *c, lay_plan *p, const char *weight, const char *suffix, int required,
+                     int any_shape) {
     char name[LAY_NAME_MAX];
     const size_t n = strlen(weight) - strlen("weight");
     snprintf(name, sizeof name, "%.*s%s", (int)n, weight, suffix);
     const cd_st_tensor *t = cd_ckpt_find(c, name);
     if (!t && !required) return 0;
-    if (t && cd_st_numel(t) == 1) return lay_set_add(&p->side[LAY_DIF], name, t->ndim, t->shape) < 0 ? -1 : 0;
+    if (t && (any_shape || cd_st_numel(t) == 1))
+        return lay_set_add(&p->side[LAY_DIF], name, t->ndim, t->shape) < 0 ? -1 : 0;
     return add(p, name, 0, 0, 0);
+}
+
+/* The quantisation companions of a linear weight that ComfyUI files carry: the legacy scaled fp8
+ * scalars (scale_weight, required when the file has the scaled_fp8 marker; scale_input) and the
+ * newer format's (weight_scale, input_scale, and comfy_quant, the layer's settings as JSON bytes). */
+static int add_quant(const cd_ckpt *c, lay_plan *p, const char *weight, int scaled_fp8) {
+    return add_scale(c, p, weight, "scale_weight", scaled_fp8, 0) || add_scale(c, p, weight, "scale_input", 0, 0) ||
+                   add_scale(c, p, weight, "weight_scale", 0, 0) || add_scale(c, p, weight, "input_scale", 0, 0) ||
+                   add_scale(c, p, weight, "comfy_quant", 0, 1)
+               ? -1
+               : 0;
 }
 
 /* ---- T5 ------------------------------------------------------------------------------------- */
@@ -103,7 +116,8 @@ int lay_t5_build(const cd_ckpt *c, cd_t5_info *t, lay_plan *p, char *need, char 
     t->d_ff = (int32_t)wi->shape[0];
     t->layers = lay_count_blocks(c, T5_BLOCK);
     t->wdtype = q->dtype;
-    t->scaled_fp8 = cd_ckpt_find(c, "scaled_fp8") != NULL;
+    /* the legacy marker, or the newer format's per-weight scale on block 0's q */
+    t->scaled_fp8 = cd_ckpt_find(c, "scaled_fp8") || cd_ckpt_find(c, T5_BLOCK "0.layer.0.SelfAttention.q.weight_scale");
     json_t *cfg = config_beside(c);
     const char *mt = cfg ? json_string_value(json_object_get(cfg, "model_type")) : NULL;
     if (mt && !strcmp(mt, "t5")) {
@@ -138,10 +152,8 @@ int lay_t5_build(const cd_ckpt *c, cd_t5_info *t, lay_plan *p, char *need, char 
     if (emb != emb2 && add(p, "shared.weight", 2, t->vocab, D)) return -1;
     if (emb2 && add(p, "encoder.embed_tokens.weight", 2, t->vocab, D)) return -1;
     if (add(p, T5_REL, 2, t->buckets, t->heads) || add(p, "encoder.final_layer_norm.weight", 1, D, 0)) return -1;
-    if (t->scaled_fp8) {
-        const cd_st_tensor *m = cd_ckpt_find(c, "scaled_fp8");
-        if (lay_set_add(&p->side[LAY_DIF], m->name, m->ndim, m->shape) < 0) return -1;
-    }
+    const cd_st_tensor *marker = cd_ckpt_find(c, "scaled_fp8"); /* any shape (ComfyUI: 0 or 2 elements) */
+    if (marker && lay_set_add(&p->side[LAY_DIF], marker->name, marker->ndim, marker->shape) < 0) return -1;
     static const char *const lin[] = {"layer.0.SelfAttention.q",     "layer.0.SelfAttention.k",
                                       "layer.0.SelfAttention.v",     "layer.0.SelfAttention.o",
                                       "layer.1.DenseReluDense.wi_0", "layer.1.DenseReluDense.wi_1",
@@ -153,9 +165,7 @@ int lay_t5_build(const cd_ckpt *c, cd_t5_info *t, lay_plan *p, char *need, char 
             if (!t->gated && k == 5) continue;
             const int64_t rows = k < 3 ? I : k == 3 ? D : k < 6 ? F : D, cols = k < 3 ? D : k == 3 ? I : k < 6 ? D : F;
             snprintf(name, sizeof name, T5_BLOCK "%d.%s.weight", b, l);
-            if (add(p, name, 2, rows, cols) || add_scale(c, p, name, "scale_weight", t->scaled_fp8) ||
-                add_scale(c, p, name, "scale_input", 0))
-                return -1;
+            if (add(p, name, 2, rows, cols) || add_quant(c, p, name, cd_ckpt_find(c, "scaled_fp8") != NULL)) return -1;
         }
         for (int k = 0; k < 2; k++) {
             snprintf(name, sizeof name, T5_BLOCK "%d.layer.%d.layer_norm.weight", b, k);
@@ -229,9 +239,7 @@ int lay_clip_build(const cd_ckpt *c, cd_clip_info *t, lay_plan *p, char *need, c
         for (int k = 0; k < 6; k++) {
             const int64_t rows = k == 4 ? I : D, cols = k == 5 ? I : D;
             snprintf(name, sizeof name, "%sencoder.layers.%d.%s.weight", base, b, lin[k]);
-            if (add(p, name, 2, rows, cols) || add_scale(c, p, name, "scale_weight", 0) ||
-                add_scale(c, p, name, "scale_input", 0))
-                return -1;
+            if (add(p, name, 2, rows, cols) || add_quant(c, p, name, cd_ckpt_find(c, "scaled_fp8") != NULL)) return -1;
             snprintf(name, sizeof name, "%sencoder.layers.%d.%s.bias", base, b, lin[k]);
             if (add(p, name, 1, rows, 0)) return -1;
         }
@@ -255,9 +263,7 @@ int lay_clip_build(const cd_ckpt *c, cd_clip_info *t, lay_plan *p, char *need, c
     snprintf(name, sizeof name, "%sembeddings.position_ids", base);
     const cd_st_tensor *pid = cd_ckpt_find(c, name);
     if (pid && (pid->ndim == 1 ? add(p, name, 1, t->max_pos, 0) : add(p, name, 2, 1, t->max_pos))) return -1;
-    if (cd_ckpt_find(c, "scaled_fp8")) {
-        const cd_st_tensor *m = cd_ckpt_find(c, "scaled_fp8");
-        if (lay_set_add(&p->side[LAY_DIF], m->name, m->ndim, m->shape) < 0) return -1;
-    }
+    const cd_st_tensor *marker = cd_ckpt_find(c, "scaled_fp8");
+    if (marker && lay_set_add(&p->side[LAY_DIF], marker->name, marker->ndim, marker->shape) < 0) return -1;
     return 0;
 }
