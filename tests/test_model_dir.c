@@ -70,6 +70,24 @@ TEST(model_dir_transformer_only) {
     EXPECT(eq(d.transformer, f) && d.max_length_hint == 512 && !d.t5, "file %s hint %d", d.transformer,
            d.max_length_hint);
     cd_model_dir_free(&d);
+    /* schnell-like (guidance_embeds false): 256; no guidance_embeds key: unknown */
+    char dir[64], path[160], src[2048], cwd[1024];
+    CHECK(getcwd(cwd, sizeof cwd) && tmp_dir_tag(dir, sizeof dir, "mdir"), "tmp");
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    snprintf(src, sizeof src, "%s/%s", cwd, f);
+    CHECK(symlink(src, path) == 0, "symlink");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(write_text(path, "{\"_class_name\": \"FluxTransformer2DModel\", \"guidance_embeds\": false}"), "config");
+    EXPECT(cd_model_dir_open(ctx, dir, &d) == CD_OK && d.max_length_hint == 256, "schnell hint %d: %s",
+           d.max_length_hint, cd_ctx_error(ctx));
+    cd_model_dir_free(&d);
+    CHECK(write_text(path, "{\"_class_name\": \"FluxTransformer2DModel\"}"), "config");
+    EXPECT(cd_model_dir_open(ctx, dir, &d) == CD_OK && d.max_length_hint == 0, "no key: hint %d", d.max_length_hint);
+    cd_model_dir_free(&d);
+    CHECK(write_text(path, "{\"_class_name\": \"FluxTransformer2DModel\","), "config");
+    EXPECT(cd_model_dir_open(ctx, dir, &d) == CD_ERR_FORMAT && strstr(cd_ctx_error(ctx), "/config.json: line "),
+           "broken config: %s", cd_ctx_error(ctx));
+    tmp_rm(dir);
     /* a single file with no config beside: no hint */
     CHECK(cd_model_dir_open(ctx, "tests/fixtures/generate/tiny_dev.safetensors", &d) == CD_OK, "%s", cd_ctx_error(ctx));
     EXPECT(d.max_length_hint == 0 && d.transformer && !d.is_pipeline, "hint %d", d.max_length_hint);
