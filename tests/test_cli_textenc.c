@@ -93,6 +93,12 @@ TEST(cli_inspect_textenc_pipeline) {
                strstr(r->out, "unknown      0\n") && strstr(r->out, "missing      0\n") &&
                strstr(r->out, "wrong shape  0\n"),
            "exit %d\n%s%s", r->code, r->out, r->err);
+    /* the root names every model folder it has */
+    RUN(r, "inspect", PIPE);
+    EXPECT(r->code == 2 && one_error_line(r->err, "inspect") &&
+               strstr(r->err, "pass its transformer/ subdirectory (the FLUX transformer), its vae/ subdirectory (the "
+                              "autoencoder), text_encoder_2/ (T5) or text_encoder/ (CLIP)"),
+           "exit %d: %s", r->code, r->err);
     /* JSON */
     RUN(r, "inspect", PIPE "/text_encoder_2", "--json");
     json_t *j = r->code == 0 ? json_loads(r->out, 0, NULL) : NULL;
