@@ -55,9 +55,17 @@ static size_t parse_ids(const char *s, int32_t *out, size_t cap) {
 
 /* Encodes every fixture prompt with m and compares with column col (1: sentencepiece,
  * 2: T5TokenizerFast, 3: the legacy pipeline; "=" means column 1). Returns the mismatches. */
+/* CLEARDIT_SPM_JSON_DIR replaces the fixture folder (a larger fuzz run: spm_json_fixtures.py --fuzz). */
+static const char *fix_dir(void) {
+    const char *d = getenv("CLEARDIT_SPM_JSON_DIR");
+    return d && *d ? d : SPM_DIR;
+}
+
 static int run_column(cd_ctx *ctx, const cd_spm *m, int col, const char *what, int *n_prompts, int *n_differ) {
     size_t n;
-    char *tsv = slurp(SPM_DIR "t5small_json.tsv", &n);
+    char path[512];
+    snprintf(path, sizeof path, "%s/t5small_json.tsv", fix_dir());
+    char *tsv = slurp(path, &n);
     if (!tsv) return -1;
     static int32_t want[16384], base[16384];
     int bad = 0, lines = 0;
@@ -96,7 +104,9 @@ static int run_column(cd_ctx *ctx, const cd_spm *m, int col, const char *what, i
     return bad;
 }
 
-static void check_column(const char *path, int diffusers, int col, const char *what) {
+static void check_column(const char *name, int diffusers, int col, const char *what) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", fix_dir(), name);
     cd_ctx *ctx = ctx_new();
     CHECK(ctx, "ctx");
     cd_spm *m = NULL;
@@ -116,14 +126,14 @@ static void check_column(const char *path, int diffusers, int col, const char *w
 
 TEST(spm_json_sentencepiece_semantics) {
     /* the same ids from tokenizer.json as from the spiece.model it was converted from */
-    check_column(SPM_DIR "t5small.tokenizer.json", 0, 1, "tokenizer.json, sentencepiece semantics");
-    check_column(SPM_DIR "t5small.model", 0, 1, "t5small.model, sentencepiece semantics");
+    check_column("t5small.tokenizer.json", 0, 1, "tokenizer.json, sentencepiece semantics");
+    check_column("t5small.model", 0, 1, "t5small.model, sentencepiece semantics");
 }
 TEST(spm_json_diffusers_semantics) {
-    check_column(SPM_DIR "t5small.tokenizer.json", 1, 2, "tokenizer.json, diffusers semantics (T5TokenizerFast)");
+    check_column("t5small.tokenizer.json", 1, 2, "tokenizer.json, diffusers semantics (T5TokenizerFast)");
 }
 TEST(spm_json_legacy_pipeline) {
-    check_column(SPM_DIR "t5legacy.tokenizer.json", 1, 3, "older converter's tokenizer.json, diffusers semantics");
+    check_column("t5legacy.tokenizer.json", 1, 3, "older converter's tokenizer.json, diffusers semantics");
 }
 
 /* T5 layout, empty prompt and invalid UTF-8 in the diffusers semantics; the semantics switch */

@@ -16,6 +16,8 @@ Writes tests/fixtures/spm/:
   t5small.info              package versions
 
     /tmp/venv-oracle/bin/python tests/oracle/spm_json_fixtures.py
+    /tmp/venv-oracle/bin/python tests/oracle/spm_json_fixtures.py --fuzz N DIR   # see fuzz()
+    PYTHON tests/oracle/spm_json_fixtures.py --check   # any venv (transformers 4 or 5): see check()
 
 Checked while writing: transformers' T5TokenizerFast equals tokenizers.Tokenizer on the same file;
 tok(p)["input_ids"] = content + [EOS]; FLUX's padded call (max_length L, truncation) equals
@@ -100,11 +102,89 @@ def cut_model(src: Path, dst: Path, ps):
     return len(rules), len(cut)
 
 
+# --fuzz: code points drawn from these ranges (weights), plus fragments of the special tokens
+FUZZ_RANGES = [((0x20, 0x7E), 30), ((0x20, 0x20), 12), ((0x00, 0x1F), 2), ((0x7F, 0xA0), 2), ((0xA0, 0x24F), 6),
+               ((0x300, 0x36F), 6), ((0x370, 0x52F), 3), ((0x1100, 0x11FF), 2), ((0xAC00, 0xD7A3), 2),
+               ((0x2000, 0x206F), 4), ((0x2100, 0x24FF), 4), ((0x3000, 0x30FF), 3), ((0x3300, 0x33FF), 2),
+               ((0x4E00, 0x4FFF), 2), ((0xFE00, 0xFE0F), 1), ((0xFF00, 0xFFEF), 6), ((0x1D400, 0x1D7FF), 2),
+               ((0x1F1E6, 0x1F1FF), 1), ((0x1F300, 0x1F6FF), 3), ((0x1F3FB, 0x1F3FF), 1), ((0x2581, 0x2581), 2)]
+FRAGMENTS = ["</s>", "<pad>", "<unk>", "<extra_id_1>", "<extra_id_", "</s", "\uff1c/s\uff1e", "  ", "\t\n", "e\u0301"]
+
+
+def fuzz_prompts(n, seed):
+    r = random.Random(seed)
+    ranges, weights = zip(*FUZZ_RANGES)
+    out = []
+    for _ in range(n):
+        k = r.choice([1, 2, 3, 5, 8, 20, 60])
+        s = ""
+        for _ in range(k):
+            if r.random() < 0.05:
+                s += r.choice(FRAGMENTS)
+                continue
+            lo, hi = r.choices(ranges, weights)[0]
+            cp = r.randint(lo, hi)
+            if 0xD800 <= cp <= 0xDFFF:
+                continue
+            s += chr(cp)
+        out.append(s)
+    return out
+
+
+def fuzz(n, d):
+    """Not a fixture: n random prompts on t5like.model (nmt_nfkc's full charsmap) converted to
+    tokenizer.json, written under d with the fixture names, for CLEARDIT_SPM_JSON_DIR=d."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(OUT / "t5like.model", d / "t5small.model")
+    write_all(d, fuzz_prompts(n, 99))
+
+
+def check():
+    """--check: the committed fixture against the tokenizers this venv has (run it with transformers
+    4.x too): HF tokenizers on both tokenizer.json files, transformers' T5TokenizerFast from
+    tokenizer.json, and T5Tokenizer from spiece.model alone (4.x: the slow, sentencepiece one)."""
+    rows = [l.split("\t") for l in (OUT / "t5small_json.tsv").read_text().splitlines()]
+    col = lambda r, k: [int(x) for x in (r[k] if r[k] != "=" else r[1]).split()]
+    d = tempfile.mkdtemp()
+    shutil.copy(OUT / "t5small.tokenizer.json", d + "/tokenizer.json")
+    shutil.copy(OUT / "t5small.model", d + "/spiece.model")
+    e = tempfile.mkdtemp()
+    shutil.copy(OUT / "t5small.model", e + "/spiece.model")
+    runs = [("tokenizers: t5small.tokenizer.json", tokenizers.Tokenizer.from_file(str(OUT / "t5small.tokenizer.json")), 2),
+            ("tokenizers: t5legacy.tokenizer.json", tokenizers.Tokenizer.from_file(str(OUT / "t5legacy.tokenizer.json")), 3),
+            ("T5TokenizerFast(tokenizer.json)", transformers.T5TokenizerFast.from_pretrained(d), 2),
+            ("T5Tokenizer(spiece.model only)", transformers.T5Tokenizer.from_pretrained(e), 1)]
+    print("transformers", transformers.__version__, "tokenizers", tokenizers.__version__)
+    for name, tok, k in runs:
+        enc = (lambda p: tok.encode(p, add_special_tokens=False).ids) if isinstance(tok, tokenizers.Tokenizer) else \
+              (lambda p: tok(p, add_special_tokens=False)["input_ids"])
+        bad = [r for r in rows if enc(bytes.fromhex(r[0]).decode()) != col(r, k)]
+        print("%s (%s) vs column %d: %d of %d prompts differ" % (name, type(tok).__name__, k, len(bad), len(rows)))
+        for r in sorted(bad, key=lambda r: len(r[0]))[:5]:
+            p = bytes.fromhex(r[0]).decode()
+            print("   %r: %s vs %s" % (p[:40], enc(p)[:12], col(r, k)[:12]))
+
+
 def main():
+    if sys.argv[1:] == ["--check"]:
+        return check()
+    if len(sys.argv) == 4 and sys.argv[1] == "--fuzz":
+        return fuzz(int(sys.argv[2]), sys.argv[3])
     ps = prompts(1234, 300) + EXTRA
     rng = random.Random(77)  # a few long and whitespace-heavy prompts on top
     ps += [" ".join(rng.choice(FIXED[5:12]) for _ in range(40)), "  ".join("x" * rng.randint(1, 5) for _ in range(300))]
     n_rules, n_cut = cut_model(OUT / "t5like.model", OUT / "t5small.model", ps)
+    n_diff, n_leg = write_all(OUT, ps)
+    (OUT / "t5small.info").write_text(
+        "t5like.model with %d of nmt_nfkc's %d charsmap rules (those whose characters the corpus uses)\n"
+        "sentencepiece %s, transformers %s (T5TokenizerFast converter), tokenizers %s\n"
+        "%d prompts: sentencepiece vs T5TokenizerFast differ on %d, vs the legacy pipeline on %d\n"
+        % (n_cut, n_rules, spm.__version__, transformers.__version__, tokenizers.__version__, len(ps), n_diff, n_leg))
+    print((OUT / "t5small.info").read_text(), end="")
+
+
+def write_all(OUT, ps):
     sp = spm.SentencePieceProcessor(model_file=str(OUT / "t5small.model"))
     d = tempfile.mkdtemp()
     shutil.copy(OUT / "t5small.model", d + "/spiece.model")
@@ -137,12 +217,9 @@ def main():
         ids = lambda x: "=" if x == a else " ".join(map(str, x))  # "=": as sentencepiece
         lines.append("%s\t%s\t%s\t%s" % (p.encode().hex(), " ".join(map(str, a)), ids(b), ids(c)))
     (OUT / "t5small_json.tsv").write_text("\n".join(lines) + "\n")
-    (OUT / "t5small.info").write_text(
-        "t5like.model with %d of nmt_nfkc's %d charsmap rules (those whose characters the corpus uses)\n"
-        "sentencepiece %s, transformers %s (T5TokenizerFast converter), tokenizers %s\n"
-        "%d prompts: sentencepiece vs T5TokenizerFast differ on %d, vs the legacy pipeline on %d\n"
-        % (n_cut, n_rules, spm.__version__, transformers.__version__, tokenizers.__version__, len(ps), n_diff, n_leg))
-    print((OUT / "t5small.info").read_text(), end="")
+    print("%d prompts: sentencepiece vs T5TokenizerFast differ on %d, vs the legacy pipeline on %d"
+          % (len(ps), n_diff, n_leg))
+    return n_diff, n_leg
 
 
 if __name__ == "__main__":
