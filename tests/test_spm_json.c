@@ -9,6 +9,8 @@
 #include "../src/text/spm.h"
 #include "../src/util/internal.h"
 
+#include <jansson.h>
+
 #include <stdint.h>
 #include <string.h>
 
@@ -54,7 +56,9 @@ static size_t parse_ids(const char *s, int32_t *out, size_t cap) {
 }
 
 /* Encodes every fixture prompt with m and compares with column col (1: sentencepiece,
- * 2: T5TokenizerFast, 3: the legacy pipeline; "=" means column 1). Returns the mismatches. */
+ * 2: T5TokenizerFast, 3: the legacy pipeline, 4: prepend_scheme "first"; "=" means column 1,
+ * "~" column 2).
+ * Returns the mismatches. */
 /* CLEARDIT_SPM_JSON_DIR replaces the fixture folder (a larger fuzz run: spm_json_fixtures.py --fuzz). */
 static const char *fix_dir(void) {
     const char *d = getenv("CLEARDIT_SPM_JSON_DIR");
@@ -73,18 +77,21 @@ static int run_column(cd_ctx *ctx, const cd_spm *m, int col, const char *what, i
     for (char *line = tsv, *nl; line && *line; line = nl ? nl + 1 : NULL, lines++) {
         nl = strchr(line, '\n');
         if (nl) *nl = 0;
-        char *f[4] = {line, NULL, NULL, NULL};
-        for (int k = 1; k < 4 && f[k - 1]; k++)
+        char *f[5] = {line, NULL, NULL, NULL, NULL};
+        for (int k = 1; k < 5 && f[k - 1]; k++)
             if ((f[k] = strchr(f[k - 1], '\t'))) *f[k]++ = 0;
-        if (!f[3]) {
+        if (!f[4]) {
             bad++;
             continue;
         }
         const size_t pl = unhex(f[0]);
         const size_t nb = parse_ids(f[1], base, 16384);
         size_t nw = nb;
-        if (strcmp(f[col], "=") == 0)
+        const char *c = strcmp(f[col], "~") == 0 ? f[2] : f[col]; /* "~": as the fast column */
+        if (strcmp(c, "=") == 0)
             memcpy(want, base, nb * sizeof *want);
+        else if (c != f[col])
+            nw = parse_ids(c, want, 16384), (*n_differ)++;
         else
             nw = parse_ids(f[col], want, 16384), *n_differ += col > 1;
         int32_t *ids = NULL;
@@ -106,7 +113,7 @@ static int run_column(cd_ctx *ctx, const cd_spm *m, int col, const char *what, i
 
 static void check_column(const char *name, int diffusers, int col, const char *what) {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", fix_dir(), name);
+    snprintf(path, sizeof path, "%s%s%s", name[0] == '/' ? "" : fix_dir(), name[0] == '/' ? "" : "/", name);
     cd_ctx *ctx = ctx_new();
     CHECK(ctx, "ctx");
     cd_spm *m = NULL;
@@ -134,6 +141,25 @@ TEST(spm_json_diffusers_semantics) {
 }
 TEST(spm_json_legacy_pipeline) {
     check_column("t5legacy.tokenizer.json", 1, 3, "older converter's tokenizer.json, diffusers semantics");
+}
+
+/* t5small.tokenizer.json with Metaspace prepend_scheme "first" (transformers' legacy=False
+ * converter), made here with Jansson as the generator's first_variant() makes it */
+TEST(spm_json_prepend_first) {
+    char src[512], dir[64], path[128];
+    snprintf(src, sizeof src, "%s/t5small.tokenizer.json", fix_dir());
+    json_error_t je;
+    json_t *doc = json_load_file(src, 0, &je);
+    CHECK(doc, "%s: %s (%s)", src, je.text, REGEN);
+    json_t *meta = json_array_get(json_object_get(json_object_get(doc, "pre_tokenizer"), "pretokenizers"), 1);
+    CHECK(json_is_object(meta) && json_object_set_new(meta, "prepend_scheme", json_string("first")) == 0,
+          "fixture has no Metaspace at pretokenizers[1]");
+    CHECK(tmp_dir_tag(dir, sizeof dir, "spmfirst"), "mkdtemp");
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(json_dump_file(doc, path, 0) == 0, "write %s", path);
+    json_decref(doc);
+    check_column(path, 1, 4, "tokenizer.json with prepend_scheme first, diffusers semantics");
+    tmp_rm(dir);
 }
 
 /* T5 layout, empty prompt and invalid UTF-8 in the diffusers semantics; the semantics switch */

@@ -45,34 +45,101 @@ static const char *transform(const cd_spm *m, const uint8_t *s, size_t n, size_t
     return r;
 }
 
+/* HF's alignment of the normalised text with the prompt, as far as prepend_scheme "first" needs
+ * it: per output character a change (0: takes the next prompt character; +1: inserted, aligned
+ * with the character taken last; -k: takes the next 1 + k), built as HF's Precompiled builds it. */
+typedef struct {
+    uint32_t off; /* of the output character in the normalised text */
+    int32_t change;
+} htr;
+typedef struct {
+    htr *p;
+    size_t n, cap;
+} trbuf;
+
+/* The output of one replaced unit (k_old prompt characters) is b->p[from..b->n): one change per
+ * output character; extra characters are insertions; fewer take the rest with the list's last
+ * entry (which may be an earlier unit's, or none at the very start: then nothing takes them and
+ * the next output character takes the first). */
+static int tr_replace(trbuf *t, const hbuf *b, size_t from, size_t k_old) {
+    size_t k_new = 0;
+    for (size_t o = from; o < b->n; k_new++) {
+        if (t->n == t->cap) {
+            const size_t nc = t->cap ? 2 * t->cap : 256;
+            htr *g = realloc(t->p, nc * sizeof *g);
+            if (!g) return 0;
+            t->p = g, t->cap = nc;
+        }
+        t->p[t->n++] = (htr){(uint32_t)o, 0};
+        const size_t l = spm_utf8_len((const uint8_t *)b->p + o, b->n - o);
+        o += l ? l : 1;
+    }
+    if (k_new > k_old)
+        for (size_t j = 0; j < k_new - k_old; j++) t->p[t->n - 1 - j].change = 1;
+    else if (k_new < k_old && t->n)
+        t->p[t->n - 1].change -= (int32_t)(k_old - k_new);
+    return 1;
+}
+
+/* The end of the normalised prefix aligned with prompt offset 0. */
+static size_t zero_prefix(const trbuf *t, const uint8_t *seg, size_t n, size_t out_n) {
+    size_t idx = 0, last = 0;
+    for (size_t e = 0; e < t->n; e++) {
+        size_t start;
+        if (t->p[e].change > 0) {
+            start = idx < 1 ? 0 : last;
+        } else {
+            start = idx;
+            for (int32_t k = 0; k <= -t->p[e].change && idx < n; k++) {
+                last = idx;
+                idx += spm_utf8_len(seg + idx, n - idx);
+            }
+        }
+        if (start > 0) return t->p[e].off;
+    }
+    return out_n;
+}
+
 /* Normalises seg[0..n) into b: per grapheme cluster, a cluster under 6 bytes with a charsmap key
  * as prefix is replaced whole (what follows the key in the cluster is dropped); otherwise each
- * character is replaced by its own entry or kept. Then " {2,}" -> " " when the file asks. */
-static int normalize(const cd_spm *m, const uint8_t *seg, size_t n, hbuf *b) {
-    for (size_t i = 0; i < n;) {
+ * character is replaced by its own entry or kept. Then " {2,}" -> " " when the file asks.
+ * *zero_end: the end of the output HF aligns with prompt offset 0 (prepend_scheme "first"). */
+static int normalize(const cd_spm *m, const uint8_t *seg, size_t n, hbuf *b, size_t *zero_end) {
+    trbuf t = {0};
+    int ok = 1;
+    for (size_t i = 0; ok && i < n;) {
         const size_t g = m->hf_precompiled ? cd_grapheme_len(seg + i, n - i) : n - i;
         size_t rl;
         const char *r;
         if (!m->hf_precompiled) {
-            if (!hb_put(b, seg + i, g)) return 0;
+            ok = hb_put(b, seg + i, g); /* no charsmap: the text as is, only its first character at 0 */
+            *zero_end = n ? spm_utf8_len(seg, n) : 0;
         } else if (g < 6 && (r = transform(m, seg + i, g, &rl))) {
-            if (!hb_put(b, r, rl)) return 0;
+            size_t k_old = 0, from = b->n;
+            for (size_t k = i; k < i + g; k_old++) k += spm_utf8_len(seg + k, i + g - k);
+            ok = hb_put(b, r, rl) && tr_replace(&t, b, from, k_old);
         } else {
-            for (size_t k = i; k < i + g;) {
-                const size_t c = spm_utf8_len(seg + k, i + g - k);
-                if ((r = transform(m, seg + k, c, &rl)) ? !hb_put(b, r, rl) : !hb_put(b, seg + k, c)) return 0;
+            for (size_t k = i; ok && k < i + g;) {
+                const size_t c = spm_utf8_len(seg + k, i + g - k), from = b->n;
+                ok = ((r = transform(m, seg + k, c, &rl)) ? hb_put(b, r, rl) : hb_put(b, seg + k, c)) &&
+                     tr_replace(&t, b, from, 1);
                 k += c;
             }
         }
         i += g;
     }
-    if (m->hf_collapse_spaces) {
-        size_t o = 0;
+    if (ok && m->hf_precompiled) *zero_end = zero_prefix(&t, seg, n, b->n);
+    free(t.p);
+    if (ok && m->hf_collapse_spaces) {
+        size_t o = 0, z = 0;
         for (size_t i = 0; i < b->n; i++)
-            if (!(b->p[i] == ' ' && o > 0 && b->p[o - 1] == ' ')) b->p[o++] = b->p[i];
-        b->n = o;
+            if (!(b->p[i] == ' ' && o > 0 && b->p[o - 1] == ' ')) {
+                z += i < *zero_end;
+                b->p[o++] = b->p[i];
+            }
+        b->n = o, *zero_end = z;
     }
-    return 1;
+    return ok;
 }
 
 /* Character length in normalised text (a corrupt charsmap may have put invalid bytes there: one
@@ -113,11 +180,15 @@ static cd_status metaspace(cd_ctx *ctx, const cd_spm *m, const char *w, size_t n
 static cd_status segment(cd_ctx *ctx, const cd_spm *m, const uint8_t *seg, size_t n, int at_start, hbuf *norm,
                          hbuf *tmp, int32_t **ids, size_t *nid, size_t *cap) {
     norm->n = 0;
-    if (!normalize(m, seg, n, norm)) return cd_set_error(ctx, CD_ERR_OOM, "tokenizer: out of memory");
+    size_t zero_end = 0;
+    if (!normalize(m, seg, n, norm, &zero_end)) return cd_set_error(ctx, CD_ERR_OOM, "tokenizer: out of memory");
     const uint8_t *t = (const uint8_t *)norm->p;
+    /* without WhitespaceSplit the stretch is one piece whose original range starts where it does */
     if (!m->hf_ws_split) return norm->n ? metaspace(ctx, m, norm->p, norm->n, at_start, tmp, ids, nid, cap) : CD_OK;
-    /* WhitespaceSplit: words between runs of whitespace. "first" prepends only to a word at
-     * offset 0 of the original prompt. */
+    /* WhitespaceSplit: words between runs of whitespace; "first" prepends only to a word that HF
+     * aligns with prompt offset 0 (e.g. "\x7fO": nothing takes the deleted DEL, so O takes it;
+     * U+00AF becomes " " + an inserted U+0304, aligned with U+00AF; in "\xb8\x05", U+0304's
+     * insertion is taken back by the deleted \x05, whose offset 2 it gets). */
     for (size_t i = 0; i < norm->n;) {
         int sp;
         size_t l = hf_char(t + i, norm->n - i, &sp);
@@ -130,7 +201,7 @@ static cd_status segment(cd_ctx *ctx, const cd_spm *m, const uint8_t *seg, size_
             i += l;
             if (i < norm->n) l = hf_char(t + i, norm->n - i, &sp);
         }
-        cd_status s = metaspace(ctx, m, norm->p + b, i - b, at_start && b == 0, tmp, ids, nid, cap);
+        cd_status s = metaspace(ctx, m, norm->p + b, i - b, at_start && b < zero_end, tmp, ids, nid, cap);
         if (s != CD_OK) return s;
     }
     return CD_OK;
