@@ -250,6 +250,8 @@ typedef enum {
     CD_LAYOUT_AE_BFL,         /* FLUX autoencoder, BFL names (decoder.up.N.block.M ...) */
     CD_LAYOUT_AE_DIFFUSERS,   /* AutoencoderKL names (decoder.up_blocks.N.resnets.M ...) */
     CD_LAYOUT_CLEAR,          /* CLEAR attention weights only (diffusers names, docs/distillation.md) */
+    CD_LAYOUT_T5,             /* T5 encoder, transformers' names (encoder.block.N.layer.0.SelfAttention.q ...) */
+    CD_LAYOUT_CLIP_TEXT,      /* CLIP text model, transformers' names (text_model.encoder.layers.N ...) */
     CD_LAYOUT_COUNT
 } cd_layout;
 
@@ -289,6 +291,43 @@ typedef struct {
     int32_t down; /* spatial_weight side, 0 if none */
 } cd_clear_config;
 
+/* A T5 encoder checkpoint (transformers' T5EncoderModel names: diffusers' text_encoder_2/,
+ * ComfyUI's t5xxl_*.safetensors): shapes give everything but max_distance and eps, which come
+ * from a config.json beside the weights when there is one (else T5's defaults, 128 and 1e-6). */
+typedef struct {
+    int32_t vocab;        /* 32128: embedding rows */
+    int32_t d_model;      /* 4096 */
+    int32_t d_kv;         /* 64 */
+    int32_t heads;        /* 64 (columns of block 0's relative_attention_bias) */
+    int32_t d_ff;         /* 10240 */
+    int32_t layers;       /* 24 */
+    int32_t buckets;      /* 32 (rows of relative_attention_bias) */
+    int32_t max_distance; /* 128 */
+    float eps;            /* 1e-6 */
+    int32_t gated;        /* 1: wi_0 / wi_1 (T5 v1.1, FLUX's); 0: one wi (T5 v1.0) */
+    int32_t scaled_fp8;   /* 1: ComfyUI's scaled fp8 (a scaled_fp8 marker, per-weight scale_weight) */
+    int32_t from_config;  /* 1: a config.json beside the weights was read */
+    cd_dtype wdtype;      /* dtype of the linear weights (block 0's q) */
+} cd_t5_info;
+
+/* A CLIP text model checkpoint (transformers' CLIPTextModel names: diffusers' text_encoder/,
+ * ComfyUI's clip_l.safetensors). The head count is not in the shapes: config.json's when there,
+ * else hidden / 64 (CLIP-L's and CLIP-G's head size). */
+typedef struct {
+    int32_t vocab;       /* 49408 */
+    int32_t hidden;      /* 768 */
+    int32_t heads;       /* 12 */
+    int32_t inter;       /* 3072 */
+    int32_t layers;      /* 12 */
+    int32_t max_pos;     /* 77 */
+    int32_t projection;  /* rows of text_projection.weight (768), 0 if absent (FLUX does not use it) */
+    int32_t quick_gelu;  /* 1: hidden_act quick_gelu, 0: another activation, -1: unknown (no config.json) */
+    int32_t eos_id;      /* config.json's eos_token_id (2 = the argmax-id rule), -1 if unknown */
+    float eps;           /* 1e-5 */
+    int32_t from_config; /* 1: a config.json beside the weights was read */
+    cd_dtype wdtype;     /* dtype of the linear weights (layer 0's q_proj) */
+} cd_clip_info;
+
 /* What a checkpoint is: its layout, the inferred config, and how its tensors compare with the
  * tensors that layout + config expect (unknown, missing and wrong-shaped names are counted and
  * listed separately). */
@@ -298,6 +337,8 @@ typedef struct {
     cd_ae_config ae;       /* valid for the AE layouts */
     cd_clear_config clear; /* valid for CD_LAYOUT_CLEAR; for the FLUX layouts only .down is
                                 set: the side of carried spatial_weight tensors (0 if none) */
+    cd_t5_info t5;         /* valid for CD_LAYOUT_T5 */
+    cd_clip_info clip;     /* valid for CD_LAYOUT_CLIP_TEXT */
     size_t n_unknown, n_missing, n_bad_shape;
     char **unknown, **missing, **bad_shape; /* names (bad_shape: "name: got [..] want [..]") */
     uint64_t params;                        /* total elements */

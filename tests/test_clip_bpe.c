@@ -140,15 +140,28 @@ TEST(clip_bpe_real_vocab_matches_transformers) {
     cd_ctx *ctx = mkctx();
     cd_clip_bpe *t = NULL;
     const size_t pl = strlen(p);
-    char v[4096], m[4096];
-    snprintf(v, sizeof v, "%s/vocab.json", p);
-    snprintf(m, sizeof m, "%s/merges.txt", p);
     const cd_status s =
-        pl > 3 && !strcmp(p + pl - 3, ".gz") ? cd_clip_bpe_load_gz(ctx, p, &t) : cd_clip_bpe_load_json(ctx, v, m, &t);
+        pl > 3 && !strcmp(p + pl - 3, ".gz") ? cd_clip_bpe_load_gz(ctx, p, &t) : cd_clip_bpe_load_dir(ctx, p, &t);
     CHECK(s == CD_OK, "CLEARDIT_CLIP_VOCAB=%s: %s", p, cd_ctx_error(ctx));
     EXPECT(cd_clip_bpe_vocab_size(t) == 49408 && cd_clip_bpe_bos(t) == 49406 && cd_clip_bpe_eos(t) == 49407,
            "vocab %zu bos %d eos %d", cd_clip_bpe_vocab_size(t), cd_clip_bpe_bos(t), cd_clip_bpe_eos(t));
     check_fixture(ctx, t, FIX "real_ids.txt", p, 360);
+    cd_clip_bpe_free(t);
+    cd_ctx_free(ctx);
+}
+
+/* tokenizer.json as transformers saves it (merges as [a, b] pairs) and with "a b" string merges */
+TEST(clip_bpe_tokenizer_json_matches_transformers) {
+    cd_ctx *ctx = mkctx();
+    cd_clip_bpe *t = NULL;
+    CHECK(cd_clip_bpe_load_tokenizer_json(ctx, FIX "small_tokenizer.json", &t) == CD_OK, "load: %s", cd_ctx_error(ctx));
+    EXPECT(cd_clip_bpe_vocab_size(t) == 1514 && cd_clip_bpe_bos(t) == 1512 && cd_clip_bpe_eos(t) == 1513,
+           "vocab %zu bos %d eos %d", cd_clip_bpe_vocab_size(t), cd_clip_bpe_bos(t), cd_clip_bpe_eos(t));
+    check_fixture(ctx, t, FIX "small_ids.txt", "small tokenizer.json ([a, b] merges)", 360);
+    cd_clip_bpe_free(t);
+    t = NULL;
+    CHECK(cd_clip_bpe_load_tokenizer_json(ctx, FIX "order_tokenizer.json", &t) == CD_OK, "load: %s", cd_ctx_error(ctx));
+    check_fixture(ctx, t, FIX "order_ids.txt", "crafted merge order, tokenizer.json (\"a b\" merges)", 4);
     cd_clip_bpe_free(t);
     cd_ctx_free(ctx);
 }

@@ -81,6 +81,11 @@ TEST(clip_bpe_invalid_utf8_names_offset) {
         snprintf(want, sizeof want, "byte offset %zu ", cases[i].off);
         EXPECT(s == CD_ERR_INVALID_ARG && strstr(cd_ctx_error(ctx), want), "case %zu: status %d, message \"%s\"", i,
                (int)s, cd_ctx_error(ctx));
+        size_t nt = 0; /* the other entry point says the same */
+        EXPECT(cd_clip_bpe_tokenize(ctx, t, cases[i].s, strlen(cases[i].s), ids, CD_CLIP_MAX_LEN, &nt) ==
+                       CD_ERR_INVALID_ARG &&
+                   strstr(cd_ctx_error(ctx), want),
+               "tokenize, case %zu: %s", i, cd_ctx_error(ctx));
     }
     size_t n = 0;
     char *big = (char *)calloc(CD_CLIP_MAX_PROMPT + 2, 1);

@@ -19,11 +19,18 @@ static const char k_usage[] =
     "Describes a checkpoint without reading its tensor data. PATH is a .safetensors file, a\n"
     "sharded *.safetensors.index.json, or a directory holding one of them; known key prefixes\n"
     "(e.g. \"model.diffusion_model.\") are stripped. Prints:\n"
-    "  layout       flux-bfl, flux-diffusers, ae-bfl, ae-diffusers, clear or unknown\n"
+    "  layout       flux-bfl, flux-diffusers, ae-bfl, ae-diffusers, clear, t5-encoder,\n"
+    "               clip-text or unknown\n"
     "  config       inferred from the tensor shapes alone (transformer: hidden, heads x head_dim,\n"
     "               double + single blocks, mlp, in/out channels, context and pooled dims,\n"
     "               guidance embedder; autoencoder: ch, ch_mult, num_res_blocks, z, in/out\n"
-    "               channels, encoder/decoder; CLEAR file: hidden, blocks, spatial_weight side)\n"
+    "               channels, encoder/decoder; CLEAR file: hidden, blocks, spatial_weight side);\n"
+    "               text encoders (transformers' names: diffusers' text_encoder_2/ and\n"
+    "               text_encoder/, ComfyUI's t5xxl_*.safetensors and clip_l.safetensors) from the\n"
+    "               shapes and a config.json beside the weights when there is one (T5: vocab,\n"
+    "               d_model, heads x d_kv, d_ff, layers, buckets, max distance, scaled fp8; CLIP:\n"
+    "               vocab, hidden, heads, intermediate, layers, positions, activation), with the\n"
+    "               linear weights' dtype; a config.json that disagrees is listed under wrong shape\n"
     "  tensors, parameters, bytes, dtypes\n"
     "  unknown      tensors that layout and config do not have\n"
     "  missing      tensors that layout and config need but the checkpoint lacks\n"
@@ -51,6 +58,8 @@ static int has_config(const cd_ckpt_info *i) {
         case CD_LAYOUT_AE_BFL:
         case CD_LAYOUT_AE_DIFFUSERS: return i->ae.n_mult > 0;
         case CD_LAYOUT_CLEAR: return i->clear.hidden > 0 || i->clear.down > 0;
+        case CD_LAYOUT_T5: return i->t5.d_model > 0;
+        case CD_LAYOUT_CLIP_TEXT: return i->clip.hidden > 0;
         default: return 0;
     }
 }
@@ -72,6 +81,25 @@ static json_t *config_json(const cd_ckpt_info *i) {
                          f->in_channels, "out_channels", f->out_channels, "context_dim", f->context_dim, "pooled_dim",
                          f->pooled_dim, "mlp_hidden", f->mlp_hidden, "guidance", f->guidance, "spatial_down",
                          i->clear.down);
+    }
+    if (i->layout == CD_LAYOUT_T5) {
+        const cd_t5_info *t = &i->t5;
+        return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:b,s:b,s:s,s:s}", "vocab", t->vocab, "d_model",
+                         t->d_model, "heads", t->heads, "d_kv", t->d_kv, "d_ff", t->d_ff, "layers", t->layers,
+                         "buckets", t->buckets, "max_distance", t->max_distance, "eps", (double)t->eps, "gated",
+                         t->gated, "scaled_fp8", t->scaled_fp8, "weights", cd_dtype_name(t->wdtype), "source",
+                         t->from_config ? "config.json" : "shapes");
+    }
+    if (i->layout == CD_LAYOUT_CLIP_TEXT) {
+        const cd_clip_info *c = &i->clip;
+        return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:i,s:f,s:s,s:s}", "vocab", c->vocab, "hidden", c->hidden,
+                         "heads", c->heads, "intermediate", c->inter, "layers", c->layers, "max_positions", c->max_pos,
+                         "projection", c->projection, "hidden_act",
+                         c->quick_gelu < 0 ? "unknown"
+                         : c->quick_gelu   ? "quick_gelu"
+                                           : "other",
+                         "eos_id", c->eos_id, "eps", (double)c->eps, "weights", cd_dtype_name(c->wdtype), "source",
+                         c->from_config ? "config.json" : "shapes");
     }
     if (i->layout == CD_LAYOUT_CLEAR)
         return json_pack("{s:i,s:i,s:i,s:i}", "hidden", i->clear.hidden, "depth", i->clear.depth, "depth_single",
@@ -147,6 +175,35 @@ static void print_config(const cd_ckpt_info *i) {
                f->hidden, f->heads, f->head_dim, f->depth, f->depth_single, f->mlp_hidden, f->in_channels,
                f->out_channels, f->context_dim, f->pooled_dim, f->guidance ? "yes (dev-like)" : "no (schnell-like)");
         if (i->clear.down) printf("             carries CLEAR spatial_weight %dx%d\n", i->clear.down, i->clear.down);
+    } else if (i->layout == CD_LAYOUT_T5) {
+        const cd_t5_info *t = &i->t5;
+        printf("config       T5 encoder (%s): vocab %d, d_model %d, %d heads x d_kv %d, d_ff %d, %d layers\n"
+               "             relative positions: %d buckets, max distance %d%s; eps %g (%s)\n"
+               "             linear weights %s%s\n",
+               t->gated ? "v1.1, gated-GELU FFN" : "v1.0, one-matrix FFN", t->vocab, t->d_model, t->heads, t->d_kv,
+               t->d_ff, t->layers, t->buckets, t->max_distance, t->from_config ? "" : " (T5's default)", (double)t->eps,
+               t->from_config ? "config.json" : "no config.json: defaults", cd_dtype_name(t->wdtype),
+               t->scaled_fp8 ? ", scaled fp8 (ComfyUI: per-weight scales)" : "");
+    } else if (i->layout == CD_LAYOUT_CLIP_TEXT) {
+        const cd_clip_info *c = &i->clip;
+        printf("config       CLIP text model: vocab %d, hidden %d, %d heads%s, intermediate %d, %d layers, %d "
+               "positions\n"
+               "             hidden_act %s, eos_token_id ",
+               c->vocab, c->hidden, c->heads, c->from_config ? "" : " (hidden / 64: no config.json)", c->inter,
+               c->layers, c->max_pos,
+               c->quick_gelu < 0 ? "unknown"
+               : c->quick_gelu   ? "quick_gelu"
+                                 : "not quick_gelu");
+        if (c->eos_id < 0)
+            printf("unknown");
+        else
+            printf("%d%s", c->eos_id, c->eos_id == 2 ? " (pooled at the argmax id)" : "");
+        printf(", eps %g; text_projection ", (double)c->eps);
+        if (c->projection)
+            printf("%d (not used by FLUX)", c->projection);
+        else
+            printf("none");
+        printf("\n             linear weights %s\n", cd_dtype_name(c->wdtype));
     } else if (i->layout == CD_LAYOUT_CLEAR) {
         const cd_clear_config *c = &i->clear;
         printf("config       hidden %d, %d double + %d single blocks, ", c->hidden, c->depth, c->depth_single);
@@ -181,7 +238,8 @@ static void print_text(const char *path, const cd_ckpt *c, const cd_ckpt_info *i
     }
     if (cd_ckpt_prefix(c)[0]) printf("prefix       %s (stripped)\n", cd_ckpt_prefix(c));
     printf("layout       %s%s\n", cd_layout_name(i->layout),
-           i->layout == CD_LAYOUT_UNKNOWN ? " (no FLUX transformer, FLUX autoencoder or CLEAR tensor names)" : "");
+           i->layout == CD_LAYOUT_UNKNOWN ? " (no FLUX transformer, FLUX autoencoder, CLEAR, T5 or CLIP tensor names)"
+                                          : "");
     print_config(i);
     printf("tensors      %zu\n", cd_ckpt_count(c));
     printf("parameters   %llu (%.3f B)\n", (unsigned long long)i->params, (double)i->params / 1e9);

@@ -401,7 +401,7 @@ static cd_status resolve_dir(const ck_parse *p, const char *dir, char **chosen) 
     if (!d) return ck_fail(p, CD_ERR_IO, "cannot list the directory: %s", strerror(errno));
     char **idx = NULL, **st = NULL;
     size_t n_idx = 0, n_st = 0, cap_idx = 0, cap_st = 0;
-    int has_transformer = 0, has_vae = 0;
+    int has_transformer = 0, has_vae = 0, has_t5 = 0, has_clip = 0;
     cd_status s = CD_OK;
     struct dirent *de;
     while ((de = readdir(d))) {
@@ -419,6 +419,8 @@ static cd_status resolve_dir(const ck_parse *p, const char *dir, char **chosen) 
         if (S_ISDIR(sb.st_mode)) {
             has_transformer |= !strcmp(name, "transformer");
             has_vae |= !strcmp(name, "vae");
+            has_t5 |= !strcmp(name, "text_encoder_2");
+            has_clip |= !strcmp(name, "text_encoder");
             continue;
         }
         if (!S_ISREG(sb.st_mode)) continue;
@@ -462,11 +464,25 @@ static cd_status resolve_dir(const ck_parse *p, const char *dir, char **chosen) 
                     "*.safetensors.index.json (%s); pass one of them",
                     list_names(st, n_st, names, sizeof names));
     } else if (has_transformer || has_vae) {
+        /* the parts this root has, in the order a user asks for them */
+        const char *parts[4];
+        int np = 0;
+        if (has_transformer) parts[np++] = "its transformer/ subdirectory (the FLUX transformer)";
+        if (has_vae) parts[np++] = "its vae/ subdirectory (the autoencoder)";
+        if (has_t5) parts[np++] = "text_encoder_2/ (T5)";
+        if (has_clip) parts[np++] = "text_encoder/ (CLIP)";
+        char list[400];
+        size_t n = 0;
+        for (int k = 0; k < np && n < sizeof list; k++)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s",
+                                  k == 0        ? ""
+                                  : k == np - 1 ? " or "
+                                                : ", ",
+                                  parts[k]);
         s = ck_fail(p, CD_ERR_NOT_FOUND,
                     "no .safetensors file or *.safetensors.index.json here; this looks like a "
-                    "diffusers pipeline: pass %s%s%s",
-                    has_transformer ? "its transformer/ subdirectory (the FLUX transformer)" : "",
-                    has_transformer && has_vae ? " or " : "", has_vae ? "its vae/ subdirectory (the autoencoder)" : "");
+                    "diffusers pipeline: pass %s",
+                    list);
     } else {
         s = ck_fail(p, CD_ERR_NOT_FOUND, "no .safetensors file or *.safetensors.index.json here");
     }

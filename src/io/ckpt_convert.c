@@ -345,6 +345,11 @@ cd_status cd_ckpt_convert_progress(cd_ctx *ctx, const cd_ckpt *in, const char *o
         s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
                          "convert: the input is a CLEAR file (attention weights only); merge it "
                          "into a base model instead (--merge-clear)");
+    if (!s && lay_is_textenc(ii.layout))
+        s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
+                         "convert: the input is a %s checkpoint; convert handles FLUX transformers and "
+                         "autoencoders (text encoders are read as they are)",
+                         cd_layout_name(ii.layout));
     if (!s && lay_is_flux(ii.layout) != lay_is_flux(to))
         s = cd_set_error(ctx, CD_ERR_INVALID_ARG,
                          "convert: cannot convert %s to %s (FLUX transformers convert to "

@@ -127,6 +127,9 @@ void lay_plan_free(lay_plan *p);
 int lay_plan_emit(lay_plan *p, const lay_rule *rules, size_t n, const char *const pre[2], const lay_env *env);
 /* Index of `name` in the set, or -1. */
 long lay_set_find(const lay_set *s, const char *name);
+/* Adds a tensor to one side's set (layouts built without rules: layout_textenc.c); its index, or
+ * -1 when out of memory. */
+long lay_set_add(lay_set *s, const char *name, int32_t ndim, const int64_t *shape);
 
 /* "double_blocks.12." -> 12 for prefix "double_blocks."; -1 unless digits and a '.' follow. */
 long lay_block_index(const char *name, const char *prefix);
@@ -166,12 +169,21 @@ int lay_is_spatial_weight(const char *name);
 /* The form most spatial weights present share (sw->down = 0 if none has a valid form). */
 void lay_spatial_infer(const cd_ckpt *c, lay_spatial *sw);
 
+/* Text encoders (layout_textenc.c): the config from the shapes and a config.json beside the
+ * checkpoint's first file, and the expected tensors on side LAY_DIF (optional tensors that are
+ * present, such as a second embedding name or scale_weight scalars, are expected; absent ones are
+ * not). A field on which config.json and the shapes disagree is written into conflict. Returns
+ * -1 when out of memory. */
+int lay_t5_build(const cd_ckpt *c, cd_t5_info *cfg, lay_plan *p, char *need, char *conflict);
+int lay_clip_build(const cd_ckpt *c, cd_clip_info *cfg, lay_plan *p, char *need, char *conflict);
+
 /* Layout of a checkpoint from its names alone (layout_inspect.c). */
 cd_layout lay_detect(const cd_ckpt *c);
 
 /* FLUX layouts and AE layouts as plan sides. */
 static inline int lay_is_flux(cd_layout l) { return l == CD_LAYOUT_FLUX_BFL || l == CD_LAYOUT_FLUX_DIFFUSERS; }
 static inline int lay_is_ae(cd_layout l) { return l == CD_LAYOUT_AE_BFL || l == CD_LAYOUT_AE_DIFFUSERS; }
+static inline int lay_is_textenc(cd_layout l) { return l == CD_LAYOUT_T5 || l == CD_LAYOUT_CLIP_TEXT; }
 static inline int lay_side(cd_layout l) {
     return (l == CD_LAYOUT_FLUX_BFL || l == CD_LAYOUT_AE_BFL) ? LAY_BFL : LAY_DIF;
 }
@@ -184,8 +196,11 @@ typedef struct {
     lay_flux_cfg flux;
     cd_ae_config ae;
     cd_clear_config clear;
-    lay_spatial clear_sw;    /* the CLEAR file's spatial weights */
-    char need[LAY_NAME_MAX]; /* non-empty when the config could not be inferred */
+    lay_spatial clear_sw; /* the CLEAR file's spatial weights */
+    cd_t5_info t5;
+    cd_clip_info clip;
+    char need[LAY_NAME_MAX];     /* non-empty when the config could not be inferred */
+    char conflict[LAY_NAME_MAX]; /* non-empty when config.json disagrees with the shapes */
 } lay_model;
 cd_status lay_model_build(cd_ctx *ctx, const cd_ckpt *c, cd_layout layout, int sides, lay_model *m, lay_plan *p);
 

@@ -15,6 +15,8 @@ const char *cd_layout_name(cd_layout l) {
         case CD_LAYOUT_AE_BFL: return "ae-bfl";
         case CD_LAYOUT_AE_DIFFUSERS: return "ae-diffusers";
         case CD_LAYOUT_CLEAR: return "clear";
+        case CD_LAYOUT_T5: return "t5-encoder";
+        case CD_LAYOUT_CLIP_TEXT: return "clip-text";
         default: return "unknown";
     }
 }
@@ -30,6 +32,10 @@ static const char *const k_markers[CD_LAYOUT_COUNT][9] = {
                           "decoder.norm_out.", NULL},
     [CD_LAYOUT_AE_DIFFUSERS] = {"encoder.down_blocks.", "decoder.up_blocks.", "encoder.mid_block.",
                                 "decoder.mid_block.", "encoder.conv_norm_out.", "decoder.conv_norm_out.", NULL},
+    /* transformers' names (layout_textenc.c); a CLIP file saved by transformers 5 lacks "text_model." */
+    [CD_LAYOUT_T5] = {"encoder.block.", "encoder.final_layer_norm.", "encoder.embed_tokens.", "shared.", NULL},
+    [CD_LAYOUT_CLIP_TEXT] = {"text_model.", "embeddings.token_embedding.", "embeddings.position_embedding.",
+                             "encoder.layers.", "final_layer_norm.", NULL},
 };
 
 static int has_marker(const char *name, cd_layout l) {
@@ -77,6 +83,10 @@ cd_status lay_model_build(cd_ctx *ctx, const cd_ckpt *c, cd_layout layout, int s
     } else if (layout == CD_LAYOUT_CLEAR) {
         if (lay_clear_infer(c, &m->clear, &m->clear_sw, m->need)) return CD_OK;
         r = lay_clear_plan(&m->clear, &m->clear_sw, p);
+    } else if (layout == CD_LAYOUT_T5) {
+        r = lay_t5_build(c, &m->t5, p, m->need, m->conflict);
+    } else if (layout == CD_LAYOUT_CLIP_TEXT) {
+        r = lay_clip_build(c, &m->clip, p, m->need, m->conflict);
     }
     return r ? cd_set_error(ctx, CD_ERR_OOM, "inspect: out of memory") : CD_OK;
 }
@@ -171,6 +181,8 @@ cd_status cd_ckpt_inspect(cd_ctx *ctx, const cd_ckpt *c, cd_ckpt_info *info) {
     info->flux = m.flux.c;
     info->ae = m.ae;
     info->clear = m.clear;
+    info->t5 = m.t5;
+    info->clip = m.clip;
     if (lay_is_flux(info->layout)) info->clear.down = m.flux.sw.down; /* carried spatial weights */
 
     strlist unknown = {0}, missing = {0}, bad = {0};
@@ -180,6 +192,7 @@ cd_status cd_ckpt_inspect(cd_ctx *ctx, const cd_ckpt *c, cd_ckpt_info *info) {
     else if (info->layout != CD_LAYOUT_UNKNOWN)
         r = compare(c, &p.side[info->layout == CD_LAYOUT_CLEAR ? LAY_DIF : lay_side(info->layout)], &unknown, &missing,
                     &bad);
+    if (!r && m.conflict[0]) r = list_add(&bad, "%s", m.conflict); /* config.json against the shapes */
     lay_plan_free(&p);
     info->unknown = unknown.v;
     info->n_unknown = unknown.n;

@@ -80,6 +80,10 @@ static long set_add(lay_set *s, const char *name, int32_t ndim, const int64_t *s
     return (long)s->n++;
 }
 
+long lay_set_add(lay_set *s, const char *name, int32_t ndim, const int64_t *shape) {
+    return set_add(s, name, ndim, shape);
+}
+
 static int add_seg(lay_plan *p, const long t[2], const int64_t row[2], int64_t rows) {
     if (p->nseg == p->segcap) {
         size_t cap = p->segcap ? 2 * p->segcap : 128;

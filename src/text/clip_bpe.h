@@ -31,6 +31,11 @@ cd_status cd_clip_bpe_load_json(cd_ctx *ctx, const char *vocab_json, const char 
  * open_clip builds it: 256 byte symbols, the same with `</w>`, one per merge, then
  * <|startoftext|>, <|endoftext|>. */
 cd_status cd_clip_bpe_load_gz(cd_ctx *ctx, const char *gz_path, cd_clip_bpe **out);
+/* HF tokenizers' tokenizer.json (CLIPTokenizerFast): model BPE, vocab object, merges as "a b"
+ * strings or [a, b] pairs (rank = order); end_of_word_suffix "</w>". Same tokenizer as above. */
+cd_status cd_clip_bpe_load_tokenizer_json(cd_ctx *ctx, const char *path, cd_clip_bpe **out);
+/* A folder (diffusers' tokenizer/): vocab.json + merges.txt, else tokenizer.json. */
+cd_status cd_clip_bpe_load_dir(cd_ctx *ctx, const char *dir, cd_clip_bpe **out);
 void cd_clip_bpe_free(cd_clip_bpe *t);
 
 size_t cd_clip_bpe_vocab_size(const cd_clip_bpe *t);

@@ -277,63 +277,177 @@ done:
     return CD_OK;
 }
 
-cd_status cd_clip_bpe_load_json(cd_ctx *ctx, const char *vocab_json, const char *merges_txt, cd_clip_bpe **out) {
-    *out = NULL;
-    char *vj = NULL, *mt = NULL;
-    size_t vlen = 0, mlen = 0;
-    json_t *root = NULL;
+/* The vocabulary object (token -> id; vocab.json, or tokenizer.json's model.vocab) and merges
+ * text (merges.txt's layout) into a tokenizer. */
+static cd_status from_vocab(cd_ctx *ctx, const char *vwhat, const json_t *root, const char *mwhat, char *mt,
+                            size_t mlen, cd_clip_bpe **out) {
     unsigned char *seen = NULL;
     smap m = {0};
     cd_clip_bpe *t = NULL;
-    cd_status s = read_file(ctx, vocab_json, &vj, &vlen);
-    if (s == CD_OK) s = read_file(ctx, merges_txt, &mt, &mlen);
-    if (s != CD_OK) goto done;
-    json_error_t je;
-    root = json_loadb(vj, vlen, JSON_REJECT_DUPLICATES, &je);
-    if (!root || !json_is_object(root)) {
-        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: not a JSON object (line %d: %s)", vocab_json, root ? 1 : je.line,
-                         root ? "top level is not an object" : je.text);
-        goto done;
-    }
+    cd_status s = CD_OK;
     const size_t nv = json_object_size(root);
     if (nv < 514 || nv > MAX_VOCAB) {
-        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: %zu entries (expected 514 to %zu)", vocab_json, nv, MAX_VOCAB);
+        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: %zu entries (expected 514 to %zu)", vwhat, nv, MAX_VOCAB);
         goto done;
     }
     t = (cd_clip_bpe *)calloc(1, sizeof *t);
     seen = (unsigned char *)calloc(nv, 1);
     if (!t || !seen || !smap_init(&m, nv + 1)) {
-        s = cd_set_error(ctx, CD_ERR_OOM, "out of memory loading %s", vocab_json);
+        s = cd_set_error(ctx, CD_ERR_OOM, "out of memory loading %s", vwhat);
         goto done;
     }
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach((json_t *)root, key, val) {
         const size_t kl = strlen(key);
         const json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
         if (kl == 0 || kl > MAX_TOKEN || id < 0 || (size_t)id >= nv || seen[id]) {
             s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: entry \"%.64s\": ids must be distinct integers in [0, %zu)",
-                             vocab_json, key, nv);
+                             vwhat, key, nv);
             goto done;
         }
         seen[id] = 1;
         if (smap_put(&m, key, kl, (int32_t)id) < 0) {
-            s = cd_set_error(ctx, CD_ERR_OOM, "out of memory loading %s", vocab_json);
+            s = cd_set_error(ctx, CD_ERR_OOM, "out of memory loading %s", vwhat);
             goto done;
         }
     }
     t->n_vocab = nv;
-    if ((s = parse_merges(ctx, merges_txt, mt, mlen, &m, 0, t)) != CD_OK) goto done;
-    s = finish(ctx, vocab_json, &m, t);
+    if ((s = parse_merges(ctx, mwhat, mt, mlen, &m, 0, t)) != CD_OK) goto done;
+    s = finish(ctx, vwhat, &m, t);
 done:
     smap_free(&m);
-    json_decref(root);
     free(seen);
-    free(vj);
-    free(mt);
     if (s != CD_OK) return cd_clip_bpe_free(t), s;
     *out = t;
     return CD_OK;
+}
+
+cd_status cd_clip_bpe_load_json(cd_ctx *ctx, const char *vocab_json, const char *merges_txt, cd_clip_bpe **out) {
+    *out = NULL;
+    char *vj = NULL, *mt = NULL;
+    size_t vlen = 0, mlen = 0;
+    json_t *root = NULL;
+    cd_status s = read_file(ctx, vocab_json, &vj, &vlen);
+    if (s == CD_OK) s = read_file(ctx, merges_txt, &mt, &mlen);
+    if (s == CD_OK) {
+        json_error_t je;
+        root = json_loadb(vj, vlen, JSON_REJECT_DUPLICATES, &je);
+        if (!root || !json_is_object(root))
+            s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: not a JSON object (line %d: %s)", vocab_json, root ? 1 : je.line,
+                             root ? "top level is not an object" : je.text);
+    }
+    if (s == CD_OK) s = from_vocab(ctx, vocab_json, root, merges_txt, mt, mlen, out);
+    json_decref(root);
+    free(vj);
+    free(mt);
+    return s;
+}
+
+/* tokenizer.json (CLIPTokenizerFast's): model BPE with "</w>" word ends; merges as "a b" strings
+ * or [a, b] pairs (newer tokenizers), rewritten into merges.txt's layout for parse_merges. */
+cd_status cd_clip_bpe_load_tokenizer_json(cd_ctx *ctx, const char *path, cd_clip_bpe **out) {
+    *out = NULL;
+    char *txt = NULL, *mt = NULL;
+    size_t len = 0;
+    json_t *root = NULL;
+    cd_status s = read_file(ctx, path, &txt, &len);
+    if (s != CD_OK) return s;
+    json_error_t je;
+    root = json_loadb(txt, len, JSON_REJECT_DUPLICATES, &je);
+    free(txt);
+    const json_t *model = json_object_get(root, "model"), *type = json_object_get(model, "type");
+    const json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    const json_t *eow = json_object_get(model, "end_of_word_suffix"),
+                 *csp = json_object_get(model, "continuing_subword_prefix");
+    const json_t *drop = json_object_get(model, "dropout"), *ign = json_object_get(model, "ignore_merges");
+    if (!root) {
+        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: not valid JSON (line %d: %s)", path, je.line, je.text);
+    } else if (!json_is_object(root) || !json_is_object(model)) {
+        s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: tokenizer.json: no \"model\" object", path);
+    } else if (!json_is_string(type) || strcmp(json_string_value(type), "BPE") != 0) {
+        s = cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: tokenizer.json: model type \"%.40s\" is not BPE", path,
+                         json_is_string(type) ? json_string_value(type) : "?");
+    } else if (!json_is_string(eow) || strcmp(json_string_value(eow), "</w>") != 0 ||
+               (csp && !json_is_null(csp) && !(json_is_string(csp) && json_string_length(csp) == 0)) ||
+               (drop && !json_is_null(drop)) || json_is_true(ign)) {
+        s = cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                         "%s: tokenizer.json: not CLIP's BPE (end_of_word_suffix must be \"</w>\"; no subword prefix, "
+                         "dropout or ignore_merges)",
+                         path);
+    } else if (!json_is_object(vocab) || !json_is_array(merges)) {
+        s = cd_set_error(ctx, CD_ERR_FORMAT,
+                         "%s: tokenizer.json: model.vocab is not an object or model.merges not a list", path);
+    }
+    /* merges -> "#version\na b\n..." (only the first CD_CLIP_MAX_MERGES are used) */
+    const size_t nm = json_array_size(merges) < CD_CLIP_MAX_MERGES ? json_array_size(merges) : CD_CLIP_MAX_MERGES;
+    size_t cap = 16, n = 0;
+    for (size_t i = 0; s == CD_OK && i < nm; i++) {
+        const json_t *e = json_array_get(merges, i);
+        const json_t *a = json_is_array(e) && json_array_size(e) == 2 ? json_array_get(e, 0) : NULL;
+        const json_t *b = a ? json_array_get(e, 1) : NULL;
+        if (json_is_string(e))
+            cap += json_string_length(e) + 1;
+        else if (json_is_string(a) && json_is_string(b))
+            cap += json_string_length(a) + json_string_length(b) + 2;
+        else
+            s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: tokenizer.json: merges[%zu] is not \"a b\" or [a, b]", path, i);
+        if (s == CD_OK && cap > MAX_FILE) s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: merges too large", path);
+    }
+    if (s == CD_OK && !(mt = (char *)malloc(cap + 1)))
+        s = cd_set_error(ctx, CD_ERR_OOM, "out of memory loading %s", path);
+    if (s == CD_OK) n = (size_t)sprintf(mt, "#version\n");
+    for (size_t i = 0; s == CD_OK && i < nm; i++) {
+        const json_t *e = json_array_get(merges, i);
+        const char *parts[2];
+        size_t pl[2];
+        int np = json_is_string(e) ? 1 : 2;
+        for (int k = 0; k < np; k++) {
+            const json_t *x = np == 1 ? e : json_array_get(e, (size_t)k);
+            parts[k] = json_string_value(x), pl[k] = json_string_length(x);
+            /* a symbol with a space, newline or NUL cannot be a CLIP symbol, nor be written as a line */
+            if ((np == 2 && memchr(parts[k], ' ', pl[k])) || memchr(parts[k], '\n', pl[k]) ||
+                memchr(parts[k], '\r', pl[k]) || strlen(parts[k]) != pl[k])
+                s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: tokenizer.json: merges[%zu] holds a space, newline or NUL",
+                                 path, i);
+        }
+        for (int k = 0; s == CD_OK && k < np; k++) {
+            if (k) mt[n++] = ' ';
+            memcpy(mt + n, parts[k], pl[k]);
+            n += pl[k];
+        }
+        if (s == CD_OK) mt[n++] = '\n';
+    }
+    if (s == CD_OK) {
+        mt[n] = 0;
+        char what[4200];
+        snprintf(what, sizeof what, "%s model.merges (line N is merges[N-2])", path);
+        s = from_vocab(ctx, path, vocab, what, mt, n, out);
+    }
+    json_decref(root);
+    free(mt);
+    return s;
+}
+
+static int is_file(const char *p) {
+    FILE *f = fopen(p, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+cd_status cd_clip_bpe_load_dir(cd_ctx *ctx, const char *dir, cd_clip_bpe **out) {
+    *out = NULL;
+    char v[4096], m[4096], j[4096];
+    if (snprintf(v, sizeof v, "%s/vocab.json", dir) >= (int)sizeof v ||
+        snprintf(m, sizeof m, "%s/merges.txt", dir) >= (int)sizeof m ||
+        snprintf(j, sizeof j, "%s/tokenizer.json", dir) >= (int)sizeof j)
+        return cd_set_error(ctx, CD_ERR_INVALID_ARG, "CLIP tokenizer: folder path too long");
+    if (is_file(v) && is_file(m)) return cd_clip_bpe_load_json(ctx, v, m, out);
+    if (is_file(j)) return cd_clip_bpe_load_tokenizer_json(ctx, j, out);
+    return cd_set_error(ctx, CD_ERR_IO,
+                        "%s: no CLIP tokenizer (looked for vocab.json + merges.txt, then tokenizer.json; diffusers "
+                        "keeps them in tokenizer/)",
+                        dir);
 }
 
 size_t cd_clip_bpe_vocab_size(const cd_clip_bpe *t) { return t->n_vocab; }

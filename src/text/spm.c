@@ -14,7 +14,7 @@
 
 /* Length of the valid UTF-8 character at s[0..n) (n >= 1), or 0 when it is invalid (overlong
  * forms, surrogates and code points above U+10FFFF included). */
-static size_t utf8_len(const uint8_t *s, size_t n) {
+size_t spm_utf8_len(const uint8_t *s, size_t n) {
     const uint8_t c = s[0];
     if (c < 0x80) return 1;
     size_t len;
@@ -39,16 +39,16 @@ static size_t utf8_len(const uint8_t *s, size_t n) {
 /* A character of the normalised text: the charsmap's replacements come from the model file and
  * may be invalid UTF-8; a bad byte is then one character of its own (sentencepiece does the same). */
 static size_t char_len(const uint8_t *s, size_t n) {
-    const size_t l = utf8_len(s, n);
+    const size_t l = spm_utf8_len(s, n);
     return l ? l : 1;
 }
 
-static cd_status check_utf8(cd_ctx *ctx, const char *text, size_t len) {
+cd_status spm_check_utf8(cd_ctx *ctx, const char *text, size_t len) {
     if (len > SPM_MAX_TEXT)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt is %zu bytes; the tokenizer takes at most %zu", len,
                             SPM_MAX_TEXT);
     for (size_t i = 0; i < len;) {
-        const size_t l = utf8_len((const uint8_t *)text + i, len - i);
+        const size_t l = spm_utf8_len((const uint8_t *)text + i, len - i);
         if (!l)
             return cd_set_error(ctx, CD_ERR_INVALID_ARG, "prompt is not valid UTF-8: byte 0x%02x at offset %zu",
                                 (uint8_t)text[i], i);
@@ -57,11 +57,11 @@ static cd_status check_utf8(cd_ctx *ctx, const char *text, size_t len) {
     return CD_OK;
 }
 
-/* Longest key of the charsmap's double array that prefixes s[0..n): its length, and the offset
- * of its replacement in *val; 0 when none. The units: bit 8 "has a leaf child", bits 0-7 the
+/* The longest (or the shortest) key of the charsmap's double array that prefixes s[0..n): its
+ * length, and the offset of its replacement in *val; 0 when none. The units: bit 8 "has a leaf child", bits 0-7 the
  * label (bit 31 set on leaves, whose bits 0-30 are the value), bits 10-31 the child offset
  * (shifted left by 8 when bit 9 is set); children of node p are at p ^ offset ^ label. */
-static size_t trie_longest(const cd_spm *m, const uint8_t *s, size_t n, uint32_t *val) {
+size_t spm_trie_match(const cd_spm *m, const uint8_t *s, size_t n, uint32_t *val, int shortest) {
     const uint32_t *t = m->trie;
     size_t best = 0, pos = 0;
 #define SPM_OFFSET(u) (((u) >> 10) << (((u) & (1u << 9)) >> 6))
@@ -77,6 +77,7 @@ static size_t trie_longest(const cd_spm *m, const uint8_t *s, size_t n, uint32_t
         if ((u >> 8) & 1) {
             best = i + 1;
             *val = t[pos] & 0x7fffffffu;
+            if (shortest) break;
         }
     }
 #undef SPM_OFFSET
@@ -109,7 +110,7 @@ static int sb_put(sbuf *b, const char *s, size_t n) {
 static size_t user_prefix(const cd_spm *m, const uint8_t *s, size_t n) {
     size_t best = 0;
     for (size_t e = 0; e < n && e < m->max_piece_len;) {
-        e += utf8_len(s + e, n - e); /* s is valid UTF-8 here */
+        e += spm_utf8_len(s + e, n - e); /* s is valid UTF-8 here */
         if (e > m->max_piece_len) break;
         const int id = spm_lookup(m, (const char *)s, e);
         if (id >= 0 && m->pieces[id].type == SPM_USER_DEFINED) best = e;
@@ -125,20 +126,20 @@ static size_t norm_prefix(const cd_spm *m, const uint8_t *s, size_t n, const cha
         return l;
     }
     uint32_t v = 0;
-    l = m->trie ? trie_longest(m, s, n, &v) : 0;
+    l = m->trie ? spm_trie_match(m, s, n, &v, 0) : 0;
     if (l && v < m->norm_strs_len) {
         *rep = m->norm_strs + v;
         *rep_len = strlen(*rep); /* charsmap[len] is NUL: bounded */
         return l;
     }
-    l = utf8_len(s, n);
+    l = spm_utf8_len(s, n);
     *rep = (const char *)s, *rep_len = l;
     return l;
 }
 
 cd_status cd_spm_normalize(cd_ctx *ctx, const cd_spm *m, const char *text, size_t len, char **out, size_t *out_len) {
     *out = NULL, *out_len = 0;
-    cd_status st = check_utf8(ctx, text, len);
+    cd_status st = spm_check_utf8(ctx, text, len);
     if (st != CD_OK) return st;
     const uint8_t *s = (const uint8_t *)text;
     sbuf b = {0};
@@ -181,34 +182,31 @@ cd_status cd_spm_normalize(cd_ctx *ctx, const cd_spm *m, const char *text, size_
 
 /* Viterbi over the normalised text: node[e] = best (score, start, piece) of a path ending at byte e. */
 typedef struct {
-    float score;
+    double score;
     int32_t start; /* -1: not reached */
     int32_t id;
 } spm_node;
 
-cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t len, int32_t **ids, size_t *n) {
-    *ids = NULL, *n = 0;
-    char *t;
-    size_t tl;
-    cd_status st = cd_spm_normalize(ctx, m, text, len, &t, &tl);
-    if (st != CD_OK) return st;
-    if (tl == 0) {
-        free(t);
-        return CD_OK;
-    }
+static cd_status oom(cd_ctx *ctx) { return cd_set_error(ctx, CD_ERR_OOM, "tokenizer: out of memory"); }
+
+cd_status spm_viterbi(cd_ctx *ctx, const cd_spm *m, const char *t, size_t tl, int hf, int32_t **ids, size_t *n,
+                      size_t *cap) {
+    if (tl == 0) return CD_OK;
     spm_node *node = tl < INT32_MAX ? malloc((tl + 1) * sizeof *node) : NULL;
     int32_t *out = malloc(tl * sizeof *out); /* at most one piece per byte */
-    if (!node || !out) {
-        free(t), free(node), free(out);
-        return cd_set_error(ctx, CD_ERR_OOM, "tokenizer: out of memory");
+    int32_t *sp = malloc(tl * sizeof *sp);
+    if (!node || !out || !sp) {
+        free(node), free(out), free(sp);
+        return oom(ctx);
     }
     for (size_t i = 0; i <= tl; i++) node[i].start = -1, node[i].score = 0, node[i].id = -1;
     node[0].start = 0;
     const uint8_t *s = (const uint8_t *)t;
-    const float unk_score = m->min_score - SPM_UNK_PENALTY;
+    /* sentencepiece sums path scores in float (each sum rounded to float below); HF in double */
+    const double unk_score = hf ? m->min_score_all - SPM_UNK_PENALTY : (double)(m->min_score - SPM_UNK_PENALTY);
     for (size_t b = 0; b < tl;) {
         const size_t c1 = char_len(s + b, tl - b);
-        const float here = node[b].score;
+        const double here = node[b].score;
         int single = 0;
         /* candidates by increasing length, the first of equal scores kept: SentencePiece's order */
         for (size_t e = b; e < tl && e - b < m->max_piece_len;) {
@@ -216,19 +214,21 @@ cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
             if (e - b > m->max_piece_len) break;
             const int id = spm_lookup(m, t + b, e - b);
             if (id < 0) continue;
+            const int type = m->pieces[id].type;
+            if (!hf && type != SPM_NORMAL && type != SPM_USER_DEFINED) continue;
             if (e - b == c1) single = 1;
-            float sc = m->pieces[id].score;
-            if (m->pieces[id].type == SPM_USER_DEFINED) {
+            double sc = hf ? m->pieces[id].score : (double)(float)m->pieces[id].score;
+            if (!hf && type == SPM_USER_DEFINED) {
                 size_t chars = 0;
                 for (size_t k = b; k < e; k++) chars += (s[k] & 0xc0) != 0x80;
                 sc = (float)chars * m->max_score - 0.1f; /* always preferred, longest first */
             }
-            const float cand = sc + here;
+            const double cand = hf ? sc + here : (double)(float)(sc + here);
             if (node[e].start < 0 || cand > node[e].score)
                 node[e].score = cand, node[e].start = (int32_t)b, node[e].id = id;
         }
         if (!single) {
-            const float cand = unk_score + here;
+            const double cand = hf ? unk_score + here : (double)(float)(unk_score + here);
             const size_t e = b + c1;
             if (node[e].start < 0 || cand > node[e].score)
                 node[e].score = cand, node[e].start = (int32_t)b, node[e].id = m->unk_id;
@@ -237,11 +237,6 @@ cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
     }
     /* back from the end (pieces come out reversed), runs of unknowns merged into one; sp[] holds
      * each kept piece's start (pieces are contiguous: piece i ends where piece i + 1 starts) */
-    int32_t *sp = malloc(tl * sizeof *sp);
-    if (!sp) {
-        free(t), free(node), free(out);
-        return cd_set_error(ctx, CD_ERR_OOM, "tokenizer: out of memory");
-    }
     size_t k = 0, e = tl, unk_bytes = 0;
     while (e > 0) {
         const int32_t id = node[e].id, b = node[e].start;
@@ -252,34 +247,48 @@ cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t l
             out[k] = id, sp[k++] = b;
         e = (size_t)b;
     }
+    free(node);
     for (size_t i = 0; i < k / 2; i++) {
         const int32_t x = out[i], y = sp[i];
         out[i] = out[k - 1 - i], out[k - 1 - i] = x;
         sp[i] = sp[k - 1 - i], sp[k - 1 - i] = y;
     }
-    if (m->byte_fallback && unk_bytes) { /* an unknown becomes the <0xXX> pieces of its UTF-8 bytes */
-        int32_t *o2 = malloc((k + unk_bytes) * sizeof *o2);
-        if (!o2) {
-            free(t), free(node), free(out), free(sp);
-            return cd_set_error(ctx, CD_ERR_OOM, "tokenizer: out of memory");
+    /* with byte_fallback an unknown becomes the <0xXX> pieces of its UTF-8 bytes */
+    const size_t need = *n + k + (m->byte_fallback ? unk_bytes : 0);
+    if (need > *cap) {
+        size_t nc = *cap ? *cap : 64;
+        while (nc < need) nc *= 2;
+        int32_t *g = realloc(*ids, nc * sizeof *g);
+        if (!g) {
+            free(out), free(sp);
+            return oom(ctx);
         }
-        size_t j = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (out[i] != m->unk_id) {
-                o2[j++] = out[i];
-                continue;
-            }
-            const size_t end = i + 1 < k ? (size_t)sp[i + 1] : tl;
-            for (size_t p = (size_t)sp[i]; p < end; p++) o2[j++] = m->byte_ids[s[p]];
-        }
-        free(out);
-        out = o2, k = j;
+        *ids = g, *cap = nc;
     }
-    free(sp);
-    free(node);
-    free(t);
-    *ids = out, *n = k;
+    int32_t *o = *ids;
+    for (size_t i = 0; i < k; i++) {
+        if (out[i] != m->unk_id || !m->byte_fallback) {
+            o[(*n)++] = out[i];
+            continue;
+        }
+        const size_t end = i + 1 < k ? (size_t)sp[i + 1] : tl;
+        for (size_t p = (size_t)sp[i]; p < end; p++) o[(*n)++] = m->byte_ids[s[p]];
+    }
+    free(out), free(sp);
     return CD_OK;
+}
+
+cd_status cd_spm_encode(cd_ctx *ctx, const cd_spm *m, const char *text, size_t len, int32_t **ids, size_t *n) {
+    *ids = NULL, *n = 0;
+    if (m->semantics == CD_SPM_SEMANTICS_DIFFUSERS) return spm_hf_encode(ctx, m, text, len, ids, n);
+    char *t;
+    size_t tl, cap = 0;
+    cd_status st = cd_spm_normalize(ctx, m, text, len, &t, &tl);
+    if (st != CD_OK) return st;
+    st = spm_viterbi(ctx, m, t, tl, 0, ids, n, &cap);
+    free(t);
+    if (st != CD_OK) free(*ids), *ids = NULL, *n = 0;
+    return st;
 }
 
 cd_status cd_spm_t5_ids(cd_ctx *ctx, const cd_spm *m, const char *text, size_t len, size_t L, int32_t *out,

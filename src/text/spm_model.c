@@ -109,8 +109,10 @@ static cd_status read_piece(cd_ctx *ctx, cd_spm *m, pb b, size_t i) {
             have = 1;
         } else if (f.field == 2 && f.wire == 5) {
             const uint32_t u = (uint32_t)f.v;
-            memcpy(&pc->score, &u, sizeof u);
-            if (!isfinite(pc->score)) return bad(ctx, "piece score is not finite");
+            float sc;
+            memcpy(&sc, &u, sizeof u);
+            if (!isfinite(sc)) return bad(ctx, "piece score is not finite");
+            pc->score = sc;
         } else if (f.field == 3 && f.wire == 0) {
             if (f.v < SPM_NORMAL || f.v > SPM_BYTE) return bad(ctx, "unknown piece type");
             pc->type = (int)f.v;
@@ -147,8 +149,8 @@ static cd_status read_trainer(cd_ctx *ctx, cd_spm *m, pb b) {
     return CD_OK;
 }
 
-static cd_status read_charsmap(cd_ctx *ctx, cd_spm *m, pb s) {
-    const size_t n = (size_t)(s.end - s.p);
+cd_status spm_read_charsmap(cd_ctx *ctx, cd_spm *m, const uint8_t *p, size_t n) {
+    const pb s = {p, p + n};
     if (n == 0) return CD_OK;
     if (n < 4) return bad(ctx, "precompiled_charsmap is truncated");
     const uint32_t trie_bytes =
@@ -182,7 +184,7 @@ static cd_status read_normalizer(cd_ctx *ctx, cd_spm *m, pb b) {
         if (!pb_next(&b, &f)) return bad(ctx, "malformed normalizer_spec");
         if (f.field == 2 && f.wire == 2) {
             if (m->trie) return bad(ctx, "two precompiled_charsmaps");
-            cd_status s = read_charsmap(ctx, m, f.sub);
+            cd_status s = spm_read_charsmap(ctx, m, f.sub.p, (size_t)(f.sub.end - f.sub.p));
             if (s != CD_OK) return s;
         } else if (f.wire == 0 && f.field >= 3 && f.field <= 5) {
             if (f.field == 3) m->add_dummy_prefix = f.v != 0;
@@ -215,7 +217,7 @@ static int hexval(char c) {
     return -1; /* sentencepiece writes <0xXX> in upper case */
 }
 
-static cd_status build_index(cd_ctx *ctx, cd_spm *m) {
+cd_status spm_build_index(cd_ctx *ctx, cd_spm *m) {
     const size_t n = m->n_pieces;
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
@@ -233,17 +235,34 @@ static cd_status build_index(cd_ctx *ctx, cd_spm *m) {
             if (hi < 0 || lo < 0 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return bad(ctx, "malformed byte piece");
             m->byte_ids[hi * 16 + lo] = (int)i;
         }
-        if (p->type != SPM_NORMAL && p->type != SPM_USER_DEFINED) continue;
-        if (p->len == 0) return bad(ctx, "an empty piece");
-        if (spm_lookup(m, s, p->len) >= 0) return bad(ctx, "a piece occurs twice");
-        size_t j = hash_bytes(s, p->len) & (cap - 1);
-        while (m->hash[j]) j = (j + 1) & (cap - 1);
-        m->hash[j] = (uint32_t)(i + 1);
+        if (i == 0 || p->score < m->min_score_all) m->min_score_all = p->score;
+        if (p->len == 0) {
+            if (p->type == SPM_NORMAL || p->type == SPM_USER_DEFINED) return bad(ctx, "an empty piece");
+            continue;
+        }
+        /* every piece is indexed (HF's Unigram matches all of them); sentencepiece's encoder takes
+         * only NORMAL and USER_DEFINED ones, which must be unique and win over the other types */
+        const int cand = p->type == SPM_NORMAL || p->type == SPM_USER_DEFINED;
+        const int was = spm_lookup(m, s, p->len);
+        if (was >= 0) {
+            const int was_cand = m->pieces[was].type == SPM_NORMAL || m->pieces[was].type == SPM_USER_DEFINED;
+            if (cand && was_cand) return bad(ctx, "a piece occurs twice");
+            if (cand) { /* replace the other type's slot */
+                size_t j = hash_bytes(s, p->len) & (cap - 1);
+                while (m->hash[j] != (uint32_t)was + 1) j = (j + 1) & (cap - 1);
+                m->hash[j] = (uint32_t)(i + 1);
+            }
+        } else {
+            size_t j = hash_bytes(s, p->len) & (cap - 1);
+            while (m->hash[j]) j = (j + 1) & (cap - 1);
+            m->hash[j] = (uint32_t)(i + 1);
+        }
         if (p->len > m->max_piece_len) m->max_piece_len = p->len;
         if (p->type == SPM_USER_DEFINED) m->has_user_defined = 1;
         if (p->type == SPM_NORMAL) {
-            if (first_normal || p->score < m->min_score) m->min_score = p->score;
-            if (first_normal || p->score > m->max_score) m->max_score = p->score;
+            const float sc = (float)p->score;
+            if (first_normal || sc < m->min_score) m->min_score = sc;
+            if (first_normal || sc > m->max_score) m->max_score = sc;
             first_normal = 0;
         }
     }
@@ -293,7 +312,7 @@ cd_status cd_spm_load_mem(cd_ctx *ctx, const uint8_t *buf, size_t n, cd_spm **ou
             have_norm = 1;
         }
     }
-    if (s == CD_OK) s = build_index(ctx, m);
+    if (s == CD_OK) s = spm_build_index(ctx, m);
     if (s != CD_OK) {
         cd_spm_free(m);
         return s;
@@ -360,6 +379,7 @@ void cd_spm_free(cd_spm *m) {
     free(m->hash);
     free((void *)m->trie);
     free(m->charsmap);
+    free(m->added);
     free(m);
 }
 
