@@ -8,7 +8,8 @@
  * a few layers of width <= 64 (observed errors are ~1e-7).
  * Then bad input: missing tensor, wrong shape, unknown tensor, truncated file, hidden_act other
  * than quick_gelu, id >= vocab, n > max_pos — each a one-line error naming what is wrong — and
- * weights at odd file offsets. */
+ * weights at odd file offsets; and the tiny FLUX pipeline's text_encoder/ against diffusers'
+ * encode_prompt. */
 #include "test.h"
 #include "test_files.h"
 
@@ -338,5 +339,53 @@ TEST(clip_text_misaligned_weights) {
     cd_st_close(ref);
     cd_clip_text_free(m);
     tmp_rm(dir);
+    cd_ctx_free(ctx);
+}
+
+/* End to end with diffusers: the tiny FLUX pipeline's text_encoder/ (tests/fixtures/pipeline/,
+ * written by tests/oracle/pipeline_fixtures.py) on the ids FluxPipeline fed it, against
+ * encode_prompt's pooled_prompt_embeds for each of its prompts. */
+TEST(clip_text_pipeline_pooled) {
+    cd_ctx *ctx = NULL;
+    CHECK(cd_ctx_create(NULL, &ctx) == CD_OK, "context");
+    cd_clip_text *m = NULL;
+    cd_st_file *ex = NULL;
+    cd_status s = cd_clip_text_open(ctx, "tests/fixtures/pipeline/tiny_dev/text_encoder", &m);
+    if (s == CD_OK) s = cd_st_open(ctx, "tests/fixtures/pipeline/tiny_dev_expect.safetensors", &ex);
+    if (s) {
+        EXPECT(0, "%s", cd_ctx_error(ctx));
+        cd_clip_text_free(m);
+        cd_ctx_free(ctx);
+        return;
+    }
+    const int32_t H = cd_clip_text_cfg(m)->hidden;
+    int checked = 0;
+    for (int p = 0; p < 16 && H <= 64; p++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "p%d_clip_ids", p);
+        const cd_st_tensor *ti = cd_st_find(ex, nm);
+        snprintf(nm, sizeof nm, "p%d_pooled", p);
+        const cd_st_tensor *tp = cd_st_find(ex, nm);
+        if (!ti || !tp) break;
+        int32_t ids[77];
+        float want[64], got[64];
+        if (ti->dtype != CD_DTYPE_I32 || ti->shape[0] > 77 || tp->nbytes != (uint64_t)H * 4) {
+            EXPECT(0, "prompt %d: unexpected shapes", p);
+            break;
+        }
+        memcpy(ids, ti->data, (size_t)ti->shape[0] * 4);
+        memcpy(want, tp->data, (size_t)H * 4);
+        for (int b = 0; b < 2; b++) {
+            const cd_ops *ops = b ? cd_ops_cpu_ref() : cd_ops_cpu();
+            s = cd_clip_text_encode(ctx, m, ops, ids, (int32_t)ti->shape[0], NULL, got);
+            const double e = s ? INFINITY : test_rel_l2(got, want, (size_t)H);
+            if (getenv("CT_VERBOSE")) printf("  pipeline prompt %d %-14s pooled %.2e\n", p, ops->name, e);
+            EXPECT(e <= CT_TOL, "prompt %d on %s: pooled rel L2 %.3g (%s)", p, ops->name, e, cd_ctx_error(ctx));
+        }
+        checked++;
+    }
+    EXPECT(checked >= 6, "%d prompts checked", checked);
+    cd_st_close(ex);
+    cd_clip_text_free(m);
     cd_ctx_free(ctx);
 }
