@@ -39,6 +39,10 @@ float *oph_f32(oph_case *c, const char *name, oph_role role, size_t n, float amp
     return p;
 }
 
+const char *oph_dtype_name(oph_dtype t) {
+    return t == OPH_BF16 ? "bf16" : t == OPH_F16 ? "f16" : t == OPH_F8 ? "f8e4m3" : "f32";
+}
+
 uint16_t *oph_bf16(oph_case *c, const char *name, oph_role role, size_t n, float amp) {
     oph_buf *b = add_buf(c, name, role, n, 1);
     if (!b || !b->host) return NULL;
@@ -186,7 +190,7 @@ static void run_row(const oph_tables *ref, const oph_tables *be, const oph_row *
             const size_t l = strlen(st->refused_list);
             if (l + 1 < sizeof st->refused_list)
                 snprintf(st->refused_list + l, sizeof st->refused_list - l, "%s%s %s %s", l ? "; " : "", row->op,
-                         row->dtype == OPH_BF16 ? "bf16" : "f32", c.what);
+                         oph_dtype_name(row->dtype), c.what);
             ok = 0;
         } else if (ok && s != CD_OK) {
             test_fail(__FILE__, __LINE__, "%s %s %s: status %d: %s", be_name, row->op, c.what, (int)s,
@@ -214,7 +218,7 @@ static void run_row(const oph_tables *ref, const oph_tables *be, const oph_row *
         const double r = e == 0 ? 0 : e / b->tol; /* tol 0: exact (r infinite unless e == 0) */
         if (!(e <= b->tol))
             test_fail(__FILE__, __LINE__, "%s %s %s %s: %s relative L2 %.3g > %.3g", be_name, row->op,
-                      row->dtype == OPH_BF16 ? "bf16" : "f32", c.what, b->name, e, b->tol);
+                      oph_dtype_name(row->dtype), c.what, b->name, e, b->tol);
         if (r > st->worst) {
             st->worst = r;
             snprintf(st->worst_what, sizeof st->worst_what, "%s %s %s: %.2g", row->op, c.what, b->name, e);

@@ -40,7 +40,10 @@
 #include <float.h>
 
 typedef enum { OPH_IN, OPH_OUT, OPH_INOUT } oph_role;
-typedef enum { OPH_F32, OPH_BF16 } oph_dtype; /* of the row's weights; activations are f32 */
+/* of the row's weights (activations are f32); F16 and F8 (E4M3) are the text encoders' in-place
+ * weights, which the CPU tables convert in tiles */
+typedef enum { OPH_F32, OPH_BF16, OPH_F16, OPH_F8 } oph_dtype;
+const char *oph_dtype_name(oph_dtype t); /* "f32", "bf16", "f16", "f8e4m3" */
 
 enum {
     OPH_MAX_BUFS = 10,
@@ -80,6 +83,7 @@ typedef struct {
 typedef struct {
     cd_attn_desc attn;
     cd_conv_desc conv;
+    cd_attn_bias_desc abias;
 } oph_desc_storage;
 
 struct oph_row;

@@ -18,10 +18,12 @@ TEST(ops_linear_rejects_other_dtypes) {
     cd_ctx *ctx = ctx_for(CD_ISA_AUTO);
     CHECK(ctx, "ctx");
     float x[4] = {1, 2, 3, 4}, y[4];
-    uint16_t h[4] = {0};
-    cd_weight w = {h, CD_DTYPE_F16, 2, 2};
-    EXPECT(cd_ops_cpu()->linear(ctx, x, 2, &w, NULL, y) == CD_ERR_UNSUPPORTED, "F16 weight accepted");
-    EXPECT(strstr(cd_ctx_error(ctx), "F16") != NULL, "message: %s", cd_ctx_error(ctx));
+    int32_t h[4] = {0}; /* integer weights: no linear takes them (F16 and F8 are converted in tiles) */
+    cd_weight w = {h, CD_DTYPE_I32, 2, 2};
+    EXPECT(cd_ops_cpu()->linear(ctx, x, 2, &w, NULL, y) == CD_ERR_UNSUPPORTED, "I32 weight accepted");
+    EXPECT(strstr(cd_ctx_error(ctx), "I32") != NULL, "message: %s", cd_ctx_error(ctx));
+    const cd_op_desc d = {.op = CD_OP_LINEAR, .n = 2, .in = 2, .out = 2, .wdtype = CD_DTYPE_I32};
+    EXPECT(cd_ops_cpu()->supports(cd_ops_cpu(), ctx, &d) == CD_ERR_UNSUPPORTED, "supports says yes to I32");
     cd_ctx_free(ctx);
 }
 

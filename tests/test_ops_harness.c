@@ -26,30 +26,43 @@
 #define S(i) OPH_S(c, i)
 #define F(i) ((float *)p[i])
 
-/* linear s = {n, in, out}: x, w, b, y */
+/* linear s = {n, in, out}: x, w, b, y. F16 / F8 (E4M3) weights are random codes of magnitude
+ * 2^-5..2 (an F8 weight fills the bytes of a 2-byte buffer of half as many elements). */
+static cd_dtype row_wdtype(const oph_case *c) {
+    static const cd_dtype k[] = {
+        [OPH_F32] = CD_DTYPE_F32, [OPH_BF16] = CD_DTYPE_BF16, [OPH_F16] = CD_DTYPE_F16, [OPH_F8] = CD_DTYPE_F8_E4M3};
+    return k[c->row->dtype];
+}
 static void mk_linear(oph_case *c) {
     const size_t n = S(0), in = S(1), out = S(2);
-    const int bf = c->row->dtype == OPH_BF16;
+    const oph_dtype dt = c->row->dtype;
     oph_f32(c, "x", OPH_IN, n * in, 1.0f);
-    if (bf)
-        oph_bf16(c, "w", OPH_IN, out * in, 0.5f);
-    else
+    if (dt == OPH_F32) {
         oph_f32(c, "w", OPH_IN, out * in, 0.5f);
-    c->buf[1].offset = bf ? 8 : 4; /* 16 bytes: cuBLASLt wants aligned weights (the model's are) */
+    } else if (dt == OPH_BF16) {
+        oph_bf16(c, "w", OPH_IN, out * in, 0.5f);
+    } else {
+        uint16_t *w = oph_bf16(c, "w", OPH_IN, dt == OPH_F8 ? (out * in + 1) / 2 : out * in, 0.5f);
+        test_rng g = test_rng_seed(++c->seed);
+        for (size_t i = 0; w && i < out * in; i++) {
+            const unsigned long long r = test_rng_u64(&g);
+            if (dt == OPH_F16) /* sign, exponent 10..15 (bias 15), 10 mantissa bits */
+                w[i] = (uint16_t)(((r & 1) << 15) | ((10 + (r >> 1) % 6) << 10) | ((r >> 8) & 0x3ff));
+            else /* sign, exponent 2..8 (bias 7), 3 mantissa bits: never the NaN code */
+                ((uint8_t *)w)[i] = (uint8_t)(((r & 1) << 7) | ((2 + (r >> 1) % 7) << 3) | ((r >> 8) & 7));
+        }
+    }
+    c->buf[1].offset = dt == OPH_F32 ? 4 : 8; /* 16 bytes: cuBLASLt wants aligned weights (the model's are) */
     oph_f32(c, "b", OPH_IN, out, 1.0f);
-    oph_out(c, "y", n * out, bf && c->be->bf16_linear ? OPH_TOL_BF16 : oph_tol_f32(4, in));
+    oph_out(c, "y", n * out, dt == OPH_BF16 && c->be->bf16_linear ? OPH_TOL_BF16 : oph_tol_f32(4, in));
     snprintf(c->what, sizeof c->what, "n=%zu in=%zu out=%zu%s", n, in, out, c->row->flags & OPH_BIAS ? " bias" : "");
 }
 static void desc_linear(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
     (void)st;
-    *d = (cd_op_desc){.op = CD_OP_LINEAR,
-                      .n = S(0),
-                      .in = c->row->s[1],
-                      .out = c->row->s[2],
-                      .wdtype = c->row->dtype == OPH_BF16 ? CD_DTYPE_BF16 : CD_DTYPE_F32};
+    *d = (cd_op_desc){.op = CD_OP_LINEAR, .n = S(0), .in = c->row->s[1], .out = c->row->s[2], .wdtype = row_wdtype(c)};
 }
 static cd_status call_linear(const oph_tables *t, const oph_case *c, void *const *p) {
-    const cd_weight w = {p[1], c->row->dtype == OPH_BF16 ? CD_DTYPE_BF16 : CD_DTYPE_F32, c->row->s[2], c->row->s[1]};
+    const cd_weight w = {p[1], row_wdtype(c), c->row->s[2], c->row->s[1]};
     return t->ops->linear(t->ctx, F(0), S(0), &w, c->row->flags & OPH_BIAS ? F(2) : NULL, F(3));
 }
 
@@ -161,6 +174,79 @@ static cd_status call_from_heads(const oph_tables *t, const oph_case *c, void *c
 }
 
 /* add s = {n}: x (in place), y; one f32 rounding of an exact sum on every backend */
+/* mul s = {n}: x (in place), y */
+static void desc_simple(const oph_case *c, cd_op_desc *d, cd_op_id op) { *d = (cd_op_desc){.op = op, .n = S(0)}; }
+static void desc_mul(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    (void)st;
+    desc_simple(c, d, CD_OP_MUL);
+}
+static void desc_scale(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    (void)st;
+    desc_simple(c, d, CD_OP_SCALE);
+}
+static void desc_qgelu(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    (void)st;
+    desc_simple(c, d, CD_OP_QUICK_GELU);
+}
+static void mk_mul(oph_case *c) {
+    oph_f32(c, "x", OPH_INOUT, S(0), 2.0f);
+    oph_set_tol(c, 0); /* one rounded product, the same everywhere */
+    oph_f32(c, "y", OPH_IN, S(0), 2.0f);
+    snprintf(c->what, sizeof c->what, "n=%zu", S(0));
+}
+/* a backend without the op says so through supports; the harness then expects this refusal */
+static cd_status call_mul(const oph_tables *t, const oph_case *c, void *const *p) {
+    if (!t->ops->mul) return CD_ERR_UNSUPPORTED;
+    t->ops->mul(t->ctx, F(0), F(1), S(0));
+    return CD_OK;
+}
+/* scale s = {n}: x (in place) times -0.37 */
+static void mk_scale(oph_case *c) {
+    oph_f32(c, "x", OPH_INOUT, S(0), 2.0f);
+    oph_set_tol(c, 0);
+    snprintf(c->what, sizeof c->what, "n=%zu", S(0));
+}
+static cd_status call_scale(const oph_tables *t, const oph_case *c, void *const *p) {
+    if (!t->ops->scale) return CD_ERR_UNSUPPORTED;
+    t->ops->scale(t->ctx, F(0), S(0), -0.37f);
+    return CD_OK;
+}
+static cd_status call_qgelu(const oph_tables *t, const oph_case *c, void *const *p) {
+    if (!t->ops->quick_gelu) return CD_ERR_UNSUPPORTED;
+    t->ops->quick_gelu(t->ctx, F(0), S(0));
+    return CD_OK;
+}
+
+/* attention_bias s = {heads, n, hd, causal, with rel}: q, k, v, rel, o. T5 (scale 1, rel) and CLIP
+ * (1/sqrt(HD), causal). o is a convex combination of v rows: tolerance of a sum over n terms. */
+static void mk_abias(oph_case *c) {
+    const size_t nh = S(0), n = S(1), hd = S(2);
+    oph_f32(c, "q", OPH_IN, nh * n * hd, 1.0f);
+    oph_f32(c, "k", OPH_IN, nh * n * hd, 1.0f);
+    oph_f32(c, "v", OPH_IN, nh * n * hd, 1.0f);
+    oph_f32(c, "rel", OPH_IN, nh * (2 * n - 1), 3.0f);
+    oph_out(c, "o", nh * n * hd, oph_tol_f32(16, n * hd));
+    snprintf(c->what, sizeof c->what, "heads=%zu n=%zu hd=%zu%s%s", nh, n, hd, S(3) ? " causal" : "",
+             S(4) ? " rel" : "");
+}
+static void fill_abias(const oph_case *c, cd_attn_bias_desc *a) {
+    *a = (cd_attn_bias_desc){.heads = c->row->s[0],
+                             .n = c->row->s[1],
+                             .head_dim = c->row->s[2],
+                             .scale = c->row->s[4] ? 1.0f : 1.0f / sqrtf((float)c->row->s[2]),
+                             .causal = c->row->s[3]};
+}
+static void desc_abias(const oph_case *c, cd_op_desc *d, oph_desc_storage *st) {
+    fill_abias(c, &st->abias);
+    *d = (cd_op_desc){.op = CD_OP_ATTENTION_BIAS, .n = S(1), .abias = &st->abias};
+}
+static cd_status call_abias(const oph_tables *t, const oph_case *c, void *const *p) {
+    if (!t->ops->attention_bias) return CD_ERR_UNSUPPORTED;
+    cd_attn_bias_desc a;
+    fill_abias(c, &a);
+    return t->ops->attention_bias(t->ctx, &a, F(0), F(1), F(2), S(4) ? F(3) : NULL, F(4));
+}
+
 static void mk_add(oph_case *c) {
     oph_f32(c, "x", OPH_INOUT, S(0), 1.0f);
     oph_f32(c, "y", OPH_IN, S(0), 1.0f);
@@ -384,6 +470,8 @@ static cd_status call_sum_rows(const oph_tables *t, const oph_case *c, void *con
     {"linear", OPH_F32, {n, in, out}, fl, mk_linear, call_linear, desc_linear}, { \
         "linear", OPH_BF16, {n, in, out}, fl, mk_linear, call_linear, desc_linear \
     }
+#define LINX(dt, n, in, out, fl) \
+    { "linear", dt, {n, in, out}, fl, mk_linear, call_linear, desc_linear }
 #define ATT(nh, hd, T, H, W, r, down) \
     { "attention", OPH_F32, {nh, hd, T, H, W, r, down}, 0, mk_attention, call_attention, desc_attention }
 #define RMS(n, nh, hd) \
@@ -401,6 +489,10 @@ static cd_status call_sum_rows(const oph_tables *t, const oph_case *c, void *con
  * FLUX kinds (head_dim 64 and 128, widths a multiple of 64). */
 static const oph_row k_rows[] = {
     LIN(1, 7, 5, 0),
+    LINX(OPH_F16, 1, 7, 5, 0),
+    LINX(OPH_F16, 37, 129, 1100, OPH_BIAS), /* two weight tiles (ops_cpu.c CD_WTILE) */
+    LINX(OPH_F8, 13, 65, 48, 0),
+    LINX(OPH_F8, 37, 130, 1030, OPH_BIAS),
     LIN(1, 7, 5, OPH_BIAS),
     LIN(13, 64, 48, OPH_BIAS),
     LIN(37, 129, 300, 0),
@@ -439,6 +531,16 @@ static const oph_row k_rows[] = {
     {"add", OPH_F32, {7101}, 0, mk_add, call_add, NULL},
     {"copy_rows", OPH_F32, {36, 190, 192, 199}, 0, mk_copy_rows, call_copy_rows, NULL},
     {"copy_rows", OPH_F32, {3, 1, 5, 2}, 0, mk_copy_rows, call_copy_rows, NULL},
+    {"mul", OPH_F32, {1}, 0, mk_mul, call_mul, desc_mul},
+    {"mul", OPH_F32, {70001}, 0, mk_mul, call_mul, desc_mul},
+    {"scale", OPH_F32, {3}, 0, mk_scale, call_scale, desc_scale},
+    {"scale", OPH_F32, {70001}, 0, mk_scale, call_scale, desc_scale},
+    {"quick_gelu", OPH_F32, {1}, 0, mk_act, call_qgelu, desc_qgelu},
+    {"quick_gelu", OPH_F32, {40001}, 0, mk_act, call_qgelu, desc_qgelu},
+    {"attention_bias", OPH_F32, {3, 37, 16, 0, 1}, 0, mk_abias, call_abias, desc_abias},
+    {"attention_bias", OPH_F32, {2, 77, 64, 1, 0}, 0, mk_abias, call_abias, desc_abias},
+    {"attention_bias", OPH_F32, {1, 1, 7, 1, 1}, 0, mk_abias, call_abias, desc_abias},
+    {"attention_bias", OPH_F32, {4, 130, 64, 0, 1}, 0, mk_abias, call_abias, desc_abias},
     ATT(2, 64, 7, 13, 29, 0, 0),
     ATT(1, 32, 0, 5, 17, 0, 0),
     ATT(2, 128, 7, 13, 29, 3, 0),

@@ -90,6 +90,39 @@ static uint16_t load_u16(const uint8_t *p) {
     return h;
 }
 
+int cd_dtype_float_convertible(cd_dtype dt) { return convertible(dt); }
+
+float cd_elem_to_f32(cd_dtype dt, const void *src, size_t i) {
+    const uint8_t *p = src;
+    switch (dt) {
+        case CD_DTYPE_F32: {
+            float f;
+            memcpy(&f, p + 4 * i, 4);
+            return f;
+        }
+        case CD_DTYPE_BF16: return cd_bf16_to_f32(load_u16(p + 2 * i));
+        case CD_DTYPE_F16: return f16_to_f32(load_u16(p + 2 * i));
+        case CD_DTYPE_F8_E4M3: return f8e4m3_to_f32(p[i]);
+        case CD_DTYPE_F8_E5M2: return f8e5m2_to_f32(p[i]);
+        default: return NAN;
+    }
+}
+
+void cd_elems_to_f32(cd_dtype dt, const void *src, size_t n, float *dst) {
+    const uint8_t *p = src;
+    if (dt == CD_DTYPE_F8_E4M3 || dt == CD_DTYPE_F8_E5M2) {
+        float lut[256];
+        f8_table(dt, lut);
+        for (size_t i = 0; i < n; i++) dst[i] = lut[p[i]];
+    } else if (dt == CD_DTYPE_F32) {
+        if (n) memcpy(dst, p, n * 4);
+    } else if (dt == CD_DTYPE_BF16) {
+        for (size_t i = 0; i < n; i++) dst[i] = cd_bf16_to_f32(load_u16(p + 2 * i));
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = cd_elem_to_f32(dt, src, i);
+    }
+}
+
 cd_status cd_st_to_f32(cd_ctx *ctx, const cd_st_tensor *t, float *dst) {
     uint64_t n = 0; /* set by check_source */
     cd_status s = check_source(ctx, "to_f32", t, dst, &n);

@@ -38,7 +38,8 @@ static inline int32_t cd_conv_out_w(const cd_conv_desc *d) {
 /* A linear layer's weight, PyTorch layout [out, in] row-major. */
 typedef struct {
     const void *data;
-    cd_dtype dtype; /* F32 or BF16 */
+    cd_dtype dtype; /* F32 or BF16 everywhere; the CPU tables also F16, F8_E4M3, F8_E5M2 (the text
+                       encoders' checkpoints, used in place: converted in tiles, never copied whole) */
     int32_t out, in;
 } cd_weight;
 
@@ -59,17 +60,32 @@ typedef enum {
     CD_OP_CONV2D,
     CD_OP_GROUP_NORM,
     CD_OP_TRANSPOSE,
+    CD_OP_MUL,
+    CD_OP_SCALE,
+    CD_OP_QUICK_GELU,
+    CD_OP_ATTENTION_BIAS,
     CD_OP_COUNT
 } cd_op_id;
+
+/* Attention of the text encoders (T5, CLIP): one sequence of n tokens, every query against the keys
+ * it may see, with an optional additive bias that depends on the key's offset from the query only
+ * (T5's relative position buckets). No 1/sqrt(HD) default: scale is applied literally (T5 uses 1,
+ * CLIP 1/sqrt(HD)). n is the text length (at most a few hundred), not an image grid. */
+typedef struct {
+    int32_t heads, n, head_dim; /* NH, n, HD >= 1 */
+    float scale;                /* multiplies q.k */
+    int32_t causal;             /* 1: query i sees keys j <= i (CLIP); 0: all keys (T5) */
+} cd_attn_bias_desc;
 
 /* One op as a question to a backend: which op, on what. Unused fields are 0. */
 typedef struct {
     cd_op_id op;
-    size_t n;                 /* rows (tokens) of the call */
-    int32_t in, out;          /* linear: widths */
-    cd_dtype wdtype;          /* linear: the weight's dtype */
-    const cd_attn_desc *attn; /* attention: the call's description */
-    const cd_conv_desc *conv; /* conv2d: the call's description */
+    size_t n;                       /* rows (tokens) of the call */
+    int32_t in, out;                /* linear: widths */
+    cd_dtype wdtype;                /* linear: the weight's dtype */
+    const cd_attn_desc *attn;       /* attention: the call's description */
+    const cd_conv_desc *conv;       /* conv2d: the call's description */
+    const cd_attn_bias_desc *abias; /* attention_bias: the call's description */
 } cd_op_desc;
 
 typedef struct cd_ops cd_ops;
@@ -139,6 +155,19 @@ struct cd_ops {
                        int silu, float *y);
     /* y [cols, rows] = x [rows, cols] transposed (channel-major <-> token-major). No aliasing. */
     void (*transpose)(cd_ctx *ctx, const float *x, size_t rows, size_t cols, float *y);
+
+    /* ---- the text encoders' ops (T5, CLIP: src/model/t5.c, clip_text.c) ---- */
+    /* x [n] *= y [n] (T5's gated FFN). */
+    void (*mul)(cd_ctx *ctx, float *x, const float *y, size_t n);
+    /* x [n] *= s (a scaled-fp8 weight's per-tensor scale, applied to the linear's output). */
+    void (*scale)(cd_ctx *ctx, float *x, size_t n, float s);
+    /* x [n] in place: x * sigmoid(1.702 x) (CLIP's quick_gelu). */
+    void (*quick_gelu)(cd_ctx *ctx, float *x, size_t n);
+    /* q, k, v, o [NH, n, HD] f32 heads-major (to_heads with ntot = n, t0 = 0); rel [NH, 2n-1] f32 or
+     * NULL: score(h, i, j) = scale q_i.k_j + rel[h (2n-1) + (j - i + n - 1)] over the keys query i
+     * may see (d->causal); o = softmax(score).V. Scratch: the workspace of CD_OP_ATTENTION_BIAS. */
+    cd_status (*attention_bias)(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k, const float *v,
+                                const float *rel, float *o);
 };
 
 const cd_ops *cd_ops_cpu_ref(void); /* the oracle */

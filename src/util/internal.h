@@ -61,6 +61,13 @@ static inline uint16_t cd_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
+/* Raw element conversion to f32 (io/convert.c) for the float storage types a linear may read in
+ * place: F32, BF16, F16, F8_E4M3, F8_E5M2 (exact; cd_dtype_float_convertible says which). Element
+ * i of src (no alignment needed); n elements of src into dst. Other dtypes give NaN. */
+int cd_dtype_float_convertible(cd_dtype dt);
+float cd_elem_to_f32(cd_dtype dt, const void *src, size_t i);
+void cd_elems_to_f32(cd_dtype dt, const void *src, size_t n, float *dst);
+
 /* MurmurHash3's 64-bit finalizer: the mixing step of the counter-based generators (random
  * weights, benchmark inputs): element i of stream seed is a function of (seed, i) alone, so any
  * thread count gives the same values. */

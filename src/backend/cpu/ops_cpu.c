@@ -1,6 +1,6 @@
 /* ops_cpu.c — the fast CPU ops: linear through OpenBLAS sgemm for F32 weights; BF16 weights through
- * the AVX512_BF16 GEMM where the CPU has it (gemm_bf16_avx512.c), else converted to f32 in row
- * tiles into the context's scratch (the whole weight is never expanded), row-parallel
+ * the AVX512_BF16 GEMM where the CPU has it (gemm_bf16_avx512.c), else (and F16, F8 weights)
+ * converted to f32 in row tiles into the context's scratch (the whole weight is never expanded), row-parallel
  * norms and modulation on OpenMP threads, and the activations through the per-ISA SIMD kernels
  * (ops_kern_impl.h). Tested against ops_ref.c. */
 #include "../../ops/ops.h"
@@ -8,6 +8,7 @@
 #include "gemm_bf16.h"
 #include "../../ops/attn.h"
 #include "conv_cpu.h"
+#include "attn_text_cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -43,24 +44,27 @@ static cd_status cpu_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weig
     } else if (w->dtype == CD_DTYPE_BF16 && ctx->has_bf16) {
         cd_blas_threads_pop(prev);
         return cd_gemm_bf16_avx512(ctx, x, n, w, b, y); /* vdpbf16ps: see gemm_bf16.h */
-    } else if (w->dtype == CD_DTYPE_BF16) {
+    } else if (cd_dtype_float_convertible(w->dtype)) {  /* BF16 without AVX512_BF16, F16, F8 */
         float *tile = cd_ctx_work(ctx, (size_t)CD_WTILE * in);
         if (!tile) {
             cd_blas_threads_pop(prev);
             return CD_ERR_OOM;
         }
-        const uint16_t *wb = (const uint16_t *)w->data;
+        const size_t esz = (size_t)cd_dtype_bits(w->dtype) / 8;
+        const uint8_t *wb = (const uint8_t *)w->data;
         for (int o0 = 0; o0 < out; o0 += CD_WTILE) {
             const int ro = out - o0 < CD_WTILE ? out - o0 : CD_WTILE;
-            const size_t cnt = (size_t)ro * in;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(cnt))
-            for (size_t i = 0; i < cnt; i++) tile[i] = cd_bf16_to_f32(wb[(size_t)o0 * in + i]);
+            /* one weight row per task: row-parallel conversion of the tile */
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR((size_t)ro * in))
+            for (int r = 0; r < ro; r++)
+                cd_elems_to_f32(w->dtype, wb + ((size_t)(o0 + r) * in) * esz, (size_t)in, tile + (size_t)r * in);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ro, in, 1.0f, x, in, tile, in, 0.0f, y + o0,
                         out);
         }
     } else {
         cd_blas_threads_pop(prev);
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "linear: weights must be F32 or BF16 (got %s)",
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "linear: weights must be F32, BF16, F16, F8_E4M3 or F8_E5M2 (got %s)",
                             cd_dtype_name(w->dtype));
     }
     cd_blas_threads_pop(prev);
@@ -159,6 +163,12 @@ static void cpu_from_heads(cd_ctx *ctx, const float *src, size_t ntot, size_t t0
             memcpy(rows + (t * nh + h) * hd, src + ((size_t)h * ntot + t0 + t) * hd, sizeof(float) * hd);
 }
 
+/* x * sigmoid(1.702 x): CLIP's activation, on a few hundred thousand elements per layer at most. */
+static void cpu_quick_gelu(cd_ctx *ctx, float *x, size_t n) {
+#pragma omp parallel for num_threads(ctx->threads) schedule(static) if (PAR(n))
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
 static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *q, const float *k, const float *v,
                                const float *sw, float *o, float *lse) {
     return cd_attention_forward(ctx, d, CD_DTYPE_F32, q, k, v, sw, o, lse);
@@ -169,9 +179,12 @@ static cd_status cpu_attention(cd_ctx *ctx, const cd_attn_desc *d, const float *
 static size_t cpu_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
     (void)self;
     size_t floats = 0;
-    if (d->op == CD_OP_LINEAR && d->wdtype == CD_DTYPE_BF16) {
-        floats =
-            ctx->has_bf16 ? cd_gemm_bf16_scratch_floats(d->n, d->in, ctx->threads) : (size_t)CD_WTILE * (size_t)d->in;
+    if (d->op == CD_OP_LINEAR && d->wdtype == CD_DTYPE_BF16 && ctx->has_bf16) {
+        floats = cd_gemm_bf16_scratch_floats(d->n, d->in, ctx->threads);
+    } else if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_F32) {
+        floats = (size_t)CD_WTILE * (size_t)d->in;
+    } else if (d->op == CD_OP_ATTENTION_BIAS && d->abias) {
+        floats = cd_attn_bias_cpu_scratch_floats(d->abias, ctx->threads);
     } else if (d->op == CD_OP_ATTENTION && d->attn) {
         floats = cd_attn_cpu_scratch_floats(d->attn, ctx->threads);
     } else if (d->op == CD_OP_CONV2D && d->conv) {
@@ -196,6 +209,7 @@ PROF_VOID(gate_add, CD_PROF_OTHER, (cd_ctx * ctx, float *x, const float *g, cons
           (ctx, x, g, y, n, dim))
 PROF_VOID(gelu_tanh, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n), (ctx, x, n))
 PROF_VOID(silu, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n), (ctx, x, n))
+PROF_VOID(quick_gelu, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n), (ctx, x, n))
 PROF_VOID(rope, CD_PROF_OTHER, (cd_ctx * ctx, float *x, size_t n, int nh, int hd, const float *cs),
           (ctx, x, n, nh, hd, cs))
 PROF_VOID(to_heads, CD_PROF_OTHER,
@@ -221,6 +235,14 @@ static cd_status prof_attention(const cd_ops *self, cd_ctx *ctx, const cd_attn_d
     return s;
 }
 
+static cd_status prof_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k,
+                                     const float *v, const float *rel, float *o) {
+    CD_PROF_BEGIN(ctx);
+    cd_status s = cd_cpu_attention_bias(ctx, d, q, k, v, rel, o);
+    CD_PROF_END(ctx, CD_PROF_ATTENTION);
+    return s;
+}
+
 static const cd_ops k_cpu = {
     .name = "cpu",
     .linear = prof_linear,
@@ -238,6 +260,8 @@ static const cd_ops k_cpu = {
     .conv2d = cd_cpu_conv2d,
     .group_norm = cd_cpu_group_norm,
     .transpose = cd_cpu_transpose,
+    .quick_gelu = prof_quick_gelu,
+    .attention_bias = prof_attention_bias,
     CD_HOST_MEM_OPS,
 };
 

@@ -34,6 +34,16 @@ void cd_host_add(cd_ctx *ctx, float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+void cd_host_mul(cd_ctx *ctx, float *x, const float *y, size_t n) {
+#pragma omp parallel for num_threads(ctx ? ctx->threads : 1) schedule(static) if (n >= ((size_t)1 << 16))
+    for (size_t i = 0; i < n; i++) x[i] *= y[i];
+}
+
+void cd_host_scale(cd_ctx *ctx, float *x, size_t n, float s) {
+#pragma omp parallel for num_threads(ctx ? ctx->threads : 1) schedule(static) if (n >= ((size_t)1 << 16))
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
 void cd_host_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src, size_t src_ld, size_t rows,
                        size_t cols) {
 #pragma omp parallel for num_threads(ctx->threads) schedule(static) if (rows * cols >= ((size_t)1 << 16))
@@ -43,9 +53,13 @@ void cd_host_copy_rows(cd_ctx *ctx, float *dst, size_t dst_ld, const float *src,
 cd_status cd_host_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d) {
     if (d->op < 0 || d->op >= CD_OP_COUNT)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: unknown op %d", self->name, (int)d->op);
-    if (d->op == CD_OP_LINEAR && d->wdtype != CD_DTYPE_F32 && d->wdtype != CD_DTYPE_BF16)
-        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: linear weights must be F32 or BF16, not %s", self->name,
+    if (d->op == CD_OP_LINEAR && !cd_dtype_float_convertible(d->wdtype))
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "%s: linear weights must be F32, BF16, F16, F8_E4M3 or F8_E5M2, not %s", self->name,
                             cd_dtype_name(d->wdtype));
+    if (d->op == CD_OP_ATTENTION_BIAS &&
+        (!d->abias || d->abias->heads < 1 || d->abias->n < 1 || d->abias->head_dim < 1))
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: attention_bias needs heads, n and head_dim >= 1", self->name);
     if (d->op == CD_OP_ATTENTION && (!d->attn || cd_attn_validate(ctx, d->attn))) return CD_ERR_UNSUPPORTED;
     return CD_OK;
 }

@@ -16,9 +16,10 @@ static inline okf ok_splat(float x) { return (okf){0} + x; }
 CD_SIMD_EXP2(ok_exp2, okf, oki, 1)
 
 static inline okf ok_gelu(okf v) {
-    const okf u = (v + 0.044715f * v * v * v) * 0.7978845608028654f;        /* sqrt(2/pi) */
-    const okf th = 1.0f - 2.0f / (ok_exp2(u * 2.8853900817779268f) + 1.0f); /* tanh via e^(2u) */
-    return 0.5f * v * (1.0f + th);
+    const okf u = (v + 0.044715f * v * v * v) * 0.7978845608028654f; /* sqrt(2/pi) */
+    /* 0.5 (1 + tanh u) = 1 / (1 + e^(-2u)): no cancellation in the negative tail, where
+     * 1 + tanh u would lose every digit (x = -5: gelu = -6e-8) */
+    return v / (1.0f + ok_exp2(u * -2.8853900817779268f));
 }
 
 static inline okf ok_silu(okf v) { return v / (1.0f + ok_exp2(v * -1.4426950408889634f)); }

@@ -4,12 +4,10 @@
 #include "ops_host_mem.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-static double wget(const cd_weight *w, size_t i) {
-    return w->dtype == CD_DTYPE_BF16 ? (double)cd_bf16_to_f32(((const uint16_t *)w->data)[i])
-                                     : (double)((const float *)w->data)[i];
-}
+static double wget(const cd_weight *w, size_t i) { return (double)cd_elem_to_f32(w->dtype, w->data, i); }
 
 static cd_status ref_linear(cd_ctx *ctx, const float *x, size_t n, const cd_weight *w, const float *b, float *y) {
     (void)ctx;
@@ -166,6 +164,46 @@ static size_t ref_workspace(const cd_ops *self, cd_ctx *ctx, const cd_op_desc *d
     return 0;
 }
 
+static void ref_quick_gelu(cd_ctx *ctx, float *x, size_t n) {
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / (1.0 + exp(-1.702 * (double)x[i])));
+}
+
+/* Every (head, query) row: scores in double, the exact softmax, P.V. */
+static cd_status ref_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k,
+                                    const float *v, const float *rel, float *o) {
+    const size_t n = (size_t)d->n, hd = (size_t)d->head_dim;
+    double *s = malloc(n * sizeof *s), *acc = malloc(hd * sizeof *acc);
+    if (!s || !acc) {
+        free(s);
+        free(acc);
+        return cd_set_error(ctx, CD_ERR_OOM, "attention_bias (reference): out of memory");
+    }
+    for (size_t h = 0; h < (size_t)d->heads; h++)
+        for (size_t i = 0; i < n; i++) {
+            const float *qi = q + (h * n + i) * hd;
+            const size_t nk = d->causal ? i + 1 : n;
+            double mx = -INFINITY, sum = 0;
+            for (size_t j = 0; j < nk; j++) {
+                const float *kj = k + (h * n + j) * hd;
+                double dot = 0;
+                for (size_t c = 0; c < hd; c++) dot += (double)qi[c] * kj[c];
+                s[j] = (double)d->scale * dot + (rel ? rel[h * (2 * n - 1) + (j + n - 1 - i)] : 0.0);
+                if (s[j] > mx) mx = s[j];
+            }
+            for (size_t c = 0; c < hd; c++) acc[c] = 0;
+            for (size_t j = 0; j < nk; j++) {
+                const double p = exp(s[j] - mx);
+                sum += p;
+                for (size_t c = 0; c < hd; c++) acc[c] += p * v[(h * n + j) * hd + c];
+            }
+            for (size_t c = 0; c < hd; c++) o[(h * n + i) * hd + c] = (float)(acc[c] / sum);
+        }
+    free(s);
+    free(acc);
+    return CD_OK;
+}
+
 static const cd_ops k_ref = {
     .name = "cpu-reference",
     .linear = ref_linear,
@@ -182,6 +220,8 @@ static const cd_ops k_ref = {
     .conv2d = ref_conv2d,
     .group_norm = ref_group_norm,
     .transpose = ref_transpose,
+    .quick_gelu = ref_quick_gelu,
+    .attention_bias = ref_attention_bias,
     CD_HOST_MEM_OPS,
 };
 

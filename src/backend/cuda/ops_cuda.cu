@@ -468,6 +468,10 @@ static cd_status cuda_supports(const cd_ops *self, cd_ctx *ctx, const cd_op_desc
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
                             "the CUDA attention kernels are built for head_dim 32, 64 and 128; this call has %d",
                             d->attn ? d->attn->head_dim : 0);
+    if (d->op == CD_OP_MUL || d->op == CD_OP_SCALE || d->op == CD_OP_QUICK_GELU || d->op == CD_OP_ATTENTION_BIAS)
+        return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
+                            "cuda: the text encoders' ops (mul, scale, quick_gelu, attention_bias) are not on the "
+                            "GPU yet: encode on the CPU");
     if (d->op < 0 || d->op >= CD_OP_COUNT)
         return cd_set_error(ctx, CD_ERR_UNSUPPORTED, "cuda: unknown op %d", (int)d->op);
     return CD_OK;
