@@ -9,7 +9,7 @@
  * for attention (q.k^T and P.V). Next to it, the linear op's own rate on the same table and
  * weights dtype (the FFN's wi_0 shape, L x 4096 -> 10240, median of 3). Memory: VmHWM (peak
  * resident) and RssAnon (anonymous resident: not the weights' file pages) from /proc/self/status
- * after the runs. Threads: the context default (OMP_NUM_THREADS or all cores). */
+ * right after the encodes of the first length (before the linear-alone test allocates). Threads: the context default (OMP_NUM_THREADS or all cores). */
 #include "../src/model/t5.h"
 
 #include <stdio.h>
@@ -83,6 +83,8 @@ int main(int argc, char **argv) {
         const double lin = 2.0 * L * (3 * D * I + I * D + 3 * D * F) * cfg.layers;
         const double att = 4.0 * L * (double)L * I * cfg.layers;
         const double s = median3(t);
+        /* memory now, before the linear-alone measurement below allocates its own weights */
+        const long hwm = status_kb("VmHWM"), anon = status_kb("RssAnon");
         /* the linear op alone on the FFN's wi_0 shape, same dtype */
         const cd_t5_config *c = cd_t5_cfg(m);
         float *x = malloc(sizeof(float) * (size_t)L * c->d_model), *y = malloc(sizeof(float) * (size_t)L * c->d_ff);
@@ -107,13 +109,13 @@ int main(int argc, char **argv) {
                "linear op alone %.1f GFLOP/s (%.0f%%)\n",
                L, s, t[0] < t[1] ? (t[0] < t[2] ? t[0] : t[2]) : (t[1] < t[2] ? t[1] : t[2]), (lin + att) / 1e9,
                lin / 1e9, att / 1e9, (lin + att) / s / 1e9, lrate, 100.0 * (lin + att) / s / 1e9 / lrate);
+        printf("        after the encodes: VmHWM %ld MiB, RssAnon %ld MiB\n", hwm / 1024, anon / 1024);
         free(x);
         free(y);
         free(w);
         free(ids);
         free(out);
     }
-    printf("VmHWM %ld MiB, RssAnon %ld MiB\n", status_kb("VmHWM") / 1024, status_kb("RssAnon") / 1024);
     cd_t5_free(m);
     cd_ctx_free(ctx);
     return 0;

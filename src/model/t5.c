@@ -30,8 +30,7 @@ int32_t cd_t5_bucket(int32_t rel, int32_t buckets, int32_t max_distance) {
 /* The activations of one call, in floats (64-byte aligned pieces of one allocation). */
 typedef struct {
     float *x;         /* [L, D] residual stream */
-    float *h;         /* [L, D] normalized input of a sublayer; [L, D] a linear's output */
-    float *y;         /* [L, D] a sublayer's output */
+    float *h;         /* [L, D] a sublayer's normalized input, then its output (before the residual add) */
     float *qr;        /* [L, I] q rows, then the attention output rows; FFN: [L, F] gate */
     float *kr, *vr;   /* [L, I]; FFN: kr..: [L, F] up (overlaps kr and vr) */
     float *q, *k, *v; /* [NH, L, HD] */
@@ -39,16 +38,15 @@ typedef struct {
     float *rel;       /* [NH, 2L-1] */
 } acts;
 
-static size_t up64(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t up64(size_t n) { return (n + 15) & ~(size_t)15; } /* floats to whole 64-byte lines */
 
 static size_t acts_floats(const cd_t5_config *c, size_t L, size_t *off) {
     const size_t D = (size_t)c->d_model, I = (size_t)c->heads * (size_t)c->d_kv, F = (size_t)c->d_ff;
     /* qr | kr vr: the attention's three [L, I] rows, or the FFN's gate [L, F] | up [L, F] */
     const size_t r0 = up64(L * (I > F ? I : F)), r12 = up64(L * (2 * I > F ? 2 * I : F));
-    const size_t sizes[7] = {
-        up64(L * D), up64(L * D), up64(L * D), r0, r12, up64(L * I) * 4, up64((size_t)c->heads * (2 * L - 1))};
+    const size_t sizes[6] = {up64(L * D), up64(L * D), r0, r12, up64(L * I) * 4, up64((size_t)c->heads * (2 * L - 1))};
     size_t t = 0;
-    for (int i = 0; i < 7; i++) off[i] = t, t += sizes[i];
+    for (int i = 0; i < 6; i++) off[i] = t, t += sizes[i];
     return t;
 }
 
@@ -56,15 +54,14 @@ static void acts_point(const cd_t5_config *c, size_t L, float *base, const size_
     const size_t I = (size_t)c->heads * (size_t)c->d_kv;
     a->x = base + off[0];
     a->h = base + off[1];
-    a->y = base + off[2];
-    a->qr = base + off[3];
-    a->kr = base + off[4];
+    a->qr = base + off[2];
+    a->kr = base + off[3];
     a->vr = a->kr + L * I; /* vr follows kr ([L, I] each) */
-    a->q = base + off[5];
+    a->q = base + off[4];
     a->k = a->q + up64(L * I);
     a->v = a->k + up64(L * I);
     a->o = a->v + up64(L * I);
-    a->rel = base + off[6];
+    a->rel = base + off[5];
 }
 
 #define TRY(expr)                   \
@@ -155,8 +152,8 @@ static cd_status forward(cd_ctx *ctx, const cd_t5 *m, const cd_ops *ops, size_t 
         ops->to_heads(ctx, a->vr, L, NH, HD, a->v, L, 0);
         TRY(ops->attention_bias(ctx, ab, a->q, a->k, a->v, a->rel, a->o));
         ops->from_heads(ctx, a->o, L, 0, L, NH, HD, a->qr);
-        TRY(lin(ctx, ops, &b->o, a->qr, L, a->y));
-        ops->add(ctx, a->x, a->y, L * D);
+        TRY(lin(ctx, ops, &b->o, a->qr, L, a->h));
+        ops->add(ctx, a->x, a->h, L * D);
         /* gated-GELU feed-forward */
         ops->copy_rows(ctx, a->h, D, a->x, D, L, D);
         ops->rmsnorm_heads(ctx, a->h, L, 1, (int)D, b->ln_ff, c->eps);
@@ -164,8 +161,8 @@ static cd_status forward(cd_ctx *ctx, const cd_t5 *m, const cd_ops *ops, size_t 
         TRY(lin(ctx, ops, &b->wi1, a->h, L, a->kr));
         ops->gelu_tanh(ctx, a->qr, L * (size_t)c->d_ff);
         ops->mul(ctx, a->qr, a->kr, L * (size_t)c->d_ff);
-        TRY(lin(ctx, ops, &b->wo, a->qr, L, a->y));
-        ops->add(ctx, a->x, a->y, L * D);
+        TRY(lin(ctx, ops, &b->wo, a->qr, L, a->h));
+        ops->add(ctx, a->x, a->h, L * D);
     }
     ops->rmsnorm_heads(ctx, a->x, L, 1, (int)D, m->ln_final, c->eps);
     return CD_OK;
@@ -185,7 +182,7 @@ cd_status cd_t5_encode(cd_ctx *ctx, const cd_t5 *m, const cd_ops *ops, const int
     const size_t n = (size_t)L, D = (size_t)c->d_model;
     const cd_attn_bias_desc ab = {.heads = c->heads, .n = L, .head_dim = c->d_kv, .scale = 1.0f, .causal = 0};
     TRY(check_ops(ctx, m, ops, n, &ab));
-    size_t off[7];
+    size_t off[6];
     const size_t floats = acts_floats(c, n, off);
     const size_t W = 2 * n - 1, host_floats = n * D + (size_t)c->heads * W;
     float *host = malloc(host_floats * sizeof(float));
