@@ -551,9 +551,11 @@ cd_status cd_embedded_clear_attention(cd_ctx *ctx, int32_t *radius, int32_t *dow
 typedef struct cd_pipeline cd_pipeline;
 
 typedef struct {
-    const char *model;                /* FLUX transformer checkpoint (as cd_flux_load); NULL = embedded */
-    const char *ae;                   /* autoencoder checkpoint (BFL or diffusers names); NULL = none
-                                   (pixel-space models; a latent-space model then cannot generate) */
+    const char *model;                /* FLUX transformer checkpoint (as cd_flux_load), or a diffusers
+                                         FLUX pipeline folder (its transformer/ and vae/); NULL = embedded */
+    const char *ae;                   /* autoencoder checkpoint (BFL or diffusers names); NULL = the
+                                         pipeline folder's vae/, else none (pixel-space models; a
+                                         latent-space model then cannot generate) */
     const char *clear_weights;        /* CLEAR attention file re-pointing the trained projections; NULL = none */
     int32_t embedded_clear;           /* 1: with model and clear_weights NULL, the embedded CLEAR weights */
     int32_t encoder;                  /* 1: also load the autoencoder's encoder (image-to-image, upscale) */
@@ -636,6 +638,68 @@ cd_status cd_pipeline_check(cd_ctx *ctx, const cd_pipeline *pl, const cd_gen_par
  * on the ranks other than 0 of a patch-parallel pipeline: they run every step (the job needs
  * them) but do not decode. */
 cd_status cd_pipeline_generate(cd_ctx *ctx, cd_pipeline *pl, const cd_gen_params *p, uint8_t *rgb);
+
+/* ---- text encoders: a prompt -> FLUX's conditioning (pipeline/encode.c) ---------------------
+ * The T5 v1.1 encoder (txt [L, d_model]: 4096 for T5-XXL) and the CLIP text model (pooled
+ * [hidden]: 768 for CLIP-L) with their tokenizers, as FLUX runs them (docs/text_encoders.md): T5
+ * ids = content[:L-1] + EOS + PAD..., no attention mask; CLIP ids = BOS + content[:75] + EOS + EOS
+ * padding to 77, pooled = the final hidden state at the first EOS. Weights stay in the mapped
+ * files (F32, BF16, F16, F8_E4M3, ComfyUI's scaled fp8); activations are f32. */
+typedef enum {
+    CD_TOK_SENTENCEPIECE = 0, /* T5 ids as SentencePiece (BFL's reference) tokenizes */
+    CD_TOK_DIFFUSERS          /* T5 ids as transformers' T5TokenizerFast (diffusers' FluxPipeline) */
+} cd_tok_semantics;
+
+typedef struct {
+    const char *model_dir;      /* a diffusers FLUX pipeline root (model_index.json) or NULL */
+    const char *t5, *clip;      /* checkpoints (file, sharded index or directory); override model_dir's */
+    const char *t5_tokenizer;   /* spiece.model, tokenizer.json or their directory; NULL: model_dir's
+                                   tokenizer_2/, or beside the T5 checkpoint */
+    const char *clip_tokenizer; /* vocab.json (merges.txt beside), tokenizer.json, open_clip's
+                                   bpe_simple_vocab_16e6.txt.gz or their directory; NULL: model_dir's
+                                   tokenizer/, or beside the CLIP checkpoint */
+    cd_tok_semantics semantics;
+    cd_device device; /* where the encoders compute (the CPU; CUDA refuses the encoders' ops for now) */
+} cd_encoder_params;
+
+cd_encoder_params cd_encoder_params_default(void);
+
+typedef struct cd_encoder cd_encoder;
+/* Opens both encoders and both tokenizers (and checks that each tokenizer's vocabulary fits its
+ * encoder's embedding rows). *out = NULL on failure, with the missing part named in ctx. */
+cd_status cd_encoder_open(cd_ctx *ctx, const cd_encoder_params *p, cd_encoder **out);
+void cd_encoder_free(cd_encoder *e);                /* NULL-safe: unmaps the weights */
+int32_t cd_encoder_txt_dim(const cd_encoder *e);    /* T5 d_model */
+int32_t cd_encoder_pooled_dim(const cd_encoder *e); /* CLIP hidden */
+/* FLUX's T5 length for the model: 256 when the params' model_dir holds a schnell-like transformer
+ * (no guidance embedding), else 512 (dev-like). */
+int32_t cd_encoder_default_length(const cd_encoder *e);
+/* One line naming the encoders, tokenizers and semantics (for metadata and messages). */
+const char *cd_encoder_describe(const cd_encoder *e);
+/* A stable identity of what determines the embeddings: each weight and tokenizer file's path,
+ * size and modification time, the semantics. Keys the embedding cache. */
+const char *cd_encoder_identity(const cd_encoder *e);
+
+typedef struct {
+    int32_t t5_dropped, clip_dropped; /* content tokens cut by truncation (FLUX truncates too) */
+    int32_t *t5_ids;                  /* optional out [L] */
+    int32_t *clip_ids;                /* optional out [77] */
+} cd_encode_info;
+
+/* prompt (UTF-8, NUL-terminated; "" is valid) -> txt [L, txt_dim] and pooled [pooled_dim] (host
+ * f32). L >= 1: T5's sequence length (FLUX: 512 for dev-like models, 256 for schnell-like).
+ * Invalid UTF-8 is CD_ERR_INVALID_ARG naming the byte offset. info may be NULL. */
+cd_status cd_encoder_encode(cd_ctx *ctx, cd_encoder *e, const char *prompt, int32_t L, float *txt, float *pooled,
+                            cd_encode_info *info);
+
+/* The same through a cache directory (created if missing): DIR/<hash>.safetensors holds txt and
+ * pooled with the full key (cd_encoder_identity, prompt, L) in its metadata, so that a hash
+ * collision is a miss, never wrong embeddings; opening the encoders touches no weights, so a hit
+ * costs no encoder compute. *hit = 1 when the embeddings came from the cache (info's ids are then
+ * not filled). A cache file that cannot be read or written is a warning-free miss/skip only when
+ * it does not exist; any other failure is an error. Writes are atomic. */
+cd_status cd_encoder_encode_cached(cd_ctx *ctx, cd_encoder *e, const char *cache_dir, const char *prompt, int32_t L,
+                                   float *txt, float *pooled, cd_encode_info *info, int *hit);
 
 /* ---- profiling: time spent per op class while enabled (context-local) ---------------------- */
 typedef enum { CD_PROF_LINEAR = 0, CD_PROF_ATTENTION, CD_PROF_OTHER, CD_PROF_COUNT } cd_prof_class;

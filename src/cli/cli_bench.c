@@ -374,16 +374,19 @@ int bench_forward(int argc, char **argv);    /* cli_bench_fwd.c */
 extern const char cli_bench_forward_usage[]; /* cli_bench_fwd.c: starts with a blank line */
 int bench_generate(int argc, char **argv);   /* cli_bench_gen.c */
 int bench_parallel(int argc, char **argv);   /* cli_bench_par.c */
+int bench_encode(int argc, char **argv);     /* cli_bench_enc.c */
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "attention")) return bench_attention(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "forward")) return bench_forward(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "generate")) return bench_generate(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "parallel")) return bench_parallel(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "encode")) return bench_encode(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(k_usage, stdout);
         fputs(cli_bench_forward_usage, stdout);
         fputs("\nusage: cleardit bench generate [options]   (see 'cleardit bench generate --help')\n", stdout);
+        fputs("usage: cleardit bench encode [options]     (see 'cleardit bench encode --help')\n", stdout);
         fputs("usage: scripts/mpirun.sh -np P cleardit bench parallel [options]   (see 'cleardit bench parallel "
               "--help')\n",
               stdout);

@@ -101,6 +101,7 @@ static int set_value(const char *cmd, cli_opt *o, const char *val) {
                 return CLI_BAD_INPUT;
             }
             break;
+        case CLI_OPT_TEXT: *(const char **)o->dst = val; break;
         case CLI_OPT_STRING:
             if (!*val) {
                 cli_error(cmd, "empty value for %s", o->name);

@@ -31,7 +31,8 @@ typedef enum {
     CLI_OPT_SWITCH, /* no value; *(int *)dst = 1 */
     CLI_OPT_INT,    /* *(int64_t *)dst, range [lo, hi] */
     CLI_OPT_FLOAT,  /* *(double *)dst, range [flo, fhi] */
-    CLI_OPT_STRING  /* *(const char **)dst = the argument (not copied) */
+    CLI_OPT_STRING, /* *(const char **)dst = the argument (not copied); never empty */
+    CLI_OPT_TEXT    /* the same, and "" is a value (a prompt: FLUX's unconditional one is "") */
 } cli_opt_kind;
 
 typedef struct {

@@ -6,6 +6,7 @@
 #include "cleardit.h"
 #include "cli.h"
 #include "cli_common.h"
+#include "cli_encode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #include <unistd.h>
 
 static const char *k_usage =
-    "usage: cleardit generate [--model CKPT --ae AE.safetensors] (--prompt TEXT | --prompt-embeds EMB)\n"
+    "usage: cleardit generate [--model PATH [--ae AE.safetensors]] (--prompt TEXT | --prompt-embeds EMB)\n"
     "                         -o OUT.png [--width PX --height PX] [--steps N] [--guidance G]\n"
     "                         [--seed S] [--attention dense|clear] [--radius R] [--down D]\n"
     "                         [--clear-weights FILE] [--init-image IMG | --upscale-from IMG]\n"
@@ -21,6 +22,12 @@ static const char *k_usage =
     "                         [--time-shift X] [--ae-tile PX] [--ae-overlap F] [--ae-groups N]\n"
     "                         [--rope-axes A,B,C] [--rope-theta X] [--threads N] [--device cpu|cuda] [--quiet]\n"
     "                         [--parallel patch [--text-attention exact|approx] [--comm-timeout S]]\n"
+    "                         [--t5 PATH --clip PATH] [--t5-tokenizer PATH] [--clip-tokenizer PATH]\n"
+    "                         [--tokenizer-semantics sentencepiece|diffusers] [--max-length L] [--cache DIR]\n"
+    "\n"
+    "A FLUX model's --prompt runs the native T5 and CLIP encoders first (as `cleardit encode`; they are\n"
+    "freed before the transformer runs): give a diffusers FLUX folder as --model, or ComfyUI's single\n"
+    "files with --t5 and --clip.\n"
     "\n"
     "Text-to-image: seeded Gaussian noise, N Euler steps of the FLUX transformer over the\n"
     "flow-matching schedule (resolution shift on for guidance-embedded, dev-like models, off for\n"
@@ -40,11 +47,13 @@ static const char *k_usage =
     "scripts/prompt_embeds.py.\n"
     "\n"
     "options:\n"
-    "  --model PATH          transformer checkpoint (file, sharded index or directory); default:\n"
-    "                        the Fashion-MNIST model this project trained (embedded; 28x28)\n"
-    "  --ae PATH             autoencoder checkpoint (BFL or diffusers names); not for pixel-space\n"
-    "                        models such as the default one\n"
-    "  --prompt TEXT         a prompt of the model's built-in table (the default model: t-shirt,\n"
+    "  --model PATH          a diffusers FLUX folder (model_index.json: transformer/, vae/ and the text\n"
+    "                        encoders), or a transformer checkpoint (file, sharded index or directory);\n"
+    "                        default: the Fashion-MNIST model this project trained (embedded; 28x28)\n"
+    "  --ae PATH             autoencoder checkpoint (BFL or diffusers names; default: the FLUX folder's\n"
+    "                        vae/); not for pixel-space models such as the default one\n"
+    "  --prompt TEXT         for a FLUX model, the prompt (encoded natively: see --t5 below); for a\n"
+    "                        model with a built-in table, one of its entries (the default model: t-shirt,\n"
     "                        trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot)\n"
     "  --prompt-embeds PATH  prompt embeddings\n"
     "  --width PX            image width, a multiple of 16\n"
@@ -93,6 +102,10 @@ static const char *k_usage =
     "  -h, --help            show this help\n"
     "\n"
     "Progress goes to stderr: a live bar on a terminal, a line per step otherwise.\n"
+    "\n"
+    "text encoders (FLUX models with --prompt; see `cleardit encode --help`):\n" ENCODER_FILES_HELP
+    "  --cache DIR           reuse/store prompt embeddings in DIR (the same prompt never runs T5 twice)\n"
+    "\n"
     "Exit status: 0 ok, 1 runtime failure, 2 bad input.\n";
 
 #define CMD "generate"
@@ -100,7 +113,8 @@ static const char *k_usage =
 /* The flags, as parsed, and what the checks derive from them. */
 typedef struct {
     const char *par_s, *text_s, *device_s, *model_p, *ae_p, *emb_p, *out_p, *mode, *clear_p, *axes_s, *init_p,
-        *upscale_p, *prompt;
+        *upscale_p, *prompt, *cache;
+    cli_encoder_flags ef; /* the text encoders (FLUX models with --prompt) */
     int64_t width, height, steps, seed, radius, down, threads, ae_tile, ae_groups;
     double guidance, theta, strength, ntk, tshift, overlap, ctimeout;
     int quiet, help, prop_on, prop_off, strength_seen;
@@ -206,7 +220,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         {"--model", CLI_OPT_STRING, &a->model_p, 0, 0, 0, 0, 0},
         {"--ae", CLI_OPT_STRING, &a->ae_p, 0, 0, 0, 0, 0},
         {"--prompt-embeds", CLI_OPT_STRING, &a->emb_p, 0, 0, 0, 0, 0},
-        {"--prompt", CLI_OPT_STRING, &a->prompt, 0, 0, 0, 0, 0},
+        {"--prompt", CLI_OPT_TEXT, &a->prompt, 0, 0, 0, 0, 0},
         {"--width", CLI_OPT_INT, &a->width, 1, 65536, 0, 0, 0},
         {"--height", CLI_OPT_INT, &a->height, 1, 65536, 0, 0, 0},
         {"--out", CLI_OPT_STRING, &a->out_p, 0, 0, 0, 0, 0},
@@ -235,11 +249,19 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         {"--text-attention", CLI_OPT_STRING, &a->text_s, 0, 0, 0, 0, 0},
         {"--comm-timeout", CLI_OPT_FLOAT, &a->ctimeout, 0, 0, 0.1, 1e6, 0},
         {"--quiet", CLI_OPT_SWITCH, &a->quiet, 0, 0, 0, 0, 0},
+        {"--cache", CLI_OPT_STRING, &a->cache, 0, 0, 0, 0, 0},
+        ENCODER_FILE_OPTS(a->ef),
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
     const int prc = cli_parse_flags_o(CMD, argc, argv, opts, nopts, &a->help);
     a->strength_seen = cli_find_opt(opts, nopts, "--strength")->seen;
     return prc;
+}
+
+/* A diffusers FLUX pipeline folder (its model_index.json), as opposed to a transformer checkpoint. */
+static int is_flux_root(const char *p) {
+    char buf[4096];
+    return p && snprintf(buf, sizeof buf, "%s/model_index.json", p) < (int)sizeof buf && access(buf, R_OK) == 0;
 }
 
 /* The flag combinations, before anything is loaded. Prints the error; returns a CLI code. */
@@ -250,7 +272,9 @@ static int check_args(cd_ctx *ctx, gen_args *a) {
         bad = "-o and --prompt or --prompt-embeds are required (see --help)";
     else if (a->emb_p && a->prompt)
         bad = "--prompt and --prompt-embeds exclude each other";
-    else if (a->model_p && a->ae_p && !i2i && (!a->width || !a->height))
+    else if (a->emb_p && (cli_encoder_given(&a->ef) || a->cache))
+        bad = "the text-encoder flags (--t5, --clip, --cache, ...) go with --prompt, not --prompt-embeds";
+    else if (a->model_p && (a->ae_p || is_flux_root(a->model_p)) && !i2i && (!a->width || !a->height))
         bad = "--width and --height are required for a latent model (see --help)";
     else if (a->init_p && a->upscale_p)
         bad = "--init-image and --upscale-from exclude each other";
@@ -310,30 +334,64 @@ static int check_args(cd_ctx *ctx, gen_args *a) {
     return CLI_OK;
 }
 
+/* A FLUX model's prompt through the native encoders (cached with --cache); the encoders are freed
+ * before the transformer runs. */
+static int encode_prompt(cd_ctx *ctx, const cd_pipeline *pl, const gen_args *a, cd_gen_params *gp, float **txt,
+                         float **pooled) {
+    const cd_flux_config *c = cd_flux_model_config(cd_pipeline_model(pl));
+    cli_encoder_flags f = a->ef;
+    f.model = is_flux_root(a->model_p) ? a->model_p : NULL;
+    if (!f.model && (!f.t5 || !f.clip)) {
+        cli_error(CMD,
+                  "%s has no built-in prompts: give a diffusers FLUX folder as --model, or --t5 and --clip "
+                  "(or use --prompt-embeds)",
+                  a->model_p ? a->model_p : "the model");
+        return CLI_BAD_INPUT;
+    }
+    cli_encoded r;
+    int rc = cli_encode_prompt(CMD, ctx, &f, a->prompt, c->guidance ? 512 : 256, a->cache, 0, a->quiet, &r);
+    if (rc) return rc;
+    if (r.D != c->context_dim || r.P != c->pooled_dim) {
+        cli_error(CMD, "the encoders give txt width %d and pooled width %d; the transformer needs %d and %d", (int)r.D,
+                  (int)r.P, (int)c->context_dim, (int)c->pooled_dim);
+        cli_encoded_free(&r);
+        return CLI_BAD_INPUT;
+    }
+    *txt = r.txt;
+    *pooled = r.pooled;
+    gp->txt = r.txt;
+    gp->T = r.L;
+    gp->pooled = r.pooled;
+    r.txt = r.pooled = NULL;
+    cli_encoded_free(&r);
+    return CLI_OK;
+}
+
 /* The model's conditioning and size: a prompt of its table or the embeddings file; a pixel-space
  * model's native size. Fills gp; *txt / *pooled / *ef are the caller's to free. */
 static int condition(cd_ctx *ctx, const cd_pipeline *pl, const gen_args *a, cd_gen_params *gp, float **txt,
                      float **pooled, cd_st_file **ef) {
     const char *name = a->model_p ? a->model_p : "the default model";
     int32_t nw, nh;
-    const int pixel = cd_pipeline_native_size(pl, &nw, &nh);
-    if (!a->ae_p && !pixel) {
+    const int pixel = cd_pipeline_native_size(pl, &nw, &nh), has_ae = cd_pipeline_has_ae(pl);
+    if (!has_ae && !pixel) {
         cli_error(CMD, "--ae is required: %s is a latent-space model", name);
         return CLI_BAD_INPUT;
     }
     cd_pipeline_resolve(pl, gp); /* the native size, the model's steps, the img2img defaults */
-    if (!a->ae_p && (!gp->width || !gp->height || gp->width % 2 || gp->height % 2)) {
+    if (!has_ae && (!gp->width || !gp->height || gp->width % 2 || gp->height % 2)) {
         cli_error(CMD, "pixel-space model: --width and --height must be even (got %lldx%lld)", (long long)gp->width,
                   (long long)gp->height);
         return CLI_BAD_INPUT;
     }
-    if (!a->ae_p && (a->init_p || a->upscale_p)) {
+    if (!has_ae && (a->init_p || a->upscale_p)) {
         cli_error(CMD, "--init-image and --upscale-from need a latent model with --ae");
         return CLI_BAD_INPUT;
     }
+    if (a->prompt && !cd_pipeline_prompt_table(pl)) return encode_prompt(ctx, pl, a, gp, txt, pooled);
     if (a->prompt) {
-        if (!cd_pipeline_prompt_table(pl)) {
-            cli_error(CMD, "%s has no built-in prompts: use --prompt-embeds", name);
+        if (cli_encoder_given(&a->ef) || a->cache) {
+            cli_error(CMD, "%s conditions on its built-in prompts: the text-encoder flags do not apply", name);
             return CLI_BAD_INPUT;
         }
         if (cd_pipeline_prompt_find(pl, a->prompt) < 0) {

@@ -18,7 +18,8 @@ static const char k_usage[] =
     "  attention   run one attention layer on q/k/v from a safetensors file\n"
     "  bench       benchmark the attention kernels and the transformer forward\n"
     "  forward     run the FLUX transformer once on inputs from a safetensors file\n"
-    "  generate    text-to-image from prompt embeddings: FLUX transformer + autoencoder -> PNG\n"
+    "  generate    text-to-image: a prompt (or its embeddings) -> FLUX transformer + autoencoder -> PNG\n"
+    "  encode      a prompt -> FLUX's conditioning with the native T5 and CLIP encoders\n"
     "  train       train the small pixel-space model on Fashion-MNIST (state, resume)\n"
     "  distill     CLEAR distillation: train local-attention weights from a dense teacher\n"
     "  eval        quality of CLEAR vs dense: PSNR, SSIM, class accuracy, FLOPs (teacher/student/swap)\n"
@@ -44,6 +45,7 @@ static cmd_fn find_cmd(const char *name) {
     if (!strcmp(name, "convert")) return cmd_convert;
     if (!strcmp(name, "forward")) return cmd_forward;
     if (!strcmp(name, "generate")) return cmd_generate;
+    if (!strcmp(name, "encode")) return cmd_encode;
     if (!strcmp(name, "train")) return cmd_train;
     if (!strcmp(name, "distill")) return cmd_distill;
     if (!strcmp(name, "eval")) return cmd_eval;

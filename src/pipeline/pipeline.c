@@ -3,6 +3,7 @@
  * table or embeddings turned into conditioning, the init image into [-1, 1] planes, then
  * cd_generate (generate.h). */
 #include "generate.h"
+#include "model_dir.h"
 #include "prompts.h"
 #include "sampler.h"
 #include "../util/internal.h"
@@ -38,6 +39,12 @@ void cd_pipeline_free(cd_pipeline *p) {
     free(p);
 }
 
+/* A diffusers FLUX pipeline folder (model_index.json) rather than a transformer checkpoint. */
+static int is_pipeline_root(const char *path) {
+    char buf[4096];
+    return path && snprintf(buf, sizeof buf, "%s/model_index.json", path) < (int)sizeof buf && access(buf, R_OK) == 0;
+}
+
 cd_status cd_pipeline_open(cd_ctx *ctx, const cd_pipeline_params *pp, cd_pipeline **out) {
     if (!out || !pp) return cd_set_error(ctx, CD_ERR_INVALID_ARG, "pipeline: params and out are required");
     *out = NULL;
@@ -45,22 +52,30 @@ cd_status cd_pipeline_open(cd_ctx *ctx, const cd_pipeline_params *pp, cd_pipelin
     if (!p) return cd_set_error(ctx, CD_ERR_OOM, "pipeline: out of memory");
     p->fd[0] = p->fd[1] = -1;
     char mpath[32], cpath[32];
-    const char *model = pp->model, *clear = pp->clear_weights;
+    const char *model = pp->model, *clear = pp->clear_weights, *ae = pp->ae;
     const int groups = pp->ae_groups > 0 ? pp->ae_groups : 32;
     cd_status st = CD_OK;
     if (!model && !(st = cd_embedded_open(ctx, CD_EMBEDDED_MODEL, mpath, sizeof mpath, &p->fd[0]))) model = mpath;
     if (!st && !pp->model && !clear && pp->embedded_clear &&
         !(st = cd_embedded_open(ctx, CD_EMBEDDED_CLEAR, cpath, sizeof cpath, &p->fd[1])))
         clear = cpath;
+    /* a diffusers FLUX pipeline folder: its transformer/ and (unless given) vae/ */
+    cd_model_dir md = {0};
+    if (!st && is_pipeline_root(pp->model) && !(st = cd_model_dir_open(ctx, pp->model, &md))) {
+        model = md.transformer;
+        if (!ae) ae = md.vae;
+    }
     cd_flux_load_params lp = {{pp->rope_axes[0], pp->rope_axes[1], pp->rope_axes[2]}, pp->rope_theta, clear};
     if (st || (st = cd_device_open(ctx, pp->device)) || (st = cd_flux_load(ctx, model, &lp, &p->m)) ||
         (st = cd_flux_set_device(ctx, p->m, pp->device)) ||
         (pp->comm && (st = cd_flux_set_parallel(ctx, p->m, pp->comm, pp->text_attention))) ||
-        (pp->ae && (st = cd_ae_decoder_load(ctx, pp->ae, groups, &p->ae))) ||
-        (pp->ae && pp->encoder && (st = cd_ae_encoder_load(ctx, pp->ae, groups, &p->enc)))) {
+        (ae && (st = cd_ae_decoder_load(ctx, ae, groups, &p->ae))) ||
+        (ae && pp->encoder && (st = cd_ae_encoder_load(ctx, ae, groups, &p->enc)))) {
+        cd_model_dir_free(&md);
         cd_pipeline_free(p);
         return st;
     }
+    cd_model_dir_free(&md);
     p->rank = pp->comm ? cd_comm_rank(pp->comm) : 0;
     *out = p;
     return CD_OK;

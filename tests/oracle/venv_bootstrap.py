@@ -1,5 +1,6 @@
-"""venv_bootstrap.py - run a script inside tests/oracle/.venv, with torch, safetensors, numpy and
-diffusers (the FLUX oracle, tests/oracle/flux_fixtures.py; pinned: its fixtures record the version).
+"""venv_bootstrap.py - run a script inside tests/oracle/.venv, with torch, safetensors, numpy,
+diffusers (the FLUX oracle, tests/oracle/flux_fixtures.py; pinned: its fixtures record the version)
+and transformers with its tokenizers (the text encoders' oracle).
 
 Used by tests/oracle/attention_fixtures.py, tests/oracle/flux_fixtures.py and bench/torch_peer.py:
 
@@ -18,8 +19,11 @@ import sys
 from pathlib import Path
 
 VENV = Path(os.environ.get("CLEARDIT_ORACLE_VENV") or Path(__file__).resolve().parent / ".venv")
-PACKAGES = ["torch", "safetensors", "numpy", "diffusers==0.42.1"]
-_IMPORT_CHECK = "import torch, safetensors, numpy, diffusers"
+# transformers, tokenizers, sentencepiece and protobuf: the text encoders' and tokenizers' oracles
+# (t5_fixtures.py, clip_text_fixtures.py, pipeline_fixtures.py, the spm/clip generators)
+PACKAGES = ["torch", "safetensors", "numpy", "diffusers==0.42.1", "transformers==5.25.0", "tokenizers",
+            "sentencepiece", "protobuf"]
+_IMPORT_CHECK = "import torch, safetensors, numpy, diffusers, transformers, tokenizers, sentencepiece"
 
 
 def _venv_python() -> Path:

@@ -26,8 +26,8 @@ static float dot(const float *a, const float *b, size_t n) {
     return t;
 }
 
-cd_status cd_cpu_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k,
-                                const float *v, const float *rel, float *o) {
+cd_status cd_cpu_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k, const float *v,
+                                const float *rel, float *o) {
     if (d->heads < 1 || d->n < 1 || d->head_dim < 1)
         return cd_set_error(ctx, CD_ERR_INVALID_ARG, "attention_bias: heads, n and head_dim must be >= 1");
     const size_t n = (size_t)d->n, hd = (size_t)d->head_dim, rows = (size_t)d->heads * n;

@@ -7,7 +7,7 @@
 /* Floats of ctx's work area the call needs: one score row and one output row per thread. */
 size_t cd_attn_bias_cpu_scratch_floats(const cd_attn_bias_desc *d, int threads);
 /* ops.h attention_bias on host memory. */
-cd_status cd_cpu_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k,
-                                const float *v, const float *rel, float *o);
+cd_status cd_cpu_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const float *q, const float *k, const float *v,
+                                const float *rel, float *o);
 
 #endif
