@@ -152,20 +152,6 @@ $(BUILD)/bench_linear_bf16: $(BUILD)/obj/bench/linear_bf16.o $(BUILD)/libcleardi
 bench-linear: $(BUILD)/bench_linear_bf16
 	$(BUILD)/bench_linear_bf16
 
-# CLIP-L text encode on the CPU with random weights, F32 and BF16 (bench/clip_text.c; docs/clip_text.md).
-$(BUILD)/bench_clip_text: $(BUILD)/obj/bench/clip_text.o $(BUILD)/libcleardit.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-bench-clip: $(BUILD)/bench_clip_text
-	$(BUILD)/bench_clip_text 77 5
-
-# T5 encoder with random T5-XXL-shaped weights: time per encode, GFLOP/s, peak memory (bench/t5_encode.c).
-$(BUILD)/bench_t5_encode: $(BUILD)/obj/bench/t5_encode.o $(BUILD)/libcleardit.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-bench-t5: $(BUILD)/bench_t5_encode
-	$(BUILD)/bench_t5_encode
-
 # libFuzzer target of the safetensors reader and checkpoint indexes (fuzz/fuzz_safetensors.c).
 # fuzz-run works on a copy of the committed seeds (new inputs go to build-fuzz/corpus, crashes
 # to build-fuzz/crashes/); a crash fails the run. FUZZ_SECONDS bounds the time.

@@ -62,6 +62,26 @@ TEST(cli_encode_writes_the_library_embeddings) {
     cd_st_close(fb);
     cd_encoder_free(e);
     cd_ctx_free(ctx);
+    /* the parts as separate files (ComfyUI users' way): the same embeddings */
+    char out2[128];
+    snprintf(out2, sizeof out2, "%s/files.safetensors", dir);
+    RUN(&r, "encode", "--t5", PIPE "/text_encoder_2/model.safetensors.index.json", "--clip", PIPE "/text_encoder",
+        "--t5-tokenizer", PIPE "/tokenizer_2/spiece.model", "--clip-tokenizer", PIPE "/tokenizer/vocab.json",
+        "--prompt", "a red fox in the snow", "--max-length", "16", "-o", out2);
+    EXPECT(r.code == 0, "separate files: exit %d: %s", r.code, r.err);
+    ctx = mkctx();
+    cd_st_file *f2 = NULL;
+    f = NULL;
+    if (ctx && cd_st_open(ctx, out, &f) == CD_OK && cd_st_open(ctx, out2, &f2) == CD_OK) {
+        const cd_st_tensor *a = cd_st_find(f, "txt"), *b = cd_st_find(f2, "txt");
+        EXPECT(a && b && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes),
+               "the folder and the separate files give the same txt");
+    } else {
+        test_fail(__FILE__, __LINE__, "reading back: %s", ctx ? cd_ctx_error(ctx) : "no context");
+    }
+    cd_st_close(f);
+    cd_st_close(f2);
+    cd_ctx_free(ctx);
     /* the empty prompt is FLUX's unconditional prompt */
     RUN(&r, "encode", "--model", PIPE, "--prompt", "", "--max-length", "8", "-o", out);
     EXPECT(r.code == 0, "empty prompt: exit %d: %s", r.code, r.err);
@@ -93,6 +113,14 @@ TEST(cli_encode_bad_input) {
           "tests/fixtures/spm/none.model", "--prompt", "x", "-o", out, NULL},
          "none.model"},
         {{"encode", "--model", PIPE, "--prompt", "x", "--ids", "--cache", dir, "-o", out, NULL}, "--cache"},
+        /* a tokenizer of another model: 1000 pieces for an encoder that embeds 64 */
+        {{"encode", "--t5", "tests/fixtures/t5/a_f32.safetensors", "--clip", PIPE "/text_encoder", "--t5-tokenizer",
+          "tests/fixtures/spm/t5like.model", "--prompt", "x", "-o", out, NULL},
+         "embeds only 64"},
+        /* a single T5 file with no tokenizer beside it */
+        {{"encode", "--t5", "tests/fixtures/t5/a_f32.safetensors", "--clip", PIPE "/text_encoder", "--prompt", "x",
+          "-o", out, NULL},
+         "--t5-tokenizer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         CHECK(run_cli(cases[i].args, &r), "run");

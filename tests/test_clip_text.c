@@ -18,7 +18,7 @@
 #include "../src/model/clip_text.h"
 
 #define CT_DIR "tests/fixtures/clip_text/"
-#define CT_REGEN "run '/tmp/venv-oracle/bin/python tests/oracle/clip_text_fixtures.py'"
+#define CT_REGEN "run 'python3 tests/oracle/clip_text_fixtures.py'"
 #define CT_TOL 1e-5
 
 typedef struct {

@@ -112,8 +112,8 @@ TEST(encode_tiny_pipeline_matches_flux_pipeline) {
                 const cd_status s = cd_encoder_encode(ctx, e, prompt, L, txt, pooled, &info);
                 EXPECT(s == CD_OK, "prompt %d: %s", i, cd_ctx_error(ctx));
                 if (s == CD_OK) {
-                    EXPECT(!memcmp(t5, t5w, (size_t)L * sizeof(int32_t)), "prompt %d (%s semantics): T5 ids differ",
-                           i, sem ? "diffusers" : "sentencepiece");
+                    EXPECT(!memcmp(t5, t5w, (size_t)L * sizeof(int32_t)), "prompt %d (%s semantics): T5 ids differ", i,
+                           sem ? "diffusers" : "sentencepiece");
                     EXPECT(!memcmp(clip, clipw, sizeof clip), "prompt %d: CLIP ids differ", i);
                     const double et = rel_l2(txt, wt, nt), ep = rel_l2(pooled, wp, np);
                     EXPECT(et <= TOL_EMB && ep <= TOL_EMB, "prompt %d: txt rel L2 %.2e, pooled %.2e", i, et, ep);
@@ -238,8 +238,7 @@ TEST(encode_cache_hits_the_same_key_only) {
             for (int L = 8; L <= 16; L += 8)
                 if (cd_encoder_encode_cached(ctx, e, dir, ps[i], L, b, pb, NULL, &hit) == CD_ERR_FORMAT) {
                     bad++;
-                    EXPECT(strstr(cd_ctx_error(ctx), victim) != NULL, "message names the file: %s",
-                           cd_ctx_error(ctx));
+                    EXPECT(strstr(cd_ctx_error(ctx), victim) != NULL, "message names the file: %s", cd_ctx_error(ctx));
                 }
         EXPECT(bad == 1, "exactly the corrupted entry fails (%d)", bad);
         cd_encoder_free(e);

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #define SPM_DIR "tests/fixtures/spm/"
-#define REGEN "run '/tmp/venv-oracle/bin/python tests/oracle/spm_json_fixtures.py'"
+#define REGEN "run 'python3 tests/oracle/spm_json_fixtures.py'"
 
 static cd_ctx *ctx_new(void) {
     cd_ctx *ctx = NULL;

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define T5_DIR "tests/fixtures/t5/"
-#define T5_REGEN "run '/tmp/venv-oracle/bin/python tests/oracle/t5_fixtures.py' (see that script)"
+#define T5_REGEN "run 'python3 tests/oracle/t5_fixtures.py' (see that script)"
 #define T5_TOL 1e-5
 
 static cd_ctx *ctx_new(void) {

@@ -25,11 +25,13 @@ static const char k_usage[] =
     "[10240, 4096] with the same weight dtype is timed beside it.\n"
     "\n"
     "options:\n"
-    "  --dtype NAME   weight dtype: bf16 (default), f32, f16, f8 (F8_E4M3)\n"
+    "  --dtype NAME   weights of the random encoders, bf16 (default) or f32, and of the linear op\n"
+    "                 alone (also f16, f8 = F8_E4M3: the dtypes of the checkpoints --t5 reads)\n"
     "  --lengths L,L  T5 lengths (default 512,256)\n"
     "  --repeat N     timed encodes per case after one warm-up, median reported (default 1)\n"
     "  --threads N    threads (default: all cores)\n"
-    "  --t5 FILE      also encode with this T5 checkpoint (mapped) and report peak memory\n"
+    "  --t5 FILE      time this T5 checkpoint (mapped) instead of random weights (no CLIP row), so\n"
+    "                 that the memory line is the encoder's: weights mapped, working memory anonymous\n"
     "  --json         one JSON object instead of the table\n";
 
 #define CMD "bench encode"
@@ -141,9 +143,9 @@ int bench_encode(int argc, char **argv) {
     int64_t repeat = 1, threads = 0;
     int json = 0, help = 0;
     cli_opt opts[] = {
-        {"--dtype", CLI_OPT_STRING, &dtype_s, 0, 0, 0, 0, 0},   {"--lengths", CLI_OPT_STRING, &lengths_s, 0, 0, 0, 0, 0},
-        {"--repeat", CLI_OPT_INT, &repeat, 1, 64, 0, 0, 0},     {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
-        {"--t5", CLI_OPT_STRING, &t5_file, 0, 0, 0, 0, 0},      {"--json", CLI_OPT_SWITCH, &json, 0, 0, 0, 0, 0},
+        {"--dtype", CLI_OPT_STRING, &dtype_s, 0, 0, 0, 0, 0}, {"--lengths", CLI_OPT_STRING, &lengths_s, 0, 0, 0, 0, 0},
+        {"--repeat", CLI_OPT_INT, &repeat, 1, 64, 0, 0, 0},   {"--threads", CLI_OPT_INT, &threads, 1, 4096, 0, 0, 0},
+        {"--t5", CLI_OPT_STRING, &t5_file, 0, 0, 0, 0, 0},    {"--json", CLI_OPT_SWITCH, &json, 0, 0, 0, 0, 0},
     };
     int rc = cli_parse_flags(CMD, argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0], &help);
     if (rc) return rc;
@@ -168,85 +170,78 @@ int bench_encode(int argc, char **argv) {
     }
     const cd_t5_config xxl = {32128, 4096, 64, 64, 10240, 24, 32, 128, 1e-6f};
     const cd_clip_config cl = {49408, 768, 12, 3072, 12, 77, 1e-5f, 49407, 1};
-    cd_t5 *t5 = NULL, *t5f = NULL;
+    cd_t5 *t5 = NULL;
     cd_clip_text *clip = NULL;
     int64_t maxL = 77;
     for (int i = 0; i < nl; i++) maxL = lens[i] > maxL ? lens[i] : maxL;
     int32_t *ids = malloc((size_t)maxL * sizeof *ids);
     float *out = malloc((size_t)maxL * 10240 * sizeof(float)), *x = malloc((size_t)maxL * 4096 * sizeof(float));
     float pooled[768];
-    void *wmem = malloc((size_t)10240 * 4096 * 4);
+    void *wmem = NULL; /* the linear's weight, made after the memory snapshot */
     bctx b = {ctx, repeat};
-    if (!ids || !out || !x || !wmem) {
+    long hwm = -1, anon = -1, file = -1;
+    if (!ids || !out || !x) {
         cli_error(CMD, "out of memory");
         rc = CLI_RUNTIME;
         goto done;
     }
     for (int64_t i = 0; i < maxL; i++) ids[i] = (int32_t)((i * 7919 + 13) % 32000);
     cli_fill_uniform(x, (size_t)maxL * 4096, 3);
-    fill_codes(wdt, wmem, (size_t)10240 * 4096);
-    if (cd_t5_random(ctx, &xxl, wdt, 1, &t5) != CD_OK || cd_clip_text_random(ctx, &cl, wdt, 2, &clip) != CD_OK ||
-        (t5_file && cd_t5_open(ctx, t5_file, &t5f) != CD_OK)) {
+    /* with --t5 FILE: that checkpoint (mapped) instead of random weights, and no CLIP, so that the
+     * memory snapshot is the encoder's */
+    if ((t5_file ? cd_t5_open(ctx, t5_file, &t5) : cd_t5_random(ctx, &xxl, wdt, 1, &t5)) != CD_OK ||
+        (!t5_file && cd_clip_text_random(ctx, &cl, wdt, 2, &clip) != CD_OK)) {
         cli_error(CMD, "%s", cd_ctx_error(ctx));
         rc = CLI_RUNTIME;
         goto done;
     }
+    const cd_t5_config *tc = cd_t5_cfg(t5);
     if (!json)
-        printf("# bench encode: %d threads, %s path, weights %s\n%-22s %8s %10s %10s %12s %12s\n",
-               cd_ctx_threads(ctx), cd_isa_name(cd_ctx_isa(ctx)), cd_dtype_name(wdt), "case", "tokens", "seconds",
+        printf("# bench encode: %d threads, %s path, weights %s\n%-22s %8s %10s %10s %12s %12s\n", cd_ctx_threads(ctx),
+               cd_isa_name(cd_ctx_isa(ctx)), t5_file ? "of the file" : cd_dtype_name(wdt), "case", "tokens", "seconds",
                "GFLOP", "GFLOP/s", "linear GF/s");
     else
         printf("{\"threads\": %d, \"isa\": \"%s\", \"dtype\": \"%s\", \"cases\": [", cd_ctx_threads(ctx),
                cd_isa_name(cd_ctx_isa(ctx)), cd_dtype_name(wdt));
-    const cd_weight w = {wmem, wdt, 10240, 4096};
+    const cd_weight w = {NULL, wdt, 10240, 4096};
     for (int i = 0; i <= nl; i++) {
         const int is_clip = i == nl;
+        if (is_clip && !clip) break;
         const int32_t L = is_clip ? 77 : (int32_t)lens[i];
-        call_args a = {ctx, t5, clip, ids, L, out, pooled, x, &w};
-        double sec = timed(&b, is_clip ? run_clip : run_t5, &a);
-        const double lin = is_clip ? 0 : timed(&b, run_linear, &a);
+        cd_weight wl = w;
+        call_args a = {ctx, t5, clip, ids, L, out, pooled, x, &wl};
+        const double sec = timed(&b, is_clip ? run_clip : run_t5, &a);
+        if (i == 0) { /* the process after the first encodes: weights, activations, scratch */
+            hwm = status_kb("VmHWM");
+            anon = status_kb("RssAnon");
+            file = status_kb("RssFile");
+        }
+        if (!is_clip && !wmem && (wmem = malloc((size_t)10240 * 4096 * 4))) fill_codes(wdt, wmem, (size_t)10240 * 4096);
+        wl.data = wmem;
+        const double lin = is_clip ? 0 : wmem ? timed(&b, run_linear, &a) : -1;
         if (sec < 0 || lin < 0) {
-            cli_error(CMD, "%s", cd_ctx_error(ctx));
+            cli_error(CMD, "%s", wmem ? cd_ctx_error(ctx) : "out of memory");
             rc = CLI_RUNTIME;
             goto done;
         }
-        const double gf = (is_clip ? clip_flops(&cl, L) : t5_flops(&xxl, L)) * 1e-9;
+        const double gf = (is_clip ? clip_flops(&cl, L) : t5_flops(tc, L)) * 1e-9;
         const double lgf = is_clip ? 0 : 2.0 * L * 10240.0 * 4096.0 * 1e-9 / lin;
+        const char *name = is_clip ? "CLIP-L (random)" : t5_file ? "T5 (file)" : "T5-XXL (random)";
         if (!json)
-            printf("%-22s %8d %10.3f %10.1f %12.1f %12.1f\n", is_clip ? "CLIP-L (random)" : "T5-XXL (random)", (int)L,
-                   sec, gf, gf / sec, lgf);
+            printf("%-22s %8d %10.3f %10.1f %12.1f %12.1f\n", name, (int)L, sec, gf, gf / sec, lgf);
         else
             printf("%s{\"case\": \"%s\", \"tokens\": %d, \"seconds\": %.6f, \"gflop\": %.3f, \"gflops\": %.3f, "
                    "\"linear_gflops\": %.3f}",
-                   i ? ", " : "", is_clip ? "clip-l" : "t5-xxl", (int)L, sec, gf, gf / sec, lgf);
+                   i ? ", " : "", name, (int)L, sec, gf, gf / sec, lgf);
     }
-    if (t5f) {
-        const int32_t L = (int32_t)lens[0];
-        call_args a = {ctx, t5f, NULL, ids, L, NULL, NULL, NULL, NULL};
-        float *o2 = malloc((size_t)L * (size_t)cd_t5_cfg(t5f)->d_model * sizeof(float));
-        a.out = o2;
-        const double t0 = cli_now();
-        const cd_status s = o2 ? run_t5(&a) : CD_ERR_OOM;
-        const double sec = cli_now() - t0;
-        free(o2);
-        if (s != CD_OK) {
-            cli_error(CMD, "%s: %s", t5_file, cd_ctx_error(ctx));
-            rc = CLI_RUNTIME;
-            goto done;
-        }
-        const long hwm = status_kb("VmHWM"), anon = status_kb("RssAnon"), file = status_kb("RssFile");
-        if (!json)
-            printf("%-22s %8d %10.3f   peak RSS %.2f GB (now: anonymous %.2f GB, file-mapped %.2f GB)\n", "T5 (file)",
-                   (int)L, sec, hwm / 1048576.0, anon / 1048576.0, file / 1048576.0);
-        else
-            printf(", {\"case\": \"t5-file\", \"tokens\": %d, \"seconds\": %.6f, \"vm_hwm_kb\": %ld, \"rss_anon_kb\": "
-                   "%ld, \"rss_file_kb\": %ld}",
-                   (int)L, sec, hwm, anon, file);
-    }
-    if (json) printf("]}\n");
+    if (!json)
+        printf("memory after the first case: peak RSS %.2f GiB; now anonymous %.2f GiB (working memory%s), "
+               "file-mapped %.2f GiB (weights)\n",
+               hwm / 1048576.0, anon / 1048576.0, t5_file ? "" : " and the random weights", file / 1048576.0);
+    else
+        printf("], \"vm_hwm_kb\": %ld, \"rss_anon_kb\": %ld, \"rss_file_kb\": %ld}\n", hwm, anon, file);
 done:
     cd_t5_free(t5);
-    cd_t5_free(t5f);
     cd_clip_text_free(clip);
     free(ids);
     free(out);

@@ -24,8 +24,7 @@ static const char k_usage[] =
     "and diffusers' FluxPipeline: docs/text_encoders.md). The output is what `generate --prompt-embeds`\n"
     "reads; its metadata records the prompt, the max length and the encoders. Weights are read in place\n"
     "from the files (F32, BF16, F16, F8_E4M3 and ComfyUI's scaled fp8); nothing else is needed.\n"
-    "\n"
-    ENCODER_FLAGS_HELP
+    "\n" ENCODER_FLAGS_HELP
     "  --prompt TEXT         the prompt (UTF-8; \"\" is FLUX's unconditional prompt); longer prompts are\n"
     "                        truncated as FLUX does, with a warning\n"
     "  -o, --out PATH        output .safetensors (written atomically)\n"
@@ -97,8 +96,8 @@ static int write_out(cd_ctx *ctx, const enc_args *a, const cli_encoded *r) {
                                {"clip_ids", CD_DTYPE_I32, 1, {77}, r->clip_ids}};
     char lbuf[16];
     snprintf(lbuf, sizeof lbuf, "%d", (int)r->L);
-    const char *meta[] = {"prompt",   a->prompt,         "max_length", lbuf, "encoders", r->describe,
-                          "producer", "cleardit encode " CLEARDIT_VERSION};
+    const char *meta[] = {"prompt",   a->prompt,   "max_length", lbuf,
+                          "encoders", r->describe, "producer",   "cleardit encode " CLEARDIT_VERSION};
     const cd_status s = cd_st_write(ctx, a->out_p, outs, a->ids ? 4 : 2, meta, 4);
     free(tb);
     free(pb);

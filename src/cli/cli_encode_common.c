@@ -38,6 +38,10 @@ void cli_encoded_free(cli_encoded *r) {
 int cli_encode_prompt(const char *cmd, cd_ctx *ctx, const cli_encoder_flags *f, const char *prompt, int32_t default_L,
                       const char *cache_dir, int want_ids, int quiet, cli_encoded *out) {
     memset(out, 0, sizeof *out);
+    if (f->sem_s && strcmp(f->sem_s, "sentencepiece") && strcmp(f->sem_s, "diffusers")) {
+        cli_error(cmd, "--tokenizer-semantics must be sentencepiece or diffusers (got '%s')", f->sem_s);
+        return CLI_BAD_INPUT;
+    }
     cd_encoder_params ep = cd_encoder_params_default();
     ep.model_dir = f->model;
     ep.t5 = f->t5;
@@ -84,11 +88,15 @@ int cli_encode_prompt(const char *cmd, cd_ctx *ctx, const cli_encoder_flags *f, 
         return s == CD_ERR_OOM || s == CD_ERR_IO ? CLI_RUNTIME : CLI_BAD_INPUT;
     }
     if (info.t5_dropped > 0)
-        fprintf(stderr, "cleardit %s: warning: the prompt is longer than %d T5 tokens: %d tokens dropped (FLUX "
-                        "truncates too)\n", cmd, (int)L, (int)info.t5_dropped);
+        fprintf(stderr,
+                "cleardit %s: warning: the prompt is longer than %d T5 tokens: %d tokens dropped (FLUX "
+                "truncates too)\n",
+                cmd, (int)L, (int)info.t5_dropped);
     if (info.clip_dropped > 0)
-        fprintf(stderr, "cleardit %s: warning: the prompt is longer than 75 CLIP tokens: %d tokens dropped from the "
-                        "pooled embedding (FLUX truncates too)\n", cmd, (int)info.clip_dropped);
+        fprintf(stderr,
+                "cleardit %s: warning: the prompt is longer than 75 CLIP tokens: %d tokens dropped from the "
+                "pooled embedding (FLUX truncates too)\n",
+                cmd, (int)info.clip_dropped);
     if (!quiet)
         fprintf(stderr, "cleardit %s: %s in %.2f s (max length %d; %s)\n", cmd,
                 hit ? "embeddings from the cache" : "encoded", cli_now() - t0, (int)L, out->describe);

@@ -272,6 +272,8 @@ static int check_args(cd_ctx *ctx, gen_args *a) {
         bad = "-o and --prompt or --prompt-embeds are required (see --help)";
     else if (a->emb_p && a->prompt)
         bad = "--prompt and --prompt-embeds exclude each other";
+    else if (a->ef.sem_s && strcmp(a->ef.sem_s, "sentencepiece") && strcmp(a->ef.sem_s, "diffusers"))
+        bad = "--tokenizer-semantics must be sentencepiece or diffusers";
     else if (a->emb_p && (cli_encoder_given(&a->ef) || a->cache))
         bad = "the text-encoder flags (--t5, --clip, --cache, ...) go with --prompt, not --prompt-embeds";
     else if (a->model_p && (a->ae_p || is_flux_root(a->model_p)) && !i2i && (!a->width || !a->height))

@@ -66,8 +66,10 @@ cd_status cd_encoder_open(cd_ctx *ctx, const cd_encoder_params *p, cd_encoder **
     e->semantics = p->semantics;
     e->default_L = ps.max_length_hint ? ps.max_length_hint : 512;
     if (!(s = cd_backend_ops(ctx, p->device, &e->ops)) && !(s = cd_t5_open(ctx, ps.t5, &e->t5)) &&
-        !(s = cd_clip_text_open(ctx, ps.clip, &e->clip)) && !(s = cd_enc_load_spm(ctx, ps.t5_tok, p->semantics, &e->spm)) &&
-        !(s = cd_enc_load_bpe(ctx, ps.clip_tok, ps.clip_merges, &e->bpe)) && !(s = check_vocab(ctx, e, ps.t5_tok, ps.clip_tok)))
+        !(s = cd_clip_text_open(ctx, ps.clip, &e->clip)) &&
+        !(s = cd_enc_load_spm(ctx, ps.t5_tok, p->semantics, &e->spm)) &&
+        !(s = cd_enc_load_bpe(ctx, ps.clip_tok, ps.clip_merges, &e->bpe)) &&
+        !(s = check_vocab(ctx, e, ps.t5_tok, ps.clip_tok)))
         s = cd_enc_identity(ctx, e, &ps);
     cd_enc_paths_free(&ps);
     if (s) {

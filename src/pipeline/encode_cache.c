@@ -84,7 +84,7 @@ cd_status cd_encoder_encode_cached(cd_ctx *ctx, cd_encoder *e, const char *cache
         snprintf(lbuf, sizeof lbuf, "%d", (int)L);
         snprintf(tbuf, sizeof tbuf, "%d", (int)info->t5_dropped);
         snprintf(cbuf, sizeof cbuf, "%d", (int)info->clip_dropped);
-        const char *meta[] = {KEY_META, key,      "prompt",     prompt, "max_length", lbuf,
+        const char *meta[] = {KEY_META,   key,         "prompt",     prompt, "max_length",   lbuf,
                               "encoders", e->describe, "t5_dropped", tbuf,   "clip_dropped", cbuf};
         s = cd_st_write(ctx, path, outs, 2, meta, 6);
     }

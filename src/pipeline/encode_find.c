@@ -199,8 +199,10 @@ static int add_identity(sbuf *b, const char *tag, const char *path) {
             if (de->d_name[0] == '.') continue;
             if (n == cap) {
                 char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof *names);
-                if (!p) ok = 0;
-                else names = p;
+                if (!p)
+                    ok = 0;
+                else
+                    names = p;
             }
             if (ok && !(names[n++] = strdup(de->d_name))) ok = 0;
         }
@@ -234,8 +236,8 @@ cd_status cd_enc_identity(cd_ctx *ctx, cd_encoder *e, const cd_enc_paths *ps) {
              sb_add(&b, "semantics=", sem, 0, 0, 0);
     if (!ok) {
         free(b.s);
-        return cd_set_error(ctx, CD_ERR_IO, "encoder: cannot stat the encoder files (%s, %s, %s, %s)", ps->t5,
-                            ps->clip, ps->t5_tok, ps->clip_tok);
+        return cd_set_error(ctx, CD_ERR_IO, "encoder: cannot stat the encoder files (%s, %s, %s, %s)", ps->t5, ps->clip,
+                            ps->t5_tok, ps->clip_tok);
     }
     e->identity = b.s;
     const char *t5d = cd_t5_describe(e->t5), *cd = cd_clip_text_describe(e->clip);

@@ -19,8 +19,8 @@ struct cd_encoder {
     cd_clip_bpe *bpe;
     cd_tok_semantics semantics;
     int32_t default_L; /* cd_encoder_default_length */
-    char *describe; /* cd_encoder_describe */
-    char *identity; /* cd_encoder_identity */
+    char *describe;    /* cd_encoder_describe */
+    char *identity;    /* cd_encoder_identity */
 };
 
 /* The four inputs, resolved to paths (malloc'd). */

@@ -13,7 +13,7 @@ order_ids.txt (the fixtures the C test compares with) on every prompt. With the 
 (open_clip's bpe_simple_vocab_16e6.txt.gz as argument) it also prints whether transformers'
 CLIPTokenizer and the tokenizer.json it saves agree on the fuzz corpus.
 
-    /tmp/venv-oracle/bin/python tests/oracle/clip_json_fixtures.py [PATH/bpe_simple_vocab_16e6.txt.gz]
+    python3 tests/oracle/clip_json_fixtures.py [PATH/bpe_simple_vocab_16e6.txt.gz]
 """
 import gzip
 import json
@@ -21,6 +21,12 @@ import os
 import shutil
 import sys
 import tempfile
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import venv_bootstrap  # noqa: E402
+
+venv_bootstrap.ensure()  # tests/oracle/.venv with torch, transformers, tokenizers, sentencepiece
 
 import tokenizers
 import transformers

@@ -3,8 +3,8 @@
 transformers' CLIPTextModel computes from them in float64, for the C CLIP text encoder
 (src/model/clip_text*.c, tested by tests/test_clip_text.c).
 
-    /tmp/venv-oracle/bin/python tests/oracle/clip_text_fixtures.py          # (re)write the fixtures
-    /tmp/venv-oracle/bin/python tests/oracle/clip_text_fixtures.py --check  # recompute, compare
+    python3 tests/oracle/clip_text_fixtures.py          # (re)write the fixtures
+    python3 tests/oracle/clip_text_fixtures.py --check  # recompute, compare
 
 (any venv with torch, transformers, safetensors and numpy; the fixtures record the versions.)
 
@@ -33,6 +33,12 @@ hf_f32 and hf_argmax hold every case, the others "flux" only (the fixtures stay 
 import json
 import os
 import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import venv_bootstrap  # noqa: E402
+
+venv_bootstrap.ensure()  # tests/oracle/.venv with torch, transformers, tokenizers, sentencepiece
 
 import numpy as np
 import torch

@@ -16,8 +16,8 @@ Writes tests/fixtures/spm/:
                             sentencepiece column, "~" for the T5TokenizerFast one
   t5small.info              package versions
 
-    /tmp/venv-oracle/bin/python tests/oracle/spm_json_fixtures.py
-    /tmp/venv-oracle/bin/python tests/oracle/spm_json_fixtures.py --fuzz N DIR   # see fuzz()
+    python3 tests/oracle/spm_json_fixtures.py
+    python3 tests/oracle/spm_json_fixtures.py --fuzz N DIR   # see fuzz()
     PYTHON tests/oracle/spm_json_fixtures.py --check   # any venv (transformers 4 or 5): see check()
 
 Checked while writing: transformers' T5TokenizerFast equals tokenizers.Tokenizer on the same file;
@@ -29,9 +29,16 @@ import json
 import random
 import shutil
 import subprocess
+import os
 import sys
 import tempfile
 from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import venv_bootstrap  # noqa: E402
+
+venv_bootstrap.ensure()  # tests/oracle/.venv with torch, transformers, tokenizers, sentencepiece
 
 import sentencepiece as spm
 import tokenizers

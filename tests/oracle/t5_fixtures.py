@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """t5_fixtures.py - golden outputs of tiny random T5 v1.1 encoders from transformers (the oracle).
 
-    /tmp/venv-oracle/bin/python tests/oracle/t5_fixtures.py [--out DIR] [--check]
+    python3 tests/oracle/t5_fixtures.py [--out DIR] [--check]
 
-Needs torch, transformers and safetensors (the lead's /tmp/venv-oracle has them). For each case
+Needs torch, transformers and safetensors (venv_bootstrap.py makes tests/oracle/.venv with them). For each case
 it draws every weight of a tiny T5 v1.1 encoder (fixed-seed torch.Generator, uniform, norm scales
 in [0.5, 1.5) so that a missing norm weight shows), stores it in several dtypes and layouts, and
 for each stored variant computes transformers' T5EncoderModel (feed_forward_proj "gated-gelu",
@@ -45,6 +45,12 @@ import json
 import os
 import sys
 import tempfile
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import venv_bootstrap  # noqa: E402
+
+venv_bootstrap.ensure()  # tests/oracle/.venv with torch, transformers, tokenizers, sentencepiece
 
 import numpy as np
 import torch
