@@ -30,7 +30,7 @@ LDFLAGS += $(OMP) $(LDSAN)
 ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mprefer-vector-width=512
 ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
 
-LIB_SRC  = $(sort $(wildcard src/util/*.c src/text/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/*.c src/backend/cpu/*.c) \
+LIB_SRC  = $(sort $(wildcard src/util/*.c src/text/*.c src/quant/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/*.c src/backend/cpu/*.c) \
              $(filter-out src/parallel/comm_%.c src/parallel/nccl_%.c,$(wildcard src/parallel/*.c)))
 
 # MPI (patch parallelism, src/parallel/): built when OpenMPI's pkg-config file is found; MPI=0, or
