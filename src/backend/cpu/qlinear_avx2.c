@@ -57,7 +57,11 @@ static inline __attribute__((always_inline)) void micro(int rx, int rw, const cd
             const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(xv, w1)), ones);
             const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(a2, _mm256_sign_epi8(xv, w2)), ones);
             const __m256i p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(a3, _mm256_sign_epi8(xv, w3)), ones);
-            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+            /* fold: per 128-bit half [p0 p1 p0 p1], [p2 p3 p2 p3], then [p0 p1 p2 p3] (unpacks and
+             * adds: cheaper than vphaddd on Zen) */
+            const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+            const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+            const __m256i h = _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, _mm256_set1_ps(q->d)), acc[i]);
         }
     }
