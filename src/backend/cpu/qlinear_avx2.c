@@ -28,7 +28,7 @@ static inline __attribute__((always_inline)) uint16_t f16at(const uint8_t *p) {
 
 /* rx (<= 4) activation rows from xr (row stride nb blocks) times 4 weight rows w0..w3 (rows of
  * nb blocks of bs bytes): y[i][o + r] for r < rw. Per block and activation row the 4 pairs' int32
- * lanes are folded by vphaddd into one vector (lanes 0..3: rows 0..3 from the low 128 bits, 4..7
+ * lanes are folded by unpacks and adds into one vector (lanes 0..3: rows 0..3 from the low 128 bits, 4..7
  * from the high), so one conversion and one FMA with [d_w0..d_w3, d_w0..d_w3] * d_x serve 4
  * pairs. Constant rx unrolls into registers. */
 static inline __attribute__((always_inline)) void micro(int rx, int rw, const cd_qx_block *xr, size_t nb,
