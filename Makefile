@@ -152,6 +152,13 @@ $(BUILD)/bench_linear_bf16: $(BUILD)/obj/bench/linear_bf16.o $(BUILD)/libcleardi
 bench-linear: $(BUILD)/bench_linear_bf16
 	$(BUILD)/bench_linear_bf16
 
+# linear on quantized weights: f32 sgemm vs bf16 tiles vs Q8_0 / Q4_0 (bench/qlinear.c).
+$(BUILD)/bench_qlinear: $(BUILD)/obj/bench/qlinear.o $(BUILD)/libcleardit.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-qlinear: $(BUILD)/bench_qlinear
+	$(BUILD)/bench_qlinear
+
 # libFuzzer target of the safetensors reader and checkpoint indexes (fuzz/fuzz_safetensors.c).
 # fuzz-run works on a copy of the committed seeds (new inputs go to build-fuzz/corpus, crashes
 # to build-fuzz/crashes/); a crash fails the run. FUZZ_SECONDS bounds the time.
