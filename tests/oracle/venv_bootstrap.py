@@ -22,8 +22,8 @@ VENV = Path(os.environ.get("CLEARDIT_ORACLE_VENV") or Path(__file__).resolve().p
 # transformers, tokenizers, sentencepiece and protobuf: the text encoders' and tokenizers' oracles
 # (t5_fixtures.py, clip_text_fixtures.py, pipeline_fixtures.py, the spm/clip generators)
 PACKAGES = ["torch", "safetensors", "numpy", "diffusers==0.42.1", "transformers==5.25.0", "tokenizers",
-            "sentencepiece", "protobuf"]
-_IMPORT_CHECK = "import torch, safetensors, numpy, diffusers, transformers, tokenizers, sentencepiece"
+            "sentencepiece", "protobuf", "gguf"]
+_IMPORT_CHECK = "import torch, safetensors, numpy, diffusers, transformers, tokenizers, sentencepiece, gguf"
 
 
 def _venv_python() -> Path:
