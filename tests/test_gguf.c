@@ -68,18 +68,18 @@ static const uint8_t *canon(const uint8_t *p, uint32_t t, char *out, size_t cap,
     } v;
     memcpy(&v, p, vsize(t));
     switch (t) {
-    case CD_GGUF_U8: PUT("%u", v.u8); break;
-    case CD_GGUF_I8: PUT("%d", v.i8); break;
-    case CD_GGUF_U16: PUT("%u", v.u16); break;
-    case CD_GGUF_I16: PUT("%d", v.i16); break;
-    case CD_GGUF_U32: PUT("%" PRIu32, v.u32); break;
-    case CD_GGUF_I32: PUT("%" PRId32, v.i32); break;
-    case CD_GGUF_U64: PUT("%" PRIu64, v.u64); break;
-    case CD_GGUF_I64: PUT("%" PRId64, v.i64); break;
-    case CD_GGUF_F32: PUT("f%08" PRIx32, v.u32); break;
-    case CD_GGUF_F64: PUT("d%016" PRIx64, v.u64); break;
-    case CD_GGUF_BOOL: PUT("%d", v.u8 != 0); break;
-    default: PUT("?");
+        case CD_GGUF_U8: PUT("%u", v.u8); break;
+        case CD_GGUF_I8: PUT("%d", v.i8); break;
+        case CD_GGUF_U16: PUT("%u", v.u16); break;
+        case CD_GGUF_I16: PUT("%d", v.i16); break;
+        case CD_GGUF_U32: PUT("%" PRIu32, v.u32); break;
+        case CD_GGUF_I32: PUT("%" PRId32, v.i32); break;
+        case CD_GGUF_U64: PUT("%" PRIu64, v.u64); break;
+        case CD_GGUF_I64: PUT("%" PRId64, v.i64); break;
+        case CD_GGUF_F32: PUT("f%08" PRIx32, v.u32); break;
+        case CD_GGUF_F64: PUT("d%016" PRIx64, v.u64); break;
+        case CD_GGUF_BOOL: PUT("%d", v.u8 != 0); break;
+        default: PUT("?");
     }
     return p + vsize(t);
 #undef PUT
@@ -276,8 +276,8 @@ TEST(gguf_getters) {
            "render: %s", buf);
     EXPECT(!strcmp(cd_gguf_kv_render(cd_gguf_kv_find(g, "t.f64"), buf, sizeof buf), "3.1415926535897931"), "render: %s",
            buf);
-    EXPECT(!strcmp(cd_gguf_kv_render(cd_gguf_kv_find(g, "a.nested_str"), buf, sizeof buf), "[ARRAY x 3]"),
-           "render: %s", buf);
+    EXPECT(!strcmp(cd_gguf_kv_render(cd_gguf_kv_find(g, "a.nested_str"), buf, sizeof buf), "[ARRAY x 3]"), "render: %s",
+           buf);
     cd_gguf_kv_render(cd_gguf_kv_find(g, "a.string"), buf, 16); /* cut, still terminated */
     EXPECT(strlen(buf) == 15, "render cut: %s", buf);
     EXPECT(cd_gguf_find(g, "nope") == NULL && cd_gguf_tensor_at(g, 99) == NULL && cd_gguf_kv_at(g, 99) == NULL,

@@ -68,18 +68,18 @@ static int rd_u64(gg_parse *p, uint64_t *v) {
 
 size_t cd_gguf_scalar_size(uint32_t t) {
     switch (t) {
-    case CD_GGUF_U8:
-    case CD_GGUF_I8:
-    case CD_GGUF_BOOL: return 1;
-    case CD_GGUF_U16:
-    case CD_GGUF_I16: return 2;
-    case CD_GGUF_U32:
-    case CD_GGUF_I32:
-    case CD_GGUF_F32: return 4;
-    case CD_GGUF_U64:
-    case CD_GGUF_I64:
-    case CD_GGUF_F64: return 8;
-    default: return 0;
+        case CD_GGUF_U8:
+        case CD_GGUF_I8:
+        case CD_GGUF_BOOL: return 1;
+        case CD_GGUF_U16:
+        case CD_GGUF_I16: return 2;
+        case CD_GGUF_U32:
+        case CD_GGUF_I32:
+        case CD_GGUF_F32: return 4;
+        case CD_GGUF_U64:
+        case CD_GGUF_I64:
+        case CD_GGUF_F64: return 8;
+        default: return 0;
     }
 }
 
@@ -204,14 +204,14 @@ static cd_status parse_header(gg_parse *p, cd_gguf *g, uint64_t *n_tensors, uint
                            "big-endian GGUF (version %u stored big-endian) is not supported: only little-endian files "
                            "are read",
                            sw);
-        return gg_fail(p, NULL, CD_ERR_UNSUPPORTED, "GGUF version %u is not supported (only versions 2 and 3 are)",
-                       v);
+        return gg_fail(p, NULL, CD_ERR_UNSUPPORTED, "GGUF version %u is not supported (only versions 2 and 3 are)", v);
     }
     g->version = v;
     rd_u64(p, n_tensors); /* 24 bytes are there (map_file) */
     rd_u64(p, n_kv);
     if (*n_kv > left(p) / GG_MIN_KV)
-        return gg_fail(p, NULL, CD_ERR_FORMAT, "the header claims %llu key/values, more than the %zu-byte file can hold",
+        return gg_fail(p, NULL, CD_ERR_FORMAT,
+                       "the header claims %llu key/values, more than the %zu-byte file can hold",
                        (unsigned long long)*n_kv, p->len);
     if (*n_tensors > left(p) / GG_MIN_TI)
         return gg_fail(p, NULL, CD_ERR_FORMAT, "the header claims %llu tensors, more than the %zu-byte file can hold",
@@ -226,7 +226,8 @@ static int cmp_kv_key(const void *a, const void *b) {
 static cd_status parse_kvs(gg_parse *p, cd_gguf *g, uint64_t n) {
     g->kvs = calloc((size_t)n + 1, sizeof *g->kvs);
     g->kv_sorted = calloc((size_t)n + 1, sizeof *g->kv_sorted);
-    if (!g->kvs || !g->kv_sorted) return gg_fail(p, NULL, CD_ERR_OOM, "out of memory for %llu key/values", (unsigned long long)n);
+    if (!g->kvs || !g->kv_sorted)
+        return gg_fail(p, NULL, CD_ERR_OOM, "out of memory for %llu key/values", (unsigned long long)n);
     for (size_t i = 0; i < n; i++) {
         cd_gguf_kv *kv = &g->kvs[i];
         char *key = NULL;
@@ -352,8 +353,8 @@ static cd_status parse_tensors(gg_parse *p, cd_gguf *g, uint64_t n) {
         return CD_OK;
     }
     if (pad > left(p))
-        return gg_fail(p, NULL, CD_ERR_FORMAT, "the data section (at byte %zu, alignment %zu) is past the end of the file",
-                       p->pos + pad, a);
+        return gg_fail(p, NULL, CD_ERR_FORMAT,
+                       "the data section (at byte %zu, alignment %zu) is past the end of the file", p->pos + pad, a);
     g->data_offset = p->pos + pad;
     const size_t data_len = p->len - g->data_offset;
     for (size_t i = 0; i < n; i++) {

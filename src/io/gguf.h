@@ -44,14 +44,14 @@ typedef struct cd_gguf cd_gguf;
 /* One tensor. dims are as stored: fastest-varying first (dims[0] is the row length, the
  * reverse of a PyTorch shape); dims[n_dims..3] are 1. */
 typedef struct {
-    const char *name;   /* NUL-terminated, valid UTF-8, unique in the file */
-    uint32_t type;      /* cd_ggml_type (src/quant/ggml_types.h); always one the build knows */
-    uint32_t n_dims;    /* 0..4 */
+    const char *name; /* NUL-terminated, valid UTF-8, unique in the file */
+    uint32_t type;    /* cd_ggml_type (src/quant/ggml_types.h); always one the build knows */
+    uint32_t n_dims;  /* 0..4 */
     uint64_t dims[CD_GGUF_MAX_DIMS];
-    uint64_t ne;        /* elements: the product of dims */
-    uint64_t offset;    /* from the start of the data section, as stored */
-    const void *data;   /* into the map, aligned to the file's alignment relative to the file start */
-    size_t nbytes;      /* ne elements of `type` */
+    uint64_t ne;      /* elements: the product of dims */
+    uint64_t offset;  /* from the start of the data section, as stored */
+    const void *data; /* into the map, aligned to the file's alignment relative to the file start */
+    size_t nbytes;    /* ne elements of `type` */
 } cd_gguf_tensor;
 
 /* One metadata key/value, for iteration. For an array, arr_type is the element type and arr_n the
@@ -78,7 +78,7 @@ size_t cd_gguf_data_offset(const cd_gguf *g); /* start of the data section in th
 size_t cd_gguf_file_size(const cd_gguf *g);
 
 size_t cd_gguf_n_tensors(const cd_gguf *g);
-const cd_gguf_tensor *cd_gguf_tensor_at(const cd_gguf *g, size_t i); /* file order; NULL past the end */
+const cd_gguf_tensor *cd_gguf_tensor_at(const cd_gguf *g, size_t i);    /* file order; NULL past the end */
 const cd_gguf_tensor *cd_gguf_find(const cd_gguf *g, const char *name); /* NULL if absent */
 
 size_t cd_gguf_n_kv(const cd_gguf *g);

@@ -12,10 +12,10 @@ struct cd_gguf {
     size_t map_len;
     uint32_t version, alignment;
     size_t data_offset;
-    cd_gguf_kv *kvs; /* [n_kv], file order; keys malloc'd */
+    cd_gguf_kv *kvs;              /* [n_kv], file order; keys malloc'd */
     const cd_gguf_kv **kv_sorted; /* [n_kv], by key */
     size_t n_kv;
-    cd_gguf_tensor *tensors; /* [n_tensors], file order; names malloc'd */
+    cd_gguf_tensor *tensors;        /* [n_tensors], file order; names malloc'd */
     const cd_gguf_tensor **by_name; /* [n_tensors], by name */
     size_t n_tensors;
 };

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 
 static const char *const k_vtype_names[CD_GGUF_VTYPE_COUNT] = {
-    "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32",
-    "BOOL",  "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64",
+    "UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",   "FLOAT32",
+    "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64",
 };
 
 const char *cd_gguf_vtype_name(uint32_t t) { return t < CD_GGUF_VTYPE_COUNT ? k_vtype_names[t] : "?"; }
@@ -21,9 +21,7 @@ size_t cd_gguf_file_size(const cd_gguf *g) { return g->map_len; }
 size_t cd_gguf_n_tensors(const cd_gguf *g) { return g->n_tensors; }
 size_t cd_gguf_n_kv(const cd_gguf *g) { return g->n_kv; }
 
-const cd_gguf_tensor *cd_gguf_tensor_at(const cd_gguf *g, size_t i) {
-    return i < g->n_tensors ? &g->tensors[i] : NULL;
-}
+const cd_gguf_tensor *cd_gguf_tensor_at(const cd_gguf *g, size_t i) { return i < g->n_tensors ? &g->tensors[i] : NULL; }
 
 const cd_gguf_kv *cd_gguf_kv_at(const cd_gguf *g, size_t i) { return i < g->n_kv ? &g->kvs[i] : NULL; }
 
@@ -72,12 +70,12 @@ static const cd_gguf_kv *get_typed(cd_ctx *ctx, const cd_gguf *g, const char *ke
     return kv;
 }
 
-#define GETTER(suffix, T, VT)                                                          \
+#define GETTER(suffix, T, VT)                                                                \
     cd_status cd_gguf_get_##suffix(cd_ctx *ctx, const cd_gguf *g, const char *key, T *out) { \
-        cd_status s;                                                                   \
-        const cd_gguf_kv *kv = get_typed(ctx, g, key, VT, &s);                         \
-        if (kv) memcpy(out, kv->val, sizeof *out);                                     \
-        return s;                                                                      \
+        cd_status s;                                                                         \
+        const cd_gguf_kv *kv = get_typed(ctx, g, key, VT, &s);                               \
+        if (kv) memcpy(out, kv->val, sizeof *out);                                           \
+        return s;                                                                            \
     }
 GETTER(u8, uint8_t, CD_GGUF_U8)
 GETTER(i8, int8_t, CD_GGUF_I8)
@@ -144,30 +142,30 @@ static const uint8_t *render_one(const uint8_t *p, uint32_t t, char *buf, size_t
     const size_t fs = cd_gguf_scalar_size(t);
     if (fs) memcpy(&v, p, fs);
     switch (t) {
-    case CD_GGUF_U8: snprintf(tmp, sizeof tmp, "%u", v.u8); break;
-    case CD_GGUF_I8: snprintf(tmp, sizeof tmp, "%d", v.i8); break;
-    case CD_GGUF_U16: snprintf(tmp, sizeof tmp, "%u", v.u16); break;
-    case CD_GGUF_I16: snprintf(tmp, sizeof tmp, "%d", v.i16); break;
-    case CD_GGUF_U32: snprintf(tmp, sizeof tmp, "%" PRIu32, v.u32); break;
-    case CD_GGUF_I32: snprintf(tmp, sizeof tmp, "%" PRId32, v.i32); break;
-    case CD_GGUF_U64: snprintf(tmp, sizeof tmp, "%" PRIu64, v.u64); break;
-    case CD_GGUF_I64: snprintf(tmp, sizeof tmp, "%" PRId64, v.i64); break;
-    case CD_GGUF_F32: snprintf(tmp, sizeof tmp, "%.9g", (double)v.f32); break;
-    case CD_GGUF_F64: snprintf(tmp, sizeof tmp, "%.17g", v.f64); break;
-    case CD_GGUF_BOOL: snprintf(tmp, sizeof tmp, "%s", p[0] ? "true" : "false"); break;
-    case CD_GGUF_STR: {
-        const char *s;
-        uint64_t len;
-        const uint8_t *next = cd_gguf_str_next(p, &s, &len);
-        const size_t k = len < 64 ? (size_t)len : 64;
-        char raw[65], pr[80];
-        memcpy(raw, s, k);
-        raw[k] = 0;
-        snprintf(tmp, sizeof tmp, "\"%s%s\"", cd_st_printable(raw, pr, sizeof pr), len > 64 ? "..." : "");
-        if (*n < cap) *n += (size_t)snprintf(buf + *n, cap - *n, "%s", tmp);
-        return next;
-    }
-    default: snprintf(tmp, sizeof tmp, "?"); break;
+        case CD_GGUF_U8: snprintf(tmp, sizeof tmp, "%u", v.u8); break;
+        case CD_GGUF_I8: snprintf(tmp, sizeof tmp, "%d", v.i8); break;
+        case CD_GGUF_U16: snprintf(tmp, sizeof tmp, "%u", v.u16); break;
+        case CD_GGUF_I16: snprintf(tmp, sizeof tmp, "%d", v.i16); break;
+        case CD_GGUF_U32: snprintf(tmp, sizeof tmp, "%" PRIu32, v.u32); break;
+        case CD_GGUF_I32: snprintf(tmp, sizeof tmp, "%" PRId32, v.i32); break;
+        case CD_GGUF_U64: snprintf(tmp, sizeof tmp, "%" PRIu64, v.u64); break;
+        case CD_GGUF_I64: snprintf(tmp, sizeof tmp, "%" PRId64, v.i64); break;
+        case CD_GGUF_F32: snprintf(tmp, sizeof tmp, "%.9g", (double)v.f32); break;
+        case CD_GGUF_F64: snprintf(tmp, sizeof tmp, "%.17g", v.f64); break;
+        case CD_GGUF_BOOL: snprintf(tmp, sizeof tmp, "%s", p[0] ? "true" : "false"); break;
+        case CD_GGUF_STR: {
+            const char *s;
+            uint64_t len;
+            const uint8_t *next = cd_gguf_str_next(p, &s, &len);
+            const size_t k = len < 64 ? (size_t)len : 64;
+            char raw[65], pr[80];
+            memcpy(raw, s, k);
+            raw[k] = 0;
+            snprintf(tmp, sizeof tmp, "\"%s%s\"", cd_st_printable(raw, pr, sizeof pr), len > 64 ? "..." : "");
+            if (*n < cap) *n += (size_t)snprintf(buf + *n, cap - *n, "%s", tmp);
+            return next;
+        }
+        default: snprintf(tmp, sizeof tmp, "?"); break;
     }
     if (*n < cap) *n += (size_t)snprintf(buf + *n, cap - *n, "%s", tmp);
     return p + fs;
