@@ -9,6 +9,7 @@
 #include "test.h"
 #include "test_files.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <string.h>
@@ -93,10 +94,7 @@ static void kv_canon(const cd_gguf_kv *kv, char *out, size_t cap) {
         canon(kv->val, kv->type, out, cap, &n);
         return;
     }
-    uint8_t hdr[12];
-    memcpy(hdr, &kv->arr_type, 4);
-    memcpy(hdr + 4, &kv->arr_n, 8);
-    /* canon reads the header then the elements, which follow kv->val contiguously in the map */
+    /* kv->val is the first element: the array header is rendered from arr_type / arr_n */
     n += (size_t)snprintf(out, cap, "[");
     const uint8_t *p = kv->val;
     for (uint64_t i = 0; i < kv->arr_n; i++) {
@@ -553,4 +551,45 @@ TEST(gguf_truncated) {
     }
     cd_ctx_free(ctx);
     tmp_rm(dir);
+}
+
+/* The fuzzer's seeds (fuzz/corpus_gguf/, fuzz/make_gguf_corpus.py) and any inputs it once crashed
+ * on (tests/fuzz_regressions_gguf/, when present): bad_* and crash-* files are refused with a
+ * one-line message, every other one is accepted. */
+static void check_seed_dir(const char *dirname, int must_exist) {
+    DIR *d = opendir(dirname);
+    if (!d) {
+        EXPECT(!must_exist, "cannot list %s (run the tests from the repository root)", dirname);
+        return;
+    }
+    cd_ctx *ctx;
+    if (cd_ctx_create(NULL, &ctx) != CD_OK) {
+        closedir(d);
+        CHECK(0, "ctx");
+    }
+    int seen = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dirname, e->d_name);
+        const int want_bad = !strncmp(e->d_name, "bad_", 4) || !strncmp(e->d_name, "crash-", 6);
+        cd_gguf *g = NULL;
+        cd_status s = cd_gguf_open(ctx, p, &g);
+        if (want_bad)
+            EXPECT(s != CD_OK && !strchr(cd_ctx_error(ctx), '\n') && strstr(cd_ctx_error(ctx), p),
+                   "%s: accepted or bad message: %s", p, cd_ctx_error(ctx));
+        else
+            EXPECT(s == CD_OK, "%s: %s", p, cd_ctx_error(ctx));
+        cd_gguf_close(g);
+        seen++;
+    }
+    closedir(d);
+    cd_ctx_free(ctx);
+    EXPECT(!must_exist || seen >= 20, "%s: only %d files", dirname, seen);
+}
+
+TEST(gguf_fuzz_seeds) {
+    check_seed_dir("fuzz/corpus_gguf", 1);
+    check_seed_dir("tests/fuzz_regressions_gguf", 0);
 }

@@ -279,7 +279,7 @@ static cd_status parse_alignment(gg_parse *p, cd_gguf *g) {
 }
 
 /* One tensor info: name, dims, type, offset; ne and nbytes (the data checks come later). */
-static cd_status parse_tensor_info(gg_parse *p, size_t i, cd_gguf_tensor *t) {
+static cd_status parse_tensor_info(gg_parse *p, cd_gguf_tensor *t) {
     uint32_t nd;
     if (!rd_u32(p, &nd)) return gg_fail(p, t->name, CD_ERR_FORMAT, "the file ends inside the tensor info");
     if (nd > CD_GGUF_MAX_DIMS)
@@ -297,7 +297,6 @@ static cd_status parse_tensor_info(gg_parse *p, size_t i, cd_gguf_tensor *t) {
     }
     if (!rd_u32(p, &t->type) || !rd_u64(p, &t->offset))
         return gg_fail(p, t->name, CD_ERR_FORMAT, "the file ends inside the tensor info");
-    (void)i;
     const cd_ggml_type_info *ti = cd_ggml_type_get(t->type);
     if (!ti) return gg_fail(p, t->name, CD_ERR_FORMAT, "unknown ggml type %u", t->type);
     if (ovf || ne > (uint64_t)INT64_MAX)
@@ -338,7 +337,7 @@ static cd_status parse_tensors(gg_parse *p, cd_gguf *g, uint64_t n) {
         t->name = name;
         g->n_tensors = i + 1;
         if (s != CD_OK) return s;
-        if ((s = parse_tensor_info(p, i, t)) != CD_OK) return s;
+        if ((s = parse_tensor_info(p, t)) != CD_OK) return s;
         g->by_name[i] = t;
     }
     qsort(g->by_name, (size_t)n, sizeof *g->by_name, cmp_tensor_name);
