@@ -138,8 +138,6 @@ static cd_status read_name(gg_parse *p, const char *what, size_t idx, char **out
     p->pos += (size_t)n;
     *out = c;
     size_t bad;
-    if (memchr(s, 0, (size_t)n))
-        return gg_fail(p, NULL, CD_ERR_FORMAT, "%s %zu ('%s') contains a NUL byte", what, idx, c);
     if (!cd_st_utf8_valid_at(s, (size_t)n, &bad)) {
         char pr[CD_ST_PRINT_MAX];
         for (char *q = c; *q; q++) /* the message itself stays valid UTF-8 */
@@ -147,6 +145,8 @@ static cd_status read_name(gg_parse *p, const char *what, size_t idx, char **out
         return gg_fail(p, NULL, CD_ERR_FORMAT, "%s %zu ('%s') is not valid UTF-8 (byte %zu)", what, idx,
                        cd_st_printable(c, pr, sizeof pr), bad);
     }
+    if (memchr(s, 0, (size_t)n)) /* checked after UTF-8: the part printed (up to the NUL) is then valid */
+        return gg_fail(p, NULL, CD_ERR_FORMAT, "%s %zu ('%s') contains a NUL byte", what, idx, c);
     return CD_OK;
 }
 
