@@ -1,6 +1,6 @@
 # cleardit — plain Makefile. `make` builds build/cleardit and build/libcleardit.a;
 # `make test` builds and runs every test; `make sanitize` runs the same tests under ASan + UBSan;
-# `make bench` runs the benchmarks; `make fuzz-run` fuzzes the safetensors reader (clang, libFuzzer).
+# `make bench` runs the benchmarks; `make fuzz-run` fuzzes the safetensors and GGUF readers (clang, libFuzzer).
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
@@ -159,22 +159,29 @@ $(BUILD)/bench_qlinear: $(BUILD)/obj/bench/qlinear.o $(BUILD)/libcleardit.a
 bench-qlinear: $(BUILD)/bench_qlinear
 	$(BUILD)/bench_qlinear
 
-# libFuzzer target of the safetensors reader and checkpoint indexes (fuzz/fuzz_safetensors.c).
-# fuzz-run works on a copy of the committed seeds (new inputs go to build-fuzz/corpus, crashes
-# to build-fuzz/crashes/); a crash fails the run. FUZZ_SECONDS bounds the time.
+# libFuzzer targets: the safetensors reader and checkpoint indexes (fuzz/fuzz_safetensors.c) and
+# the GGUF reader (fuzz/fuzz_gguf.c). fuzz-run works on copies of the committed seeds (new inputs
+# go to build-fuzz/corpus*, crashes to build-fuzz/crashes/); a crash fails the run. FUZZ_SECONDS
+# bounds the total time: each target gets half.
 FUZZ_SECONDS ?= 60
+FUZZ_EACH = $$(( $(FUZZ_SECONDS) / 2 ))
+FUZZ_OPTS = -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/
 $(BUILD)/fuzz_safetensors: fuzz/fuzz_safetensors.c $(BUILD)/libcleardit.a
+	$(CC) $(BASE) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
+$(BUILD)/fuzz_gguf: fuzz/fuzz_gguf.c $(BUILD)/libcleardit.a
 	$(CC) $(BASE) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 fuzz:
-	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 SAN=fuzz OMP= CUDA=0 MPI=0 build-fuzz/fuzz_safetensors
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 SAN=fuzz OMP= CUDA=0 MPI=0 build-fuzz/fuzz_safetensors \
+	    build-fuzz/fuzz_gguf
 
 fuzz-run: fuzz
-	rm -rf build-fuzz/corpus build-fuzz/crashes
-	mkdir -p build-fuzz/corpus build-fuzz/crashes
+	rm -rf build-fuzz/corpus build-fuzz/corpus_gguf build-fuzz/crashes
+	mkdir -p build-fuzz/corpus build-fuzz/corpus_gguf build-fuzz/crashes
 	cp fuzz/corpus/* build-fuzz/corpus/
-	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/ build-fuzz/corpus
+	cp fuzz/corpus_gguf/* build-fuzz/corpus_gguf/
+	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_EACH) $(FUZZ_OPTS) build-fuzz/corpus
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_EACH) $(FUZZ_OPTS) build-fuzz/corpus_gguf
 
 # The kernel lab (lab/): each kernel version validated against the CPU reference, then timed
 # (needs a GPU; scripts/gpu-check.sh runs it). The versions that do not ship are compiled here
