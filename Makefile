@@ -27,8 +27,8 @@ LDLIBS   = -ljansson -lpng -lz -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -
 LDFLAGS += $(OMP) $(LDSAN)
 
 # Per-ISA kernel objects: the same source compiled for each path, chosen at run time.
-ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mprefer-vector-width=512
-ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma
+ISA_AVX512 = -ffp-contract=fast -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mavx2 -mf16c -mprefer-vector-width=512
+ISA_AVX2   = -ffp-contract=fast -mavx2 -mfma -mf16c
 
 LIB_SRC  = $(sort $(wildcard src/util/*.c src/text/*.c src/quant/*.c src/ops/*.c src/io/*.c src/model/*.c src/pipeline/*.c src/train/*.c src/backend/*.c src/backend/cpu/*.c) \
              $(filter-out src/parallel/comm_%.c src/parallel/nccl_%.c,$(wildcard src/parallel/*.c)))

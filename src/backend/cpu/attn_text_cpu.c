@@ -39,7 +39,8 @@ cd_status cd_cpu_attention_bias(cd_ctx *ctx, const cd_attn_bias_desc *d, const f
 #ifdef _OPENMP
         float *s = work + (size_t)omp_get_thread_num() * strip;
 #else
-        float *s = work;
+        float *s = work; /* one thread: one strip */
+        (void)strip;
 #endif
         float *acc = s + n;
 #pragma omp for schedule(dynamic, 16)
