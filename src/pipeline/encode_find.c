@@ -11,18 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-static int is_file(const char *p) {
-    struct stat st;
-    return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-static int ends_with(const char *s, const char *suffix) {
-    const size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 static const char *base_name(const char *p) {
     const char *b = strrchr(p, '/');
     return b ? b + 1 : p;
@@ -31,7 +19,7 @@ static const char *base_name(const char *p) {
 /* dir/name (dir = the directory of `path` when path is a file), malloc'd, or NULL. */
 static char *join_near(const char *path, const char *name) {
     const char *slash = strrchr(path, '/');
-    const int dir = is_dir(path);
+    const int dir = cd_path_is_dir(path);
     const size_t dl = dir ? strlen(path) : slash ? (size_t)(slash - path) : 1;
     const char *d = dir || slash ? path : ".";
     char *r = malloc(dl + strlen(name) + 2);
@@ -56,7 +44,7 @@ void cd_enc_paths_free(cd_enc_paths *ps) {
 
 /* A tokenizer given as a folder becomes the file in it (model_dir.c's rules); a file stays. */
 static cd_status tokenizer_file(cd_ctx *ctx, cd_tokenizer_kind kind, char **tok, char **merges) {
-    if (!is_dir(*tok)) return CD_OK;
+    if (!cd_path_is_dir(*tok)) return CD_OK;
     char *t = NULL, *m = NULL;
     cd_status s = cd_tokenizer_in_dir(ctx, kind, *tok, &t, &m);
     if (s) return s;
@@ -108,9 +96,9 @@ cd_status cd_enc_resolve(cd_ctx *ctx, const cd_encoder_params *p, cd_enc_paths *
     if (!s && !out->t5_tok) s = cd_tokenizer_beside(ctx, CD_TOKENIZER_T5, out->t5, &out->t5_tok, NULL);
     if (!s && !out->clip_tok)
         s = cd_tokenizer_beside(ctx, CD_TOKENIZER_CLIP, out->clip, &out->clip_tok, &out->clip_merges);
-    if (!s && (!is_file(out->t5_tok) && !is_dir(out->t5_tok)))
+    if (!s && (!cd_path_is_file(out->t5_tok) && !cd_path_is_dir(out->t5_tok)))
         s = cd_set_error(ctx, CD_ERR_NOT_FOUND, "T5 tokenizer %s: no such file or folder", out->t5_tok);
-    if (!s && (!is_file(out->clip_tok) && !is_dir(out->clip_tok)))
+    if (!s && (!cd_path_is_file(out->clip_tok) && !cd_path_is_dir(out->clip_tok)))
         s = cd_set_error(ctx, CD_ERR_NOT_FOUND, "CLIP tokenizer %s: no such file or folder", out->clip_tok);
     if (!s) s = tokenizer_file(ctx, CD_TOKENIZER_CLIP, &out->clip_tok, &out->clip_merges);
     if (s) cd_enc_paths_free(out);
@@ -121,12 +109,12 @@ cd_status cd_enc_resolve(cd_ctx *ctx, const cd_encoder_params *p, cd_enc_paths *
  * spiece.model with a tokenizer.json beside it (diffusers' tokenizer_2/) reads that one. */
 cd_status cd_enc_load_spm(cd_ctx *ctx, const char *path, cd_tok_semantics sem, cd_spm **out) {
     const cd_spm_semantics ss = sem == CD_TOK_DIFFUSERS ? CD_SPM_SEMANTICS_DIFFUSERS : CD_SPM_SEMANTICS_SENTENCEPIECE;
-    if (is_dir(path)) return cd_spm_load_dir(ctx, path, ss, out);
+    if (cd_path_is_dir(path)) return cd_spm_load_dir(ctx, path, ss, out);
     char *json = NULL;
-    if (ss == CD_SPM_SEMANTICS_DIFFUSERS && !ends_with(path, ".json")) {
+    if (ss == CD_SPM_SEMANTICS_DIFFUSERS && !cd_str_ends_with(path, ".json")) {
         json = join_near(path, "tokenizer.json");
         if (!json) return cd_set_error(ctx, CD_ERR_OOM, "encoder: out of memory");
-        if (!is_file(json)) {
+        if (!cd_path_is_file(json)) {
             free(json);
             return cd_set_error(ctx, CD_ERR_UNSUPPORTED,
                                 "--tokenizer-semantics diffusers needs the T5 tokenizer.json (transformers' fast "
@@ -135,7 +123,8 @@ cd_status cd_enc_load_spm(cd_ctx *ctx, const char *path, cd_tok_semantics sem, c
         }
         path = json;
     }
-    cd_status s = ends_with(path, ".json") ? cd_spm_load_tokenizer_json(ctx, path, out) : cd_spm_load(ctx, path, out);
+    cd_status s =
+        cd_str_ends_with(path, ".json") ? cd_spm_load_tokenizer_json(ctx, path, out) : cd_spm_load(ctx, path, out);
     free(json);
     if (!s && (s = cd_spm_set_semantics(ctx, *out, ss))) {
         cd_spm_free(*out);
@@ -145,7 +134,7 @@ cd_status cd_enc_load_spm(cd_ctx *ctx, const char *path, cd_tok_semantics sem, c
 }
 
 cd_status cd_enc_load_bpe(cd_ctx *ctx, const char *path, const char *merges, cd_clip_bpe **out) {
-    if (ends_with(path, ".gz")) return cd_clip_bpe_load_gz(ctx, path, out);
+    if (cd_str_ends_with(path, ".gz")) return cd_clip_bpe_load_gz(ctx, path, out);
     if (strcmp(base_name(path), "tokenizer.json") == 0) return cd_clip_bpe_load_tokenizer_json(ctx, path, out);
     /* vocab.json: merges.txt is its sibling, as diffusers and ComfyUI store them */
     char *m = merges ? NULL : join_near(path, "merges.txt");
@@ -190,7 +179,7 @@ static int add_identity(sbuf *b, const char *tag, const char *path) {
     if (!real) return 0;
     struct stat st;
     int ok = stat(real, &st) == 0;
-    if (ok && (S_ISDIR(st.st_mode) || ends_with(real, ".index.json"))) {
+    if (ok && (S_ISDIR(st.st_mode) || cd_str_ends_with(real, ".index.json"))) {
         char *dir = S_ISDIR(st.st_mode) ? strdup(real) : join_near(real, ".");
         DIR *d = dir ? opendir(dir) : NULL;
         char **names = NULL;

@@ -30,17 +30,17 @@ static char *join(const char *dir, const char *name) {
     return p;
 }
 
-static int is_dir(const char *p) {
+int cd_path_is_dir(const char *p) {
     struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int is_file(const char *p) {
+int cd_path_is_file(const char *p) {
     struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int ends_with(const char *s, const char *suf) {
+int cd_str_ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
 }
@@ -53,7 +53,7 @@ static int has_weights(const char *dir) {
     struct dirent *e;
     while (!found && (e = readdir(d)))
         found = e->d_name[0] != '.' &&
-                (ends_with(e->d_name, ".safetensors") || ends_with(e->d_name, ".safetensors.index.json"));
+                (cd_str_ends_with(e->d_name, ".safetensors") || cd_str_ends_with(e->d_name, ".safetensors.index.json"));
     closedir(d);
     return found;
 }
@@ -110,13 +110,13 @@ cd_status cd_tokenizer_in_dir(cd_ctx *ctx, cd_tokenizer_kind kind, const char *d
     const int t5 = kind == CD_TOKENIZER_T5;
     char *p = join(dir, t5 ? "spiece.model" : "vocab.json");
     if (!p) return cd_set_error(ctx, CD_ERR_OOM, "out of memory");
-    if (is_file(p)) {
+    if (cd_path_is_file(p)) {
         if (t5) {
             *tok = p;
             return CD_OK;
         }
         char *m = join(dir, "merges.txt");
-        if (!m || !is_file(m) || !merges) {
+        if (!m || !cd_path_is_file(m) || !merges) {
             free(p);
             free(m);
             return m ? cd_set_error(ctx, CD_ERR_NOT_FOUND, "%s/vocab.json has no merges.txt beside it", dir)
@@ -128,14 +128,14 @@ cd_status cd_tokenizer_in_dir(cd_ctx *ctx, cd_tokenizer_kind kind, const char *d
     }
     free(p);
     if (!(p = join(dir, "tokenizer.json"))) return cd_set_error(ctx, CD_ERR_OOM, "out of memory");
-    if (is_file(p) && tokenizer_json_is(ctx, p, t5 ? "Unigram" : "BPE")) {
+    if (cd_path_is_file(p) && tokenizer_json_is(ctx, p, t5 ? "Unigram" : "BPE")) {
         *tok = p;
         return CD_OK;
     }
     free(p);
     if (!t5) {
         if (!(p = join(dir, "bpe_simple_vocab_16e6.txt.gz"))) return cd_set_error(ctx, CD_ERR_OOM, "out of memory");
-        if (is_file(p)) {
+        if (cd_path_is_file(p)) {
             *tok = p;
             return CD_OK;
         }
@@ -161,7 +161,7 @@ cd_status cd_tokenizer_beside(cd_ctx *ctx, cd_tokenizer_kind kind, const char *c
     const int t5 = kind == CD_TOKENIZER_T5;
     /* the checkpoint's folder: ckpt itself, or the part of the path before its last '/' */
     char *dir;
-    if (is_dir(ckpt)) {
+    if (cd_path_is_dir(ckpt)) {
         dir = strdup(ckpt);
     } else {
         const char *slash = strrchr(ckpt, '/');
@@ -185,7 +185,7 @@ cd_status cd_tokenizer_beside(cd_ctx *ctx, cd_tokenizer_kind kind, const char *c
     free(dir);
     cd_status s = cand[0] && cand[1] ? CD_ERR_NOT_FOUND : cd_set_error(ctx, CD_ERR_OOM, "out of memory");
     for (int i = 0; i < 3 && s == CD_ERR_NOT_FOUND; i++)
-        if (cand[i] && is_dir(cand[i])) s = cd_tokenizer_in_dir(ctx, kind, cand[i], tok, merges);
+        if (cand[i] && cd_path_is_dir(cand[i])) s = cd_tokenizer_in_dir(ctx, kind, cand[i], tok, merges);
     for (int i = 0; i < 3; i++) free(cand[i]);
     if (s == CD_ERR_NOT_FOUND)
         return cd_set_error(ctx, CD_ERR_NOT_FOUND, "no tokenizer beside %s: %s", ckpt, t5 ? k_t5_where : k_clip_where);
@@ -224,7 +224,7 @@ static cd_status resolve_part(cd_ctx *ctx, const char *root, const json_t *index
     char *dir = join(root, pt->key);
     if (!dir) return cd_set_error(ctx, CD_ERR_OOM, "out of memory");
     cd_status s = CD_OK;
-    if (!is_dir(dir)) {
+    if (!cd_path_is_dir(dir)) {
         s = cd_set_error(ctx, CD_ERR_NOT_FOUND, "%s is missing: expected the folder %s/ (model_index.json lists %s)",
                          pt->what, dir, cls);
     } else if (model) {
@@ -251,7 +251,7 @@ static cd_status open_pipeline(cd_ctx *ctx, const char *root, const char *index_
     const char *cls = json_string_value(json_object_get(index, "_class_name"));
     if (!json_is_object(index) || !cls) {
         s = cd_set_error(ctx, CD_ERR_FORMAT, "%s: no _class_name (not a diffusers model_index.json)", index_path);
-    } else if (strncmp(cls, "Flux", 4) || !ends_with(cls, "Pipeline")) {
+    } else if (strncmp(cls, "Flux", 4) || !cd_str_ends_with(cls, "Pipeline")) {
         s = cd_set_error(ctx, CD_ERR_UNSUPPORTED, "%s: _class_name %s is not a FLUX pipeline (Flux...Pipeline)",
                          index_path, cls);
     }
@@ -304,7 +304,7 @@ static cd_status open_transformer(cd_ctx *ctx, const char *path, int dir, cd_mod
     if (s) return s;
     if (dir && !has_weights(path)) {
         char *sub = join(path, "transformer");
-        int pipe_like = sub && is_dir(sub);
+        int pipe_like = sub && cd_path_is_dir(sub);
         free(sub);
         return pipe_like
                    ? cd_set_error(ctx, CD_ERR_NOT_FOUND,
@@ -333,7 +333,7 @@ cd_status cd_model_dir_open(cd_ctx *ctx, const char *path, cd_model_dir *out) {
         if (!index) {
             s = cd_set_error(ctx, CD_ERR_OOM, "out of memory");
         } else {
-            s = is_file(index) ? open_pipeline(ctx, path, index, out) : open_transformer(ctx, path, 1, out);
+            s = cd_path_is_file(index) ? open_pipeline(ctx, path, index, out) : open_transformer(ctx, path, 1, out);
             free(index);
         }
     } else if (S_ISREG(st.st_mode)) {

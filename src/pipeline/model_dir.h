@@ -45,6 +45,12 @@ typedef struct {
 cd_status cd_model_dir_open(cd_ctx *ctx, const char *path, cd_model_dir *out);
 void cd_model_dir_free(cd_model_dir *d); /* frees the paths and zeroes *d; NULL is fine */
 
+/* Small path questions shared with encode_find.c: 1 when p (may be NULL) is a directory / a regular
+ * file (following links); 1 when s ends with suf. */
+int cd_path_is_dir(const char *p);
+int cd_path_is_file(const char *p);
+int cd_str_ends_with(const char *s, const char *suf);
+
 typedef enum { CD_TOKENIZER_T5 = 0, CD_TOKENIZER_CLIP = 1 } cd_tokenizer_kind;
 
 /* The tokenizer file in folder `dir` (a diffusers tokenizer/ or tokenizer_2/ folder, ComfyUI's
